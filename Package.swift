@@ -1,0 +1,88 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Ledgerflow",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ledgerflow", targets: ["ledgerflow"]),
+        .executable(name: "ledgerflow-bench", targets: ["LedgerBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    ],
+    targets: [
+        // C libraries, reached through system-library targets.
+        .systemLibrary(name: "CNATS", path: "Sources/CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
+        .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+
+        // Pure domain: events, envelope codec, flow definitions, templates, the run fold and decider. No I/O.
+        .target(name: "LedgerCore", swiftSettings: strict),
+        // Read models as pure folds over the log (run status, flow versions, dedup).
+        .target(name: "LedgerProjections", dependencies: ["LedgerCore"], path: "projections", swiftSettings: strict),
+        // Adapters: the only targets that import the C libraries.
+        .target(
+            name: "LedgerNATS",
+            dependencies: ["CNATS", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(name: "LedgerLMDB", dependencies: ["CLMDB"], swiftSettings: strict),
+        // The ledger (log + projectors), the engine, the simulators and the local nats-server launcher.
+        .target(
+            name: "LedgerEngine",
+            dependencies: [
+                "LedgerCore", "LedgerProjections", "LedgerNATS", "LedgerLMDB",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "LedgerAPI",
+            dependencies: [
+                "LedgerCore", "LedgerProjections", "LedgerEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "ledgerflow",
+            dependencies: [
+                "LedgerCore", "LedgerEngine", "LedgerAPI", "LedgerNATS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "LedgerBench",
+            dependencies: [
+                "LedgerCore", "LedgerEngine", "LedgerNATS", "LedgerLMDB", "LedgerAPI", "LedgerProjections",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "tools/LedgerBench",
+            swiftSettings: strict),
+
+        .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerProjections"], swiftSettings: strict),
+        .testTarget(
+            name: "LedgerIntegrationTests",
+            dependencies: [
+                "LedgerCore", "LedgerProjections", "LedgerNATS", "LedgerLMDB", "LedgerEngine", "LedgerAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+    ]
+)

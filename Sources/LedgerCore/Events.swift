@@ -1,0 +1,416 @@
+/// `data` of `AssistantCommandIssued` (SPEC §3).
+public struct AssistantCommandIssued: Codable, Sendable, Equatable {
+    public struct User: Codable, Sendable, Equatable {
+        public var id: String
+        public init(id: String) { self.id = id }
+    }
+    public struct Channel: Codable, Sendable, Equatable {
+        public var type: String
+        public var conversation_id: String
+        public init(type: String, conversation_id: String) {
+            self.type = type
+            self.conversation_id = conversation_id
+        }
+    }
+    public var message_id: String
+    public var intent: String
+    public var entities: JSONValue
+    public var user: User
+    public var channel: Channel
+    public var signal_id: String?
+
+    public init(
+        message_id: String, intent: String, entities: JSONValue, user: User, channel: Channel, signal_id: String? = nil
+    ) {
+        self.message_id = message_id
+        self.intent = intent
+        self.entities = entities
+        self.user = user
+        self.channel = channel
+        self.signal_id = signal_id
+    }
+}
+
+public enum RunMode: String, Codable, Sendable {
+    case live = "live_run"
+    case dry = "dry_run"
+}
+
+/// What started a run.
+public struct RunTrigger: Codable, Sendable, Equatable {
+    /// `event`, `manual` or `schedule`.
+    public var kind: String
+    public var event_type: String?
+    public var event_id: String?
+    /// The stream sequence of the triggering message, when it is in the log.
+    public var sequence: UInt64?
+    /// The triggering event's `data` (what `{{trigger...}}` reads).
+    public var data: JSONValue?
+
+    public init(kind: String, event_type: String? = nil, event_id: String? = nil, sequence: UInt64? = nil, data: JSONValue? = nil) {
+        self.kind = kind
+        self.event_type = event_type
+        self.event_id = event_id
+        self.sequence = sequence
+        self.data = data
+    }
+}
+
+public struct FlowRunStarted: Codable, Sendable, Equatable {
+    public var run_id: String
+    public var flow_id: String
+    public var flow_version: Int
+    public var definition_hash: String
+    public var mode: RunMode
+    public var trigger: RunTrigger
+    public var actor: String
+    public var input: JSONValue
+    /// The steps of the pinned definition, in definition order.
+    public var step_ids: [String]
+    /// `signal_id` (else the inbound event id, else the manual idempotency key): one run per flow and key, ever.
+    public var dedup_key: String?
+    public var message_id: String?
+    public var channel: JSONValue?
+
+    public init(
+        run_id: String, flow_id: String, flow_version: Int, definition_hash: String, mode: RunMode, trigger: RunTrigger,
+        actor: String, input: JSONValue, step_ids: [String], dedup_key: String?, message_id: String?, channel: JSONValue?
+    ) {
+        self.run_id = run_id
+        self.flow_id = flow_id
+        self.flow_version = flow_version
+        self.definition_hash = definition_hash
+        self.mode = mode
+        self.trigger = trigger
+        self.actor = actor
+        self.input = input
+        self.step_ids = step_ids
+        self.dedup_key = dedup_key
+        self.message_id = message_id
+        self.channel = channel
+    }
+}
+
+public struct StepAttemptStarted: Codable, Sendable, Equatable {
+    public var step_id: String
+    public var attempt: Int
+    public var idempotency_key: String
+    /// For steps answered by another service: the command's id, which its answer carries back.
+    public var command_id: String?
+    public var started_at: String
+    /// The step's rendered `with`.
+    public var request: JSONValue?
+
+    public init(step_id: String, attempt: Int, idempotency_key: String, command_id: String?, started_at: String, request: JSONValue?) {
+        self.step_id = step_id
+        self.attempt = attempt
+        self.idempotency_key = idempotency_key
+        self.command_id = command_id
+        self.started_at = started_at
+        self.request = request
+    }
+}
+
+public struct StepAttemptSucceeded: Codable, Sendable, Equatable {
+    public var step_id: String
+    public var attempt: Int
+    public var output: JSONValue
+    public var started_at: String
+    public var finished_at: String
+    /// The stream sequence of the answer this outcome came from, when another service answered.
+    public var source_sequence: UInt64?
+
+    public init(step_id: String, attempt: Int, output: JSONValue, started_at: String, finished_at: String, source_sequence: UInt64? = nil) {
+        self.step_id = step_id
+        self.attempt = attempt
+        self.output = output
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.source_sequence = source_sequence
+    }
+}
+
+/// An error of a step attempt: a stable kind, a message for people, and whether a retry may help.
+public struct StepError: Codable, Sendable, Equatable, Error {
+    public var kind: String
+    public var message: String
+    public var retryable: Bool
+
+    public init(kind: String, message: String, retryable: Bool) {
+        self.kind = kind
+        self.message = message
+        self.retryable = retryable
+    }
+}
+
+public struct StepAttemptFailed: Codable, Sendable, Equatable {
+    public var step_id: String
+    public var attempt: Int
+    public var error: StepError
+    public var started_at: String
+    public var finished_at: String
+    /// When the next attempt is due; absent when the step has failed for good.
+    public var retry_at: String?
+    public var source_sequence: UInt64?
+
+    public init(
+        step_id: String, attempt: Int, error: StepError, started_at: String, finished_at: String, retry_at: String?,
+        source_sequence: UInt64? = nil
+    ) {
+        self.step_id = step_id
+        self.attempt = attempt
+        self.error = error
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.retry_at = retry_at
+        self.source_sequence = source_sequence
+    }
+}
+
+public struct StepSkipped: Codable, Sendable, Equatable {
+    public var step_id: String
+    public var reason: String
+    public init(step_id: String, reason: String) {
+        self.step_id = step_id
+        self.reason = reason
+    }
+}
+
+public struct RunError: Codable, Sendable, Equatable {
+    public var code: String
+    public var message: String
+    public var step_id: String?
+    public init(code: String, message: String, step_id: String? = nil) {
+        self.code = code
+        self.message = message
+        self.step_id = step_id
+    }
+}
+
+public struct FlowRunSucceeded: Codable, Sendable, Equatable {
+    public var output: JSONValue
+    public init(output: JSONValue) { self.output = output }
+}
+
+public struct FlowRunFailed: Codable, Sendable, Equatable {
+    public var error: RunError
+    public init(error: RunError) { self.error = error }
+}
+
+/// `data` of `FlowOutputProduced` (SPEC §3).
+public struct FlowOutputProduced: Codable, Sendable, Equatable {
+    public var run_id: String
+    public var flow_id: String
+    public var flow_version: Int
+    public var message_id: String?
+    public var channel: JSONValue?
+    public var text: String?
+    public var data: JSONValue?
+
+    public init(run_id: String, flow_id: String, flow_version: Int, message_id: String?, channel: JSONValue?, text: String?, data: JSONValue?) {
+        self.run_id = run_id
+        self.flow_id = flow_id
+        self.flow_version = flow_version
+        self.message_id = message_id
+        self.channel = channel
+        self.text = text
+        self.data = data
+    }
+}
+
+/// A flow definition as registered: `FlowRegistered` (version 1) and `FlowVersionCreated` (later versions).
+public struct FlowVersionRecorded: Codable, Sendable, Equatable {
+    public var flow_id: String
+    public var version: Int
+    public var definition: JSONValue
+    public var definition_hash: String
+    public var actor: String
+    public var based_on: Int?
+    public var summary: String?
+
+    public init(flow_id: String, version: Int, definition: JSONValue, definition_hash: String, actor: String, based_on: Int? = nil, summary: String? = nil) {
+        self.flow_id = flow_id
+        self.version = version
+        self.definition = definition
+        self.definition_hash = definition_hash
+        self.actor = actor
+        self.based_on = based_on
+        self.summary = summary
+    }
+}
+
+/// `FlowActivated` / `FlowDeactivated`.
+public struct FlowStatusChanged: Codable, Sendable, Equatable {
+    public var flow_id: String
+    public var version: Int
+    public var actor: String
+    public var status: String
+    public init(flow_id: String, version: Int, actor: String, status: String) {
+        self.flow_id = flow_id
+        self.version = version
+        self.actor = actor
+        self.status = status
+    }
+}
+
+/// An inbound message that was refused; the message itself stays in the log at `sequence`.
+public struct InboundMessageRejected: Codable, Sendable, Equatable {
+    public var subject: String
+    public var sequence: UInt64?
+    public var reason: String
+    /// The message as received (UTF-8 text, or base64 when it was not text), at most 64 KiB.
+    public var payload: String
+    public var payload_encoding: String
+
+    public init(subject: String, sequence: UInt64?, reason: String, payload: [UInt8]) {
+        self.subject = subject
+        self.sequence = sequence
+        self.reason = reason
+        let kept = Array(payload.prefix(65_536))
+        if let text = String(validating: kept, as: UTF8.self) {
+            self.payload = text
+            self.payload_encoding = "utf-8"
+        } else {
+            self.payload = Base64.encode(kept)
+            self.payload_encoding = "base64"
+        }
+    }
+}
+
+enum Base64 {
+    static func encode(_ bytes: [UInt8]) -> String {
+        let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        var out = [UInt8]()
+        var i = 0
+        while i < bytes.count {
+            let b0 = bytes[i]
+            let b1 = i + 1 < bytes.count ? bytes[i + 1] : 0
+            let b2 = i + 2 < bytes.count ? bytes[i + 2] : 0
+            out.append(table[Int(b0 >> 2)])
+            out.append(table[Int((b0 & 3) << 4 | b1 >> 4)])
+            out.append(i + 1 < bytes.count ? table[Int((b1 & 15) << 2 | b2 >> 6)] : UInt8(ascii: "="))
+            out.append(i + 2 < bytes.count ? table[Int(b2 & 63)] : UInt8(ascii: "="))
+            i += 3
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// One event of the engine's own subjects, decoded once with a typed body.
+public struct LedgerEvent: Decodable, Sendable {
+    public enum Body: Sendable {
+        case flowVersionRecorded(FlowVersionRecorded)
+        case flowStatusChanged(FlowStatusChanged)
+        case runStarted(FlowRunStarted)
+        case stepAttemptStarted(StepAttemptStarted)
+        case stepAttemptSucceeded(StepAttemptSucceeded)
+        case stepAttemptFailed(StepAttemptFailed)
+        case stepSkipped(StepSkipped)
+        case runSucceeded(FlowRunSucceeded)
+        case runFailed(FlowRunFailed)
+        case rejected(InboundMessageRejected)
+        /// A type this version does not fold (kept in the log, ignored by the models).
+        case other
+    }
+
+    public var id: String
+    public var type: String
+    public var time: String
+    public var runid: String?
+    public var flowid: String?
+    public var body: Body
+
+    enum CodingKeys: String, CodingKey {
+        case id, type, time, runid, flowid, data
+    }
+
+    public init(id: String, type: String, time: String, runid: String? = nil, flowid: String? = nil, body: Body) {
+        self.id = id
+        self.type = type
+        self.time = time
+        self.runid = runid
+        self.flowid = flowid
+        self.body = body
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        type = try c.decode(String.self, forKey: .type)
+        time = try c.decodeIfPresent(String.self, forKey: .time) ?? ""
+        runid = try c.decodeIfPresent(String.self, forKey: .runid)
+        flowid = try c.decodeIfPresent(String.self, forKey: .flowid)
+        switch type {
+        case EventType.flowRegistered, EventType.flowVersionCreated:
+            body = .flowVersionRecorded(try c.decode(FlowVersionRecorded.self, forKey: .data))
+        case EventType.flowActivated, EventType.flowDeactivated:
+            body = .flowStatusChanged(try c.decode(FlowStatusChanged.self, forKey: .data))
+        case EventType.runStarted: body = .runStarted(try c.decode(FlowRunStarted.self, forKey: .data))
+        case EventType.stepAttemptStarted: body = .stepAttemptStarted(try c.decode(StepAttemptStarted.self, forKey: .data))
+        case EventType.stepAttemptSucceeded:
+            body = .stepAttemptSucceeded(try c.decode(StepAttemptSucceeded.self, forKey: .data))
+        case EventType.stepAttemptFailed: body = .stepAttemptFailed(try c.decode(StepAttemptFailed.self, forKey: .data))
+        case EventType.stepSkipped: body = .stepSkipped(try c.decode(StepSkipped.self, forKey: .data))
+        case EventType.runSucceeded: body = .runSucceeded(try c.decode(FlowRunSucceeded.self, forKey: .data))
+        case EventType.runFailed: body = .runFailed(try c.decode(FlowRunFailed.self, forKey: .data))
+        case EventType.messageRejected: body = .rejected(try c.decode(InboundMessageRejected.self, forKey: .data))
+        default: body = .other
+        }
+    }
+}
+
+extension LedgerEvent.Body {
+    /// The event's `type`.
+    public var type: String {
+        switch self {
+        case .flowVersionRecorded(let e): return e.version == 1 ? EventType.flowRegistered : EventType.flowVersionCreated
+        case .flowStatusChanged(let e): return e.status == "active" ? EventType.flowActivated : EventType.flowDeactivated
+        case .runStarted: return EventType.runStarted
+        case .stepAttemptStarted: return EventType.stepAttemptStarted
+        case .stepAttemptSucceeded: return EventType.stepAttemptSucceeded
+        case .stepAttemptFailed: return EventType.stepAttemptFailed
+        case .stepSkipped: return EventType.stepSkipped
+        case .runSucceeded: return EventType.runSucceeded
+        case .runFailed: return EventType.runFailed
+        case .rejected: return EventType.messageRejected
+        case .other: return "Unknown"
+        }
+    }
+
+    /// The step the event is about, when there is one.
+    public var stepID: String? {
+        switch self {
+        case .stepAttemptStarted(let e): return e.step_id
+        case .stepAttemptSucceeded(let e): return e.step_id
+        case .stepAttemptFailed(let e): return e.step_id
+        case .stepSkipped(let e): return e.step_id
+        default: return nil
+        }
+    }
+
+    /// Encodes the body as a CloudEvent (encoded once, here, for the append).
+    public func encode(
+        id: String, time: String, runid: String?, flowid: String?, flowversion: Int?, correlationid: String? = nil,
+        causationid: String? = nil, codec: EventCodec
+    ) throws -> [UInt8] {
+        func event<P: Codable & Sendable>(_ data: P) throws -> [UInt8] {
+            try codec.encode(
+                CloudEvent(
+                    id: id, type: type, time: time, runid: runid, flowid: flowid, flowversion: flowversion, stepid: stepID,
+                    correlationid: correlationid, causationid: causationid, data: data))
+        }
+        switch self {
+        case .flowVersionRecorded(let e): return try event(e)
+        case .flowStatusChanged(let e): return try event(e)
+        case .runStarted(let e): return try event(e)
+        case .stepAttemptStarted(let e): return try event(e)
+        case .stepAttemptSucceeded(let e): return try event(e)
+        case .stepAttemptFailed(let e): return try event(e)
+        case .stepSkipped(let e): return try event(e)
+        case .runSucceeded(let e): return try event(e)
+        case .runFailed(let e): return try event(e)
+        case .rejected(let e): return try event(e)
+        case .other: return try event(JSONValue.null)
+        }
+    }
+}

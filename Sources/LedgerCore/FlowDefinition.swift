@@ -1,0 +1,204 @@
+/// A flow definition (SPEC §5). Field names are the contract.
+public struct FlowDefinition: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String?
+    public var description: String?
+    public var trigger: FlowTrigger?
+    /// `user` (on behalf of the triggering user) or `service` (the engine's own credentials).
+    public var run_as: String?
+    public var inputs: [String: InputSpec]?
+    public var defaults: StepDefaults?
+    public var steps: [StepDefinition]
+    public var output: JSONValue?
+
+    public init(
+        id: String, name: String? = nil, trigger: FlowTrigger? = nil, run_as: String? = nil,
+        inputs: [String: InputSpec]? = nil, defaults: StepDefaults? = nil, steps: [StepDefinition], output: JSONValue? = nil
+    ) {
+        self.id = id
+        self.name = name
+        self.trigger = trigger
+        self.run_as = run_as
+        self.inputs = inputs
+        self.defaults = defaults
+        self.steps = steps
+        self.output = output
+    }
+
+    public func step(_ id: String) -> StepDefinition? { steps.first { $0.id == id } }
+}
+
+public struct FlowTrigger: Codable, Sendable, Equatable {
+    public var event: String?
+    public var intent: String?
+    /// Further conditions on the event: `{"data.path": value}`.
+    public var match: [String: JSONValue]?
+    public var cron: String?
+    public var timezone: String?
+    public var interval: String?
+    public var manual: Bool?
+
+    public init(event: String? = nil, intent: String? = nil, match: [String: JSONValue]? = nil) {
+        self.event = event
+        self.intent = intent
+        self.match = match
+    }
+
+    /// Whether an inbound event of `type` with `data` starts this flow.
+    public func matches(type: String, data: JSONValue) -> Bool {
+        guard let event, event == type else { return false }
+        if let intent, data["intent"]?.stringValue != intent { return false }
+        for (path, expected) in match ?? [:] {
+            let relative = path.hasPrefix("data.") ? String(path.dropFirst(5)) : path
+            if data[path: relative] != expected { return false }
+        }
+        return true
+    }
+}
+
+public struct InputSpec: Codable, Sendable, Equatable {
+    /// `string`, `number`, `integer`, `boolean`, `object`, `array` or `any`.
+    public var type: String?
+    public var required: Bool?
+    public var `default`: JSONValue?
+    public var description: String?
+}
+
+public struct RetryPolicy: Codable, Sendable, Equatable {
+    public var max_attempts: Int?
+    /// `exponential` (default) or `fixed`.
+    public var backoff: String?
+    public var initial_ms: Int?
+    public var max_ms: Int?
+    /// Full jitter on each delay (default true).
+    public var jitter: Bool?
+    /// Error kinds never retried (besides errors that say they are not retryable).
+    public var non_retryable: [String]?
+
+    public init(max_attempts: Int? = nil, backoff: String? = nil, initial_ms: Int? = nil, max_ms: Int? = nil, jitter: Bool? = nil, non_retryable: [String]? = nil) {
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.initial_ms = initial_ms
+        self.max_ms = max_ms
+        self.jitter = jitter
+        self.non_retryable = non_retryable
+    }
+
+    /// The delay before attempt `attempt + 1`, given `random` in 0..<1 for the jitter.
+    public func delayMillis(after attempt: Int, random: Double) -> Int {
+        let initial = Double(initial_ms ?? 200)
+        let cap = Double(max_ms ?? 30_000)
+        let base = backoff == "fixed" ? initial : initial * pow2(attempt - 1)
+        let bounded = min(cap, base)
+        guard jitter ?? true else { return Int(bounded) }
+        // "Equal jitter": half fixed, half random, so a retry never fires at once.
+        return Int(bounded / 2 + bounded / 2 * random)
+    }
+
+    private func pow2(_ n: Int) -> Double {
+        var v = 1.0
+        for _ in 0..<max(0, min(n, 60)) { v *= 2 }
+        return v
+    }
+}
+
+public struct StepDefaults: Codable, Sendable, Equatable {
+    public var retry: RetryPolicy?
+    public var timeout_sec: Double?
+    public init(retry: RetryPolicy? = nil, timeout_sec: Double? = nil) {
+        self.retry = retry
+        self.timeout_sec = timeout_sec
+    }
+}
+
+public struct CompensationDefinition: Codable, Sendable, Equatable {
+    public var action: String
+    public var with: JSONValue?
+}
+
+public struct StepDefinition: Codable, Sendable, Equatable {
+    public var id: String
+    public var action: String
+    public var with: JSONValue?
+    public var depends_on: [String]?
+    public var when: String?
+    public var retry: RetryPolicy?
+    public var timeout_sec: Double?
+    public var compensate: CompensationDefinition?
+
+    public init(
+        id: String, action: String, with: JSONValue? = nil, depends_on: [String]? = nil, when: String? = nil,
+        retry: RetryPolicy? = nil, timeout_sec: Double? = nil, compensate: CompensationDefinition? = nil
+    ) {
+        self.id = id
+        self.action = action
+        self.with = with
+        self.depends_on = depends_on
+        self.when = when
+        self.retry = retry
+        self.timeout_sec = timeout_sec
+        self.compensate = compensate
+    }
+
+    public var dependencies: [String] { depends_on ?? [] }
+}
+
+/// How an action is carried out.
+public enum ActionKind: Sendable, Equatable {
+    /// Computed inside the engine from the rendered `with` (no side effect).
+    case local
+    /// A command published on `subject`, answered by another service on an event subject.
+    case command(subject: String, type: String)
+    /// A synchronous request/reply on `subject`.
+    case request(subject: String)
+    /// A side effect performed by the engine itself (HTTP, publishing an event).
+    case effect
+    /// Waits (`delay`).
+    case timer
+}
+
+/// What the engine knows about an action: how it runs and what its `with` needs.
+public struct ActionSpec: Sendable {
+    public var name: String
+    public var kind: ActionKind
+    public var required: [String]
+    /// Whether a dry run must simulate it instead of calling out.
+    public var sideEffect: Bool
+
+    public init(name: String, kind: ActionKind, required: [String] = [], sideEffect: Bool) {
+        self.name = name
+        self.kind = kind
+        self.required = required
+        self.sideEffect = sideEffect
+    }
+}
+
+/// The actions a definition may name.
+public struct ActionRegistry: Sendable {
+    public private(set) var actions: [String: ActionSpec]
+
+    public init(_ actions: [ActionSpec]) {
+        self.actions = Dictionary(actions.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
+    }
+
+    public subscript(name: String) -> ActionSpec? { actions[name] }
+
+    /// The built-in actions (SPEC §5).
+    public static let builtIn = ActionRegistry([
+        ActionSpec(
+            name: "calendar.schedule_event", kind: .command(subject: Subjects.calendarSchedule, type: EventType.calendarSchedule),
+            required: ["title", "start"], sideEffect: true),
+        ActionSpec(
+            name: "calendar.update_event", kind: .command(subject: Subjects.calendarUpdate, type: EventType.calendarUpdate),
+            required: ["event_id"], sideEffect: true),
+        ActionSpec(
+            name: "calendar.cancel_event", kind: .command(subject: Subjects.calendarCancel, type: EventType.calendarCancel),
+            required: ["event_id"], sideEffect: true),
+        ActionSpec(name: "discovery.search", kind: .request(subject: Subjects.discoverySearch), required: ["query"], sideEffect: false),
+        ActionSpec(name: "http.request", kind: .effect, required: ["method", "url"], sideEffect: true),
+        ActionSpec(name: "delay", kind: .timer, required: [], sideEffect: false),
+        ActionSpec(name: "transform", kind: .local, required: ["value"], sideEffect: false),
+        ActionSpec(name: "notify", kind: .effect, required: ["message"], sideEffect: true),
+        ActionSpec(name: "emit", kind: .effect, required: ["subject", "type"], sideEffect: true),
+    ])
+}

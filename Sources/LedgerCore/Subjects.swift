@@ -1,0 +1,74 @@
+/// The subjects of SPEC §3 and the engine's own (documented in README "The log").
+public enum Subjects {
+    public static let assistantCommandIssued = "assistant.command.issued"
+    public static let flowRunRequest = "automation.flow.run"
+    public static let calendarSchedule = "calendar.command.schedule_event"
+    public static let calendarUpdate = "calendar.command.update_event"
+    public static let calendarCancel = "calendar.command.cancel_event"
+    public static let calendarCommands = "calendar.command.>"
+    public static let calendarEvents = "calendar.event.>"
+    public static let calendarCreated = "calendar.event.created"
+    public static let calendarUpdated = "calendar.event.updated"
+    public static let calendarCanceled = "calendar.event.canceled"
+    public static let calendarCreateFailed = "calendar.event.create_failed"
+    public static let discoverySearch = "discovery.search"
+    public static let outputProduced = "automation.output.produced"
+    public static let notificationSend = "notifications.command.send"
+
+    /// Every event of one run: the run's own subject, so `Nats-Expected-Last-Subject-Sequence` orders its decisions.
+    public static func run(_ runID: String) -> String { "ledger.run.\(runID)" }
+    public static let runPrefix = "ledger.run."
+    /// Every event of one flow's definition (registration, versions, activation).
+    public static func flow(_ flowID: String) -> String { "ledger.flow.\(flowID)" }
+    public static let flowPrefix = "ledger.flow."
+    /// Inbound messages that were refused, with the reason.
+    public static let rejected = "ledger.rejected"
+    /// Requests and replies of request/reply subjects, recorded as events (`ledger.request.<kind>`).
+    public static func requestRecord(_ kind: String) -> String { "ledger.request.\(kind)" }
+
+    /// The subjects the stream captures.
+    public static let streamSubjects = [
+        "ledger.>", assistantCommandIssued, calendarCommands, calendarEvents, outputProduced, notificationSend,
+    ]
+
+    /// The inbound subjects the engine consumes.
+    public static let engineInbound = [assistantCommandIssued, calendarEvents]
+
+    /// Whether `token` can be used as one subject token (flow ids, run ids, step ids).
+    public static func isValidToken(_ token: String) -> Bool {
+        !token.isEmpty && token.count <= 128
+            && token.unicodeScalars.allSatisfy { s in
+                (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9") || s == "-" || s == "_"
+            }
+    }
+}
+
+/// The `type` strings of every event Ledgerflow reads or writes.
+public enum EventType {
+    // Inbound (SPEC §3)
+    public static let assistantCommandIssued = "AssistantCommandIssued"
+    public static let flowRunRequested = "FlowRunRequested"
+    public static let calendarCreated = "CalendarEvent.Created"
+    public static let calendarUpdated = "CalendarEvent.Updated"
+    public static let calendarCanceled = "CalendarEvent.Canceled"
+    public static let calendarCreateFailed = "CalendarEvent.CreateFailed"
+    // Outbound (SPEC §3)
+    public static let calendarSchedule = "CalendarCommand.ScheduleEvent"
+    public static let calendarUpdate = "CalendarCommand.UpdateEvent"
+    public static let calendarCancel = "CalendarCommand.CancelEvent"
+    public static let outputProduced = "FlowOutputProduced"
+    public static let notificationRequested = "NotificationRequested"
+    // The engine's own
+    public static let flowRegistered = "FlowRegistered"
+    public static let flowVersionCreated = "FlowVersionCreated"
+    public static let flowActivated = "FlowActivated"
+    public static let flowDeactivated = "FlowDeactivated"
+    public static let runStarted = "FlowRunStarted"
+    public static let stepAttemptStarted = "StepAttemptStarted"
+    public static let stepAttemptSucceeded = "StepAttemptSucceeded"
+    public static let stepAttemptFailed = "StepAttemptFailed"
+    public static let stepSkipped = "StepSkipped"
+    public static let runSucceeded = "FlowRunSucceeded"
+    public static let runFailed = "FlowRunFailed"
+    public static let messageRejected = "InboundMessageRejected"
+}

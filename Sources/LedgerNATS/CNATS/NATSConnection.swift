@@ -1,0 +1,237 @@
+import Dispatch
+import CNATS
+public import Logging
+import Synchronization
+
+/// Opens the C library once per process.
+enum NATSLibrary {
+    static let opened: Bool = {
+        nats_Open(-1) == NATS_OK
+    }()
+}
+
+/// Reads the calling thread's last cnats error; call it in the same synchronous function as the failing call.
+func natsLastError(_ status: natsStatus, _ context: String, file: String = #fileID, line: Int = #line) -> NATSError {
+    var text = ""
+    if let cText = nats_GetLastError(nil) {
+        text = String(cString: cText)
+    }
+    if text.isEmpty, let statusText = natsStatus_GetText(status) {
+        text = String(cString: statusText)
+    }
+    return NATSError(status: Int32(status.rawValue), message: "\(context): \(text)", file: file, line: line)
+}
+
+/// Runs blocking C calls on threads of their own, never on Swift's cooperative pool.
+enum NATSBlocking {
+    static let shared = DispatchQueue(label: "ledgerflow.nats.blocking", attributes: .concurrent)
+
+    static func run<T: Sendable>(on queue: DispatchQueue? = nil, _ body: @escaping @Sendable () throws -> T)
+        async throws -> T
+    {
+        try await withCheckedThrowingContinuation { continuation in
+            (queue ?? shared).async {
+                continuation.resume(with: Result { try body() })
+            }
+        }
+    }
+}
+
+/// Connection state changes reported by cnats on its own threads.
+final class ConnectionEvents: Sendable {
+    let connected = Atomic<Bool>(true)
+    let closing = Atomic<Bool>(false)
+    let logger: Logger
+    init(logger: Logger) { self.logger = logger }
+}
+
+/// One NATS connection (one `natsConnection*`, destroyed in `deinit`).
+public final class NATSConnection: @unchecked Sendable {
+    let handle: OpaquePointer
+    private let events: ConnectionEvents
+    private let eventsPointer: UnsafeMutableRawPointer
+    public let url: String
+    private let closed = Atomic<Bool>(false)
+
+    private init(handle: OpaquePointer, events: ConnectionEvents, eventsPointer: UnsafeMutableRawPointer, url: String) {
+        self.handle = handle
+        self.events = events
+        self.eventsPointer = eventsPointer
+        self.url = url
+    }
+
+    /// Connects (blocking work runs off the cooperative pool). Reconnects forever once connected.
+    public static func connect(url: String, name: String, logger: Logger, timeout: Duration = .seconds(5)) async throws
+        -> NATSConnection
+    {
+        try await NATSBlocking.run {
+            try connectBlocking(url: url, name: name, logger: logger, timeout: timeout)
+        }
+    }
+
+    static func connectBlocking(url: String, name: String, logger: Logger, timeout: Duration) throws -> NATSConnection {
+        guard NATSLibrary.opened else { throw NATSError(message: "the NATS C library could not be initialised") }
+        var opts: OpaquePointer?
+        var s = natsOptions_Create(&opts)
+        guard s == NATS_OK, let opts else { throw natsLastError(s, "creating NATS options") }
+        defer { natsOptions_Destroy(opts) }
+        let events = ConnectionEvents(logger: logger)
+        let eventsPointer = Unmanaged.passRetained(events).toOpaque()
+        var ok = false
+        defer { if !ok { Unmanaged<ConnectionEvents>.fromOpaque(eventsPointer).release() } }
+        s = natsOptions_SetURL(opts, url)
+        if s == NATS_OK { s = natsOptions_SetName(opts, name) }
+        if s == NATS_OK { s = natsOptions_SetTimeout(opts, Int64(timeout.components.seconds * 1000)) }
+        if s == NATS_OK { s = natsOptions_SetMaxReconnect(opts, -1) }
+        if s == NATS_OK { s = natsOptions_SetReconnectWait(opts, 250) }
+        if s == NATS_OK { s = natsOptions_SetReconnectBufSize(opts, 64 * 1024 * 1024) }
+        if s == NATS_OK {
+            s = natsOptions_SetDisconnectedCB(opts, { _, closure in
+                guard let closure else { return }
+                let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
+                events.connected.store(false, ordering: .relaxed)
+                if !events.closing.load(ordering: .relaxed) {
+                    events.logger.warning("disconnected from NATS; reconnecting")
+                }
+            }, eventsPointer)
+        }
+        if s == NATS_OK {
+            s = natsOptions_SetReconnectedCB(opts, { _, closure in
+                guard let closure else { return }
+                let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
+                events.connected.store(true, ordering: .relaxed)
+                events.logger.info("reconnected to NATS")
+            }, eventsPointer)
+        }
+        guard s == NATS_OK else { throw natsLastError(s, "setting NATS options") }
+        var conn: OpaquePointer?
+        s = natsConnection_Connect(&conn, opts)
+        guard s == NATS_OK, let conn else {
+            throw natsLastError(s, "connecting to NATS at \(url) (is nats-server running there?)")
+        }
+        ok = true
+        return NATSConnection(handle: conn, events: events, eventsPointer: eventsPointer, url: url)
+    }
+
+    deinit {
+        events.closing.store(true, ordering: .relaxed)
+        natsConnection_Destroy(handle)
+        Unmanaged<ConnectionEvents>.fromOpaque(eventsPointer).release()
+    }
+
+    /// Whether the connection is up right now (false while reconnecting or once closed).
+    public var isConnected: Bool {
+        !closed.load(ordering: .relaxed) && events.connected.load(ordering: .relaxed)
+    }
+
+    /// Closes the connection; pending work fails.
+    public func close() {
+        if closed.exchange(true, ordering: .relaxed) { return }
+        events.closing.store(true, ordering: .relaxed)
+        natsConnection_Close(handle)
+    }
+
+    /// Publishes a core NATS message (buffered by the library; does not wait for the server).
+    public func publish(subject: String, payload: [UInt8], reply: String? = nil, headers: [String: String] = [:]) throws {
+        let msg = try CNATSMessage(subject: subject, reply: reply, payload: payload)
+        for (key, value) in headers { try msg.setHeader(key, value) }
+        let s = natsConnection_PublishMsg(handle, msg.pointer)
+        guard s == NATS_OK else { throw natsLastError(s, "publishing on \(subject)") }
+    }
+
+    /// Waits until the server has processed everything published so far.
+    public func flush(timeout: Duration = .seconds(5)) async throws {
+        let ms = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        try await NATSBlocking.run { [self] in
+            let s = natsConnection_FlushTimeout(handle, ms)
+            guard s == NATS_OK else { throw natsLastError(s, "flushing the NATS connection") }
+        }
+    }
+
+    /// Sends a request and waits for its reply (off the cooperative pool).
+    public func request(subject: String, payload: [UInt8], headers: [String: String] = [:], timeout: Duration)
+        async throws -> NATSMessage
+    {
+        let ms = max(1, Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+        return try await NATSBlocking.run { [self] in
+            let msg = try CNATSMessage(subject: subject, reply: nil, payload: payload)
+            for (key, value) in headers { try msg.setHeader(key, value) }
+            var reply: OpaquePointer?
+            let s = natsConnection_RequestMsg(&reply, handle, msg.pointer, ms)
+            guard s == NATS_OK, let reply else {
+                if s == NATS_NO_RESPONDERS {
+                    throw NATSError(status: Int32(s.rawValue), message: "no service answers on \(subject)")
+                }
+                throw natsLastError(s, "request on \(subject)")
+            }
+            defer { natsMsg_Destroy(reply) }
+            return NATSMessage(copying: reply, withHeaders: true)
+        }
+    }
+
+    /// Subscribes with a callback-driven buffer; iterate the returned subscription's `messages`.
+    public func subscribe(subject: String, queue: String? = nil) throws -> NATSSubscription {
+        try NATSSubscription(connection: self, subject: subject, queue: queue)
+    }
+}
+
+/// Owns one `natsMsg*` created by Ledgerflow.
+final class CNATSMessage {
+    var pointer: OpaquePointer?
+
+    init(subject: String, reply: String?, payload: [UInt8]) throws {
+        var msg: OpaquePointer?
+        let s = payload.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(buffer.count, 1)) { chars in
+                natsMsg_Create(&msg, subject, reply, chars, Int32(buffer.count))
+            }
+        }
+        guard s == NATS_OK, let msg else { throw natsLastError(s, "creating a message for \(subject)") }
+        self.pointer = msg
+    }
+
+    func setHeader(_ key: String, _ value: String) throws {
+        let s = natsMsgHeader_Set(pointer, key, value)
+        guard s == NATS_OK else { throw natsLastError(s, "setting header \(key)") }
+    }
+
+    /// Hands the C message over to the library (which then frees it).
+    func release() -> OpaquePointer? {
+        defer { pointer = nil }
+        return pointer
+    }
+
+    deinit {
+        if let pointer { natsMsg_Destroy(pointer) }
+    }
+}
+
+extension NATSMessage {
+    /// Copies subject, reply, payload (and headers when asked) out of a C message.
+    init(copying msg: OpaquePointer, withHeaders: Bool) {
+        let subject = String(cString: natsMsg_GetSubject(msg))
+        let reply = natsMsg_GetReply(msg).map { String(cString: $0) }
+        let length = Int(natsMsg_GetDataLength(msg))
+        var payload = [UInt8]()
+        if length > 0, let data = natsMsg_GetData(msg) {
+            payload = [UInt8](UnsafeRawBufferPointer(start: data, count: length))
+        }
+        var headers: [String: String] = [:]
+        if withHeaders {
+            var keys: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+            var count: Int32 = 0
+            if natsMsgHeader_Keys(msg, &keys, &count) == NATS_OK, let keys {
+                for i in 0..<Int(count) {
+                    guard let key = keys[i] else { continue }
+                    var value: UnsafePointer<CChar>?
+                    if natsMsgHeader_Get(msg, key, &value) == NATS_OK, let value {
+                        headers[String(cString: key)] = String(cString: value)
+                    }
+                }
+                free(UnsafeMutableRawPointer(mutating: keys))
+            }
+            if natsMsg_IsNoResponders(msg) { headers["Status"] = "503" }
+        }
+        self.init(subject: subject, reply: reply, headers: headers, payload: payload)
+    }
+}

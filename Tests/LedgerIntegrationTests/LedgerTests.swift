@@ -1,0 +1,53 @@
+import Foundation
+import LedgerCore
+import LedgerEngine
+import LedgerNATS
+import Testing
+
+extension Integration {
+    @Suite struct LedgerTests {
+        @Test func appendsArePipelinedAndReadBackInOrder() async throws {
+            let ledger = try await freshLedger()
+            let messages = (0..<500).map { i in
+                OutgoingMessage(subject: Subjects.rejected, payload: Array("{\"n\":\(i)}".utf8), messageID: "m-\(i)")
+            }
+            let acks = try await ledger.append(messages).map { try $0.get() }
+            #expect(acks.map(\.sequence) == Array(1...500))
+            let read = try await ledger.read(subject: Subjects.rejected)
+            #expect(read.count == 500)
+            #expect(read.map(\.sequence) == Array(1...500))
+            #expect(String(decoding: read[41].message.payload, as: UTF8.self) == "{\"n\":41}")
+        }
+
+        @Test func aRepeatedMessageIDIsStoredOnce() async throws {
+            let ledger = try await freshLedger()
+            let first = try await ledger.append(OutgoingMessage(subject: Subjects.rejected, payload: [1], messageID: "same"))
+            let second = try await ledger.append(OutgoingMessage(subject: Subjects.rejected, payload: [2], messageID: "same"))
+            #expect(!first.duplicate)
+            #expect(second.duplicate)
+            #expect(second.sequence == first.sequence)
+            #expect(try await ledger.lastSequence() == 1)
+        }
+
+        @Test func expectedLastSubjectSequenceSerialisesARunsDecisions() async throws {
+            let ledger = try await freshLedger()
+            let subject = Subjects.run("r1")
+            let first = try await ledger.append(OutgoingMessage(subject: subject, payload: [1], expectedLastSubjectSequence: 0))
+            // Another writer that also believed the run was new is refused.
+            await #expect(throws: NATSError.self) {
+                try await ledger.append(OutgoingMessage(subject: subject, payload: [2], expectedLastSubjectSequence: 0))
+            }
+            do {
+                _ = try await ledger.append(OutgoingMessage(subject: subject, payload: [2], expectedLastSubjectSequence: 0))
+            } catch let error as NATSError {
+                #expect(error.isWrongLastSequence)
+            }
+            // Unrelated subjects in between do not matter; the run's own last sequence does.
+            _ = try await ledger.append(OutgoingMessage(subject: Subjects.rejected, payload: [9]))
+            let second = try await ledger.append(
+                OutgoingMessage(subject: subject, payload: [3], expectedLastSubjectSequence: first.sequence))
+            #expect(second.sequence == 3)
+            #expect(try await ledger.read(subject: subject).count == 2)
+        }
+    }
+}

@@ -1,0 +1,152 @@
+public import LedgerCore
+
+/// A read model: a pure fold of the log, one state per key, stored as JSON in its own LMDB table.
+public protocol ReadModel: Sendable {
+    associatedtype State: Codable & Sendable & Equatable
+    /// The LMDB table holding `key → JSON(State)`.
+    static var table: String { get }
+    /// The key an event changes, or nil when the model ignores it.
+    static func key(for event: LedgerEvent) -> String?
+    /// The fold: the state after `event` (stored at stream sequence `sequence`); nil deletes the key.
+    static func evolve(_ state: State?, _ event: LedgerEvent, sequence: UInt64) -> State?
+    /// A second table listing the keys whose state matters for `indexed` (e.g. runs still in progress).
+    static var indexTable: String? { get }
+    static func indexed(_ state: State) -> Bool
+}
+
+extension ReadModel {
+    public static var indexTable: String? { nil }
+    public static func indexed(_ state: State) -> Bool { false }
+}
+
+/// Run status: `run_id → RunState`, plus `runs_active`, the runs that have not finished.
+public enum RunStatusModel: ReadModel {
+    public static let table = "runs"
+    public static let indexTable: String? = "runs_active"
+
+    public static func key(for event: LedgerEvent) -> String? {
+        switch event.body {
+        case .runStarted(let e): return e.run_id
+        case .stepAttemptStarted, .stepAttemptSucceeded, .stepAttemptFailed, .stepSkipped, .runSucceeded, .runFailed:
+            return event.runid
+        default: return nil
+        }
+    }
+
+    public static func evolve(_ state: RunState?, _ event: LedgerEvent, sequence: UInt64) -> RunState? {
+        RunState.evolve(state, event, sequence: sequence)
+    }
+
+    public static func indexed(_ state: RunState) -> Bool { !state.status.isTerminal }
+}
+
+/// Flow versions: `flow_id → FlowRecord` (every version, the status, who changed what and when).
+public enum FlowVersionsModel: ReadModel {
+    public static let table = "flows"
+
+    public static func key(for event: LedgerEvent) -> String? {
+        switch event.body {
+        case .flowVersionRecorded(let e): return e.flow_id
+        case .flowStatusChanged(let e): return e.flow_id
+        default: return nil
+        }
+    }
+
+    public static func evolve(_ state: FlowRecord?, _ event: LedgerEvent, sequence: UInt64) -> FlowRecord? {
+        switch event.body {
+        case .flowVersionRecorded(let e):
+            var record =
+                state
+                ?? FlowRecord(
+                    flow_id: e.flow_id, status: "draft", current_version: 0, active_version: nil, created_at: event.time,
+                    updated_at: event.time, versions: [], history: [], last_sequence: sequence)
+            guard !record.versions.contains(where: { $0.version == e.version }) else { return record }
+            record.versions.append(FlowVersionEntry(
+                version: e.version, definition: e.definition, definition_hash: e.definition_hash, actor: e.actor,
+                created_at: event.time, based_on: e.based_on))
+            record.current_version = e.version
+            record.history.append(FlowChange(
+                at: event.time, actor: e.actor, change: e.version == 1 ? "registered" : "new_version", version: e.version,
+                status_before: state?.status, status_after: record.status, summary: e.summary))
+            record.updated_at = event.time
+            record.last_sequence = sequence
+            return record
+        case .flowStatusChanged(let e):
+            guard var record = state else { return nil }
+            let before = record.status
+            record.status = e.status
+            record.active_version = e.status == "active" ? e.version : nil
+            record.history.append(FlowChange(
+                at: event.time, actor: e.actor, change: e.status == "active" ? "activated" : "deactivated", version: e.version,
+                status_before: before, status_after: e.status, summary: nil))
+            record.updated_at = event.time
+            record.last_sequence = sequence
+            return record
+        default:
+            return state
+        }
+    }
+}
+
+public struct FlowVersionEntry: Codable, Sendable, Equatable {
+    public var version: Int
+    public var definition: JSONValue
+    public var definition_hash: String
+    public var actor: String
+    public var created_at: String
+    public var based_on: Int?
+}
+
+public struct FlowChange: Codable, Sendable, Equatable {
+    public var at: String
+    public var actor: String
+    public var change: String
+    public var version: Int
+    public var status_before: String?
+    public var status_after: String?
+    public var summary: String?
+}
+
+public struct FlowRecord: Codable, Sendable, Equatable {
+    public var flow_id: String
+    /// `draft`, `active`, `deprecated` or `broken`.
+    public var status: String
+    public var current_version: Int
+    /// The version runs start with while the flow is active.
+    public var active_version: Int?
+    public var created_at: String
+    public var updated_at: String
+    public var versions: [FlowVersionEntry]
+    public var history: [FlowChange]
+    /// The stream sequence of the flow's last event (the expected last subject sequence of the next change).
+    public var last_sequence: UInt64
+
+    public func version(_ n: Int) -> FlowVersionEntry? { versions.first { $0.version == n } }
+    public var current: FlowVersionEntry? { version(current_version) }
+}
+
+/// Dedup: `flow_id/dedup_key → run_id`, so one signal never starts the same flow twice, however long ago.
+public enum DedupModel: ReadModel {
+    public static let table = "dedup"
+
+    public static func dedupKey(flowID: String, key: String) -> String { "\(flowID)/\(key)" }
+
+    public static func key(for event: LedgerEvent) -> String? {
+        guard case .runStarted(let e) = event.body, let key = e.dedup_key else { return nil }
+        return dedupKey(flowID: e.flow_id, key: key)
+    }
+
+    public static func evolve(_ state: String?, _ event: LedgerEvent, sequence: UInt64) -> String? {
+        guard case .runStarted(let e) = event.body else { return state }
+        return state ?? e.run_id  // the first run wins
+    }
+}
+
+/// The tables every Ledgerflow LMDB environment has.
+public enum ReadModelTables {
+    public static let meta = "meta"
+    public static let checkpointKey = "checkpoint"
+    public static var all: [String] {
+        [meta, RunStatusModel.table, RunStatusModel.indexTable!, FlowVersionsModel.table, DedupModel.table]
+    }
+}
