@@ -84,43 +84,66 @@ public struct EnvelopeProblem: Error, Sendable, Equatable, CustomStringConvertib
     public var description: String { reason }
 }
 
-/// Checks an inbound document against CloudEvents 1.0 and decodes its `data` as `Payload`.
-public func decodeInbound<Payload: Codable & Sendable>(
-    _ bytes: [UInt8], as: Payload.Type, expectedType: String, codec: EventCodec
-) -> Result<CloudEvent<Payload>, EnvelopeProblem> {
-    let object: Any
+/// An inbound document read leniently, so that every missing piece can be named.
+struct LenientEnvelope: Decodable {
+    var specversion: String?
+    var id: String?
+    var source: String?
+    var type: String?
+    var time: String?
+    var datacontenttype: String?
+    var subject: String?
+    var runid: String?
+    var flowid: String?
+    var correlationid: String?
+    var causationid: String?
+    var traceparent: String?
+    var data: JSONValue?
+}
+
+/// Reads an inbound message as a CloudEvents 1.0 document (one JSON parse) and checks that its type is one of
+/// `expectedTypes` and that `data` has every path in `required`.
+public func decodeInbound(
+    _ bytes: [UInt8], expectedTypes: [String], required: [String] = [], codec: EventCodec
+) -> Result<CloudEvent<JSONValue>, EnvelopeProblem> {
+    let envelope: LenientEnvelope
     do {
-        object = try JSONSerialization.jsonObject(with: Data(bytes))
+        envelope = try codec.decode(LenientEnvelope.self, from: bytes)
+    } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
+        return .failure(EnvelopeProblem("the message is JSON but not an object; a CloudEvents 1.0 document is expected"))
+    } catch DecodingError.typeMismatch(_, let context) {
+        return .failure(EnvelopeProblem("attribute \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type"))
     } catch {
         return .failure(EnvelopeProblem("the message is not valid JSON (\(bytes.count) bytes)"))
     }
-    guard let dict = object as? [String: Any] else {
-        return .failure(EnvelopeProblem("the message is JSON but not an object; a CloudEvents 1.0 document is expected"))
-    }
     var missing: [String] = []
-    for key in ["specversion", "id", "source", "type"] where (dict[key] as? String)?.isEmpty ?? true {
-        missing.append(key)
-    }
+    if envelope.specversion?.isEmpty ?? true { missing.append("specversion") }
+    if envelope.id?.isEmpty ?? true { missing.append("id") }
+    if envelope.source?.isEmpty ?? true { missing.append("source") }
+    if envelope.type?.isEmpty ?? true { missing.append("type") }
     if !missing.isEmpty {
         return .failure(EnvelopeProblem("missing CloudEvents attribute(s): \(missing.joined(separator: ", "))"))
     }
-    if dict["specversion"] as? String != "1.0" {
-        return .failure(EnvelopeProblem("specversion must be \"1.0\", got \"\(dict["specversion"] as? String ?? "")\""))
+    if envelope.specversion != "1.0" {
+        return .failure(EnvelopeProblem("specversion must be \"1.0\", got \"\(envelope.specversion ?? "")\""))
     }
-    let type = dict["type"] as! String
-    if type != expectedType {
-        return .failure(EnvelopeProblem("unknown event type \"\(type)\" on this subject (expected \(expectedType))"))
+    let type = envelope.type!
+    if !expectedTypes.contains(type) {
+        return .failure(EnvelopeProblem("unknown event type \"\(type)\" on this subject (expected \(expectedTypes.joined(separator: " or ")))"))
     }
-    do {
-        return .success(try codec.decode(CloudEvent<Payload>.self, from: bytes))
-    } catch let DecodingError.keyNotFound(key, context) {
-        let path = (context.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: ".")
-        return .failure(EnvelopeProblem("missing required field \(path)"))
-    } catch let DecodingError.typeMismatch(_, context) {
-        return .failure(EnvelopeProblem("field \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type"))
-    } catch let DecodingError.valueNotFound(_, context) {
-        return .failure(EnvelopeProblem("field \(context.codingPath.map(\.stringValue).joined(separator: ".")) is null"))
-    } catch {
-        return .failure(EnvelopeProblem("the message could not be decoded: \(error)"))
+    let data = envelope.data ?? .null
+    let absent = required.filter { data[path: $0] == nil || data[path: $0] == .null }
+    if !absent.isEmpty {
+        return .failure(EnvelopeProblem("\(type) is missing data field(s): \(absent.joined(separator: ", "))"))
     }
+    var event = CloudEvent(id: envelope.id!, source: envelope.source!, type: type, time: envelope.time ?? "", data: data)
+    event.time = envelope.time
+    event.datacontenttype = envelope.datacontenttype
+    event.subject = envelope.subject
+    event.runid = envelope.runid
+    event.flowid = envelope.flowid
+    event.correlationid = envelope.correlationid
+    event.causationid = envelope.causationid
+    event.traceparent = envelope.traceparent
+    return .success(event)
 }

@@ -219,6 +219,33 @@ public struct RunDecider: Sendable {
         return steps
     }
 
+    /// The attempts in flight (after a restart): each rebuilt with the same command id and idempotency key, so that
+    /// carrying it out again is deduplicated by the service that receives it.
+    public func inFlight(_ state: RunState) -> [(execution: StepExecution, startedAt: Date)] {
+        guard !state.status.isTerminal else { return [] }
+        let context = Self.context(state)
+        var out: [(StepExecution, Date)] = []
+        for record in state.steps where record.status == .running {
+            guard let step = definition.step(record.step_id), let last = record.lastAttempt,
+                let started = Timestamp.parse(last.started_at),
+                let request = try? Template.render(step.with ?? .object([:]), context: context)
+            else { continue }
+            let timeout = step.timeout_sec ?? definition.defaults?.timeout_sec ?? Self.defaultTimeoutSec
+            out.append((StepExecution(
+                runID: state.run_id, stepID: step.id, attempt: last.attempt, action: step.action, request: request,
+                idempotencyKey: Self.idempotencyKey(runID: state.run_id, stepID: step.id),
+                commandID: Self.commandID(runID: state.run_id, stepID: step.id, attempt: last.attempt),
+                deadline: started.addingTimeInterval(timeout), onBehalfOf: onBehalfOf(state)), started))
+        }
+        return out
+    }
+
+    func onBehalfOf(_ state: RunState) -> JSONValue {
+        definition.run_as == "service"
+            ? .object(["service": "ledgerflow"])
+            : .object(["user_id": state.trigger.data?[path: "user.id"] ?? .string(state.actor)])
+    }
+
     func start(_ step: StepDefinition, attempt: Int, state: RunState, context: JSONValue, now: Date, nowText: String) -> [RunStep] {
         let request: JSONValue
         do {
@@ -241,10 +268,7 @@ public struct RunDecider: Sendable {
         let key = Self.idempotencyKey(runID: state.run_id, stepID: step.id)
         let commandID = Self.commandID(runID: state.run_id, stepID: step.id, attempt: attempt)
         let timeout = step.timeout_sec ?? definition.defaults?.timeout_sec ?? Self.defaultTimeoutSec
-        let onBehalfOf: JSONValue =
-            definition.run_as == "service"
-            ? .object(["service": "ledgerflow"])
-            : .object(["user_id": state.trigger.data?[path: "user.id"] ?? .string(state.actor)])
+        let onBehalfOf = onBehalfOf(state)
         return [
             .append(.stepAttemptStarted(StepAttemptStarted(
                 step_id: step.id, attempt: attempt, idempotency_key: key, command_id: commandID, started_at: nowText, request: request))),

@@ -67,6 +67,9 @@ public final class LocalNATSServer: @unchecked Sendable {
     ) throws {
         guard let binary = binary ?? Self.locateBinary() else { throw NotFound() }
         let port = port ?? Self.freePort()
+        if Self.canConnect(port: port) {
+            throw RuntimeError("port \(port) on 127.0.0.1 is already in use (another nats-server or `ledgerflow dev`?); stop it or choose another port")
+        }
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         self.port = port
         self.dataDirectory = dataDirectory
@@ -78,22 +81,20 @@ public final class LocalNATSServer: @unchecked Sendable {
             try "jetstream { store_dir: \"\(dataDirectory)\", sync_interval: always }\n".write(toFile: config, atomically: true, encoding: .utf8)
             arguments = ["-c", config, "-a", "127.0.0.1", "-p", String(port)]
         }
-        // The server runs under a small shell that holds our end of a pipe on its stdin: when this process ends,
-        // however it ends (even SIGKILL), the pipe closes and the shell kills the server. No orphans.
+        // The server replaces a small shell that first leaves a watcher on a pipe whose write end only this process
+        // holds: when this process ends, however it ends (even SIGKILL), the pipe closes and the watcher stops the
+        // server. No orphans.
         let guardScript = """
             exec 3<&0
-            "$0" "$@" & p=$!
-            trap 'kill -KILL $p 2>/dev/null; exit 1' TERM INT HUP
-            cat <&3 >/dev/null & c=$!
-            wait $c
-            kill -TERM $p 2>/dev/null
-            i=0; while kill -0 $p 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-            kill -KILL $p 2>/dev/null
+            ( cat <&3 >/dev/null; kill -TERM $$ 2>/dev/null; sleep 5; kill -KILL $$ 2>/dev/null ) &
+            exec "$0" "$@" 3<&- </dev/null
             """
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", guardScript, binary] + arguments
         let lifeline = Pipe()
+        // Only this process may hold the write end, or the pipe would never close.
+        _ = fcntl(lifeline.fileHandleForWriting.fileDescriptor, F_SETFD, FD_CLOEXEC)
         self.lifeline = lifeline
         let log = logFile ?? "\(dataDirectory)/nats-server.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -104,7 +105,7 @@ public final class LocalNATSServer: @unchecked Sendable {
         try process.run()
         self.process = process
         let deadline = ContinuousClock.now + timeout
-        while !Self.canConnect(port: port) {
+        while !(Self.canConnect(port: port) && process.isRunning) {
             if !process.isRunning {
                 let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.suffix(2000) ?? ""
                 throw RuntimeError("nats-server exited at start (see \(log)):\n\(tail)")
@@ -124,14 +125,18 @@ public final class LocalNATSServer: @unchecked Sendable {
     public func stop() {
         try? lifeline.fileHandleForWriting.close()
         guard process.isRunning else { return }
-        for _ in 0..<400 where process.isRunning { usleep(20_000) }
+        var waited = 0
+        while process.isRunning, waited < 250 {
+            usleep(20_000)
+            waited += 1
+        }
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
     }
 
-    /// Kills the server at once (SIGKILL through its guard), as a crash would.
+    /// Kills the server at once (SIGKILL), as a crash would.
     public func kill() {
-        process.terminate()
+        Glibc.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 

@@ -2,10 +2,11 @@ public import Foundation
 public import LedgerCore
 public import LedgerNATS
 public import Logging
+public import ServiceLifecycle
 
 /// Reads the log from the read models' checkpoint and applies it to LMDB in batches, each batch in one write
 /// transaction with its checkpoint.
-public final class Projector: Sendable {
+public final class Projector: Service, Sendable {
     public let ledger: Ledger
     public let store: ReadModelStore
     let logger: Logger
@@ -37,7 +38,7 @@ public final class Projector: Sendable {
     }
 
     /// Runs until cancelled (or, with `until`, until the models reach that sequence). `onBatch` reports progress.
-    public func run(until target: UInt64? = nil, onBatch: (@Sendable (UInt64) -> Void)? = nil) async throws {
+    public func follow(until target: UInt64? = nil, onBatch: (@Sendable (UInt64) -> Void)? = nil) async throws {
         let decoder = JSONDecoder()
         while !Task.isCancelled {
             let start = try store.checkpoint() + 1
@@ -88,6 +89,15 @@ public final class Projector: Sendable {
                 onBatch?(through)
                 if let target, through >= target { return }
             }
+        }
+    }
+}
+
+extension Projector {
+    /// Follows the log until graceful shutdown.
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            try await self.follow()
         }
     }
 }

@@ -10,6 +10,9 @@ public final class ReadModelStore: Sendable {
     public let progress = ProjectionProgress()
     /// Changes each time a batch touched a flow (lets caches of flows know when to reload).
     public let flowGeneration = Atomic<UInt64>(0)
+    /// A failpoint for tests: called inside the write transaction after the folds and before the checkpoint, with
+    /// the batch's last sequence; throwing aborts the transaction as a crash mid-batch would.
+    let failpoint = Mutex<(@Sendable (UInt64) throws -> Void)?>(nil)
 
     public init(path: String, durability: LMDBEnvironment.Durability = .syncEachCommit, mapSize: Int = 8 << 30) throws {
         environment = try LMDBEnvironment(path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
@@ -99,6 +102,7 @@ public final class ReadModelStore: Sendable {
     public func apply(_ events: [(sequence: UInt64, event: LedgerEvent)], through: UInt64) async throws {
         let touchedFlows = events.contains { FlowVersionsModel.key(for: $0.event) != nil }
         let environment = self.environment
+        let failpoint = self.failpoint.withLock { $0 }
         try await environment.writer.write { txn in
             let current = try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)) { raw in
                 UInt64(String(decoding: raw, as: UTF8.self)) ?? 0
@@ -111,6 +115,7 @@ public final class ReadModelStore: Sendable {
             try ReadModelStore.fold(RunStatusModel.self, fresh, txn, environment, encoder)
             try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder)
             try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder)
+            try failpoint?(through)
             try txn.put(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8), value: Array(String(through).utf8))
         }
         if touchedFlows { flowGeneration.add(1, ordering: .relaxed) }

@@ -1,82 +1,104 @@
 import CNATS
 import Dispatch
+import Foundation
 
-/// A pull subscription bound to an existing consumer; `fetch` blocks on a thread of its own.
+/// A pull subscription to an existing consumer, speaking the pull protocol itself: one request is outstanding at a
+/// time, messages are returned as soon as they arrive (not when a whole batch has filled), and blocking reads run on
+/// a thread of their own.
 public final class JetStreamPullSubscription: @unchecked Sendable {
-    private let js: OpaquePointer
     private let sub: OpaquePointer
     private let queue: DispatchQueue
+    private let inbox: String
+    private let nextSubject: String
     public let connection: NATSConnection
     public let stream: String
     public let consumer: String
+    // Touched only on `queue`.
+    private var outstanding = 0
+    private var expiresAt = ContinuousClock.now
 
     public init(connection: NATSConnection, stream: String, consumer: String) throws {
         self.connection = connection
         self.stream = stream
         self.consumer = consumer
         queue = DispatchQueue(label: "ledgerflow.nats.fetch.\(consumer)")
-        var js: OpaquePointer?
-        var s = natsConnection_JetStream(&js, connection.handle, nil)
-        guard s == NATS_OK, let js else { throw natsLastError(s, "opening the JetStream context") }
-        var subOpts = jsSubOptions()
-        jsSubOptions_Init(&subOpts)
+        inbox = "_INBOX.\(UUID().uuidString.replacingOccurrences(of: "-", with: ""))"
+        nextSubject = "$JS.API.CONSUMER.MSG.NEXT.\(stream).\(consumer)"
         var sub: OpaquePointer?
-        var jerr = jsErrCode(rawValue: 0)
-        s = stream.withCString { streamName in
-            consumer.withCString { consumerName in
-                subOpts.Stream = streamName
-                subOpts.Consumer = consumerName
-                subOpts.ManualAck = true
-                return js_PullSubscribe(&sub, js, nil, nil, nil, &subOpts, &jerr)
-            }
-        }
-        guard s == NATS_OK, let sub else {
-            var error = natsLastError(s, "binding to consumer \(consumer) of stream \(stream)")
-            error.jetStreamCode = Int(jerr.rawValue)
-            jsCtx_Destroy(js)
-            throw error
-        }
-        self.js = js
+        let s = natsConnection_SubscribeSync(&sub, connection.handle, inbox)
+        guard s == NATS_OK, let sub else { throw natsLastError(s, "subscribing for consumer \(consumer)") }
+        _ = natsSubscription_SetPendingLimits(sub, 1_000_000, 1024 * 1024 * 1024)
         self.sub = sub
     }
 
     deinit {
         natsSubscription_Unsubscribe(sub)
         natsSubscription_Destroy(sub)
-        jsCtx_Destroy(js)
     }
 
-    /// Up to `batch` messages: whatever is available at once, else the first one to arrive within `maxWait`;
-    /// an empty array when none arrived. (A plain waiting fetch of a batch would hold a lone message until the
-    /// batch filled or the wait expired.)
+    /// Up to `batch` messages: what has arrived, else the first to arrive within `maxWait`; empty when none did.
     public func fetch(batch: Int, maxWait: Duration) async throws -> [NATSMessage] {
-        let nanos = maxWait.components.seconds * 1_000_000_000 + maxWait.components.attoseconds / 1_000_000_000
-        return try await NATSBlocking.run(on: queue) { [self] in
-            let available = try Self.fetchNow(sub, batch: batch, noWait: true, expires: 0)
-            if !available.isEmpty { return available }
-            return try Self.fetchNow(sub, batch: 1, noWait: false, expires: nanos)
+        try await NATSBlocking.run(on: queue) { [self] in
+            try fetchBlocking(batch: batch, maxWait: maxWait)
         }
     }
 
-    private static func fetchNow(_ sub: OpaquePointer, batch: Int, noWait: Bool, expires: Int64) throws -> [NATSMessage] {
-        var request = jsFetchRequest()
-        jsFetchRequest_Init(&request)
-        request.Batch = Int32(batch)
-        request.NoWait = noWait
-        request.Expires = noWait ? 0 : expires
-        var list = natsMsgList()
-        let s = natsSubscription_FetchRequest(&list, sub, &request)
-        if s == NATS_TIMEOUT || s == NATS_NOT_FOUND {
-            return []
+    private func fetchBlocking(batch: Int, maxWait: Duration) throws -> [NATSMessage] {
+        var out: [NATSMessage] = []
+        try drain(into: &out, limit: batch, wait: .zero)
+        if !out.isEmpty { return out }
+        if outstanding <= 0 || ContinuousClock.now >= expiresAt {
+            try request(batch: batch, expires: maxWait)
         }
-        guard s == NATS_OK else { throw natsLastError(s, "fetching from the consumer") }
-        defer { natsMsgList_Destroy(&list) }
-        var messages = [NATSMessage]()
-        messages.reserveCapacity(Int(list.Count))
-        for i in 0..<Int(list.Count) {
-            if let msg = list.Msgs[i] { messages.append(NATSMessage(copying: msg, withHeaders: false)) }
+        let wait = min(maxWait, max(.zero, expiresAt - ContinuousClock.now))
+        try drain(into: &out, limit: batch, wait: wait)
+        return out
+    }
+
+    private func request(batch: Int, expires: Duration) throws {
+        let nanos = expires.components.seconds * 1_000_000_000 + expires.components.attoseconds / 1_000_000_000
+        // The server ends the request slightly before we stop waiting, so its 408 arrives first.
+        let body = "{\"batch\":\(batch),\"expires\":\(max(1_000_000, nanos - 10_000_000))}"
+        try connection.publish(subject: nextSubject, payload: Array(body.utf8), reply: inbox)
+        outstanding = batch
+        expiresAt = ContinuousClock.now + expires
+    }
+
+    /// Reads messages: waits up to `wait` for the first, then takes what is already buffered.
+    private func drain(into out: inout [NATSMessage], limit: Int, wait: Duration) throws {
+        var timeout = Int64(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
+        while out.count < limit {
+            var msg: OpaquePointer?
+            let s = natsSubscription_NextMsg(&msg, sub, timeout)
+            if s == NATS_TIMEOUT { return }
+            guard s == NATS_OK, let msg else { throw natsLastError(s, "reading from consumer \(consumer)") }
+            defer { natsMsg_Destroy(msg) }
+            timeout = 0
+            if natsMsg_GetReply(msg) != nil {
+                out.append(NATSMessage(copying: msg, withHeaders: false))
+                outstanding -= 1
+                continue
+            }
+            // A status message ends (404, 408) or refuses (409) the outstanding request; 100 is a heartbeat.
+            let status = NATSMessage(copying: msg, withHeaders: true)
+            switch status.statusCode {
+            case 100: continue
+            case 404, 408:
+                outstanding = 0
+                if out.isEmpty, timeout == 0 { return }
+            case 409:
+                outstanding = 0
+                let description = status.headers["Description"] ?? "request refused"
+                if description.localizedCaseInsensitiveContains("deleted") {
+                    throw NATSError(status: 0, jetStreamCode: 10014, message: "consumer \(consumer) was deleted")
+                }
+                return
+            default:
+                outstanding = 0
+                if status.headers["Status"] == "503" { throw NATSError(message: "JetStream did not answer the pull request (no responders)") }
+                return
+            }
         }
-        return messages
     }
 
     /// Acknowledges a message (fire and forget, like any publish).

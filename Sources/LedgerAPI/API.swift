@@ -1,0 +1,276 @@
+import Foundation
+public import Hummingbird
+import LedgerCore
+public import LedgerEngine
+import LedgerNATS
+import LedgerProjections
+public import Logging
+
+/// What the HTTP API stands on.
+public struct APIDependencies: Sendable {
+    public var ledger: Ledger
+    public var store: ReadModelStore
+    public var engine: Engine
+    public var admin: FlowAdmin
+    public var tokens: TokenStore
+
+    public init(ledger: Ledger, store: ReadModelStore, engine: Engine, tokens: TokenStore) {
+        self.ledger = ledger
+        self.store = store
+        self.engine = engine
+        self.admin = FlowAdmin(ledger: ledger, store: store)
+        self.tokens = tokens
+    }
+}
+
+/// Builds the Hummingbird application serving SPEC §4 on `host:port`.
+public func buildApplication(_ deps: APIDependencies, host: String = "127.0.0.1", port: Int = 8080, logger: Logger)
+    -> some ApplicationProtocol
+{
+    Application(
+        router: buildRouter(deps), configuration: .init(address: .hostname(host, port: port), serverName: "ledgerflow"),
+        logger: logger)
+}
+
+/// The routes of SPEC §4.
+public func buildRouter(_ deps: APIDependencies) -> Router<BasicRequestContext> {
+    let router = Router(context: BasicRequestContext.self)
+    let api = FlowsAPI(deps: deps)
+    router.get("/health") { _, _ in try await api.health() }
+    router.post("/automation/flows") { request, context in try await api.register(request, context) }
+    router.get("/automation/flows") { request, context in try api.listFlows(request, context) }
+    router.get("/automation/flows/{id}") { request, context in try api.getFlow(request, context) }
+    router.put("/automation/flows/{id}") { request, context in try await api.update(request, context) }
+    router.get("/automation/flows/{id}/versions") { request, context in try api.versions(request, context) }
+    router.post("/automation/flows/{id}/activate") { request, context in try await api.activate(request, context, active: true) }
+    router.post("/automation/flows/{id}/deactivate") { request, context in try await api.activate(request, context, active: false) }
+    router.post("/automation/flows/{id}/run") { request, context in try await api.run(request, context) }
+    router.get("/automation/runs") { request, context in try api.listRuns(request, context) }
+    router.get("/automation/runs/{runId}") { request, context in try await api.getRun(request, context) }
+    return router
+}
+
+struct FlowsAPI: Sendable {
+    let deps: APIDependencies
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    func json(_ status: HTTPResponse.Status = .ok, _ value: some Encodable) throws -> Response {
+        json(status, bytes: Array(try Self.encoder.encode(value)))
+    }
+
+    func json(_ status: HTTPResponse.Status = .ok, bytes: some Collection<UInt8>) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// The caller's grant; 401 without a known token, 403 without the role.
+    func authorize(_ request: Request, _ role: Role) throws -> TokenGrant {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw Problem(.unauthorized, code: "unauthorized", title: "Unauthorized", detail: "Send Authorization: Bearer <token> (ledgerflow dev prints one).")
+        }
+        guard let grant = deps.tokens.grant(for: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+            throw Problem(.unauthorized, code: "unauthorized", title: "Unauthorized", detail: "The token is not known to this server.")
+        }
+        guard grant.role >= role else {
+            throw Problem(.forbidden, code: "forbidden", title: "Forbidden", detail: "This needs the \(role.rawValue) role; the token has \(grant.role.rawValue).")
+        }
+        return grant
+    }
+
+    func body(_ request: Request, _ context: BasicRequestContext) async throws -> JSONValue {
+        var request = request
+        let buffer = try await request.collectBody(upTo: 4 << 20)
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw Problem.badRequest("The body is not JSON (\(buffer.readableBytes) bytes).")
+        }
+    }
+
+    func engineCall<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as EngineError {
+            throw Problem.from(error)
+        } catch let error as NATSError {
+            throw Problem.from(.unavailable("NATS did not answer: \(error.message)."))
+        }
+    }
+
+    // MARK: flows
+
+    func flowView(_ record: FlowRecord, version: Int? = nil) throws -> FlowView {
+        let n = version ?? record.current_version
+        guard let entry = record.version(n) else {
+            throw Problem(.notFound, code: "flow_not_found", title: "Version not found", detail: "Flow \(record.flow_id) has versions 1 to \(record.current_version).")
+        }
+        return FlowView(
+            id: record.flow_id, version: entry.version, current_version: record.current_version, status: record.status,
+            active_version: record.active_version, definition: entry.definition, definition_hash: entry.definition_hash,
+            created_at: record.created_at, updated_at: record.updated_at)
+    }
+
+    func register(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let grant = try authorize(request, .admin)
+        let definition = try await body(request, context)
+        let record = try await engineCall { try await deps.admin.register(definition, actor: grant.subject) }
+        return try json(.created, try flowView(record))
+    }
+
+    func update(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let grant = try authorize(request, .admin)
+        let id = try context.parameters.require("id")
+        let definition = try await body(request, context)
+        let basedOn = definition["version"]?.numberValue.map(Int.init)
+        let record = try await engineCall { try await deps.admin.update(id, definition, basedOn: basedOn, actor: grant.subject) }
+        return try json(.ok, try flowView(record))
+    }
+
+    func getFlow(_ request: Request, _ context: BasicRequestContext) throws -> Response {
+        _ = try authorize(request, .viewer)
+        let id = try context.parameters.require("id")
+        guard let record = try deps.store.flow(id) else { throw Problem.from(.flowNotFound(id)) }
+        let version = request.uri.queryParameters.get("version", as: Int.self)
+        return try json(.ok, try flowView(record, version: version))
+    }
+
+    func listFlows(_ request: Request, _ context: BasicRequestContext) throws -> Response {
+        _ = try authorize(request, .viewer)
+        let flows = try deps.store.flows().map { record in
+            FlowSummary(
+                id: record.flow_id, name: record.current?.definition["name"]?.stringValue, status: record.status,
+                version: record.current_version, active_version: record.active_version, updated_at: record.updated_at)
+        }
+        return try json(.ok, ["flows": flows])
+    }
+
+    func versions(_ request: Request, _ context: BasicRequestContext) throws -> Response {
+        _ = try authorize(request, .viewer)
+        let id = try context.parameters.require("id")
+        guard let record = try deps.store.flow(id) else { throw Problem.from(.flowNotFound(id)) }
+        let versions = record.versions.map { VersionSummary(version: $0.version, actor: $0.actor, created_at: $0.created_at, based_on: $0.based_on, definition_hash: $0.definition_hash) }
+        return try json(.ok, VersionHistory(id: id, current_version: record.current_version, versions: versions, history: record.history))
+    }
+
+    func activate(_ request: Request, _ context: BasicRequestContext, active: Bool) async throws -> Response {
+        let grant = try authorize(request, .admin)
+        let id = try context.parameters.require("id")
+        let record = try await engineCall {
+            active ? try await deps.admin.activate(id, actor: grant.subject) : try await deps.admin.deactivate(id, actor: grant.subject)
+        }
+        return try json(.ok, try flowView(record))
+    }
+
+    // MARK: runs
+
+    func run(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let grant = try authorize(request, .`operator`)
+        let id = try context.parameters.require("id")
+        let body = try await body(request, context)
+        guard case .object = body else { throw Problem.badRequest("The body must be an object: {input, mode, idempotency_key?}.") }
+        let mode: RunMode
+        switch body["mode"]?.stringValue ?? "live_run" {
+        case "live_run": mode = .live
+        case "dry_run": mode = .dry
+        case let other: throw Problem.badRequest("mode must be live_run or dry_run, not \(other).")
+        }
+        let input = body["input"] ?? .object([:])
+        guard case .object = input else { throw Problem.badRequest("input must be an object.") }
+        let key = body["idempotency_key"]?.stringValue
+        let outcome = try await engineCall {
+            try await deps.engine.requestRun(flowID: id, input: input, mode: mode, idempotencyKey: key, actor: grant.subject)
+        }
+        if case .started(_, let sequence) = outcome {
+            _ = await deps.store.progress.wait(for: sequence, timeout: .seconds(2))
+        }
+        var answer: [String: JSONValue] = ["run_id": .string(outcome.runID)]
+        if case .duplicate = outcome { answer["duplicate"] = true }
+        return try json(.accepted, JSONValue.object(answer))
+    }
+
+    func getRun(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try authorize(request, .viewer)
+        let id = try context.parameters.require("runId")
+        let table = deps.store.environment.table(RunStatusModel.table)
+        func lookup() throws -> [UInt8]? {
+            try deps.store.environment.read { txn in try txn.get(table, key: Array(id.utf8)) }
+        }
+        if let bytes = try lookup() { return json(.ok, bytes: bytes) }
+        // Just accepted? Wait briefly for the read model to reach the end of the log as it is now.
+        if let end = try? await deps.ledger.lastSequence(), end > deps.store.progress.position {
+            _ = await deps.store.progress.wait(for: end, timeout: .seconds(2))
+            if let bytes = try lookup() { return json(.ok, bytes: bytes) }
+        }
+        throw Problem.from(.runNotFound(id))
+    }
+
+    func listRuns(_ request: Request, _ context: BasicRequestContext) throws -> Response {
+        _ = try authorize(request, .viewer)
+        let query = request.uri.queryParameters
+        let limit = min(max(query.get("limit", as: Int.self) ?? 50, 1), 1000)
+        let runs = try deps.store.runs(flowID: query.get("flow_id"), status: query.get("status"), limit: limit)
+        return try json(.ok, ["runs": runs])
+    }
+
+    // MARK: health
+
+    func health() async throws -> Response {
+        let connected = deps.ledger.connection.isConnected
+        var stream: JSONValue = .null
+        var lag: JSONValue = .null
+        let position = deps.store.progress.position
+        if connected, let info = try? await deps.ledger.api.streamInfo(deps.ledger.stream) {
+            stream = ["name": .string(deps.ledger.stream), "messages": .number(Double(info.state.messages)), "last_seq": .number(Double(info.state.last_seq))]
+            lag = .number(Double(info.state.last_seq > position ? info.state.last_seq - position : 0))
+        }
+        let healthy = connected && stream != .null
+        let body: JSONValue = [
+            "status": healthy ? "ok" : "degraded",
+            "nats": ["connected": .bool(connected), "url": .string(deps.ledger.connection.url)],
+            "stream": stream,
+            "projection": ["checkpoint": .number(Double(position)), "lag": lag],
+            "engine": ["ready": .bool(deps.engine.ready.load(ordering: .acquiring)), "active_runs": .number(Double(deps.engine.activeRunCount))],
+        ]
+        return try json(healthy ? .ok : .serviceUnavailable, body)
+    }
+}
+
+struct FlowView: Encodable {
+    var id: String
+    var version: Int
+    var current_version: Int
+    var status: String
+    var active_version: Int?
+    var definition: JSONValue
+    var definition_hash: String
+    var created_at: String
+    var updated_at: String
+}
+
+struct FlowSummary: Encodable {
+    var id: String
+    var name: String?
+    var status: String
+    var version: Int
+    var active_version: Int?
+    var updated_at: String
+}
+
+struct VersionSummary: Encodable {
+    var version: Int
+    var actor: String
+    var created_at: String
+    var based_on: Int?
+    var definition_hash: String
+}
+
+struct VersionHistory: Encodable {
+    var id: String
+    var current_version: Int
+    var versions: [VersionSummary]
+    var history: [FlowChange]
+}

@@ -1,0 +1,589 @@
+import Foundation
+public import LedgerCore
+import LedgerNATS
+import LedgerProjections
+public import Logging
+public import ServiceLifecycle
+public import Synchronization
+
+/// Settings of the engine.
+public struct EngineConfiguration: Sendable {
+    /// The durable consumer of inbound subjects.
+    public var consumerName = "engine"
+    public var fetchBatch = 256
+    public var ackWait: Duration = .seconds(30)
+    /// How long a decision waits for the read models to reach the log position it is decided at.
+    public var projectionWait: Duration = .seconds(5)
+    /// How long `discovery.search` results are reused for the same query.
+    public var discoveryCacheTTL: Duration = .seconds(60)
+    public init() {}
+}
+
+/// Why the engine refused a request, in terms the HTTP API maps to SPEC §4 codes.
+public enum EngineError: Error, CustomStringConvertible, Sendable {
+    case flowNotFound(String)
+    case runNotFound(String)
+    case flowExists(String)
+    case versionConflict(current: Int)
+    case invalidState(String)
+    case invalidDefinition([ValidationProblem])
+    case badRequest(String)
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .flowNotFound(let id): return "no flow with id \"\(id)\""
+        case .runNotFound(let id): return "no run with id \"\(id)\""
+        case .flowExists(let id): return "a flow with id \"\(id)\" already exists"
+        case .versionConflict(let current): return "the definition was changed meanwhile: the current version is \(current)"
+        case .invalidState(let text), .badRequest(let text), .unavailable(let text): return text
+        case .invalidDefinition(let problems): return problems.map(\.description).joined(separator: "; ")
+        }
+    }
+}
+
+/// The outcome of asking for a run.
+public enum RunStart: Sendable, Equatable {
+    case started(runID: String, sequence: UInt64)
+    /// The same signal (or idempotency key) already started this flow: no second run.
+    case duplicate(runID: String)
+
+    public var runID: String {
+        switch self {
+        case .started(let id, _), .duplicate(let id): return id
+        }
+    }
+}
+
+/// Messages into a run's mailbox.
+enum RunMail: Sendable {
+    case input(RunInput, done: (@Sendable () -> Void)?)
+    case wake
+}
+
+/// The handle of a run being driven: its mailbox.
+final class RunDriver: Sendable {
+    let runID: String
+    let mailbox: AsyncStream<RunMail>.Continuation
+    init(runID: String, mailbox: AsyncStream<RunMail>.Continuation) {
+        self.runID = runID
+        self.mailbox = mailbox
+    }
+    func send(_ mail: RunMail) {
+        if case .dropped = mailbox.yield(mail), case .input(_, let done) = mail {
+            _ = done  // the run finished meanwhile; the message is redelivered and then found late
+        }
+    }
+}
+
+/// The orchestrator: consumes inbound subjects, starts runs, and drives each run by appending its decisions
+/// to the run's subject with the run's expected last sequence.
+public final class Engine: Service, Sendable {
+    public let ledger: Ledger
+    public let store: ReadModelStore
+    public let configuration: EngineConfiguration
+    let registry: ActionRegistry
+    let catalog: FlowCatalog
+    let executor: StepExecutor
+    let logger: Logger
+    private let drivers = Mutex<[String: RunDriver]>([:])
+    private let tasks = Mutex<[String: Task<Void, Never>]>([:])
+    /// Set once runs in flight at start have been picked up.
+    public let ready = Atomic<Bool>(false)
+
+    public init(ledger: Ledger, store: ReadModelStore, configuration: EngineConfiguration = EngineConfiguration(), logger: Logger) {
+        self.ledger = ledger
+        self.store = store
+        self.configuration = configuration
+        self.registry = .builtIn
+        self.catalog = FlowCatalog(store: store, registry: .builtIn)
+        self.executor = StepExecutor(ledger: ledger, registry: .builtIn, discoveryCacheTTL: configuration.discoveryCacheTTL, logger: logger)
+        self.logger = logger
+    }
+
+    /// Runs currently driven by this process.
+    public var activeRunCount: Int { drivers.withLock { $0.count } }
+
+    // MARK: - Service
+
+    public func run() async throws {
+        try await recover()
+        try await cancelWhenGracefulShutdown {
+            try await self.consumeInbound()
+        }
+        let running = tasks.withLock { Array($0.values) }
+        for task in running { task.cancel() }
+    }
+
+    /// Picks up every run that had not finished: waits for the read models to reach the end of the log as it is
+    /// now, then drives each unfinished run from its folded state, re-sending the attempts in flight.
+    public func recover() async throws {
+        let end = try await ledger.lastSequence()
+        if !(await store.progress.wait(for: end, timeout: .seconds(120))) {
+            logger.warning("the read models did not reach log position \(end) in time; recovering from what they have")
+        }
+        var resumed = 0
+        for runID in try store.activeRunIDs() {
+            guard let state = try store.run(runID), !state.status.isTerminal else { continue }
+            guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
+                logger.error("run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have")
+                continue
+            }
+            _ = launch(state: state, definition: definition, resume: true)
+            resumed += 1
+        }
+        if resumed > 0 { logger.info("resumed \(resumed) unfinished run(s) from the log") }
+        ready.store(true, ordering: .releasing)
+    }
+
+    // MARK: - Inbound
+
+    func ensureConsumer() async throws -> JetStreamPullSubscription {
+        var config = ConsumerConfig()
+        config.durable_name = configuration.consumerName
+        config.description = "Ledgerflow engine: inbound commands and answers"
+        config.ack_policy = "explicit"
+        config.ack_wait = configuration.ackWait.components.seconds * 1_000_000_000
+        config.max_ack_pending = 20_000
+        config.deliver_policy = "all"
+        config.max_waiting = 512
+        if ledger.apiLevel >= 1 {
+            config.filter_subjects = Subjects.engineInbound
+        }
+        do {
+            try await ledger.api.createConsumer(stream: ledger.stream, config)
+        } catch let error as NATSError where error.jetStreamCode == 10148 || error.jetStreamCode == 10013 {
+            // An existing consumer with another configuration: keep its position, update what may change.
+            logger.info("engine consumer exists with another configuration (\(error.message)); using it")
+        }
+        return try JetStreamPullSubscription(connection: ledger.connection, stream: ledger.stream, consumer: configuration.consumerName)
+    }
+
+    func consumeInbound() async throws {
+        var subscription: JetStreamPullSubscription?
+        while !Task.isCancelled {
+            do {
+                if subscription == nil { subscription = try await ensureConsumer() }
+                let messages = try await subscription!.fetch(batch: configuration.fetchBatch, maxWait: .milliseconds(500))
+                if messages.isEmpty { continue }
+                let sub = subscription!
+                await withTaskGroup(of: Void.self) { group in
+                    for message in messages {
+                        group.addTask { await self.handleInbound(message, subscription: sub) }
+                    }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("engine consumer: \(error); retrying in 1s")
+                subscription = nil
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    func handleInbound(_ message: NATSMessage, subscription: JetStreamPullSubscription) async {
+        let ack: @Sendable () -> Void = {
+            do { try subscription.ack(message) } catch { self.logger.warning("ack failed (the message will be redelivered): \(error)") }
+        }
+        let sequence = message.jetStreamMetadata?.streamSequence ?? 0
+        switch message.subject {
+        case Subjects.assistantCommandIssued:
+            await handleAssistantCommand(message, sequence: sequence)
+            ack()
+        case let subject where subject.hasPrefix("calendar.event."):
+            await handleCalendarEvent(message, sequence: sequence, ack: ack)
+        default:
+            // On servers without multiple filter subjects the consumer sees every subject; those are not inbound.
+            ack()
+        }
+    }
+
+    /// Records a refused inbound message with its reason (the message itself stays in the log at `sequence`).
+    func reject(_ message: NATSMessage, sequence: UInt64, reason: String) async {
+        logger.warning("refused message \(sequence) on \(message.subject): \(reason)")
+        let body = LedgerEvent.Body.rejected(InboundMessageRejected(subject: message.subject, sequence: sequence, reason: reason, payload: message.payload))
+        do {
+            let payload = try body.encode(id: "rejected-\(sequence)", time: Timestamp.now(), runid: nil, flowid: nil, flowversion: nil, codec: EventCodec())
+            _ = try await appendForever(OutgoingMessage(subject: Subjects.rejected, payload: payload, messageID: "rejected-\(sequence)"))
+        } catch {
+            logger.error("could not record the refusal of message \(sequence): \(error)")
+        }
+    }
+
+    static let assistantRequired = ["message_id", "intent", "entities", "user.id", "channel.type", "channel.conversation_id"]
+
+    func handleAssistantCommand(_ message: NATSMessage, sequence: UInt64) async {
+        let event: CloudEvent<JSONValue>
+        switch decodeInbound(message.payload, expectedTypes: [EventType.assistantCommandIssued], required: Self.assistantRequired, codec: EventCodec()) {
+        case .failure(let problem):
+            await reject(message, sequence: sequence, reason: problem.reason)
+            return
+        case .success(let decoded):
+            event = decoded
+        }
+        // Decide as of this log position: the flows' read model must include everything before it.
+        if sequence > 1, !(await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait)) {
+            logger.warning("flow read model lags behind log position \(sequence - 1); matching against what it has")
+        }
+        let matches: [FlowCatalog.Entry]
+        do {
+            matches = try catalog.matching(type: event.type, data: event.data)
+        } catch {
+            logger.error("could not read the flows: \(error)")
+            return
+        }
+        if matches.isEmpty {
+            logger.info("no active flow is triggered by intent \(event.data["intent"]?.stringValue ?? "?") (message \(sequence))")
+            return
+        }
+        for entry in matches {
+            let dedupKey = event.data["signal_id"]?.stringValue ?? event.id
+            let trigger = RunTrigger(kind: "event", event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
+            do {
+                let outcome = try await startRun(
+                    flowID: entry.record.flow_id, version: entry.version, definition: entry.definition, trigger: trigger,
+                    input: inputs(entry.definition, given: event.data["entities"] ?? .object([:])), mode: .live,
+                    actor: "user:\(event.data[path: "user.id"]?.interpolated ?? "unknown")", dedupKey: dedupKey,
+                    messageID: event.data["message_id"]?.stringValue,
+                    channel: event.data["channel"])
+                if case .duplicate(let runID) = outcome {
+                    logger.info("signal \(dedupKey) already started \(entry.record.flow_id) as run \(runID); not starting it again")
+                }
+            } catch {
+                logger.error("could not start \(entry.record.flow_id) for message \(sequence): \(error)")
+            }
+        }
+    }
+
+    static let calendarTypes = [EventType.calendarCreated, EventType.calendarUpdated, EventType.calendarCanceled, EventType.calendarCreateFailed]
+
+    func handleCalendarEvent(_ message: NATSMessage, sequence: UInt64, ack: @escaping @Sendable () -> Void) async {
+        let event: CloudEvent<JSONValue>
+        switch decodeInbound(message.payload, expectedTypes: Self.calendarTypes, required: ["command_id"], codec: EventCodec()) {
+        case .failure(let problem):
+            await reject(message, sequence: sequence, reason: problem.reason)
+            ack()
+            return
+        case .success(let decoded):
+            event = decoded
+        }
+        let commandID = event.data["command_id"]?.stringValue ?? ""
+        guard let (runID, stepID, attempt) = RunDecider.parseCommandID(commandID) else {
+            await reject(message, sequence: sequence, reason: "command_id \"\(commandID)\" was not issued by this engine")
+            ack()
+            return
+        }
+        let result: StepResult
+        if event.type == EventType.calendarCreateFailed {
+            result = .failure(StepError(
+                kind: "calendar_create_failed", message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
+                retryable: event.data["retryable"]?.boolValue ?? false))
+        } else {
+            result = .success(event.data)
+        }
+        guard let driver = await driver(for: runID, seenAt: sequence) else {
+            logger.info("answer \(sequence) for run \(runID) arrived after the run finished (or for an unknown run); kept in the log")
+            ack()
+            return
+        }
+        driver.send(.input(.stepResult(stepID: stepID, attempt: attempt, result: result, sourceSequence: sequence), done: ack))
+    }
+
+    /// The driver of a run, loading the run from the read model when this process is not driving it yet.
+    func driver(for runID: String, seenAt sequence: UInt64) async -> RunDriver? {
+        if let driver = drivers.withLock({ $0[runID] }) { return driver }
+        do {
+            var state = try store.run(runID)
+            if state == nil, await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait) {
+                state = try store.run(runID)
+            }
+            guard let state, !state.status.isTerminal,
+                let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version)
+            else { return nil }
+            return launch(state: state, definition: definition, resume: false)
+        } catch {
+            logger.error("could not load run \(runID): \(error)")
+            return nil
+        }
+    }
+
+    // MARK: - Starting runs
+
+    /// Applies `inputs` defaults and checks required inputs and their types.
+    func inputs(_ definition: FlowDefinition, given: JSONValue) -> JSONValue {
+        var values = given.objectValue ?? [:]
+        for (name, spec) in definition.inputs ?? [:] where values[name] == nil {
+            if let value = spec.default { values[name] = value }
+        }
+        return .object(values)
+    }
+
+    func inputProblems(_ definition: FlowDefinition, _ input: JSONValue) -> [String] {
+        var problems: [String] = []
+        for (name, spec) in (definition.inputs ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let value = input[name], value != .null else {
+                if spec.required ?? false { problems.append("input \(name) is required") }
+                continue
+            }
+            let ok: Bool
+            switch spec.type ?? "any" {
+            case "string": ok = value.stringValue != nil
+            case "number": ok = value.numberValue != nil
+            case "integer": ok = value.numberValue.map { $0.rounded() == $0 } ?? false
+            case "boolean": ok = value.boolValue != nil
+            case "object": ok = value.objectValue != nil
+            case "array": if case .array = value { ok = true } else { ok = false }
+            default: ok = true
+            }
+            if !ok { problems.append("input \(name) must be of type \(spec.type ?? "any")") }
+        }
+        return problems
+    }
+
+    /// Starts a run of an active flow on request (HTTP, NATS or CLI), as a manual signal with `actor`.
+    public func requestRun(flowID: String, input: JSONValue, mode: RunMode, idempotencyKey: String?, actor: String) async throws -> RunStart {
+        guard let record = try store.flow(flowID) else { throw EngineError.flowNotFound(flowID) }
+        guard record.status == "active", let version = record.active_version,
+            let definition = try catalog.definition(flowID: flowID, version: version)
+        else {
+            throw EngineError.invalidState("flow \(flowID) is \(record.status); only active flows run (activate it first)")
+        }
+        let values = inputs(definition, given: input)
+        let problems = inputProblems(definition, values)
+        if !problems.isEmpty { throw EngineError.badRequest(problems.joined(separator: "; ")) }
+        let trigger = RunTrigger(kind: "manual", event_type: nil, event_id: nil, sequence: nil, data: .object(["input": values, "actor": .string(actor)]))
+        return try await startRun(
+            flowID: flowID, version: version, definition: definition, trigger: trigger, input: values, mode: mode, actor: actor,
+            dedupKey: idempotencyKey.map { "manual:\($0)" }, messageID: nil, channel: nil)
+    }
+
+    /// Appends `FlowRunStarted` as the first event of the run's subject and starts driving the run. With a dedup
+    /// key, the run id is derived from flow and key, so a second start is refused by the log itself (the subject
+    /// already has a message), however long ago the first one was.
+    public func startRun(
+        flowID: String, version: Int, definition: FlowDefinition, trigger: RunTrigger, input: JSONValue, mode: RunMode,
+        actor: String, dedupKey: String?, messageID: String?, channel: JSONValue?
+    ) async throws -> RunStart {
+        let runID = dedupKey.map { DerivedID.uuid("\(flowID)/\($0)") } ?? EventID.make()
+        if let dedupKey, let existing = try store.dedup(flowID: flowID, key: dedupKey) { return .duplicate(runID: existing) }
+        let started = FlowRunStarted(
+            run_id: runID, flow_id: flowID, flow_version: version, definition_hash: DefinitionHash.of(definition), mode: mode,
+            trigger: trigger, actor: actor, input: input, step_ids: definition.steps.map(\.id), dedup_key: dedupKey,
+            message_id: messageID, channel: channel)
+        let body = LedgerEvent.Body.runStarted(started)
+        let id = EventID.make()
+        let time = Timestamp.now()
+        let payload = try body.encode(
+            id: id, time: time, runid: runID, flowid: flowID, flowversion: version, correlationid: runID,
+            causationid: trigger.event_id, codec: EventCodec())
+        let ack: PublishAck
+        do {
+            ack = try await appendForever(OutgoingMessage(subject: Subjects.run(runID), payload: payload, messageID: id, expectedLastSubjectSequence: 0))
+        } catch let error as NATSError where error.isWrongLastSequence {
+            return .duplicate(runID: runID)
+        }
+        let event = LedgerEvent(id: id, type: body.type, time: time, runid: runID, flowid: flowID, body: body)
+        guard let state = RunState.evolve(nil, event, sequence: ack.sequence) else { return .duplicate(runID: runID) }
+        if ack.duplicate { return .duplicate(runID: runID) }
+        _ = launch(state: state, definition: definition, resume: false)
+        return .started(runID: runID, sequence: ack.sequence)
+    }
+
+    /// Appends, retrying transport failures with backoff until it lands (a stale expected sequence is not retried).
+    func appendForever(_ message: OutgoingMessage) async throws -> PublishAck {
+        var delay: Duration = .milliseconds(50)
+        var attempts = 0
+        while true {
+            do {
+                return try await ledger.append(message)
+            } catch let error as NATSError where !error.isWrongLastSequence && error.jetStreamCode == 0 {
+                attempts += 1
+                if attempts == 1 || attempts % 20 == 0 {
+                    logger.warning("append to \(message.subject) failed (\(error.message)); retrying until NATS answers")
+                }
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
+    }
+
+    // MARK: - Driving runs
+
+    /// Starts the run's driver (unless one runs already) and returns it.
+    func launch(state: RunState, definition: FlowDefinition, resume: Bool) -> RunDriver {
+        let (stream, continuation) = AsyncStream<RunMail>.makeStream(bufferingPolicy: .unbounded)
+        let candidate = RunDriver(runID: state.run_id, mailbox: continuation)
+        let (driver, isNew) = drivers.withLock { drivers -> (RunDriver, Bool) in
+            if let existing = drivers[state.run_id] { return (existing, false) }
+            drivers[state.run_id] = candidate
+            return (candidate, true)
+        }
+        guard isNew else {
+            continuation.finish()
+            return driver
+        }
+        let task = Task {
+            var loop = RunLoop(state: state, decider: RunDecider(definition: definition, registry: registry), driver: driver)
+            await self.drive(&loop, stream: stream, resume: resume)
+        }
+        tasks.withLock { $0[state.run_id] = task }
+        return driver
+    }
+
+    struct RunLoop {
+        var state: RunState
+        let decider: RunDecider
+        let driver: RunDriver
+        var timer: (at: Date, task: Task<Void, Never>)?
+        var executions: [Task<Void, Never>] = []
+    }
+
+    func drive(_ loop: inout RunLoop, stream: AsyncStream<RunMail>, resume: Bool) async {
+        let runID = loop.state.run_id
+        if resume {
+            for (execution, startedAt) in loop.decider.inFlight(loop.state) {
+                logger.info("run \(runID): re-sending attempt \(execution.attempt) of step \(execution.stepID) after a restart")
+                execute(execution, startedAt: startedAt, &loop)
+            }
+        }
+        await process(.advance, &loop)
+        if !loop.state.status.isTerminal {
+            for await mail in stream {
+                switch mail {
+                case .input(let input, let done):
+                    await process(input, &loop)
+                    done?()
+                case .wake:
+                    loop.timer = nil
+                    await process(.advance, &loop)
+                }
+                if loop.state.status.isTerminal || Task.isCancelled { break }
+            }
+        }
+        loop.timer?.task.cancel()
+        for execution in loop.executions { execution.cancel() }
+        drivers.withLock { _ = $0.removeValue(forKey: runID) }
+        tasks.withLock { _ = $0.removeValue(forKey: runID) }
+        loop.driver.mailbox.finish()
+        // Messages that reached the mailbox after the end: acknowledge them (the run ignores late answers).
+        for await mail in stream {
+            if case .input(_, let done) = mail { done?() }
+        }
+    }
+
+    /// Decides on `input`, carries the decision out, and keeps advancing while decisions append events.
+    func process(_ input: RunInput, _ loop: inout RunLoop) async {
+        var input = input
+        for _ in 0..<10_000 {
+            if Task.isCancelled { return }
+            let steps = loop.decider.decide(loop.state, input, now: Date())
+            var appended = false
+            var conflict = false
+            decision: for step in steps {
+                switch step {
+                case .append(let body):
+                    do {
+                        try await append(body, &loop)
+                        appended = true
+                    } catch let error as NATSError where error.isWrongLastSequence {
+                        conflict = true
+                        break decision
+                    } catch {
+                        return  // cancelled while NATS was away; the log and a restart carry on
+                    }
+                case .execute(let execution):
+                    execute(execution, startedAt: Date(), &loop)
+                case .publishOutput(let output):
+                    await publishOutput(output, &loop)
+                case .wakeUp(let at):
+                    schedule(at, &loop)
+                }
+            }
+            if conflict {
+                // Someone else appended to this run: fold it again from the log and decide anew on the same input.
+                do {
+                    loop.state = try await foldFromLog(loop.state.run_id) ?? loop.state
+                } catch {
+                    logger.warning("run \(loop.state.run_id): could not re-read the run from the log: \(error)")
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+                continue
+            }
+            input = .advance
+            if !appended || loop.state.status.isTerminal { return }
+        }
+        logger.error("run \(loop.state.run_id): the decider kept producing events; stopping this pass")
+    }
+
+    func append(_ body: LedgerEvent.Body, _ loop: inout RunLoop) async throws {
+        let id = EventID.make()
+        let time = Timestamp.now()
+        let state = loop.state
+        let payload = try body.encode(
+            id: id, time: time, runid: state.run_id, flowid: state.flow_id, flowversion: state.flow_version,
+            correlationid: state.run_id, codec: EventCodec())
+        let ack = try await appendForever(OutgoingMessage(
+            subject: Subjects.run(state.run_id), payload: payload, messageID: id, expectedLastSubjectSequence: state.last_sequence))
+        let event = LedgerEvent(id: id, type: body.type, time: time, runid: state.run_id, flowid: state.flow_id, body: body)
+        loop.state = RunState.evolve(state, event, sequence: ack.sequence) ?? state
+    }
+
+    /// The run folded from its own subject in the log (the source of truth).
+    public func foldFromLog(_ runID: String) async throws -> RunState? {
+        let decoder = JSONDecoder()
+        var state: RunState?
+        for (sequence, message) in try await ledger.read(subject: Subjects.run(runID)) {
+            let event = try decoder.decode(LedgerEvent.self, from: Data(message.payload))
+            state = RunState.evolve(state, event, sequence: sequence)
+        }
+        return state
+    }
+
+    func execute(_ execution: StepExecution, startedAt: Date, _ loop: inout RunLoop) {
+        let driver = loop.driver
+        let executor = self.executor
+        loop.executions.removeAll { $0.isCancelled }
+        loop.executions.append(Task {
+            await executor.execute(execution, startedAt: startedAt) { result in
+                driver.send(.input(.stepResult(stepID: execution.stepID, attempt: execution.attempt, result: result, sourceSequence: nil), done: nil))
+            }
+        })
+    }
+
+    func publishOutput(_ output: FlowOutputProduced, _ loop: inout RunLoop) async {
+        let event = CloudEvent(
+            id: "\(output.run_id)/output", type: EventType.outputProduced, runid: output.run_id, flowid: output.flow_id,
+            flowversion: output.flow_version, correlationid: output.run_id, data: output)
+        do {
+            let payload = try EventCodec().encode(event)
+            _ = try await appendForever(OutgoingMessage(subject: Subjects.outputProduced, payload: payload, messageID: event.id))
+        } catch {
+            logger.error("run \(output.run_id): could not publish its output: \(error)")
+        }
+    }
+
+    func schedule(_ at: Date, _ loop: inout RunLoop) {
+        if let timer = loop.timer, timer.at <= at { return }
+        loop.timer?.task.cancel()
+        let driver = loop.driver
+        let task = Task {
+            let wait = at.timeIntervalSinceNow
+            if wait > 0 {
+                do { try await Task.sleep(for: .milliseconds(Int(wait * 1000) + 1)) } catch { return }
+            }
+            driver.send(.wake)
+        }
+        loop.timer = (at, task)
+    }
+}
+
+/// The hash a run is pinned to: SHA-256 of the definition's canonical JSON.
+public enum DefinitionHash {
+    public static func of(_ definition: FlowDefinition) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(definition)) ?? Data()
+        return "sha256:" + SHA256.hash(Array(data)).map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import LedgerCore
+import LedgerProjections
+import Synchronization
+
+/// Definitions of flows as the read model holds them, decoded once and cached until a flow changes.
+final class FlowCatalog: Sendable {
+    struct Entry: Sendable {
+        let record: FlowRecord
+        let definition: FlowDefinition
+        let version: Int
+    }
+    struct Cache {
+        var generation: UInt64 = .max
+        var active: [Entry] = []
+        var pinned: [String: FlowDefinition] = [:]
+    }
+
+    let store: ReadModelStore
+    let registry: ActionRegistry
+    private let cache = Mutex(Cache())
+
+    init(store: ReadModelStore, registry: ActionRegistry) {
+        self.store = store
+        self.registry = registry
+    }
+
+    /// Active flows whose event trigger matches.
+    func matching(type: String, data: JSONValue) throws -> [Entry] {
+        try active().filter { $0.definition.trigger?.matches(type: type, data: data) ?? false }
+    }
+
+    func active() throws -> [Entry] {
+        let generation = store.flowGeneration.load(ordering: .relaxed)
+        if let cached = cache.withLock({ $0.generation == generation ? $0.active : nil }) { return cached }
+        var entries: [Entry] = []
+        for record in try store.flows() where record.status == "active" {
+            let version = record.active_version ?? record.current_version
+            guard let entry = record.version(version), let definition = try? decode(entry.definition) else { continue }
+            entries.append(Entry(record: record, definition: definition, version: version))
+        }
+        cache.withLock {
+            $0.generation = generation
+            $0.active = entries
+        }
+        return entries
+    }
+
+    /// The definition a run is pinned to (versions never change, so this cache never goes stale).
+    func definition(flowID: String, version: Int) throws -> FlowDefinition? {
+        let key = "\(flowID)@\(version)"
+        if let cached = cache.withLock({ $0.pinned[key] }) { return cached }
+        guard let entry = try store.flow(flowID)?.version(version) else { return nil }
+        let definition = try decode(entry.definition)
+        cache.withLock { $0.pinned[key] = definition }
+        return definition
+    }
+
+    func decode(_ json: JSONValue) throws -> FlowDefinition {
+        try JSONDecoder().decode(FlowDefinition.self, from: JSONEncoder().encode(json))
+    }
+}

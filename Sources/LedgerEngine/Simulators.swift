@@ -1,0 +1,175 @@
+import Foundation
+import LedgerCore
+public import LedgerNATS
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// Stands in for the calendar service over the SPEC's subjects: answers `CalendarCommand.*` with
+/// `CalendarEvent.*`, honouring each command's idempotency key (the same key never creates a second event).
+public final class CalendarSimulator: Service, Sendable {
+    public struct Settings: Sendable {
+        /// Delay before each answer.
+        public var latency: Duration = .zero
+        /// Probability that a command fails (answered with `CreateFailed`, retryable).
+        public var failureRate: Double = 0
+        /// The first N commands of each idempotency key fail (retryable), then they succeed.
+        public var failFirst: Int = 0
+        /// Fail with `retryable: false` instead.
+        public var permanentFailures = false
+        /// Do not answer at all (the engine's step timeout takes over).
+        public var silent = false
+        public init() {}
+    }
+
+    struct CalendarEntry: Sendable {
+        var eventID: String
+        var fields: JSONValue
+        var canceled = false
+    }
+
+    struct Books: Sendable {
+        var byKey: [String: CalendarEntry] = [:]
+        var attemptsByKey: [String: Int] = [:]
+        var commandsReceived = 0
+        var eventsCreated = 0
+    }
+
+    let connection: NATSConnection
+    let settings: Mutex<Settings>
+    let logger: Logger
+    private let books = Mutex(Books())
+
+    public init(connection: NATSConnection, settings: Settings = Settings(), logger: Logger) {
+        self.connection = connection
+        self.settings = Mutex(settings)
+        self.logger = logger
+    }
+
+    /// Changes the switches while running.
+    public func update(_ change: (inout Settings) -> Void) { settings.withLock { change(&$0) } }
+
+    /// How many calendar events were really created (one per idempotency key).
+    public var eventsCreated: Int { books.withLock { $0.eventsCreated } }
+    public var commandsReceived: Int { books.withLock { $0.commandsReceived } }
+    public func createdCount(forKey key: String) -> Int { books.withLock { $0.byKey[key] == nil ? 0 : 1 } }
+
+    public func run() async throws {
+        let subscription = try connection.subscribe(subject: Subjects.calendarCommands, queue: "calendar-simulator")
+        try await connection.flush()
+        logger.info("calendar simulator answering on \(Subjects.calendarCommands)")
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                for await message in subscription.messages {
+                    group.addTask { await self.answer(message) }
+                }
+            }
+        } onGracefulShutdown: {
+            subscription.unsubscribe()
+        }
+    }
+
+    func answer(_ message: NATSMessage) async {
+        let codec = EventCodec()
+        let types = [EventType.calendarSchedule, EventType.calendarUpdate, EventType.calendarCancel]
+        guard case .success(let command) = decodeInbound(message.payload, expectedTypes: types, required: ["command_id", "idempotency_key"], codec: codec) else {
+            logger.warning("calendar simulator ignored an unreadable command on \(message.subject)")
+            return
+        }
+        let settings = self.settings.withLock { $0 }
+        if settings.silent { return }
+        if settings.latency > .zero { try? await Task.sleep(for: settings.latency) }
+        let key = command.data["idempotency_key"]!.stringValue ?? ""
+        let commandID = command.data["command_id"]!.stringValue ?? ""
+        let attempt = books.withLock { books -> Int in
+            books.commandsReceived += 1
+            books.attemptsByKey[key, default: 0] += 1
+            return books.attemptsByKey[key]!
+        }
+        if attempt <= settings.failFirst || (settings.failureRate > 0 && Double.random(in: 0..<1) < settings.failureRate) {
+            await publish(type: EventType.calendarCreateFailed, subject: Subjects.calendarCreateFailed, data: [
+                "command_id": .string(commandID), "reason": "calendar temporarily unavailable (simulated failure)",
+                "retryable": .bool(!settings.permanentFailures),
+            ], causation: command.id)
+            return
+        }
+        var fields = command.data.objectValue ?? [:]
+        for key in ["command_id", "idempotency_key", "on_behalf_of"] { fields.removeValue(forKey: key) }
+        switch command.type {
+        case EventType.calendarSchedule:
+            let entry = books.withLock { books -> CalendarEntry in
+                if let existing = books.byKey[key] { return existing }
+                let entry = CalendarEntry(eventID: "evt-" + DerivedID.uuid(key).prefix(13), fields: .object(fields))
+                books.byKey[key] = entry
+                books.eventsCreated += 1
+                return entry
+            }
+            var data = entry.fields.objectValue ?? [:]
+            data["command_id"] = .string(commandID)
+            data["event_id"] = .string(entry.eventID)
+            await publish(type: EventType.calendarCreated, subject: Subjects.calendarCreated, data: .object(data), causation: command.id)
+        case EventType.calendarUpdate:
+            var data = fields
+            data["command_id"] = .string(commandID)
+            await publish(type: EventType.calendarUpdated, subject: Subjects.calendarUpdated, data: .object(data), causation: command.id)
+        default:
+            await publish(type: EventType.calendarCanceled, subject: Subjects.calendarCanceled, data: [
+                "command_id": .string(commandID), "event_id": command.data["event_id"] ?? .null,
+            ], causation: command.id)
+        }
+    }
+
+    func publish(type: String, subject: String, data: JSONValue, causation: String) async {
+        let event = CloudEvent(source: LedgerSource.calendarSimulator, type: type, causationid: causation, data: data)
+        do {
+            // A plain publish, as the real service would do; the stream captures the subject.
+            try connection.publish(subject: subject, payload: try EventCodec().encode(event), headers: ["Nats-Msg-Id": event.id])
+        } catch {
+            logger.warning("calendar simulator could not answer: \(error)")
+        }
+    }
+}
+
+/// Stands in for the discovery service: answers `discovery.search` requests with deterministic results.
+public final class DiscoverySimulator: Service, Sendable {
+    let connection: NATSConnection
+    let logger: Logger
+    private let served = Atomic<Int>(0)
+
+    public init(connection: NATSConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
+    public var requestsServed: Int { served.load(ordering: .relaxed) }
+
+    public func run() async throws {
+        let subscription = try connection.subscribe(subject: Subjects.discoverySearch, queue: "discovery-simulator")
+        try await connection.flush()
+        await withGracefulShutdownHandler {
+            for await message in subscription.messages {
+                self.answer(message)
+            }
+        } onGracefulShutdown: {
+            subscription.unsubscribe()
+        }
+    }
+
+    func answer(_ message: NATSMessage) {
+        guard let reply = message.reply else { return }
+        served.add(1, ordering: .relaxed)
+        let data: JSONValue
+        switch decodeInbound(message.payload, expectedTypes: ["DiscoverySearch"], required: ["query"], codec: EventCodec()) {
+        case .failure(let problem):
+            data = ["error": ["type": "about:blank", "title": "Bad request", "status": 400, "detail": .string(problem.reason), "code": "bad_request"]]
+        case .success(let request):
+            let query = request.data["query"]?.interpolated ?? ""
+            let topN = Int(request.data["top_n"]?.numberValue ?? 3)
+            data = ["results": .array((1...max(1, min(topN, 10))).map { i in
+                ["title": .string("\(query) — result \(i)"), "url": .string("https://example.invalid/\(i)"), "score": .number(1.0 / Double(i))]
+            })]
+        }
+        let event = CloudEvent(source: LedgerSource.discoverySimulator, type: "DiscoverySearchResult", data: data)
+        try? connection.publish(subject: reply, payload: (try? EventCodec().encode(event)) ?? [])
+    }
+}

@@ -1,0 +1,189 @@
+import Foundation
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+import LedgerCore
+import LedgerNATS
+import Logging
+import Synchronization
+
+/// Carries out step attempts: commands to other services, requests, effects and timers.
+/// Answers that come back later (calendar events) reach the run through the engine's inbound consumer.
+final class StepExecutor: Sendable {
+    let ledger: Ledger
+    let registry: ActionRegistry
+    let logger: Logger
+    let discoveryCacheTTL: Duration
+    private let discoveryCache = Mutex<[String: (ContinuousClock.Instant, JSONValue)]>([:])
+
+    init(ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration, logger: Logger) {
+        self.ledger = ledger
+        self.registry = registry
+        self.discoveryCacheTTL = discoveryCacheTTL
+        self.logger = logger
+    }
+
+    /// Starts the attempt; `report` is called with its result when the engine itself produces one.
+    func execute(_ execution: StepExecution, startedAt: Date, report: @escaping @Sendable (StepResult) -> Void) async {
+        guard let spec = registry[execution.action] else {
+            report(.failure(StepError(kind: "unknown_action", message: "action \(execution.action) is not in the registry", retryable: false)))
+            return
+        }
+        do {
+            switch spec.kind {
+            case .command(let subject, let type):
+                try await sendCommand(execution, subject: subject, type: type)
+            case .request(let subject):
+                report(await request(execution, subject: subject))
+            case .effect:
+                report(try await effect(execution))
+            case .timer:
+                let seconds = execution.request["duration"]?.stringValue.flatMap(DurationText.seconds)
+                    ?? execution.request["seconds"]?.numberValue ?? (execution.request["ms"]?.numberValue).map { $0 / 1000 } ?? 0
+                let due = startedAt.addingTimeInterval(seconds)
+                let wait = due.timeIntervalSinceNow
+                if wait > 0 { try await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
+                report(.success(["waited_ms": .number((seconds * 1000).rounded())]))
+            case .local:
+                report(.success(execution.request["value"] ?? .null))
+            }
+        } catch is CancellationError {
+            return
+        } catch let error as StepError {
+            report(.failure(error))
+        } catch {
+            report(.failure(StepError(kind: "unavailable", message: "\(error)", retryable: true)))
+        }
+    }
+
+    /// The command's `data`: the rendered `with` plus `command_id`, `idempotency_key` and `on_behalf_of`.
+    func commandData(_ execution: StepExecution) -> JSONValue {
+        var data = execution.request.objectValue ?? [:]
+        data["command_id"] = .string(execution.commandID)
+        data["idempotency_key"] = .string(execution.idempotencyKey)
+        data["on_behalf_of"] = execution.onBehalfOf
+        return .object(data)
+    }
+
+    func sendCommand(_ execution: StepExecution, subject: String, type: String) async throws {
+        let event = CloudEvent(
+            id: execution.commandID, type: type, runid: execution.runID, stepid: execution.stepID,
+            correlationid: execution.runID, data: commandData(execution))
+        let payload = try EventCodec().encode(event)
+        // Msg-Id = command id: a command re-sent after a restart is stored once.
+        _ = try await ledger.append(OutgoingMessage(subject: subject, payload: payload, messageID: execution.commandID))
+    }
+
+    func request(_ execution: StepExecution, subject: String) async -> StepResult {
+        let query = execution.request
+        let cacheKey = query.compactJSON
+        if let hit = discoveryCache.withLock({ cache -> JSONValue? in
+            guard let (at, value) = cache[cacheKey], ContinuousClock.now - at < discoveryCacheTTL else { return nil }
+            return value
+        }) {
+            return .success(hit)
+        }
+        let event = CloudEvent(
+            id: execution.commandID, type: "DiscoverySearch", runid: execution.runID, stepid: execution.stepID,
+            correlationid: execution.runID, data: query)
+        do {
+            let payload = try EventCodec().encode(event)
+            let timeout = max(0.05, execution.deadline.timeIntervalSinceNow)
+            let reply = try await ledger.connection.request(subject: subject, payload: payload, timeout: .milliseconds(Int(timeout * 1000)))
+            let answer = try EventCodec().decode(CloudEvent<JSONValue>.self, from: reply.payload)
+            if let problem = answer.data["error"] {
+                let detail = problem["detail"]?.stringValue ?? problem["title"]?.stringValue ?? problem.compactJSON
+                return .failure(StepError(kind: "refused", message: "\(subject) refused the request: \(detail)", retryable: (problem["status"]?.numberValue ?? 500) >= 500))
+            }
+            discoveryCache.withLock { $0[cacheKey] = (ContinuousClock.now, answer.data) }
+            return .success(answer.data)
+        } catch let error as NATSError {
+            return .failure(StepError(kind: error.isTimeout ? "timeout" : "unavailable", message: "\(subject): \(error.message)", retryable: true))
+        } catch {
+            return .failure(StepError(kind: "bad_reply", message: "\(subject) answered with something that is not a CloudEvent: \(error)", retryable: true))
+        }
+    }
+
+    func effect(_ execution: StepExecution) async throws -> StepResult {
+        switch execution.action {
+        case "notify":
+            let event = CloudEvent(
+                id: execution.commandID, type: EventType.notificationRequested, runid: execution.runID, stepid: execution.stepID,
+                correlationid: execution.runID, data: commandData(execution))
+            _ = try await ledger.append(OutgoingMessage(subject: Subjects.notificationSend, payload: try EventCodec().encode(event), messageID: execution.commandID))
+            return .success(["notification_id": .string(execution.commandID), "status": "queued"])
+        case "emit":
+            guard let subject = execution.request["subject"]?.stringValue, let type = execution.request["type"]?.stringValue else {
+                throw StepError(kind: "bad_request", message: "emit needs with.subject and with.type", retryable: false)
+            }
+            if subject.hasPrefix("ledger.") {
+                throw StepError(kind: "bad_request", message: "emit may not publish on the engine's own ledger.* subjects", retryable: false)
+            }
+            let event = CloudEvent(
+                id: execution.commandID, type: type, runid: execution.runID, stepid: execution.stepID, correlationid: execution.runID,
+                data: execution.request["data"] ?? .null)
+            let payload = try EventCodec().encode(event)
+            if Subjects.streamSubjects.contains(where: { subjectMatches(pattern: $0, subject: subject) }) {
+                _ = try await ledger.append(OutgoingMessage(subject: subject, payload: payload, messageID: execution.commandID))
+            } else {
+                try ledger.connection.publish(subject: subject, payload: payload)
+            }
+            return .success(["subject": .string(subject), "event_id": .string(execution.commandID)])
+        case "http.request":
+            return try await httpRequest(execution)
+        default:
+            throw StepError(kind: "unknown_action", message: "no executor for \(execution.action)", retryable: false)
+        }
+    }
+
+    func httpRequest(_ execution: StepExecution) async throws -> StepResult {
+        let with = execution.request
+        guard let urlText = with["url"]?.stringValue, let url = URL(string: urlText), url.scheme == "http" || url.scheme == "https" else {
+            throw StepError(kind: "bad_request", message: "http.request needs an http(s) url", retryable: false)
+        }
+        var request = URLRequest(url: url)
+        request.httpMethod = with["method"]?.stringValue?.uppercased() ?? "GET"
+        request.timeoutInterval = max(0.1, execution.deadline.timeIntervalSinceNow)
+        for (name, value) in with["headers"]?.objectValue ?? [:] { request.setValue(value.interpolated, forHTTPHeaderField: name) }
+        request.setValue(execution.idempotencyKey, forHTTPHeaderField: "Idempotency-Key")
+        if let body = with["body"], body != .null {
+            if case .string(let text) = body {
+                request.httpBody = Data(text.utf8)
+            } else {
+                request.httpBody = Data(body.compactJSON.utf8)
+                if request.value(forHTTPHeaderField: "Content-Type") == nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+            }
+        }
+        let (data, response): (Data, URLResponse)
+        do {
+            (data, response) = try await URLSession.shared.data(for: request)
+        } catch {
+            throw StepError(kind: "unavailable", message: "\(request.httpMethod ?? "GET") \(urlText): \(error.localizedDescription)", retryable: true)
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let bodyValue = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
+        let expected = with["expected_status"].map { v -> [Int] in
+            if case .array(let a) = v { return a.compactMap { $0.numberValue.map(Int.init) } }
+            return v.numberValue.map { [Int($0)] } ?? []
+        }
+        let ok = expected.map { $0.contains(status) } ?? (200..<300).contains(status)
+        if !ok {
+            throw StepError(
+                kind: "http_\(status)", message: "\(request.httpMethod ?? "GET") \(urlText) answered \(status)",
+                retryable: status >= 500 || status == 429 || status == 408)
+        }
+        return .success(["status": .number(Double(status)), "body": bodyValue])
+    }
+}
+
+/// NATS subject matching with `*` and `>`.
+func subjectMatches(pattern: String, subject: String) -> Bool {
+    let p = pattern.split(separator: ".")
+    let s = subject.split(separator: ".")
+    for (i, token) in p.enumerated() {
+        if token == ">" { return s.count > i }
+        guard i < s.count else { return false }
+        if token != "*" && token != s[i] { return false }
+    }
+    return p.count == s.count
+}

@@ -1,0 +1,227 @@
+import ArgumentParser
+import Foundation
+import LedgerCore
+import LedgerEngine
+import LedgerNATS
+import LedgerProjections
+import Logging
+
+struct Replay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A run's timeline read from the log itself (not the read model), and its state at any log position.")
+
+    @OptionGroup var nats: NATSOptions
+    @Argument(help: "The run id.") var run: String
+    @Option(help: "Show the run's state as of this log sequence.") var at: UInt64?
+
+    func run() async throws {
+        let logger = makeLogger()
+        let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-replay", logger: logger)
+        let entries = try await ledger.read(subject: Subjects.run(run))
+        guard !entries.isEmpty else {
+            print("No events for run \(run) in the log (stream \(ledger.stream) at \(nats.natsURL)).")
+            throw ExitCode(1)
+        }
+        let decoder = JSONDecoder()
+        var state: RunState?
+        var lines: [(UInt64, String)] = []
+        var related: Set<UInt64> = []
+        for (sequence, message) in entries {
+            let event = try decoder.decode(LedgerEvent.self, from: Data(message.payload))
+            if at == nil || sequence <= at! { state = RunState.evolve(state, event, sequence: sequence) }
+            lines.append((sequence, "\(event.time)  \(event.type.padding(toLength: 22, withPad: " ", startingAt: 0)) \(Self.essentials(event.body))"))
+            switch event.body {
+            case .runStarted(let e): if let s = e.trigger.sequence { related.insert(s) }
+            case .stepAttemptSucceeded(let e): if let s = e.source_sequence { related.insert(s) }
+            case .stepAttemptFailed(let e): if let s = e.source_sequence { related.insert(s) }
+            default: break
+            }
+        }
+        // The inbound messages the run's events point at (its trigger, the answers it received).
+        for sequence in related {
+            guard let stored = try await ledger.api.message(stream: ledger.stream, sequence: sequence),
+                let event = try? decoder.decode(CloudEvent<JSONValue>.self, from: Data(stored.payload))
+            else { continue }
+            let summary = Self.clip(event.data.compactJSON)
+            lines.append((sequence, "\(event.time ?? stored.time)  \(event.type.padding(toLength: 22, withPad: " ", startingAt: 0)) on \(stored.subject): \(summary)"))
+        }
+        print("Run \(run), from stream \(ledger.stream):")
+        print("   seq  time                      type                   essentials")
+        for (sequence, line) in lines.sorted(by: { $0.0 < $1.0 }) {
+            let marker = at.map { sequence > $0 ? "  (after --at)" : "" } ?? ""
+            print(String(sequence).leftPad(6) + "  " + line + marker)
+        }
+        if let state {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(at.map { "\nState as of log sequence \($0):" } ?? "\nState:")
+            print(String(decoding: try encoder.encode(state), as: UTF8.self))
+        } else if let at {
+            print("\nThe run had not started at log sequence \(at).")
+        }
+    }
+
+    static func clip(_ text: String, _ limit: Int = 140) -> String {
+        text.count > limit ? String(text.prefix(limit)) + "…" : text
+    }
+
+    static func essentials(_ body: LedgerEvent.Body) -> String {
+        switch body {
+        case .runStarted(let e):
+            return "\(e.flow_id) v\(e.flow_version) \(e.mode.rawValue) by \(e.actor), trigger \(e.trigger.kind)\(e.trigger.event_type.map { " \($0)" } ?? "")\(e.trigger.sequence.map { " @\($0)" } ?? "")"
+        case .stepAttemptStarted(let e):
+            return "step \(e.step_id) attempt \(e.attempt), command \(e.command_id ?? "-"), key \(e.idempotency_key)"
+        case .stepAttemptSucceeded(let e):
+            return "step \(e.step_id) attempt \(e.attempt) → \(clip(e.output.compactJSON))\(e.source_sequence.map { " (answer @\($0))" } ?? "")"
+        case .stepAttemptFailed(let e):
+            return "step \(e.step_id) attempt \(e.attempt): \(e.error.kind): \(e.error.message)\(e.retry_at.map { ", retry at \($0)" } ?? ", no retry")"
+        case .stepSkipped(let e): return "step \(e.step_id): \(e.reason)"
+        case .runSucceeded(let e): return "output \(clip(e.output.compactJSON))"
+        case .runFailed(let e): return "\(e.error.code): \(e.error.message)"
+        default: return ""
+        }
+    }
+}
+
+extension String {
+    func leftPad(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}
+
+struct Projections: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Read models.", subcommands: [Rebuild.self])
+
+    struct Rebuild: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rebuild the LMDB read models from the log (stop `serve` first), or check them with --verify.")
+
+        @OptionGroup var nats: NATSOptions
+        @Option(help: "The data directory holding lmdb/.") var dataDir = "./.ledgerflow"
+        @Flag(help: "Rebuild into a scratch directory and compare with the live models, key by key (the live ones are untouched).")
+        var verify = false
+
+        func run() async throws {
+            let logger = makeLogger()
+            let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-rebuild", logger: logger)
+            let live = "\(dataDir)/lmdb"
+            let scratch = "\(dataDir)/lmdb.rebuild-\(getpid())"
+            try? FileManager.default.removeItem(atPath: scratch)
+            var liveStore: ReadModelStore?
+            var target = try await ledger.lastSequence()
+            if verify {
+                guard FileManager.default.fileExists(atPath: "\(live)/data.mdb") else {
+                    print("There are no live read models at \(live) to verify.")
+                    throw ExitCode(1)
+                }
+                liveStore = try ReadModelStore(path: live)
+                target = try liveStore!.checkpoint()
+            }
+            let store = try ReadModelStore(path: scratch, durability: .noSync)
+            let started = ContinuousClock.now
+            let bar = ProgressBar(total: target)
+            if target > 0 {
+                try await Projector(ledger: ledger, store: store, logger: logger).follow(until: target) { bar.show($0) }
+            }
+            try store.environment.sync()
+            bar.finish()
+            let seconds = (ContinuousClock.now - started) / .seconds(1)
+            print("Replayed \(target) log messages in \(String(format: "%.1f", seconds)) s (\(Int(Double(target) / max(seconds, 0.001))) messages/s).")
+            if let liveStore {
+                let differences = try compare(try store.dump(), try liveStore.dump())
+                try? FileManager.default.removeItem(atPath: scratch)
+                if differences.isEmpty {
+                    print("Verified: the rebuilt read models equal the live ones at log position \(target), key by key.")
+                } else {
+                    print("The rebuilt read models differ from the live ones at log position \(target):")
+                    for line in differences.prefix(20) { print("  " + line) }
+                    throw ExitCode(1)
+                }
+            } else {
+                let old = "\(dataDir)/lmdb.old-\(getpid())"
+                if FileManager.default.fileExists(atPath: live) { try FileManager.default.moveItem(atPath: live, toPath: old) }
+                try FileManager.default.moveItem(atPath: scratch, toPath: live)
+                try? FileManager.default.removeItem(atPath: old)
+                print("The read models in \(live) are rebuilt.")
+            }
+        }
+
+        func compare(_ a: [String: [(key: [UInt8], value: [UInt8])]], _ b: [String: [(key: [UInt8], value: [UInt8])]]) throws -> [String] {
+            var out: [String] = []
+            for table in a.keys.sorted() {
+                let left = Dictionary(a[table]!.map { ($0.key, $0.value) }, uniquingKeysWith: { x, _ in x })
+                let right = Dictionary((b[table] ?? []).map { ($0.key, $0.value) }, uniquingKeysWith: { x, _ in x })
+                for (key, value) in left where right[key] != value {
+                    out.append("\(table)/\(String(decoding: key, as: UTF8.self)): \(right[key] == nil ? "missing from the live models" : "different value")")
+                }
+                for key in right.keys where left[key] == nil {
+                    out.append("\(table)/\(String(decoding: key, as: UTF8.self)): only in the live models")
+                }
+            }
+            return out
+        }
+    }
+}
+
+/// A progress bar on standard error.
+final class ProgressBar: @unchecked Sendable {
+    let total: UInt64
+    let started = ContinuousClock.now
+    let lock = NSLock()
+    var last = ContinuousClock.now - .seconds(1)
+
+    init(total: UInt64) { self.total = total }
+
+    func show(_ done: UInt64, force: Bool = false) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard force || ContinuousClock.now - last > .milliseconds(100) else { return }
+        last = ContinuousClock.now
+        let fraction = total == 0 ? 1 : min(1, Double(done) / Double(total))
+        let width = 30
+        let filled = Int(fraction * Double(width))
+        let rate = Double(done) / max(0.001, (ContinuousClock.now - started) / .seconds(1))
+        let line = "\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(Int(fraction * 100))% \(done)/\(total) messages, \(Int(rate))/s"
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    func finish() {
+        show(total, force: true)
+        FileHandle.standardError.write(Data("\n".utf8))
+    }
+}
+
+struct Publish: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publish a message (debugging): a CloudEvent as given, or data wrapped in one with --type.")
+
+    @OptionGroup var nats: NATSOptions
+    @Argument(help: "Subject, e.g. assistant.command.issued") var subject: String
+    @Argument(help: "JSON: a whole CloudEvent, or its data with --type") var json: String
+    @Option(help: "Wrap the JSON as the data of a CloudEvent of this type.") var type: String?
+
+    func run() async throws {
+        let logger = makeLogger()
+        var payload = Array(json.utf8)
+        var id = EventID.make()
+        if let type {
+            guard let data = try? JSONDecoder().decode(JSONValue.self, from: Data(payload)) else {
+                print("The JSON argument is not valid JSON.")
+                throw ExitCode(1)
+            }
+            payload = try EventCodec().encode(CloudEvent(id: id, source: LedgerSource.cli, type: type, data: data))
+        } else if let event = try? JSONDecoder().decode(JSONValue.self, from: Data(payload)), let given = event["id"]?.stringValue {
+            id = given
+        }
+        let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-publish", logger: logger)
+        if Subjects.streamSubjects.contains(where: { pattern in
+            let p = pattern.split(separator: "."), s = subject.split(separator: ".")
+            return p.last == ">" ? s.count >= p.count && Array(s.prefix(p.count - 1)) == Array(p.dropLast()) : p == s
+        }) {
+            let ack = try await ledger.append(OutgoingMessage(subject: subject, payload: payload, messageID: id))
+            print("appended to \(ledger.stream) at sequence \(ack.sequence)\(ack.duplicate ? " (duplicate of an earlier publish; not stored again)" : "") with id \(id)")
+        } else {
+            try ledger.connection.publish(subject: subject, payload: payload)
+            try await ledger.connection.flush()
+            print("published on \(subject) (not a stream subject)")
+        }
+    }
+}

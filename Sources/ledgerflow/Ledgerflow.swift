@@ -1,0 +1,212 @@
+import ArgumentParser
+import Foundation
+import LedgerAPI
+import LedgerCore
+import LedgerEngine
+import LedgerNATS
+import Logging
+import ServiceLifecycle
+
+@main
+struct Ledgerflow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledgerflow",
+        abstract: "An event-sourced automation engine on NATS JetStream and LMDB.",
+        subcommands: [
+            Dev.self, Serve.self, Replay.self, Projections.self, Publish.self, Flows.self, RunFlow.self, Runs.self,
+            CalendarSim.self,
+        ])
+}
+
+/// Options of commands that read the log directly.
+struct NATSOptions: ParsableArguments {
+    @Option(name: .customLong("nats-url"), help: "NATS server URL (env LEDGERFLOW_NATS_URL).")
+    var natsURL: String = ProcessInfo.processInfo.environment["LEDGERFLOW_NATS_URL"] ?? "nats://127.0.0.1:4222"
+}
+
+/// Options of commands that talk to a running server.
+struct ServerOptions: ParsableArguments {
+    @Option(help: "Ledgerflow HTTP API (env LEDGERFLOW_URL).")
+    var url: String = ProcessInfo.processInfo.environment["LEDGERFLOW_URL"] ?? "http://127.0.0.1:8080"
+    @Option(name: .customLong("token"), help: "Bearer token (env LEDGERFLOW_TOKEN).")
+    var tokenOption: String?
+    var token: String? { tokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_TOKEN"] }
+}
+
+func makeLogger(_ label: String = "ledgerflow") -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
+        return handler
+    }
+    return Logger(label: label)
+}
+
+/// Everything `serve` and `dev` run, in dependency order.
+struct Stack {
+    let ledger: Ledger
+    let store: ReadModelStore
+    let projector: Projector
+    let engine: Engine
+    let tokens: TokenStore
+
+    static func open(natsURL: String, dataDirectory: String, tokens: TokenStore, logger: Logger) async throws -> Stack {
+        let ledger = try await Ledger.open(url: natsURL, clientName: "ledgerflow-engine", logger: logger)
+        let store = try ReadModelStore(path: "\(dataDirectory)/lmdb")
+        let projector = Projector(ledger: ledger, store: store, logger: logger)
+        let engine = Engine(ledger: ledger, store: store, logger: logger)
+        return Stack(ledger: ledger, store: store, projector: projector, engine: engine, tokens: tokens)
+    }
+
+    func services(host: String, port: Int, logger: Logger) -> [any Service] {
+        let app = buildApplication(
+            APIDependencies(ledger: ledger, store: store, engine: engine, tokens: tokens), host: host, port: port, logger: logger)
+        return [projector, engine, app]
+    }
+}
+
+/// Registers and activates the example flows that are not there yet.
+struct ExampleFlows: Service {
+    let admin: FlowAdmin
+    let directory: String
+    let logger: Logger
+
+    func run() async throws {
+        // Decide against the whole log: wait until the read models have caught up with it.
+        let end = try await admin.ledger.lastSequence()
+        _ = await admin.store.progress.wait(for: end, timeout: .seconds(60))
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
+        for file in files {
+            do {
+                let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(file)"))
+                let json = try JSONDecoder().decode(JSONValue.self, from: data)
+                guard let id = json["id"]?.stringValue else { continue }
+                if try admin.store.flow(id) == nil { _ = try await admin.register(json, actor: "ledgerflow-dev") }
+                let record = try await admin.activate(id, actor: "ledgerflow-dev")
+                print("  flow        \(id) v\(record.current_version) \(record.status) (from \(directory)/\(file))")
+                fflush(nil)
+            } catch {
+                logger.warning("example \(file) was not loaded: \(error)")
+            }
+        }
+    }
+}
+
+struct Dev: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Everything on one machine: nats-server, engine, projectors, HTTP API, simulators, example flows.")
+
+    @Option(help: "Port of the local nats-server.") var natsPort = 4222
+    @Option(help: "Port of the HTTP API.") var httpPort = 8080
+    @Option(help: "Where nats-server and LMDB keep their data.") var dataDir = "./.ledgerflow"
+    @Option(help: "Use this NATS server instead of starting one.") var natsURL: String?
+    @Option(name: .customLong("admin-token"), help: "The admin token to create (env LEDGERFLOW_ADMIN_TOKEN); a fresh one is printed otherwise.")
+    var adminTokenOption: String?
+    var adminToken: String? { adminTokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_ADMIN_TOKEN"] }
+    @Option(help: "Directory of example flows to load.") var examples = "examples"
+    @Option(help: "Calendar simulator: delay before each answer, in ms.") var calendarLatencyMs = 50
+    @Option(help: "Calendar simulator: probability of a (retryable) failure.") var calendarFailureRate = 0.0
+
+    func run() async throws {
+        let logger = makeLogger()
+        var server: LocalNATSServer?
+        let url: String
+        if let natsURL {
+            url = natsURL
+        } else {
+            do {
+                server = try LocalNATSServer(port: natsPort, dataDirectory: "\(dataDir)/nats", logger: logger)
+            } catch let error as LocalNATSServer.NotFound {
+                print(error.description)
+                throw ExitCode(1)
+            }
+            url = server!.url
+        }
+        let token = adminToken ?? TokenStore.generate()
+        let stack = try await Stack.open(
+            natsURL: url, dataDirectory: dataDir, tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]), logger: logger)
+        let simulatorConnection = try await NATSConnection.connect(url: url, name: "ledgerflow-simulators", logger: logger)
+        var settings = CalendarSimulator.Settings()
+        settings.latency = .milliseconds(calendarLatencyMs)
+        settings.failureRate = calendarFailureRate
+        let calendar = CalendarSimulator(connection: simulatorConnection, settings: settings, logger: logger)
+        let discovery = DiscoverySimulator(connection: simulatorConnection, logger: logger)
+        print("""
+            Ledgerflow dev is running (Ctrl-C stops all of it)
+              NATS        \(url)\(server.map { " (nats-server \($0.version), data in \($0.dataDirectory))" } ?? "")
+              HTTP API    http://127.0.0.1:\(httpPort)
+              read models \(dataDir)/lmdb
+              simulators  calendar (\(calendarLatencyMs) ms latency), discovery
+              admin token \(token)
+
+            export LEDGERFLOW_URL=http://127.0.0.1:\(httpPort) LEDGERFLOW_TOKEN=\(token) LEDGERFLOW_NATS_URL=\(url)
+            """)
+        fflush(nil)
+        let examples = ExampleFlows(admin: FlowAdmin(ledger: stack.ledger, store: stack.store), directory: examples, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = stack.services(host: "127.0.0.1", port: httpPort, logger: logger).map {
+            .init(service: $0)
+        }
+        services += [.init(service: calendar), .init(service: discovery), .init(service: examples, successTerminationBehavior: .ignore)]
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
+        try await group.run()
+        simulatorConnection.close()
+        stack.ledger.connection.close()
+        server?.stop()
+        print("Ledgerflow dev stopped.")
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Engine, projectors and HTTP API against an existing NATS server.")
+
+    @OptionGroup var nats: NATSOptions
+    @Option(help: "Address of the HTTP API.") var host = "127.0.0.1"
+    @Option(help: "Port of the HTTP API.") var httpPort = 8080
+    @Option(help: "Where LMDB keeps the read models.") var dataDir = "./.ledgerflow"
+    @Option(name: .customLong("admin-token"), help: "Admin token (env LEDGERFLOW_ADMIN_TOKEN).") var adminTokenOption: String?
+    var adminToken: String? { adminTokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_ADMIN_TOKEN"] }
+    @Option(help: "JSON file of tokens: [{\"token\", \"subject\", \"role\"}].") var tokensFile: String?
+    @Flag(help: "Also run the calendar and discovery simulators.") var simulators = false
+
+    func run() async throws {
+        let logger = makeLogger()
+        var grants: [TokenGrant] = []
+        if let adminToken { grants.append(TokenGrant(token: adminToken, subject: "admin", role: .admin)) }
+        if let tokensFile { grants += try TokenStore.load(file: tokensFile) }
+        if grants.isEmpty { logger.warning("no tokens configured (--admin-token or --tokens-file): every API call but /health will be refused") }
+        let stack = try await Stack.open(natsURL: nats.natsURL, dataDirectory: dataDir, tokens: TokenStore(grants), logger: logger)
+        var services = stack.services(host: host, port: httpPort, logger: logger)
+        if simulators {
+            services.append(CalendarSimulator(connection: stack.ledger.connection, logger: logger))
+            services.append(DiscoverySimulator(connection: stack.ledger.connection, logger: logger))
+        }
+        logger.info("serving on http://\(host):\(httpPort), NATS \(nats.natsURL), read models in \(dataDir)/lmdb")
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
+        try await group.run()
+        stack.ledger.connection.close()
+    }
+}
+
+struct CalendarSim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "calendar-simulator", abstract: "Answer calendar commands as the calendar service would (for demos and tests).")
+
+    @OptionGroup var nats: NATSOptions
+    @Option(help: "Delay before each answer, in ms.") var latencyMs = 0
+    @Option(help: "Probability of a failure answer.") var failureRate = 0.0
+    @Option(help: "The first N commands of each idempotency key fail.") var failFirst = 0
+    @Flag(help: "Failures are not retryable.") var permanent = false
+
+    func run() async throws {
+        let logger = makeLogger()
+        let connection = try await NATSConnection.connect(url: nats.natsURL, name: "calendar-simulator", logger: logger)
+        var settings = CalendarSimulator.Settings()
+        settings.latency = .milliseconds(latencyMs)
+        settings.failureRate = failureRate
+        settings.failFirst = failFirst
+        settings.permanentFailures = permanent
+        let simulator = CalendarSimulator(connection: connection, settings: settings, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: simulator)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
+        try await group.run()
+    }
+}

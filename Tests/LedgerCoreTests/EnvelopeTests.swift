@@ -1,0 +1,75 @@
+import Foundation
+import LedgerCore
+import Testing
+
+@Suite struct EnvelopeTests {
+    let codec = EventCodec()
+
+    func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+    @Test func aValidCommandDecodesWithItsData() throws {
+        let text = #"{"specversion":"1.0","id":"e1","source":"assistant","type":"AssistantCommandIssued","time":"2026-11-23T10:00:00Z","data":{"message_id":"m-1","intent":"calendar.create_event","entities":{"title":"x"},"user":{"id":"u"},"channel":{"type":"chat","conversation_id":"c"}}}"#
+        let event = try decodeInbound(bytes(text), expectedTypes: ["AssistantCommandIssued"], required: ["message_id", "user.id"], codec: codec).get()
+        #expect(event.id == "e1")
+        #expect(event.data[path: "entities.title"] == "x")
+    }
+
+    @Test(arguments: [
+        ("not json at all", "not valid JSON"),
+        ("[1,2]", "not an object"),
+        (#"{"specversion":"1.0","source":"s","type":"AssistantCommandIssued","data":{}}"#, "missing CloudEvents attribute(s): id"),
+        (#"{"specversion":"0.3","id":"1","source":"s","type":"AssistantCommandIssued"}"#, "specversion must be"),
+        (#"{"specversion":"1.0","id":"1","source":"s","type":"Nope"}"#, "unknown event type \"Nope\""),
+        (#"{"specversion":"1.0","id":"1","source":"s","type":"AssistantCommandIssued","data":{"message_id":"m"}}"#, "missing data field(s): user.id"),
+    ])
+    func refusalsSayWhatIsWrong(_ input: String, _ reason: String) {
+        let result = decodeInbound(bytes(input), expectedTypes: ["AssistantCommandIssued"], required: ["message_id", "user.id"], codec: codec)
+        guard case .failure(let problem) = result else {
+            Issue.record("accepted \(input)")
+            return
+        }
+        #expect(problem.reason.contains(reason), "\(problem.reason)")
+    }
+
+    @Test func engineEventsRoundTripThroughTheEnvelope() throws {
+        let body = LedgerEvent.Body.stepAttemptFailed(StepAttemptFailed(
+            step_id: "s", attempt: 2, error: StepError(kind: "timeout", message: "late", retryable: true),
+            started_at: "2026-11-23T10:00:00.000Z", finished_at: "2026-11-23T10:00:01.000Z", retry_at: "2026-11-23T10:00:02.000Z"))
+        let payload = try body.encode(id: "i", time: "2026-11-23T10:00:01.000Z", runid: "r", flowid: "f", flowversion: 3, codec: codec)
+        let event = try codec.decode(LedgerEvent.self, from: payload)
+        #expect(event.type == "StepAttemptFailed")
+        #expect(event.runid == "r")
+        #expect(event.body == body)
+        let raw = try codec.decode(CloudEvent<JSONValue>.self, from: payload)
+        #expect(raw.specversion == "1.0")
+        #expect(raw.stepid == "s")
+        #expect(raw.flowversion == 3)
+    }
+
+    @Test func refusedPayloadsAreKeptTextOrBase64() {
+        #expect(InboundMessageRejected(subject: "a", sequence: 1, reason: "r", payload: Array("hi".utf8)).payload == "hi")
+        let binary = InboundMessageRejected(subject: "a", sequence: 1, reason: "r", payload: [0xff, 0xfe, 0x00])
+        #expect(binary.payload_encoding == "base64")
+        #expect(binary.payload == "//4A")
+    }
+
+    @Test func timestampsAgreeWithFoundation() throws {
+        let oracle = ISO8601DateFormatter()
+        oracle.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        for millis: Int64 in [0, 951_782_400_000, 1_795_412_345_678, 4_102_444_799_999] {
+            let text = Timestamp.format(millis: millis)
+            #expect(text == oracle.string(from: Date(timeIntervalSince1970: Double(millis) / 1000)))
+            let parsed = try #require(Timestamp.parse(text))
+            #expect(Int64((parsed.timeIntervalSince1970 * 1000).rounded()) == millis)
+        }
+        let plain = ISO8601DateFormatter()
+        #expect(Timestamp.parse("2026-11-20T05:45:45+01:00") == plain.date(from: "2026-11-20T05:45:45+01:00"))
+    }
+
+    @Test func sha256MatchesTheStandardVectors() {
+        #expect(SHA256.hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(DerivedID.uuid("flow/sig") == DerivedID.uuid("flow/sig"))
+        #expect(DerivedID.uuid("flow/sig") != DerivedID.uuid("flow/sig2"))
+    }
+}
