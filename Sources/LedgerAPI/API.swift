@@ -37,6 +37,8 @@ public func buildRouter(_ deps: APIDependencies) -> Router<BasicRequestContext> 
     let router = Router(context: BasicRequestContext.self)
     let api = FlowsAPI(deps: deps)
     router.get("/health") { _, _ in try await api.health() }
+    // A static route with no dependencies: a liveness probe, and the benchmarks' ceiling for a bare route.
+    router.get("/ping") { _, _ in "pong" }
     router.post("/automation/flows") { request, context in try await api.register(request, context) }
     router.get("/automation/flows") { request, context in try api.listFlows(request, context) }
     router.get("/automation/flows/{id}") { request, context in try api.getFlow(request, context) }

@@ -1,1 +1,57 @@
+// ledgerflow-bench: every figure against the raw ceiling measured in the same run (see tools/bench).
+import Foundation
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+import Histogram
+import LedgerCore
+import LedgerEngine
+import LedgerNATS
+import Logging
 
+struct Options {
+    var quick = false
+    var ledgerflow = ".build/release/ledgerflow"
+    var out = "bench-results"
+    var only: Set<String> = []
+
+    init(_ args: [String]) {
+        var i = 0
+        while i < args.count {
+            switch args[i] {
+            case "--quick": quick = true
+            case "--ledgerflow": i += 1; ledgerflow = args[i]
+            case "--out": i += 1; out = args[i]
+            case "--only": i += 1; only = Set(args[i].split(separator: ",").map(String.init))
+            default: FileHandle.standardError.write(Data("unknown option \(args[i])\n".utf8))
+            }
+            i += 1
+        }
+    }
+
+    func runs(_ scenario: String) -> Bool { only.isEmpty || only.contains(scenario) }
+}
+
+let options = Options(Array(CommandLine.arguments.dropFirst()))
+var logger = Logger(label: "ledgerflow.bench")
+logger.logLevel = .warning
+
+func say(_ text: String) {
+    print(text)
+    fflush(nil)
+}
+
+let report = Report(quick: options.quick)
+let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerflow-bench-\(getpid())").path
+try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+let bench = Bench(options: options, report: report, scratch: scratch, logger: logger)
+do {
+    try await bench.runAll()
+} catch {
+    say("benchmark failed: \(error)")
+    exit(1)
+}
+try report.write(to: options.out)
+say("\nwrote \(options.out)/bench.json and \(options.out)/BENCHMARKS.md")

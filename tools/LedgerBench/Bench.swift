@@ -1,0 +1,384 @@
+import Foundation
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+import Histogram
+import LedgerCore
+import LedgerEngine
+import LedgerNATS
+import Logging
+import Synchronization
+
+struct Bench {
+    let options: Options
+    let report: Report
+    let scratch: String
+    let logger: Logger
+
+    var quick: Bool { options.quick }
+
+    func runAll() async throws {
+        let server = try LocalNATSServer(dataDirectory: "\(scratch)/nats", logger: logger)
+        defer { server.stop() }
+        say("nats-server \(server.version) at \(server.url) (default durability: fsync every 2 minutes)")
+        if options.runs("append") { try await append(url: server.url, scenario: "1. append", count: quick ? 2_000 : 100_000) }
+        if options.runs("e2e") || options.runs("query") {
+            try await serveScenarios(url: server.url, scenario: "2. end to end", runs: quick ? 200 : 10_000, singles: quick ? 20 : 500, query: true)
+        }
+        if options.runs("rebuild") { try await rebuild(url: server.url, events: quick ? 10_000 : 1_000_000) }
+        if options.runs("durability") {
+            let synced = try LocalNATSServer(dataDirectory: "\(scratch)/nats-sync", syncAlways: true, logger: logger)
+            defer { synced.stop() }
+            say("\nnats-server \(synced.version) with sync_interval: always at \(synced.url)")
+            try await append(url: synced.url, scenario: "6. append, sync_interval: always", count: quick ? 300 : 5_000)
+            try await serveScenarios(url: synced.url, scenario: "6. end to end, sync_interval: always", runs: quick ? 50 : 1_000, singles: quick ? 10 : 100, query: false)
+        }
+    }
+
+    // MARK: 1. Append
+
+    static func event(_ i: Int, run: String) -> [UInt8] {
+        let body = LedgerEvent.Body.stepAttemptSucceeded(StepAttemptSucceeded(
+            step_id: "step-\(i % 3)", attempt: 1, output: ["value": .number(Double(i)), "note": "benchmark event"],
+            started_at: "2026-11-23T10:00:00.000Z", finished_at: "2026-11-23T10:00:00.001Z"))
+        return try! body.encode(id: "ev-\(i)", time: "2026-11-23T10:00:00.001Z", runid: run, flowid: "bench", flowversion: 1, codec: EventCodec())
+    }
+
+    func freshLedger(url: String) async throws -> Ledger {
+        let ledger = try await Ledger.open(url: url, clientName: "bench", logger: logger)
+        try await ledger.api.deleteStream(ledger.stream)
+        ledger.connection.close()
+        return try await Ledger.open(url: url, clientName: "bench", logger: logger)
+    }
+
+    func append(url: String, scenario: String, count: Int) async throws {
+        say("\n\(scenario): \(count) events of ~\(Self.event(0, run: "r").count) bytes, each with Nats-Msg-Id")
+        let payloads = (0..<count).map { Self.event($0, run: "r") }
+        var raw: [Double] = []
+        var ours: [Double] = []
+        for round in 0..<3 {
+            let ids = (0..<count).map { "raw-\(round)-\($0)" }
+            var ledger = try await freshLedger(url: url)
+            let rawStart = ContinuousClock.now
+            let connection = ledger.connection
+            let failed = try await Task.detached { try RawBaseline.publishAsync(connection: connection, subject: "ledger.bench", payloads: payloads, messageIDs: ids) }.value
+            raw.append(Double(count) / ((ContinuousClock.now - rawStart) / .seconds(1)))
+            precondition(failed == 0, "raw publish lost \(failed) acknowledgements")
+            ledger.connection.close()
+
+            ledger = try await freshLedger(url: url)
+            let start = ContinuousClock.now
+            try await appendAll(ledger, payloads: payloads, subject: { _ in "ledger.bench" }, ids: { "led-\(round)-\($0)" })
+            ours.append(Double(count) / ((ContinuousClock.now - start) / .seconds(1)))
+            let stored = try await ledger.lastSequence()
+            precondition(stored == UInt64(count), "the ledger did not store every event")
+            ledger.connection.close()
+        }
+        let value = ours.sorted()[1]
+        let ceiling = raw.sorted()[1]
+        report.add(Figure(
+            scenario: scenario, metric: "events appended/s (median of 3)", value: value, unit: "events/s", ceiling: ceiling,
+            ceilingName: "raw js_PublishAsync", target: scenario.hasPrefix("1.") ? "ratio ≥ 0.8" : nil,
+            met: scenario.hasPrefix("1.") ? value / ceiling >= 0.8 : nil))
+    }
+
+    /// Appends everything through `Ledger.append`, batches of 1000 with up to 16 batches in flight.
+    func appendAll(_ ledger: Ledger, payloads: [[UInt8]], subject: @escaping @Sendable (Int) -> String, ids: @escaping @Sendable (Int) -> String) async throws {
+        let batch = 1000
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            for start in stride(from: 0, to: payloads.count, by: batch) {
+                if inFlight >= 16 {
+                    try await group.next()
+                    inFlight -= 1
+                }
+                let messages = (start..<min(start + batch, payloads.count)).map { i in
+                    OutgoingMessage(subject: subject(i), payload: payloads[i], messageID: ids(i))
+                }
+                group.addTask {
+                    for result in await ledger.append(messages) { _ = try result.get() }
+                }
+                inFlight += 1
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    // MARK: 2, 4, 5. End to end, query and memory, against a `ledgerflow serve` child process
+
+    static let flow: JSONValue = [
+        "id": "bench-transform", "name": "Three transforms",
+        "trigger": ["event": "AssistantCommandIssued", "intent": "bench.transform"],
+        "steps": [
+            ["id": "a", "action": "transform", "with": ["value": ["title": "{{trigger.entities.title}}"]]],
+            ["id": "b", "action": "transform", "with": ["value": ["upper": "{{steps.a.output.title}}", "n": "{{trigger.entities.n}}"]], "depends_on": ["a"]],
+            ["id": "c", "action": "transform", "with": ["value": "{{steps.b.output}}"], "depends_on": ["b"]],
+        ],
+        "output": ["text": "done {{steps.c.output.upper}}"],
+    ]
+
+    static func trigger(_ i: Int, tag: String) -> (id: String, payload: [UInt8]) {
+        let id = "\(tag)-\(i)"
+        let data: JSONValue = [
+            "message_id": .string("m-\(id)"), "intent": "bench.transform", "entities": ["title": .string("t\(i)"), "n": .number(Double(i))],
+            "user": ["id": "bench"], "channel": ["type": "chat", "conversation_id": "bench"],
+        ]
+        return (id, try! EventCodec().encode(CloudEvent(id: id, source: "bench", type: EventType.assistantCommandIssued, data: data)))
+    }
+
+    static func runID(_ triggerID: String) -> String { DerivedID.uuid("bench-transform/\(triggerID)") }
+
+    func serveScenarios(url: String, scenario: String, runs: Int, singles: Int, query: Bool) async throws {
+        say("\n\(scenario): \(runs) runs of 3 transform steps, then \(singles) single runs one at a time (ledgerflow serve as a child process)")
+        let ledger = try await freshLedger(url: url)
+        defer { ledger.connection.close() }
+        let serve = try ServeProcess(binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-\(UUID().uuidString.prefix(8))")
+        defer { serve.stop() }
+        try await serve.waitReady()
+        let registered = try await serve.http("POST", "/automation/flows", Self.flow).0
+        let activated = try await serve.http("POST", "/automation/flows/bench-transform/activate").0
+        precondition(registered == 201 && activated == 200, "could not register the benchmark flow (\(registered), \(activated))")
+
+        let succeeded = try ledger.connection.subscribe(subject: "ledger.run.*")
+        let finished = Mutex<[String: ContinuousClock.Instant]>([:])
+        let counter = Task {
+            let marker = Array(#""type":"FlowRunSucceeded""#.utf8)
+            for await message in succeeded.messages where message.payload.firstRange(of: marker) != nil {
+                let run = String(message.subject.dropFirst("ledger.run.".count))
+                finished.withLock { $0[run] = ContinuousClock.now }
+            }
+        }
+        defer {
+            succeeded.unsubscribe()
+            counter.cancel()
+        }
+        try await ledger.connection.flush()
+
+        // Throughput: every trigger appended as fast as the stream accepts them.
+        let triggers = (0..<runs).map { Self.trigger($0, tag: "tp-\(scenario.prefix(1))") }
+        let start = ContinuousClock.now
+        try await appendAll(ledger, payloads: triggers.map(\.payload), subject: { _ in Subjects.assistantCommandIssued }, ids: { triggers[$0].id })
+        let deadline = ContinuousClock.now + .seconds(quick ? 120 : 600)
+        while finished.withLock({ $0.count }) < runs, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        try await serve.waitCaughtUp()
+        let elapsed = (ContinuousClock.now - start) / .seconds(1)
+        let done = finished.withLock { $0.count }
+        guard done >= runs else { throw RuntimeError("only \(done) of \(runs) runs finished; see \(serve.logFile)") }
+        let sample = try await serve.http("GET", "/automation/runs/\(Self.runID(triggers[runs / 2].id))")
+        precondition(sample.1["status"] == "SUCCEEDED", "the read model does not show the run SUCCEEDED: \(sample.1.compactJSON.prefix(300))")
+        let rawCeiling = report.figures.last { $0.metric.hasPrefix("events appended") && $0.scenario.hasPrefix(scenario.hasPrefix("6") ? "6" : "1") }?.ceiling
+        let eventsPerRun = 7.0
+        let throughput = Double(runs) / elapsed
+        report.add(Figure(
+            scenario: scenario, metric: "runs completed/s (trigger appended → FlowRunSucceeded and read model SUCCEEDED)", value: throughput,
+            unit: "runs/s", ceiling: rawCeiling.map { $0 / eventsPerRun }, ceilingName: "raw js_PublishAsync ÷ 7 messages per run",
+            target: scenario.hasPrefix("2.") ? "≥ 2000 runs/s" : nil, met: scenario.hasPrefix("2.") ? throughput >= 2000 : nil))
+
+        // Latency: one run at a time, from the trigger's append to the read model showing SUCCEEDED.
+        var histogram = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+        for i in 0..<singles {
+            let trigger = Self.trigger(i, tag: "lat-\(scenario.prefix(1))")
+            let runID = Self.runID(trigger.id)
+            let t0 = ContinuousClock.now
+            _ = try await ledger.append(OutgoingMessage(subject: Subjects.assistantCommandIssued, payload: trigger.payload, messageID: trigger.id))
+            let limit = ContinuousClock.now + .seconds(30)
+            while finished.withLock({ $0[runID] == nil }), ContinuousClock.now < limit { try await Task.sleep(for: .microseconds(200)) }
+            while try await serve.http("GET", "/automation/runs/\(runID)").1["status"] != "SUCCEEDED" {
+                guard ContinuousClock.now < limit else { throw RuntimeError("single run \(runID) did not finish") }
+                try await Task.sleep(for: .microseconds(200))
+            }
+            let micros = (ContinuousClock.now - t0) / .microseconds(1)
+            _ = histogram.record(UInt64(max(1, micros)))
+        }
+        let p50 = Double(histogram.valueAtPercentile(50)) / 1000
+        let p99 = Double(histogram.valueAtPercentile(99)) / 1000
+        let isMain = scenario.hasPrefix("2.")
+        report.add(Figure(scenario: scenario, metric: "single-run latency p50", value: p50, unit: "ms", target: isMain ? "≤ 5 ms" : nil, met: isMain ? p50 <= 5 : nil))
+        report.add(Figure(scenario: scenario, metric: "single-run latency p99", value: p99, unit: "ms", target: isMain ? "≤ 25 ms" : nil, met: isMain ? p99 <= 25 : nil))
+        if isMain {
+            let rss = serve.peakRSSMegabytes()
+            report.add(Figure(scenario: "5. memory", metric: "peak RSS of ledgerflow serve during scenario 2", value: rss, unit: "MB", target: "≤ 150 MB", met: rss <= 150))
+        }
+        if query {
+            try await queries(serve: serve, runIDs: triggers.map { Self.runID($0.id) })
+        }
+    }
+
+    func queries(serve: ServeProcess, runIDs: [String]) async throws {
+        let seconds = quick ? 1 : 10
+        say("\n4. query: wrk -t2 -c16 -d\(seconds)s over \(runIDs.count) random run ids vs GET /ping on the same server")
+        let ids = "\(scratch)/ids.lua"
+        var lua = "ids = {\n" + runIDs.map { "\"\($0)\"," }.joined(separator: "\n") + "\n}\n"
+        lua += """
+            request = function()
+              return wrk.format("GET", "/automation/runs/" .. ids[math.random(#ids)], {["Authorization"] = "Bearer \(ServeProcess.token)"})
+            end
+            """
+        try lua.write(toFile: ids, atomically: true, encoding: .utf8)
+        let runs = try wrk(["-t2", "-c16", "-d\(seconds)s", "--latency", "-s", ids, "http://127.0.0.1:\(serve.port)/"])
+        let ping = try wrk(["-t2", "-c16", "-d\(seconds)s", "--latency", "http://127.0.0.1:\(serve.port)/ping"])
+        report.add(Figure(
+            scenario: "4. query", metric: "GET /automation/runs/{id} requests/s", value: runs.rps, unit: "req/s", ceiling: ping.rps,
+            ceilingName: "static GET /ping", target: "ratio ≥ 0.8", met: runs.rps / ping.rps >= 0.8))
+        report.add(Figure(scenario: "4. query", metric: "GET /automation/runs/{id} p99 latency", value: runs.p99, unit: "ms", ceiling: ping.p99, ceilingName: "static GET /ping p99"))
+    }
+
+    func wrk(_ arguments: [String]) throws -> (rps: Double, p99: Double) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        var rps = 0.0
+        var p99 = 0.0
+        for line in output.split(separator: "\n") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if line.contains("Requests/sec:"), let v = parts.last.flatMap({ Double($0) }) { rps = v }
+            if parts.first == "99%", let text = parts.last { p99 = Self.milliseconds(String(text)) }
+            if line.contains("Non-2xx") { FileHandle.standardError.write(Data("wrk: \(line)\n".utf8)) }
+        }
+        guard rps > 0 else { throw RuntimeError("wrk gave no figure:\n\(output)") }
+        return (rps, p99)
+    }
+
+    static func milliseconds(_ text: String) -> Double {
+        if text.hasSuffix("us") { return (Double(text.dropLast(2)) ?? 0) / 1000 }
+        if text.hasSuffix("ms") { return Double(text.dropLast(2)) ?? 0 }
+        if text.hasSuffix("s") { return (Double(text.dropLast(1)) ?? 0) * 1000 }
+        return Double(text) ?? 0
+    }
+
+    // MARK: 3. Projection rebuild (and 5. memory after it)
+
+    func rebuild(url: String, events: Int) async throws {
+        say("\n3. projection rebuild: \(events) events (runs of 5 events each) replayed into LMDB vs a raw ordered consumer")
+        let ledger = try await freshLedger(url: url)
+        defer { ledger.connection.close() }
+        let perRun = 5
+        let payloads: [[UInt8]] = (0..<events).map { i in
+            let run = "run-\(i / perRun)"
+            let codec = EventCodec()
+            let body: LedgerEvent.Body
+            switch i % perRun {
+            case 0:
+                body = .runStarted(FlowRunStarted(
+                    run_id: run, flow_id: "bench", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: "event"),
+                    actor: "bench", input: ["n": .number(Double(i))], step_ids: ["a", "b", "c"], dedup_key: run, message_id: nil, channel: nil))
+            case 4: body = .runSucceeded(FlowRunSucceeded(output: ["text": "done"]))
+            default: return Self.event(i, run: run)
+            }
+            return try! body.encode(id: "e-\(i)", time: "2026-11-23T10:00:00.000Z", runid: run, flowid: "bench", flowversion: 1, codec: codec)
+        }
+        let generate = ContinuousClock.now
+        try await appendAll(ledger, payloads: payloads, subject: { Subjects.run("run-\($0 / perRun)") }, ids: { "e-\($0)" })
+        say("  generated the log in \(String(format: "%.1f", (ContinuousClock.now - generate) / .seconds(1))) s")
+
+        let connection = ledger.connection
+        let stream = ledger.stream
+        let rawStart = ContinuousClock.now
+        let read = try await Task.detached { try RawBaseline.orderedRead(connection: connection, stream: stream, subject: "ledger.>", count: events) }.value
+        let rawRate = Double(read) / ((ContinuousClock.now - rawStart) / .seconds(1))
+        precondition(read == events, "the raw reader saw \(read) of \(events)")
+
+        let store = try ReadModelStore(path: "\(scratch)/rebuild-lmdb", durability: .noSync)
+        let start = ContinuousClock.now
+        try await Projector(ledger: ledger, store: store, logger: logger).follow(until: UInt64(events))
+        try store.environment.sync()
+        let rate = Double(events) / ((ContinuousClock.now - start) / .seconds(1))
+        let folded = try store.run("run-7")?.status
+        precondition(folded == .succeeded, "the rebuilt read model is wrong")
+        report.add(Figure(
+            scenario: "3. rebuild", metric: "events replayed into LMDB/s", value: rate, unit: "events/s", ceiling: rawRate,
+            ceilingName: "raw ordered consumer, no processing", target: "ratio ≥ 0.6 and ≥ 100000/s",
+            met: rate / rawRate >= 0.6 && rate >= 100_000))
+
+        // 5. A fresh `serve` catching up with the whole log: its peak memory.
+        let serve = try ServeProcess(binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-rebuild")
+        defer { serve.stop() }
+        try await serve.waitReady()
+        try await serve.waitCaughtUp(timeout: .seconds(900))
+        let rss = serve.peakRSSMegabytes()
+        report.add(Figure(scenario: "5. memory", metric: "peak RSS of ledgerflow serve after catching up with \(events) events", value: rss, unit: "MB", target: "≤ 150 MB", met: rss <= 150))
+    }
+}
+
+/// `ledgerflow serve` as a child process, with its own LMDB directory.
+final class ServeProcess: @unchecked Sendable {
+    static let token = "bench-token"
+    let process = Process()
+    let port = LocalNATSServer.freePort()
+    let logFile: String
+
+    init(binary: String, natsURL: String, dataDirectory: String) throws {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw RuntimeError("\(binary) is missing: build it first (tools/bench does)")
+        }
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        logFile = "\(dataDirectory)/serve.log"
+        _ = FileManager.default.createFile(atPath: logFile, contents: nil)
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["serve", "--nats-url", natsURL, "--http-port", String(port), "--data-dir", dataDirectory, "--admin-token", Self.token]
+        var environment = ProcessInfo.processInfo.environment
+        environment["LOG_LEVEL"] = "warning"
+        process.environment = environment
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.interrupt()
+        var waited = 0
+        while process.isRunning, waited < 250 {
+            usleep(20_000)
+            waited += 1
+        }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    func http(_ method: String, _ path: String, _ body: JSONValue? = nil) async throws -> (Int, JSONValue) {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = method
+        request.setValue("Bearer \(Self.token)", forHTTPHeaderField: "Authorization")
+        if let body { request.httpBody = Data(body.compactJSON.utf8) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as! HTTPURLResponse).statusCode, (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .null)
+    }
+
+    func waitReady() async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if let (status, _) = try? await http("GET", "/ping"), status == 200 { return }
+            guard process.isRunning else { throw RuntimeError("ledgerflow serve exited; see \(logFile)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw RuntimeError("ledgerflow serve did not answer within 60 s; see \(logFile)")
+    }
+
+    /// Waits until the read models have applied the whole log.
+    func waitCaughtUp(timeout: Duration = .seconds(120)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let (_, health) = try? await http("GET", "/health"), health[path: "projection.lag"] == 0 { return }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        throw RuntimeError("the read models did not catch up within \(timeout); see \(logFile)")
+    }
+
+    /// VmHWM from /proc: the process's peak resident set.
+    func peakRSSMegabytes() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Double($0) } ?? 0
+            return kb / 1024
+        }
+        return 0
+    }
+}
