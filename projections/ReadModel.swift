@@ -9,35 +9,48 @@ public protocol ReadModel: Sendable {
     static func key(for event: LedgerEvent) -> String?
     /// The fold: the state after `event` (stored at stream sequence `sequence`); nil deletes the key.
     static func evolve(_ state: State?, _ event: LedgerEvent, sequence: UInt64) -> State?
-    /// A second table listing the keys whose state matters for `indexed` (e.g. runs still in progress).
-    static var indexTable: String? { get }
-    static func indexed(_ state: State) -> Bool
+    /// Secondary tables listing the keys whose state satisfies a condition (runs in progress, failed runs).
+    static var indexes: [ReadModelIndex<State>] { get }
+}
+
+/// A table of the keys whose state satisfies `includes` (values empty).
+public struct ReadModelIndex<State>: Sendable {
+    public let table: String
+    public let includes: @Sendable (State) -> Bool
+    public init(table: String, includes: @escaping @Sendable (State) -> Bool) {
+        self.table = table
+        self.includes = includes
+    }
 }
 
 extension ReadModel {
-    public static var indexTable: String? { nil }
-    public static func indexed(_ state: State) -> Bool { false }
+    public static var indexes: [ReadModelIndex<State>] { [] }
 }
 
 /// Run status: `run_id → RunState`, plus `runs_active`, the runs that have not finished.
 public enum RunStatusModel: ReadModel {
     public static let table = "runs"
-    public static let indexTable: String? = "runs_active"
+    public static let activeTable = "runs_active"
+    /// The dead letters: failed runs.
+    public static let failedTable = "runs_failed"
+    public static var indexes: [ReadModelIndex<RunState>] {
+        [
+            ReadModelIndex(table: activeTable) { !$0.status.isTerminal },
+            ReadModelIndex(table: failedTable) { $0.status == .failed },
+        ]
+    }
 
     public static func key(for event: LedgerEvent) -> String? {
         switch event.body {
         case .runStarted(let e): return e.run_id
-        case .stepAttemptStarted, .stepAttemptSucceeded, .stepAttemptFailed, .stepSkipped, .runSucceeded, .runFailed:
-            return event.runid
-        default: return nil
+        case .flowVersionRecorded, .flowStatusChanged, .rejected, .other: return nil
+        default: return event.runid
         }
     }
 
     public static func evolve(_ state: RunState?, _ event: LedgerEvent, sequence: UInt64) -> RunState? {
         RunState.evolve(state, event, sequence: sequence)
     }
-
-    public static func indexed(_ state: RunState) -> Bool { !state.status.isTerminal }
 }
 
 /// Flow versions: `flow_id → FlowRecord` (every version, the status, who changed what and when).
@@ -147,6 +160,6 @@ public enum ReadModelTables {
     public static let meta = "meta"
     public static let checkpointKey = "checkpoint"
     public static var all: [String] {
-        [meta, RunStatusModel.table, RunStatusModel.indexTable!, FlowVersionsModel.table, DedupModel.table]
+        [meta, RunStatusModel.table, RunStatusModel.activeTable, RunStatusModel.failedTable, FlowVersionsModel.table, DedupModel.table]
     }
 }

@@ -49,6 +49,9 @@ public func buildRouter(_ deps: APIDependencies) -> Router<BasicRequestContext> 
     router.post("/automation/flows/{id}/run") { request, context in try await api.run(request, context) }
     router.get("/automation/runs") { request, context in try api.listRuns(request, context) }
     router.get("/automation/runs/{runId}") { request, context in try await api.getRun(request, context) }
+    router.post("/automation/runs/{runId}/cancel") { request, context in try await api.cancel(request, context) }
+    router.post("/automation/runs/{runId}/redrive") { request, context in try await api.redrive(request, context) }
+    router.get("/automation/dlq") { request, context in try api.deadLetters(request, context) }
     return router
 }
 
@@ -218,6 +221,50 @@ struct FlowsAPI: Sendable {
         return try json(.ok, ["runs": runs])
     }
 
+    func optionalBody(_ request: Request, _ context: BasicRequestContext) async throws -> JSONValue {
+        var request = request
+        let buffer = try await request.collectBody(upTo: 1 << 20)
+        if buffer.readableBytes == 0 { return .object([:]) }
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView)), case .object = value else {
+            throw Problem.badRequest("The body must be a JSON object (or empty).")
+        }
+        return value
+    }
+
+    func cancel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let grant = try authorize(request, .`operator`)
+        let id = try context.parameters.require("runId")
+        let body = try await optionalBody(request, context)
+        try await engineCall { try await deps.engine.cancelRun(id, actor: grant.subject, reason: body["reason"]?.stringValue) }
+        return try json(.accepted, ["run_id": JSONValue.string(id), "status": "CANCELLING"])
+    }
+
+    func redrive(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let grant = try authorize(request, .`operator`)
+        let id = try context.parameters.require("runId")
+        let body = try await optionalBody(request, context)
+        try await engineCall { try await deps.engine.redriveRun(id, fromStep: body["from_step"]?.stringValue, actor: grant.subject) }
+        return try json(.accepted, ["run_id": JSONValue.string(id)])
+    }
+
+    func deadLetters(_ request: Request, _ context: BasicRequestContext) throws -> Response {
+        _ = try authorize(request, .viewer)
+        let limit = min(max(request.uri.queryParameters.get("limit", as: Int.self) ?? 100, 1), 1000)
+        var letters: [DeadLetter] = []
+        for id in try deps.store.failedRunIDs() {
+            guard let run = try deps.store.run(id) else { continue }
+            let failed = run.error?.step_id.flatMap { run.step($0) } ?? run.steps.first { $0.status == .failed }
+            letters.append(DeadLetter(
+                run_id: run.run_id, flow_id: run.flow_id, flow_version: run.flow_version, failed_at: run.finished_at,
+                error: run.error, failed_step: failed?.step_id, attempts: failed?.attempts ?? [], trigger: run.trigger,
+                input: run.input, compensations: run.steps.compactMap { step in
+                    step.compensation.map { CompensationView(step_id: step.step_id, status: $0.status.rawValue, attempts: $0.attempts) }
+                }, redrives: run.redrives))
+        }
+        letters.sort { ($0.failed_at ?? "") > ($1.failed_at ?? "") }
+        return try json(.ok, DeadLetters(dead_letters: Array(letters.prefix(limit)), total: letters.count))
+    }
+
     // MARK: health
 
     func health() async throws -> Response {
@@ -275,4 +322,30 @@ struct VersionHistory: Encodable {
     var current_version: Int
     var versions: [VersionSummary]
     var history: [FlowChange]
+}
+
+struct CompensationView: Encodable {
+    var step_id: String
+    var status: String
+    var attempts: [AttemptRecord]
+}
+
+/// A failed run with what is needed to understand it (and redrive it).
+struct DeadLetter: Encodable {
+    var run_id: String
+    var flow_id: String
+    var flow_version: Int
+    var failed_at: String?
+    var error: RunError?
+    var failed_step: String?
+    var attempts: [AttemptRecord]
+    var trigger: RunTrigger
+    var input: JSONValue
+    var compensations: [CompensationView]
+    var redrives: Int
+}
+
+struct DeadLetters: Encodable {
+    var dead_letters: [DeadLetter]
+    var total: Int
 }

@@ -197,6 +197,39 @@ public struct FlowRunFailed: Codable, Sendable, Equatable {
     public init(error: RunError) { self.error = error }
 }
 
+/// The run failed (or was cancelled): the compensations of its completed steps run now, newest first.
+public struct FlowRunCompensating: Codable, Sendable, Equatable {
+    public var error: RunError
+    public init(error: RunError) { self.error = error }
+}
+
+/// Someone asked to cancel the run: running steps are abandoned, queued ones skipped, compensations run.
+public struct FlowRunCancelRequested: Codable, Sendable, Equatable {
+    public var actor: String
+    public var reason: String?
+    public init(actor: String, reason: String?) {
+        self.actor = actor
+        self.reason = reason
+    }
+}
+
+public struct FlowRunCancelled: Codable, Sendable, Equatable {
+    public var actor: String
+    public init(actor: String) { self.actor = actor }
+}
+
+/// A failed run is re-run from `from_step`: the steps in `reset_steps` run again; the others keep their results.
+public struct FlowRunRedriven: Codable, Sendable, Equatable {
+    public var actor: String
+    public var from_step: String
+    public var reset_steps: [String]
+    public init(actor: String, from_step: String, reset_steps: [String]) {
+        self.actor = actor
+        self.from_step = from_step
+        self.reset_steps = reset_steps
+    }
+}
+
 /// `data` of `FlowOutputProduced` (SPEC §3).
 public struct FlowOutputProduced: Codable, Sendable, Equatable {
     public var run_id: String
@@ -309,6 +342,13 @@ public struct LedgerEvent: Decodable, Sendable {
         case runSucceeded(FlowRunSucceeded)
         case runFailed(FlowRunFailed)
         case rejected(InboundMessageRejected)
+        case runCompensating(FlowRunCompensating)
+        case compensationStarted(StepAttemptStarted)
+        case compensationSucceeded(StepAttemptSucceeded)
+        case compensationFailed(StepAttemptFailed)
+        case runCancelRequested(FlowRunCancelRequested)
+        case runCancelled(FlowRunCancelled)
+        case runRedriven(FlowRunRedriven)
         /// A type this version does not fold (kept in the log, ignored by the models).
         case other
     }
@@ -354,6 +394,13 @@ public struct LedgerEvent: Decodable, Sendable {
         case EventType.runSucceeded: body = .runSucceeded(try c.decode(FlowRunSucceeded.self, forKey: .data))
         case EventType.runFailed: body = .runFailed(try c.decode(FlowRunFailed.self, forKey: .data))
         case EventType.messageRejected: body = .rejected(try c.decode(InboundMessageRejected.self, forKey: .data))
+        case EventType.runCompensating: body = .runCompensating(try c.decode(FlowRunCompensating.self, forKey: .data))
+        case EventType.compensationStarted: body = .compensationStarted(try c.decode(StepAttemptStarted.self, forKey: .data))
+        case EventType.compensationSucceeded: body = .compensationSucceeded(try c.decode(StepAttemptSucceeded.self, forKey: .data))
+        case EventType.compensationFailed: body = .compensationFailed(try c.decode(StepAttemptFailed.self, forKey: .data))
+        case EventType.runCancelRequested: body = .runCancelRequested(try c.decode(FlowRunCancelRequested.self, forKey: .data))
+        case EventType.runCancelled: body = .runCancelled(try c.decode(FlowRunCancelled.self, forKey: .data))
+        case EventType.runRedriven: body = .runRedriven(try c.decode(FlowRunRedriven.self, forKey: .data))
         default: body = .other
         }
     }
@@ -373,6 +420,13 @@ extension LedgerEvent.Body {
         case .runSucceeded: return EventType.runSucceeded
         case .runFailed: return EventType.runFailed
         case .rejected: return EventType.messageRejected
+        case .runCompensating: return EventType.runCompensating
+        case .compensationStarted: return EventType.compensationStarted
+        case .compensationSucceeded: return EventType.compensationSucceeded
+        case .compensationFailed: return EventType.compensationFailed
+        case .runCancelRequested: return EventType.runCancelRequested
+        case .runCancelled: return EventType.runCancelled
+        case .runRedriven: return EventType.runRedriven
         case .other: return "Unknown"
         }
     }
@@ -384,6 +438,9 @@ extension LedgerEvent.Body {
         case .stepAttemptSucceeded(let e): return e.step_id
         case .stepAttemptFailed(let e): return e.step_id
         case .stepSkipped(let e): return e.step_id
+        case .compensationStarted(let e): return e.step_id
+        case .compensationSucceeded(let e): return e.step_id
+        case .compensationFailed(let e): return e.step_id
         default: return nil
         }
     }
@@ -410,6 +467,13 @@ extension LedgerEvent.Body {
         case .runSucceeded(let e): return try event(e)
         case .runFailed(let e): return try event(e)
         case .rejected(let e): return try event(e)
+        case .runCompensating(let e): return try event(e)
+        case .compensationStarted(let e): return try event(e)
+        case .compensationSucceeded(let e): return try event(e)
+        case .compensationFailed(let e): return try event(e)
+        case .runCancelRequested(let e): return try event(e)
+        case .runCancelled(let e): return try event(e)
+        case .runRedriven(let e): return try event(e)
         case .other: return try event(JSONValue.null)
         }
     }

@@ -10,6 +10,8 @@ public struct FlowDefinition: Codable, Sendable, Equatable {
     public var defaults: StepDefaults?
     public var steps: [StepDefinition]
     public var output: JSONValue?
+    /// The whole run's deadline, in seconds (Ledgerflow's addition to SPEC §5).
+    public var run_timeout_sec: Double?
 
     public init(
         id: String, name: String? = nil, trigger: FlowTrigger? = nil, run_as: String? = nil,
@@ -114,6 +116,10 @@ public struct StepDefaults: Codable, Sendable, Equatable {
 public struct CompensationDefinition: Codable, Sendable, Equatable {
     public var action: String
     public var with: JSONValue?
+    public init(action: String, with: JSONValue? = nil) {
+        self.action = action
+        self.with = with
+    }
 }
 
 public struct StepDefinition: Codable, Sendable, Equatable {

@@ -86,6 +86,7 @@ public enum FlowValidator {
         }
         if let retry = definition.defaults?.retry { checkRetry(retry, at: "defaults.retry", problem) }
         if let t = definition.defaults?.timeout_sec, t <= 0 { problem("defaults.timeout_sec", "must be greater than 0") }
+        if let t = definition.run_timeout_sec, t <= 0 { problem("run_timeout_sec", "must be greater than 0") }
         for (name, spec) in definition.inputs ?? [:] {
             if let type = spec.type, !inputTypes.contains(type) {
                 problem("inputs.\(name).type", "unknown type \"\(type)\"; use one of \(inputTypes.sorted().joined(separator: ", "))")

@@ -2,10 +2,15 @@ public import Foundation
 
 /// What the engine hands the decider.
 public enum RunInput: Sendable, Equatable {
-    /// Look at the run and do whatever is due: start ready steps, fire due retries, time out late steps, finish.
+    /// Look at the run and do whatever is due: start ready steps, fire due retries, time out late steps, compensate,
+    /// finish.
     case advance
-    /// Another service (or the engine itself) answered a step attempt.
+    /// Another service (or the engine itself) answered a step attempt (or a compensation: step id `<id>~compensate`).
     case stepResult(stepID: String, attempt: Int, result: StepResult, sourceSequence: UInt64?)
+    /// Cancel the run: running steps are abandoned, queued ones skipped, completed ones compensated.
+    case cancel(actor: String, reason: String?)
+    /// Re-run a failed run from `fromStep` (default: the failed step), keeping the results of the steps before it.
+    case redrive(actor: String, fromStep: String?)
 }
 
 public enum StepResult: Sendable, Equatable {
@@ -53,6 +58,13 @@ extension LedgerEvent.Body: Equatable {
         case (.runSucceeded(let a), .runSucceeded(let b)): return a == b
         case (.runFailed(let a), .runFailed(let b)): return a == b
         case (.rejected(let a), .rejected(let b)): return a == b
+        case (.runCompensating(let a), .runCompensating(let b)): return a == b
+        case (.compensationStarted(let a), .compensationStarted(let b)): return a == b
+        case (.compensationSucceeded(let a), .compensationSucceeded(let b)): return a == b
+        case (.compensationFailed(let a), .compensationFailed(let b)): return a == b
+        case (.runCancelRequested(let a), .runCancelRequested(let b)): return a == b
+        case (.runCancelled(let a), .runCancelled(let b)): return a == b
+        case (.runRedriven(let a), .runRedriven(let b)): return a == b
         case (.other, .other): return true
         default: return false
         }
@@ -71,7 +83,9 @@ public struct RunDecider: Sendable {
         self.registry = registry
     }
 
-    public static func idempotencyKey(runID: String, stepID: String) -> String { "\(runID)/\(stepID)" }
+    public static func idempotencyKey(runID: String, stepID: String, generation: Int = 0) -> String {
+        generation == 0 ? "\(runID)/\(stepID)" : "\(runID)/\(stepID)/g\(generation)"
+    }
     public static func commandID(runID: String, stepID: String, attempt: Int) -> String { "\(runID)/\(stepID)/\(attempt)" }
 
     /// Splits a command id back into run, step and attempt.
@@ -102,12 +116,51 @@ public struct RunDecider: Sendable {
         ])
     }
 
+    /// Why a cancel or redrive cannot happen, for the caller to report; nil when it can.
+    public func refusal(_ state: RunState, _ input: RunInput) -> String? {
+        switch input {
+        case .cancel:
+            if state.status.isTerminal { return "run \(state.run_id) has already finished (\(state.status.rawValue)); only unfinished runs can be cancelled" }
+            if state.cancel_requested_by != nil { return "run \(state.run_id) is already being cancelled" }
+            return nil
+        case .redrive(_, let fromStep):
+            if state.status != .failed { return "run \(state.run_id) is \(state.status.rawValue); only FAILED runs can be redriven" }
+            if let fromStep, definition.step(fromStep) == nil { return "flow \(definition.id) has no step \"\(fromStep)\"" }
+            return nil
+        default:
+            return nil
+        }
+    }
+
     public func decide(_ state: RunState, _ input: RunInput, now: Date, random: () -> Double = { Double.random(in: 0..<1) }) -> [RunStep] {
+        if case .redrive(let actor, let fromStep) = input {
+            guard refusal(state, input) == nil else { return [] }
+            return [.append(.runRedriven(redrive(state, actor: actor, fromStep: fromStep)))]
+        }
         guard !state.status.isTerminal else { return [] }
         switch input {
         case .advance:
-            return advance(state, now: now)
+            return state.phase == "compensating" ? compensate(state, now: now, random: random) : advance(state, now: now, random: random)
+        case .cancel(let actor, let reason):
+            guard refusal(state, input) == nil else { return [] }
+            return [.append(.runCancelRequested(FlowRunCancelRequested(actor: actor, reason: reason)))]
+        case .redrive:
+            return []
         case .stepResult(let stepID, let attempt, let result, let sourceSequence):
+            if stepID.hasSuffix(Self.compensationSuffix) {
+                let id = String(stepID.dropLast(Self.compensationSuffix.count))
+                guard let compensation = state.step(id)?.compensation, compensation.status == .running,
+                    let last = compensation.attempts.last, last.attempt == attempt, last.status == .running
+                else { return [] }
+                let finished = Timestamp.format(now)
+                switch result {
+                case .success(let output):
+                    return [.append(.compensationSucceeded(StepAttemptSucceeded(
+                        step_id: id, attempt: attempt, output: output, started_at: last.started_at, finished_at: finished, source_sequence: sourceSequence)))]
+                case .failure(let error):
+                    return compensationFailure(id, attempt: attempt, error: error, startedAt: last.started_at, now: now, random: random, sourceSequence: sourceSequence)
+                }
+            }
             guard let step = state.step(stepID), step.status == .running, let last = step.lastAttempt,
                 last.attempt == attempt, last.status == .running
             else { return [] }  // late, duplicate or for an attempt already timed out: the log keeps it, the run ignores it
@@ -123,20 +176,26 @@ public struct RunDecider: Sendable {
         }
     }
 
+    public static let compensationSuffix = "~compensate"
+
     func retryPolicy(_ step: StepDefinition) -> RetryPolicy {
         step.retry ?? definition.defaults?.retry ?? Self.defaultRetry
+    }
+
+    func timeout(_ step: StepDefinition) -> Double {
+        step.timeout_sec ?? definition.defaults?.timeout_sec ?? Self.defaultTimeoutSec
+    }
+
+    func retryAt(_ policy: RetryPolicy, error: StepError, attempt: Int, now: Date, random: () -> Double) -> Date? {
+        guard error.retryable, !(policy.non_retryable ?? []).contains(error.kind), attempt < (policy.max_attempts ?? 3) else { return nil }
+        return now.addingTimeInterval(Double(policy.delayMillis(after: attempt, random: random())) / 1000)
     }
 
     func failure(
         _ stepID: String, attempt: Int, error: StepError, startedAt: String, now: Date, random: () -> Double, sourceSequence: UInt64? = nil
     ) -> [RunStep] {
         guard let step = definition.step(stepID) else { return [] }
-        let policy = retryPolicy(step)
-        let retry = error.retryable && !(policy.non_retryable ?? []).contains(error.kind) && attempt < (policy.max_attempts ?? 3)
-        var retryAt: Date?
-        if retry {
-            retryAt = now.addingTimeInterval(Double(policy.delayMillis(after: attempt, random: random())) / 1000)
-        }
+        let retryAt = retryAt(retryPolicy(step), error: error, attempt: attempt, now: now, random: random)
         var steps: [RunStep] = [.append(.stepAttemptFailed(StepAttemptFailed(
             step_id: stepID, attempt: attempt, error: error, started_at: startedAt, finished_at: Timestamp.format(now),
             retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))]
@@ -144,34 +203,69 @@ public struct RunDecider: Sendable {
         return steps
     }
 
-    func advance(_ state: RunState, now: Date) -> [RunStep] {
+    func compensationFailure(
+        _ stepID: String, attempt: Int, error: StepError, startedAt: String, now: Date, random: () -> Double, sourceSequence: UInt64? = nil
+    ) -> [RunStep] {
+        guard let step = definition.step(stepID) else { return [] }
+        // Compensations are retried with the step's policy, and at least five times: they undo effects.
+        var policy = retryPolicy(step)
+        policy.max_attempts = max(policy.max_attempts ?? 3, 5)
+        let retryAt = retryAt(policy, error: StepError(kind: error.kind, message: error.message, retryable: true), attempt: attempt, now: now, random: random)
+        var steps: [RunStep] = [.append(.compensationFailed(StepAttemptFailed(
+            step_id: stepID, attempt: attempt, error: error, started_at: startedAt, finished_at: Timestamp.format(now),
+            retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))]
+        if let retryAt { steps.append(.wakeUp(at: retryAt)) }
+        return steps
+    }
+
+    /// Steps that can be compensated, newest completion first.
+    func compensable(_ state: RunState) -> [StepRecord] {
+        state.completion_order.reversed().compactMap { id in
+            guard let record = state.step(id), record.status == .succeeded, definition.step(id)?.compensate != nil else { return nil }
+            return record
+        }
+    }
+
+    func advance(_ state: RunState, now: Date, random: () -> Double) -> [RunStep] {
         var out: [RunStep] = []
         let context = Self.context(state)
         let nowText = Timestamp.format(now)
+
+        // The whole run has a deadline too (`run_timeout_sec`).
+        if let limit = definition.run_timeout_sec, let started = Timestamp.parse(state.started_at ?? state.created_at) {
+            let deadline = started.addingTimeInterval(limit)
+            if deadline <= now {
+                let error = RunError(code: "run_timeout", message: "the run did not finish within \(Int(limit))s")
+                return [.append(compensable(state).isEmpty ? .runFailed(FlowRunFailed(error: error)) : .runCompensating(FlowRunCompensating(error: error)))]
+            }
+            out.append(.wakeUp(at: deadline))
+        }
+
         // Steps in flight: time out the late ones, remember the next deadline.
         for record in state.steps where record.status == .running {
             guard let step = definition.step(record.step_id), let last = record.lastAttempt,
                 let started = Timestamp.parse(last.started_at)
             else { continue }
-            let deadline = started.addingTimeInterval(step.timeout_sec ?? definition.defaults?.timeout_sec ?? Self.defaultTimeoutSec)
+            let deadline = started.addingTimeInterval(timeout(step))
             if deadline <= now {
                 out += failure(
                     record.step_id, attempt: last.attempt,
-                    error: StepError(kind: "timeout", message: "no answer within \(Int(deadline.timeIntervalSince(started)))s", retryable: true),
-                    startedAt: last.started_at, now: now, random: { Double.random(in: 0..<1) })
+                    error: StepError(kind: "timeout", message: "no answer within \(Int(timeout(step)))s", retryable: true),
+                    startedAt: last.started_at, now: now, random: random)
             } else {
                 out.append(.wakeUp(at: deadline))
             }
         }
         if out.contains(where: { if case .append = $0 { return true } else { return false } }) { return out }
 
-        // A step failed for good: the run fails.
+        // A step failed for good: compensate what was done, or fail at once when there is nothing to undo.
         if let failed = state.steps.first(where: { $0.status == .failed }) {
             let error = failed.lastAttempt?.error
-            return [.append(.runFailed(FlowRunFailed(error: RunError(
+            let runError = RunError(
                 code: error?.kind ?? "step_failed",
                 message: "step \(failed.step_id) failed after \(failed.attempts.count) attempt(s): \(error?.message ?? "unknown error")",
-                step_id: failed.step_id))))]
+                step_id: failed.step_id)
+            return [.append(compensable(state).isEmpty ? .runFailed(FlowRunFailed(error: runError)) : .runCompensating(FlowRunCompensating(error: runError)))]
         }
 
         for step in definition.steps {
@@ -197,17 +291,18 @@ public struct RunDecider: Sendable {
                 }
                 attempt = last.attempt + 1
             }
-            out += start(step, attempt: attempt, state: state, context: context, now: now, nowText: nowText)
+            out += start(step, record: record, attempt: attempt, state: state, context: context, now: now, nowText: nowText)
         }
-        if !out.isEmpty { return out }
+        if out.contains(where: { if case .append = $0 { return true } else { return false } }) { return out }
 
         // Every step done: render the output and finish.
-        guard state.steps.allSatisfy({ $0.status.isDone }) else { return [] }
+        guard state.steps.allSatisfy({ $0.status.isDone }) else { return out }
         let output: JSONValue
         do {
             output = try Template.render(definition.output ?? .null, context: context, at: "output")
         } catch {
-            return [.append(.runFailed(FlowRunFailed(error: RunError(code: "output_template", message: "the output template failed: \(error)"))))]
+            let runError = RunError(code: "output_template", message: "the output template failed: \(error)")
+            return [.append(compensable(state).isEmpty ? .runFailed(FlowRunFailed(error: runError)) : .runCompensating(FlowRunCompensating(error: runError)))]
         }
         var steps: [RunStep] = []
         if state.mode == .live {
@@ -219,23 +314,115 @@ public struct RunDecider: Sendable {
         return steps
     }
 
+    /// The compensating phase: one compensation at a time, newest completed step first; then the run ends.
+    func compensate(_ state: RunState, now: Date, random: () -> Double) -> [RunStep] {
+        let context = Self.context(state)
+        for record in compensable(state) {
+            guard let step = definition.step(record.step_id), let compensation = step.compensate else { continue }
+            let current = record.compensation
+            switch current?.status {
+            case .running?:
+                guard let last = current?.attempts.last, let started = Timestamp.parse(last.started_at) else { return [] }
+                let deadline = started.addingTimeInterval(timeout(step))
+                if deadline <= now {
+                    return compensationFailure(
+                        step.id, attempt: last.attempt, error: StepError(kind: "timeout", message: "no answer within \(Int(timeout(step)))s", retryable: true),
+                        startedAt: last.started_at, now: now, random: random)
+                }
+                return [.wakeUp(at: deadline)]
+            case .failed?:
+                continue  // attempts exhausted: recorded in the run and its dead letter
+            default:
+                if let retryAtText = current?.attempts.last?.retry_at, let retryAt = Timestamp.parse(retryAtText), retryAt > now {
+                    return [.wakeUp(at: retryAt)]
+                }
+                let attempt = (current?.attempts.last?.attempt ?? 0) + 1
+                let nowText = Timestamp.format(now)
+                let stepID = step.id + Self.compensationSuffix
+                let request: JSONValue
+                do {
+                    request = try Template.render(compensation.with ?? .object([:]), context: context, at: "steps.\(step.id).compensate.with")
+                } catch {
+                    return [.append(.compensationFailed(StepAttemptFailed(
+                        step_id: step.id, attempt: attempt, error: StepError(kind: "template", message: "\(error)", retryable: false),
+                        started_at: nowText, finished_at: nowText, retry_at: nil)))]
+                }
+                let key = Self.idempotencyKey(runID: state.run_id, stepID: stepID, generation: record.generation)
+                let commandID = Self.commandID(runID: state.run_id, stepID: stepID, attempt: attempt)
+                let started = StepAttemptStarted(step_id: step.id, attempt: attempt, idempotency_key: key, command_id: commandID, started_at: nowText, request: request)
+                if state.mode == .dry || registry[compensation.action]?.kind == .local {
+                    let output: JSONValue = state.mode == .dry ? ["simulated": true, "action": .string(compensation.action), "request": request] : request["value"] ?? .null
+                    return [.append(.compensationStarted(started)), .append(.compensationSucceeded(StepAttemptSucceeded(
+                        step_id: step.id, attempt: attempt, output: output, started_at: nowText, finished_at: nowText)))]
+                }
+                return [
+                    .append(.compensationStarted(started)),
+                    .execute(StepExecution(
+                        runID: state.run_id, stepID: stepID, attempt: attempt, action: compensation.action, request: request,
+                        idempotencyKey: key, commandID: commandID, deadline: now.addingTimeInterval(timeout(step)), onBehalfOf: onBehalfOf(state))),
+                    .wakeUp(at: now.addingTimeInterval(timeout(step))),
+                ]
+            }
+        }
+        // Nothing left to undo.
+        let failedCompensations = state.steps.filter { $0.compensation?.status == .failed }.map(\.step_id)
+        if let actor = state.cancel_requested_by {
+            return [.append(.runCancelled(FlowRunCancelled(actor: actor)))]
+        }
+        var error = state.error ?? RunError(code: "step_failed", message: "the run failed")
+        if !failedCompensations.isEmpty {
+            error.message += "; compensation failed for \(failedCompensations.joined(separator: ", ")) (see their attempts)"
+        }
+        return [.append(.runFailed(FlowRunFailed(error: error)))]
+    }
+
+    /// Which steps a redrive runs again: the chosen step, everything downstream of it, everything that did not
+    /// finish, and every step whose effect was compensated (undone).
+    func redrive(_ state: RunState, actor: String, fromStep: String?) -> FlowRunRedriven {
+        let from = fromStep ?? state.error?.step_id ?? state.steps.first { $0.status == .failed }?.step_id ?? definition.steps[0].id
+        var reset: Set<String> = [from]
+        var changed = true
+        while changed {
+            changed = false
+            for step in definition.steps where !reset.contains(step.id) && step.dependencies.contains(where: reset.contains) {
+                reset.insert(step.id)
+                changed = true
+            }
+        }
+        for record in state.steps where record.status != .succeeded && record.status != .skipped { reset.insert(record.step_id) }
+        for record in state.steps where record.status == .compensated { reset.insert(record.step_id) }
+        return FlowRunRedriven(actor: actor, from_step: from, reset_steps: definition.steps.map(\.id).filter(reset.contains))
+    }
+
     /// The attempts in flight (after a restart): each rebuilt with the same command id and idempotency key, so that
     /// carrying it out again is deduplicated by the service that receives it.
     public func inFlight(_ state: RunState) -> [(execution: StepExecution, startedAt: Date)] {
         guard !state.status.isTerminal else { return [] }
         let context = Self.context(state)
         var out: [(StepExecution, Date)] = []
-        for record in state.steps where record.status == .running {
-            guard let step = definition.step(record.step_id), let last = record.lastAttempt,
-                let started = Timestamp.parse(last.started_at),
-                let request = try? Template.render(step.with ?? .object([:]), context: context)
+        for record in state.steps {
+            guard let step = definition.step(record.step_id) else { continue }
+            var action = step.action
+            var template = step.with
+            var stepID = step.id
+            var last = record.lastAttempt
+            if record.status == .running {
+            } else if record.compensation?.status == .running, let compensation = step.compensate {
+                action = compensation.action
+                template = compensation.with
+                stepID += Self.compensationSuffix
+                last = record.compensation?.attempts.last
+            } else {
+                continue
+            }
+            guard let last, let started = Timestamp.parse(last.started_at),
+                let request = try? Template.render(template ?? .object([:]), context: context)
             else { continue }
-            let timeout = step.timeout_sec ?? definition.defaults?.timeout_sec ?? Self.defaultTimeoutSec
             out.append((StepExecution(
-                runID: state.run_id, stepID: step.id, attempt: last.attempt, action: step.action, request: request,
-                idempotencyKey: Self.idempotencyKey(runID: state.run_id, stepID: step.id),
-                commandID: Self.commandID(runID: state.run_id, stepID: step.id, attempt: last.attempt),
-                deadline: started.addingTimeInterval(timeout), onBehalfOf: onBehalfOf(state)), started))
+                runID: state.run_id, stepID: stepID, attempt: last.attempt, action: action, request: request,
+                idempotencyKey: Self.idempotencyKey(runID: state.run_id, stepID: stepID, generation: record.generation),
+                commandID: Self.commandID(runID: state.run_id, stepID: stepID, attempt: last.attempt),
+                deadline: started.addingTimeInterval(timeout(step)), onBehalfOf: onBehalfOf(state)), started))
         }
         return out
     }
@@ -246,7 +433,7 @@ public struct RunDecider: Sendable {
             : .object(["user_id": state.trigger.data?[path: "user.id"] ?? .string(state.actor)])
     }
 
-    func start(_ step: StepDefinition, attempt: Int, state: RunState, context: JSONValue, now: Date, nowText: String) -> [RunStep] {
+    func start(_ step: StepDefinition, record: StepRecord, attempt: Int, state: RunState, context: JSONValue, now: Date, nowText: String) -> [RunStep] {
         let request: JSONValue
         do {
             request = try Template.render(step.with ?? .object([:]), context: context, at: "steps.\(step.id).with")
@@ -260,14 +447,19 @@ public struct RunDecider: Sendable {
             return [.append(.stepAttemptSucceeded(StepAttemptSucceeded(
                 step_id: step.id, attempt: attempt, output: request["value"] ?? .null, started_at: nowText, finished_at: nowText)))]
         }
-        if state.mode == .dry, spec?.sideEffect ?? true {
-            let simulated: JSONValue = .object(["simulated": true, "action": .string(step.action), "request": request])
+        // A dry run calls nothing outside the engine: every other action answers with a simulated result.
+        if state.mode == .dry {
+            // The simulated answer echoes the request, so templates reading it render; it says it is simulated.
+            var fields = request.objectValue ?? [:]
+            fields["simulated"] = true
+            fields["action"] = .string(step.action)
+            let simulated: JSONValue = .object(fields)
             return [.append(.stepAttemptSucceeded(StepAttemptSucceeded(
                 step_id: step.id, attempt: attempt, output: simulated, started_at: nowText, finished_at: nowText)))]
         }
-        let key = Self.idempotencyKey(runID: state.run_id, stepID: step.id)
+        let key = Self.idempotencyKey(runID: state.run_id, stepID: step.id, generation: record.generation)
         let commandID = Self.commandID(runID: state.run_id, stepID: step.id, attempt: attempt)
-        let timeout = step.timeout_sec ?? definition.defaults?.timeout_sec ?? Self.defaultTimeoutSec
+        let timeout = timeout(step)
         let onBehalfOf = onBehalfOf(state)
         return [
             .append(.stepAttemptStarted(StepAttemptStarted(

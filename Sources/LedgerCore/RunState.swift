@@ -30,6 +30,14 @@ public struct AttemptRecord: Codable, Sendable, Equatable {
     public var retry_at: String?
 }
 
+/// The compensation of a completed step, once the run failed or was cancelled.
+public struct CompensationRecord: Codable, Sendable, Equatable {
+    /// `RUNNING`, `QUEUED` (waiting for a retry), `SUCCEEDED` or `FAILED` (attempts exhausted; recorded).
+    public var status: StepStatus
+    public var attempts: [AttemptRecord]
+    public var output: JSONValue?
+}
+
 public struct StepRecord: Codable, Sendable, Equatable {
     public var step_id: String
     public var status: StepStatus
@@ -38,11 +46,16 @@ public struct StepRecord: Codable, Sendable, Equatable {
     public var idempotency_key: String?
     public var command_id: String?
     public var skipped_reason: String?
+    public var compensation: CompensationRecord?
+    /// Bumped when a redrive re-runs a step whose effect was compensated: its next attempts get a new
+    /// idempotency key, since the old effect was undone.
+    public var generation: Int
 
     public init(step_id: String) {
         self.step_id = step_id
         self.status = .queued
         self.attempts = []
+        self.generation = 0
     }
 
     public var lastAttempt: AttemptRecord? { attempts.last }
@@ -69,6 +82,12 @@ public struct RunState: Codable, Sendable, Equatable {
     public var steps: [StepRecord]
     public var output: JSONValue?
     public var error: RunError?
+    /// `compensating` once the run failed or was cancelled and its compensations run; nil otherwise.
+    public var phase: String?
+    /// Steps in the order they succeeded (compensations run in the reverse order).
+    public var completion_order: [String]
+    public var cancel_requested_by: String?
+    public var redrives: Int
     /// The stream sequence of the run's last event: the expected last subject sequence of its next decision.
     public var last_sequence: UInt64
 
@@ -94,7 +113,7 @@ public struct RunState: Codable, Sendable, Equatable {
                 actor: started.actor, input: started.input, dedup_key: started.dedup_key, message_id: started.message_id,
                 channel: started.channel, created_at: event.time, started_at: event.time, updated_at: event.time,
                 finished_at: nil, steps: started.step_ids.map(StepRecord.init(step_id:)), output: nil, error: nil,
-                last_sequence: sequence)
+                phase: nil, completion_order: [], cancel_requested_by: nil, redrives: 0, last_sequence: sequence)
         }
         guard var state else { return nil }
         switch event.body {
@@ -111,6 +130,8 @@ public struct RunState: Codable, Sendable, Equatable {
                 step.output = e.output
                 step.finishAttempt(e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .succeeded, error: nil, retryAt: nil)
             }
+            state.completion_order.removeAll { $0 == e.step_id }
+            state.completion_order.append(e.step_id)
         case .stepAttemptFailed(let e):
             state.updateStep(e.step_id) { step in
                 step.status = e.retry_at == nil ? .failed : .queued
@@ -128,7 +149,74 @@ public struct RunState: Codable, Sendable, Equatable {
         case .runFailed(let e):
             state.status = .failed
             state.error = e.error
+            state.phase = nil
             state.finished_at = event.time
+        case .runCompensating(let e):
+            state.phase = "compensating"
+            state.error = e.error
+        case .compensationStarted(let e):
+            state.updateStep(e.step_id) { step in
+                var record = step.compensation ?? CompensationRecord(status: .running, attempts: [], output: nil)
+                record.status = .running
+                record.attempts.append(AttemptRecord(attempt: e.attempt, started_at: e.started_at, finished_at: nil, status: .running, error: nil, retry_at: nil))
+                step.compensation = record
+            }
+        case .compensationSucceeded(let e):
+            state.updateStep(e.step_id) { step in
+                var record = step.compensation ?? CompensationRecord(status: .running, attempts: [], output: nil)
+                record.status = .succeeded
+                record.output = e.output
+                record.attempts.finish(e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .succeeded, error: nil, retryAt: nil)
+                step.compensation = record
+                step.status = .compensated
+            }
+        case .compensationFailed(let e):
+            state.updateStep(e.step_id) { step in
+                var record = step.compensation ?? CompensationRecord(status: .running, attempts: [], output: nil)
+                record.status = e.retry_at == nil ? .failed : .queued
+                record.attempts.finish(e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .failed, error: e.error, retryAt: e.retry_at)
+                step.compensation = record
+            }
+        case .runCancelRequested(let e):
+            state.cancel_requested_by = e.actor
+            state.phase = "compensating"
+            state.error = RunError(code: "cancelled", message: "cancelled by \(e.actor)\(e.reason.map { ": \($0)" } ?? "")")
+            for index in state.steps.indices {
+                switch state.steps[index].status {
+                case .running:
+                    state.steps[index].status = .failed
+                    let attempt = state.steps[index].attempts.last?.attempt ?? 1
+                    state.steps[index].attempts.finish(
+                        attempt, startedAt: event.time, finishedAt: event.time, status: .failed,
+                        error: StepError(kind: "cancelled", message: "abandoned: the run was cancelled", retryable: false), retryAt: nil)
+                case .queued:
+                    state.steps[index].status = .skipped
+                    state.steps[index].skipped_reason = "the run was cancelled"
+                default:
+                    break
+                }
+            }
+        case .runCancelled:
+            state.status = .cancelled
+            state.phase = nil
+            state.finished_at = event.time
+        case .runRedriven(let e):
+            state.status = .running
+            state.phase = nil
+            state.error = nil
+            state.finished_at = nil
+            state.cancel_requested_by = nil
+            state.redrives += 1
+            for id in e.reset_steps {
+                state.updateStep(id) { step in
+                    if step.status == .compensated { step.generation += 1 }
+                    step.status = .queued
+                    step.output = nil
+                    step.compensation = nil
+                    step.skipped_reason = nil
+                }
+                state.completion_order.removeAll { $0 == id }
+            }
         default:
             return state
         }
@@ -140,13 +228,19 @@ public struct RunState: Codable, Sendable, Equatable {
 
 extension StepRecord {
     mutating func finishAttempt(_ attempt: Int, startedAt: String, finishedAt: String, status: StepStatus, error: StepError?, retryAt: String?) {
-        if let index = attempts.lastIndex(where: { $0.attempt == attempt }) {
-            attempts[index].finished_at = finishedAt
-            attempts[index].status = status
-            attempts[index].error = error
-            attempts[index].retry_at = retryAt
+        attempts.finish(attempt, startedAt: startedAt, finishedAt: finishedAt, status: status, error: error, retryAt: retryAt)
+    }
+}
+
+extension [AttemptRecord] {
+    mutating func finish(_ attempt: Int, startedAt: String, finishedAt: String, status: StepStatus, error: StepError?, retryAt: String?) {
+        if let index = lastIndex(where: { $0.attempt == attempt }) {
+            self[index].finished_at = finishedAt
+            self[index].status = status
+            self[index].error = error
+            self[index].retry_at = retryAt
         } else {
-            attempts.append(AttemptRecord(attempt: attempt, started_at: startedAt, finished_at: finishedAt, status: status, error: error, retry_at: retryAt))
+            append(AttemptRecord(attempt: attempt, started_at: startedAt, finished_at: finishedAt, status: status, error: error, retry_at: retryAt))
         }
     }
 }

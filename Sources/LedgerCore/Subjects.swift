@@ -71,4 +71,11 @@ public enum EventType {
     public static let runSucceeded = "FlowRunSucceeded"
     public static let runFailed = "FlowRunFailed"
     public static let messageRejected = "InboundMessageRejected"
+    public static let runCompensating = "FlowRunCompensating"
+    public static let compensationStarted = "CompensationAttemptStarted"
+    public static let compensationSucceeded = "CompensationAttemptSucceeded"
+    public static let compensationFailed = "CompensationAttemptFailed"
+    public static let runCancelRequested = "FlowRunCancelRequested"
+    public static let runCancelled = "FlowRunCancelled"
+    public static let runRedriven = "FlowRunRedriven"
 }

@@ -16,6 +16,8 @@ public struct EngineConfiguration: Sendable {
     public var projectionWait: Duration = .seconds(5)
     /// How long `discovery.search` results are reused for the same query.
     public var discoveryCacheTTL: Duration = .seconds(60)
+    /// Circuit breakers per action (and per host for `http.request`).
+    public var breakers = CircuitBreakers.Settings()
     public init() {}
 }
 
@@ -59,6 +61,8 @@ public enum RunStart: Sendable, Equatable {
 enum RunMail: Sendable {
     case input(RunInput, done: (@Sendable () -> Void)?)
     case wake
+    /// An operator's command (cancel, redrive): answered with nil once its event is in the log, or the refusal.
+    case command(RunInput, reply: @Sendable (String?) -> Void)
 }
 
 /// The handle of a run being driven: its mailbox.
@@ -70,8 +74,12 @@ final class RunDriver: Sendable {
         self.mailbox = mailbox
     }
     func send(_ mail: RunMail) {
-        if case .dropped = mailbox.yield(mail), case .input(_, let done) = mail {
-            _ = done  // the run finished meanwhile; the message is redelivered and then found late
+        guard case .terminated = mailbox.yield(mail) else { return }
+        // The run finished meanwhile: a late answer is acknowledged (the log keeps it), a command is refused.
+        switch mail {
+        case .input(_, let done): done?()
+        case .command(_, let reply): reply("run \(runID) finished meanwhile; read it again")
+        case .wake: break
         }
     }
 }
@@ -85,6 +93,7 @@ public final class Engine: Service, Sendable {
     let registry: ActionRegistry
     let catalog: FlowCatalog
     let executor: StepExecutor
+    public let breakers: CircuitBreakers
     let logger: Logger
     private let drivers = Mutex<[String: RunDriver]>([:])
     private let tasks = Mutex<[String: Task<Void, Never>]>([:])
@@ -97,7 +106,9 @@ public final class Engine: Service, Sendable {
         self.configuration = configuration
         self.registry = .builtIn
         self.catalog = FlowCatalog(store: store, registry: .builtIn)
-        self.executor = StepExecutor(ledger: ledger, registry: .builtIn, discoveryCacheTTL: configuration.discoveryCacheTTL, logger: logger)
+        self.breakers = CircuitBreakers(settings: configuration.breakers)
+        self.executor = StepExecutor(
+            ledger: ledger, registry: .builtIn, discoveryCacheTTL: configuration.discoveryCacheTTL, breakers: breakers, logger: logger)
         self.logger = logger
     }
 
@@ -411,7 +422,7 @@ public final class Engine: Service, Sendable {
     // MARK: - Driving runs
 
     /// Starts the run's driver (unless one runs already) and returns it.
-    func launch(state: RunState, definition: FlowDefinition, resume: Bool) -> RunDriver {
+    func launch(state: RunState, definition: FlowDefinition, resume: Bool, initial: RunMail? = nil) -> RunDriver {
         let (stream, continuation) = AsyncStream<RunMail>.makeStream(bufferingPolicy: .unbounded)
         let candidate = RunDriver(runID: state.run_id, mailbox: continuation)
         let (driver, isNew) = drivers.withLock { drivers -> (RunDriver, Bool) in
@@ -421,11 +432,12 @@ public final class Engine: Service, Sendable {
         }
         guard isNew else {
             continuation.finish()
+            if let initial { driver.send(initial) }
             return driver
         }
         let task = Task {
             var loop = RunLoop(state: state, decider: RunDecider(definition: definition, registry: registry), driver: driver)
-            await self.drive(&loop, stream: stream, resume: resume)
+            await self.drive(&loop, stream: stream, resume: resume, initial: initial)
         }
         tasks.withLock { $0[state.run_id] = task }
         return driver
@@ -439,7 +451,7 @@ public final class Engine: Service, Sendable {
         var executions: [Task<Void, Never>] = []
     }
 
-    func drive(_ loop: inout RunLoop, stream: AsyncStream<RunMail>, resume: Bool) async {
+    func drive(_ loop: inout RunLoop, stream: AsyncStream<RunMail>, resume: Bool, initial: RunMail?) async {
         let runID = loop.state.run_id
         if resume {
             for (execution, startedAt) in loop.decider.inFlight(loop.state) {
@@ -447,17 +459,14 @@ public final class Engine: Service, Sendable {
                 execute(execution, startedAt: startedAt, &loop)
             }
         }
-        await process(.advance, &loop)
+        if let initial {
+            await handle(initial, &loop)
+        } else {
+            await process(.advance, &loop)
+        }
         if !loop.state.status.isTerminal {
             for await mail in stream {
-                switch mail {
-                case .input(let input, let done):
-                    await process(input, &loop)
-                    done?()
-                case .wake:
-                    loop.timer = nil
-                    await process(.advance, &loop)
-                }
+                await handle(mail, &loop)
                 if loop.state.status.isTerminal || Task.isCancelled { break }
             }
         }
@@ -469,6 +478,24 @@ public final class Engine: Service, Sendable {
         // Messages that reached the mailbox after the end: acknowledge them (the run ignores late answers).
         for await mail in stream {
             if case .input(_, let done) = mail { done?() }
+        }
+    }
+
+    func handle(_ mail: RunMail, _ loop: inout RunLoop) async {
+        switch mail {
+        case .input(let input, let done):
+            await process(input, &loop)
+            done?()
+        case .wake:
+            loop.timer = nil
+            await process(.advance, &loop)
+        case .command(let input, let reply):
+            if let refusal = loop.decider.refusal(loop.state, input) {
+                reply(refusal)
+                return
+            }
+            await process(input, &loop)
+            reply(nil)
         }
     }
 
@@ -527,6 +554,68 @@ public final class Engine: Service, Sendable {
             subject: Subjects.run(state.run_id), payload: payload, messageID: id, expectedLastSubjectSequence: state.last_sequence))
         let event = LedgerEvent(id: id, type: body.type, time: time, runid: state.run_id, flowid: state.flow_id, body: body)
         loop.state = RunState.evolve(state, event, sequence: ack.sequence) ?? state
+        recordOutcome(body, loop.decider.definition)
+    }
+
+    /// Feeds the circuit breakers with the outcome of calls to other services (http.request keeps its own per host).
+    func recordOutcome(_ body: LedgerEvent.Body, _ definition: FlowDefinition) {
+        switch body {
+        case .stepAttemptSucceeded(let e), .compensationSucceeded(let e):
+            if let action = action(of: e.step_id, body, definition), registry[action]?.kind != .local { breakers.record(action, success: true) }
+        case .stepAttemptFailed(let e), .compensationFailed(let e):
+            guard e.error.kind != "circuit_open", e.error.kind != "template", e.error.kind != "cancelled" else { return }
+            if let action = action(of: e.step_id, body, definition), registry[action]?.kind != .local { breakers.record(action, success: false) }
+        default:
+            break
+        }
+    }
+
+    func action(of stepID: String, _ body: LedgerEvent.Body, _ definition: FlowDefinition) -> String? {
+        guard let step = definition.step(stepID) else { return nil }
+        switch body {
+        case .compensationSucceeded, .compensationFailed: return step.compensate?.action
+        default: return step.action == "http.request" ? nil : step.action
+        }
+    }
+
+    // MARK: - Operators' commands
+
+    /// Cancels a run that has not finished: running steps are abandoned, compensations run, status `CANCELLED`.
+    public func cancelRun(_ runID: String, actor: String, reason: String? = nil) async throws {
+        try await command(runID, .cancel(actor: actor, reason: reason))
+    }
+
+    /// Re-runs a failed run from `fromStep` (default: its failed step), reusing the recorded results before it.
+    public func redriveRun(_ runID: String, fromStep: String?, actor: String) async throws {
+        try await command(runID, .redrive(actor: actor, fromStep: fromStep))
+    }
+
+    func command(_ runID: String, _ input: RunInput) async throws {
+        let driver: RunDriver
+        if let existing = drivers.withLock({ $0[runID] }) {
+            driver = existing
+        } else {
+            var state = try store.run(runID)
+            if state == nil, let end = try? await ledger.lastSequence(), await store.progress.wait(for: end, timeout: configuration.projectionWait) {
+                state = try store.run(runID)
+            }
+            guard let state else { throw EngineError.runNotFound(runID) }
+            guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
+                throw EngineError.unavailable("run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have")
+            }
+            if let refusal = RunDecider(definition: definition, registry: registry).refusal(state, input) {
+                throw EngineError.invalidState(refusal)
+            }
+            let refusal: String? = await withCheckedContinuation { continuation in
+                _ = launch(state: state, definition: definition, resume: !state.status.isTerminal, initial: .command(input) { continuation.resume(returning: $0) })
+            }
+            if let refusal { throw EngineError.invalidState(refusal) }
+            return
+        }
+        let refusal: String? = await withCheckedContinuation { continuation in
+            driver.send(.command(input) { continuation.resume(returning: $0) })
+        }
+        if let refusal { throw EngineError.invalidState(refusal) }
     }
 
     /// The run folded from its own subject in the log (the source of truth).
@@ -543,6 +632,12 @@ public final class Engine: Service, Sendable {
     func execute(_ execution: StepExecution, startedAt: Date, _ loop: inout RunLoop) {
         let driver = loop.driver
         let executor = self.executor
+        if execution.action != "http.request", let refusal = breakers.refuse(execution.action) {
+            driver.send(.input(.stepResult(
+                stepID: execution.stepID, attempt: execution.attempt,
+                result: .failure(StepError(kind: "circuit_open", message: refusal, retryable: true)), sourceSequence: nil), done: nil))
+            return
+        }
         loop.executions.removeAll { $0.isCancelled }
         loop.executions.append(Task {
             await executor.execute(execution, startedAt: startedAt) { result in

@@ -54,10 +54,15 @@ public final class ReadModelStore: Sendable {
     }
 
     /// Runs that have not finished, for the engine to pick up after a restart.
-    public func activeRunIDs() throws -> [String] {
+    public func activeRunIDs() throws -> [String] { try keys(of: RunStatusModel.activeTable) }
+
+    /// Failed runs: the dead letters.
+    public func failedRunIDs() throws -> [String] { try keys(of: RunStatusModel.failedTable) }
+
+    func keys(of table: String) throws -> [String] {
         try environment.read { txn in
             var out: [String] = []
-            try txn.scan(environment.table(RunStatusModel.indexTable!)) { key, _ in
+            try txn.scan(environment.table(table)) { key, _ in
                 out.append(String(decoding: key, as: UTF8.self))
                 return true
             }
@@ -145,16 +150,16 @@ public final class ReadModelStore: Sendable {
             let keyBytes = Array(key.utf8)
             if let state = states[key] ?? nil {
                 try txn.put(table, key: keyBytes, value: Array(try encoder.encode(state)))
-                if let index = M.indexTable {
-                    if M.indexed(state) {
-                        try txn.put(environment.table(index), key: keyBytes, value: [UInt8]())
+                for index in M.indexes {
+                    if index.includes(state) {
+                        try txn.put(environment.table(index.table), key: keyBytes, value: [UInt8]())
                     } else {
-                        try txn.delete(environment.table(index), key: keyBytes)
+                        try txn.delete(environment.table(index.table), key: keyBytes)
                     }
                 }
             } else {
                 try txn.delete(table, key: keyBytes)
-                if let index = M.indexTable { try txn.delete(environment.table(index), key: keyBytes) }
+                for index in M.indexes { try txn.delete(environment.table(index.table), key: keyBytes) }
             }
         }
     }

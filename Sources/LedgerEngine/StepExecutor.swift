@@ -16,8 +16,11 @@ final class StepExecutor: Sendable {
     let discoveryCacheTTL: Duration
     private let discoveryCache = Mutex<[String: (ContinuousClock.Instant, JSONValue)]>([:])
 
-    init(ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration, logger: Logger) {
+    let breakers: CircuitBreakers
+
+    init(ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration, breakers: CircuitBreakers, logger: Logger) {
         self.ledger = ledger
+        self.breakers = breakers
         self.registry = registry
         self.discoveryCacheTTL = discoveryCacheTTL
         self.logger = logger
@@ -141,6 +144,10 @@ final class StepExecutor: Sendable {
         guard let urlText = with["url"]?.stringValue, let url = URL(string: urlText), url.scheme == "http" || url.scheme == "https" else {
             throw StepError(kind: "bad_request", message: "http.request needs an http(s) url", retryable: false)
         }
+        let breaker = "http.request:\(url.host ?? urlText)\(url.port.map { ":\($0)" } ?? "")"
+        if let refusal = breakers.refuse(breaker) {
+            throw StepError(kind: "circuit_open", message: refusal, retryable: true)
+        }
         var request = URLRequest(url: url)
         request.httpMethod = with["method"]?.stringValue?.uppercased() ?? "GET"
         request.timeoutInterval = max(0.1, execution.deadline.timeIntervalSinceNow)
@@ -158,9 +165,11 @@ final class StepExecutor: Sendable {
         do {
             (data, response) = try await URLSession.shared.data(for: request)
         } catch {
+            breakers.record(breaker, success: false)
             throw StepError(kind: "unavailable", message: "\(request.httpMethod ?? "GET") \(urlText): \(error.localizedDescription)", retryable: true)
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        breakers.record(breaker, success: status < 500)
         let bodyValue = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
         let expected = with["expected_status"].map { v -> [Int] in
             if case .array(let a) = v { return a.compactMap { $0.numberValue.map(Int.init) } }

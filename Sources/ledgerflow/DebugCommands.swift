@@ -33,7 +33,8 @@ struct Replay: AsyncParsableCommand {
             switch event.body {
             case .runStarted(let e): if let s = e.trigger.sequence { related.insert(s) }
             case .stepAttemptSucceeded(let e): if let s = e.source_sequence { related.insert(s) }
-            case .stepAttemptFailed(let e): if let s = e.source_sequence { related.insert(s) }
+            case .stepAttemptFailed(let e), .compensationFailed(let e): if let s = e.source_sequence { related.insert(s) }
+            case .compensationSucceeded(let e): if let s = e.source_sequence { related.insert(s) }
             default: break
             }
         }
@@ -78,6 +79,13 @@ struct Replay: AsyncParsableCommand {
         case .stepSkipped(let e): return "step \(e.step_id): \(e.reason)"
         case .runSucceeded(let e): return "output \(clip(e.output.compactJSON))"
         case .runFailed(let e): return "\(e.error.code): \(e.error.message)"
+        case .runCompensating(let e): return "compensating after \(e.error.code): \(e.error.message)"
+        case .compensationStarted(let e): return "undo \(e.step_id) attempt \(e.attempt), command \(e.command_id ?? "-")"
+        case .compensationSucceeded(let e): return "undid \(e.step_id) → \(clip(e.output.compactJSON))"
+        case .compensationFailed(let e): return "undo \(e.step_id) attempt \(e.attempt): \(e.error.kind): \(e.error.message)\(e.retry_at.map { ", retry at \($0)" } ?? ", no retry")"
+        case .runCancelRequested(let e): return "by \(e.actor)\(e.reason.map { ": \($0)" } ?? "")"
+        case .runCancelled(let e): return "by \(e.actor)"
+        case .runRedriven(let e): return "by \(e.actor) from \(e.from_step), again: \(e.reset_steps.joined(separator: ", "))"
         default: return ""
         }
     }

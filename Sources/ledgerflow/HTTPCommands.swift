@@ -140,7 +140,19 @@ struct RunFlow: AsyncParsableCommand {
 }
 
 struct Runs: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Runs as the read model holds them.", subcommands: [Show.self, List.self])
+    static let configuration = CommandConfiguration(abstract: "Runs as the read model holds them.", subcommands: [Show.self, List.self, Cancel.self])
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Cancel a run that has not finished (compensations run).")
+        @OptionGroup var server: ServerOptions
+        @Argument var run: String
+        @Option var reason: String?
+        func run() async throws {
+            var body: [String: JSONValue] = [:]
+            if let reason { body["reason"] = .string(reason) }
+            try APIClient(options: server).show(try await APIClient(options: server).call("POST", "/automation/runs/\(run)/cancel", body: Data(JSONValue.object(body).compactJSON.utf8)))
+        }
+    }
 
     struct Show: AsyncParsableCommand {
         @OptionGroup var server: ServerOptions
@@ -160,6 +172,29 @@ struct Runs: AsyncParsableCommand {
             if let flowId { query += "&flow_id=\(flowId)" }
             if let status { query += "&status=\(status)" }
             try APIClient(options: server).show(try await APIClient(options: server).call("GET", "/automation/runs\(query)"))
+        }
+    }
+}
+
+struct DLQ: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "dlq", abstract: "Dead letters: failed runs.", subcommands: [List.self, Redrive.self])
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var server: ServerOptions
+        func run() async throws {
+            try APIClient(options: server).show(try await APIClient(options: server).call("GET", "/automation/dlq"))
+        }
+    }
+
+    struct Redrive: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Re-run a failed run from its failed step (or --from-step), reusing earlier results.")
+        @OptionGroup var server: ServerOptions
+        @Argument var run: String
+        @Option var fromStep: String?
+        func run() async throws {
+            var body: [String: JSONValue] = [:]
+            if let fromStep { body["from_step"] = .string(fromStep) }
+            try APIClient(options: server).show(try await APIClient(options: server).call("POST", "/automation/runs/\(run)/redrive", body: Data(JSONValue.object(body).compactJSON.utf8)))
         }
     }
 }

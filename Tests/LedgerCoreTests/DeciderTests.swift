@@ -15,7 +15,7 @@ import Testing
     }
 
     /// A run folded from its start; `apply` appends the decision's events the way the engine does.
-    struct Run {
+    struct Run: Sendable {
         var state: RunState
         var sequence: UInt64 = 1
 
