@@ -99,6 +99,9 @@ public final class Engine: Service, Sendable {
     private let tasks = Mutex<[String: Task<Void, Never>]>([:])
     /// Set once runs in flight at start have been picked up.
     public let ready = Atomic<Bool>(false)
+    /// Runs this process started, and events it appended to runs (for health and tests).
+    public let runsStarted = Atomic<Int>(0)
+    public let eventsAppended = Atomic<Int>(0)
 
     public init(ledger: Ledger, store: ReadModelStore, configuration: EngineConfiguration = EngineConfiguration(), logger: Logger) {
         self.ledger = ledger
@@ -397,6 +400,7 @@ public final class Engine: Service, Sendable {
         let event = LedgerEvent(id: id, type: body.type, time: time, runid: runID, flowid: flowID, body: body)
         guard let state = RunState.evolve(nil, event, sequence: ack.sequence) else { return .duplicate(runID: runID) }
         if ack.duplicate { return .duplicate(runID: runID) }
+        runsStarted.add(1, ordering: .relaxed)
         _ = launch(state: state, definition: definition, resume: false)
         return .started(runID: runID, sequence: ack.sequence)
     }
@@ -554,6 +558,7 @@ public final class Engine: Service, Sendable {
             subject: Subjects.run(state.run_id), payload: payload, messageID: id, expectedLastSubjectSequence: state.last_sequence))
         let event = LedgerEvent(id: id, type: body.type, time: time, runid: state.run_id, flowid: state.flow_id, body: body)
         loop.state = RunState.evolve(state, event, sequence: ack.sequence) ?? state
+        eventsAppended.add(1, ordering: .relaxed)
         recordOutcome(body, loop.decider.definition)
     }
 

@@ -138,6 +138,17 @@ extension Integration {
             #expect(try stack.runs().count == 2)
             #expect(Set(try stack.runs().compactMap(\.dedup_key)) == ["sig-1", "sig-2"])
 
+            // Long after (an hour, a year): past any Msg-Id window and even with read models that know nothing of it
+            // (a new engine on empty LMDB files), the log itself refuses a second start of the same signal.
+            let empty = TemporaryDirectory()
+            let amnesiac = Engine(ledger: stack.ledger, store: try ReadModelStore(path: empty.path, mapSize: 1 << 30), logger: testLogger)
+            let definition = try FlowValidator.validate(TestStack.example).get()
+            let again = try await amnesiac.startRun(
+                flowID: "calendar-create-event", version: 1, definition: definition, trigger: RunTrigger(kind: "event", event_id: "a9"),
+                input: [:], mode: .live, actor: "user:u-1", dedupKey: "sig-1", messageID: nil, channel: nil)
+            #expect(again == .duplicate(runID: DerivedID.uuid("calendar-create-event/sig-1")))
+            #expect(try stack.runs().count == 2)
+
             // Manual runs with an idempotency key: the same key, the same run.
             let first = try await stack.http("POST", "/automation/flows/calendar-create-event/run", ["input": ["title": "x", "start": "s"], "idempotency_key": "k1"])
             let second = try await stack.http("POST", "/automation/flows/calendar-create-event/run", ["input": ["title": "x", "start": "s"], "idempotency_key": "k1"])

@@ -72,7 +72,24 @@ final class TestStack: @unchecked Sendable {
         startEngine()
     }
 
+    private var others: [(ServiceGroup, Task<Void, any Error>, TemporaryDirectory)] = []
+
+    /// Another engine process sharing the same NATS: its own connection, read models and projector.
+    func addEngine() async throws -> Engine {
+        let ledger = try await Ledger.open(url: TestServer.shared.url, clientName: "second-engine", logger: testLogger)
+        let directory = TemporaryDirectory()
+        let store = try ReadModelStore(path: directory.path, mapSize: 1 << 30)
+        let engine = Engine(ledger: ledger, store: store, logger: testLogger)
+        let (group, task) = Self.run([Projector(ledger: ledger, store: store, logger: testLogger), engine])
+        others.append((group, task, directory))
+        return engine
+    }
+
     func stop() async {
+        for (group, task, _) in others {
+            await group.triggerGracefulShutdown()
+            _ = try? await task.value
+        }
         await stopEngine()
         if let (group, task) = infra {
             await group.triggerGracefulShutdown()
