@@ -122,6 +122,12 @@ public final class Engine: Service, Sendable {
 
     public func run() async throws {
         try await recover()
+        let requests = try ledger.connection.subscribe(subject: Subjects.flowRunRequest, queue: "ledgerflow-engine")
+        let answering = Task { await self.answerRunRequests(requests) }
+        defer {
+            requests.unsubscribe()
+            answering.cancel()
+        }
         try await cancelWhenGracefulShutdown {
             try await self.consumeInbound()
         }
@@ -319,6 +325,70 @@ public final class Engine: Service, Sendable {
         } catch {
             logger.error("could not load run \(runID): \(error)")
             return nil
+        }
+    }
+
+    // MARK: - Manual runs over NATS (request/reply on automation.flow.run)
+
+    func answerRunRequests(_ subscription: NATSSubscription) async {
+        await withTaskGroup(of: Void.self) { group in
+            for await message in subscription.messages {
+                group.addTask { await self.answerRunRequest(message) }
+            }
+        }
+    }
+
+    /// Starts a run for a `FlowRunRequested` and answers `{run_id}` or `{error: problem}`; the request and the reply
+    /// are recorded on `ledger.request.flow_run` (the subject itself is not a stream subject).
+    func answerRunRequest(_ message: NATSMessage) async {
+        var answer: JSONValue
+        var requestEvent: CloudEvent<JSONValue>?
+        switch decodeInbound(message.payload, expectedTypes: [EventType.flowRunRequested], required: ["flow_id"], codec: EventCodec()) {
+        case .failure(let problem):
+            answer = ["error": Self.problem(400, "bad_request", problem.reason)]
+        case .success(let event):
+            requestEvent = event
+            let mode: RunMode = event.data["mode"]?.stringValue == "dry_run" ? .dry : .live
+            do {
+                let outcome = try await requestRun(
+                    flowID: event.data["flow_id"]?.stringValue ?? "", input: event.data["input"] ?? .object([:]), mode: mode,
+                    idempotencyKey: event.data["idempotency_key"]?.stringValue, actor: "service:\(event.source)")
+                answer = ["run_id": .string(outcome.runID)]
+                if case .duplicate = outcome { answer = ["run_id": .string(outcome.runID), "duplicate": true] }
+            } catch let error as EngineError {
+                answer = ["error": Self.problem(error)]
+            } catch {
+                answer = ["error": Self.problem(503, "unavailable", "\(error)")]
+            }
+        }
+        let reply = CloudEvent(type: "FlowRunRequested.Reply", correlationid: requestEvent?.id, causationid: requestEvent?.id, data: answer)
+        if let to = message.reply, let payload = try? EventCodec().encode(reply) {
+            try? ledger.connection.publish(subject: to, payload: payload)
+        }
+        let record: JSONValue = [
+            "request": requestEvent.map { ["id": .string($0.id), "source": .string($0.source), "data": $0.data] } ?? ["payload": .string(String(decoding: message.payload.prefix(65_536), as: UTF8.self))],
+            "reply": answer, "reply_to": message.reply.map(JSONValue.string) ?? .null,
+        ]
+        let recordEvent = CloudEvent(type: "FlowRunRequestHandled", correlationid: requestEvent?.id, data: record)
+        if let payload = try? EventCodec().encode(recordEvent) {
+            _ = try? await appendForever(OutgoingMessage(subject: Subjects.requestRecord("flow_run"), payload: payload, messageID: recordEvent.id))
+        }
+    }
+
+    static func problem(_ status: Int, _ code: String, _ detail: String) -> JSONValue {
+        ["type": .string("https://ledgerflow.dev/problems/\(code)"), "title": .string(code), "status": .number(Double(status)), "detail": .string(detail), "code": .string(code)]
+    }
+
+    static func problem(_ error: EngineError) -> JSONValue {
+        switch error {
+        case .flowNotFound: return problem(404, "flow_not_found", error.description)
+        case .runNotFound: return problem(404, "run_not_found", error.description)
+        case .flowExists: return problem(409, "flow_exists", error.description)
+        case .versionConflict: return problem(409, "version_conflict", error.description)
+        case .invalidState: return problem(409, "invalid_state", error.description)
+        case .invalidDefinition: return problem(422, "invalid_definition", error.description)
+        case .badRequest: return problem(400, "bad_request", error.description)
+        case .unavailable: return problem(503, "unavailable", error.description)
         }
     }
 

@@ -13,8 +13,11 @@ public final class ReadModelStore: Sendable {
     /// A failpoint for tests: called inside the write transaction after the folds and before the checkpoint, with
     /// the batch's last sequence; throwing aborts the transaction as a crash mid-batch would.
     let failpoint = Mutex<(@Sendable (UInt64) throws -> Void)?>(nil)
+    /// Recently written states, decoded, so a batch need not decode from LMDB what the last batch just wrote.
+    /// Touched only inside write transactions (the writer's thread); cleared when a transaction aborts.
+    let recent = StateCache(capacity: 20_000)
 
-    public init(path: String, durability: LMDBEnvironment.Durability = .syncEachCommit, mapSize: Int = 8 << 30) throws {
+    public init(path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = 8 << 30) throws {
         environment = try LMDBEnvironment(path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
         progress.advance(to: try checkpoint())
     }
@@ -108,6 +111,7 @@ public final class ReadModelStore: Sendable {
         let touchedFlows = events.contains { FlowVersionsModel.key(for: $0.event) != nil }
         let environment = self.environment
         let failpoint = self.failpoint.withLock { $0 }
+        let recent = self.recent
         try await environment.writer.write { txn in
             let current = try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)) { raw in
                 UInt64(String(decoding: raw, as: UTF8.self)) ?? 0
@@ -117,10 +121,15 @@ public final class ReadModelStore: Sendable {
             guard through > current else { return }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            try ReadModelStore.fold(RunStatusModel.self, fresh, txn, environment, encoder)
-            try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder)
-            try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder)
-            try failpoint?(through)
+            do {
+                try ReadModelStore.fold(RunStatusModel.self, fresh, txn, environment, encoder, recent)
+                try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder, recent)
+                try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder, recent)
+                try failpoint?(through)
+            } catch {
+                recent.clear()  // the transaction is aborted: the cache may hold states that were never committed
+                throw error
+            }
             try txn.put(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8), value: Array(String(through).utf8))
         }
         if touchedFlows { flowGeneration.add(1, ordering: .relaxed) }
@@ -130,7 +139,7 @@ public final class ReadModelStore: Sendable {
     /// Folds one model over the batch: each key is read once, evolved through all its events, written once.
     static func fold<M: ReadModel>(
         _ model: M.Type, _ events: [(sequence: UInt64, event: LedgerEvent)], _ txn: borrowing LMDBWriteTransaction,
-        _ environment: LMDBEnvironment, _ encoder: JSONEncoder
+        _ environment: LMDBEnvironment, _ encoder: JSONEncoder, _ recent: StateCache
     ) throws {
         let table = environment.table(M.table)
         var states: [String: M.State?] = [:]
@@ -140,6 +149,9 @@ public final class ReadModelStore: Sendable {
             let before: M.State?
             if let cached = states[key] {
                 before = cached
+            } else if let remembered = recent.get(M.table, key) as? M.State {
+                before = remembered
+                order.append(key)
             } else {
                 before = try txn.withValue(table, key: Array(key.utf8)) { raw in try JSONDecoder().decode(M.State.self, from: Data(raw)) }
                 order.append(key)
@@ -148,7 +160,9 @@ public final class ReadModelStore: Sendable {
         }
         for key in order {
             let keyBytes = Array(key.utf8)
-            if let state = states[key] ?? nil {
+            let state = states[key] ?? nil
+            recent.set(M.table, key, state)
+            if let state {
                 try txn.put(table, key: keyBytes, value: Array(try encoder.encode(state)))
                 for index in M.indexes {
                     if index.includes(state) {
@@ -216,5 +230,42 @@ public final class ProjectionProgress: Sendable {
             }
             if let answer { continuation.resume(returning: answer) }
         }
+    }
+}
+
+/// A bounded map of decoded states by table and key, used only on the LMDB writer's thread.
+final class StateCache: @unchecked Sendable {
+    private var entries: [String: Any] = [:]
+    private var order: [String] = []
+    private var start = 0
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func get(_ table: String, _ key: String) -> Any? { entries[table + "\u{0}" + key] }
+
+    func set(_ table: String, _ key: String, _ value: Any?) {
+        let k = table + "\u{0}" + key
+        guard let value else {
+            entries.removeValue(forKey: k)
+            return
+        }
+        if entries.updateValue(value, forKey: k) == nil {
+            order.append(k)
+            if order.count - start > capacity {
+                entries.removeValue(forKey: order[start])
+                start += 1
+                if start > capacity {
+                    order.removeFirst(start)
+                    start = 0
+                }
+            }
+        }
+    }
+
+    func clear() {
+        entries.removeAll()
+        order.removeAll()
+        start = 0
     }
 }

@@ -41,9 +41,13 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// The one writer of this environment.
     public private(set) var writer: LMDBWriter!
 
-    public enum Durability: Sendable {
+    public enum Durability: Sendable, Equatable {
         /// fsync on every commit (one commit carries a whole batch).
         case syncEachCommit
+        /// No fsync at commit; the writer flushes to disk at most `interval` after a commit (group commit).
+        /// A process crash loses nothing (the pages are in the OS); an OS crash can lose the last interval,
+        /// which the projector re-applies from the log.
+        case periodic(Duration)
         /// No fsync at commit; call `sync()` when done (rebuilds into scratch directories).
         case noSync
     }
@@ -62,7 +66,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         try check(mdb_env_set_maxdbs(env, MDB_dbi(max(names.count, 1) + 2)), "setting the table count")
         try check(mdb_env_set_maxreaders(env, 254), "setting the reader count")
         var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NOMETASYNC)
-        if durability == .noSync { flags |= UInt32(MDB_NOSYNC) }
+        if durability != .syncEachCommit { flags |= UInt32(MDB_NOSYNC) }
         try check(mdb_env_open(env, path, flags, 0o644), "opening LMDB at \(path)")
         var opened: [String: LMDBTable] = [:]
         var txn: OpaquePointer?
@@ -81,10 +85,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
         self.path = path
         self.tables = opened
         ok = true
-        self.writer = LMDBWriter(environment: self)
+        self.writer = LMDBWriter(environment: self, durability: durability)
     }
 
     deinit {
+        _ = mdb_env_sync(env, 1)  // commits made without fsync reach the disk before closing
         mdb_env_close(env)
     }
 
@@ -255,12 +260,28 @@ private func lmdbCount(_ txn: OpaquePointer, _ table: LMDBTable) throws -> Int {
 /// The single writer of an environment: write transactions run one at a time on its own thread, so a blocking
 /// commit (fsync) never occupies Swift's cooperative pool.
 public final class LMDBWriter: @unchecked Sendable {
-    private unowned let environment: LMDBEnvironment
+    private weak var environment: LMDBEnvironment?
     private let queue: DispatchQueue
+    private let syncInterval: Duration?
+    // Touched only on `queue`.
+    private var syncScheduled = false
 
-    init(environment: LMDBEnvironment) {
+    init(environment: LMDBEnvironment, durability: LMDBEnvironment.Durability) {
         self.environment = environment
         queue = DispatchQueue(label: "ledgerflow.lmdb.writer.\(environment.path)")
+        if case .periodic(let interval) = durability { syncInterval = interval } else { syncInterval = nil }
+    }
+
+    /// After a commit: make sure an fsync follows within the interval (one fsync for every commit until then).
+    private func scheduleSync() {
+        guard let syncInterval, !syncScheduled else { return }
+        syncScheduled = true
+        let nanos = syncInterval.components.seconds * 1_000_000_000 + syncInterval.components.attoseconds / 1_000_000_000
+        queue.asyncAfter(deadline: .now() + .nanoseconds(Int(nanos))) { [weak self] in
+            guard let self else { return }
+            syncScheduled = false
+            if let environment { _ = mdb_env_sync(environment.env, 1) }
+        }
     }
 
     /// Runs `body` in a write transaction on the writer thread; commits when it returns, aborts when it throws.
@@ -269,7 +290,13 @@ public final class LMDBWriter: @unchecked Sendable {
     {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { [self] in
-                continuation.resume(with: Result { try LMDBWriter.writeNow(environment.env, body) })
+                guard let environment else {
+                    continuation.resume(throwing: LMDBError(EINVAL, "the environment was closed"))
+                    return
+                }
+                let result = Result { try LMDBWriter.writeNow(environment.env, body) }
+                scheduleSync()
+                continuation.resume(with: result)
             }
         }
     }
@@ -278,7 +305,10 @@ public final class LMDBWriter: @unchecked Sendable {
     /// must not mix this with `write` concurrently).
     @available(*, noasync)
     public func writeSynchronously<R>(_ body: (borrowing LMDBWriteTransaction) throws -> R) throws -> R {
-        try queue.sync { try LMDBWriter.writeNow(environment.env, body) }
+        try queue.sync {
+            guard let environment else { throw LMDBError(EINVAL, "the environment was closed") }
+            return try LMDBWriter.writeNow(environment.env, body)
+        }
     }
 
     private static func writeNow<R>(_ env: OpaquePointer, _ body: (borrowing LMDBWriteTransaction) throws -> R) throws -> R {

@@ -161,6 +161,27 @@ extension Integration {
             #expect(run[path: "trigger.kind"] == "manual")
         }
 
+        @Test func aManualRunOverNATSIsAnsweredAndRecorded() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            func ask(_ data: JSONValue) async throws -> JSONValue {
+                let request = CloudEvent(source: "ops-script", type: EventType.flowRunRequested, data: data)
+                let payload = try EventCodec().encode(request)
+                let reply = try await stack.outside.request(subject: Subjects.flowRunRequest, payload: payload, timeout: .seconds(5))
+                let answer = try EventCodec().decode(CloudEvent<JSONValue>.self, from: reply.payload)
+                return answer.data
+            }
+            let started = try await ask(["flow_id": "calendar-create-event", "input": ["title": "N", "start": "s"], "mode": "live_run", "idempotency_key": "nats-1"])
+            let runID = try #require(started["run_id"]?.stringValue)
+            #expect(try await ask(["flow_id": "calendar-create-event", "input": ["title": "N", "start": "s"], "idempotency_key": "nats-1"])["run_id"]?.stringValue == runID)
+            #expect(try await ask(["flow_id": "nope"])[path: "error.code"] == "flow_not_found")
+            #expect(try await ask(["input": [:]])[path: "error.code"] == "bad_request")
+            try await eventually("the run succeeds") { try stack.store.run(runID)?.status == .succeeded }
+            #expect(try stack.store.run(runID)?.actor == "service:ops-script")
+            try await eventually("requests and replies are recorded") { try await stack.ledger.read(subject: Subjects.requestRecord("flow_run")).count == 4 }
+        }
+
         @Test func theAPIAnswersWithProblems() async throws {
             let stack = try await TestStack()
             defer { Task { await stack.stop() } }

@@ -40,6 +40,7 @@ final class TemporaryDirectory {
 
 /// Opens the ledger on the shared server with an empty stream.
 func freshLedger() async throws -> Ledger {
+    await TestStack.stopAll()
     let connection = try await NATSConnection.connect(url: TestServer.shared.url, name: "test-cleanup", logger: testLogger)
     let api = JetStreamAPI(connection: connection)
     do {

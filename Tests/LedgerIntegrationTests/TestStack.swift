@@ -31,6 +31,14 @@ final class TestStack: @unchecked Sendable {
         return try! JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: url))
     }()
 
+    /// Stacks not stopped yet: the next test stops them before it starts (a `defer` cannot await).
+    static let live = Mutex<[TestStack]>([])
+    private let stopped = Atomic<Bool>(false)
+
+    static func stopAll() async {
+        for stack in live.withLock({ stacks in defer { stacks.removeAll() }; return stacks }) { await stack.stop() }
+    }
+
     init(calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings()) async throws {
         ledger = try await freshLedger()
         lmdb = TemporaryDirectory()
@@ -46,6 +54,7 @@ final class TestStack: @unchecked Sendable {
             port: port, logger: testLogger)
         infra = Self.run([projector, app, calendar, discovery])
         startEngine()
+        Self.live.withLock { $0.append(self) }
         try await waitForHTTP()
     }
 
@@ -86,6 +95,7 @@ final class TestStack: @unchecked Sendable {
     }
 
     func stop() async {
+        if stopped.exchange(true, ordering: .relaxed) { return }
         for (group, task, _) in others {
             await group.triggerGracefulShutdown()
             _ = try? await task.value
