@@ -65,30 +65,50 @@ public final class Projector: Service, Sendable {
                 Task { try? await api.deleteConsumer(stream: stream, consumer: info.name) }
             }
             var lastConsumerSequence: UInt64 = 0
+            // One batch is written while the next is fetched and decoded (the writer has a thread of its own).
+            var writing: Task<UInt64, any Error>?
+            func finishWriting() async throws {
+                if let batch = writing {
+                    writing = nil
+                    let through = try await batch.value  // not inside `onBatch?(...)`: that would skip it when nil
+                    onBatch?(through)
+                }
+            }
             reading: while !Task.isCancelled {
                 let messages: [NATSMessage]
                 do {
                     messages = try await subscription.fetch(batch: batchSize, maxWait: .milliseconds(500))
                 } catch {
                     logger.warning("projector fetch failed (reopening from the checkpoint): \(error)")
+                    try await finishWriting()
                     try await Task.sleep(for: .milliseconds(200))
                     break reading
                 }
                 if messages.isEmpty {
+                    try await finishWriting()
                     if let target, store.progress.position >= target { return }
                     continue
                 }
                 // A gap in the consumer's own sequence means a lost delivery: reopen from the checkpoint.
                 if let first = messages.first?.jetStreamMetadata, lastConsumerSequence != 0, first.consumerSequence != lastConsumerSequence + 1 {
                     logger.warning("projector saw a gap in deliveries; reopening from the checkpoint")
+                    try await finishWriting()
                     break reading
                 }
                 lastConsumerSequence = messages.last?.jetStreamMetadata?.consumerSequence ?? lastConsumerSequence
                 let (events, through) = Self.decode(messages, decoder: decoder, logger: logger)
-                try await store.apply(events, through: through)
-                onBatch?(through)
-                if let target, through >= target { return }
+                try await finishWriting()
+                let store = self.store
+                writing = Task { [events] in
+                    try await store.apply(events, through: through)
+                    return through
+                }
+                if let target, through >= target {
+                    try await finishWriting()
+                    return
+                }
             }
+            try await finishWriting()
         }
     }
 }

@@ -16,6 +16,7 @@ import Testing
 final class TestStack: @unchecked Sendable {
     let ledger: Ledger
     let store: ReadModelStore
+    /// The data directory: the read models are in its `lmdb/`, as `ledgerflow serve --data-dir` lays them out.
     let lmdb: TemporaryDirectory
     let port: Int
     let calendar: CalendarSimulator
@@ -33,7 +34,7 @@ final class TestStack: @unchecked Sendable {
 
     /// Stacks not stopped yet: the next test stops them before it starts (a `defer` cannot await).
     static let live = Mutex<[TestStack]>([])
-    private let stopped = Atomic<Bool>(false)
+    private let stopping = Mutex<Task<Void, Never>?>(nil)
 
     static func stopAll() async {
         for stack in live.withLock({ stacks in defer { stacks.removeAll() }; return stacks }) { await stack.stop() }
@@ -42,7 +43,7 @@ final class TestStack: @unchecked Sendable {
     init(calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings()) async throws {
         ledger = try await freshLedger()
         lmdb = TemporaryDirectory()
-        store = try ReadModelStore(path: lmdb.path, mapSize: 1 << 30)
+        store = try ReadModelStore(path: "\(lmdb.path)/lmdb", mapSize: 1 << 30)
         port = LocalNATSServer.freePort()
         outside = try await NATSConnection.connect(url: TestServer.shared.url, name: "test-outside", logger: testLogger)
         calendar = CalendarSimulator(connection: outside, settings: settings, logger: testLogger)
@@ -94,8 +95,16 @@ final class TestStack: @unchecked Sendable {
         return engine
     }
 
+    /// Stops everything; every caller waits until it has stopped (a second caller waits for the first).
     func stop() async {
-        if stopped.exchange(true, ordering: .relaxed) { return }
+        let task = stopping.withLock { task in
+            if task == nil { task = Task { await self.stopNow() } }
+            return task!
+        }
+        await task.value
+    }
+
+    private func stopNow() async {
         for (group, task, _) in others {
             await group.triggerGracefulShutdown()
             _ = try? await task.value
