@@ -262,7 +262,8 @@ public final class Engine: Service, Sendable {
             let trigger = RunTrigger(kind: "event", event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
             do {
                 let outcome = try await startRun(
-                    flowID: entry.record.flow_id, version: entry.version, definition: entry.definition, trigger: trigger,
+                    flowID: entry.record.flow_id, version: entry.version, definition: entry.definition,
+                    definitionHash: entry.definitionHash, trigger: trigger,
                     input: inputs(entry.definition, given: event.data["entities"] ?? .object([:])), mode: .live,
                     actor: "user:\(event.data[path: "user.id"]?.interpolated ?? "unknown")", dedupKey: dedupKey,
                     messageID: event.data["message_id"]?.stringValue,
@@ -429,7 +430,7 @@ public final class Engine: Service, Sendable {
     public func requestRun(flowID: String, input: JSONValue, mode: RunMode, idempotencyKey: String?, actor: String) async throws -> RunStart {
         guard let record = try store.flow(flowID) else { throw EngineError.flowNotFound(flowID) }
         guard record.status == "active", let version = record.active_version,
-            let definition = try catalog.definition(flowID: flowID, version: version)
+            let (definition, hash) = try catalog.pinned(flowID: flowID, version: version)
         else {
             throw EngineError.invalidState("flow \(flowID) is \(record.status); only active flows run (activate it first)")
         }
@@ -438,7 +439,8 @@ public final class Engine: Service, Sendable {
         if !problems.isEmpty { throw EngineError.badRequest(problems.joined(separator: "; ")) }
         let trigger = RunTrigger(kind: "manual", event_type: nil, event_id: nil, sequence: nil, data: .object(["input": values, "actor": .string(actor)]))
         return try await startRun(
-            flowID: flowID, version: version, definition: definition, trigger: trigger, input: values, mode: mode, actor: actor,
+            flowID: flowID, version: version, definition: definition, definitionHash: hash, trigger: trigger, input: values,
+            mode: mode, actor: actor,
             dedupKey: idempotencyKey.map { "manual:\($0)" }, messageID: nil, channel: nil)
     }
 
@@ -446,13 +448,14 @@ public final class Engine: Service, Sendable {
     /// key, the run id is derived from flow and key, so a second start is refused by the log itself (the subject
     /// already has a message), however long ago the first one was.
     public func startRun(
-        flowID: String, version: Int, definition: FlowDefinition, trigger: RunTrigger, input: JSONValue, mode: RunMode,
+        flowID: String, version: Int, definition: FlowDefinition, definitionHash: String, trigger: RunTrigger, input: JSONValue,
+        mode: RunMode,
         actor: String, dedupKey: String?, messageID: String?, channel: JSONValue?
     ) async throws -> RunStart {
         let runID = dedupKey.map { DerivedID.uuid("\(flowID)/\($0)") } ?? EventID.make()
         if let dedupKey, let existing = try store.dedup(flowID: flowID, key: dedupKey) { return .duplicate(runID: existing) }
         let started = FlowRunStarted(
-            run_id: runID, flow_id: flowID, flow_version: version, definition_hash: DefinitionHash.of(definition), mode: mode,
+            run_id: runID, flow_id: flowID, flow_version: version, definition_hash: definitionHash, mode: mode,
             trigger: trigger, actor: actor, input: input, step_ids: definition.steps.map(\.id), dedup_key: dedupKey,
             message_id: messageID, channel: channel)
         let body = LedgerEvent.Body.runStarted(started)

@@ -9,11 +9,12 @@ final class FlowCatalog: Sendable {
         let record: FlowRecord
         let definition: FlowDefinition
         let version: Int
+        var definitionHash: String { record.version(version)?.definition_hash ?? "" }
     }
     struct Cache {
         var generation: UInt64 = .max
         var active: [Entry] = []
-        var pinned: [String: FlowDefinition] = [:]
+        var pinned: [String: (FlowDefinition, String)] = [:]
     }
 
     let store: ReadModelStore
@@ -48,12 +49,17 @@ final class FlowCatalog: Sendable {
 
     /// The definition a run is pinned to (versions never change, so this cache never goes stale).
     func definition(flowID: String, version: Int) throws -> FlowDefinition? {
+        try pinned(flowID: flowID, version: version)?.definition
+    }
+
+    /// The definition of a version and its hash (computed once, at registration).
+    func pinned(flowID: String, version: Int) throws -> (definition: FlowDefinition, hash: String)? {
         let key = "\(flowID)@\(version)"
         if let cached = cache.withLock({ $0.pinned[key] }) { return cached }
         guard let entry = try store.flow(flowID)?.version(version) else { return nil }
         let definition = try decode(entry.definition)
-        cache.withLock { $0.pinned[key] = definition }
-        return definition
+        cache.withLock { $0.pinned[key] = (definition, entry.definition_hash) }
+        return (definition, entry.definition_hash)
     }
 
     func decode(_ json: JSONValue) throws -> FlowDefinition {

@@ -15,7 +15,7 @@ public final class ReadModelStore: Sendable {
     let failpoint = Mutex<(@Sendable (UInt64) throws -> Void)?>(nil)
     /// Recently written states, decoded, so a batch need not decode from LMDB what the last batch just wrote.
     /// Touched only inside write transactions (the writer's thread); cleared when a transaction aborts.
-    let recent = StateCache(capacity: 20_000)
+    let recent = StateCache(capacity: 4096)
 
     public init(path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = 8 << 30) throws {
         environment = try LMDBEnvironment(path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)

@@ -55,3 +55,18 @@ import Testing
         #expect(jittered.delayMillis(after: 2, random: 0.999) <= 200)
     }
 }
+
+@Suite struct ExampleTests {
+    /// Every example in examples/ is a valid definition (README points to them as the reference).
+    @Test func everyExampleValidates() throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples").standardized
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".json") }
+        #expect(files.count >= 4)
+        for file in files {
+            let value = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: directory.appendingPathComponent(file)))
+            if case .failure(let failure) = FlowValidator.validate(value) {
+                Issue.record("\(file): \(failure.problems.map(\.description).joined(separator: "; "))")
+            }
+        }
+    }
+}

@@ -144,7 +144,8 @@ extension Integration {
             let amnesiac = Engine(ledger: stack.ledger, store: try ReadModelStore(path: empty.path, mapSize: 1 << 30), logger: testLogger)
             let definition = try FlowValidator.validate(TestStack.example).get()
             let again = try await amnesiac.startRun(
-                flowID: "calendar-create-event", version: 1, definition: definition, trigger: RunTrigger(kind: "event", event_id: "a9"),
+                flowID: "calendar-create-event", version: 1, definition: definition, definitionHash: DefinitionHash.of(definition),
+                trigger: RunTrigger(kind: "event", event_id: "a9"),
                 input: [:], mode: .live, actor: "user:u-1", dedupKey: "sig-1", messageID: nil, channel: nil)
             #expect(again == .duplicate(runID: DerivedID.uuid("calendar-create-event/sig-1")))
             #expect(try stack.runs().count == 2)

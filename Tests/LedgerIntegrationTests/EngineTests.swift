@@ -72,6 +72,32 @@ extension Integration {
             #expect(run.output?["text"] == run.step("a")?.output?["event_id"])
         }
 
+        @Test func theParallelExampleRunsDelayNotifyAndFanIn() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/parallel-steps.json")
+            try await register(stack, try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: url)))
+            try publish(stack, intent: "meeting.prepare", id: "prep-1", entities: ["title": "Budget", "start": "2026-12-01T09:00:00Z"])
+            let run = try #require(try await stack.waitForRuns(1).first)
+            #expect(run.input["attendees"] == [], "input defaults apply")
+            #expect(run.step("pause")?.output?["waited_ms"] == 200)
+            let pause = try #require(run.step("pause")?.attempts.first)
+            let waited = Timestamp.parse(pause.finished_at!)!.timeIntervalSince(Timestamp.parse(pause.started_at)!)
+            #expect(waited >= 0.19, "the delay really waited")
+            #expect(run.step("summary")?.output?["notified"] == run.step("tell")?.output?["notification_id"])
+            #expect(run.output?["text"]?.stringValue?.hasPrefix("Ready: Budget, with evt-") == true)
+            let notifications = try await stack.ledger.read(subject: Subjects.notificationSend)
+            #expect(notifications.count == 1)
+            // A message from another channel type does not match the trigger's `match`.
+            let other: JSONValue = [
+                "message_id": "m-x", "intent": "meeting.prepare", "entities": ["title": "X", "start": "s"], "user": ["id": "u"],
+                "channel": ["type": "email", "conversation_id": "c"],
+            ]
+            try stack.outside.publish(subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(CloudEvent(id: "prep-2", source: "a", type: EventType.assistantCommandIssued, data: other)))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try stack.runs().count == 1)
+        }
+
         @Test func aStepFailingTwiceThenSucceeding() async throws {
             var settings = CalendarSimulator.Settings()
             settings.failFirst = 2
