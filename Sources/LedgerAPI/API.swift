@@ -77,7 +77,7 @@ struct FlowsAPI: Sendable {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
             throw Problem(.unauthorized, code: "unauthorized", title: "Unauthorized", detail: "Send Authorization: Bearer <token> (ledgerflow dev prints one).")
         }
-        guard let grant = deps.tokens.grant(for: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+        guard let grant = deps.tokens.grant(for: String(header.dropFirst(7).drop { $0 == " " })) else {
             throw Problem(.unauthorized, code: "unauthorized", title: "Unauthorized", detail: "The token is not known to this server.")
         }
         guard grant.role >= role else {
@@ -201,14 +201,20 @@ struct FlowsAPI: Sendable {
         _ = try authorize(request, .viewer)
         let id = try context.parameters.require("runId")
         let table = deps.store.environment.table(RunStatusModel.table)
-        func lookup() throws -> [UInt8]? {
-            try deps.store.environment.read { txn in try txn.get(table, key: Array(id.utf8)) }
+        let key = Array(id.utf8)
+        // The stored JSON is the answer: copied once, straight from the LMDB page into the response buffer.
+        func lookup() throws -> Response? {
+            try deps.store.environment.read { txn in
+                try txn.withValue(table, key: key) { raw in
+                    Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: raw)))
+                }
+            }
         }
-        if let bytes = try lookup() { return json(.ok, bytes: bytes) }
+        if let response = try lookup() { return response }
         // Just accepted? Wait briefly for the read model to reach the end of the log as it is now.
         if let end = try? await deps.ledger.lastSequence(), end > deps.store.progress.position {
             _ = await deps.store.progress.wait(for: end, timeout: .seconds(2))
-            if let bytes = try lookup() { return json(.ok, bytes: bytes) }
+            if let response = try lookup() { return response }
         }
         throw Problem.from(.runNotFound(id))
     }

@@ -167,8 +167,14 @@ public final class LocalNATSServer: @unchecked Sendable {
     }
 
     static func canConnect(port: Int) -> Bool {
+        let fd = connectLoopback(port: port)
+        if fd >= 0 { close(fd) }
+        return fd >= 0
+    }
+
+    /// A TCP socket connected to 127.0.0.1:`port`, or -1.
+    public static func connectLoopback(port: Int) -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = UInt16(port).bigEndian
@@ -176,7 +182,11 @@ public final class LocalNATSServer: @unchecked Sendable {
         let rc = withUnsafeMutablePointer(to: &addr) { p in
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        return rc == 0
+        if rc != 0 {
+            close(fd)
+            return -1
+        }
+        return fd
     }
 
 }

@@ -98,6 +98,30 @@ extension Integration {
             #expect(try stack.runs().count == 1)
         }
 
+        @Test func aNewVersionNeverChangesARunAlreadyStarted() async throws {
+            var settings = CalendarSimulator.Settings()
+            settings.latency = .milliseconds(800)
+            let stack = try await TestStack(calendar: settings)
+            defer { Task { await stack.stop() } }
+            try await register(stack, Self.flow("pinned", intent: "pinned", steps: [Self.calendarStep("a")], output: ["text": "version one"]))
+            try publish(stack, intent: "pinned", id: "pin-1")
+            try await eventually("the run waits for the calendar") { try stack.runs().first?.step("a")?.status == .running }
+            var changed = Self.flow("pinned", intent: "pinned", steps: [Self.calendarStep("a")], output: ["text": "version two"]).objectValue!
+            changed["version"] = 1
+            let (updated, _) = try await stack.http("PUT", "/automation/flows/pinned", .object(changed))
+            #expect(updated == 200)
+            #expect(try await stack.http("POST", "/automation/flows/pinned/activate").0 == 200)
+            let first = try #require(try await stack.waitForRuns(1).first)
+            #expect(first.flow_version == 1)
+            #expect(first.output?["text"] == "version one", "pinned to the version it started with")
+            try publish(stack, intent: "pinned", id: "pin-2")
+            let runs = try await stack.waitForRuns(2)
+            let second = try #require(runs.first { $0.run_id != first.run_id })
+            #expect(second.flow_version == 2)
+            #expect(second.output?["text"] == "version two")
+            #expect(second.definition_hash != first.definition_hash)
+        }
+
         @Test func aStepFailingTwiceThenSucceeding() async throws {
             var settings = CalendarSimulator.Settings()
             settings.failFirst = 2

@@ -134,7 +134,10 @@ public final class JetStreamPublisher: @unchecked Sendable {
     deinit {
         inFlight.failAll(NATSError(message: "the publisher was closed before the append was acknowledged"))
         jsCtx_Destroy(js)
-        Unmanaged<InFlightAcks>.fromOpaque(inFlightPointer).release()
+        // `inFlight` is not released: cnats may still deliver a late acknowledgement to it on its own thread,
+        // and offers no callback saying it will not. One small object per publisher, which lives as long as its
+        // connection in practice.
+        _ = inFlightPointer
     }
 
     /// Appends the messages in order and returns each one's acknowledgement (or error), in the same order.

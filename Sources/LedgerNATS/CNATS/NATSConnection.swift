@@ -77,14 +77,18 @@ public final class NATSConnection: @unchecked Sendable {
         defer { natsOptions_Destroy(opts) }
         let events = ConnectionEvents(logger: logger)
         let eventsPointer = Unmanaged.passRetained(events).toOpaque()
-        var ok = false
-        defer { if !ok { Unmanaged<ConnectionEvents>.fromOpaque(eventsPointer).release() } }
+        // Released by the closed callback; before a connection exists nothing else can release it.
+        var handedToLibrary = false
+        defer { if !handedToLibrary { Unmanaged<ConnectionEvents>.fromOpaque(eventsPointer).release() } }
         s = natsOptions_SetURL(opts, url)
         if s == NATS_OK { s = natsOptions_SetName(opts, name) }
         if s == NATS_OK { s = natsOptions_SetTimeout(opts, Int64(timeout.components.seconds * 1000)) }
         if s == NATS_OK { s = natsOptions_SetMaxReconnect(opts, -1) }
         if s == NATS_OK { s = natsOptions_SetReconnectWait(opts, 250) }
         if s == NATS_OK { s = natsOptions_SetReconnectBufSize(opts, 64 * 1024 * 1024) }
+        // cnats otherwise holds every write up to 1 ms in its buffer "to accumulate more" (its flusher thread):
+        // a run's decisions are sequential appends, so that millisecond would be paid at each one.
+        if s == NATS_OK { s = natsOptions_SetSendAsap(opts, true) }
         if s == NATS_OK {
             s = natsOptions_SetDisconnectedCB(opts, { _, closure in
                 guard let closure else { return }
@@ -103,20 +107,28 @@ public final class NATSConnection: @unchecked Sendable {
                 events.logger.info("reconnected to NATS")
             }, eventsPointer)
         }
+        if s == NATS_OK {
+            // The last callback cnats makes for a connection (it may run after `deinit`, on cnats' own thread):
+            // only then is the box of state the callbacks share released.
+            s = natsOptions_SetClosedCB(opts, { _, closure in
+                guard let closure else { return }
+                Unmanaged<ConnectionEvents>.fromOpaque(closure).release()
+            }, eventsPointer)
+        }
         guard s == NATS_OK else { throw natsLastError(s, "setting NATS options") }
         var conn: OpaquePointer?
+        // From here on cnats may call back with the box (a failed connect leaks it rather than risk a double release).
+        handedToLibrary = true
         s = natsConnection_Connect(&conn, opts)
         guard s == NATS_OK, let conn else {
             throw natsLastError(s, "connecting to NATS at \(url) (is nats-server running there?)")
         }
-        ok = true
         return NATSConnection(handle: conn, events: events, eventsPointer: eventsPointer, url: url)
     }
 
     deinit {
         events.closing.store(true, ordering: .relaxed)
-        natsConnection_Destroy(handle)
-        Unmanaged<ConnectionEvents>.fromOpaque(eventsPointer).release()
+        natsConnection_Destroy(handle)  // the closed callback releases `events` once cnats is done with it
     }
 
     /// Whether the connection is up right now (false while reconnecting or once closed).
