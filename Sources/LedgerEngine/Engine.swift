@@ -593,8 +593,13 @@ public final class Engine: Service, Sendable {
                     } catch let error as NATSError where error.isWrongLastSequence {
                         conflict = true
                         break decision
+                    } catch is CancellationError {
+                        return  // shutting down while NATS was away; the log and a restart carry on
                     } catch {
-                        return  // cancelled while NATS was away; the log and a restart carry on
+                        // Refused by JetStream for another reason (say, an event over the stream's size limit):
+                        // the run stays as the log has it; a restart or the step's deadline takes it up again.
+                        logger.error("run \(loop.state.run_id): JetStream refused its \(body.type): \(error)")
+                        return
                     }
                 case .execute(let execution):
                     execute(execution, startedAt: Date(), &loop)
