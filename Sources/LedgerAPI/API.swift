@@ -52,6 +52,7 @@ public func buildRouter(_ deps: APIDependencies) -> Router<BasicRequestContext> 
     router.post("/automation/runs/{runId}/cancel") { request, context in try await api.cancel(request, context) }
     router.post("/automation/runs/{runId}/redrive") { request, context in try await api.redrive(request, context) }
     router.get("/automation/dlq") { request, context in try api.deadLetters(request, context) }
+    router.get("/metrics") { request, context in try await api.metrics(request, context) }
     return router
 }
 
@@ -269,6 +270,32 @@ struct FlowsAPI: Sendable {
         }
         letters.sort { ($0.failed_at ?? "") > ($1.failed_at ?? "") }
         return try json(.ok, DeadLetters(dead_letters: Array(letters.prefix(limit)), total: letters.count))
+    }
+
+    /// Prometheus text exposition of the engine's and the read models' counters and gauges.
+    func metrics(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = try authorize(request, .viewer)
+        let engine = deps.engine
+        let position = deps.store.progress.position
+        var lines: [String] = []
+        func metric(_ name: String, _ type: String, _ help: String, _ value: Double) {
+            lines.append("# HELP \(name) \(help)")
+            lines.append("# TYPE \(name) \(type)")
+            lines.append("\(name) \(value.rounded() == value ? String(Int64(value)) : String(value))")
+        }
+        metric("ledgerflow_runs_started_total", "counter", "Runs this process started.", Double(engine.runsStarted.load(ordering: .relaxed)))
+        metric("ledgerflow_run_events_appended_total", "counter", "Events this process appended to runs.", Double(engine.eventsAppended.load(ordering: .relaxed)))
+        metric("ledgerflow_inbound_rejected_total", "counter", "Inbound messages refused and recorded.", Double(engine.messagesRejected.load(ordering: .relaxed)))
+        metric("ledgerflow_runs_in_memory", "gauge", "Unfinished runs this process is driving.", Double(engine.activeRunCount))
+        metric("ledgerflow_projection_checkpoint", "gauge", "Log sequence the read models reflect.", Double(position))
+        if let last = try? await deps.ledger.lastSequence() {
+            metric("ledgerflow_log_last_sequence", "gauge", "Last sequence of the log.", Double(last))
+            metric("ledgerflow_projection_lag", "gauge", "Log messages the read models have not applied yet.", Double(last > position ? last - position : 0))
+        }
+        metric("ledgerflow_nats_connected", "gauge", "1 while the NATS connection is up.", deps.ledger.connection.isConnected ? 1 : 0)
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+            body: .init(byteBuffer: ByteBuffer(string: lines.joined(separator: "\n") + "\n")))
     }
 
     // MARK: health

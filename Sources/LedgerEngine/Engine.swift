@@ -102,6 +102,7 @@ public final class Engine: Service, Sendable {
     /// Runs this process started, and events it appended to runs (for health and tests).
     public let runsStarted = Atomic<Int>(0)
     public let eventsAppended = Atomic<Int>(0)
+    public let messagesRejected = Atomic<Int>(0)
 
     public init(ledger: Ledger, store: ReadModelStore, configuration: EngineConfiguration = EngineConfiguration(), logger: Logger) {
         self.ledger = ledger
@@ -221,6 +222,7 @@ public final class Engine: Service, Sendable {
 
     /// Records a refused inbound message with its reason (the message itself stays in the log at `sequence`).
     func reject(_ message: NATSMessage, sequence: UInt64, reason: String) async {
+        messagesRejected.add(1, ordering: .relaxed)
         logger.warning("refused message \(sequence) on \(message.subject): \(reason)")
         let body = LedgerEvent.Body.rejected(InboundMessageRejected(subject: message.subject, sequence: sequence, reason: reason, payload: message.payload))
         do {

@@ -220,6 +220,11 @@ extension Integration {
             #expect(try await stack.http("GET", "/automation/flows/calendar-create-event?version=1").1[path: "definition.name"] == "Create a calendar event from chat")
             let (_, health) = try await stack.http("GET", "/health", token: nil)
             #expect(health["status"] == "ok")
+            #expect(try await stack.http("GET", "/metrics", token: nil).0 == 401)
+            let (metricsStatus, metrics) = try await stack.http("GET", "/metrics")
+            #expect(metricsStatus == 200)
+            #expect(metrics.stringValue?.contains("ledgerflow_projection_lag ") == true)
+            #expect(metrics.stringValue?.contains("# TYPE ledgerflow_runs_started_total counter") == true)
         }
     }
 
