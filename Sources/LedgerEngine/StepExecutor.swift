@@ -93,6 +93,7 @@ final class StepExecutor: Sendable {
             let payload = try EventCodec().encode(event)
             let timeout = max(0.05, execution.deadline.timeIntervalSinceNow)
             let reply = try await ledger.connection.request(subject: subject, payload: payload, timeout: .milliseconds(Int(timeout * 1000)))
+            try Self.checkSize(reply.payload.count, of: "the reply on \(subject)")
             let answer = try EventCodec().decode(CloudEvent<JSONValue>.self, from: reply.payload)
             if let problem = answer.data["error"] {
                 let detail = problem["detail"]?.stringValue ?? problem["title"]?.stringValue ?? problem.compactJSON
@@ -100,6 +101,8 @@ final class StepExecutor: Sendable {
             }
             discoveryCache.withLock { $0[cacheKey] = (ContinuousClock.now, answer.data) }
             return .success(answer.data)
+        } catch let error as StepError {
+            return .failure(error)
         } catch let error as NATSError {
             return .failure(StepError(kind: error.isTimeout ? "timeout" : "unavailable", message: "\(subject): \(error.message)", retryable: true))
         } catch {
@@ -170,6 +173,7 @@ final class StepExecutor: Sendable {
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         breakers.record(breaker, success: status < 500)
+        try Self.checkSize(data.count, of: "the response of \(request.httpMethod ?? "GET") \(urlText)")
         let bodyValue = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
         let expected = with["expected_status"].map { v -> [Int] in
             if case .array(let a) = v { return a.compactMap { $0.numberValue.map(Int.init) } }
@@ -182,6 +186,20 @@ final class StepExecutor: Sendable {
                 retryable: status >= 500 || status == 429 || status == 408)
         }
         return .success(["status": .number(Double(status)), "body": bodyValue])
+    }
+}
+
+extension StepExecutor {
+    /// A step's output is recorded in its event, and an event must fit in the stream's message size (1 MiB).
+    static let maxOutputBytes = 512 * 1024
+
+    static func checkSize(_ bytes: Int, of what: String) throws {
+        if bytes > maxOutputBytes {
+            throw StepError(
+                kind: "output_too_large",
+                message: "\(what) is \(bytes) bytes; a step's output is recorded in the log and may be at most \(maxOutputBytes) bytes",
+                retryable: false)
+        }
     }
 }
 

@@ -233,3 +233,43 @@ struct Publish: AsyncParsableCommand {
         }
     }
 }
+
+struct Tail: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print events as they are appended to the log.")
+
+    @OptionGroup var nats: NATSOptions
+    @Option(help: "Only this subject (wildcards allowed), e.g. 'ledger.run.>'.") var subject: String?
+    @Option(help: "Only events of this CloudEvents type.") var type: String?
+    @Option(help: "Start at this log sequence instead of at new messages.") var from: UInt64?
+    @Option(help: "Stop after this many events.") var limit: Int?
+
+    func run() async throws {
+        let logger = makeLogger()
+        let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-tail", logger: logger)
+        var config = ConsumerConfig()
+        config.name = "tail-\(UUID().uuidString.lowercased().prefix(13))"
+        config.ack_policy = "none"
+        config.deliver_policy = from == nil ? "new" : "by_start_sequence"
+        config.opt_start_seq = from
+        config.filter_subject = subject
+        config.inactive_threshold = 30_000_000_000
+        let info = try await ledger.api.createConsumer(stream: ledger.stream, config)
+        let subscription = try JetStreamPullSubscription(connection: ledger.connection, stream: ledger.stream, consumer: info.name)
+        let decoder = JSONDecoder()
+        var printed = 0
+        while limit.map({ printed < $0 }) ?? true {
+            for message in try await subscription.fetch(batch: 100, maxWait: .seconds(1)) {
+                let event = try? decoder.decode(CloudEvent<JSONValue>.self, from: Data(message.payload))
+                if let type, event?.type != type { continue }
+                let sequence = message.jetStreamMetadata?.streamSequence ?? 0
+                let what = event.map { "\($0.type)\($0.runid.map { " run \($0)" } ?? "") \(Replay.clip($0.data.compactJSON))" }
+                    ?? "(not a CloudEvent, \(message.payload.count) bytes)"
+                print("\(String(sequence).leftPad(6))  \(event?.time ?? "")  \(message.subject)  \(what)")
+                fflush(nil)
+                printed += 1
+                if let limit, printed >= limit { break }
+            }
+        }
+        try? await ledger.api.deleteConsumer(stream: ledger.stream, consumer: info.name)
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import LedgerCore
 @testable import LedgerEngine
 import Testing
 
@@ -25,5 +26,21 @@ import Testing
         breakers.record("calendar.schedule_event", success: true)
         #expect(breakers.state("calendar.schedule_event") == "closed")
         #expect(breakers.refuse("calendar.schedule_event") == nil)
+    }
+}
+
+@Suite struct OutputSizeTests {
+    @Test func anOutputTooLargeForTheLogFailsTheStepClearly() {
+        #expect(throws: Never.self) { try StepExecutor.checkSize(1000, of: "x") }
+        do {
+            try StepExecutor.checkSize(StepExecutor.maxOutputBytes + 1, of: "the response of GET http://h/")
+            Issue.record("accepted an output larger than the limit")
+        } catch let error as StepError {
+            #expect(error.kind == "output_too_large")
+            #expect(!error.retryable)
+            #expect(error.message.contains("the response of GET http://h/ is 524289 bytes"))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
     }
 }
