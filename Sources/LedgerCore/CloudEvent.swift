@@ -108,7 +108,7 @@ public func decodeInbound(
 ) -> Result<CloudEvent<JSONValue>, EnvelopeProblem> {
     let envelope: LenientEnvelope
     do {
-        envelope = try codec.decode(LenientEnvelope.self, from: bytes)
+        envelope = try JSONTree.decode(LenientEnvelope.self, from: bytes)
     } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
         return .failure(EnvelopeProblem("the message is JSON but not an object; a CloudEvents 1.0 document is expected"))
     } catch DecodingError.typeMismatch(_, let context) {

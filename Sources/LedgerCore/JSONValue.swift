@@ -128,6 +128,10 @@ public enum JSONValue: Sendable, Hashable {
 
 extension JSONValue: Codable {
     public init(from decoder: any Decoder) throws {
+        if let tree = decoder as? TreeDecoder {
+            self = tree.value
+            return
+        }
         // The decoder offers no way to ask a value's kind, and every wrong guess throws (costly): guess in the
         // order values are common in events, strings and objects first.
         let container = try decoder.singleValueContainer()

@@ -705,10 +705,9 @@ public final class Engine: Service, Sendable {
 
     /// The run folded from its own subject in the log (the source of truth).
     public func foldFromLog(_ runID: String) async throws -> RunState? {
-        let decoder = JSONDecoder()
         var state: RunState?
         for (sequence, message) in try await ledger.read(subject: Subjects.run(runID)) {
-            let event = try decoder.decode(LedgerEvent.self, from: Data(message.payload))
+            let event = try JSONTree.decode(LedgerEvent.self, from: message.payload)
             state = RunState.evolve(state, event, sequence: sequence)
         }
         return state

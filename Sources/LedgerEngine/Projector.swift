@@ -20,7 +20,7 @@ public final class Projector: Service, Sendable {
     }
 
     /// Decodes the engine's own events of a batch (other subjects are only counted), once each.
-    public static func decode(_ messages: [NATSMessage], decoder: JSONDecoder, logger: Logger) -> (events: [(sequence: UInt64, event: LedgerEvent)], through: UInt64) {
+    public static func decode(_ messages: [NATSMessage], logger: Logger) -> (events: [(sequence: UInt64, event: LedgerEvent)], through: UInt64) {
         var events: [(sequence: UInt64, event: LedgerEvent)] = []
         events.reserveCapacity(messages.count)
         var through: UInt64 = 0
@@ -29,7 +29,7 @@ public final class Projector: Service, Sendable {
             through = max(through, meta.streamSequence)
             guard message.subject.hasPrefix("ledger.") else { continue }
             do {
-                events.append((meta.streamSequence, try decoder.decode(LedgerEvent.self, from: Data(message.payload))))
+                events.append((meta.streamSequence, try JSONTree.decode(LedgerEvent.self, from: message.payload)))
             } catch {
                 logger.warning("log message \(meta.streamSequence) on \(message.subject) is not a readable event; the read models skip it: \(error)")
             }
@@ -39,7 +39,6 @@ public final class Projector: Service, Sendable {
 
     /// Runs until cancelled (or, with `until`, until the models reach that sequence). `onBatch` reports progress.
     public func follow(until target: UInt64? = nil, onBatch: (@Sendable (UInt64) -> Void)? = nil) async throws {
-        let decoder = JSONDecoder()
         while !Task.isCancelled {
             let start = try store.checkpoint() + 1
             if let target, start > target { return }
@@ -96,7 +95,7 @@ public final class Projector: Service, Sendable {
                     break reading
                 }
                 lastConsumerSequence = messages.last?.jetStreamMetadata?.consumerSequence ?? lastConsumerSequence
-                let (events, through) = Self.decode(messages, decoder: decoder, logger: logger)
+                let (events, through) = Self.decode(messages, logger: logger)
                 try await finishWriting()
                 let store = self.store
                 writing = Task { [events] in

@@ -34,7 +34,7 @@ public final class ReadModelStore: Sendable {
     func value<M: ReadModel>(_ model: M.Type, key: String) throws -> M.State? {
         try environment.read { txn in
             try txn.withValue(environment.table(M.table), key: Array(key.utf8)) { raw in
-                try JSONDecoder().decode(M.State.self, from: Data(raw))
+                try JSONTree.decode(M.State.self, from: raw)
             }
         }
     }
@@ -153,7 +153,7 @@ public final class ReadModelStore: Sendable {
                 before = remembered
                 order.append(key)
             } else {
-                before = try txn.withValue(table, key: Array(key.utf8)) { raw in try JSONDecoder().decode(M.State.self, from: Data(raw)) }
+                before = try txn.withValue(table, key: Array(key.utf8)) { raw in try JSONTree.decode(M.State.self, from: raw) }
                 order.append(key)
             }
             states[key] = .some(M.evolve(before, event, sequence: sequence))

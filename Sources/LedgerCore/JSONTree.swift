@@ -1,0 +1,370 @@
+import Foundation
+
+/// A JSON parser straight into `JSONValue`, and a `Decoder` over `JSONValue` trees: decoding an event this way
+/// parses its bytes once and turns nested free-form JSON (`output`, `input`, trigger data) into values without the
+/// guesswork `JSONValue.init(from:)` needs under a generic decoder.
+public enum JSONTree {
+    public struct ParseError: Error, CustomStringConvertible {
+        public var offset: Int
+        public var message: String
+        public var description: String { "invalid JSON at byte \(offset): \(message)" }
+    }
+
+    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
+        let array = Array(bytes)
+        return try array.withUnsafeBufferPointer { buffer in
+            var parser = Parser(bytes: buffer)
+            parser.skipSpace()
+            let value = try parser.value(depth: 0)
+            parser.skipSpace()
+            guard parser.index == buffer.count else { throw ParseError(offset: parser.index, message: "unexpected text after the value") }
+            return value
+        }
+    }
+
+    /// Decodes `T` from JSON bytes through the tree.
+    public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws -> T {
+        try T(from: TreeDecoder(value: try parse(bytes), codingPath: []))
+    }
+
+    struct Parser {
+        let bytes: UnsafeBufferPointer<UInt8>
+        var index = 0
+
+        mutating func skipSpace() {
+            while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 { index += 1 }
+        }
+
+        func fail(_ message: String) -> ParseError { ParseError(offset: index, message: message) }
+
+        mutating func value(depth: Int) throws -> JSONValue {
+            guard depth < 512 else { throw fail("nested too deeply") }
+            guard index < bytes.count else { throw fail("unexpected end") }
+            switch bytes[index] {
+            case UInt8(ascii: "{"):
+                index += 1
+                var object: [String: JSONValue] = [:]
+                skipSpace()
+                if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+                    index += 1
+                    return .object(object)
+                }
+                while true {
+                    skipSpace()
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
+                    let key = try string()
+                    skipSpace()
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+                    index += 1
+                    skipSpace()
+                    object[key] = try value(depth: depth + 1)
+                    skipSpace()
+                    guard index < bytes.count else { throw fail("unexpected end") }
+                    if bytes[index] == UInt8(ascii: ",") {
+                        index += 1
+                        continue
+                    }
+                    guard bytes[index] == UInt8(ascii: "}") else { throw fail("expected ',' or '}'") }
+                    index += 1
+                    return .object(object)
+                }
+            case UInt8(ascii: "["):
+                index += 1
+                var array: [JSONValue] = []
+                skipSpace()
+                if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+                    index += 1
+                    return .array(array)
+                }
+                while true {
+                    skipSpace()
+                    array.append(try value(depth: depth + 1))
+                    skipSpace()
+                    guard index < bytes.count else { throw fail("unexpected end") }
+                    if bytes[index] == UInt8(ascii: ",") {
+                        index += 1
+                        continue
+                    }
+                    guard bytes[index] == UInt8(ascii: "]") else { throw fail("expected ',' or ']'") }
+                    index += 1
+                    return .array(array)
+                }
+            case UInt8(ascii: "\""):
+                return .string(try string())
+            case UInt8(ascii: "t"):
+                try literal("true")
+                return .bool(true)
+            case UInt8(ascii: "f"):
+                try literal("false")
+                return .bool(false)
+            case UInt8(ascii: "n"):
+                try literal("null")
+                return .null
+            default:
+                return .number(try number())
+            }
+        }
+
+        mutating func literal(_ word: StaticString) throws {
+            let count = word.utf8CodeUnitCount
+            guard index + count <= bytes.count else { throw fail("unexpected end") }
+            for i in 0..<count where bytes[index + i] != word.utf8Start[i] { throw fail("unexpected character") }
+            index += count
+        }
+
+        mutating func number() throws -> Double {
+            let start = index
+            while index < bytes.count {
+                let c = bytes[index]
+                if (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") || c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") {
+                    index += 1
+                } else {
+                    break
+                }
+            }
+            guard index > start else { throw fail("unexpected character") }
+            // Integers (most numbers in events) without the C library.
+            var negative = false
+            var i = start
+            if bytes[i] == UInt8(ascii: "-") {
+                negative = true
+                i += 1
+            }
+            var integer: Int64 = 0
+            var plain = i < index && index - i <= 15
+            while plain, i < index {
+                let c = bytes[i]
+                if c >= 0x30 && c <= 0x39 {
+                    integer = integer * 10 + Int64(c - 0x30)
+                    i += 1
+                } else {
+                    plain = false
+                }
+            }
+            if plain { return Double(negative ? -integer : integer) }
+            let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            guard let value = Double(text) else { throw ParseError(offset: start, message: "bad number \(text)") }
+            return value
+        }
+
+        mutating func string() throws -> String {
+            index += 1  // opening quote
+            let start = index
+            // Fast path: no escapes.
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\") { index += 1 }
+            guard index < bytes.count else { throw fail("unterminated string") }
+            if bytes[index] == UInt8(ascii: "\"") {
+                let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+                index += 1
+                return s
+            }
+            var out = Array(bytes[start..<index])
+            while index < bytes.count {
+                let c = bytes[index]
+                if c == UInt8(ascii: "\"") {
+                    index += 1
+                    return String(decoding: out, as: UTF8.self)
+                }
+                if c != UInt8(ascii: "\\") {
+                    out.append(c)
+                    index += 1
+                    continue
+                }
+                index += 1
+                guard index < bytes.count else { throw fail("unterminated escape") }
+                let e = bytes[index]
+                index += 1
+                switch e {
+                case UInt8(ascii: "\""): out.append(0x22)
+                case UInt8(ascii: "\\"): out.append(0x5C)
+                case UInt8(ascii: "/"): out.append(0x2F)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try hex4()
+                    if scalar >= 0xD800, scalar < 0xDC00, index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
+                        index += 2
+                        let low = try hex4()
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    out.append(contentsOf: Array(String(Unicode.Scalar(scalar).map(Character.init) ?? "\u{FFFD}").utf8))
+                default:
+                    throw fail("bad escape")
+                }
+            }
+            throw fail("unterminated string")
+        }
+
+        mutating func hex4() throws -> UInt32 {
+            guard index + 4 <= bytes.count else { throw fail("bad \\u escape") }
+            var v: UInt32 = 0
+            for _ in 0..<4 {
+                let c = bytes[index]
+                let d: UInt32
+                switch c {
+                case 0x30...0x39: d = UInt32(c - 0x30)
+                case 0x41...0x46: d = UInt32(c - 0x41 + 10)
+                case 0x61...0x66: d = UInt32(c - 0x61 + 10)
+                default: throw fail("bad \\u escape")
+                }
+                v = v * 16 + d
+                index += 1
+            }
+            return v
+        }
+    }
+}
+
+/// A `Decoder` over a parsed `JSONValue`.
+struct TreeDecoder: Decoder {
+    let value: JSONValue
+    let codingPath: [any CodingKey]
+    var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+    func mismatch(_ type: Any.Type, _ path: [any CodingKey]) -> DecodingError {
+        DecodingError.typeMismatch(type, .init(codingPath: path, debugDescription: "expected \(type), found \(value.compactJSON.prefix(40))"))
+    }
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
+        guard case .object(let object) = value else { throw mismatch([String: JSONValue].self, codingPath) }
+        return KeyedDecodingContainer(Keyed<Key>(object: object, codingPath: codingPath))
+    }
+
+    func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
+        guard case .array(let array) = value else { throw mismatch([JSONValue].self, codingPath) }
+        return Unkeyed(array: array, codingPath: codingPath)
+    }
+
+    func singleValueContainer() throws -> any SingleValueDecodingContainer { Single(decoder: self) }
+
+    struct Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
+        let object: [String: JSONValue]
+        let codingPath: [any CodingKey]
+        var allKeys: [Key] { object.keys.compactMap { Key(stringValue: $0) } }
+
+        func contains(_ key: Key) -> Bool { object[key.stringValue] != nil }
+
+        func child(_ key: Key) throws -> TreeDecoder {
+            guard let value = object[key.stringValue] else {
+                throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "no value for \(key.stringValue)"))
+            }
+            return TreeDecoder(value: value, codingPath: codingPath + [key])
+        }
+
+        func decodeNil(forKey key: Key) throws -> Bool { object[key.stringValue] == nil || object[key.stringValue] == .null }
+
+        func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
+            let decoder = try child(key)
+            if T.self == JSONValue.self { return decoder.value as! T }
+            if T.self == String.self {
+                guard case .string(let s) = decoder.value else { throw decoder.mismatch(String.self, decoder.codingPath) }
+                return s as! T
+            }
+            return try T(from: decoder)
+        }
+
+        func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+            guard let value = object[key.stringValue], value != .null else { return nil }
+            return try decode(type, forKey: key)
+        }
+
+        func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
+            try child(key).container(keyedBy: type)
+        }
+
+        func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer { try child(key).unkeyedContainer() }
+        func superDecoder() throws -> any Decoder { TreeDecoder(value: .object(object), codingPath: codingPath) }
+        func superDecoder(forKey key: Key) throws -> any Decoder { try child(key) }
+    }
+
+    struct IndexKey: CodingKey {
+        var intValue: Int?
+        var stringValue: String { "Index \(intValue ?? 0)" }
+        init(_ index: Int) { intValue = index }
+        init?(stringValue: String) { nil }
+        init?(intValue: Int) { self.intValue = intValue }
+    }
+
+    struct Unkeyed: UnkeyedDecodingContainer {
+        let array: [JSONValue]
+        let codingPath: [any CodingKey]
+        var currentIndex = 0
+        var count: Int? { array.count }
+        var isAtEnd: Bool { currentIndex >= array.count }
+
+        init(array: [JSONValue], codingPath: [any CodingKey]) {
+            self.array = array
+            self.codingPath = codingPath
+        }
+
+        mutating func next() throws -> TreeDecoder {
+            guard !isAtEnd else { throw DecodingError.valueNotFound(JSONValue.self, .init(codingPath: codingPath, debugDescription: "no more elements")) }
+            defer { currentIndex += 1 }
+            return TreeDecoder(value: array[currentIndex], codingPath: codingPath + [IndexKey(currentIndex)])
+        }
+
+        mutating func decodeNil() throws -> Bool {
+            if !isAtEnd, array[currentIndex] == .null {
+                currentIndex += 1
+                return true
+            }
+            return false
+        }
+
+        mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
+            let decoder = try next()
+            if T.self == JSONValue.self { return decoder.value as! T }
+            return try T(from: decoder)
+        }
+
+        mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
+            try next().container(keyedBy: type)
+        }
+
+        mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer { try next().unkeyedContainer() }
+        mutating func superDecoder() throws -> any Decoder { try next() }
+    }
+
+    struct Single: SingleValueDecodingContainer {
+        let decoder: TreeDecoder
+        var codingPath: [any CodingKey] { decoder.codingPath }
+
+        func decodeNil() -> Bool { decoder.value == .null }
+
+        func number<N>(_ type: N.Type, _ convert: (Double) -> N?) throws -> N {
+            guard case .number(let n) = decoder.value, let v = convert(n) else { throw decoder.mismatch(type, codingPath) }
+            return v
+        }
+
+        func decode(_ type: Bool.Type) throws -> Bool {
+            guard case .bool(let b) = decoder.value else { throw decoder.mismatch(type, codingPath) }
+            return b
+        }
+
+        func decode(_ type: String.Type) throws -> String {
+            guard case .string(let s) = decoder.value else { throw decoder.mismatch(type, codingPath) }
+            return s
+        }
+
+        func decode(_ type: Double.Type) throws -> Double { try number(type) { $0 } }
+        func decode(_ type: Float.Type) throws -> Float { try number(type) { Float($0) } }
+        func decode(_ type: Int.Type) throws -> Int { try number(type) { Int(exactly: $0) } }
+        func decode(_ type: Int8.Type) throws -> Int8 { try number(type) { Int8(exactly: $0) } }
+        func decode(_ type: Int16.Type) throws -> Int16 { try number(type) { Int16(exactly: $0) } }
+        func decode(_ type: Int32.Type) throws -> Int32 { try number(type) { Int32(exactly: $0) } }
+        func decode(_ type: Int64.Type) throws -> Int64 { try number(type) { Int64(exactly: $0) } }
+        func decode(_ type: UInt.Type) throws -> UInt { try number(type) { UInt(exactly: $0) } }
+        func decode(_ type: UInt8.Type) throws -> UInt8 { try number(type) { UInt8(exactly: $0) } }
+        func decode(_ type: UInt16.Type) throws -> UInt16 { try number(type) { UInt16(exactly: $0) } }
+        func decode(_ type: UInt32.Type) throws -> UInt32 { try number(type) { UInt32(exactly: $0) } }
+        func decode(_ type: UInt64.Type) throws -> UInt64 { try number(type) { UInt64(exactly: $0) } }
+
+        func decode<T: Decodable>(_ type: T.Type) throws -> T {
+            if T.self == JSONValue.self { return decoder.value as! T }
+            return try T(from: decoder)
+        }
+    }
+}
