@@ -43,7 +43,7 @@ public enum RunStatusModel: ReadModel {
     public static func key(for event: LedgerEvent) -> String? {
         switch event.body {
         case .runStarted(let e): return e.run_id
-        case .flowVersionRecorded, .flowStatusChanged, .rejected, .other: return nil
+        case .flowVersionRecorded, .flowStatusChanged, .rejected: return nil
         default: return event.runid
         }
     }
@@ -142,7 +142,12 @@ public struct FlowRecord: Codable, Sendable, Equatable {
 public enum DedupModel: ReadModel {
     public static let table = "dedup"
 
-    public static func dedupKey(flowID: String, key: String) -> String { "\(flowID)/\(key)" }
+    /// `<flow_id>/<key>`; a key longer than `Limits.dedupKeyBytes` is stored as `sha256:<hex>` of itself, so no
+    /// LMDB key passes its 511-byte limit.
+    public static func dedupKey(flowID: String, key: String) -> String {
+        let short = key.utf8.count <= Limits.dedupKeyBytes ? key : "sha256:" + SHA256.hex(key)
+        return "\(flowID)/\(short)"
+    }
 
     public static func key(for event: LedgerEvent) -> String? {
         guard case .runStarted(let e) = event.body, let key = e.dedup_key else { return nil }
@@ -160,6 +165,9 @@ public enum ReadModelTables {
     public static let meta = "meta"
     public static let checkpointKey = "checkpoint"
     public static var all: [String] {
-        [meta, RunStatusModel.table, RunStatusModel.activeTable, RunStatusModel.failedTable, FlowVersionsModel.table, DedupModel.table]
+        [
+            meta, RunStatusModel.table, RunStatusModel.activeTable, RunStatusModel.failedTable, FlowVersionsModel.table,
+            DedupModel.table, SkippedMessage.table,
+        ]
     }
 }

@@ -89,11 +89,11 @@ struct FlowsAPI: Sendable {
 
     func body(_ request: Request, _ context: BasicRequestContext) async throws -> JSONValue {
         var request = request
-        let buffer = try await request.collectBody(upTo: 4 << 20)
+        let buffer = try await request.collectBody(upTo: Limits.streamMessageBytes)
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+            return try JSONTree.parse(buffer.readableBytesView, maxDepth: Limits.inboundJSONDepth)
         } catch {
-            throw Problem.badRequest("The body is not JSON (\(buffer.readableBytes) bytes).")
+            throw Problem.badRequest("The body is not usable JSON (\(buffer.readableBytes) bytes): \(error). Send one JSON object, nested at most \(Limits.inboundJSONDepth) levels.")
         }
     }
 
@@ -131,7 +131,17 @@ struct FlowsAPI: Sendable {
         let grant = try authorize(request, .admin)
         let id = try context.parameters.require("id")
         let definition = try await body(request, context)
-        let basedOn = definition["version"]?.numberValue.map(Int.init)
+        let basedOn: Int?
+        switch definition["version"] {
+        case nil, .null?: basedOn = nil
+        case .number(let n)?:
+            guard let v = n.exactInt(in: 1...Int(Int32.max)) else {
+                throw Problem(.badRequest, code: "bad_request", title: "Bad version", detail: "\"version\" must be a whole number from 1 to \(Int32.max): the version this change is based on (the flow's current_version).")
+            }
+            basedOn = v
+        default:
+            throw Problem(.badRequest, code: "bad_request", title: "Bad version", detail: "\"version\" must be a number: the version this change is based on (the flow's current_version).")
+        }
         let record = try await engineCall { try await deps.admin.update(id, definition, basedOn: basedOn, actor: grant.subject) }
         return try json(.ok, try flowView(record))
     }
@@ -286,6 +296,8 @@ struct FlowsAPI: Sendable {
         metric("ledgerflow_runs_started_total", "counter", "Runs this process started.", Double(engine.runsStarted.load(ordering: .relaxed)))
         metric("ledgerflow_run_events_appended_total", "counter", "Events this process appended to runs.", Double(engine.eventsAppended.load(ordering: .relaxed)))
         metric("ledgerflow_inbound_rejected_total", "counter", "Inbound messages refused and recorded.", Double(engine.messagesRejected.load(ordering: .relaxed)))
+        metric("ledgerflow_inbound_retries_total", "counter", "Inbound deliveries handed back to be tried again (a transient failure).", Double(engine.inboundRetries.load(ordering: .relaxed)))
+        metric("ledgerflow_projection_skipped_total", "counter", "Log messages the read models could not apply (recorded in the skipped table).", Double(deps.store.skippedCount))
         metric("ledgerflow_runs_in_memory", "gauge", "Unfinished runs this process is driving.", Double(engine.activeRunCount))
         metric("ledgerflow_projection_checkpoint", "gauge", "Log sequence the read models reflect.", Double(position))
         if let last = try? await deps.ledger.lastSequence() {
@@ -314,7 +326,7 @@ struct FlowsAPI: Sendable {
             "status": healthy ? "ok" : "degraded",
             "nats": ["connected": .bool(connected), "url": .string(deps.ledger.connection.url)],
             "stream": stream,
-            "projection": ["checkpoint": .number(Double(position)), "lag": lag],
+            "projection": ["checkpoint": .number(Double(position)), "lag": lag, "skipped": .number(Double(deps.store.skippedCount))],
             "engine": ["ready": .bool(deps.engine.ready.load(ordering: .acquiring)), "active_runs": .number(Double(deps.engine.activeRunCount))],
         ]
         return try json(healthy ? .ok : .serviceUnavailable, body)

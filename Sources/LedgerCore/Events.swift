@@ -71,6 +71,26 @@ public struct FlowRunStarted: Codable, Sendable, Equatable {
     public var dedup_key: String?
     public var message_id: String?
     public var channel: JSONValue?
+    /// `trigger.entities` when the run's input is the trigger's entities: then `input` holds only the defaults
+    /// applied on top of them, so the event does not carry the same (possibly large) payload twice.
+    public var input_source: String?
+
+    /// The value of `input_source` for input taken from the trigger's `entities`.
+    public static let inputFromTriggerEntities = "trigger.entities"
+
+    /// The run's whole input: `input`, or the trigger's entities with `input` on top.
+    public var effectiveInput: JSONValue {
+        guard input_source == Self.inputFromTriggerEntities, case .object(var values)? = trigger.data?["entities"] else { return input }
+        for (key, value) in input.objectValue ?? [:] { values[key] = value }
+        return .object(values)
+    }
+
+    /// A start whose input came from the trigger's entities, storing only what differs from them.
+    public static func input(_ input: JSONValue, over trigger: RunTrigger) -> (stored: JSONValue, source: String?) {
+        guard case .object(let entities)? = trigger.data?["entities"], case .object(let values) = input else { return (input, nil) }
+        guard entities.allSatisfy({ values[$0.key] == $0.value }) else { return (input, nil) }
+        return (.object(values.filter { entities[$0.key] != $0.value }), inputFromTriggerEntities)
+    }
 
     public init(
         run_id: String, flow_id: String, flow_version: Int, definition_hash: String, mode: RunMode, trigger: RunTrigger,
@@ -330,8 +350,8 @@ enum Base64 {
 }
 
 /// One event of the engine's own subjects, decoded once with a typed body.
-public struct LedgerEvent: Decodable, Sendable {
-    public enum Body: Sendable {
+public struct LedgerEvent: Decodable, Sendable, Equatable {
+    public enum Body: Sendable, Equatable {
         case flowVersionRecorded(FlowVersionRecorded)
         case flowStatusChanged(FlowStatusChanged)
         case runStarted(FlowRunStarted)
@@ -349,7 +369,10 @@ public struct LedgerEvent: Decodable, Sendable {
         case runCancelRequested(FlowRunCancelRequested)
         case runCancelled(FlowRunCancelled)
         case runRedriven(FlowRunRedriven)
-        /// A type this version does not fold (kept in the log, ignored by the models).
+        /// The run's `FlowOutputProduced` was stored (read from the output subject's `Nats-Msg-Id`, not decoded).
+        case outputPublished
+        /// A type this version does not fold (kept in the log, ignored by the models), or a message on a run's
+        /// subject that could not be read: the run's position moves past it.
         case other
     }
 
@@ -427,6 +450,7 @@ extension LedgerEvent.Body {
         case .runCancelRequested: return EventType.runCancelRequested
         case .runCancelled: return EventType.runCancelled
         case .runRedriven: return EventType.runRedriven
+        case .outputPublished: return EventType.outputProduced
         case .other: return "Unknown"
         }
     }
@@ -474,7 +498,7 @@ extension LedgerEvent.Body {
         case .runCancelRequested(let e): return try event(e)
         case .runCancelled(let e): return try event(e)
         case .runRedriven(let e): return try event(e)
-        case .other: return try event(JSONValue.null)
+        case .outputPublished, .other: return try event(JSONValue.null)
         }
     }
 }

@@ -10,10 +10,10 @@ public enum JSONTree {
         public var description: String { "invalid JSON at byte \(offset): \(message)" }
     }
 
-    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
+    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth) throws -> JSONValue {
         let array = Array(bytes)
         return try array.withUnsafeBufferPointer { buffer in
-            var parser = Parser(bytes: buffer)
+            var parser = Parser(bytes: buffer, maxDepth: maxDepth)
             parser.skipSpace()
             let value = try parser.value(depth: 0)
             parser.skipSpace()
@@ -29,6 +29,7 @@ public enum JSONTree {
 
     struct Parser {
         let bytes: UnsafeBufferPointer<UInt8>
+        let maxDepth: Int
         var index = 0
 
         mutating func skipSpace() {
@@ -38,7 +39,7 @@ public enum JSONTree {
         func fail(_ message: String) -> ParseError { ParseError(offset: index, message: message) }
 
         mutating func value(depth: Int) throws -> JSONValue {
-            guard depth < 512 else { throw fail("nested too deeply") }
+            guard depth < maxDepth else { throw fail("nested more than \(maxDepth) levels deep") }
             guard index < bytes.count else { throw fail("unexpected end") }
             switch bytes[index] {
             case UInt8(ascii: "{"):

@@ -54,8 +54,10 @@ public enum Limits {
 
     /// Messages waiting in one run's mailbox before senders wait.
     public static let mailboxCapacity = 1024
-    /// Inbound messages handled at once by one engine.
-    public static let inboundConcurrency = 256
+    /// Requests on `automation.flow.run` answered at once by one engine.
+    public static let requestConcurrency = 64
+    /// Nesting depth of a step's output (it is embedded a few levels deep in its event and the run's state).
+    public static let stepOutputDepth = 64
     /// Bytes of cached discovery results.
     public static let discoveryCacheBytes = 8 << 20
     /// How often the engine's consumer delivers a message before it is recorded and given up.
@@ -73,5 +75,26 @@ extension Double {
     public var clampedMilliseconds: Int {
         guard self.isFinite, self > 0 else { return self == .infinity ? Int(Limits.runTimeoutSeconds * 1000) : 0 }
         return Int(Swift.min(self, Limits.runTimeoutSeconds) * 1000)
+    }
+}
+
+extension JSONValue {
+    /// How deeply the value nests (a scalar is 0, `[]` is 1), computed without recursion.
+    public var depth: Int {
+        var deepest = 0
+        var stack: [(JSONValue, Int)] = [(self, 0)]
+        while let (value, level) = stack.popLast() {
+            switch value {
+            case .array(let items):
+                deepest = Swift.max(deepest, level + 1)
+                for item in items { stack.append((item, level + 1)) }
+            case .object(let members):
+                deepest = Swift.max(deepest, level + 1)
+                for item in members.values { stack.append((item, level + 1)) }
+            default:
+                deepest = Swift.max(deepest, level)
+            }
+        }
+        return deepest
     }
 }

@@ -45,32 +45,6 @@ public enum RunStep: Sendable, Equatable {
     case wakeUp(at: Date)
 }
 
-extension LedgerEvent.Body: Equatable {
-    public static func == (lhs: LedgerEvent.Body, rhs: LedgerEvent.Body) -> Bool {
-        switch (lhs, rhs) {
-        case (.flowVersionRecorded(let a), .flowVersionRecorded(let b)): return a == b
-        case (.flowStatusChanged(let a), .flowStatusChanged(let b)): return a == b
-        case (.runStarted(let a), .runStarted(let b)): return a == b
-        case (.stepAttemptStarted(let a), .stepAttemptStarted(let b)): return a == b
-        case (.stepAttemptSucceeded(let a), .stepAttemptSucceeded(let b)): return a == b
-        case (.stepAttemptFailed(let a), .stepAttemptFailed(let b)): return a == b
-        case (.stepSkipped(let a), .stepSkipped(let b)): return a == b
-        case (.runSucceeded(let a), .runSucceeded(let b)): return a == b
-        case (.runFailed(let a), .runFailed(let b)): return a == b
-        case (.rejected(let a), .rejected(let b)): return a == b
-        case (.runCompensating(let a), .runCompensating(let b)): return a == b
-        case (.compensationStarted(let a), .compensationStarted(let b)): return a == b
-        case (.compensationSucceeded(let a), .compensationSucceeded(let b)): return a == b
-        case (.compensationFailed(let a), .compensationFailed(let b)): return a == b
-        case (.runCancelRequested(let a), .runCancelRequested(let b)): return a == b
-        case (.runCancelled(let a), .runCancelled(let b)): return a == b
-        case (.runRedriven(let a), .runRedriven(let b)): return a == b
-        case (.other, .other): return true
-        default: return false
-        }
-    }
-}
-
 /// The run's decisions as a pure function of its definition, its folded state, an input and the time.
 public struct RunDecider: Sendable {
     public let definition: FlowDefinition

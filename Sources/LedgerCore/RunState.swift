@@ -90,6 +90,9 @@ public struct RunState: Codable, Sendable, Equatable {
     public var redrives: Int
     /// The stream sequence of the run's last event: the expected last subject sequence of its next decision.
     public var last_sequence: UInt64
+    /// Where the run's `FlowOutputProduced` sits in the log, once it was published (so a run resumed after a
+    /// crash, however late, never publishes its output twice).
+    public var output_sequence: UInt64?
 
     public func step(_ id: String) -> StepRecord? { steps.first { $0.step_id == id } }
 
@@ -110,7 +113,7 @@ public struct RunState: Codable, Sendable, Equatable {
             return RunState(
                 run_id: started.run_id, flow_id: started.flow_id, flow_version: started.flow_version,
                 definition_hash: started.definition_hash, status: .running, mode: started.mode, trigger: started.trigger,
-                actor: started.actor, input: started.input, dedup_key: started.dedup_key, message_id: started.message_id,
+                actor: started.actor, input: started.effectiveInput, dedup_key: started.dedup_key, message_id: started.message_id,
                 channel: started.channel, created_at: event.time, started_at: event.time, updated_at: event.time,
                 finished_at: nil, steps: started.step_ids.map(StepRecord.init(step_id:)), output: nil, error: nil,
                 phase: nil, completion_order: [], cancel_requested_by: nil, redrives: 0, last_sequence: sequence)
@@ -200,6 +203,15 @@ public struct RunState: Codable, Sendable, Equatable {
             state.status = .cancelled
             state.phase = nil
             state.finished_at = event.time
+        case .outputPublished:
+            // On the output subject, not the run's: `last_sequence` stays the run subject's.
+            state.output_sequence = state.output_sequence ?? sequence
+            return state
+        case .other:
+            // An event this version does not fold, on the run's subject: the run's position still moves past it,
+            // or every later decision of the run would expect a stale sequence and be refused.
+            state.last_sequence = sequence
+            return state
         case .runRedriven(let e):
             state.status = .running
             state.phase = nil

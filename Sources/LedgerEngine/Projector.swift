@@ -3,6 +3,8 @@ public import LedgerCore
 public import LedgerNATS
 public import Logging
 public import ServiceLifecycle
+public import Synchronization
+public import LedgerProjections
 
 /// Reads the log from the read models' checkpoint and applies it to LMDB in batches, each batch in one write
 /// transaction with its checkpoint.
@@ -11,6 +13,8 @@ public final class Projector: Service, Sendable {
     public let store: ReadModelStore
     let logger: Logger
     let batchSize: Int
+    /// Times the projection failed and was restarted (for metrics).
+    public let failures = Atomic<Int>(0)
 
     public init(ledger: Ledger, store: ReadModelStore, batchSize: Int = 2000, logger: Logger) {
         self.ledger = ledger
@@ -19,22 +23,36 @@ public final class Projector: Service, Sendable {
         self.logger = logger
     }
 
-    /// Decodes the engine's own events of a batch (other subjects are only counted), once each.
-    public static func decode(_ messages: [NATSMessage], logger: Logger) -> (events: [(sequence: UInt64, event: LedgerEvent)], through: UInt64) {
-        var events: [(sequence: UInt64, event: LedgerEvent)] = []
-        events.reserveCapacity(messages.count)
-        var through: UInt64 = 0
+    /// A batch read from the log: the events to fold, the messages skipped (with the reason), and the stream
+    /// sequence of its last message.
+    public struct Batch: Sendable {
+        public var events: [(sequence: UInt64, event: LedgerEvent)] = []
+        public var skipped: [SkippedMessage] = []
+        public var through: UInt64 = 0
+    }
+
+    /// Reads the engine's own events of a batch (other subjects are only counted), each decoded once; what cannot
+    /// be applied is skipped and recorded, never allowed to stop the projection (see `LogAdmission`).
+    public static func decode(_ messages: [NATSMessage], logger: Logger) -> Batch {
+        var batch = Batch()
+        batch.events.reserveCapacity(messages.count)
         for message in messages {
             guard let meta = message.jetStreamMetadata else { continue }
-            through = max(through, meta.streamSequence)
-            guard message.subject.hasPrefix("ledger.") else { continue }
-            do {
-                events.append((meta.streamSequence, try JSONTree.decode(LedgerEvent.self, from: message.payload)))
-            } catch {
-                logger.warning("log message \(meta.streamSequence) on \(message.subject) is not a readable event; the read models skip it: \(error)")
+            let sequence = meta.streamSequence
+            batch.through = max(batch.through, sequence)
+            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.headers["Nats-Msg-Id"]) {
+            case .ignored:
+                continue
+            case .event(let event):
+                batch.events.append((sequence, event))
+            case .skipped(let reason, let fold):
+                logger.warning(
+                    "log message \(sequence) on \(message.subject.prefix(200)) cannot be applied to the read models; skipped and recorded: \(reason)")
+                batch.skipped.append(SkippedMessage(sequence: sequence, subject: message.subject, reason: reason))
+                if let fold { batch.events.append((sequence, fold)) }
             }
         }
-        return (events, through)
+        return batch
     }
 
     /// Runs until cancelled (or, with `until`, until the models reach that sequence). `onBatch` reports progress.
@@ -95,12 +113,19 @@ public final class Projector: Service, Sendable {
                     break reading
                 }
                 lastConsumerSequence = messages.last?.jetStreamMetadata?.consumerSequence ?? lastConsumerSequence
-                let (events, through) = Self.decode(messages, logger: logger)
+                // A gap inside the batch (a message missing between two delivered ones) is a lost delivery too.
+                if Self.hasGap(messages) {
+                    logger.warning("projector saw a gap inside a batch; reopening from the checkpoint")
+                    try await finishWriting()
+                    break reading
+                }
+                let batch = Self.decode(messages, logger: logger)
+                let through = batch.through
                 try await finishWriting()
                 let store = self.store
-                writing = Task { [events] in
-                    try await store.apply(events, through: through)
-                    return through
+                writing = Task { [batch] in
+                    try await store.apply(batch)
+                    return batch.through
                 }
                 if let target, through >= target {
                     try await finishWriting()
@@ -113,10 +138,36 @@ public final class Projector: Service, Sendable {
 }
 
 extension Projector {
-    /// Follows the log until graceful shutdown.
+    /// Whether consumer sequences inside a batch skip a number.
+    static func hasGap(_ messages: [NATSMessage]) -> Bool {
+        var previous: UInt64?
+        for message in messages {
+            guard let sequence = message.jetStreamMetadata?.consumerSequence else { continue }
+            if let previous, sequence != previous + 1 { return true }
+            previous = sequence
+        }
+        return false
+    }
+
+    /// Follows the log until graceful shutdown. A failure (NATS away, a write LMDB refused) restarts the projection
+    /// from the checkpoint after a backoff; it never stops the process.
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            try await self.follow()
+        await cancelWhenGracefulShutdown {
+            var failures = 0
+            while !Task.isCancelled {
+                do {
+                    try await self.follow()
+                    return
+                } catch is CancellationError {
+                    return
+                } catch {
+                    failures += 1
+                    self.failures.add(1, ordering: .relaxed)
+                    let delay = Duration.milliseconds(250 * (1 << min(failures - 1, 7)))
+                    self.logger.error("projector failed (\(error)); restarting from the checkpoint in \(delay)")
+                    try? await Task.sleep(for: min(delay, .seconds(30)))
+                }
+            }
         }
     }
 }

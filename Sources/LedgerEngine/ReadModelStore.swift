@@ -16,10 +16,12 @@ public final class ReadModelStore: Sendable {
     /// Recently written states, decoded, so a batch need not decode from LMDB what the last batch just wrote.
     /// Touched only inside write transactions (the writer's thread); cleared when a transaction aborts.
     let recent = StateCache(capacity: 4096)
+    private let skippedTotal = Atomic<Int>(0)
 
     public init(path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = 8 << 30) throws {
         environment = try LMDBEnvironment(path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
         progress.advance(to: try checkpoint())
+        skippedTotal.store(try environment.read { txn in try txn.count(environment.table(SkippedMessage.table)) }, ordering: .relaxed)
     }
 
     /// The stream sequence of the last message applied.
@@ -104,35 +106,85 @@ public final class ReadModelStore: Sendable {
         }
     }
 
-    /// Applies a batch of log messages in one write transaction together with the new checkpoint, so each is
-    /// applied exactly once across crashes. `events` holds the decoded engine events (others are skipped);
-    /// `through` is the stream sequence of the batch's last message.
+    /// Applies a batch in one write transaction together with the new checkpoint, so each message is applied
+    /// exactly once across crashes. When LMDB refuses the batch for its data (not for a transient reason), the
+    /// batch is applied again one event per transaction and an event LMDB refuses on its own is skipped and
+    /// recorded: the outcome depends on the event alone, so a rebuild skips the same events.
+    public func apply(_ batch: Projector.Batch) async throws {
+        do {
+            try await write(batch.events, skipped: batch.skipped, through: batch.through)
+        } catch let error as LMDBError where error.isRefusedData {
+            var skipped = batch.skipped
+            for (index, entry) in batch.events.enumerated() {
+                let last = index == batch.events.count - 1
+                let through = last ? batch.through : entry.sequence
+                let before = skipped.filter { $0.sequence <= through }
+                skipped.removeAll { $0.sequence <= through }
+                do {
+                    try await write([entry], skipped: before, through: through)
+                } catch let error as LMDBError where error.isRefusedData {
+                    let reason = "LMDB refused the change: \(error.message)"
+                    let subject = entry.event.runid.map(Subjects.run) ?? entry.event.flowid.map(Subjects.flow) ?? "ledger"
+                    try await write([], skipped: before + [SkippedMessage(sequence: entry.sequence, subject: subject, reason: reason)], through: through)
+                }
+            }
+            if !skipped.isEmpty || batch.events.isEmpty { try await write([], skipped: skipped, through: batch.through) }
+        }
+    }
+
+    /// Applies events (already decoded) through `through`, without skips (tests and benchmarks).
     public func apply(_ events: [(sequence: UInt64, event: LedgerEvent)], through: UInt64) async throws {
+        try await write(events, skipped: [], through: through)
+    }
+
+    /// Messages of the log the read models skipped, oldest first.
+    public func skipped(limit: Int = 100) throws -> [SkippedMessage] {
+        try environment.read { txn in
+            var out: [SkippedMessage] = []
+            try txn.scan(environment.table(SkippedMessage.table)) { _, value in
+                if let row = try? JSONTree.decode(SkippedMessage.self, from: value) { out.append(row) }
+                return out.count < limit
+            }
+            return out
+        }
+    }
+
+    /// How many messages the read models skipped.
+    public var skippedCount: Int { skippedTotal.load(ordering: .relaxed) }
+
+    func write(_ events: [(sequence: UInt64, event: LedgerEvent)], skipped: [SkippedMessage], through: UInt64) async throws {
         let touchedFlows = events.contains { FlowVersionsModel.key(for: $0.event) != nil }
         let environment = self.environment
         let failpoint = self.failpoint.withLock { $0 }
         let recent = self.recent
-        try await environment.writer.write { txn in
+        let added = try await environment.writer.write { txn -> Int in
             let current = try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)) { raw in
                 UInt64(String(decoding: raw, as: UTF8.self)) ?? 0
             } ?? 0
             // A batch at or behind the checkpoint was applied before (a retried batch after a crash or reconnect).
             let fresh = events.filter { $0.sequence > current }
-            guard through > current else { return }
+            guard through > current else { return 0 }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            var added = 0
             do {
                 try ReadModelStore.fold(RunStatusModel.self, fresh, txn, environment, encoder, recent)
                 try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder, recent)
                 try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder, recent)
+                for row in skipped where row.sequence > current {
+                    try txn.put(environment.table(SkippedMessage.table), key: Array(row.key.utf8), value: Array(try encoder.encode(row)))
+                    added += 1
+                }
                 try failpoint?(through)
             } catch {
                 recent.clear()  // the transaction is aborted: the cache may hold states that were never committed
                 throw error
             }
             try txn.put(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8), value: Array(String(through).utf8))
+            return added
         }
         if touchedFlows { flowGeneration.add(1, ordering: .relaxed) }
+        if added > 0 { skippedTotal.add(added, ordering: .relaxed) }
         progress.advance(to: through)
     }
 
@@ -161,9 +213,10 @@ public final class ReadModelStore: Sendable {
         for key in order {
             let keyBytes = Array(key.utf8)
             let state = states[key] ?? nil
-            recent.set(M.table, key, state)
             if let state {
-                try txn.put(table, key: keyBytes, value: Array(try encoder.encode(state)))
+                let value = Array(try encoder.encode(state))
+                recent.set(M.table, key, state, bytes: value.count)
+                try txn.put(table, key: keyBytes, value: value)
                 for index in M.indexes {
                     if index.includes(state) {
                         try txn.put(environment.table(index.table), key: keyBytes, value: [UInt8]())
@@ -172,6 +225,7 @@ public final class ReadModelStore: Sendable {
                     }
                 }
             } else {
+                recent.set(M.table, key, nil, bytes: 0)
                 try txn.delete(table, key: keyBytes)
                 for index in M.indexes { try txn.delete(environment.table(index.table), key: keyBytes) }
             }
@@ -233,33 +287,42 @@ public final class ProjectionProgress: Sendable {
     }
 }
 
-/// A bounded map of decoded states by table and key, used only on the LMDB writer's thread.
+/// A map of decoded states by table and key, bounded in entries and in the bytes of their stored JSON (oldest
+/// evicted first), used only on the LMDB writer's thread.
 final class StateCache: @unchecked Sendable {
-    private var entries: [String: Any] = [:]
+    private var entries: [String: (value: Any, bytes: Int)] = [:]
     private var order: [String] = []
     private var start = 0
+    private var bytes = 0
     let capacity: Int
+    let byteCapacity: Int
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, byteCapacity: Int = 64 << 20) {
+        self.capacity = capacity
+        self.byteCapacity = byteCapacity
+    }
 
-    func get(_ table: String, _ key: String) -> Any? { entries[table + "\u{0}" + key] }
+    func get(_ table: String, _ key: String) -> Any? { entries[table + "\u{0}" + key]?.value }
 
-    func set(_ table: String, _ key: String, _ value: Any?) {
+    func set(_ table: String, _ key: String, _ value: Any?, bytes size: Int) {
         let k = table + "\u{0}" + key
-        guard let value else {
-            entries.removeValue(forKey: k)
+        guard let value, size <= byteCapacity / 4 else {
+            if let old = entries.removeValue(forKey: k) { bytes -= old.bytes }
             return
         }
-        if entries.updateValue(value, forKey: k) == nil {
+        if let old = entries.updateValue((value, size), forKey: k) {
+            bytes += size - old.bytes
+        } else {
+            bytes += size
             order.append(k)
-            if order.count - start > capacity {
-                entries.removeValue(forKey: order[start])
-                start += 1
-                if start > capacity {
-                    order.removeFirst(start)
-                    start = 0
-                }
-            }
+        }
+        while order.count - start > capacity || bytes > byteCapacity, start < order.count {
+            if let old = entries.removeValue(forKey: order[start]) { bytes -= old.bytes }
+            start += 1
+        }
+        if start > capacity {
+            order.removeFirst(start)
+            start = 0
         }
     }
 
@@ -267,5 +330,6 @@ final class StateCache: @unchecked Sendable {
         entries.removeAll()
         order.removeAll()
         start = 0
+        bytes = 0
     }
 }

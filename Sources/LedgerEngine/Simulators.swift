@@ -164,7 +164,7 @@ public final class DiscoverySimulator: Service, Sendable {
             data = ["error": ["type": "about:blank", "title": "Bad request", "status": 400, "detail": .string(problem.reason), "code": "bad_request"]]
         case .success(let request):
             let query = request.data["query"]?.interpolated ?? ""
-            let topN = Int(request.data["top_n"]?.numberValue ?? 3)
+            let topN = (request.data["top_n"]?.numberValue ?? 3).exactInt(in: 0...100) ?? 3
             data = ["results": .array((1...max(1, min(topN, 10))).map { i in
                 ["title": .string("\(query) — result \(i)"), "url": .string("https://example.invalid/\(i)"), "score": .number(1.0 / Double(i))]
             })]

@@ -43,9 +43,14 @@ final class StepExecutor: Sendable {
             case .timer:
                 let seconds = execution.request["duration"]?.stringValue.flatMap(DurationText.seconds)
                     ?? execution.request["seconds"]?.numberValue ?? (execution.request["ms"]?.numberValue).map { $0 / 1000 } ?? 0
+                guard seconds.isFinite, seconds >= 0, seconds <= Limits.runTimeoutSeconds else {
+                    throw StepError(
+                        kind: "bad_request", message: "delay must be between 0 and \(Int(Limits.runTimeoutSeconds)) seconds (as duration: 500ms, 30s, 15m, 1h, 1d)",
+                        retryable: false)
+                }
                 let due = startedAt.addingTimeInterval(seconds)
                 let wait = due.timeIntervalSinceNow
-                if wait > 0 { try await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
+                if wait > 0 { try await Task.sleep(for: .milliseconds(wait.clampedMilliseconds)) }
                 report(.success(["waited_ms": .number((seconds * 1000).rounded())]))
             case .local:
                 report(.success(execution.request["value"] ?? .null))
@@ -92,7 +97,7 @@ final class StepExecutor: Sendable {
         do {
             let payload = try EventCodec().encode(event)
             let timeout = max(0.05, execution.deadline.timeIntervalSinceNow)
-            let reply = try await ledger.connection.request(subject: subject, payload: payload, timeout: .milliseconds(Int(timeout * 1000)))
+            let reply = try await ledger.connection.request(subject: subject, payload: payload, timeout: .milliseconds(timeout.clampedMilliseconds))
             try Self.checkSize(reply.payload.count, of: "the reply on \(subject)")
             let answer = try EventCodec().decode(CloudEvent<JSONValue>.self, from: reply.payload)
             if let problem = answer.data["error"] {

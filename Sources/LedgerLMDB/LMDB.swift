@@ -19,6 +19,8 @@ public struct LMDBError: Error, CustomStringConvertible, Sendable {
     public var description: String { "LMDB error \(code): \(message)" }
     /// The map is full: raise the map size (`--lmdb-map-size`).
     public var isMapFull: Bool { code == MDB_MAP_FULL }
+    /// The data itself is refused (a key over 511 bytes, an empty key): writing it again fails again.
+    public var isRefusedData: Bool { code == MDB_BAD_VALSIZE || code == EINVAL }
 }
 
 @inline(__always)
@@ -56,7 +58,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     public init(path: String, tables names: [String], mapSize: Int = 4 << 30, durability: Durability = .syncEachCommit)
         throws
     {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         var env: OpaquePointer?
         try check(mdb_env_create(&env), "creating the LMDB environment")
         guard let env else { throw LMDBError(EINVAL, "creating the LMDB environment") }
@@ -67,7 +69,10 @@ public final class LMDBEnvironment: @unchecked Sendable {
         try check(mdb_env_set_maxreaders(env, 254), "setting the reader count")
         var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NOMETASYNC)
         if durability != .syncEachCommit { flags |= UInt32(MDB_NOSYNC) }
-        try check(mdb_env_open(env, path, flags, 0o644), "opening LMDB at \(path)")
+        // Read models hold users' data: readable by the owner only (files 0600 in a 0700 directory).
+        chmod(path, 0o700)
+        try check(mdb_env_open(env, path, flags, 0o600), "opening LMDB at \(path)")
+        for file in ["data.mdb", "lock.mdb"] { chmod("\(path)/\(file)", 0o600) }  // files made by older versions
         var opened: [String: LMDBTable] = [:]
         var txn: OpaquePointer?
         try check(mdb_txn_begin(env, nil, 0, &txn), "opening the tables")
@@ -115,7 +120,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     /// Copies the environment to `path` compacted (a consistent snapshot).
     public func copy(to path: String) throws {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try check(mdb_env_copy2(env, path, UInt32(MDB_CP_COMPACT)), "copying \(self.path) to \(path)")
     }
 }

@@ -27,7 +27,17 @@ struct Replay: AsyncParsableCommand {
         var lines: [(UInt64, String)] = []
         var related: Set<UInt64> = []
         for (sequence, message) in entries {
-            let event = try decoder.decode(LedgerEvent.self, from: Data(message.payload))
+            let event: LedgerEvent
+            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.headers["Nats-Msg-Id"]) {
+            case .event(let admitted):
+                event = admitted
+            case .skipped(let reason, let fold):
+                if let fold, at == nil || sequence <= at! { state = RunState.evolve(state, fold, sequence: sequence) }
+                lines.append((sequence, "(skipped by the read models: \(reason))"))
+                continue
+            case .ignored:
+                continue
+            }
             if at == nil || sequence <= at! { state = RunState.evolve(state, event, sequence: sequence) }
             lines.append((sequence, "\(event.time)  \(event.type.padding(toLength: 22, withPad: " ", startingAt: 0)) \(Self.essentials(event.body))"))
             switch event.body {

@@ -51,7 +51,7 @@ struct Stack {
     let tokens: TokenStore
 
     static func open(natsURL: String, dataDirectory: String, tokens: TokenStore, logger: Logger) async throws -> Stack {
-        let ledger = try await Ledger.open(url: natsURL, clientName: "ledgerflow-engine", logger: logger)
+        let ledger = try await Ledger.open(url: natsURL, clientName: "ledgerflow-engine", setup: .createOrUpdate, logger: logger)
         let store = try ReadModelStore(path: "\(dataDirectory)/lmdb")
         let projector = Projector(ledger: ledger, store: store, logger: logger)
         let engine = Engine(ledger: ledger, store: store, logger: logger)

@@ -48,7 +48,7 @@ func freshLedger() async throws -> Ledger {
     } catch let error as NATSError where error.jetStreamCode == 10059 /* stream not found */ {
     }
     connection.close()
-    return try await Ledger.open(url: TestServer.shared.url, logger: testLogger)
+    return try await Ledger.open(url: TestServer.shared.url, setup: .createOrUpdate, logger: testLogger)
 }
 
 /// Polls `condition` until it holds or `timeout` passes; every wait in the tests has a deadline.

@@ -40,7 +40,10 @@ final class TestStack: @unchecked Sendable {
         for stack in live.withLock({ stacks in defer { stacks.removeAll() }; return stacks }) { await stack.stop() }
     }
 
-    init(calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings()) async throws {
+    let engineConfiguration: EngineConfiguration
+
+    init(calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings(), engine configuration: EngineConfiguration = EngineConfiguration()) async throws {
+        engineConfiguration = configuration
         ledger = try await freshLedger()
         lmdb = TemporaryDirectory()
         store = try ReadModelStore(path: "\(lmdb.path)/lmdb", mapSize: 1 << 30)
@@ -48,7 +51,7 @@ final class TestStack: @unchecked Sendable {
         outside = try await NATSConnection.connect(url: TestServer.shared.url, name: "test-outside", logger: testLogger)
         calendar = CalendarSimulator(connection: outside, settings: settings, logger: testLogger)
         discovery = DiscoverySimulator(connection: outside, logger: testLogger)
-        engine = Engine(ledger: ledger, store: store, logger: testLogger)
+        engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: testLogger)
         let projector = Projector(ledger: ledger, store: store, logger: testLogger)
         let app = buildApplication(
             APIDependencies(ledger: ledger, store: store, engine: engine, tokens: TokenStore([TokenGrant(token: token, subject: "tester", role: .admin)])),
@@ -78,7 +81,7 @@ final class TestStack: @unchecked Sendable {
 
     /// A new engine process, as after a restart: nothing in memory, everything from the log and the read models.
     func restartEngine() {
-        engine = Engine(ledger: ledger, store: store, logger: testLogger)
+        engine = Engine(ledger: ledger, store: store, configuration: engineConfiguration, logger: testLogger)
         startEngine()
     }
 

@@ -45,10 +45,10 @@ struct Bench {
     }
 
     func freshLedger(url: String) async throws -> Ledger {
-        let ledger = try await Ledger.open(url: url, clientName: "bench", logger: logger)
+        let ledger = try await Ledger.open(url: url, clientName: "bench", setup: .createOrUpdate, logger: logger)
         try await ledger.api.deleteStream(ledger.stream)
         ledger.connection.close()
-        return try await Ledger.open(url: url, clientName: "bench", logger: logger)
+        return try await Ledger.open(url: url, clientName: "bench", setup: .createOrUpdate, logger: logger)
     }
 
     func append(url: String, scenario: String, count: Int) async throws {

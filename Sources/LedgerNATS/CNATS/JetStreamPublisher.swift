@@ -29,6 +29,10 @@ public struct OutgoingMessage: Sendable {
 public struct PublishAck: Sendable, Equatable {
     public var sequence: UInt64
     public var duplicate: Bool
+    public init(sequence: UInt64, duplicate: Bool) {
+        self.sequence = sequence
+        self.duplicate = duplicate
+    }
 }
 
 /// One batch of appends whose acknowledgements are awaited together.

@@ -75,7 +75,15 @@ public final class JetStreamPullSubscription: @unchecked Sendable {
             defer { natsMsg_Destroy(msg) }
             timeout = 0
             if natsMsg_GetReply(msg) != nil {
-                out.append(NATSMessage(copying: msg, withHeaders: false))
+                var message = NATSMessage(copying: msg, withHeaders: false)
+                // Only `Nats-Msg-Id`, and only off the engine's own subjects (it names the run of an output).
+                if !message.subject.hasPrefix("ledger.") {
+                    var value: UnsafePointer<CChar>?
+                    if natsMsgHeader_Get(msg, "Nats-Msg-Id", &value) == NATS_OK, let value {
+                        message.headers["Nats-Msg-Id"] = String(cString: value)
+                    }
+                }
+                out.append(message)
                 outstanding -= 1
                 continue
             }

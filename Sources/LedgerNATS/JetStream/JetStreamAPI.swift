@@ -105,6 +105,19 @@ public struct JetStreamAPI: Sendable {
         }
     }
 
+    /// The first message stored on `subject`, or nil when there is none.
+    public func firstMessage(stream: String, subject: String) async throws -> StoredMessage? {
+        struct Request: Encodable {
+            var seq: UInt64
+            var next_by_subj: String
+        }
+        do {
+            return try await call("STREAM.MSG.GET.\(stream)", body: Request(seq: 1, next_by_subj: subject), as: GetMessageResponse.self).message
+        } catch let error as NATSError where error.jetStreamCode == 10037 {
+            return nil
+        }
+    }
+
     /// The message at `sequence`, or nil when it does not exist.
     public func message(stream: String, sequence: UInt64) async throws -> StoredMessage? {
         struct Request: Encodable { var seq: UInt64 }

@@ -1,0 +1,282 @@
+import Foundation
+import LedgerCore
+@testable import LedgerEngine
+import LedgerNATS
+import LedgerProjections
+import Synchronization
+import Testing
+
+extension Integration {
+    /// Nothing a message, a definition or a response can do stops the engine (issue 14).
+    @Suite struct RobustnessTests {
+        func rejections(_ stack: TestStack) async throws -> [InboundMessageRejected] {
+            try await stack.ledger.read(subject: Subjects.rejected).compactMap {
+                guard case .rejected(let r) = try JSONTree.decode(LedgerEvent.self, from: $0.message.payload).body else { return nil }
+                return r
+            }
+        }
+
+        func envelope(id: String, type: String = EventType.assistantCommandIssued, data: JSONValue) throws -> [UInt8] {
+            try EventCodec().encode(CloudEvent(id: id, source: "assistant", type: type, data: data))
+        }
+
+        func command(title: JSONValue = "T", signal: String? = nil, entities: JSONValue? = nil) -> JSONValue {
+            var data: [String: JSONValue] = [
+                "message_id": "m-1", "intent": "calendar.create_event",
+                "entities": entities ?? ["title": title, "start": "2026-11-24T10:00:00Z"],
+                "user": ["id": "u-1"], "channel": ["type": "chat", "conversation_id": "c-9"],
+            ]
+            if let signal { data["signal_id"] = .string(signal) }
+            return .object(data)
+        }
+
+        static func nested(_ depth: Int) -> String {
+            String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
+        }
+
+        @Test func hostileInboundMessagesAreRecordedAndTheNextOneStillRuns() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            let subject = Subjects.assistantCommandIssued
+            let bad: [(String, [UInt8])] = [
+                ("random bytes", [0xFF, 0x00, 0x7B, 0x22]),
+                ("a broken surrogate", Array(#"{"specversion":"1.0","id":"s1","source":"a","type":"AssistantCommandIssued","data":{"message_id":"\uD800\u0041","intent":"calendar.create_event","entities":{"title":"\uDFFF"},"user":{"id":"u"},"channel":{"type":"chat","conversation_id":"c"}}}"#.utf8)),
+                ("a number out of range", Array(#"{"specversion":"1.0","id":"n1","source":"a","type":"AssistantCommandIssued","data":{"x":1e999}}"#.utf8)),
+                ("deep nesting", Array(#"{"specversion":"1.0","id":"d1","source":"a","type":"AssistantCommandIssued","data":{"entities":\#(Self.nested(5000))}}"#.utf8)),
+                ("a long id", try envelope(id: String(repeating: "i", count: 600), data: command())),
+                ("a long signal_id", try envelope(id: "sig-long", data: command(signal: String(repeating: "s", count: 600)))),
+                ("a huge entity", try envelope(id: "huge", data: command(title: .string(String(repeating: "x", count: 512 * 1024))))),
+                ("entities of the wrong type", try envelope(id: "wrong", data: command(entities: "not an object"))),
+                ("an unknown type", try envelope(id: "unknown", type: "Mystery", data: command())),
+            ]
+            for (_, payload) in bad { try stack.outside.publish(subject: subject, payload: payload) }
+            try stack.publishCommand(id: "good-1", title: "After the storm")
+            let run = try #require(try await stack.waitForRuns(1).first)
+            #expect(run.input["title"] == "After the storm")
+            try await eventually("every refusal recorded") { try await rejections(stack).count >= bad.count }
+            let recorded = try await rejections(stack)
+            #expect(recorded.count == bad.count)
+            #expect(recorded.allSatisfy { !$0.reason.isEmpty && $0.sequence != nil })
+            #expect(recorded.contains { $0.reason.contains("bytes; inbound messages may be at most") })
+            #expect(recorded.contains { $0.reason.contains("signal_id") })
+            // The engine is still consuming: another message runs too.
+            try stack.publishCommand(id: "good-2", title: "Still here")
+            _ = try await stack.waitForRuns(2)
+        }
+
+        @Test func aLongSignalIDIsHashedForDedupAndStillDeduplicates() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            let signal = String(repeating: "k", count: 250)  // under the identifier limit, over LMDB-friendly keys
+            try stack.publishCommand(id: "a", signalID: signal)
+            _ = try await stack.waitForRuns(1)
+            try stack.publishCommand(id: "b", signalID: signal)
+            try stack.publishCommand(id: "c", title: "other")
+            _ = try await stack.waitForRuns(2)
+            #expect(try stack.runs().count == 2)
+            #expect(try stack.store.dedup(flowID: "calendar-create-event", key: signal) != nil)
+            #expect(try stack.store.skipped().isEmpty)
+        }
+
+        @Test func unreadableAndUnknownEventsOnARunsSubjectDoNotWedgeIt() async throws {
+            var settings = CalendarSimulator.Settings()
+            settings.latency = .milliseconds(700)
+            let stack = try await TestStack(calendar: settings)
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            try stack.publishCommand(id: "wedge-1")
+            try await eventually("the run is waiting for the calendar") { try stack.runs().first?.status == .running }
+            let runID = try #require(try stack.runs().first?.run_id)
+            let forged = CloudEvent(id: "forged", source: "someone", type: "Mystery", runid: runID, data: JSONValue.object([:]))
+            _ = try await stack.ledger.append(OutgoingMessage(subject: Subjects.run(runID), payload: try EventCodec().encode(forged)))
+            _ = try await stack.ledger.append(OutgoingMessage(subject: Subjects.run(runID), payload: [0x00, 0x01, 0x02]))
+            let run = try #require(try await stack.waitForRuns(1).first)
+            #expect(run.run_id == runID)
+            let skipped = try stack.store.skipped()
+            #expect(skipped.count == 2)
+            #expect(skipped.contains { $0.reason.contains("unknown event type") })
+            #expect(skipped.contains { $0.reason.contains("not a readable event") })
+            // A rebuild skips exactly the same messages: the models are equal.
+            let end = try await stack.ledger.lastSequence()
+            try await eventually("the models reach the end") { stack.store.progress.position >= end }
+            let scratch = TemporaryDirectory("rebuild")
+            let rebuilt = try ReadModelStore(path: scratch.path, mapSize: 1 << 30)
+            try await Projector(ledger: stack.ledger, store: rebuilt, batchSize: 3, logger: testLogger).follow(until: end)
+            let live = try stack.store.dump()
+            let again = try rebuilt.dump()
+            for table in ReadModelTables.all where table != ReadModelTables.meta {
+                #expect(live[table]?.map(\.key) == again[table]?.map(\.key), "table \(table)")
+                #expect(live[table]?.map(\.value) == again[table]?.map(\.value), "table \(table)")
+            }
+        }
+
+        @Test func aStartAcknowledgedAsADuplicateOfItsOwnRetryIsDriven() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            let lost = Atomic<Bool>(false)
+            stack.ledger.failpoints.afterAppend = { message in
+                guard message.subject.hasPrefix(Subjects.runPrefix), message.expectedLastSubjectSequence == 0,
+                    lost.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+                else { return }
+                throw NATSError(status: 7, message: "injected: the acknowledgement was lost")
+            }
+            defer { stack.ledger.failpoints.afterAppend = nil }
+            try stack.publishCommand(id: "dup-ack")
+            let run = try #require(try await stack.waitForRuns(1).first)
+            let wasLost = lost.load(ordering: .relaxed)
+            #expect(wasLost)
+            #expect(run.steps.allSatisfy { $0.status == .succeeded || $0.status == .skipped })
+        }
+
+        @Test func aStartTheLogRefusesIsRecordedAndTheConsumerGoesOn() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            stack.ledger.failpoints.beforeAppend = { message in
+                guard message.subject.hasPrefix(Subjects.runPrefix), message.expectedLastSubjectSequence == 0,
+                    String(decoding: message.payload, as: UTF8.self).contains("never")
+                else { return }
+                throw NATSError(jetStreamCode: JetStreamErrorCode.messageTooLarge, message: "injected: too large")
+            }
+            defer { stack.ledger.failpoints.beforeAppend = nil }
+            try stack.publishCommand(id: "refused-start", title: "never")
+            try stack.publishCommand(id: "next-start", title: "next")
+            let run = try #require(try await stack.waitForRuns(1).first)
+            #expect(run.input["title"] == "next")
+            try await eventually("the refused start is recorded") { try await rejections(stack).count == 1 }
+            let reason = try #require(try await rejections(stack).first?.reason)
+            #expect(reason.contains("could not start flow calendar-create-event"))
+        }
+
+        @Test func anInboundMessageThatKeepsFailingIsGivenUpAfterMaxDeliveries() async throws {
+            var configuration = EngineConfiguration()
+            configuration.maxDeliveries = 3
+            configuration.ackWait = .seconds(1)
+            let stack = try await TestStack(engine: configuration)
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            let attempts = Atomic<Int>(0)
+            let crashes = Atomic<Int>(0)
+            stack.engine.inboundFailpoint.withLock {
+                $0 = { message in
+                    let text = String(decoding: message.payload, as: UTF8.self)
+                    if text.contains("\"flaky\"") {
+                        attempts.add(1, ordering: .relaxed)
+                        return .retry("injected: the read models are unavailable")
+                    }
+                    // Stops without an answer every time, as a process that crashes while handling it would.
+                    if text.contains("\"crashy\""), (message.jetStreamMetadata?.numDelivered ?? 0) <= 3 {
+                        crashes.add(1, ordering: .relaxed)
+                        return .interrupted
+                    }
+                    return nil
+                }
+            }
+            try stack.publishCommand(id: "flaky")
+            try stack.publishCommand(id: "crashy")
+            try stack.publishCommand(id: "fine", title: "unblocked")
+            let run = try #require(try await stack.waitForRuns(1).first)
+            #expect(run.input["title"] == "unblocked")
+            try await eventually("both are given up and recorded", timeout: .seconds(30)) { try await rejections(stack).count == 2 }
+            let reasons = try await rejections(stack).map(\.reason)
+            #expect(reasons.contains { $0.hasPrefix("given up after 3 deliveries: injected") })
+            #expect(reasons.contains { $0.contains("delivered 4 times without an answer") })
+            let (tried, crashed) = (attempts.load(ordering: .relaxed), crashes.load(ordering: .relaxed))
+            #expect(tried == 3)
+            #expect(crashed == 3)
+        }
+
+        @Test func aStepOutputTooLargeForTheLogFailsTheStepInsteadOfWedgingTheRun() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            let big = "{{trigger.entities.big}}"
+            let flow: JSONValue = [
+                "id": "too-big", "trigger": ["event": "AssistantCommandIssued", "intent": "grow"],
+                "steps": [["id": "grow", "action": "transform", "with": ["value": [.string(big), .string(big), .string(big), .string(big), .string(big), .string(big)]]]],
+                "output": ["text": "done"],
+            ]
+            #expect(try await stack.http("POST", "/automation/flows", flow).0 == 201)
+            #expect(try await stack.http("POST", "/automation/flows/too-big/activate").0 == 200)
+            let data: JSONValue = [
+                "message_id": "m-big", "intent": "grow", "entities": ["big": .string(String(repeating: "b", count: 200 * 1024))],
+                "user": ["id": "u"], "channel": ["type": "chat", "conversation_id": "c"],
+            ]
+            try stack.outside.publish(subject: Subjects.assistantCommandIssued, payload: try envelope(id: "big-1", data: data))
+            let run = try #require(try await stack.waitForRuns(1, status: .failed).first)
+            let kind = run.step("grow")?.attempts.last?.error?.kind
+            #expect(kind == "request_too_large" || kind == "output_too_large")
+            // The run's start carried the entity once (its input is taken from the trigger, not copied).
+            let started = try #require(try await stack.ledger.read(subject: Subjects.run(run.run_id)).first)
+            #expect(started.message.payload.count < 250 * 1024)
+        }
+
+        @Test func anOutputIsNotPublishedAgainAfterTheDuplicateWindow() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            var config = try await stack.ledger.api.streamInfo(stack.ledger.stream).config
+            config.duplicate_window = 1_000_000_000
+            try await stack.ledger.api.createOrUpdateStream(config)
+            try await stack.activateExample()
+            let stopped = Atomic<Bool>(false)
+            // The engine stops right after publishing the output, before the run's final event.
+            stack.ledger.failpoints.beforeAppend = { message in
+                guard message.subject.hasPrefix(Subjects.runPrefix),
+                    String(decoding: message.payload, as: UTF8.self).contains("\"type\":\"FlowRunSucceeded\"")
+                else { return }
+                stopped.store(true, ordering: .relaxed)
+                throw CancellationError()
+            }
+            try stack.publishCommand(id: "once")
+            try await eventually("the output is out and the final event held back") {
+                let outputs = try await stack.ledger.read(subject: Subjects.outputProduced)
+                return stopped.load(ordering: .relaxed) && outputs.count == 1
+            }
+            await stack.stopEngine()
+            stack.ledger.failpoints.beforeAppend = nil
+            try await Task.sleep(for: .seconds(2))  // past the stream's duplicate window
+            stack.restartEngine()
+            _ = try await stack.waitForRuns(1)
+            let outputs = try await stack.ledger.read(subject: Subjects.outputProduced)
+            #expect(outputs.count == 1)
+        }
+
+        @Test func onlyServeMayCreateOrChangeTheStream() async throws {
+            let ledger = try await freshLedger()
+            defer { ledger.connection.close() }
+            var config = try await ledger.api.streamInfo(ledger.stream).config
+            config.description = "tuned by an operator"
+            config.subjects.append("extra.subject")
+            try await ledger.api.createOrUpdateStream(config)
+            let attached = try await Ledger.open(url: TestServer.shared.url, clientName: "tail", logger: testLogger)
+            attached.connection.close()
+            #expect(try await ledger.api.streamInfo(ledger.stream).config == config)
+            // serve brings back the documented configuration, keeping what the operator added.
+            let served = try await Ledger.open(url: TestServer.shared.url, clientName: "serve", setup: .createOrUpdate, logger: testLogger)
+            served.connection.close()
+            let after = try await ledger.api.streamInfo(ledger.stream).config
+            #expect(after.subjects.contains("extra.subject"))
+            #expect(after.description == LedgerConfiguration().streamConfig.description)
+            // Replicas are never lowered.
+            var three = after
+            three.num_replicas = 3
+            #expect(LedgerConfiguration().reconciled(with: three)?.num_replicas ?? three.num_replicas == 3)
+            // Attaching where there is no stream says what to do.
+            try await ledger.api.deleteStream(ledger.stream)
+            await #expect(throws: RuntimeError.self) {
+                _ = try await Ledger.open(url: TestServer.shared.url, clientName: "tail", logger: testLogger)
+            }
+        }
+
+        @Test func readModelFilesAreReadableByTheirOwnerOnly() throws {
+            let directory = TemporaryDirectory()
+            _ = try ReadModelStore(path: "\(directory.path)/lmdb", mapSize: 1 << 24)
+            for file in ["data.mdb", "lock.mdb"] {
+                let mode = try #require(try FileManager.default.attributesOfItem(atPath: "\(directory.path)/lmdb/\(file)")[.posixPermissions] as? Int)
+                #expect(mode & 0o077 == 0, "\(file) has mode \(String(mode, radix: 8))")
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+public import LedgerCore
+
+/// What the read models make of one message of the log. A pure function of the message, so the live projector
+/// and a rebuild skip exactly the same messages and the models stay equal.
+public enum LogAdmission: Equatable {
+    /// An event to fold.
+    case event(LedgerEvent)
+    /// A message the models cannot apply: recorded with the reason. `fold`, when present, still moves the run it
+    /// was written to past it (its position in the log), so the run is not wedged by a stale expected sequence.
+    case skipped(reason: String, fold: LedgerEvent?)
+    /// Not for the read models (inbound commands, answers, records of refusals).
+    case ignored
+
+    /// Reads one message: its subject, its bytes and its `Nats-Msg-Id`.
+    public static func admit(subject: String, payload: [UInt8], messageID: String?) -> LogAdmission {
+        if subject == Subjects.outputProduced {
+            guard let messageID, messageID.hasSuffix(Self.outputSuffix) else { return .ignored }
+            let runID = String(messageID.dropLast(Self.outputSuffix.count))
+            guard Subjects.isValidToken(runID) else { return .ignored }
+            return .event(LedgerEvent(id: messageID, type: EventType.outputProduced, time: "", runid: runID, body: .outputPublished))
+        }
+        if subject.hasPrefix(Subjects.runPrefix) {
+            return admitRunEvent(runID: String(subject.dropFirst(Subjects.runPrefix.count)), payload: payload)
+        }
+        if subject.hasPrefix(Subjects.flowPrefix) {
+            return admitFlowEvent(flowID: String(subject.dropFirst(Subjects.flowPrefix.count)), payload: payload)
+        }
+        return .ignored
+    }
+
+    /// `Nats-Msg-Id` of a run's output: `<run_id>/output`.
+    public static let outputSuffix = "/output"
+
+    static func admitRunEvent(runID: String, payload: [UInt8]) -> LogAdmission {
+        guard Subjects.isValidToken(runID) else {
+            return .skipped(reason: "the run id in the subject is not a valid id (letters, digits, - and _, at most \(Limits.tokenCharacters))", fold: nil)
+        }
+        let position = LedgerEvent(id: "", type: "Unknown", time: "", runid: runID, body: .other)
+        let event: LedgerEvent
+        do {
+            event = try JSONTree.decode(LedgerEvent.self, from: payload)
+        } catch {
+            return .skipped(reason: "not a readable event: \(error)", fold: position)
+        }
+        switch event.body {
+        case .runStarted(let started) where started.run_id != runID:
+            return .skipped(reason: "FlowRunStarted names run \(started.run_id.prefix(64)) on the subject of run \(runID)", fold: position)
+        case .runStarted, .stepAttemptStarted, .stepAttemptSucceeded, .stepAttemptFailed, .stepSkipped, .runSucceeded,
+            .runFailed, .runCompensating, .compensationStarted, .compensationSucceeded, .compensationFailed,
+            .runCancelRequested, .runCancelled, .runRedriven:
+            if let named = event.runid, named != runID {
+                return .skipped(reason: "\(event.type) names run \(named.prefix(64)) on the subject of run \(runID)", fold: position)
+            }
+            var event = event
+            event.runid = runID
+            return .event(event)
+        case .other:
+            return .skipped(reason: "unknown event type \"\(event.type.prefix(64))\" on a run's subject", fold: position)
+        case .flowVersionRecorded, .flowStatusChanged, .rejected, .outputPublished:
+            return .skipped(reason: "\(event.type) does not belong on a run's subject", fold: position)
+        }
+    }
+
+    static func admitFlowEvent(flowID: String, payload: [UInt8]) -> LogAdmission {
+        guard Subjects.isValidToken(flowID) else {
+            return .skipped(reason: "the flow id in the subject is not a valid id (letters, digits, - and _, at most \(Limits.tokenCharacters))", fold: nil)
+        }
+        let event: LedgerEvent
+        do {
+            event = try JSONTree.decode(LedgerEvent.self, from: payload)
+        } catch {
+            return .skipped(reason: "not a readable event: \(error)", fold: nil)
+        }
+        switch event.body {
+        case .flowVersionRecorded(let e) where e.flow_id == flowID && e.version >= 1:
+            return .event(event)
+        case .flowStatusChanged(let e) where e.flow_id == flowID:
+            return .event(event)
+        case .flowVersionRecorded, .flowStatusChanged:
+            return .skipped(reason: "\(event.type) names another flow (or an invalid version) on the subject of flow \(flowID)", fold: nil)
+        default:
+            return .skipped(reason: "\(event.type.prefix(64)) does not belong on a flow's subject", fold: nil)
+        }
+    }
+}
+
+/// A message of the log the read models skipped, and why (the `skipped` table).
+public struct SkippedMessage: Codable, Sendable, Equatable {
+    public var sequence: UInt64
+    public var subject: String
+    public var reason: String
+    public init(sequence: UInt64, subject: String, reason: String) {
+        self.sequence = sequence
+        self.subject = String(subject.prefix(256))
+        self.reason = String(reason.prefix(1024))
+    }
+
+    /// The table's key: the sequence, zero-padded so keys sort in log order.
+    public var key: String {
+        let digits = String(sequence)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+    }
+
+    public static let table = "skipped"
+}
