@@ -35,6 +35,7 @@ public func buildApplication(_ deps: APIDependencies, host: String = "127.0.0.1"
 /// The routes of SPEC §4.
 public func buildRouter(_ deps: APIDependencies) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: ConcurrencyLimitMiddleware())
     let api = FlowsAPI(deps: deps)
     router.get("/health") { _, _ in try await api.health() }
     // A static route with no dependencies: a liveness probe, and the benchmarks' ceiling for a bare route.

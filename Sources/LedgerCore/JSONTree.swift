@@ -23,8 +23,8 @@ public enum JSONTree {
     }
 
     /// Decodes `T` from JSON bytes through the tree.
-    public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws -> T {
-        try T(from: TreeDecoder(value: try parse(bytes), codingPath: []))
+    public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth) throws -> T {
+        try T(from: TreeDecoder(value: try parse(bytes, maxDepth: maxDepth), codingPath: []))
     }
 
     struct Parser {

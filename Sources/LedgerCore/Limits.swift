@@ -54,6 +54,8 @@ public enum Limits {
 
     /// Messages waiting in one run's mailbox before senders wait.
     public static let mailboxCapacity = 1024
+    /// HTTP requests handled at once; more are answered 503 with `Retry-After`.
+    public static let httpConcurrency = 512
     /// Requests on `automation.flow.run` answered at once by one engine.
     public static let requestConcurrency = 64
     /// Nesting depth of a step's output (it is embedded a few levels deep in its event and the run's state).

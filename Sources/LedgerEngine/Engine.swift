@@ -128,8 +128,7 @@ public final class Engine: Service, Sendable {
     // MARK: - Service
 
     public func run() async throws {
-        try await recover()
-        let requests = try ledger.connection.subscribe(subject: Subjects.flowRunRequest, queue: "ledgerflow-engine")
+        guard let requests = await cancelWhenGracefulShutdown({ await self.start() }) else { return }
         let answering = Task { await self.answerRunRequests(requests) }
         defer {
             requests.unsubscribe()
@@ -140,6 +139,24 @@ public final class Engine: Service, Sendable {
         }
         let running = tasks.withLock { Array($0.values) }
         for task in running { task.cancel() }
+    }
+
+    /// Recovers and subscribes to run requests; a failure (NATS away) is retried with backoff, never stopping the
+    /// process. Nil when the engine is stopped meanwhile.
+    func start() async -> NATSSubscription? {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                try await recover()
+                return try ledger.connection.subscribe(subject: Subjects.flowRunRequest, queue: "ledgerflow-engine")
+            } catch {
+                failures += 1
+                let delay = Self.backoff(failures)
+                logger.error("engine could not start (\(error)); trying again in \(delay)")
+                do { try await Task.sleep(for: delay) } catch { return nil }
+            }
+        }
+        return nil
     }
 
     /// Picks up every run that had not finished: waits for the read models to reach the end of the log as it is

@@ -62,7 +62,12 @@ final class FlowCatalog: Sendable {
         return (definition, entry.definition_hash)
     }
 
+    /// A stored definition, validated again: the log may hold one that this version refuses (written by another
+    /// version, or by someone publishing on the flow's subject), and the engine runs only what validates.
     func decode(_ json: JSONValue) throws -> FlowDefinition {
-        try JSONDecoder().decode(FlowDefinition.self, from: JSONEncoder().encode(json))
+        switch FlowValidator.validate(json, registry: registry) {
+        case .success(let definition): return definition
+        case .failure(let failure): throw EngineError.invalidDefinition(failure.problems)
+        }
     }
 }

@@ -14,7 +14,7 @@ final class StepExecutor: Sendable {
     let registry: ActionRegistry
     let logger: Logger
     let discoveryCacheTTL: Duration
-    private let discoveryCache = Mutex<[String: (ContinuousClock.Instant, JSONValue)]>([:])
+    private let discoveryCache: ResultCache
 
     let breakers: CircuitBreakers
 
@@ -23,6 +23,7 @@ final class StepExecutor: Sendable {
         self.breakers = breakers
         self.registry = registry
         self.discoveryCacheTTL = discoveryCacheTTL
+        self.discoveryCache = ResultCache(ttl: discoveryCacheTTL)
         self.logger = logger
     }
 
@@ -85,12 +86,7 @@ final class StepExecutor: Sendable {
     func request(_ execution: StepExecution, subject: String) async -> StepResult {
         let query = execution.request
         let cacheKey = query.compactJSON
-        if let hit = discoveryCache.withLock({ cache -> JSONValue? in
-            guard let (at, value) = cache[cacheKey], ContinuousClock.now - at < discoveryCacheTTL else { return nil }
-            return value
-        }) {
-            return .success(hit)
-        }
+        if let hit = discoveryCache.get(cacheKey) { return .success(hit) }
         let event = CloudEvent(
             id: execution.commandID, type: "DiscoverySearch", runid: execution.runID, stepid: execution.stepID,
             correlationid: execution.runID, data: query)
@@ -99,12 +95,12 @@ final class StepExecutor: Sendable {
             let timeout = max(0.05, execution.deadline.timeIntervalSinceNow)
             let reply = try await ledger.connection.request(subject: subject, payload: payload, timeout: .milliseconds(timeout.clampedMilliseconds))
             try Self.checkSize(reply.payload.count, of: "the reply on \(subject)")
-            let answer = try EventCodec().decode(CloudEvent<JSONValue>.self, from: reply.payload)
+            let answer = try JSONTree.decode(CloudEvent<JSONValue>.self, from: reply.payload, maxDepth: Limits.stepOutputDepth)
             if let problem = answer.data["error"] {
                 let detail = problem["detail"]?.stringValue ?? problem["title"]?.stringValue ?? problem.compactJSON
                 return .failure(StepError(kind: "refused", message: "\(subject) refused the request: \(detail)", retryable: (problem["status"]?.numberValue ?? 500) >= 500))
             }
-            discoveryCache.withLock { $0[cacheKey] = (ContinuousClock.now, answer.data) }
+            discoveryCache.set(cacheKey, answer.data, size: reply.payload.count)
             return .success(answer.data)
         } catch let error as StepError {
             return .failure(error)

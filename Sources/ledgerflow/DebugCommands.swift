@@ -106,7 +106,34 @@ extension String {
 }
 
 struct Projections: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read models.", subcommands: [Rebuild.self])
+    static let configuration = CommandConfiguration(abstract: "Read models.", subcommands: [Rebuild.self, Skipped.self])
+
+    struct Skipped: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Log messages the read models could not apply, with the reason (they stay in the log; see `replay`).")
+
+        @Option(help: "The data directory holding lmdb/.") var dataDir = "./.ledgerflow"
+        @Option(help: "At most this many, oldest first.") var limit = 100
+
+        func run() async throws {
+            let path = "\(dataDir)/lmdb"
+            guard FileManager.default.fileExists(atPath: "\(path)/data.mdb") else {
+                print("There are no read models at \(path): pass the --data-dir that `serve` uses.")
+                throw ExitCode(1)
+            }
+            let store = try ReadModelStore(path: path)
+            let rows = try store.skipped(limit: max(1, limit))
+            if rows.isEmpty {
+                print("The read models skipped no log message.")
+                return
+            }
+            print("   seq  subject                                   reason")
+            for row in rows {
+                print(String(row.sequence).leftPad(6) + "  " + row.subject.prefix(40).padding(toLength: 41, withPad: " ", startingAt: 0) + " " + row.reason)
+            }
+            if store.skippedCount > rows.count { print("(\(store.skippedCount - rows.count) more; raise --limit)") }
+        }
+    }
 
     struct Rebuild: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -143,6 +170,9 @@ struct Projections: AsyncParsableCommand {
             bar.finish()
             let seconds = (ContinuousClock.now - started) / .seconds(1)
             print("Replayed \(target) log messages in \(String(format: "%.1f", seconds)) s (\(Int(Double(target) / max(seconds, 0.001))) messages/s).")
+            if store.skippedCount > 0 {
+                print("\(store.skippedCount) message(s) could not be applied and were skipped, as the live projector skips them (`ledgerflow projections skipped`).")
+            }
             if let liveStore {
                 let differences = try compare(try store.dump(), try liveStore.dump())
                 try? FileManager.default.removeItem(atPath: scratch)

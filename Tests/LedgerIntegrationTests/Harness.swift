@@ -6,7 +6,7 @@ import Logging
 import Testing
 
 /// Every integration test runs inside this suite, one at a time: they share one nats-server and its stream.
-@Suite(.serialized, .timeLimit(.minutes(3)))
+@Suite(.serialized, .timeLimit(.minutes(10)))
 enum Integration {}
 
 /// One nats-server per test process, on a free loopback port, in a temporary directory. It dies with the process

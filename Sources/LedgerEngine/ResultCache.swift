@@ -1,0 +1,65 @@
+import LedgerCore
+import Synchronization
+
+/// Results kept for a while per key (discovery searches), bounded in entries' bytes: the oldest go first, and an
+/// entry expires after `ttl`. Whatever the services answer, the cache never holds more than `byteLimit`.
+final class ResultCache: Sendable {
+    struct Entry {
+        var at: ContinuousClock.Instant
+        var value: JSONValue
+        var bytes: Int
+    }
+    struct State {
+        var entries: [String: Entry] = [:]
+        var order: [String] = []
+        var head = 0
+        var bytes = 0
+    }
+
+    let ttl: Duration
+    let byteLimit: Int
+    private let state = Mutex(State())
+
+    init(ttl: Duration, byteLimit: Int = Limits.discoveryCacheBytes) {
+        self.ttl = ttl
+        self.byteLimit = byteLimit
+    }
+
+    /// Bytes held now.
+    var bytes: Int { state.withLock { $0.bytes } }
+
+    func get(_ key: String, now: ContinuousClock.Instant = .now) -> JSONValue? {
+        state.withLock { state in
+            guard let entry = state.entries[key] else { return nil }
+            guard now - entry.at < ttl else {
+                state.entries.removeValue(forKey: key)
+                state.bytes -= entry.bytes
+                return nil
+            }
+            return entry.value
+        }
+    }
+
+    /// Keeps `value` (whose encoded size is `size` bytes) unless it alone is over a quarter of the limit.
+    func set(_ key: String, _ value: JSONValue, size: Int, now: ContinuousClock.Instant = .now) {
+        let bytes = size + key.utf8.count
+        guard bytes <= byteLimit / 4 else { return }
+        state.withLock { state in
+            if let old = state.entries.updateValue(Entry(at: now, value: value, bytes: bytes), forKey: key) {
+                state.bytes -= old.bytes
+            } else {
+                state.order.append(key)
+            }
+            state.bytes += bytes
+            while state.bytes > byteLimit, state.head < state.order.count {
+                let oldest = state.order[state.head]
+                state.head += 1
+                if let old = state.entries.removeValue(forKey: oldest) { state.bytes -= old.bytes }
+            }
+            if state.head > 1024, state.head * 2 > state.order.count {
+                state.order.removeFirst(state.head)
+                state.head = 0
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+import Foundation
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+import LedgerCore
+@testable import LedgerEngine
+import LedgerNATS
+import Synchronization
+import Testing
+
+/// A reproducible pseudo-random source (SplitMix64), so a failing storm can be replayed from its seed.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Generated messages: hostile or broken ones (each must be refused and recorded) and valid chat commands (each
+/// must become a run that completes).
+struct MessageStorm {
+    var random: SeededRandom
+    var invalidInbound = 0
+    var validCommands = 0
+    var forged = 0
+    var serial = 0
+
+    static let consumed = [Subjects.assistantCommandIssued, Subjects.calendarCreated, Subjects.calendarUpdated, Subjects.calendarCanceled, Subjects.calendarCreateFailed]
+
+    mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) } }
+
+    mutating func envelope(type: String, data: JSONValue, id: String? = nil) -> [UInt8] {
+        serial += 1
+        let event = CloudEvent(id: id ?? "storm-\(serial)", source: "fuzz", type: type, data: data)
+        return (try? EventCodec().encode(event)) ?? []
+    }
+
+    func command(title: JSONValue) -> [String: JSONValue] {
+        [
+            "message_id": "m", "intent": "calendar.create_event", "entities": ["title": title, "start": "2026-11-24T10:00:00Z"],
+            "user": ["id": "u"], "channel": ["type": "chat", "conversation_id": "c"],
+        ]
+    }
+
+    static func nested(_ depth: Int) -> String { String(repeating: "{\"a\":", count: depth) + "1" + String(repeating: "}", count: depth) }
+
+    /// The next message: its subject and bytes.
+    mutating func next() -> (subject: String, payload: [UInt8]) {
+        let kind = Int.random(in: 0..<14, using: &random)
+        let inbound = Self.consumed[Int.random(in: 0..<Self.consumed.count, using: &random)]
+        let typeFor = [
+            Subjects.assistantCommandIssued: EventType.assistantCommandIssued, Subjects.calendarCreated: EventType.calendarCreated,
+            Subjects.calendarUpdated: EventType.calendarUpdated, Subjects.calendarCanceled: EventType.calendarCanceled,
+            Subjects.calendarCreateFailed: EventType.calendarCreateFailed,
+        ]
+        let type = typeFor[inbound]!
+        switch kind {
+        case 0:  // random bytes
+            invalidInbound += 1
+            return (inbound, bytes(Int.random(in: 1...2000, using: &random)))
+        case 1:  // a valid envelope, truncated
+            invalidInbound += 1
+            let whole = envelope(type: type, data: .object(command(title: "cut")))
+            return (inbound, Array(whole.prefix(Int.random(in: 1..<whole.count, using: &random))))
+        case 2:  // nested too deeply
+            invalidInbound += 1
+            let depth = Int.random(in: 33...3000, using: &random)
+            return (inbound, Array(#"{"specversion":"1.0","id":"deep-\#(serial)","source":"f","type":"\#(type)","data":\#(Self.nested(depth))}"#.utf8))
+        case 3:  // wrong types in the envelope or the data
+            invalidInbound += 1
+            let variants: [String] = [
+                #"{"specversion":"1.0","id":42,"source":"f","type":"\#(type)","data":{}}"#,
+                #"{"specversion":1,"id":"w","source":"f","type":"\#(type)","data":{}}"#,
+                #"{"specversion":"1.0","id":"w","source":"f","type":["\#(type)"],"data":{}}"#,
+                #"[1,2,3]"#, #""just a string""#, "null", "123",
+            ]
+            return (inbound, Array(variants[Int.random(in: 0..<variants.count, using: &random)].utf8))
+        case 4:  // huge fields
+            invalidInbound += 1
+            if Int.random(in: 0..<20, using: &random) == 0 {
+                return (inbound, envelope(type: type, data: .object(command(title: .string(String(repeating: "h", count: 300 * 1024))))))
+            }
+            return (inbound, envelope(type: type, data: .object(command(title: "x")), id: String(repeating: "i", count: Int.random(in: 257...4000, using: &random))))
+        case 5:  // unknown event type on an inbound subject
+            invalidInbound += 1
+            return (inbound, envelope(type: "Unknown.\(Int.random(in: 0...99, using: &random))", data: .object(command(title: "?"))))
+        case 6:  // a valid envelope whose data misses what the type needs
+            invalidInbound += 1
+            var data = command(title: "missing")
+            data.removeValue(forKey: ["message_id", "intent", "entities", "user", "channel"][Int.random(in: 0..<5, using: &random)])
+            if inbound != Subjects.assistantCommandIssued { data = ["command_id": .number(7)] }
+            return (inbound, envelope(type: type, data: .object(data)))
+        case 7:  // numbers out of range, broken escapes
+            invalidInbound += 1
+            let variants = [
+                #"{"specversion":"1.0","id":"n-\#(serial)","source":"f","type":"\#(type)","data":{"command_id":1e999}}"#,
+                #"{"specversion":"1.0","id":"n-\#(serial)","source":"f","type":"\#(type)","data":{"command_id":-1e400}}"#,
+                #"{"specversion":"1.0","id":"\ud800\ud800","source":"f","type":"\#(type)","data":{"command_id":"\u0000"}}"#,
+                #"{"specversion":"1.0","id":"e-\#(serial)","source":"f","type":"\#(type)","data":{"command_id":"\x"}}"#,
+            ]
+            return (inbound, Array(variants[Int.random(in: 0..<variants.count, using: &random)].utf8))
+        case 8, 9:  // forged engine events, on subjects of runs and flows no one started
+            forged += 1
+            let id = "forged-\(Int.random(in: 0...999_999, using: &random))"
+            let subject = Bool.random(using: &random) ? Subjects.run(id) : Subjects.flow(id)
+            let types = [EventType.runStarted, EventType.stepAttemptSucceeded, EventType.flowRegistered, EventType.flowActivated, "Mystery"]
+            let payload: [UInt8] = Bool.random(using: &random) ? bytes(Int.random(in: 1...300, using: &random))
+                : envelope(type: types[Int.random(in: 0..<types.count, using: &random)], data: ["run_id": .string(id), "flow_id": 12])
+            return (subject, payload)
+        default:  // a valid chat command: a real run
+            validCommands += 1
+            let titles: [JSONValue] = [.string("Storm \(serial)"), "with \u{1F600} emoji", "\u{FFFD} replaced", .string(String(repeating: "t", count: 2000))]
+            return (Subjects.assistantCommandIssued, envelope(type: EventType.assistantCommandIssued, data: .object(command(title: titles[Int.random(in: 0..<titles.count, using: &random)]))))
+        }
+    }
+}
+
+extension Integration {
+    @Suite struct MessageFuzzTests {
+        /// Messages per storm: `LEDGERFLOW_FUZZ_MESSAGES` (CI runs the short default; 100,000 for the full storm).
+        static var count: Int { ProcessInfo.processInfo.environment["LEDGERFLOW_FUZZ_MESSAGES"].flatMap(Int.init) ?? 3000 }
+        static var seed: UInt64 { ProcessInfo.processInfo.environment["LEDGERFLOW_FUZZ_SEED"].flatMap(UInt64.init) ?? 14 }
+
+        /// Malformed HTTP requests for every route; each answer must be below 500.
+        static func malformedRequests(_ random: inout SeededRandom) -> [(String, String, [UInt8]?)] {
+            let bodies: [[UInt8]] = [
+                [0xFF, 0xFE, 0x00], Array("{".utf8), Array(MessageStorm.nested(5000).utf8), Array("[]".utf8), Array("null".utf8),
+                Array(#"{"id":"x","version":1e19,"steps":[]}"#.utf8), Array(#"{"id":"x","version":-1,"steps":"no"}"#.utf8),
+                Array(#"{"id":"\ud800","trigger":{"cron":"/ * * * *"},"steps":[{"id":"d","action":"delay","with":{"duration":"infs"}}]}"#.utf8),
+                Array(#"{"flow_id":1e999,"input":{"a":"\uDC00"}}"#.utf8), Array(#"{"reason":[[[[[[]]]]]],"from_step":42}"#.utf8),
+                Array(#"{"id":"big","steps":[\#(Array(repeating: #"{"id":"s","action":"transform","with":{"value":1}}"#, count: 2000).joined(separator: ","))]}"#.utf8),
+            ]
+            let ids = ["calendar-create-event", "nope", String(repeating: "x", count: 600), "%2e%2e%2f", "a.b", "%F0%9F%98%80", "-"]
+            var out: [(String, String, [UInt8]?)] = []
+            for body in bodies {
+                let id = ids[Int.random(in: 0..<ids.count, using: &random)]
+                out += [
+                    ("POST", "/automation/flows", body), ("PUT", "/automation/flows/\(id)", body), ("POST", "/automation/flows/\(id)/run", body),
+                    ("POST", "/automation/runs/\(id)/cancel", body), ("POST", "/automation/runs/\(id)/redrive", body),
+                    ("POST", "/automation/flows/\(id)/activate", body), ("POST", "/automation/flows/\(id)/deactivate", body),
+                ]
+            }
+            for id in ids {
+                out += [
+                    ("GET", "/automation/flows/\(id)?version=99999999999999999999", nil), ("GET", "/automation/flows/\(id)/versions", nil),
+                    ("GET", "/automation/runs/\(id)", nil), ("GET", "/automation/runs?limit=-5&status=\(id)&flow_id=\(id)", nil),
+                    ("GET", "/automation/runs?limit=1e99", nil), ("GET", "/automation/dlq?limit=abc", nil),
+                ]
+            }
+            return out + [("GET", "/metrics", nil), ("GET", "/health", nil), ("DELETE", "/automation/flows", nil)]
+        }
+
+        static func succeededRuns(_ ledger: Ledger) async throws -> Int {
+            let marker = Array(#""type":"FlowRunSucceeded""#.utf8)
+            return try await ledger.read(subject: "ledger.run.>").filter { entry in
+                let bytes = entry.message.payload
+                guard bytes.count >= marker.count else { return false }
+                return (0...(bytes.count - marker.count)).contains { i in bytes[i..<(i + marker.count)].elementsEqual(marker) }
+            }.count
+        }
+
+        @Test func aStormOfGeneratedMessagesStopsNothing() async throws {
+            let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/debug/ledgerflow").standardized.path
+            try #require(FileManager.default.isExecutableFile(atPath: binary), "build the ledgerflow executable first (swift build --build-tests)")
+            let ledger = try await freshLedger()
+            defer { ledger.connection.close() }
+            let outside = try await NATSConnection.connect(url: TestServer.shared.url, name: "storm", logger: testLogger)
+            defer { outside.close() }
+            let calendar = CalendarSimulator(connection: outside, logger: testLogger)
+            let discovery = DiscoverySimulator(connection: outside, logger: testLogger)
+            let simulators = Task {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await calendar.run() }
+                    group.addTask { try await discovery.run() }
+                    try await group.waitForAll()
+                }
+            }
+            defer { simulators.cancel() }
+            let data = TemporaryDirectory("storm")
+            let port = LocalNATSServer.freePort()
+            var serve = try ChildServe(binary: binary, port: port, dataDirectory: data.path)
+            defer { serve.kill() }
+            try await serve.waitReady()
+            #expect(try await serve.http("POST", "/automation/flows", TestStack.example).0 == 201)
+            #expect(try await serve.http("POST", "/automation/flows/calendar-create-event/activate").0 == 200)
+
+            var storm = MessageStorm(random: SeededRandom(seed: Self.seed))
+            let started = ContinuousClock.now
+            for i in 0..<Self.count {
+                let (subject, payload) = storm.next()
+                try outside.publish(subject: subject, payload: payload)
+                if i % 500 == 499 { try await outside.flush(timeout: .seconds(10)) }
+                if i % 1000 == 999 { #expect(serve.process.isRunning, "ledgerflow serve stopped during the storm (after \(i + 1) messages)") }
+            }
+            try await outside.flush(timeout: .seconds(10))
+            // Requests on automation.flow.run (not stored in the log): each is answered, none stops the engine.
+            var answered = 0
+            for payload in [[0x00], Array("{}".utf8), Array(MessageStorm.nested(400).utf8), storm.envelope(type: EventType.flowRunRequested, data: ["flow_id": 1e300])] as [[UInt8]] {
+                let reply = try await outside.request(subject: Subjects.flowRunRequest, payload: payload, timeout: .seconds(10))
+                if (try? JSONTree.parse(reply.payload))?[path: "data.error.status"] == .number(400) { answered += 1 }
+            }
+            #expect(answered == 4)
+            // Malformed bodies to every route: no 5xx.
+            var random = SeededRandom(seed: Self.seed)
+            var serverErrors: [String] = []
+            for (method, path, body) in Self.malformedRequests(&random) {
+                let (status, _) = try await serve.raw(method, path, body)
+                if status >= 500 { serverErrors.append("\(method) \(path) → \(status)") }
+            }
+            #expect(serverErrors.isEmpty, "\(serverErrors)")
+
+            // Every valid command became a run that completed, meanwhile.
+            let end = try await ledger.lastSequence()
+            try await eventually("the engine has handled every message and finished every run", timeout: .seconds(540)) {
+                let info = try await ledger.api.consumerInfo(stream: ledger.stream, consumer: "engine")
+                guard info.num_pending == 0, info.num_ack_pending == 0 else { return false }
+                let (_, metrics) = try await serve.rawText("GET", "/metrics")
+                let checkpoint = (try await serve.http("GET", "/health")).1[path: "projection.checkpoint"]?.numberValue ?? 0
+                return metrics.contains("\nledgerflow_runs_in_memory 0\n") && checkpoint >= Double(end)
+            }
+            let succeeded = try await Self.succeededRuns(ledger)
+            #expect(succeeded == storm.validCommands)
+            #expect(serve.process.isRunning)
+            // Every refusal is recorded, once, with its reason.
+            let rejections = try await ledger.read(subject: Subjects.rejected).compactMap { entry -> InboundMessageRejected? in
+                guard case .rejected(let r) = try JSONTree.decode(LedgerEvent.self, from: entry.message.payload).body else { return nil }
+                return r
+            }
+            #expect(rejections.count == storm.invalidInbound)
+            #expect(Set(rejections.compactMap(\.sequence)).count == rejections.count)
+            #expect(rejections.allSatisfy { !$0.reason.isEmpty })
+            let (_, metrics) = try await serve.rawText("GET", "/metrics")
+            #expect(metrics.contains("ledgerflow_projection_skipped_total"))
+            let elapsed = ContinuousClock.now - started
+            print(
+                "message storm: \(Self.count) messages (seed \(Self.seed)), \(storm.invalidInbound) refused and recorded, \(storm.forged) forged engine events, \(storm.validCommands) runs completed meanwhile, in \(elapsed); \(Self.malformedRequests(&random).count) malformed HTTP requests, no 5xx")
+
+            // A restart on the same data serves normally.
+            serve.kill()
+            serve = try ChildServe(binary: binary, port: port, dataDirectory: data.path)
+            try await serve.waitReady()
+            #expect(try await serve.http("GET", "/automation/runs?limit=5").0 == 200)
+            let after = CloudEvent(id: "after-storm", source: "assistant", type: EventType.assistantCommandIssued, data: JSONValue.object(storm.command(title: "after")))
+            try outside.publish(subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(after))
+            try await eventually("a run after the restart completes", timeout: .seconds(60)) {
+                let (_, run) = try await serve.http("GET", "/automation/runs/\(DerivedID.uuid("calendar-create-event/after-storm"))")
+                return run["status"] == "SUCCEEDED"
+            }
+        }
+    }
+}
+
+extension ChildServe {
+    /// Sends raw bytes (not necessarily JSON) and returns the status and the body's text.
+    func raw(_ method: String, _ path: String, _ body: [UInt8]?) async throws -> (Int, String) {
+        guard let url = URL(string: "http://127.0.0.1:\(port)\(path)") else { return (400, "bad url") }
+        var request = URLRequest(url: url)
+        request.httpMethod = method
+        request.timeoutInterval = 30
+        request.setValue("Bearer \(Self.token)", forHTTPHeaderField: "Authorization")
+        if let body { request.httpBody = Data(body) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as! HTTPURLResponse).statusCode, String(decoding: data, as: UTF8.self))
+    }
+
+    func rawText(_ method: String, _ path: String) async throws -> (Int, String) { try await raw(method, path, nil) }
+}
