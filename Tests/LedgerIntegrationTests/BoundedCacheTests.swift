@@ -1,0 +1,36 @@
+import LedgerCore
+@testable import LedgerEngine
+import Testing
+
+/// Caches hold at most their byte budget, whatever arrives (pure, no NATS needed).
+@Suite struct BoundedCacheTests {
+    @Test func theDiscoveryCacheEvictsTheOldestPastItsBudget() {
+        let cache = ResultCache(ttl: .seconds(60), byteLimit: 10_000)
+        for i in 0..<1000 { cache.set("query \(i)", .string("result \(i)"), size: 100) }
+        #expect(cache.bytes <= 10_000)
+        #expect(cache.get("query 999") == .string("result 999"))
+        #expect(cache.get("query 0") == nil)
+        // A single entry over a quarter of the budget is not kept at all.
+        cache.set("huge", .string("x"), size: 5_000)
+        #expect(cache.get("huge") == nil)
+    }
+
+    @Test func anEntryExpiresAfterItsTTL() {
+        let cache = ResultCache(ttl: .seconds(60), byteLimit: 10_000)
+        let then = ContinuousClock.now
+        cache.set("q", "r", size: 10, now: then)
+        #expect(cache.get("q", now: then + .seconds(59)) == "r")
+        #expect(cache.get("q", now: then + .seconds(61)) == nil)
+        #expect(cache.bytes == 0)
+    }
+
+    @Test func recentStatesStayWithinTheirByteBudget() {
+        let cache = StateCache(capacity: 4096, byteCapacity: 1000)
+        for i in 0..<100 { cache.set("runs", "r\(i)", i, bytes: 100) }
+        #expect(cache.get("runs", "r99") as? Int == 99)
+        #expect(cache.get("runs", "r0") == nil)
+        var held = 0
+        for i in 0..<100 where cache.get("runs", "r\(i)") != nil { held += 1 }
+        #expect(held <= 10)
+    }
+}
