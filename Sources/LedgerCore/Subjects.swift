@@ -23,6 +23,8 @@ public enum Subjects {
     public static let flowPrefix = "ledger.flow."
     /// Inbound messages that were refused, with the reason.
     public static let rejected = "ledger.rejected"
+    /// Log messages the read models skipped, one subject each (`ledger.skipped.<sequence>`), recorded once.
+    public static func skipped(_ sequence: UInt64) -> String { "ledger.skipped.\(sequence)" }
     /// Requests and replies of request/reply subjects, recorded as events (`ledger.request.<kind>`).
     public static func requestRecord(_ kind: String) -> String { "ledger.request.\(kind)" }
 
@@ -71,6 +73,7 @@ public enum EventType {
     public static let runSucceeded = "FlowRunSucceeded"
     public static let runFailed = "FlowRunFailed"
     public static let messageRejected = "InboundMessageRejected"
+    public static let logMessageSkipped = "LogMessageSkipped"
     public static let runCompensating = "FlowRunCompensating"
     public static let compensationStarted = "CompensationAttemptStarted"
     public static let compensationSucceeded = "CompensationAttemptSucceeded"

@@ -15,10 +15,13 @@ public final class Projector: Service, Sendable {
     let batchSize: Int
     /// Times the projection failed and was restarted (for metrics).
     public let failures = Atomic<Int>(0)
+    /// Whether skipped messages are also recorded as events in the log (the live projector; rebuilds only read).
+    let recordsSkips: Bool
 
-    public init(ledger: Ledger, store: ReadModelStore, batchSize: Int = 2000, logger: Logger) {
+    public init(ledger: Ledger, store: ReadModelStore, batchSize: Int = 2000, recordsSkips: Bool = true, logger: Logger) {
         self.ledger = ledger
         self.store = store
+        self.recordsSkips = recordsSkips
         self.batchSize = batchSize
         self.logger = logger
     }
@@ -123,8 +126,10 @@ public final class Projector: Service, Sendable {
                 let through = batch.through
                 try await finishWriting()
                 let store = self.store
+                let record = self.recordsSkips
                 writing = Task { [batch] in
-                    try await store.apply(batch)
+                    let skipped = try await store.apply(batch)
+                    if record, !skipped.isEmpty { self.record(skipped) }
                     return batch.through
                 }
                 if let target, through >= target {
@@ -138,6 +143,28 @@ public final class Projector: Service, Sendable {
 }
 
 extension Projector {
+    /// Records each skipped message once in the log, as `LogMessageSkipped` on `ledger.skipped.<sequence>`: the
+    /// subject must be empty, so however many processes (or rebuilds) skip it, one record is kept.
+    func record(_ skipped: [SkippedMessage]) {
+        let ledger = self.ledger
+        let logger = self.logger
+        Task {
+            for row in skipped {
+                let id = "skipped-\(row.sequence)"
+                let event = CloudEvent(id: id, type: EventType.logMessageSkipped, data: row)
+                do {
+                    let payload = try EventCodec().encode(event)
+                    _ = try await ledger.appendForever(
+                        OutgoingMessage(subject: Subjects.skipped(row.sequence), payload: payload, messageID: id, expectedLastSubjectSequence: 0))
+                } catch let error as NATSError where error.isWrongLastSequence {
+                    continue  // recorded before (by another process, or before a restart)
+                } catch {
+                    logger.warning("could not record that log message \(row.sequence) was skipped: \(error)")
+                }
+            }
+        }
+    }
+
     /// Whether consumer sequences inside a batch skip a number.
     static func hasGap(_ messages: [NATSMessage]) -> Bool {
         var previous: UInt64?

@@ -110,25 +110,33 @@ public final class ReadModelStore: Sendable {
     /// exactly once across crashes. When LMDB refuses the batch for its data (not for a transient reason), the
     /// batch is applied again one event per transaction and an event LMDB refuses on its own is skipped and
     /// recorded: the outcome depends on the event alone, so a rebuild skips the same events.
-    public func apply(_ batch: Projector.Batch) async throws {
+    @discardableResult
+    public func apply(_ batch: Projector.Batch) async throws -> [SkippedMessage] {
         do {
             try await write(batch.events, skipped: batch.skipped, through: batch.through)
+            return batch.skipped
         } catch let error as LMDBError where error.isRefusedData {
-            var skipped = batch.skipped
+            var pending = batch.skipped
+            var recorded: [SkippedMessage] = []
             for (index, entry) in batch.events.enumerated() {
                 let last = index == batch.events.count - 1
                 let through = last ? batch.through : entry.sequence
-                let before = skipped.filter { $0.sequence <= through }
-                skipped.removeAll { $0.sequence <= through }
+                var rows = pending.filter { $0.sequence <= through }
+                pending.removeAll { $0.sequence <= through }
                 do {
-                    try await write([entry], skipped: before, through: through)
+                    try await write([entry], skipped: rows, through: through)
                 } catch let error as LMDBError where error.isRefusedData {
-                    let reason = "LMDB refused the change: \(error.message)"
                     let subject = entry.event.runid.map(Subjects.run) ?? entry.event.flowid.map(Subjects.flow) ?? "ledger"
-                    try await write([], skipped: before + [SkippedMessage(sequence: entry.sequence, subject: subject, reason: reason)], through: through)
+                    rows.append(SkippedMessage(sequence: entry.sequence, subject: subject, reason: "LMDB refused the change: \(error.message)"))
+                    try await write([], skipped: rows, through: through)
                 }
+                recorded += rows
             }
-            if !skipped.isEmpty || batch.events.isEmpty { try await write([], skipped: skipped, through: batch.through) }
+            if !pending.isEmpty || batch.events.isEmpty {
+                try await write([], skipped: pending, through: batch.through)
+                recorded += pending
+            }
+            return recorded
         }
     }
 

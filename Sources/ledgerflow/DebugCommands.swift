@@ -164,7 +164,7 @@ struct Projections: AsyncParsableCommand {
             let started = ContinuousClock.now
             let bar = ProgressBar(total: target)
             if target > 0 {
-                try await Projector(ledger: ledger, store: store, logger: logger).follow(until: target) { bar.show($0) }
+                try await Projector(ledger: ledger, store: store, recordsSkips: false, logger: logger).follow(until: target) { bar.show($0) }
             }
             try store.environment.sync()
             bar.finish()

@@ -312,7 +312,7 @@ struct Bench {
 
         let store = try ReadModelStore(path: "\(scratch)/rebuild-lmdb", durability: .noSync)
         let start = ContinuousClock.now
-        try await Projector(ledger: ledger, store: store, logger: logger).follow(until: UInt64(events))
+        try await Projector(ledger: ledger, store: store, recordsSkips: false, logger: logger).follow(until: UInt64(events))
         try store.environment.sync()
         let rate = Double(events) / ((ContinuousClock.now - start) / .seconds(1))
         let folded = try store.run("run-7")?.status
