@@ -21,8 +21,11 @@ public enum Subjects {
     /// Every event of one flow's definition (registration, versions, activation).
     public static func flow(_ flowID: String) -> String { "ledger.flow.\(flowID)" }
     public static let flowPrefix = "ledger.flow."
-    /// Inbound messages that were refused, with the reason.
-    public static let rejected = "ledger.rejected"
+    /// Inbound messages that were refused, with the reason: one subject per refused message
+    /// (`ledger.rejected.<sequence>`), so each refusal is recorded once however often the message is delivered.
+    public static func rejected(_ sequence: UInt64) -> String { "ledger.rejected.\(sequence)" }
+    /// Every refusal.
+    public static let rejected = "ledger.rejected.>"
     /// Log messages the read models skipped, one subject each (`ledger.skipped.<sequence>`), recorded once.
     public static func skipped(_ sequence: UInt64) -> String { "ledger.skipped.\(sequence)" }
     /// Requests and replies of request/reply subjects, recorded as events (`ledger.request.<kind>`).

@@ -137,8 +137,11 @@ extension Engine {
         let id = "rejected-\(sequence)"
         do {
             let payload = try body.encode(id: id, time: Timestamp.now(), runid: nil, flowid: nil, flowversion: nil, codec: EventCodec())
-            _ = try await appendForever(OutgoingMessage(subject: Subjects.rejected, payload: payload, messageID: id))
+            _ = try await appendForever(
+                OutgoingMessage(subject: Subjects.rejected(sequence), payload: payload, messageID: id, expectedLastSubjectSequence: 0))
             return true
+        } catch let error as NATSError where error.isWrongLastSequence {
+            return true  // recorded before (an earlier delivery, or another engine)
         } catch is CancellationError {
             return false
         } catch {

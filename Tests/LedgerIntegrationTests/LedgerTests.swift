@@ -9,11 +9,11 @@ extension Integration {
         @Test func appendsArePipelinedAndReadBackInOrder() async throws {
             let ledger = try await freshLedger()
             let messages = (0..<500).map { i in
-                OutgoingMessage(subject: Subjects.rejected, payload: Array("{\"n\":\(i)}".utf8), messageID: "m-\(i)")
+                OutgoingMessage(subject: "ledger.test", payload: Array("{\"n\":\(i)}".utf8), messageID: "m-\(i)")
             }
             let acks = try await ledger.append(messages).map { try $0.get() }
             #expect(acks.map(\.sequence) == Array(1...500))
-            let read = try await ledger.read(subject: Subjects.rejected)
+            let read = try await ledger.read(subject: "ledger.test")
             #expect(read.count == 500)
             #expect(read.map(\.sequence) == Array(1...500))
             #expect(String(decoding: read[41].message.payload, as: UTF8.self) == "{\"n\":41}")
@@ -21,8 +21,8 @@ extension Integration {
 
         @Test func aRepeatedMessageIDIsStoredOnce() async throws {
             let ledger = try await freshLedger()
-            let first = try await ledger.append(OutgoingMessage(subject: Subjects.rejected, payload: [1], messageID: "same"))
-            let second = try await ledger.append(OutgoingMessage(subject: Subjects.rejected, payload: [2], messageID: "same"))
+            let first = try await ledger.append(OutgoingMessage(subject: "ledger.test", payload: [1], messageID: "same"))
+            let second = try await ledger.append(OutgoingMessage(subject: "ledger.test", payload: [2], messageID: "same"))
             #expect(!first.duplicate)
             #expect(second.duplicate)
             #expect(second.sequence == first.sequence)
@@ -43,7 +43,7 @@ extension Integration {
                 #expect(error.isWrongLastSequence)
             }
             // Unrelated subjects in between do not matter; the run's own last sequence does.
-            _ = try await ledger.append(OutgoingMessage(subject: Subjects.rejected, payload: [9]))
+            _ = try await ledger.append(OutgoingMessage(subject: "ledger.test", payload: [9]))
             let second = try await ledger.append(
                 OutgoingMessage(subject: subject, payload: [3], expectedLastSubjectSequence: first.sequence))
             #expect(second.sequence == 3)
