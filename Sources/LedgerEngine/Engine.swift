@@ -18,6 +18,8 @@ public struct EngineConfiguration: Sendable {
     public var discoveryCacheTTL: Duration = .seconds(60)
     /// Circuit breakers per action (and per host for `http.request`).
     public var breakers = CircuitBreakers.Settings()
+    /// Where `http.request` and `emit` may send beyond the defaults (`--http-allow`, `--emit-allow`).
+    public var outbound = OutboundPolicy()
     public init() {}
 }
 
@@ -112,7 +114,8 @@ public final class Engine: Service, Sendable {
         self.catalog = FlowCatalog(store: store, registry: .builtIn)
         self.breakers = CircuitBreakers(settings: configuration.breakers)
         self.executor = StepExecutor(
-            ledger: ledger, registry: .builtIn, discoveryCacheTTL: configuration.discoveryCacheTTL, breakers: breakers, logger: logger)
+            ledger: ledger, registry: .builtIn, discoveryCacheTTL: configuration.discoveryCacheTTL, breakers: breakers,
+            outbound: configuration.outbound, logger: logger)
         self.logger = logger
     }
 
@@ -134,6 +137,7 @@ public final class Engine: Service, Sendable {
         }
         let running = tasks.withLock { Array($0.values) }
         for task in running { task.cancel() }
+        await executor.shutdown()
     }
 
     /// Picks up every run that had not finished: waits for the read models to reach the end of the log as it is
