@@ -4,7 +4,7 @@ import Foundation
 #endif
 import HTTPTypes
 import Hummingbird
-import LedgerCore
+@testable import LedgerCore
 @testable import LedgerEngine
 import LedgerNATS
 import Logging
@@ -52,6 +52,9 @@ final class TestHTTPService: Sendable {
         }
         router.get("/redirect-to-metadata") { _, _ -> Response in
             Response(status: .found, headers: [.location: "http://169.254.169.254/latest/meta-data/"])
+        }
+        router.get("/redirect-other-origin") { _, _ -> Response in
+            Response(status: .seeOther, headers: [.location: "http://localhost:\(self.port)/echo"])
         }
         router.get("/redirect-loop") { _, _ -> Response in
             Response(status: .temporaryRedirect, headers: [.location: "/redirect-loop"])
@@ -169,6 +172,7 @@ extension Integration {
             #expect(echoed?["cookie"] == .null, "no cookie kept from the earlier request")
             #expect(echoed?["idempotency_key"]?.stringValue?.hasSuffix("/follow") == true)
             #expect(service.count("/echo") == 1)
+            service.received.withLock { $0.removeAll() }
 
             // A hop to the metadata address is refused before connecting, like a first request would be.
             let metadata = try await run(stack, Self.flow("redirect-metadata", [
@@ -177,6 +181,13 @@ extension Integration {
             #expect(metadata.status == .failed)
             #expect(error(metadata, "follow")?.kind == "forbidden_address")
             #expect(error(metadata, "follow")?.message.contains("169.254.169.254") == true)
+
+            // Credentials are not carried to another origin (localhost is another origin than 127.0.0.1).
+            let crossing = try await run(stack, Self.flow("redirect-cross-origin", [
+                Self.call("follow", "\(service.base)/redirect-other-origin", extra: ["follow_redirects": true, "headers": ["Authorization": "Bearer t"]])
+            ]))
+            #expect(crossing.step("follow")?.output?[path: "body.host"] == .string("localhost:\(service.port)"))
+            #expect(crossing.step("follow")?.output?[path: "body.authorization"] == .null)
 
             // At most five hops.
             let loop = try await run(stack, Self.flow("redirect-loop", [
@@ -310,5 +321,78 @@ extension Integration {
             let (_, shown) = try await stack.http("GET", "/automation/runs/\(run.run_id)")
             #expect(shown[path: "steps.0.output.headers.Authorization"] == "[redacted]")
         }
+    }
+}
+
+/// What a step's `with` may hold, tried broken, huge and hostile (no network: refused before any connection).
+@Suite struct HTTPActionInputTests {
+    func execution(_ with: JSONValue) -> StepExecution {
+        StepExecution(
+            runID: "r", stepID: "s", attempt: 1, action: "http.request", request: with, idempotencyKey: "r/s", commandID: "r/s/1",
+            deadline: Date().addingTimeInterval(30), onBehalfOf: .null)
+    }
+
+    func refusal(_ with: JSONValue) -> StepError? {
+        do {
+            _ = try HTTPAction.request(from: execution(with))
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test(arguments: [
+        ("http://0x7f.1:8080/a?b=c", "127.0.0.1", 8080, "/a?b=c"), ("HTTP://EXAMPLE.COM./x", "example.com", 80, "/x"),
+        ("https://[::ffff:7f00:1]/", "::ffff:7f00:1", 443, "/"), ("http://2130706433", "127.0.0.1", 80, "/"),
+        ("http://api.example.com:8443/p%20q", "api.example.com", 8443, "/p%20q"),
+    ])
+    func targetsAreNormalised(url: String, host: String, port: Int, path: String) throws {
+        let target = try Target(url)
+        #expect(target.host == host)
+        #expect(target.port == port)
+        #expect(target.pathAndQuery == path)
+    }
+
+    @Test(arguments: [
+        "ftp://example.com/", "javascript:alert(1)", "http:///path", "http://user:pw@example.com/", "http://user@example.com/",
+        "http://exa mple.com/", "http://1.2.3.999/", "http://example.com:99999/", "http://[fe80::1%25eth0]/", "http://ex%41mple.com/",
+        "http://" + String(repeating: "a", count: 9000) + ".com/", "", "not a url", "http://foo.0x7f/", "file:///etc/passwd",
+    ])
+    func hostileURLsAreRefusedBeforeAnyConnection(url: String) {
+        #expect(throws: StepError.self) { try Target(url) }
+        do {
+            _ = try Target(url)
+        } catch {
+            #expect(error.kind == "bad_request" && !error.retryable)
+            #expect(error.message.contains("http.request url"), "says which input: \(error.message)")
+        }
+    }
+
+    @Test func brokenStepInputsAreRefusedWithWhatToDo() {
+        let url: JSONValue = "http://example.com/"
+        let cases: [(JSONValue, String)] = [
+            (["url": url, "expected_status": 1e300], "expected_status"),
+            (["url": url, "expected_status": [200, 99.5]], "expected_status"),
+            (["url": url, "expected_status": -1], "expected_status"),
+            (["url": url, "expected_status": "200"], "expected_status"),
+            (["url": url, "method": "GET /admin HTTP/1.1\r\n"], "with.method"),
+            (["url": url, "method": "CONNECT"], "CONNECT"),
+            (["url": url, "method": 5], "with.method"),
+            (["url": url, "headers": ["X-A": "a\r\nHost: evil"]], "line break"),
+            (["url": url, "headers": ["Bad Name": "a"]], "header name"),
+            (["url": url, "headers": ["Host": "evil.example"]], "Host"),
+            (["url": url, "headers": ["Content-Length": "0"]], "Content-Length"),
+            (["url": url, "headers": ["X-Big": .string(String(repeating: "a", count: 9000))]], "at most"),
+            (["url": url, "headers": ["X-Obj": ["a": 1]]], "must be a string"),
+            (["url": url, "headers": "Authorization: x"], "must be an object"),
+            (["url": url, "follow_redirects": "yes"], "follow_redirects"),
+            (["method": "GET"], "with.url"),
+        ]
+        for (with, mention) in cases {
+            let error = refusal(with)
+            #expect(error?.kind == "bad_request", "\(with.compactJSON)")
+            #expect(error?.message.contains(mention) == true, "\(error?.message ?? "accepted") should mention \(mention)")
+        }
+        #expect(refusal(["url": url, "expected_status": [200, 302], "method": "post", "headers": ["X-N": 5, "X-B": true], "body": ["a": 1]]) == nil)
     }
 }
