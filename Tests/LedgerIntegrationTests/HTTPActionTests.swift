@@ -395,4 +395,17 @@ extension Integration {
         }
         #expect(refusal(["url": url, "expected_status": [200, 302], "method": "post", "headers": ["X-N": 5, "X-B": true], "body": ["a": 1]]) == nil)
     }
+
+    @Test func brokenAllowlistsStopServeAndDevWithWhatToWrite() throws {
+        for (arguments, mention) in [
+            (["serve", "--http-allow", "bad host", "--nats-url", "nats://127.0.0.1:1"], "HOST[:PORT]"),
+            (["serve", "--http-allow", "localhost:99999", "--nats-url", "nats://127.0.0.1:1"], "1 to 65535"),
+            (["dev", "--http-allow", "10.0.0.0/33", "--nats-url", "nats://127.0.0.1:1"], "0 to 32"),
+            (["dev", "--emit-allow", "calendar..event", "--nats-url", "nats://127.0.0.1:1"], "empty token"),
+        ] {
+            let (status, output) = try ledgerflow(arguments)
+            #expect(status != 0, "\(arguments)")
+            #expect(output.contains(mention), "\(output)")
+        }
+    }
 }
