@@ -269,6 +269,12 @@ extension Integration {
             #expect(error(otherPort, "call")?.kind == "forbidden_address", "the entry names one port")
             let byAddress = try await run(stack, Self.flow("by-address", [Self.call("call", "http://127.0.0.1:\(service.port)/echo")]))
             #expect(error(byAddress, "call")?.kind == "forbidden_address", "the entry names the host, not its address")
+            // HTTPS goes through a client pinned to the checked address (and shut down after the request): here the
+            // plain-HTTP service cannot complete a TLS handshake, so the attempt fails as unavailable, not refused
+            // (AsyncHTTPClient retries a failed connection until its 10 s connect timeout: this step takes that long).
+            let tls = try await run(stack, Self.flow("pinned-tls", [Self.call("call", "https://localhost:\(service.port)/echo")]))
+            #expect(error(tls, "call")?.kind == "unavailable", "\(error(tls, "call").map { "\($0)" } ?? "no error")")
+            #expect(error(tls, "call")?.retryable == true)
             #expect(service.count("/echo") == 1)
         }
 
