@@ -84,6 +84,8 @@ public enum FlowValidator {
                 problem("\(at).compensate.action", "unknown action \"\(c.action)\"")
             }
         }
+        // Where http.request and emit send is literal in the definition, never chosen by a template.
+        problems += OutboundTargets.problems(in: definition)
         if let retry = definition.defaults?.retry { checkRetry(retry, at: "defaults.retry", problem) }
         if let t = definition.defaults?.timeout_sec, t <= 0 { problem("defaults.timeout_sec", "must be greater than 0") }
         if let t = definition.run_timeout_sec, t <= 0 { problem("run_timeout_sec", "must be greater than 0") }

@@ -325,7 +325,7 @@ public struct RunDecider: Sendable {
                 let commandID = Self.commandID(runID: state.run_id, stepID: stepID, attempt: attempt)
                 let started = StepAttemptStarted(step_id: step.id, attempt: attempt, idempotency_key: key, command_id: commandID, started_at: nowText, request: request)
                 if state.mode == .dry || registry[compensation.action]?.kind == .local {
-                    let output: JSONValue = state.mode == .dry ? ["simulated": true, "action": .string(compensation.action), "request": request] : request["value"] ?? .null
+                    let output: JSONValue = state.mode == .dry ? ["simulated": true, "action": .string(compensation.action), "request": OutboundTargets.redactingHeaders(request)] : request["value"] ?? .null
                     return [.append(.compensationStarted(started)), .append(.compensationSucceeded(StepAttemptSucceeded(
                         step_id: step.id, attempt: attempt, output: output, started_at: nowText, finished_at: nowText)))]
                 }
@@ -424,7 +424,8 @@ public struct RunDecider: Sendable {
         // A dry run calls nothing outside the engine: every other action answers with a simulated result.
         if state.mode == .dry {
             // The simulated answer echoes the request, so templates reading it render; it says it is simulated.
-            var fields = request.objectValue ?? [:]
+            // Header values (credentials) are not recorded: the output is kept in the log and the read models.
+            var fields = OutboundTargets.redactingHeaders(request).objectValue ?? [:]
             fields["simulated"] = true
             fields["action"] = .string(step.action)
             let simulated: JSONValue = .object(fields)

@@ -20,6 +20,8 @@ public struct EngineConfiguration: Sendable {
     public var breakers = CircuitBreakers.Settings()
     /// Deliveries of an inbound message whose handling keeps failing before it is recorded and given up.
     public var maxDeliveries = Limits.maxDeliveries
+    /// Where `http.request` and `emit` may send beyond the defaults (`--http-allow`, `--emit-allow`).
+    public var outbound = OutboundPolicy()
     public init() {}
 }
 
@@ -118,7 +120,8 @@ public final class Engine: Service, Sendable {
         self.catalog = FlowCatalog(store: store, registry: .builtIn)
         self.breakers = CircuitBreakers(settings: configuration.breakers)
         self.executor = StepExecutor(
-            ledger: ledger, registry: .builtIn, discoveryCacheTTL: configuration.discoveryCacheTTL, breakers: breakers, logger: logger)
+            ledger: ledger, registry: .builtIn, discoveryCacheTTL: configuration.discoveryCacheTTL, breakers: breakers,
+            outbound: configuration.outbound, logger: logger)
         self.logger = logger
     }
 
@@ -139,6 +142,7 @@ public final class Engine: Service, Sendable {
         }
         let running = tasks.withLock { Array($0.values) }
         for task in running { task.cancel() }
+        await executor.shutdown()
     }
 
     /// Recovers and subscribes to run requests; a failure (NATS away) is retried with backoff, never stopping the

@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 import LedgerCore
 import LedgerNATS
 import Logging
@@ -17,14 +14,27 @@ final class StepExecutor: Sendable {
     private let discoveryCache: ResultCache
 
     let breakers: CircuitBreakers
+    /// Where `http.request` and `emit` may send beyond the defaults.
+    let outbound: OutboundPolicy
+    let http: HTTPAction
 
-    init(ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration, breakers: CircuitBreakers, logger: Logger) {
+    init(
+        ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration, breakers: CircuitBreakers, outbound: OutboundPolicy = OutboundPolicy(),
+        logger: Logger
+    ) {
         self.ledger = ledger
         self.breakers = breakers
+        self.outbound = outbound
+        self.http = HTTPAction(policy: outbound, breakers: breakers, logger: logger)
         self.registry = registry
         self.discoveryCacheTTL = discoveryCacheTTL
         self.discoveryCache = ResultCache(ttl: discoveryCacheTTL)
         self.logger = logger
+    }
+
+    /// Closes outbound connections (when the engine stops).
+    func shutdown() async {
+        await http.shutdown()
     }
 
     /// Starts the attempt; `report` is called with its result when the engine itself produces one.
@@ -123,8 +133,16 @@ final class StepExecutor: Sendable {
             guard let subject = execution.request["subject"]?.stringValue, let type = execution.request["type"]?.stringValue else {
                 throw StepError(kind: "bad_request", message: "emit needs with.subject and with.type", retryable: false)
             }
-            if subject.hasPrefix("ledger.") {
-                throw StepError(kind: "bad_request", message: "emit may not publish on the engine's own ledger.* subjects", retryable: false)
+            // The definition's subject was checked at registration; the rendered one is checked again here.
+            if let why = EmitSubjectPolicy.refusal(subject, allowed: outbound.emitAllow) {
+                throw StepError(kind: "forbidden_subject", message: "emit refused: \(why)", retryable: false)
+            }
+            guard !type.isEmpty, type.utf8.count <= Limits.identifierBytes,
+                !type.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control })
+            else {
+                throw StepError(
+                    kind: "bad_request", message: "emit's with.type must be a CloudEvents type of 1 to \(Limits.identifierBytes) visible characters, e.g. OrderShipped",
+                    retryable: false)
             }
             let event = CloudEvent(
                 id: execution.commandID, type: type, runid: execution.runID, stepid: execution.stepID, correlationid: execution.runID,
@@ -137,56 +155,10 @@ final class StepExecutor: Sendable {
             }
             return .success(["subject": .string(subject), "event_id": .string(execution.commandID)])
         case "http.request":
-            return try await httpRequest(execution)
+            return try await http.perform(execution)
         default:
             throw StepError(kind: "unknown_action", message: "no executor for \(execution.action)", retryable: false)
         }
-    }
-
-    func httpRequest(_ execution: StepExecution) async throws -> StepResult {
-        let with = execution.request
-        guard let urlText = with["url"]?.stringValue, let url = URL(string: urlText), url.scheme == "http" || url.scheme == "https" else {
-            throw StepError(kind: "bad_request", message: "http.request needs an http(s) url", retryable: false)
-        }
-        let breaker = "http.request:\(url.host ?? urlText)\(url.port.map { ":\($0)" } ?? "")"
-        if let refusal = breakers.refuse(breaker) {
-            throw StepError(kind: "circuit_open", message: refusal, retryable: true)
-        }
-        var request = URLRequest(url: url)
-        request.httpMethod = with["method"]?.stringValue?.uppercased() ?? "GET"
-        request.timeoutInterval = max(0.1, execution.deadline.timeIntervalSinceNow)
-        for (name, value) in with["headers"]?.objectValue ?? [:] { request.setValue(value.interpolated, forHTTPHeaderField: name) }
-        request.setValue(execution.idempotencyKey, forHTTPHeaderField: "Idempotency-Key")
-        if let body = with["body"], body != .null {
-            if case .string(let text) = body {
-                request.httpBody = Data(text.utf8)
-            } else {
-                request.httpBody = Data(body.compactJSON.utf8)
-                if request.value(forHTTPHeaderField: "Content-Type") == nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
-            }
-        }
-        let (data, response): (Data, URLResponse)
-        do {
-            (data, response) = try await URLSession.shared.data(for: request)
-        } catch {
-            breakers.record(breaker, success: false)
-            throw StepError(kind: "unavailable", message: "\(request.httpMethod ?? "GET") \(urlText): \(error.localizedDescription)", retryable: true)
-        }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        breakers.record(breaker, success: status < 500)
-        try Self.checkSize(data.count, of: "the response of \(request.httpMethod ?? "GET") \(urlText)")
-        let bodyValue = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
-        let expected = with["expected_status"].map { v -> [Int] in
-            if case .array(let a) = v { return a.compactMap { $0.numberValue.map(Int.init) } }
-            return v.numberValue.map { [Int($0)] } ?? []
-        }
-        let ok = expected.map { $0.contains(status) } ?? (200..<300).contains(status)
-        if !ok {
-            throw StepError(
-                kind: "http_\(status)", message: "\(request.httpMethod ?? "GET") \(urlText) answered \(status)",
-                retryable: status >= 500 || status == 429 || status == 408)
-        }
-        return .success(["status": .number(Double(status)), "body": bodyValue])
     }
 }
 
@@ -202,16 +174,4 @@ extension StepExecutor {
                 retryable: false)
         }
     }
-}
-
-/// NATS subject matching with `*` and `>`.
-func subjectMatches(pattern: String, subject: String) -> Bool {
-    let p = pattern.split(separator: ".")
-    let s = subject.split(separator: ".")
-    for (i, token) in p.enumerated() {
-        if token == ">" { return s.count > i }
-        guard i < s.count else { return false }
-        if token != "*" && token != s[i] { return false }
-    }
-    return p.count == s.count
 }

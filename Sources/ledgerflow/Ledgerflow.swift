@@ -50,11 +50,13 @@ struct Stack {
     let engine: Engine
     let tokens: TokenStore
 
-    static func open(natsURL: String, dataDirectory: String, tokens: TokenStore, logger: Logger) async throws -> Stack {
+    static func open(natsURL: String, dataDirectory: String, tokens: TokenStore, outbound: OutboundPolicy, logger: Logger) async throws -> Stack {
         let ledger = try await Ledger.open(url: natsURL, clientName: "ledgerflow-engine", setup: .createOrUpdate, logger: logger)
         let store = try ReadModelStore(path: "\(dataDirectory)/lmdb")
         let projector = Projector(ledger: ledger, store: store, logger: logger)
-        let engine = Engine(ledger: ledger, store: store, logger: logger)
+        var configuration = EngineConfiguration()
+        configuration.outbound = outbound
+        let engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: logger)
         return Stack(ledger: ledger, store: store, projector: projector, engine: engine, tokens: tokens)
     }
 
@@ -106,6 +108,7 @@ struct Dev: AsyncParsableCommand {
     @Option(help: "Directory of example flows to load.") var examples = "examples"
     @Option(help: "Calendar simulator: delay before each answer, in ms.") var calendarLatencyMs = 50
     @Option(help: "Calendar simulator: probability of a (retryable) failure.") var calendarFailureRate = 0.0
+    @OptionGroup var outbound: OutboundOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -124,7 +127,8 @@ struct Dev: AsyncParsableCommand {
         }
         let token = adminToken ?? TokenStore.generate()
         let stack = try await Stack.open(
-            natsURL: url, dataDirectory: dataDir, tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]), logger: logger)
+            natsURL: url, dataDirectory: dataDir, tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]),
+            outbound: try outbound.policy(allowLoopback: true), logger: logger)
         let simulatorConnection = try await NATSConnection.connect(url: url, name: "ledgerflow-simulators", logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(calendarLatencyMs)
@@ -167,6 +171,7 @@ struct Serve: AsyncParsableCommand {
     var adminToken: String? { adminTokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_ADMIN_TOKEN"] }
     @Option(help: "JSON file of tokens: [{\"token\", \"subject\", \"role\"}].") var tokensFile: String?
     @Flag(help: "Also run the calendar and discovery simulators.") var simulators = false
+    @OptionGroup var outbound: OutboundOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -174,7 +179,8 @@ struct Serve: AsyncParsableCommand {
         if let adminToken { grants.append(TokenGrant(token: adminToken, subject: "admin", role: .admin)) }
         if let tokensFile { grants += try TokenStore.load(file: tokensFile) }
         if grants.isEmpty { logger.warning("no tokens configured (--admin-token or --tokens-file): every API call but /health will be refused") }
-        let stack = try await Stack.open(natsURL: nats.natsURL, dataDirectory: dataDir, tokens: TokenStore(grants), logger: logger)
+        let stack = try await Stack.open(
+            natsURL: nats.natsURL, dataDirectory: dataDir, tokens: TokenStore(grants), outbound: try outbound.policy(allowLoopback: false), logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
         if simulators {
             services.append(CalendarSimulator(connection: stack.ledger.connection, logger: logger))

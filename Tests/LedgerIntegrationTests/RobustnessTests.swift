@@ -154,10 +154,10 @@ extension Integration {
         }
 
         @Test func anInboundMessageThatKeepsFailingIsGivenUpAfterMaxDeliveries() async throws {
-            var configuration = EngineConfiguration()
+            var configuration = TestStack.loopbackAllowed
             configuration.maxDeliveries = 3
             configuration.ackWait = .seconds(1)
-            let stack = try await TestStack(engine: configuration)
+            let stack = try await TestStack(configuration: configuration)
             defer { Task { await stack.stop() } }
             try await stack.activateExample()
             let attempts = Atomic<Int>(0)

@@ -40,10 +40,18 @@ final class TestStack: @unchecked Sendable {
         for stack in live.withLock({ stacks in defer { stacks.removeAll() }; return stacks }) { await stack.stop() }
     }
 
-    let engineConfiguration: EngineConfiguration
+    /// The engine's settings (every engine of the stack gets them).
+    let configuration: EngineConfiguration
 
-    init(calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings(), engine configuration: EngineConfiguration = EngineConfiguration()) async throws {
-        engineConfiguration = configuration
+    /// The tests' own HTTP services listen on loopback, as `ledgerflow dev`'s do: allowed unless a test says otherwise.
+    static let loopbackAllowed: EngineConfiguration = {
+        var configuration = EngineConfiguration()
+        configuration.outbound = OutboundPolicy(httpAllow: OutboundPolicy.loopback)
+        return configuration
+    }()
+
+    init(calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings(), configuration: EngineConfiguration = TestStack.loopbackAllowed) async throws {
+        self.configuration = configuration
         ledger = try await freshLedger()
         lmdb = TemporaryDirectory()
         store = try ReadModelStore(path: "\(lmdb.path)/lmdb", mapSize: 1 << 30)
@@ -81,7 +89,7 @@ final class TestStack: @unchecked Sendable {
 
     /// A new engine process, as after a restart: nothing in memory, everything from the log and the read models.
     func restartEngine() {
-        engine = Engine(ledger: ledger, store: store, configuration: engineConfiguration, logger: testLogger)
+        engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: testLogger)
         startEngine()
     }
 
@@ -92,7 +100,7 @@ final class TestStack: @unchecked Sendable {
         let ledger = try await Ledger.open(url: TestServer.shared.url, clientName: "second-engine", logger: testLogger)
         let directory = TemporaryDirectory()
         let store = try ReadModelStore(path: directory.path, mapSize: 1 << 30)
-        let engine = Engine(ledger: ledger, store: store, logger: testLogger)
+        let engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: testLogger)
         let (group, task) = Self.run([Projector(ledger: ledger, store: store, logger: testLogger), engine])
         others.append((group, task, directory))
         return engine

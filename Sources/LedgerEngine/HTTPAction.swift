@@ -1,0 +1,516 @@
+import AsyncHTTPClient
+import Dispatch
+import Foundation
+import LedgerCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The `http.request` action. What it guarantees, whatever the definition, the trigger or the server does:
+/// - the target's address is checked before connecting (`OutboundPolicy`: loopback, private, link-local and
+///   metadata addresses are refused unless allowed), and the connection goes to the address that was checked,
+///   so a DNS answer that changes between check and connect (rebinding) is not followed;
+/// - redirects are not followed unless the step asks (`follow_redirects: true`), and then each hop is checked;
+/// - no cookies are kept (AsyncHTTPClient has no cookie store);
+/// - the response body is read as it arrives and abandoned as soon as it passes `Limits.stepOutputBytes`;
+/// - the whole exchange (resolution, connection, every hop, the body) ends by the step's deadline.
+final class HTTPAction: Sendable {
+    static let maxRedirects = 5
+    static let maxHeaders = 100
+    static let maxHeaderValueBytes = 8 * 1024
+
+    let policy: OutboundPolicy
+    let breakers: CircuitBreakers
+    let logger: Logger
+    /// Shared by every plain-HTTP request (connections are pooled per checked address). HTTPS requests use a client
+    /// of their own pinned to the checked address (`dnsOverride` keeps the host name for SNI and certificate checks).
+    let client: HTTPClient
+
+    init(policy: OutboundPolicy, breakers: CircuitBreakers, logger: Logger) {
+        self.policy = policy
+        self.breakers = breakers
+        self.logger = logger
+        self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: Self.configuration(dnsOverride: [:]))
+    }
+
+    static func configuration(dnsOverride: [String: String]) -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: .seconds(10), read: .seconds(60)),
+            connectionPool: .init(idleTimeout: .seconds(30)),
+            proxy: nil,
+            decompression: .disabled)
+        configuration.dnsOverride = dnsOverride
+        return configuration
+    }
+
+    /// Closes the pooled connections (the engine calls it when it stops).
+    func shutdown() async {
+        try? await client.shutdown()
+    }
+
+    deinit {
+        // An engine that was never run (or whose run threw) still releases its connections; shutting down twice is
+        // answered with `alreadyShutdown`, which is fine here.
+        client.shutdown { _ in }
+    }
+
+    // MARK: - The request
+
+    /// What a step asked for, checked.
+    struct Request: Sendable {
+        var method: HTTPMethod
+        var url: String
+        var headers: [(name: String, value: String)]
+        var body: [UInt8]?
+        var expected: [Int]?
+        var followRedirects: Bool
+    }
+
+    /// The answer of the last hop.
+    struct Outcome: Sendable {
+        var status: Int
+        var location: String?
+        var body: [UInt8]
+    }
+
+    func perform(_ execution: StepExecution) async throws -> StepResult {
+        let request = try Self.request(from: execution)
+        let first = try Target(request.url)
+        let breaker = "http.request:\(first.host):\(first.port)"
+        if let refusal = breakers.refuse(breaker) {
+            throw StepError(kind: "circuit_open", message: refusal, retryable: true)
+        }
+        let what = "\(request.method.rawValue) \(request.url)"
+        let remaining = execution.deadline.timeIntervalSinceNow
+        guard remaining > 0 else {
+            throw StepError(kind: "timeout", message: "\(what): the step's deadline had passed before the request started", retryable: true)
+        }
+        let outcome: Outcome
+        do {
+            outcome = try await Self.withDeadline(.now + .milliseconds(Int64(min(remaining, Limits.runTimeoutSeconds) * 1000)), what: what) {
+                try await self.exchange(request, first: first, deadline: .now() + .milliseconds(Int64(min(remaining, Limits.runTimeoutSeconds) * 1000)))
+            }
+        } catch let error as StepError {
+            if error.kind == "unavailable" || error.kind == "timeout" { breakers.record(breaker, success: false) }
+            throw error
+        }
+        breakers.record(breaker, success: outcome.status < 500)
+        let ok = request.expected.map { $0.contains(outcome.status) } ?? (200..<300).contains(outcome.status)
+        if !ok {
+            let expected = request.expected.map { "one of \($0.map(String.init).joined(separator: ", "))" } ?? "2xx"
+            var message = "\(what) answered \(outcome.status) (expected \(expected))"
+            if (300..<400).contains(outcome.status), !request.followRedirects {
+                message += "; redirects are not followed unless the step sets with.follow_redirects: true"
+                    + (outcome.location.map { " (Location: \(String($0.prefix(200))))" } ?? "")
+            }
+            throw StepError(kind: "http_\(outcome.status)", message: message, retryable: outcome.status >= 500 || outcome.status == 429 || outcome.status == 408)
+        }
+        return .success(["status": .number(Double(outcome.status)), "body": Self.bodyValue(outcome.body)])
+    }
+
+    /// The response body as JSON when it is JSON (within the depth inbound documents may have), else as text.
+    static func bodyValue(_ bytes: [UInt8]) -> JSONValue {
+        if let first = bytes.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }),
+            first == UInt8(ascii: "{") || first == UInt8(ascii: "[") || first == UInt8(ascii: "\"") || first == UInt8(ascii: "-")
+                || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) || first == UInt8(ascii: "t") || first == UInt8(ascii: "f")
+                || first == UInt8(ascii: "n"),
+            let value = try? JSONTree.parse(bytes), nesting(of: value, within: Limits.inboundJSONDepth)
+        {
+            return value
+        }
+        return .string(String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// Whether `value` nests no deeper than `limit` (the output is embedded in events the log's readers must parse).
+    static func nesting(of value: JSONValue, within limit: Int) -> Bool {
+        guard limit >= 0 else { return false }
+        switch value {
+        case .array(let items): return items.allSatisfy { nesting(of: $0, within: limit - 1) }
+        case .object(let fields): return fields.values.allSatisfy { nesting(of: $0, within: limit - 1) }
+        default: return true
+        }
+    }
+
+    /// Follows the exchange hop by hop: every target is checked before it is connected to.
+    func exchange(_ request: Request, first: Target, deadline: NIODeadline) async throws -> Outcome {
+        var target = first
+        var method = request.method
+        var body = request.body
+        var headers = request.headers
+        for hop in 0...Self.maxRedirects {
+            let address = try await checkedAddress(target)
+            let outcome = try await send(
+                method: method, target: target, address: address, headers: headers, body: body,
+                stopAtRedirect: request.followRedirects, deadline: deadline)
+            guard request.followRedirects, [301, 302, 303, 307, 308].contains(outcome.status), let location = outcome.location else {
+                return outcome
+            }
+            guard hop < Self.maxRedirects else {
+                throw StepError(
+                    kind: "too_many_redirects",
+                    message: "\(request.method.rawValue) \(request.url) redirected more than \(Self.maxRedirects) times; call the final URL directly",
+                    retryable: false)
+            }
+            guard let base = URL(string: target.url), let next = URL(string: location, relativeTo: base)?.absoluteURL.absoluteString else {
+                throw StepError(
+                    kind: "bad_redirect", message: "\(target.url) redirected to \"\(location.prefix(200))\", which is not a URL", retryable: false)
+            }
+            let nextTarget: Target
+            do {
+                nextTarget = try Target(next)
+            } catch {
+                throw StepError(kind: "bad_redirect", message: "\(target.url) redirected to \(next.prefix(200)): \(error.message)", retryable: false)
+            }
+            // 303, and 301/302 after a POST, continue as a GET without the body (as browsers and curl do).
+            if outcome.status == 303 || ((outcome.status == 301 || outcome.status == 302) && method == .POST) {
+                if method != .HEAD { method = .GET }
+                body = nil
+                headers.removeAll { $0.name.lowercased() == "content-type" }
+            }
+            // Credentials meant for one origin are not handed to another.
+            if nextTarget.origin != target.origin {
+                headers.removeAll { ["authorization", "cookie", "proxy-authorization"].contains($0.name.lowercased()) }
+            }
+            logger.debug("http.request follows a redirect", metadata: ["from": "\(target.url)", "to": "\(nextTarget.url)", "status": "\(outcome.status)"])
+            target = nextTarget
+        }
+        preconditionFailure("the loop returns or throws on its last hop")
+    }
+
+    /// The address to connect to: the host's addresses are resolved and checked against the policy.
+    func checkedAddress(_ target: Target) async throws -> IPAddress {
+        let addresses: [IPAddress]
+        if let literal = target.address {
+            addresses = [literal]
+        } else {
+            addresses = try await HostResolver.resolve(target.host)
+        }
+        if let why = policy.refusal(host: target.host, port: target.port, addresses: addresses) {
+            throw StepError(kind: "forbidden_address", message: "http.request to \(target.url) refused: \(why)", retryable: false)
+        }
+        guard let chosen = addresses.first(where: { if case .v4 = $0 { return true } else { return false } }) ?? addresses.first else {
+            throw StepError(kind: "unavailable", message: "\(target.host) has no address", retryable: true)
+        }
+        return chosen
+    }
+
+    func send(
+        method: HTTPMethod, target: Target, address: IPAddress, headers: [(name: String, value: String)], body: [UInt8]?,
+        stopAtRedirect: Bool, deadline: NIODeadline
+    ) async throws -> Outcome {
+        var request: HTTPClientRequest
+        let client: HTTPClient
+        let pinned: Bool
+        if target.scheme == "https" && target.address == nil {
+            // TLS needs the host name (SNI, certificate); the override makes the connection go to the checked address.
+            request = HTTPClientRequest(url: target.url)
+            client = HTTPClient(
+                eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: Self.configuration(dnsOverride: [target.host: address.description]))
+            pinned = true
+        } else {
+            request = HTTPClientRequest(url: "\(target.scheme)://\(address.urlHost):\(target.port)\(target.pathAndQuery)")
+            client = self.client
+            pinned = false
+        }
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.headers.replaceOrAdd(name: "Host", value: target.hostHeader)
+        if let body {
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        do {
+            let outcome = try await receive(request, on: client, what: "\(method.rawValue) \(target.url)", stopAtRedirect: stopAtRedirect, deadline: deadline)
+            if pinned { try? await client.shutdown() }
+            return outcome
+        } catch {
+            if pinned { try? await client.shutdown() }
+            throw Self.stepError(error, what: "\(method.rawValue) \(target.url)")
+        }
+    }
+
+    func receive(_ request: HTTPClientRequest, on client: HTTPClient, what: String, stopAtRedirect: Bool, deadline: NIODeadline) async throws -> Outcome {
+        let response = try await client.execute(request, deadline: deadline, logger: logger)
+        let status = Int(response.status.code)
+        let location = response.headers.first(name: "location")
+        if stopAtRedirect, location != nil, (300..<400).contains(status) {
+            // Its body is not read: dropping it closes the connection.
+            return Outcome(status: status, location: location, body: [])
+        }
+        let limit = Limits.stepOutputBytes
+        if let declared = response.headers.first(name: "content-length").flatMap({ Int($0) }), declared > limit {
+            throw Self.tooLarge(what, "declares Content-Length \(declared)")
+        }
+        var body: [UInt8] = []
+        for try await chunk in response.body {
+            guard body.count + chunk.readableBytes <= limit else {
+                // Leaving the loop drops the stream: AsyncHTTPClient cancels the request and closes the connection.
+                throw Self.tooLarge(what, "sent more than \(limit) bytes (Ledgerflow stopped reading at \(body.count + chunk.readableBytes))")
+            }
+            body.append(contentsOf: chunk.readableBytesView)
+        }
+        return Outcome(status: status, location: location, body: body)
+    }
+
+    static func tooLarge(_ what: String, _ detail: String) -> StepError {
+        StepError(
+            kind: "output_too_large",
+            message: "the response of \(what) \(detail); a step's output is recorded in the log and may be at most "
+                + "\(Limits.stepOutputBytes) bytes: ask the service for less (a page, a filter, fewer fields)",
+            retryable: false)
+    }
+
+    static func stepError(_ error: any Error, what: String) -> any Error {
+        switch error {
+        case is StepError, is CancellationError:
+            return error
+        case let error as HTTPClientError where error == .deadlineExceeded:
+            return StepError(kind: "timeout", message: "\(what) did not answer by the step's deadline (timeout_sec)", retryable: true)
+        case let error as HTTPClientError where error == .cancelled:
+            return CancellationError()
+        default:
+            return StepError(kind: "unavailable", message: "\(what) failed: \(error)", retryable: true)
+        }
+    }
+
+    /// Runs `operation`, and throws `timeout` if it has not finished by `deadline` (it is cancelled then).
+    static func withDeadline<T: Sendable>(
+        _ deadline: ContinuousClock.Instant, what: String, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw StepError(kind: "timeout", message: "\(what) did not complete by the step's deadline (timeout_sec)", retryable: true)
+            }
+            return value
+        }
+    }
+
+    // MARK: - Reading the step's `with`
+
+    static func request(from execution: StepExecution) throws(StepError) -> Request {
+        let with = execution.request
+        func bad(_ message: String) -> StepError { StepError(kind: "bad_request", message: message, retryable: false) }
+        guard let url = with["url"]?.stringValue else {
+            throw bad("http.request needs with.url: the http:// or https:// URL to call")
+        }
+        let methodText = (with["method"] ?? "GET").stringValue?.uppercased() ?? ""
+        guard (1...20).contains(methodText.count), methodText.unicodeScalars.allSatisfy({ ($0 >= "A" && $0 <= "Z") || $0 == "-" }) else {
+            throw bad("with.method must be an HTTP method such as GET, POST, PUT, PATCH or DELETE")
+        }
+        if methodText == "CONNECT" || methodText == "TRACE" {
+            throw bad("with.method \(methodText) is not supported; use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS")
+        }
+        var headers: [(name: String, value: String)] = []
+        var hasContentType = false
+        switch with["headers"] {
+        case nil, .null?:
+            break
+        case .object(let fields)?:
+            guard fields.count <= maxHeaders else { throw bad("with.headers has \(fields.count) headers; at most \(maxHeaders) are sent") }
+            for name in fields.keys.sorted() {
+                let value = fields[name]!
+                guard isToken(name), name.utf8.count <= 256 else {
+                    throw bad("with.headers: \"\(name.prefix(60))\" is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)")
+                }
+                switch name.lowercased() {
+                case "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive", "proxy-connection":
+                    throw bad("with.headers.\(name) is set by Ledgerflow (from the URL and the body); remove it")
+                case "idempotency-key":
+                    throw bad("with.headers.Idempotency-Key is set by Ledgerflow (the step's idempotency key); remove it")
+                case "content-type":
+                    hasContentType = true
+                default:
+                    break
+                }
+                let text: String
+                switch value {
+                case .string(let s): text = s
+                case .number, .bool: text = value.compactJSON
+                default: throw bad("with.headers.\(name) must be a string, a number or a boolean")
+                }
+                guard text.utf8.count <= maxHeaderValueBytes else {
+                    throw bad("with.headers.\(name) is \(text.utf8.count) bytes; a header value may be at most \(maxHeaderValueBytes) bytes")
+                }
+                guard !text.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) else {
+                    throw bad("with.headers.\(name) holds a line break or NUL, which would end the header; remove it from the value")
+                }
+                headers.append((name, text))
+            }
+        case .some:
+            throw bad("with.headers must be an object of header names to values")
+        }
+        headers.append(("Idempotency-Key", execution.idempotencyKey))
+        var body: [UInt8]?
+        switch with["body"] {
+        case nil, .null?:
+            break
+        case .string(let text)?:
+            body = Array(text.utf8)
+        case .some(let value):
+            body = Array(value.compactJSON.utf8)
+            if !hasContentType { headers.append(("Content-Type", "application/json")) }
+        }
+        var expected: [Int]?
+        if let value = with["expected_status"], value != .null {
+            let values: [JSONValue]
+            if case .array(let list) = value { values = list } else { values = [value] }
+            expected = []
+            for v in values {
+                guard let status = v.numberValue?.exactInt(in: 100...599) else {
+                    throw bad("with.expected_status must be a status code from 100 to 599 or a list of them, not \(v.compactJSON.prefix(40))")
+                }
+                expected?.append(status)
+            }
+        }
+        let follow: Bool
+        switch with["follow_redirects"] {
+        case nil, .null?: follow = false
+        case .bool(let b)?: follow = b
+        case .some: throw bad("with.follow_redirects must be true or false")
+        }
+        return Request(method: HTTPMethod(rawValue: methodText), url: url, headers: headers, body: body, expected: expected, followRedirects: follow)
+    }
+
+    static func isToken(_ name: String) -> Bool {
+        !name.isEmpty
+            && name.unicodeScalars.allSatisfy { s in
+                (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9") || "!#$%&'*+-.^_`|~".unicodeScalars.contains(s)
+            }
+    }
+}
+
+/// A URL's target, parsed strictly: only http and https, no credentials, a host that is either an address literal
+/// (in any form, normalised) or a plain host name.
+struct Target: Sendable {
+    var scheme: String
+    /// The canonical host name, or the address's text for a literal.
+    var host: String
+    var address: IPAddress?
+    var port: Int
+    var pathAndQuery: String
+
+    var origin: String { "\(scheme)://\(host):\(port)" }
+    var defaultPort: Int { scheme == "https" ? 443 : 80 }
+    var urlHost: String { address?.urlHost ?? host }
+    var hostHeader: String { port == defaultPort ? urlHost : "\(urlHost):\(port)" }
+    var url: String { "\(scheme)://\(hostHeader)\(pathAndQuery)" }
+
+    init(_ text: String) throws(StepError) {
+        func bad(_ message: String) -> StepError {
+            StepError(kind: "bad_request", message: "http.request url \"\(text.prefix(200))\": \(message)", retryable: false)
+        }
+        guard text.utf8.count <= 8192 else { throw bad("is longer than 8192 bytes") }
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
+            throw bad("is not a valid URL; write it as http(s)://host[:port]/path?query, with special characters percent-encoded")
+        }
+        guard scheme == "http" || scheme == "https" else { throw bad("only http:// and https:// URLs can be called") }
+        guard components.percentEncodedUser == nil, components.percentEncodedPassword == nil else {
+            throw bad("credentials in the URL (user@host) are not sent; put them in with.headers (e.g. Authorization)")
+        }
+        guard var rawHost = components.percentEncodedHost, !rawHost.isEmpty else { throw bad("names no host") }
+        if rawHost.hasPrefix("["), rawHost.hasSuffix("]") { rawHost = String(rawHost.dropFirst().dropLast()) }
+        self.scheme = scheme
+        if let address = IPAddress.parse(rawHost) {
+            self.address = address
+            self.host = address.description
+        } else if rawHost.contains(":") {
+            throw bad("\"\(rawHost.prefix(100))\" is not a valid IPv6 address (zones such as %eth0 are not allowed)")
+        } else if let name = OutboundPolicy.canonicalHostName(rawHost) {
+            guard !IPAddress.looksNumeric(name) else { throw bad("the host \"\(name)\" looks like an IP address but is not a valid one") }
+            self.address = nil
+            self.host = name
+        } else {
+            throw bad("the host \"\(rawHost.prefix(100))\" is not a valid host name (letters, digits, \"-\", \"_\" and \".\")")
+        }
+        let port = components.port ?? (scheme == "https" ? 443 : 80)
+        guard (1...65535).contains(port) else { throw bad("the port must be from 1 to 65535") }
+        self.port = port
+        let path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
+        self.pathAndQuery = path + (components.percentEncodedQuery.map { "?\($0)" } ?? "")
+    }
+}
+
+/// Resolves host names with `getaddrinfo`, which blocks: it runs on a queue of its own, never on Swift's
+/// cooperative pool, and a cancelled lookup stops being waited for (its thread finishes on its own).
+enum HostResolver {
+    static let queue = DispatchQueue(label: "ledgerflow.resolver", attributes: .concurrent)
+
+    static func resolve(_ host: String) async throws -> [IPAddress] {
+        let waiting = Mutex<(continuation: CheckedContinuation<[IPAddress], any Error>?, cancelled: Bool)>((nil, false))
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[IPAddress], any Error>) in
+                let cancelledAlready = waiting.withLock { state -> Bool in
+                    if state.cancelled { return true }
+                    state.continuation = continuation
+                    return false
+                }
+                if cancelledAlready {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                queue.async {
+                    let result = lookup(host)
+                    waiting.withLock { state in state.continuation.take() }?.resume(with: result)
+                }
+            }
+        } onCancel: {
+            waiting.withLock { state in
+                state.cancelled = true
+                return state.continuation.take()
+            }?.resume(throwing: CancellationError())
+        }
+    }
+
+    static func lookup(_ host: String) -> Result<[IPAddress], any Error> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        #if canImport(Glibc)
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        #else
+            hints.ai_socktype = SOCK_STREAM
+        #endif
+        var list: UnsafeMutablePointer<addrinfo>?
+        let code = getaddrinfo(host, nil, &hints, &list)
+        defer { if let list { freeaddrinfo(list) } }
+        guard code == 0 else {
+            let reason = String(cString: gai_strerror(code))
+            return .failure(StepError(kind: "unavailable", message: "could not resolve \(host): \(reason)", retryable: true))
+        }
+        var addresses: [IPAddress] = []
+        var next = list
+        while let entry = next {
+            if let address = entry.pointee.ai_addr {
+                switch Int32(entry.pointee.ai_family) {
+                case AF_INET:
+                    let raw = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+                    addresses.append(.v4(UInt32(bigEndian: raw)))
+                case AF_INET6:
+                    var raw = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                    addresses.append(.v6(withUnsafeBytes(of: &raw) { Array($0) }))
+                default:
+                    break
+                }
+            }
+            next = entry.pointee.ai_next
+        }
+        if addresses.isEmpty {
+            return .failure(StepError(kind: "unavailable", message: "\(host) has no IPv4 or IPv6 address", retryable: true))
+        }
+        return .success(Array(Set(addresses)).sorted { $0.description < $1.description })
+    }
+}
