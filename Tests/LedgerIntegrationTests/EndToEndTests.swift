@@ -66,12 +66,7 @@ extension Integration {
             #expect(stack.calendar.eventsCreated == 1)
 
             // Deleting the read models and replaying the log gives the same key/value pairs.
-            let scratch = TemporaryDirectory("rebuild")
-            let rebuilt = try ReadModelStore(path: scratch.path, durability: .noSync, mapSize: 1 << 30)
-            let end = try stack.store.checkpoint()
-            try await Projector(ledger: stack.ledger, store: rebuilt, batchSize: 3, logger: testLogger).follow(until: end)
-            #expect(try rebuilt.checkpoint() == end)
-            try expectSameModels(try rebuilt.dump(), try stack.store.dump())
+            try await stack.expectRebuildEqualsLive()
         }
 
         @Test func anEngineRestartBetweenCommandAndAnswerLosesNothing() async throws {
@@ -262,6 +257,18 @@ extension Integration {
                 #expect(run.steps.allSatisfy { $0.attempts.count <= 1 }, "no attempt folded twice")
             }
         }
+    }
+}
+
+extension TestStack {
+    /// Replays the log into scratch read models (small batches) and compares them with the live ones key by key.
+    func expectRebuildEqualsLive(sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let scratch = TemporaryDirectory("rebuild")
+        let rebuilt = try ReadModelStore(path: scratch.path, durability: .noSync, mapSize: 1 << 30)
+        let end = try store.checkpoint()
+        try await Projector(ledger: ledger, store: rebuilt, batchSize: 3, recordsSkips: false, logger: testLogger).follow(until: end)
+        #expect(try rebuilt.checkpoint() == end, sourceLocation: sourceLocation)
+        try expectSameModels(try rebuilt.dump(), try store.dump(), sourceLocation: sourceLocation)
     }
 }
 
