@@ -107,7 +107,7 @@ public enum JSONValue: Sendable, Hashable {
     /// round-tripping form (valid JSON), and NaN or an infinity, which JSON cannot carry, as `null`.
     static func numberText(_ n: Double) -> String {
         guard n.isFinite else { return "null" }
-        if let integer = Int64(exactly: n), abs(integer) < 1_000_000_000_000_000 { return String(integer) }
+        if abs(n) < 1e15, let integer = Int64(exactly: n) { return String(integer) }
         return String(n)
     }
 
@@ -174,7 +174,7 @@ extension JSONValue: Codable {
             // JSON has no NaN or infinity; a generic encoder would refuse them, so they are written as null.
             if !n.isFinite {
                 try container.encodeNil()
-            } else if let integer = Int64(exactly: n), abs(integer) < 1_000_000_000_000_000 {
+            } else if abs(n) < 1e15, let integer = Int64(exactly: n) {
                 try container.encode(integer)
             } else {
                 try container.encode(n)

@@ -70,6 +70,15 @@ import Testing
         #expect(String(decoding: encoded, as: UTF8.self).contains(#""b":null"#))
     }
 
+    /// Trapped in an earlier draft of this change (abs(Int64.min)): integers at the edge of Int64.
+    @Test func integersAtTheEdgeOfInt64AreWritten() throws {
+        for n in [-9_223_372_036_854_775_808.0, 9_223_372_036_854_775_807.0, -1e15, 1e15, 999_999_999_999_999] {
+            let text = JSONValue.number(n).compactJSON
+            #expect(try json(text) == .number(n), "\(text)")
+            #expect(try JSONEncoder().encode(JSONValue.number(n)).count > 0)
+        }
+    }
+
     @Test func pathsWithGiantOrNegativeIndexesFindNothing() {
         let value: JSONValue = ["items": [1, 2]]
         #expect(value[path: "items.99999999999999999999999"] == nil)
