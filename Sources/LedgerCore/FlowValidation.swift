@@ -35,7 +35,7 @@ public enum FlowValidator {
         }
         let size = json.compactJSON.utf8.count
         if size > Limits.definitionBytes {
-            problem("$", "the definition is \(size) bytes as compact JSON; at most \(Limits.definitionBytes) are accepted (split the flow)")
+            problem("$", "the definition is \(size) bytes as compact JSON; at most \(Limits.definitionBytes) bytes are accepted (split the flow)")
             return .failure(ValidationFailure(problems: problems))
         }
         if case .array(let steps)? = root["steps"], steps.count > Limits.stepsPerFlow {

@@ -41,7 +41,7 @@ import Testing
             #expect(throws: JSONTree.ParseError.self, "\(bad)") { try json(bad) }
         }
         #expect(try json("-0.5e+2") == -50)
-        #expect(try json("123456789012345678") == .number(123456789012345678))
+        #expect(try json("123456789012345678") == .number(1.2345678901234568e17))
     }
 
     @Test func depthIsLimitedWithTheLimitInTheMessage() throws {
@@ -118,7 +118,7 @@ import Testing
             #expect(throws: Condition.ParseError.self, "\(bad)") { try Condition.parse(bad) }
         }
         let context: JSONValue = ["a": 1e308, "b": -1e308]
-        #expect(try Condition.parse("{{a}} > {{b}} && {{a}} >= 1.7e308 && {{b}} < -1e+300").holds(in: context))
+        #expect(try Condition.parse("{{a}} > {{b}} && {{a}} >= 9e307 && {{b}} < -1e+300").holds(in: context))
     }
 
     @Test func conditionErrorsNameTheCharacter() {
