@@ -292,7 +292,7 @@ struct FlowsAPI: Sendable {
         func metric(_ name: String, _ type: String, _ help: String, _ value: Double) {
             lines.append("# HELP \(name) \(help)")
             lines.append("# TYPE \(name) \(type)")
-            lines.append("\(name) \(value.rounded() == value ? String(Int64(value)) : String(value))")
+            lines.append("\(name) \(value.exactInt().map(String.init) ?? String(value))")
         }
         metric("ledgerflow_runs_started_total", "counter", "Runs this process started.", Double(engine.runsStarted.load(ordering: .relaxed)))
         metric("ledgerflow_run_events_appended_total", "counter", "Events this process appended to runs.", Double(engine.eventsAppended.load(ordering: .relaxed)))

@@ -102,19 +102,39 @@ struct LenientEnvelope: Decodable {
 }
 
 /// Reads an inbound message as a CloudEvents 1.0 document (one JSON parse) and checks that its type is one of
-/// `expectedTypes` and that `data` has every path in `required`.
+/// `expectedTypes` and that `data` has every path in `required`. Enforces the inbound limits: at most
+/// `Limits.inboundMessageBytes`, JSON nested at most `Limits.inboundJSONDepth` deep, attributes at most
+/// `Limits.identifierBytes` long. Every refusal says what was wrong and what to do.
 public func decodeInbound(
     _ bytes: [UInt8], expectedTypes: [String], required: [String] = [], codec: EventCodec
 ) -> Result<CloudEvent<JSONValue>, EnvelopeProblem> {
+    guard bytes.count <= Limits.inboundMessageBytes else {
+        return .failure(EnvelopeProblem(
+            "the message is \(bytes.count) bytes; inbound messages may be at most \(Limits.inboundMessageBytes) bytes (send less data, or a reference to it)"))
+    }
     let envelope: LenientEnvelope
     do {
-        envelope = try JSONTree.decode(LenientEnvelope.self, from: bytes)
+        envelope = try JSONTree.decode(LenientEnvelope.self, from: bytes, maxDepth: Limits.inboundJSONDepth)
     } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
-        return .failure(EnvelopeProblem("the message is JSON but not an object; a CloudEvents 1.0 document is expected"))
+        return .failure(EnvelopeProblem("the message is JSON but not an object; send a CloudEvents 1.0 document (a JSON object)"))
     } catch DecodingError.typeMismatch(_, let context) {
-        return .failure(EnvelopeProblem("attribute \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type"))
+        return .failure(EnvelopeProblem("attribute \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type; CloudEvents attributes are strings"))
+    } catch let error as JSONTree.ParseError {
+        return .failure(EnvelopeProblem("the message (\(bytes.count) bytes) is not valid JSON: \(error.message) at byte \(error.offset); send a CloudEvents 1.0 JSON document"))
     } catch {
-        return .failure(EnvelopeProblem("the message is not valid JSON (\(bytes.count) bytes)"))
+        return .failure(EnvelopeProblem("the message is not valid JSON (\(bytes.count) bytes): \(error)"))
+    }
+    let attributes: [(String, String?)] = [
+        ("specversion", envelope.specversion), ("id", envelope.id), ("source", envelope.source), ("type", envelope.type),
+        ("time", envelope.time), ("datacontenttype", envelope.datacontenttype), ("subject", envelope.subject),
+        ("runid", envelope.runid), ("flowid", envelope.flowid), ("correlationid", envelope.correlationid),
+        ("causationid", envelope.causationid), ("traceparent", envelope.traceparent),
+    ]
+    for (name, value) in attributes {
+        if let value, value.utf8.count > Limits.identifierBytes {
+            return .failure(EnvelopeProblem(
+                "attribute \(name) is \(value.utf8.count) bytes long; CloudEvents attributes may be at most \(Limits.identifierBytes) bytes (shorten it)"))
+        }
     }
     var missing: [String] = []
     if envelope.specversion?.isEmpty ?? true { missing.append("specversion") }

@@ -86,15 +86,19 @@ public struct RetryPolicy: Codable, Sendable, Equatable {
         self.non_retryable = non_retryable
     }
 
-    /// The delay before attempt `attempt + 1`, given `random` in 0..<1 for the jitter.
+    /// The delay before attempt `attempt + 1`, given `random` in 0..<1 for the jitter. Safe for any stored values
+    /// (policies in old log entries were not bounded): delays are clamped to 0...`Limits.retryDelayMillis`,
+    /// `random` to 0...1 (NaN counts as 0), and any `attempt` works.
     public func delayMillis(after attempt: Int, random: Double) -> Int {
-        let initial = Double(initial_ms ?? 200)
-        let cap = Double(max_ms ?? 30_000)
-        let base = backoff == "fixed" ? initial : initial * pow2(attempt - 1)
+        let limit = Double(Limits.retryDelayMillis)
+        let initial = min(max(Double(initial_ms ?? 200), 0), limit)
+        let cap = min(max(Double(max_ms ?? 30_000), 0), limit)
+        let base = backoff == "fixed" ? initial : initial * pow2(attempt > Int.min ? attempt - 1 : 0)
         let bounded = min(cap, base)
         guard jitter ?? true else { return Int(bounded) }
         // "Equal jitter": half fixed, half random, so a retry never fires at once.
-        return Int(bounded / 2 + bounded / 2 * random)
+        let r = random.isNaN ? 0 : min(max(random, 0), 1)
+        return Int(bounded / 2 + bounded / 2 * r)
     }
 
     private func pow2(_ n: Int) -> Double {

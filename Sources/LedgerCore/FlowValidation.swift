@@ -27,20 +27,56 @@ public enum FlowValidator {
         guard case .object(let root) = json else {
             return .failure(ValidationFailure(problems: [ValidationProblem(path: "$", message: "a flow definition is a JSON object")]))
         }
+        // Limits first: a definition past them is not read any further.
+        let depth = nestingDepth(json)
+        if depth > Limits.definitionJSONDepth {
+            problem("$", "the definition nests \(depth) levels deep; at most \(Limits.definitionJSONDepth) are accepted (flatten `with` and `output`)")
+            return .failure(ValidationFailure(problems: problems))
+        }
+        let size = json.compactJSON.utf8.count
+        if size > Limits.definitionBytes {
+            problem("$", "the definition is \(size) bytes as compact JSON; at most \(Limits.definitionBytes) bytes are accepted (split the flow)")
+            return .failure(ValidationFailure(problems: problems))
+        }
+        if case .array(let steps)? = root["steps"], steps.count > Limits.stepsPerFlow {
+            problem("steps", "\(steps.count) steps; a flow may have at most \(Limits.stepsPerFlow) (split the flow)")
+            return .failure(ValidationFailure(problems: problems))
+        }
+        if case .object(let inputs)? = root["inputs"], inputs.count > Limits.inputsPerFlow {
+            problem("inputs", "\(inputs.count) inputs; a flow may declare at most \(Limits.inputsPerFlow) (pass an object instead)")
+            return .failure(ValidationFailure(problems: problems))
+        }
+        for path in nonFiniteNumbers(json, at: "") {
+            problem(path.isEmpty ? "$" : path, "is not a finite number; JSON numbers must be finite")
+        }
         if let id = root["id"]?.stringValue {
             if !Subjects.isValidToken(id) { problem("id", "use letters, digits, \"-\" and \"_\" only (at most 128)") }
         } else {
             problem("id", "required: a string naming the flow")
         }
-        // Decode the typed shape; type mismatches are reported with their path.
+        // Integer fields that a decoder would refuse (fractions, numbers past Int) are named here, precisely.
+        var reported = Set(problems.map(\.path))
+        func integerFields(_ object: JSONValue?, at: String, _ bounds: [(String, ClosedRange<Int>)]) {
+            guard case .object(let fields)? = object else { return }
+            for (key, range) in bounds {
+                guard case .number(let n)? = fields[key], n.exactInt() == nil else { continue }
+                problem("\(at).\(key)", "must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+                reported.insert("\(at).\(key)")
+            }
+        }
+        integerFields(root["defaults"]?["retry"], at: "defaults.retry", retryBounds)
+        if case .array(let steps)? = root["steps"] {
+            for (i, step) in steps.enumerated() { integerFields(step["retry"], at: "steps[\(i)].retry", retryBounds) }
+        }
+        // Decode the typed shape (through the tree, without re-encoding); type mismatches are reported with their path.
         var definition: FlowDefinition?
         do {
-            let data = try JSONEncoder().encode(json)
-            definition = try JSONDecoder().decode(FlowDefinition.self, from: data)
+            definition = try FlowDefinition(from: TreeDecoder(value: json, codingPath: []))
         } catch let DecodingError.keyNotFound(key, context) {
             problem(pathString(context.codingPath.map(\.stringValue) + [key.stringValue]), "required field is missing")
         } catch let DecodingError.typeMismatch(type, context) {
-            problem(pathString(context.codingPath.map(\.stringValue)), "has the wrong type (expected \(expected(type)))")
+            let path = pathString(context.codingPath.map(\.stringValue))
+            if !reported.contains(path) { problem(path, "has the wrong type (expected \(expected(type)))") }
         } catch let DecodingError.valueNotFound(type, context) {
             problem(pathString(context.codingPath.map(\.stringValue)), "must not be null (expected \(expected(type)))")
         } catch {
@@ -53,9 +89,12 @@ public enum FlowValidator {
         for (i, step) in definition.steps.enumerated() {
             let at = "steps[\(i)]"
             if !Subjects.isValidToken(step.id) {
-                problem("\(at).id", "\"\(step.id)\": use letters, digits, \"-\" and \"_\" only")
+                problem("\(at).id", "\(quoted(step.id)): use letters, digits, \"-\" and \"_\" only (at most \(Limits.tokenCharacters))")
             }
-            if !seen.insert(step.id).inserted { problem("\(at).id", "duplicate step id \"\(step.id)\"") }
+            if !seen.insert(step.id).inserted { problem("\(at).id", "duplicate step id \(quoted(step.id))") }
+            if step.dependencies.count > Limits.stepsPerFlow {
+                problem("\(at).depends_on", "\(step.dependencies.count) entries; at most \(Limits.stepsPerFlow)")
+            }
         }
         let ids = Set(definition.steps.map(\.id))
         for (i, step) in definition.steps.enumerated() {
@@ -69,29 +108,30 @@ public enum FlowValidator {
                     problem("\(at).with", "action \(step.action) needs with: {\(spec.required.joined(separator: ", "))}")
                 }
             } else {
-                problem("\(at).action", "unknown action \"\(step.action)\"; known: \(registry.actions.keys.sorted().joined(separator: ", "))")
+                problem("\(at).action", "unknown action \(quoted(step.action)); known: \(registry.actions.keys.sorted().joined(separator: ", "))")
             }
-            for (j, dep) in step.dependencies.enumerated() {
+            for (j, dep) in step.dependencies.prefix(Limits.stepsPerFlow).enumerated() {
                 if dep == step.id {
                     problem("\(at).depends_on[\(j)]", "a step cannot depend on itself")
                 } else if !ids.contains(dep) {
-                    problem("\(at).depends_on[\(j)]", "unknown step \"\(dep)\"")
+                    problem("\(at).depends_on[\(j)]", "unknown step \(quoted(dep))")
                 }
             }
             if let retry = step.retry { checkRetry(retry, at: "\(at).retry", problem) }
-            if let t = step.timeout_sec, t <= 0 { problem("\(at).timeout_sec", "must be greater than 0") }
+            if let t = step.timeout_sec { checkSeconds(t, at: "\(at).timeout_sec", limit: Limits.stepTimeoutSeconds, problem) }
+            if step.action == "delay", case .object(let with)? = step.with { checkDelay(with, at: "\(at).with", problem) }
             if let c = step.compensate, registry[c.action] == nil {
-                problem("\(at).compensate.action", "unknown action \"\(c.action)\"")
+                problem("\(at).compensate.action", "unknown action \(quoted(c.action))")
             }
         }
         // Where http.request and emit send is literal in the definition, never chosen by a template.
         problems += OutboundTargets.problems(in: definition)
         if let retry = definition.defaults?.retry { checkRetry(retry, at: "defaults.retry", problem) }
-        if let t = definition.defaults?.timeout_sec, t <= 0 { problem("defaults.timeout_sec", "must be greater than 0") }
-        if let t = definition.run_timeout_sec, t <= 0 { problem("run_timeout_sec", "must be greater than 0") }
+        if let t = definition.defaults?.timeout_sec { checkSeconds(t, at: "defaults.timeout_sec", limit: Limits.stepTimeoutSeconds, problem) }
+        if let t = definition.run_timeout_sec { checkSeconds(t, at: "run_timeout_sec", limit: Limits.runTimeoutSeconds, problem) }
         for (name, spec) in definition.inputs ?? [:] {
             if let type = spec.type, !inputTypes.contains(type) {
-                problem("inputs.\(name).type", "unknown type \"\(type)\"; use one of \(inputTypes.sorted().joined(separator: ", "))")
+                problem("inputs.\(name).type", "unknown type \(quoted(type)); use one of \(inputTypes.sorted().joined(separator: ", "))")
             }
         }
         if let trigger = definition.trigger { checkTrigger(trigger, problem) }
@@ -137,7 +177,8 @@ public enum FlowValidator {
     static func expected(_ type: Any.Type) -> String {
         switch type {
         case is String.Type: return "a string"
-        case is Int.Type, is Double.Type: return "a number"
+        case is Int.Type: return "a whole number"
+        case is Double.Type: return "a number"
         case is Bool.Type: return "true or false"
         default:
             let name = String(describing: type)
@@ -159,11 +200,78 @@ public enum FlowValidator {
         return out.isEmpty ? "$" : out
     }
 
+    static let retryBounds: [(String, ClosedRange<Int>)] = [
+        ("max_attempts", 1...Limits.maxAttempts), ("initial_ms", 0...Limits.retryDelayMillis), ("max_ms", 0...Limits.retryDelayMillis),
+    ]
+
     static func checkRetry(_ retry: RetryPolicy, at: String, _ problem: (String, String) -> Void) {
-        if let n = retry.max_attempts, n < 1 { problem("\(at).max_attempts", "must be at least 1") }
+        let values = [("max_attempts", retry.max_attempts), ("initial_ms", retry.initial_ms), ("max_ms", retry.max_ms)]
+        for ((key, value), (_, range)) in zip(values, retryBounds) {
+            if let value, !range.contains(value) { problem("\(at).\(key)", "must be from \(range.lowerBound) to \(range.upperBound), not \(value)") }
+        }
         if let b = retry.backoff, b != "exponential", b != "fixed" { problem("\(at).backoff", "use \"exponential\" or \"fixed\"") }
-        if let i = retry.initial_ms, i < 0 { problem("\(at).initial_ms", "must not be negative") }
-        if let m = retry.max_ms, m < (retry.initial_ms ?? 0) { problem("\(at).max_ms", "must be at least initial_ms") }
+        if let m = retry.max_ms, let i = retry.initial_ms, (0...Limits.retryDelayMillis).contains(m), m < i {
+            problem("\(at).max_ms", "must be at least initial_ms (\(i))")
+        }
+    }
+
+    /// A number of seconds: more than 0, at most `limit`.
+    static func checkSeconds(_ seconds: Double, at: String, limit: Double, _ problem: (String, String) -> Void) {
+        guard seconds.isFinite, seconds > 0, seconds <= limit else {
+            problem(at, "must be more than 0 and at most \(Int(limit)) seconds (\(Int(limit) / 86_400) days)")
+            return
+        }
+    }
+
+    /// A `delay` step's literal duration (one written with a template is checked when it runs).
+    static func checkDelay(_ with: [String: JSONValue], at: String, _ problem: (String, String) -> Void) {
+        switch with["duration"] {
+        case .string(let text)? where !text.contains("{{"):
+            if case .failure(let failure) = DurationText.parse(text) { problem("\(at).duration", failure.message) }
+        case nil, .null?, .string?:
+            break
+        default:
+            problem("\(at).duration", "write a duration as a string, such as \"30s\"")
+        }
+        for (key, scale) in [("seconds", 1.0), ("ms", 0.001)] {
+            if case .number(let n)? = with[key], !(n.isFinite && n >= 0 && n * scale <= Limits.runTimeoutSeconds) {
+                problem("\(at).\(key)", "must be from 0 to \(Int(Limits.runTimeoutSeconds / scale)) (30 days)")
+            }
+        }
+    }
+
+    /// A string for a message: quoted, and shortened when long.
+    static func quoted(_ text: String) -> String {
+        text.count > 64 ? "\"\(text.prefix(64))...\"" : "\"\(text)\""
+    }
+
+    /// How deeply containers nest in `value` (0 for a scalar), without recursion.
+    static func nestingDepth(_ value: JSONValue) -> Int {
+        var deepest = 0
+        var stack: [(JSONValue, Int)] = [(value, 0)]
+        while let (current, depth) = stack.popLast() {
+            switch current {
+            case .array(let a):
+                deepest = max(deepest, depth + 1)
+                for v in a { stack.append((v, depth + 1)) }
+            case .object(let o):
+                deepest = max(deepest, depth + 1)
+                for v in o.values { stack.append((v, depth + 1)) }
+            default:
+                break
+            }
+        }
+        return deepest
+    }
+
+    /// Paths of NaN and infinite numbers (a parsed document has none, a value built in code may).
+    static func nonFiniteNumbers(_ value: JSONValue, at path: String) -> [String] {
+        switch value {
+        case .number(let n): return n.isFinite ? [] : [path]
+        case .array(let a): return a.enumerated().flatMap { nonFiniteNumbers($1, at: "\(path)[\($0)]") }
+        case .object(let o): return o.keys.sorted().flatMap { nonFiniteNumbers(o[$0]!, at: path.isEmpty ? $0 : "\(path).\($0)") }
+        default: return []
+        }
     }
 
     static func checkTrigger(_ trigger: FlowTrigger, _ problem: (String, String) -> Void) {
@@ -172,8 +280,8 @@ public enum FlowValidator {
         if kinds > 1 { problem("trigger", "give only one of event, cron, interval or manual") }
         if trigger.intent != nil, trigger.event == nil { problem("trigger.intent", "only event triggers take an intent") }
         if let cron = trigger.cron, let message = CronCheck.problem(cron) { problem("trigger.cron", message) }
-        if let interval = trigger.interval, DurationText.seconds(interval) == nil {
-            problem("trigger.interval", "\"\(interval)\" is not a duration such as 30s, 15m, 1h or 1d")
+        if let interval = trigger.interval, case .failure(let failure) = DurationText.parse(interval) {
+            problem("trigger.interval", failure.message)
         }
     }
 
@@ -273,45 +381,115 @@ public enum FlowValidator {
     }
 }
 
-/// Durations written as text: `500ms`, `30s`, `15m`, `1h`, `1d`.
+/// Durations written as text: `500ms`, `30s`, `15m`, `1h`, `1d`: digits, optionally a fraction, and a unit.
 public enum DurationText {
+    public struct Problem: Error, Sendable, Equatable, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    static let units: [(suffix: String, factor: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
+
+    /// The duration in seconds: more than 0 and at most `Limits.runTimeoutSeconds`; nil for anything else.
     public static func seconds(_ text: String) -> Double? {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            guard let n = Double(text.dropLast(suffix.count)), n > 0 else { return nil }
-            return n * factor
+        try? parse(text).get()
+    }
+
+    /// The duration in seconds, or what is wrong with `text` in words.
+    public static func parse(_ text: String) -> Result<Double, Problem> {
+        let shown = text.count > 40 ? "\"\(text.prefix(40))...\"" : "\"\(text)\""
+        let form = "write digits and a unit (ms, s, m, h or d), such as 500ms, 30s, 1.5h or 1d"
+        guard text.utf8.count <= 32 else { return .failure(Problem(message: "\(shown) is too long to be a duration; \(form)")) }
+        guard let unit = units.first(where: { text.hasSuffix($0.suffix) }) else {
+            return .failure(Problem(message: "\(shown) has no unit; \(form)"))
         }
-        return nil
+        let number = Array(text.utf8.dropLast(unit.suffix.utf8.count))
+        var digitsBefore = 0
+        var digitsAfter = 0
+        var sawPoint = false
+        for c in number {
+            if c >= 0x30, c <= 0x39 {
+                if sawPoint { digitsAfter += 1 } else { digitsBefore += 1 }
+            } else if c == UInt8(ascii: "."), !sawPoint {
+                sawPoint = true
+            } else {
+                return .failure(Problem(message: "\(shown) is not a duration; \(form)"))
+            }
+        }
+        guard digitsBefore > 0, !sawPoint || digitsAfter > 0, let value = Double(String(decoding: number, as: UTF8.self)), value.isFinite else {
+            return .failure(Problem(message: "\(shown) is not a duration; \(form)"))
+        }
+        let seconds = value * unit.factor
+        guard seconds > 0 else { return .failure(Problem(message: "\(shown): a duration must be longer than 0")) }
+        guard seconds <= Limits.runTimeoutSeconds else {
+            return .failure(Problem(message: "\(shown) is longer than the longest duration accepted, 30 days (\(Int(Limits.runTimeoutSeconds))s)"))
+        }
+        return .success(seconds)
     }
 }
 
 /// Structural checks of five-field cron expressions (minute hour day-of-month month day-of-week).
 public enum CronCheck {
-    static let ranges: [(String, ClosedRange<Int>)] = [("minute", 0...59), ("hour", 0...23), ("day of month", 1...31), ("month", 1...12), ("day of week", 0...7)]
-    static let names: [String: Int] = [
-        "SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6, "JAN": 1, "FEB": 2, "MAR": 3, "APR": 4,
-        "MAY": 5, "JUN": 6, "JUL": 7, "AUG": 8, "SEP": 9, "OCT": 10, "NOV": 11, "DEC": 12,
+    static let fields: [(name: String, range: ClosedRange<Int>, names: [String: Int])] = [
+        ("minute", 0...59, [:]),
+        ("hour", 0...23, [:]),
+        ("day of month", 1...31, [:]),
+        ("month", 1...12, ["JAN": 1, "FEB": 2, "MAR": 3, "APR": 4, "MAY": 5, "JUN": 6, "JUL": 7, "AUG": 8, "SEP": 9, "OCT": 10, "NOV": 11, "DEC": 12]),
+        ("day of week", 0...7, ["SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6]),
     ]
+    /// The longest cron expression read.
+    static let maxBytes = 256
 
-    /// Nil when `cron` is well formed, else what is wrong with it.
+    /// Nil when `cron` is well formed, else what is wrong with it (naming the field). Never traps.
     public static func problem(_ cron: String) -> String? {
-        let fields = cron.split(separator: " ", omittingEmptySubsequences: true)
-        guard fields.count == 5 else { return "\"\(cron)\": a cron expression has 5 fields (minute hour day month weekday)" }
-        for (field, (name, range)) in zip(fields, ranges) {
-            for part in field.split(separator: ",") {
-                let pieces = part.split(separator: "/", maxSplits: 1)
-                if pieces.count == 2, Int(pieces[1]).map({ $0 <= 0 }) ?? true { return "\"\(field)\": bad step in the \(name) field" }
-                let body = pieces[0]
-                if body == "*" { continue }
-                let bounds = body.split(separator: "-", maxSplits: 1)
-                for bound in bounds {
-                    let value = Int(bound) ?? names[bound.uppercased()]
-                    guard let value, range.contains(value) else {
-                        return "\"\(field)\": \(bound) is not a valid \(name) (\(range.lowerBound)-\(range.upperBound))"
-                    }
-                }
+        guard cron.utf8.count <= maxBytes else {
+            return "the cron expression is \(cron.utf8.count) bytes long; at most \(maxBytes) are accepted"
+        }
+        let parts = cron.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        guard parts.count == 5 else { return "\"\(cron)\": a cron expression has 5 fields (minute hour day month weekday)" }
+        for (part, field) in zip(parts, fields) {
+            if let problem = fieldProblem(part, range: field.range, names: field.names) {
+                return "\"\(part)\" in the \(field.name) field: \(problem)"
             }
         }
         return nil
+    }
+
+    static func fieldProblem(_ field: Substring, range: ClosedRange<Int>, names: [String: Int]) -> String? {
+        let allowed = "\(range.lowerBound)-\(range.upperBound)"
+        for item in field.split(separator: ",", omittingEmptySubsequences: false) {
+            if item.isEmpty { return "an empty item in the list (two commas, or a comma at an end)" }
+            let halves = item.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+            let body = halves[0]
+            if halves.count == 2 {
+                let step = halves[1]
+                guard let n = number(step), n >= 1, n <= range.count else {
+                    return "the step after \"/\" must be a whole number from 1 to \(range.count), not \"\(step)\""
+                }
+            }
+            if body.isEmpty { return "a value or \"*\" is missing before \"/\"" }
+            if body == "*" { continue }
+            let bounds = body.split(separator: "-", omittingEmptySubsequences: false)
+            guard bounds.count <= 2 else { return "\"\(body)\" is neither a value nor a range such as 1-5" }
+            var values: [Int] = []
+            for bound in bounds {
+                if bound.isEmpty { return "the range \"\(body)\" needs a value on both sides of \"-\"" }
+                guard let value = number(bound) ?? names[bound.uppercased()], range.contains(value) else {
+                    let named = names.isEmpty ? "" : " or a name such as \(names.min { $0.value < $1.value }!.key)"
+                    return "\"\(bound)\" is not a valid value (\(allowed)\(named))"
+                }
+                values.append(value)
+            }
+            if values.count == 2, values[0] > values[1] {
+                return "the range \"\(body)\" runs backwards; write the smaller value first"
+            }
+        }
+        return nil
+    }
+
+    /// A small decimal number (ASCII digits only), else nil.
+    static func number(_ text: Substring) -> Int? {
+        guard !text.isEmpty, text.utf8.count <= 4, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int(text)
     }
 }

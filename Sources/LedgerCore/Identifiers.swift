@@ -9,29 +9,48 @@ public enum EventID {
 public enum Timestamp {
     public static func now() -> String { format(Date()) }
 
+    /// The earliest and latest instants written: 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z.
+    static let millisRange: ClosedRange<Int64> = -62_135_596_800_000...253_402_300_799_999
+
+    /// `date` as RFC 3339 text; dates outside years 1...9999 are clamped to them, NaN counts as the epoch.
     public static func format(_ date: Date) -> String {
-        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        return format(millis: ms)
+        let ms = (date.timeIntervalSince1970 * 1000).rounded(.down)
+        let clamped: Int64
+        if ms.isNaN {
+            clamped = 0
+        } else if ms <= Double(millisRange.lowerBound) {
+            clamped = millisRange.lowerBound
+        } else if ms >= Double(millisRange.upperBound) {
+            clamped = millisRange.upperBound
+        } else {
+            clamped = Int64(ms)
+        }
+        return format(millis: clamped)
     }
 
+    /// Milliseconds since the epoch as RFC 3339 text, clamped to years 1...9999.
     public static func format(millis: Int64) -> String {
-        var seconds = millis / 1000
-        let milli = Int(millis % 1000)
-        let days = Int(seconds / 86400)
-        seconds %= 86400
+        let millis = min(max(millis, millisRange.lowerBound), millisRange.upperBound)
+        // Floor division, so instants before 1970 come out right.
+        let totalSeconds = millis >= 0 ? millis / 1000 : (millis - 999) / 1000
+        let milli = Int(millis - totalSeconds * 1000)
+        let days = Int(totalSeconds >= 0 ? totalSeconds / 86400 : (totalSeconds - 86399) / 86400)
+        let seconds = Int(totalSeconds - Int64(days) * 86400)
         let (y, m, d) = civil(fromDays: days)
         func pad(_ v: Int, _ n: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, n - s.count)) + s
         }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(Int(seconds / 3600), 2)):\(pad(Int(seconds % 3600 / 60), 2)):\(pad(Int(seconds % 60), 2)).\(pad(milli, 3))Z"
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(seconds / 3600, 2)):\(pad(seconds % 3600 / 60, 2)):\(pad(seconds % 60, 2)).\(pad(milli, 3))Z"
     }
 
-    /// Parses an RFC 3339 timestamp (with or without fraction, `Z` or an offset).
+    /// Parses an RFC 3339 timestamp (`2026-11-20T05:45:45.123Z`, with or without fraction, `Z` or an offset
+    /// such as `+01:00`). Nil for anything else, including fields out of range (month 13, hour 24, year 0000).
     public static func parse(_ text: String) -> Date? {
         let chars = Array(text.utf8)
+        guard chars.count >= 20, chars.count <= 64 else { return nil }
         func num(_ from: Int, _ len: Int) -> Int? {
-            guard from + len <= chars.count else { return nil }
+            guard from >= 0, from + len <= chars.count else { return nil }
             var v = 0
             for c in chars[from..<from + len] {
                 guard c >= 48, c <= 57 else { return nil }
@@ -39,28 +58,49 @@ public enum Timestamp {
             }
             return v
         }
+        func separator(_ at: Int, _ allowed: String) -> Bool { at < chars.count && allowed.utf8.contains(chars[at]) }
         guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2),
-            let s = num(17, 2)
+            let s = num(17, 2), separator(4, "-"), separator(7, "-"), separator(10, "Tt "), separator(13, ":"), separator(16, ":")
+        else { return nil }
+        guard (1...9999).contains(y), (1...12).contains(mo), (1...daysIn(month: mo, year: y)).contains(d), (0...23).contains(h),
+            (0...59).contains(mi), (0...60).contains(s)
         else { return nil }
         var index = 19
         var fraction = 0.0
         if index < chars.count, chars[index] == UInt8(ascii: ".") {
             index += 1
             var scale = 0.1
+            let digitsStart = index
             while index < chars.count, chars[index] >= 48, chars[index] <= 57 {
                 fraction += Double(chars[index] - 48) * scale
                 scale /= 10
                 index += 1
             }
+            guard index > digitsStart else { return nil }
         }
         var offset = 0
-        if index < chars.count, chars[index] == UInt8(ascii: "+") || chars[index] == UInt8(ascii: "-") {
-            guard let oh = num(index + 1, 2), let om = num(index + 4, 2) else { return nil }
+        guard index < chars.count else { return nil }
+        if chars[index] == UInt8(ascii: "Z") || chars[index] == UInt8(ascii: "z") {
+            index += 1
+        } else if chars[index] == UInt8(ascii: "+") || chars[index] == UInt8(ascii: "-") {
+            guard let oh = num(index + 1, 2), separator(index + 3, ":"), let om = num(index + 4, 2), oh <= 23, om <= 59 else { return nil }
             offset = (oh * 3600 + om * 60) * (chars[index] == UInt8(ascii: "+") ? 1 : -1)
+            index += 6
+        } else {
+            return nil
         }
+        guard index == chars.count else { return nil }
         let days = daysFromCivil(y, mo, d)
         let total = Double(days * 86400 + h * 3600 + mi * 60 + s - offset) + fraction
         return Date(timeIntervalSince1970: total)
+    }
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
     }
 
     static func civil(fromDays z0: Int) -> (Int, Int, Int) {

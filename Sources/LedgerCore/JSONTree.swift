@@ -4,27 +4,49 @@ import Foundation
 /// parses its bytes once and turns nested free-form JSON (`output`, `input`, trigger data) into values without the
 /// guesswork `JSONValue.init(from:)` needs under a generic decoder.
 public enum JSONTree {
-    public struct ParseError: Error, CustomStringConvertible {
+    public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
         public var offset: Int
         public var message: String
-        public var description: String { "invalid JSON at byte \(offset): \(message)" }
-    }
-
-    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth) throws -> JSONValue {
-        let array = Array(bytes)
-        return try array.withUnsafeBufferPointer { buffer in
-            var parser = Parser(bytes: buffer, maxDepth: maxDepth)
-            parser.skipSpace()
-            let value = try parser.value(depth: 0)
-            parser.skipSpace()
-            guard parser.index == buffer.count else { throw ParseError(offset: parser.index, message: "unexpected text after the value") }
-            return value
+        public init(offset: Int, message: String) {
+            self.offset = offset
+            self.message = message
         }
+        public var description: String { "invalid JSON: \(message) at byte \(offset)" }
     }
 
-    /// Decodes `T` from JSON bytes through the tree.
+    /// Parses JSON text. Containers may nest at most `maxDepth` levels (`Limits.storedJSONDepth` for what the
+    /// engine wrote itself; pass `Limits.inboundJSONDepth` for anything from outside). Numbers must be finite
+    /// doubles; unpaired surrogates in `\u` escapes become U+FFFD. Never traps: whatever cannot be read is a
+    /// `ParseError` naming the byte offset.
+    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth) throws(ParseError) -> JSONValue {
+        let array = Array(bytes)
+        let result: Result<JSONValue, ParseError> = array.withUnsafeBufferPointer { buffer in
+            var parser = Parser(bytes: buffer, maxDepth: maxDepth)
+            do throws(ParseError) {
+                parser.skipSpace()
+                let value = try parser.value(depth: 0)
+                parser.skipSpace()
+                guard parser.index == buffer.count else { throw parser.fail("unexpected text after the value") }
+                return .success(value)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Decodes `T` from JSON bytes through the tree (containers nested at most `maxDepth` levels).
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth) throws -> T {
         try T(from: TreeDecoder(value: try parse(bytes, maxDepth: maxDepth), codingPath: []))
+    }
+
+    /// The value of `text` when it is a JSON number (RFC 8259 grammar: no sign but a leading `-`, no leading
+    /// zeros, no `inf`, `nan` or hex) that is a finite double; else nil.
+    public static func number(_ text: some StringProtocol) -> Double? {
+        let utf8 = Array(text.utf8)
+        guard JSONNumberGrammar.length(of: utf8, from: 0) == utf8.count, !utf8.isEmpty else { return nil }
+        guard let value = Double(String(decoding: utf8, as: UTF8.self)), value.isFinite else { return nil }
+        return value
     }
 
     struct Parser {
@@ -32,16 +54,27 @@ public enum JSONTree {
         let maxDepth: Int
         var index = 0
 
+        init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+            self.bytes = bytes
+            self.maxDepth = maxDepth
+        }
+
         mutating func skipSpace() {
             while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 { index += 1 }
         }
 
         func fail(_ message: String) -> ParseError { ParseError(offset: index, message: message) }
 
-        mutating func value(depth: Int) throws -> JSONValue {
-            guard depth < maxDepth else { throw fail("nested more than \(maxDepth) levels deep") }
+        /// A value whose containers are `depth` levels deep (0 at the top).
+        mutating func value(depth: Int) throws(ParseError) -> JSONValue {
             guard index < bytes.count else { throw fail("unexpected end") }
-            switch bytes[index] {
+            let c = bytes[index]
+            if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") {
+                guard depth < maxDepth else {
+                    throw fail("containers nested deeper than \(maxDepth) levels; flatten the document")
+                }
+            }
+            switch c {
             case UInt8(ascii: "{"):
                 index += 1
                 var object: [String: JSONValue] = [:]
@@ -106,25 +139,19 @@ public enum JSONTree {
             }
         }
 
-        mutating func literal(_ word: StaticString) throws {
+        mutating func literal(_ word: StaticString) throws(ParseError) {
             let count = word.utf8CodeUnitCount
-            guard index + count <= bytes.count else { throw fail("unexpected end") }
+            guard bytes.count - index >= count else { throw fail("unexpected end") }
             for i in 0..<count where bytes[index + i] != word.utf8Start[i] { throw fail("unexpected character") }
             index += count
         }
 
-        mutating func number() throws -> Double {
+        mutating func number() throws(ParseError) -> Double {
             let start = index
-            while index < bytes.count {
-                let c = bytes[index]
-                if (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") || c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") {
-                    index += 1
-                } else {
-                    break
-                }
-            }
-            guard index > start else { throw fail("unexpected character") }
-            // Integers (most numbers in events) without the C library.
+            let length = JSONNumberGrammar.length(of: bytes, from: start)
+            guard length > 0 else { throw fail("unexpected character") }
+            index = start + length
+            // Integers (most numbers in events) without the C library: at most 15 digits, exact in an Int64.
             var negative = false
             var i = start
             if bytes[i] == UInt8(ascii: "-") {
@@ -142,13 +169,16 @@ public enum JSONTree {
                     plain = false
                 }
             }
-            if plain { return Double(negative ? -integer : integer) }
+            if plain { return negative ? -Double(integer) : Double(integer) }
             let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-            guard let value = Double(text) else { throw ParseError(offset: start, message: "bad number \(text)") }
+            guard let value = Double(text) else { throw ParseError(offset: start, message: "bad number") }
+            guard value.isFinite else {
+                throw ParseError(offset: start, message: "number out of range")
+            }
             return value
         }
 
-        mutating func string() throws -> String {
+        mutating func string() throws(ParseError) -> String {
             index += 1  // opening quote
             let start = index
             // Fast path: no escapes.
@@ -186,12 +216,23 @@ public enum JSONTree {
                 case UInt8(ascii: "t"): out.append(0x09)
                 case UInt8(ascii: "u"):
                     var scalar = try hex4()
-                    if scalar >= 0xD800, scalar < 0xDC00, index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
-                        index += 2
-                        let low = try hex4()
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    if scalar >= 0xD800, scalar < 0xDC00 {
+                        // A high surrogate counts only with a low one right after it; anything else leaves it
+                        // unpaired (U+FFFD) and the escape after it is read on its own.
+                        let high = scalar
+                        scalar = 0xFFFD
+                        if bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
+                            let resume = index
+                            index += 2
+                            if let low = try? hex4(), low >= 0xDC00, low <= 0xDFFF {
+                                scalar = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+                            } else {
+                                index = resume
+                            }
+                        }
                     }
-                    out.append(contentsOf: Array(String(Unicode.Scalar(scalar).map(Character.init) ?? "\u{FFFD}").utf8))
+                    let text = Unicode.Scalar(scalar).map { String(Character($0)) } ?? "\u{FFFD}"
+                    out.append(contentsOf: Array(text.utf8))
                 default:
                     throw fail("bad escape")
                 }
@@ -199,8 +240,8 @@ public enum JSONTree {
             throw fail("unterminated string")
         }
 
-        mutating func hex4() throws -> UInt32 {
-            guard index + 4 <= bytes.count else { throw fail("bad \\u escape") }
+        mutating func hex4() throws(ParseError) -> UInt32 {
+            guard bytes.count - index >= 4 else { throw fail("bad \\u escape") }
             var v: UInt32 = 0
             for _ in 0..<4 {
                 let c = bytes[index]
@@ -216,6 +257,37 @@ public enum JSONTree {
             }
             return v
         }
+    }
+}
+
+/// The JSON number grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+enum JSONNumberGrammar {
+    /// How many bytes from `start` form a JSON number (0 when none does).
+    static func length(of bytes: some RandomAccessCollection<UInt8>, from start: Int) -> Int {
+        var i = start
+        let end = bytes.count
+        func at(_ j: Int) -> UInt8? { j < end ? bytes[bytes.index(bytes.startIndex, offsetBy: j)] : nil }
+        func isDigit(_ c: UInt8?) -> Bool { c.map { $0 >= 0x30 && $0 <= 0x39 } ?? false }
+        if at(i) == UInt8(ascii: "-") { i += 1 }
+        guard isDigit(at(i)) else { return 0 }
+        if at(i) == UInt8(ascii: "0") {
+            i += 1
+        } else {
+            while isDigit(at(i)) { i += 1 }
+        }
+        if at(i) == UInt8(ascii: "."), isDigit(at(i + 1)) {
+            i += 1
+            while isDigit(at(i)) { i += 1 }
+        }
+        if at(i) == UInt8(ascii: "e") || at(i) == UInt8(ascii: "E") {
+            var j = i + 1
+            if at(j) == UInt8(ascii: "+") || at(j) == UInt8(ascii: "-") { j += 1 }
+            if isDigit(at(j)) {
+                while isDigit(at(j)) { j += 1 }
+                i = j
+            }
+        }
+        return i - start
     }
 }
 

@@ -82,8 +82,7 @@ public enum JSONValue: Sendable, Hashable {
         switch self {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
-        case .number(let n):
-            if n.rounded() == n, abs(n) < 1e15 { out += String(Int64(n)) } else { out += String(n) }
+        case .number(let n): out += JSONValue.numberText(n)
         case .string(let s): JSONValue.writeString(s, to: &out)
         case .array(let a):
             out += "["
@@ -102,6 +101,14 @@ public enum JSONValue: Sendable, Hashable {
             }
             out += "}"
         }
+    }
+
+    /// A number as JSON text: integers below 1e15 without a fraction, other finite numbers in Swift's shortest
+    /// round-tripping form (valid JSON), and NaN or an infinity, which JSON cannot carry, as `null`.
+    static func numberText(_ n: Double) -> String {
+        guard n.isFinite else { return "null" }
+        if abs(n) < 1e15, let integer = Int64(exactly: n) { return String(integer) }
+        return String(n)
     }
 
     private static func writeString(_ s: String, to out: inout String) {
@@ -164,7 +171,14 @@ extension JSONValue: Codable {
         case .null: try container.encodeNil()
         case .bool(let b): try container.encode(b)
         case .number(let n):
-            if n.rounded() == n, abs(n) < 1e15 { try container.encode(Int64(n)) } else { try container.encode(n) }
+            // JSON has no NaN or infinity; a generic encoder would refuse them, so they are written as null.
+            if !n.isFinite {
+                try container.encodeNil()
+            } else if abs(n) < 1e15, let integer = Int64(exactly: n) {
+                try container.encode(integer)
+            } else {
+                try container.encode(n)
+            }
         case .string(let s): try container.encode(s)
         case .array(let a): try container.encode(a)
         case .object(let o): try container.encode(o)

@@ -49,6 +49,11 @@ public enum Limits {
     public static let conditionCharacters = 4096
     /// Nesting of parentheses and `!` in a condition.
     public static let conditionDepth = 32
+    /// Binary operators (`&&`, `||`, comparisons) in one condition: bounds the depth of the tree it evaluates.
+    public static let conditionOperators = 256
+    /// Nesting depth of a flow definition, leaving room under `storedJSONDepth` for the trigger data a template
+    /// puts into a step's request and for the events that carry it.
+    public static let definitionJSONDepth = 32
 
     // MARK: Memory
 

@@ -156,8 +156,11 @@ public struct RunDecider: Sendable {
         step.retry ?? definition.defaults?.retry ?? Self.defaultRetry
     }
 
+    /// The step's timeout, within (0, `Limits.stepTimeoutSeconds`] whatever the stored definition says.
     func timeout(_ step: StepDefinition) -> Double {
-        step.timeout_sec ?? definition.defaults?.timeout_sec ?? Self.defaultTimeoutSec
+        let seconds = step.timeout_sec ?? definition.defaults?.timeout_sec ?? Self.defaultTimeoutSec
+        guard seconds.isFinite, seconds > 0 else { return Self.defaultTimeoutSec }
+        return min(seconds, Limits.stepTimeoutSeconds)
     }
 
     func retryAt(_ policy: RetryPolicy, error: StepError, attempt: Int, now: Date, random: () -> Double) -> Date? {
@@ -206,10 +209,10 @@ public struct RunDecider: Sendable {
         let nowText = Timestamp.format(now)
 
         // The whole run has a deadline too (`run_timeout_sec`).
-        if let limit = definition.run_timeout_sec, let started = Timestamp.parse(state.started_at ?? state.created_at) {
+        if let limit = definition.run_timeout_sec, limit.isFinite, limit > 0, let started = Timestamp.parse(state.started_at ?? state.created_at) {
             let deadline = started.addingTimeInterval(limit)
             if deadline <= now {
-                let error = RunError(code: "run_timeout", message: "the run did not finish within \(Int(limit))s")
+                let error = RunError(code: "run_timeout", message: "the run did not finish within \(Int(min(limit, Limits.runTimeoutSeconds).rounded()))s")
                 return [.append(compensable(state).isEmpty ? .runFailed(FlowRunFailed(error: error)) : .runCompensating(FlowRunCompensating(error: error)))]
             }
             out.append(.wakeUp(at: deadline))
@@ -224,7 +227,7 @@ public struct RunDecider: Sendable {
             if deadline <= now {
                 out += failure(
                     record.step_id, attempt: last.attempt,
-                    error: StepError(kind: "timeout", message: "no answer within \(Int(timeout(step)))s", retryable: true),
+                    error: StepError(kind: "timeout", message: "no answer within \(Int(timeout(step).rounded()))s", retryable: true),
                     startedAt: last.started_at, now: now, random: random)
             } else {
                 out.append(.wakeUp(at: deadline))
@@ -300,7 +303,7 @@ public struct RunDecider: Sendable {
                 let deadline = started.addingTimeInterval(timeout(step))
                 if deadline <= now {
                     return compensationFailure(
-                        step.id, attempt: last.attempt, error: StepError(kind: "timeout", message: "no answer within \(Int(timeout(step)))s", retryable: true),
+                        step.id, attempt: last.attempt, error: StepError(kind: "timeout", message: "no answer within \(Int(timeout(step).rounded()))s", retryable: true),
                         startedAt: last.started_at, now: now, random: random)
                 }
                 return [.wakeUp(at: deadline)]

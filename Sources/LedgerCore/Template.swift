@@ -6,6 +6,10 @@ public enum Template {
     public struct RenderError: Error, Sendable, Equatable, CustomStringConvertible {
         public var path: String
         public var message: String
+        public init(path: String, message: String) {
+            self.path = path
+            self.message = message
+        }
         public var description: String { "\(path): \(message)" }
     }
 
@@ -15,16 +19,17 @@ public enum Template {
         case reference(String)
     }
 
-    static func parse(_ string: String) throws(RenderError) -> [Piece] {
+    static func parse(_ string: String, at path: String = "template") throws(RenderError) -> [Piece] {
         var pieces: [Piece] = []
         var rest = Substring(string)
         while let open = rest.range(of: "{{") {
             if open.lowerBound > rest.startIndex { pieces.append(.text(String(rest[..<open.lowerBound]))) }
+            let offset = string.distance(from: string.startIndex, to: open.lowerBound)
             guard let close = rest[open.upperBound...].range(of: "}}") else {
-                throw RenderError(path: string, message: "a \"{{\" is never closed with \"}}\"")
+                throw RenderError(path: path, message: "the \"{{\" at character \(offset) is never closed with \"}}\"")
             }
             let reference = rest[open.upperBound..<close.lowerBound].trimmingWhitespace()
-            if reference.isEmpty { throw RenderError(path: string, message: "an empty reference \"{{}}\"") }
+            if reference.isEmpty { throw RenderError(path: path, message: "an empty reference \"{{}}\" at character \(offset)") }
             pieces.append(.reference(reference))
             rest = rest[close.upperBound...]
         }
@@ -37,7 +42,7 @@ public enum Template {
         switch value {
         case .string(let s):
             var found: [(String, String)] = []
-            for piece in try parse(s) {
+            for piece in try parse(s, at: path.isEmpty ? "template" : path) {
                 if case .reference(let r) = piece { found.append((path, r)) }
             }
             return found
@@ -59,7 +64,7 @@ public enum Template {
         switch value {
         case .string(let s):
             guard s.contains("{{") else { return value }
-            let pieces = try parse(s)
+            let pieces = try parse(s, at: path.isEmpty ? "template" : path)
             if pieces.count == 1, case .reference(let r) = pieces[0] {
                 return context[path: r] ?? .null
             }
@@ -122,11 +127,18 @@ public indirect enum Condition: Sendable, Equatable {
         public var description: String { message }
     }
 
+    /// Parses a condition of at most `Limits.conditionCharacters` characters, with parentheses and `!` nested at
+    /// most `Limits.conditionDepth` deep and at most `Limits.conditionOperators` operators. Errors name the
+    /// character where the problem is (counted from 0).
     public static func parse(_ text: String) throws(ParseError) -> Condition {
-        var parser = ConditionParser(Array(text.unicodeScalars))
+        let chars = Array(text.unicodeScalars)
+        guard chars.count <= Limits.conditionCharacters else {
+            throw ParseError(message: "the condition is \(chars.count) characters long; at most \(Limits.conditionCharacters) are accepted (split the test across steps)")
+        }
+        var parser = ConditionParser(chars)
         let condition = try parser.parseOr()
         parser.skipSpace()
-        if !parser.atEnd { throw ParseError(message: "unexpected \"\(parser.remaining)\" in condition \"\(text)\"") }
+        if !parser.atEnd { throw ParseError(message: "unexpected \"\(parser.remaining)\" at character \(parser.i)") }
         return condition
     }
 
@@ -186,11 +198,24 @@ public indirect enum Condition: Sendable, Equatable {
 struct ConditionParser {
     let chars: [Unicode.Scalar]
     var i = 0
+    /// Parentheses and `!` currently open.
+    var depth = 0
+    /// Binary operators read so far (each deepens the tree the evaluation walks).
+    var operators = 0
 
     init(_ chars: [Unicode.Scalar]) { self.chars = chars }
 
     var atEnd: Bool { i >= chars.count }
-    var remaining: String { String(String.UnicodeScalarView(chars[i...])) }
+    /// The rest of the text, shortened for messages.
+    var remaining: String {
+        let rest = chars[min(i, chars.count)...]
+        let shown = String(String.UnicodeScalarView(rest.prefix(40)))
+        return rest.count > 40 ? shown + "..." : shown
+    }
+
+    func fail(_ message: String, at position: Int? = nil) -> Condition.ParseError {
+        Condition.ParseError(message: "\(message) at character \(position ?? i)")
+    }
 
     mutating func skipSpace() {
         while i < chars.count, chars[i].properties.isWhitespace { i += 1 }
@@ -199,20 +224,40 @@ struct ConditionParser {
     mutating func take(_ token: String) -> Bool {
         skipSpace()
         let t = Array(token.unicodeScalars)
-        guard i + t.count <= chars.count, Array(chars[i..<i + t.count]) == t else { return false }
+        guard chars.count - i >= t.count, chars[i..<i + t.count].elementsEqual(t) else { return false }
         i += t.count
         return true
     }
 
+    mutating func countOperator() throws(Condition.ParseError) {
+        operators += 1
+        guard operators <= Limits.conditionOperators else {
+            throw fail("more than \(Limits.conditionOperators) operators in one condition; split the test across steps")
+        }
+    }
+
+    mutating func enter() throws(Condition.ParseError) {
+        depth += 1
+        guard depth <= Limits.conditionDepth else {
+            throw fail("parentheses and \"!\" nested deeper than \(Limits.conditionDepth) levels")
+        }
+    }
+
     mutating func parseOr() throws(Condition.ParseError) -> Condition {
         var left = try parseAnd()
-        while take("||") { left = .or(left, try parseAnd()) }
+        while take("||") {
+            try countOperator()
+            left = .or(left, try parseAnd())
+        }
         return left
     }
 
     mutating func parseAnd() throws(Condition.ParseError) -> Condition {
         var left = try parseNot()
-        while take("&&") { left = .and(left, try parseNot()) }
+        while take("&&") {
+            try countOperator()
+            left = .and(left, try parseNot())
+        }
         return left
     }
 
@@ -220,7 +265,10 @@ struct ConditionParser {
         skipSpace()
         if i < chars.count, chars[i] == "!", !(i + 1 < chars.count && chars[i + 1] == "=") {
             i += 1
-            return .not(try parseNot())
+            try enter()
+            let inner = try parseNot()
+            depth -= 1
+            return .not(inner)
         }
         return try parseCompare()
     }
@@ -228,6 +276,7 @@ struct ConditionParser {
     mutating func parseCompare() throws(Condition.ParseError) -> Condition {
         let left = try parseOperand()
         for op in ["==", "!=", ">=", "<=", ">", "<"] where take(op) {
+            try countOperator()
             return .compare(left, op, try parseOperand())
         }
         return left
@@ -235,19 +284,22 @@ struct ConditionParser {
 
     mutating func parseOperand() throws(Condition.ParseError) -> Condition {
         skipSpace()
-        guard i < chars.count else { throw .init(message: "the condition ends where a value was expected") }
+        guard i < chars.count else { throw fail("the condition ends where a value was expected") }
+        let start = i
         if take("(") {
+            try enter()
             let inner = try parseOr()
-            guard take(")") else { throw .init(message: "a \"(\" is never closed") }
+            guard take(")") else { throw fail("the \"(\" at character \(start) is never closed") }
+            depth -= 1
             return inner
         }
         if take("{{") {
-            let start = i
-            while i + 1 < chars.count, !(chars[i] == "}" && chars[i + 1] == "}") { i += 1 }
-            guard i + 1 < chars.count else { throw .init(message: "a \"{{\" is never closed with \"}}\"") }
-            let reference = String(String.UnicodeScalarView(chars[start..<i])).trimmingWhitespace()
+            let from = i
+            while chars.count - i >= 2, !(chars[i] == "}" && chars[i + 1] == "}") { i += 1 }
+            guard chars.count - i >= 2 else { throw fail("the \"{{\" at character \(start) is never closed with \"}}\"") }
+            let reference = String(String.UnicodeScalarView(chars[from..<i])).trimmingWhitespace()
             i += 2
-            guard !reference.isEmpty else { throw .init(message: "an empty reference \"{{}}\"") }
+            guard !reference.isEmpty else { throw fail("an empty reference \"{{}}\"", at: start) }
             return .reference(reference)
         }
         if chars[i] == "\"" || chars[i] == "'" {
@@ -259,13 +311,12 @@ struct ConditionParser {
                 s.append(chars[i])
                 i += 1
             }
-            guard i < chars.count else { throw .init(message: "a string is never closed") }
+            guard i < chars.count else { throw fail("the string at character \(start) is never closed") }
             i += 1
             return .literal(.string(String(s)))
         }
-        let start = i
         while i < chars.count, chars[i].properties.isAlphabetic || chars[i].properties.numericType != nil
-            || chars[i] == "." || chars[i] == "-" || chars[i] == "_"
+            || chars[i] == "." || chars[i] == "-" || chars[i] == "_" || chars[i] == "+"
         {
             i += 1
         }
@@ -275,9 +326,12 @@ struct ConditionParser {
         case "false": return .literal(false)
         case "null": return .literal(.null)
         default:
-            if let n = Double(word) { return .literal(.number(n)) }
-            if word.isEmpty { throw .init(message: "unexpected \"\(remaining)\"") }
-            throw .init(message: "\"\(word)\" is neither a {{reference}} nor a JSON value (quote strings)")
+            if word.isEmpty { throw fail("unexpected \"\(remaining)\"") }
+            if let n = JSONTree.number(word) { return .literal(.number(n)) }
+            if let first = word.unicodeScalars.first, first == "-" || ("0"..."9").contains(first) {
+                throw fail("\"\(word.prefix(40))\" is not a number JSON accepts (finite, no sign but \"-\", no hex)", at: start)
+            }
+            throw fail("\"\(word.prefix(40))\" is neither a {{reference}} nor a JSON value (quote strings)", at: start)
         }
     }
 }

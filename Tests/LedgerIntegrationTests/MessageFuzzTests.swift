@@ -135,7 +135,9 @@ extension Integration {
                 Array(#"{"flow_id":1e999,"input":{"a":"\uDC00"}}"#.utf8), Array(#"{"reason":[[[[[[]]]]]],"from_step":42}"#.utf8),
                 Array(#"{"id":"big","steps":[\#(Array(repeating: #"{"id":"s","action":"transform","with":{"value":1}}"#, count: 2000).joined(separator: ","))]}"#.utf8),
             ]
-            let ids = ["calendar-create-event", "nope", String(repeating: "x", count: 600), "%2e%2e%2f", "a.b", "%F0%9F%98%80", "-"]
+            // Not the flow the storm's runs use: a malformed body must not do anything, but activate and deactivate
+            // take no body and would do what they say.
+            let ids = ["storm-target", "nope", String(repeating: "x", count: 600), "%2e%2e%2f", "a.b", "%F0%9F%98%80", "-"]
             var out: [(String, String, [UInt8]?)] = []
             for body in bodies {
                 let id = ids[Int.random(in: 0..<ids.count, using: &random)]
@@ -152,7 +154,10 @@ extension Integration {
                     ("GET", "/automation/runs?limit=1e99", nil), ("GET", "/automation/dlq?limit=abc", nil),
                 ]
             }
-            return out + [("GET", "/metrics", nil), ("GET", "/health", nil), ("DELETE", "/automation/flows", nil)]
+            return out + [
+                ("GET", "/metrics", nil), ("GET", "/health", nil), ("DELETE", "/automation/flows", nil),
+                ("GET", "/automation/flows/calendar-create-event?version=-1", nil), ("GET", "/automation/flows?limit=1e99", nil),
+            ]
         }
 
         static func succeededRuns(_ ledger: Ledger) async throws -> Int {
@@ -247,9 +252,19 @@ extension Integration {
             #expect(try await serve.http("GET", "/automation/runs?limit=5").0 == 200)
             let after = CloudEvent(id: "after-storm", source: "assistant", type: EventType.assistantCommandIssued, data: JSONValue.object(storm.command(title: "after")))
             try outside.publish(subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(after))
-            try await eventually("a run after the restart completes", timeout: .seconds(60)) {
-                let (_, run) = try await serve.http("GET", "/automation/runs/\(DerivedID.uuid("calendar-create-event/after-storm"))")
-                return run["status"] == "SUCCEEDED"
+            do {
+                try await eventually("a run after the restart completes", timeout: .seconds(60)) {
+                    let (_, run) = try await serve.http("GET", "/automation/runs/\(DerivedID.uuid("calendar-create-event/after-storm"))")
+                    return run["status"] == "SUCCEEDED"
+                }
+            } catch {
+                let (status, run) = try await serve.http("GET", "/automation/runs/\(DerivedID.uuid("calendar-create-event/after-storm"))")
+                let info = try await ledger.api.consumerInfo(stream: ledger.stream, consumer: "engine")
+                print("run: \(status) \(run.compactJSON.prefix(2000)); consumer pending \(info.num_pending), ack pending \(info.num_ack_pending)")
+                print((try await serve.http("GET", "/health")).1.compactJSON)
+                let log = (try? String(contentsOfFile: "\(data.path)/serve.log", encoding: .utf8)) ?? ""
+                print("serve.log (last 3000 characters):\n" + String(log.suffix(3000)))
+                throw error
             }
         }
     }

@@ -97,7 +97,7 @@ struct ChildServe {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--nats-url", TestServer.shared.url, "--http-port", String(port), "--data-dir", dataDirectory, "--admin-token", Self.token]
         var environment = ProcessInfo.processInfo.environment
-        environment["LOG_LEVEL"] = "warning"
+        environment["LOG_LEVEL"] = ProcessInfo.processInfo.environment["LEDGERFLOW_CHILD_LOG"] ?? "warning"
         process.environment = environment
         let log = "\(dataDirectory)/serve.log"
         if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }

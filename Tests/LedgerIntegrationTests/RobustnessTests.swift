@@ -41,7 +41,6 @@ extension Integration {
             let subject = Subjects.assistantCommandIssued
             let bad: [(String, [UInt8])] = [
                 ("random bytes", [0xFF, 0x00, 0x7B, 0x22]),
-                ("a broken surrogate", Array(#"{"specversion":"1.0","id":"s1","source":"a","type":"AssistantCommandIssued","data":{"message_id":"\uD800\u0041","intent":"calendar.create_event","entities":{"title":"\uDFFF"},"user":{"id":"u"},"channel":{"type":"chat","conversation_id":"c"}}}"#.utf8)),
                 ("a number out of range", Array(#"{"specversion":"1.0","id":"n1","source":"a","type":"AssistantCommandIssued","data":{"x":1e999}}"#.utf8)),
                 ("deep nesting", Array(#"{"specversion":"1.0","id":"d1","source":"a","type":"AssistantCommandIssued","data":{"entities":\#(Self.nested(5000))}}"#.utf8)),
                 ("a long id", try envelope(id: String(repeating: "i", count: 600), data: command())),
@@ -51,9 +50,12 @@ extension Integration {
                 ("an unknown type", try envelope(id: "unknown", type: "Mystery", data: command())),
             ]
             for (_, payload) in bad { try stack.outside.publish(subject: subject, payload: payload) }
+            // Broken surrogates are not a reason to refuse a message: each becomes U+FFFD and the run goes on.
+            let surrogates = #"{"specversion":"1.0","id":"s1","source":"a","type":"AssistantCommandIssued","data":{"message_id":"\uD800\u0041","intent":"calendar.create_event","entities":{"title":"\uDFFF","start":"2026-11-24T10:00:00Z"},"user":{"id":"u"},"channel":{"type":"chat","conversation_id":"c"}}}"#
+            try stack.outside.publish(subject: subject, payload: Array(surrogates.utf8))
             try stack.publishCommand(id: "good-1", title: "After the storm")
-            let run = try #require(try await stack.waitForRuns(1).first)
-            #expect(run.input["title"] == "After the storm")
+            let runs = try await stack.waitForRuns(2)
+            #expect(Set(runs.compactMap { $0.input["title"]?.stringValue }) == ["After the storm", "\u{FFFD}"])
             try await eventually("every refusal recorded") { try await rejections(stack).count >= bad.count }
             let recorded = try await rejections(stack)
             #expect(recorded.count == bad.count)
@@ -62,7 +64,7 @@ extension Integration {
             #expect(recorded.contains { $0.reason.contains("signal_id") })
             // The engine is still consuming: another message runs too.
             try stack.publishCommand(id: "good-2", title: "Still here")
-            _ = try await stack.waitForRuns(2)
+            _ = try await stack.waitForRuns(3)
         }
 
         @Test func aLongSignalIDIsHashedForDedupAndStillDeduplicates() async throws {
