@@ -57,8 +57,6 @@ public enum Limits {
 
     // MARK: Memory
 
-    /// Messages waiting in one run's mailbox before senders wait.
-    public static let mailboxCapacity = 1024
     /// HTTP requests handled at once; more are answered 503 with `Retry-After`.
     public static let httpConcurrency = 512
     /// Requests on `automation.flow.run` answered at once by one engine.
