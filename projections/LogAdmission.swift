@@ -45,6 +45,9 @@ public enum LogAdmission: Equatable {
         switch event.body {
         case .runStarted(let started) where started.run_id != runID:
             return .skipped(reason: "FlowRunStarted names run \(started.run_id.prefix(64)) on the subject of run \(runID)", fold: position)
+        case .runStarted(let started) where started.dedup_key.map { DerivedID.uuid("\(started.flow_id)/\($0)") != runID } ?? false:
+            // A run started by a signal has the id derived from its flow and key; anything else is not its start.
+            return .skipped(reason: "FlowRunStarted's run id is not the one its flow and dedup key derive", fold: position)
         case .runStarted, .stepAttemptStarted, .stepAttemptSucceeded, .stepAttemptFailed, .stepSkipped, .runSucceeded,
             .runFailed, .runCompensating, .compensationStarted, .compensationSucceeded, .compensationFailed,
             .runCancelRequested, .runCancelled, .runRedriven:
@@ -65,11 +68,13 @@ public enum LogAdmission: Equatable {
         guard Subjects.isValidToken(flowID) else {
             return .skipped(reason: "the flow id in the subject is not a valid id (letters, digits, - and _, at most \(Limits.tokenCharacters))", fold: nil)
         }
+        // Like a run, a flow's position moves past what is skipped on its subject (its next change expects it).
+        let position = LedgerEvent(id: "", type: "Unknown", time: "", flowid: flowID, body: .other)
         let event: LedgerEvent
         do {
             event = try JSONTree.decode(LedgerEvent.self, from: payload)
         } catch {
-            return .skipped(reason: "not a readable event: \(error)", fold: nil)
+            return .skipped(reason: "not a readable event: \(error)", fold: position)
         }
         switch event.body {
         case .flowVersionRecorded(let e) where e.flow_id == flowID && e.version >= 1:
@@ -77,9 +82,9 @@ public enum LogAdmission: Equatable {
         case .flowStatusChanged(let e) where e.flow_id == flowID:
             return .event(event)
         case .flowVersionRecorded, .flowStatusChanged:
-            return .skipped(reason: "\(event.type) names another flow (or an invalid version) on the subject of flow \(flowID)", fold: nil)
+            return .skipped(reason: "\(event.type) names another flow (or an invalid version) on the subject of flow \(flowID)", fold: position)
         default:
-            return .skipped(reason: "\(event.type.prefix(64)) does not belong on a flow's subject", fold: nil)
+            return .skipped(reason: "\(event.type.prefix(64)) does not belong on a flow's subject", fold: position)
         }
     }
 }

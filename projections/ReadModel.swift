@@ -61,6 +61,7 @@ public enum FlowVersionsModel: ReadModel {
         switch event.body {
         case .flowVersionRecorded(let e): return e.flow_id
         case .flowStatusChanged(let e): return e.flow_id
+        case .other where event.runid == nil: return event.flowid
         default: return nil
         }
     }
@@ -73,7 +74,10 @@ public enum FlowVersionsModel: ReadModel {
                 ?? FlowRecord(
                     flow_id: e.flow_id, status: "draft", current_version: 0, active_version: nil, created_at: event.time,
                     updated_at: event.time, versions: [], history: [], last_sequence: sequence)
-            guard !record.versions.contains(where: { $0.version == e.version }) else { return record }
+            guard !record.versions.contains(where: { $0.version == e.version }) else {
+                record.last_sequence = sequence  // a repeated version changes nothing but the flow's position
+                return record
+            }
             record.versions.append(FlowVersionEntry(
                 version: e.version, definition: e.definition, definition_hash: e.definition_hash, actor: e.actor,
                 created_at: event.time, based_on: e.based_on))
@@ -82,6 +86,11 @@ public enum FlowVersionsModel: ReadModel {
                 at: event.time, actor: e.actor, change: e.version == 1 ? "registered" : "new_version", version: e.version,
                 status_before: state?.status, status_after: record.status, summary: e.summary))
             record.updated_at = event.time
+            record.last_sequence = sequence
+            return record
+        case .other:
+            // Skipped on the flow's subject: only its position moves.
+            guard var record = state else { return nil }
             record.last_sequence = sequence
             return record
         case .flowStatusChanged(let e):

@@ -103,6 +103,11 @@ struct FlowsAPI: Sendable {
             return try await body()
         } catch let error as EngineError {
             throw Problem.from(error)
+        } catch let error as StartRefused {
+            throw Problem(.conflict, code: "invalid_state", title: "Run cannot start", detail: "\(error.reason).")
+        } catch let error as NATSError where error.jetStreamCode == JetStreamErrorCode.messageTooLarge {
+            // Retrying cannot help: the request makes an event larger than the log accepts.
+            throw Problem.badRequest("The request is too large to record in the log (\(error.message)); send less data.")
         } catch let error as NATSError {
             throw Problem.from(.unavailable("NATS did not answer: \(error.message)."))
         }
@@ -197,7 +202,7 @@ struct FlowsAPI: Sendable {
         }
         let input = body["input"] ?? .object([:])
         guard case .object = input else { throw Problem.badRequest("input must be an object.") }
-        let key = body["idempotency_key"]?.stringValue
+        let key = try Self.shortString(body, "idempotency_key")
         let outcome = try await engineCall {
             try await deps.engine.requestRun(flowID: id, input: input, mode: mode, idempotencyKey: key, actor: grant.subject)
         }
@@ -243,17 +248,28 @@ struct FlowsAPI: Sendable {
         var request = request
         let buffer = try await request.collectBody(upTo: 1 << 20)
         if buffer.readableBytes == 0 { return .object([:]) }
-        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView)), case .object = value else {
-            throw Problem.badRequest("The body must be a JSON object (or empty).")
+        guard let value = try? JSONTree.parse(buffer.readableBytesView, maxDepth: Limits.inboundJSONDepth), case .object = value else {
+            throw Problem.badRequest("The body must be a JSON object (or empty), nested at most \(Limits.inboundJSONDepth) levels.")
         }
         return value
+    }
+
+    /// An optional string field of at most `limit` bytes.
+    static func shortString(_ body: JSONValue, _ field: String, limit: Int = Limits.identifierBytes) throws -> String? {
+        switch body[field] {
+        case nil, .null?: return nil
+        case .string(let text)? where text.utf8.count <= limit: return text
+        case .string(let text)?: throw Problem.badRequest("\(field) is \(text.utf8.count) bytes; at most \(limit) are accepted.")
+        default: throw Problem.badRequest("\(field) must be a string.")
+        }
     }
 
     func cancel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let grant = try authorize(request, .`operator`)
         let id = try context.parameters.require("runId")
         let body = try await optionalBody(request, context)
-        try await engineCall { try await deps.engine.cancelRun(id, actor: grant.subject, reason: body["reason"]?.stringValue) }
+        let reason = try Self.shortString(body, "reason", limit: Limits.reasonBytes)
+        try await engineCall { try await deps.engine.cancelRun(id, actor: grant.subject, reason: reason) }
         return try json(.accepted, ["run_id": JSONValue.string(id), "status": "CANCELLING"])
     }
 
@@ -261,7 +277,8 @@ struct FlowsAPI: Sendable {
         let grant = try authorize(request, .`operator`)
         let id = try context.parameters.require("runId")
         let body = try await optionalBody(request, context)
-        try await engineCall { try await deps.engine.redriveRun(id, fromStep: body["from_step"]?.stringValue, actor: grant.subject) }
+        let fromStep = try Self.shortString(body, "from_step")
+        try await engineCall { try await deps.engine.redriveRun(id, fromStep: fromStep, actor: grant.subject) }
         return try json(.accepted, ["run_id": JSONValue.string(id)])
     }
 

@@ -430,6 +430,17 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
 }
 
 extension LedgerEvent.Body {
+    /// How deeply the free-form parts of the event nest (inputs, trigger data, requests, outputs).
+    public var payloadDepth: Int {
+        switch self {
+        case .runStarted(let e): return max(e.input.depth, e.trigger.data?.depth ?? 0, e.channel?.depth ?? 0)
+        case .stepAttemptStarted(let e), .compensationStarted(let e): return e.request?.depth ?? 0
+        case .stepAttemptSucceeded(let e), .compensationSucceeded(let e): return e.output.depth
+        case .runSucceeded(let e): return e.output.depth
+        default: return 0
+        }
+    }
+
     /// The event's `type`.
     public var type: String {
         switch self {

@@ -18,6 +18,8 @@ public enum Limits {
     /// CloudEvents `id`, `source`, `type`, and identifiers inside data (`signal_id`, `message_id`, `command_id`,
     /// `user.id`, idempotency keys).
     public static let identifierBytes = 256
+    /// Free text people attach to a command (a cancel's reason).
+    public static let reasonBytes = 2048
     /// LMDB refuses keys over 511 bytes; a dedup key longer than this is stored as its SHA-256.
     public static let dedupKeyBytes = 200
     /// Flow, step and run ids are subject tokens.

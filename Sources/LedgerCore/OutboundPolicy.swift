@@ -407,6 +407,26 @@ public enum EmitSubjectPolicy {
     }
 }
 
+/// Where the engine may send a reply to a request (`automation.flow.run`): the requester chooses the reply subject,
+/// so it must not be a subject the log stores or a NATS API subject, or a request could write into the log (or
+/// drive JetStream) with the engine's credentials.
+public enum ReplySubjectPolicy {
+    public static func refusal(_ subject: String) -> String? {
+        let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+        if subject.isEmpty || subject.utf8.count > EmitSubjectPolicy.maxBytes || tokens.contains(where: \.isEmpty)
+            || subject.contains("*") || subject.contains(">")
+            || subject.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control })
+        {
+            return "the reply subject is not a valid subject"
+        }
+        if subject.hasPrefix("$") { return "the reply subject is a NATS system or API subject" }
+        if let stored = Subjects.streamSubjects.first(where: { subjectMatches(pattern: $0, subject: subject) }) {
+            return "the reply subject is stored in the log (\(stored))"
+        }
+        return nil
+    }
+}
+
 /// NATS subject matching with `*` and `>`.
 public func subjectMatches(pattern: String, subject: String) -> Bool {
     let p = pattern.split(separator: ".", omittingEmptySubsequences: false)

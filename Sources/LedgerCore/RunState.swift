@@ -109,7 +109,12 @@ public struct RunState: Codable, Sendable, Equatable {
     /// The fold: the state after `event`, stored at stream sequence `sequence`. Every transition is here.
     public static func evolve(_ state: RunState?, _ event: LedgerEvent, sequence: UInt64) -> RunState? {
         if case .runStarted(let started) = event.body {
-            guard state == nil else { return state }  // a second start of the same run id is refused by the log
+            // A second start on the same subject changes nothing but the run's position.
+            guard state == nil else {
+                var state = state
+                state?.last_sequence = sequence
+                return state
+            }
             return RunState(
                 run_id: started.run_id, flow_id: started.flow_id, flow_version: started.flow_version,
                 definition_hash: started.definition_hash, status: .running, mode: started.mode, trigger: started.trigger,

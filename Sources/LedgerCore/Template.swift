@@ -78,6 +78,12 @@ public enum Template {
                     }
                     out += v.interpolated
                 }
+                // A text that references large values many times could grow without end: stop at what an event holds.
+                if out.utf8.count > Limits.streamMessageBytes {
+                    throw RenderError(
+                        path: path.isEmpty ? "template" : path,
+                        message: "the rendered text passes \(Limits.streamMessageBytes) bytes; reference smaller values")
+                }
             }
             return .string(out)
         case .array(let a):

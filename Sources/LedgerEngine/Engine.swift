@@ -172,13 +172,16 @@ public final class Engine: Service, Sendable {
         }
         var resumed = 0
         for runID in try store.activeRunIDs() {
-            guard let state = try store.run(runID), !state.status.isTerminal else { continue }
-            guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
-                logger.error("run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have")
-                continue
+            // One run that cannot be resumed (its state unreadable, its definition gone or no longer valid) is
+            // logged and left as it is; it never keeps the engine from starting.
+            do {
+                guard let state = try store.run(runID), !state.status.isTerminal else { continue }
+                guard let definition = try pinnedDefinition(of: state) else { continue }
+                _ = launch(state: state, definition: definition, resume: true)
+                resumed += 1
+            } catch {
+                logger.error("run \(runID) cannot be resumed: \(error)")
             }
-            _ = launch(state: state, definition: definition, resume: true)
-            resumed += 1
         }
         if resumed > 0 { logger.info("resumed \(resumed) unfinished run(s) from the log") }
         ready.store(true, ordering: .releasing)
@@ -192,10 +195,23 @@ public final class Engine: Service, Sendable {
         if state == nil, sequence > 1, await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait) {
             state = try store.run(runID)
         }
-        guard let state, !state.status.isTerminal,
-            let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version)
-        else { return nil }
+        guard let state, !state.status.isTerminal, let definition = try pinnedDefinition(of: state) else { return nil }
         return launch(state: state, definition: definition, resume: false)
+    }
+
+    /// The definition a run is pinned to; nil (logged) when the read model does not have it or it no longer
+    /// validates, which no retry can change. Throws only when the read model cannot be read.
+    func pinnedDefinition(of state: RunState) throws -> FlowDefinition? {
+        do {
+            guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
+                logger.error("run \(state.run_id) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have")
+                return nil
+            }
+            return definition
+        } catch let error as EngineError {
+            logger.error("run \(state.run_id) is pinned to \(state.flow_id) v\(state.flow_version), which no longer validates: \(error)")
+            return nil
+        }
     }
 
     // MARK: - Manual runs over NATS (request/reply on automation.flow.run)
@@ -240,17 +256,28 @@ public final class Engine: Service, Sendable {
                 if case .duplicate = outcome { answer = ["run_id": .string(outcome.runID), "duplicate": true] }
             } catch let error as EngineError {
                 answer = ["error": Self.problem(error)]
+            } catch let error as StartRefused {
+                answer = ["error": Self.problem(409, "invalid_state", error.reason)]
+            } catch let error as NATSError where error.jetStreamCode == JetStreamErrorCode.messageTooLarge {
+                answer = ["error": Self.problem(400, "bad_request", "the request is too large to record in the log (\(error.message)); send less data")]
             } catch {
                 answer = ["error": Self.problem(503, "unavailable", "\(error)")]
             }
         }
         let reply = CloudEvent(type: "FlowRunRequested.Reply", correlationid: requestEvent?.id, causationid: requestEvent?.id, data: answer)
-        if let to = message.reply, let payload = try? EventCodec().encode(reply) {
-            try? ledger.connection.publish(subject: to, payload: payload)
+        var replyRefused: String?
+        if let to = message.reply {
+            if let refusal = ReplySubjectPolicy.refusal(to) {
+                replyRefused = refusal
+                logger.warning("not answering a request on \(Subjects.flowRunRequest): \(refusal)")
+            } else if let payload = try? EventCodec().encode(reply) {
+                try? ledger.connection.publish(subject: to, payload: payload)
+            }
         }
         let record: JSONValue = [
             "request": requestEvent.map { ["id": .string($0.id), "source": .string($0.source), "data": $0.data] } ?? ["payload": .string(String(decoding: message.payload.prefix(65_536), as: UTF8.self))],
-            "reply": answer, "reply_to": message.reply.map(JSONValue.string) ?? .null,
+            "reply": answer, "reply_to": message.reply.map { JSONValue.string(String($0.prefix(256))) } ?? .null,
+            "reply_refused": replyRefused.map(JSONValue.string) ?? .null,
         ]
         let recordEvent = CloudEvent(type: "FlowRunRequestHandled", correlationid: requestEvent?.id, data: record)
         if let payload = try? EventCodec().encode(recordEvent) {
@@ -319,9 +346,12 @@ public final class Engine: Service, Sendable {
         let values = inputs(definition, given: input)
         let problems = inputProblems(definition, values)
         if !problems.isEmpty { throw EngineError.badRequest(problems.joined(separator: "; ")) }
-        let trigger = RunTrigger(kind: "manual", event_type: nil, event_id: nil, sequence: nil, data: .object(["input": values, "actor": .string(actor)]))
+        // The inputs stand where a chat command's entities stand, so `{{trigger.entities.<name>}}` renders the same
+        // for a manual run; the start carries them once (the input is taken from the trigger).
+        let trigger = RunTrigger(kind: "manual", event_type: nil, event_id: nil, sequence: nil, data: .object(["entities": values, "actor": .string(actor)]))
         return try await startRun(
             flowID: flowID, version: version, definition: definition, definitionHash: hash, trigger: trigger, input: values,
+            inputFromTrigger: true,
             mode: mode, actor: actor,
             dedupKey: idempotencyKey.map { "manual:\($0)" }, messageID: nil, channel: nil)
     }
@@ -355,10 +385,18 @@ public final class Engine: Service, Sendable {
         } catch let error as NATSError where error.isWrongLastSequence {
             // The run's subject has a first event. When it is this very event (a retried publish whose first try
             // landed but whose acknowledgement was lost), the run is ours to drive; otherwise it is a repeat.
-            guard let first = try await ledger.api.firstMessage(stream: ledger.stream, subject: Subjects.run(runID)),
-                (try? JSONTree.decode(LedgerEvent.self, from: first.payload))?.id == id
-            else { return .duplicate(runID: runID) }
-            ack = PublishAck(sequence: first.seq, duplicate: true)
+            guard let first = try await ledger.api.firstMessage(stream: ledger.stream, subject: Subjects.run(runID)) else {
+                throw StartRefused(reason: "the run's subject \(Subjects.run(runID)) refused its first event but holds none")
+            }
+            let existing = try? JSONTree.decode(LedgerEvent.self, from: first.payload)
+            if existing?.id == id {
+                ack = PublishAck(sequence: first.seq, duplicate: true)
+            } else if case .runStarted(let other)? = existing?.body, other.run_id == runID {
+                return .duplicate(runID: runID)
+            } else {
+                // Something else was written there first: no run can start on this subject, and that is said.
+                throw StartRefused(reason: "the run's subject \(Subjects.run(runID)) already holds a message that is not this run's start (log position \(first.seq))")
+            }
         }
         let event = LedgerEvent(id: id, type: body.type, time: time, runid: runID, flowid: flowID, body: body)
         // `ack.duplicate` here can only mean our own retried publish landed twice (the event id is new for this
@@ -429,9 +467,14 @@ public final class Engine: Service, Sendable {
         drivers.withLock { _ = $0.removeValue(forKey: runID) }
         tasks.withLock { _ = $0.removeValue(forKey: runID) }
         loop.driver.mailbox.finish()
-        // Messages that reached the mailbox after the end: acknowledge them (the run ignores late answers).
+        // Messages that reached the mailbox after the end: acknowledge answers (the run ignores late ones) and
+        // answer operators' commands, so no caller waits for a run that has stopped.
         for await mail in stream {
-            if case .input(_, let done) = mail { done?() }
+            switch mail {
+            case .input(_, let done): done?()
+            case .command(_, let reply): reply("run \(runID) finished meanwhile (\(loop.state.status.rawValue)); read it again")
+            case .wake: break
+            }
         }
     }
 
@@ -472,26 +515,27 @@ public final class Engine: Service, Sendable {
                         break decision
                     } catch is CancellationError {
                         return  // shutting down while NATS was away; the log and a restart carry on
-                    } catch let error as NATSError where error.jetStreamCode == JetStreamErrorCode.messageTooLarge {
+                    } catch let error as UnstorableEvent {
                         // The event can never be stored: record its failure instead (a smaller event), and decide
                         // again from there; the actions that followed the refused event are not carried out.
-                        guard let replacement = Self.replacement(forTooLarge: body, error.message) else {
-                            logger.error("run \(loop.state.run_id): its \(body.type) is too large for the log: \(error.message)")
+                        guard let replacement = Self.replacement(for: body, error) else {
+                            logger.error("run \(loop.state.run_id): its \(body.type) cannot be stored: \(error.detail)")
                             return
                         }
-                        logger.warning("run \(loop.state.run_id): its \(body.type) is too large for the log; recording a failure instead")
+                        logger.warning("run \(loop.state.run_id): its \(body.type) cannot be stored (\(error.detail)); recording a failure instead")
                         do {
                             try await append(replacement, &loop)
                             appended = true
                             break decision
                         } catch {
-                            logger.error("run \(loop.state.run_id): could not record that its \(body.type) was too large: \(error)")
+                            logger.error("run \(loop.state.run_id): could not record that its \(body.type) could not be stored: \(error)")
                             return
                         }
                     } catch {
-                        // Refused by JetStream for another reason: the run stays as the log has it; a restart or the
-                        // step's deadline takes it up again.
-                        logger.error("run \(loop.state.run_id): JetStream refused its \(body.type): \(error)")
+                        // Refused by JetStream for another reason (resources, say): try again later from the log's
+                        // state; the run is never left waiting for nothing.
+                        logger.error("run \(loop.state.run_id): JetStream refused its \(body.type) (\(error)); deciding again in 5 s")
+                        schedule(Date().addingTimeInterval(5), &loop)
                         return
                     }
                 case .execute(let execution):
@@ -524,11 +568,22 @@ public final class Engine: Service, Sendable {
         let id = EventID.make()
         let time = Timestamp.now()
         let state = loop.state
+        // What the engine produced itself (a transform's output, a rendered request or output) is held to the
+        // same depth as a service's answer, so the projector can always read the event and the run's state back.
+        let depth = body.payloadDepth
+        if depth > Limits.stepOutputDepth {
+            throw UnstorableEvent(problem: "too_deep", detail: "nested \(depth) levels deep; at most \(Limits.stepOutputDepth) are kept")
+        }
         let payload = try body.encode(
             id: id, time: time, runid: state.run_id, flowid: state.flow_id, flowversion: state.flow_version,
             correlationid: state.run_id, codec: EventCodec())
-        let ack = try await appendForever(OutgoingMessage(
-            subject: Subjects.run(state.run_id), payload: payload, messageID: id, expectedLastSubjectSequence: state.last_sequence))
+        let ack: PublishAck
+        do {
+            ack = try await appendForever(OutgoingMessage(
+                subject: Subjects.run(state.run_id), payload: payload, messageID: id, expectedLastSubjectSequence: state.last_sequence))
+        } catch let error as NATSError where error.jetStreamCode == JetStreamErrorCode.messageTooLarge {
+            throw UnstorableEvent(problem: "too_large", detail: error.message)
+        }
         let event = LedgerEvent(id: id, type: body.type, time: time, runid: state.run_id, flowid: state.flow_id, body: body)
         loop.state = RunState.evolve(state, event, sequence: ack.sequence) ?? state
         eventsAppended.add(1, ordering: .relaxed)
@@ -673,36 +728,49 @@ extension Engine {
             sourceSequence: source)
     }
 
-    /// What to record instead of an event the log can never store (it is larger than the stream accepts).
-    static func replacement(forTooLarge body: LedgerEvent.Body, _ detail: String) -> LedgerEvent.Body? {
+    /// What to record instead of an event the log can never store (larger or deeper than it keeps).
+    static func replacement(for body: LedgerEvent.Body, _ problem: UnstorableEvent) -> LedgerEvent.Body? {
         let now = Timestamp.now()
-        func failure(_ kind: String, _ what: String) -> StepError {
-            StepError(kind: kind, message: "\(what) is too large to record in the log (\(detail)); make it smaller", retryable: false)
+        let too = problem.problem
+        func failure(_ what: String, _ kind: String) -> StepError {
+            StepError(kind: "\(kind)_\(too)", message: "\(what) cannot be recorded in the log (\(problem.detail)); make it smaller", retryable: false)
         }
         switch body {
         case .stepAttemptStarted(let e):
             return .stepAttemptFailed(StepAttemptFailed(
-                step_id: e.step_id, attempt: e.attempt, error: failure("request_too_large", "the step's rendered request"),
+                step_id: e.step_id, attempt: e.attempt, error: failure("the step's rendered request", "request"),
                 started_at: e.started_at, finished_at: now, retry_at: nil))
         case .stepAttemptSucceeded(let e):
             return .stepAttemptFailed(StepAttemptFailed(
-                step_id: e.step_id, attempt: e.attempt, error: failure("output_too_large", "the step's output"),
+                step_id: e.step_id, attempt: e.attempt, error: failure("the step's output", "output"),
                 started_at: e.started_at, finished_at: now, retry_at: nil, source_sequence: e.source_sequence))
         case .compensationStarted(let e):
             return .compensationFailed(StepAttemptFailed(
-                step_id: e.step_id, attempt: e.attempt, error: failure("request_too_large", "the compensation's rendered request"),
+                step_id: e.step_id, attempt: e.attempt, error: failure("the compensation's rendered request", "request"),
                 started_at: e.started_at, finished_at: now, retry_at: nil))
         case .compensationSucceeded(let e):
             return .compensationFailed(StepAttemptFailed(
-                step_id: e.step_id, attempt: e.attempt, error: failure("output_too_large", "the compensation's output"),
+                step_id: e.step_id, attempt: e.attempt, error: failure("the compensation's output", "output"),
                 started_at: e.started_at, finished_at: now, retry_at: nil, source_sequence: e.source_sequence))
         case .runSucceeded:
             return .runFailed(FlowRunFailed(error: RunError(
-                code: "output_too_large", message: "the run's rendered output is too large to record in the log (\(detail)); make the flow's output smaller")))
+                code: "output_\(too)", message: "the run's rendered output cannot be recorded in the log (\(problem.detail)); make the flow's output smaller")))
         default:
             return nil
         }
     }
+}
+
+/// A run that can never start (its subject in the log is taken by something else).
+public struct StartRefused: Error, Sendable {
+    public var reason: String
+}
+
+/// An event the log can never store: `too_large` (over the stream's message size) or `too_deep` (nested deeper
+/// than the engine reads back).
+struct UnstorableEvent: Error {
+    var problem: String
+    var detail: String
 }
 
 /// The hash a run is pinned to: SHA-256 of the definition's canonical JSON.

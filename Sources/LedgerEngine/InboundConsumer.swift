@@ -191,6 +191,8 @@ extension Engine {
             return .handled
         }
         let entities = event.data["entities"] ?? .object([:])
+        var refusals: [String] = []
+        var transient: [String] = []
         for entry in matches {
             let dedupKey = event.data["signal_id"]?.stringValue ?? event.id
             let trigger = RunTrigger(kind: "event", event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
@@ -207,14 +209,18 @@ extension Engine {
                 }
             } catch is CancellationError {
                 return .interrupted
-            } catch let error as NATSError where error.jetStreamCode != 0 {
-                // JetStream refused the run's first event for good (too large, say): say so, and go on.
-                return .refused("could not start flow \(entry.record.flow_id): \(error.message)")
+            } catch let error as StartRefused {
+                refusals.append("could not start flow \(entry.record.flow_id): \(error.reason)")
+            } catch let error as NATSError where error.jetStreamCode == JetStreamErrorCode.messageTooLarge {
+                // The run's first event can never be stored: say so, and go on with the other flows.
+                refusals.append("could not start flow \(entry.record.flow_id): \(error.message)")
             } catch {
                 // Runs started before the failure are not started twice on retry: their ids derive from the signal.
-                return .retry("could not start flow \(entry.record.flow_id): \(error)")
+                transient.append("could not start flow \(entry.record.flow_id): \(error)")
             }
         }
+        if !transient.isEmpty { return .retry((transient + refusals).joined(separator: "; ")) }
+        if !refusals.isEmpty { return .refused(refusals.joined(separator: "; ")) }
         return .handled
     }
 

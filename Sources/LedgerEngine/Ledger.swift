@@ -24,14 +24,13 @@ public struct LedgerConfiguration: Sendable {
         return config
     }
 
-    /// The configuration to update an existing stream to, or nil when it needs no change. Replicas are never
-    /// lowered (a 3-replica stream stays 3) and subjects an operator added are kept.
-    public func reconciled(with existing: StreamConfig) -> StreamConfig? {
-        var wanted = streamConfig
-        wanted.num_replicas = max(existing.num_replicas, wanted.num_replicas)
-        wanted.subjects = existing.subjects + wanted.subjects.filter { !existing.subjects.contains($0) }
-        wanted.max_msg_size = existing.max_msg_size > wanted.max_msg_size ? existing.max_msg_size : wanted.max_msg_size
-        return wanted == existing ? nil : wanted
+    /// What an existing stream lacks that Ledgerflow needs (its subjects, a message size that fits an event),
+    /// or nil when it can be used as it is. Everything else an operator set (replicas, limits, retention, placement,
+    /// compression, description) is theirs and is kept.
+    public func missing(in existing: StreamConfig) -> (subjects: [String], maxMessageSize: Int32?)? {
+        let subjects = streamConfig.subjects.filter { wanted in !existing.subjects.contains(wanted) }
+        let size: Int32? = existing.max_msg_size != -1 && existing.max_msg_size < maxMessageSize ? maxMessageSize : nil
+        return subjects.isEmpty && size == nil ? nil : (subjects, size)
     }
 }
 
@@ -106,15 +105,36 @@ public final class Ledger: Sendable {
             case (.createOrUpdate, nil):
                 try await api.createOrUpdateStream(configuration.streamConfig)
             case (.createOrUpdate, let current?):
-                if let wanted = configuration.reconciled(with: current) {
-                    logger.info("updating stream \(configuration.streamName) to the documented configuration")
-                    try await api.createOrUpdateStream(wanted)
+                if let missing = configuration.missing(in: current) {
+                    try await Self.extend(api, configuration.streamName, missing, logger: logger)
                 }
             }
             return try Ledger(connection: connection, configuration: configuration, apiLevel: info.apiLevel, logger: logger)
         } catch {
             connection.close()
             throw error
+        }
+    }
+
+    /// Adds what the stream lacks, changing nothing else: the update is the stream's own configuration as the
+    /// server sent it (every field, known to Ledgerflow or not) with only those keys changed.
+    static func extend(
+        _ api: JetStreamAPI, _ name: String, _ missing: (subjects: [String], maxMessageSize: Int32?), logger: Logger
+    ) async throws {
+        let info = try await api.callRaw("STREAM.INFO.\(name)")
+        guard let object = try JSONSerialization.jsonObject(with: Data(info)) as? [String: Any],
+            var config = object["config"] as? [String: Any]
+        else { throw RuntimeError("the server's description of stream \(name) is not a JSON object") }
+        config["subjects"] = ((config["subjects"] as? [String]) ?? []) + missing.subjects
+        if let size = missing.maxMessageSize { config["max_msg_size"] = Int(size) }
+        let payload = try JSONSerialization.data(withJSONObject: config)
+        logger.info(
+            "stream \(name): adding \(missing.subjects.isEmpty ? "" : "subjects \(missing.subjects.joined(separator: ", ")) ")\(missing.maxMessageSize.map { "max_msg_size \($0)" } ?? "")")
+        do {
+            _ = try await api.callRaw("STREAM.UPDATE.\(name)", payload: Array(payload))
+        } catch let error as NATSError {
+            throw RuntimeError(
+                "stream \(name) lacks \(missing.subjects.isEmpty ? "room for Ledgerflow's events" : "the subjects \(missing.subjects.joined(separator: ", "))") and the server refused to add them (\(error.message)); change the stream by hand (nats stream edit \(name)) or let Ledgerflow create it")
         }
     }
 
@@ -126,7 +146,13 @@ public final class Ledger: Sendable {
     public func append(_ message: OutgoingMessage) async throws -> PublishAck {
         try checkSize(message)
         try failpoints.beforeAppend?(message)
-        let ack = try await publisher.publish(message)
+        let ack: PublishAck
+        do {
+            ack = try await publisher.publish(message)
+        } catch let error as NATSError where error.isRefusedMessage {
+            // The server's max_payload (or the subject) refuses it: as final as the stream's own size limit.
+            throw NATSError(status: error.status, jetStreamCode: JetStreamErrorCode.messageTooLarge, message: "\(message.subject): \(error.message)")
+        }
         try failpoints.afterAppend?(message)
         return ack
     }

@@ -27,6 +27,8 @@ final class ResultCache: Sendable {
 
     /// Bytes held now.
     var bytes: Int { state.withLock { $0.bytes } }
+    /// Places in the eviction order (live or stale), for tests.
+    var placesHeld: Int { state.withLock { $0.order.count - $0.head } }
 
     func get(_ key: String, now: ContinuousClock.Instant = .now) -> JSONValue? {
         state.withLock { state in
@@ -56,7 +58,17 @@ final class ResultCache: Sendable {
                 state.head += 1
                 if let old = state.entries.removeValue(forKey: oldest) { state.bytes -= old.bytes }
             }
-            if state.head > 1024, state.head * 2 > state.order.count {
+            // Keys removed on expiry (or set again) leave stale places in `order`: compact it before it outgrows
+            // the entries, keeping each live key's newest place.
+            if state.order.count - state.head > 2 * state.entries.count + 64 {
+                var seen = Set<String>()
+                var compacted: [String] = []
+                for key in state.order[state.head...].reversed() where state.entries[key] != nil && seen.insert(key).inserted {
+                    compacted.append(key)
+                }
+                state.order = compacted.reversed()
+                state.head = 0
+            } else if state.head > 1024, state.head * 2 > state.order.count {
                 state.order.removeFirst(state.head)
                 state.head = 0
             }

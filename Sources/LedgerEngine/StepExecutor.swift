@@ -52,13 +52,7 @@ final class StepExecutor: Sendable {
             case .effect:
                 report(try await effect(execution))
             case .timer:
-                let seconds = execution.request["duration"]?.stringValue.flatMap(DurationText.seconds)
-                    ?? execution.request["seconds"]?.numberValue ?? (execution.request["ms"]?.numberValue).map { $0 / 1000 } ?? 0
-                guard seconds.isFinite, seconds >= 0, seconds <= Limits.runTimeoutSeconds else {
-                    throw StepError(
-                        kind: "bad_request", message: "delay must be between 0 and \(Int(Limits.runTimeoutSeconds)) seconds (as duration: 500ms, 30s, 15m, 1h, 1d)",
-                        retryable: false)
-                }
+                let seconds = try Self.delaySeconds(execution.request)
                 let due = startedAt.addingTimeInterval(seconds)
                 let wait = due.timeIntervalSinceNow
                 if wait > 0 { try await Task.sleep(for: .milliseconds(wait.clampedMilliseconds)) }
@@ -163,6 +157,33 @@ final class StepExecutor: Sendable {
 }
 
 extension StepExecutor {
+    /// How long a `delay` step waits: `with.duration` (`500ms`, `30s`, `15m`, `1h`, `1d`), `with.seconds` or
+    /// `with.ms`, as rendered. Anything else (a template that rendered to `infs`, text where a number belongs) fails
+    /// the step saying what was wrong; it never waits some other time.
+    static func delaySeconds(_ request: JSONValue) throws -> Double {
+        func refuse(_ message: String) -> StepError { StepError(kind: "bad_request", message: message, retryable: false) }
+        let seconds: Double
+        if let duration = request["duration"], duration != .null {
+            guard case .string(let text) = duration else { throw refuse("delay's with.duration must be text such as 30s, not \(duration.compactJSON.prefix(40))") }
+            switch DurationText.parse(text) {
+            case .success(let value): seconds = value
+            case .failure(let problem): throw refuse("delay's with.duration: \(problem.message)")
+            }
+        } else if let value = request["seconds"], value != .null {
+            guard case .number(let n) = value else { throw refuse("delay's with.seconds must be a number") }
+            seconds = n
+        } else if let value = request["ms"], value != .null {
+            guard case .number(let n) = value else { throw refuse("delay's with.ms must be a number") }
+            seconds = n / 1000
+        } else {
+            throw refuse("delay needs with.duration (such as 30s), with.seconds or with.ms")
+        }
+        guard seconds.isFinite, seconds >= 0, seconds <= Limits.runTimeoutSeconds else {
+            throw refuse("delay must be between 0 and \(Int(Limits.runTimeoutSeconds)) seconds")
+        }
+        return seconds
+    }
+
     /// A step's output is recorded in its event, and an event must fit in the stream's message size (1 MiB).
     static let maxOutputBytes = 512 * 1024
 

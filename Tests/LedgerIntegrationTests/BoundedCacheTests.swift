@@ -24,6 +24,17 @@ import Testing
         #expect(cache.bytes == 0)
     }
 
+    @Test func keysThatExpireAndComeBackDoNotGrowTheCache() {
+        let cache = ResultCache(ttl: .seconds(1), byteLimit: 10_000)
+        var now = ContinuousClock.now
+        for _ in 0..<10_000 {
+            cache.set("same", "r", size: 10, now: now)
+            now = now + .seconds(2)
+            #expect(cache.get("same", now: now) == nil)
+        }
+        #expect(cache.placesHeld < 200)
+    }
+
     @Test func recentStatesStayWithinTheirByteBudget() {
         let cache = StateCache(capacity: 4096, byteCapacity: 1000)
         for i in 0..<100 { cache.set("runs", "r\(i)", i, bytes: 100) }

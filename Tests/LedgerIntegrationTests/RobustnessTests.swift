@@ -239,31 +239,148 @@ extension Integration {
             #expect(outputs.count == 1)
         }
 
-        @Test func onlyServeMayCreateOrChangeTheStream() async throws {
+        @Test func onlyServeMayCreateOrChangeTheStreamAndKeepsWhatAnOperatorSet() async throws {
             let ledger = try await freshLedger()
             defer { ledger.connection.close() }
+            // An operator tunes the stream, and (by mistake) drops one of Ledgerflow's subjects.
             var config = try await ledger.api.streamInfo(ledger.stream).config
             config.description = "tuned by an operator"
-            config.subjects.append("extra.subject")
+            config.max_age = 2_592_000_000_000_000  // 30 days in nanoseconds: over 2^53 would not survive a Double
+            config.subjects = config.subjects.filter { $0 != Subjects.notificationSend } + ["extra.subject"]
             try await ledger.api.createOrUpdateStream(config)
+            // Any command but serve attaches to it as it is.
             let attached = try await Ledger.open(url: TestServer.shared.url, clientName: "tail", logger: testLogger)
             attached.connection.close()
             #expect(try await ledger.api.streamInfo(ledger.stream).config == config)
-            // serve brings back the documented configuration, keeping what the operator added.
+            // serve adds back only what Ledgerflow needs, keeping every setting of the operator's.
             let served = try await Ledger.open(url: TestServer.shared.url, clientName: "serve", setup: .createOrUpdate, logger: testLogger)
             served.connection.close()
             let after = try await ledger.api.streamInfo(ledger.stream).config
             #expect(after.subjects.contains("extra.subject"))
-            #expect(after.description == LedgerConfiguration().streamConfig.description)
-            // Replicas are never lowered.
+            #expect(after.subjects.contains(Subjects.notificationSend))
+            #expect(after.description == "tuned by an operator")
+            #expect(after.max_age == 2_592_000_000_000_000)
+            // Nothing to add: nothing is changed (a 3-replica stream stays 3, whatever the configuration says).
             var three = after
             three.num_replicas = 3
-            #expect(LedgerConfiguration().reconciled(with: three)?.num_replicas ?? three.num_replicas == 3)
+            #expect(LedgerConfiguration().missing(in: three) == nil)
             // Attaching where there is no stream says what to do.
             try await ledger.api.deleteStream(ledger.stream)
             await #expect(throws: RuntimeError.self) {
                 _ = try await Ledger.open(url: TestServer.shared.url, clientName: "tail", logger: testLogger)
             }
+        }
+
+        @Test func junkOnAFlowsSubjectDoesNotBlockItsNextChange() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            let subject = Subjects.flow("calendar-create-event")
+            _ = try await stack.ledger.append(OutgoingMessage(subject: subject, payload: [0x00, 0xFF]))
+            let again = LedgerEvent.Body.flowVersionRecorded(FlowVersionRecorded(
+                flow_id: "calendar-create-event", version: 1, definition: TestStack.example, definition_hash: "h", actor: "someone"))
+            _ = try await stack.ledger.append(OutgoingMessage(
+                subject: subject, payload: try again.encode(id: "again", time: Timestamp.now(), runid: nil, flowid: nil, flowversion: nil, codec: EventCodec())))
+            let end = try await stack.ledger.lastSequence()
+            try await eventually("the models reach the junk") { stack.store.progress.position >= end }
+            #expect(try stack.store.flow("calendar-create-event")?.last_sequence == end)
+            var changed = TestStack.example.objectValue!
+            changed["version"] = 1
+            changed["name"] = "changed after the junk"
+            let (status, body) = try await stack.http("PUT", "/automation/flows/calendar-create-event", .object(changed))
+            #expect(status == 200, "\(body.compactJSON)")
+            #expect(try await stack.http("POST", "/automation/flows/calendar-create-event/deactivate").0 == 200)
+            #expect(try stack.store.skipped().count == 1)
+        }
+
+        @Test func aRepeatedStartOnALiveRunsSubjectDoesNotWedgeIt() async throws {
+            var settings = CalendarSimulator.Settings()
+            settings.latency = .milliseconds(700)
+            let stack = try await TestStack(calendar: settings)
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            try stack.publishCommand(id: "restart-me")
+            try await eventually("the run is waiting for the calendar") { try stack.runs().first?.status == .running }
+            let runID = try #require(try stack.runs().first?.run_id)
+            let first = try #require(try await stack.ledger.read(subject: Subjects.run(runID)).first)
+            // The very same start again, and a start whose id its flow and key do not derive.
+            _ = try await stack.ledger.append(OutgoingMessage(subject: Subjects.run(runID), payload: first.message.payload))
+            let forged = LedgerEvent.Body.runStarted(FlowRunStarted(
+                run_id: runID, flow_id: "calendar-create-event", flow_version: 1, definition_hash: "h", mode: .live,
+                trigger: RunTrigger(kind: "event"), actor: "x", input: [:], step_ids: [], dedup_key: "another-signal", message_id: nil, channel: nil))
+            _ = try await stack.ledger.append(OutgoingMessage(
+                subject: Subjects.run(runID), payload: try forged.encode(id: "forged", time: Timestamp.now(), runid: runID, flowid: nil, flowversion: nil, codec: EventCodec())))
+            let run = try #require(try await stack.waitForRuns(1).first)
+            #expect(run.run_id == runID)
+            #expect(try stack.store.dedup(flowID: "calendar-create-event", key: "another-signal") == nil)
+            #expect(try stack.store.skipped().count == 1)
+        }
+
+        @Test func aRunPinnedToADefinitionThatNoLongerValidatesDoesNotStopTheEngine() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            // Written as an older version could have: an interval this version refuses, a run of it in flight.
+            let old: JSONValue = ["id": "old", "trigger": ["interval": "400d"], "steps": [["id": "t", "action": "transform", "with": ["value": 1]]]]
+            let bodies: [(String, LedgerEvent.Body)] = [
+                (Subjects.flow("old"), .flowVersionRecorded(FlowVersionRecorded(flow_id: "old", version: 1, definition: old, definition_hash: "h", actor: "v0"))),
+                (Subjects.flow("old"), .flowStatusChanged(FlowStatusChanged(flow_id: "old", version: 1, actor: "v0", status: "active"))),
+                (Subjects.run("old-run"), .runStarted(FlowRunStarted(
+                    run_id: "old-run", flow_id: "old", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: "manual"),
+                    actor: "v0", input: [:], step_ids: ["t"], dedup_key: nil, message_id: nil, channel: nil))),
+            ]
+            for (subject, body) in bodies {
+                _ = try await stack.ledger.append(OutgoingMessage(
+                    subject: subject, payload: try body.encode(id: EventID.make(), time: Timestamp.now(), runid: nil, flowid: nil, flowversion: nil, codec: EventCodec())))
+            }
+            await stack.stopEngine()
+            stack.restartEngine()
+            try await eventually("the engine is ready") { stack.engine.ready.load(ordering: .acquiring) }
+            try stack.publishCommand(id: "after-old")
+            _ = try await stack.waitForRuns(1)
+            #expect(try stack.store.run("old-run")?.status == .running)
+        }
+
+        @Test func aDelayWhoseRenderedDurationIsBrokenFailsSayingWhy() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            let flow: JSONValue = [
+                "id": "waits", "trigger": ["event": "AssistantCommandIssued", "intent": "wait"],
+                "steps": [["id": "pause", "action": "delay", "with": ["duration": "{{trigger.entities.wait}}"]]],
+            ]
+            #expect(try await stack.http("POST", "/automation/flows", flow).0 == 201)
+            #expect(try await stack.http("POST", "/automation/flows/waits/activate").0 == 200)
+            for (id, wait) in [("w1", "infs"), ("w2", "1e400s"), ("w3", "soon")] {
+                let data: JSONValue = [
+                    "message_id": "m", "intent": "wait", "entities": ["wait": .string(wait)], "user": ["id": "u"],
+                    "channel": ["type": "chat", "conversation_id": "c"],
+                ]
+                try stack.outside.publish(subject: Subjects.assistantCommandIssued, payload: try envelope(id: id, data: data))
+            }
+            let failed = try await stack.waitForRuns(3, status: .failed)
+            for run in failed {
+                let error = try #require(run.step("pause")?.attempts.last?.error)
+                #expect(error.kind == "bad_request")
+                #expect(error.message.contains("with.duration"))
+            }
+        }
+
+        @Test func aRunRequestCannotMakeTheEngineWriteIntoTheLog() async throws {
+            let stack = try await TestStack()
+            defer { Task { await stack.stop() } }
+            try await stack.activateExample()
+            let before = try await stack.ledger.lastSequence()
+            let request = try envelope(id: "req", type: EventType.flowRunRequested, data: ["flow_id": "nope"])
+            for reply in ["ledger.flow.calendar-create-event", "ledger.rejected.1", "$JS.API.STREAM.PURGE.LEDGER", Subjects.outputProduced] {
+                try stack.outside.publish(subject: Subjects.flowRunRequest, payload: request, reply: reply)
+            }
+            try await eventually("the four requests are recorded") {
+                try await stack.ledger.read(subject: Subjects.requestRecord("flow_run")).count == 4
+            }
+            let written = try await stack.ledger.read(subject: nil, from: before + 1)
+            #expect(written.allSatisfy { $0.message.subject == Subjects.requestRecord("flow_run") })
+            let records = try await stack.ledger.read(subject: Subjects.requestRecord("flow_run"))
+            #expect(records.allSatisfy { String(decoding: $0.message.payload, as: UTF8.self).contains("reply_refused\":\"the reply subject") })
         }
 
         @Test func readModelFilesAreReadableByTheirOwnerOnly() throws {

@@ -247,3 +247,11 @@ extension NATSMessage {
         self.init(subject: subject, reply: reply, headers: headers, payload: payload)
     }
 }
+
+extension NATSError {
+    /// The client refused the message itself (larger than the server's `max_payload`, or an invalid subject):
+    /// sending it again cannot succeed.
+    public var isRefusedMessage: Bool {
+        status == Int32(NATS_MAX_PAYLOAD.rawValue) || status == Int32(NATS_INVALID_SUBJECT.rawValue)
+    }
+}

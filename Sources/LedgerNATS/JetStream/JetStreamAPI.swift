@@ -29,18 +29,30 @@ public struct JetStreamAPI: Sendable {
         return try await call(subject, payload: payload, as: Response.self)
     }
 
-    public func call<Response: Decodable>(_ subject: String, payload: [UInt8] = [], as: Response.Type) async throws
-        -> Response
-    {
-        let reply: NATSMessage
+    /// The server's answer as bytes, after checking it is not an error (for requests that must keep fields
+    /// Ledgerflow does not model).
+    public func callRaw(_ subject: String, payload: [UInt8] = []) async throws -> [UInt8] {
+        let reply = try await request(subject, payload: payload)
+        if let envelope = try? JSONDecoder().decode(ErrorEnvelope.self, from: Data(reply)), let error = envelope.error {
+            throw NATSError(jetStreamCode: error.err_code ?? 0, message: "\(subject): \(error.description ?? "JetStream error \(error.code)")")
+        }
+        return reply
+    }
+
+    func request(_ subject: String, payload: [UInt8]) async throws -> [UInt8] {
         do {
-            reply = try await connection.request(subject: "$JS.API.\(subject)", payload: payload, timeout: timeout)
+            return try await connection.request(subject: "$JS.API.\(subject)", payload: payload, timeout: timeout).payload
         } catch let error as NATSError where error.status == 26 /* no responders */ || error.message.contains("no service") {
             throw NATSError(
                 status: error.status,
                 message: "JetStream is not enabled on the server at \(connection.url) (start nats-server with -js)")
         }
-        let data = Data(reply.payload)
+    }
+
+    public func call<Response: Decodable>(_ subject: String, payload: [UInt8] = [], as: Response.Type) async throws
+        -> Response
+    {
+        let data = Data(try await request(subject, payload: payload))
         if let envelope = try? JSONDecoder().decode(ErrorEnvelope.self, from: data), let error = envelope.error {
             throw NATSError(
                 jetStreamCode: error.err_code ?? 0,
