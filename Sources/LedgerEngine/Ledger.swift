@@ -71,8 +71,8 @@ public final class Ledger: Sendable {
     public enum StreamSetup: Sendable {
         /// Use the stream as it is; fail when it does not exist (every command but `serve` and `dev`).
         case attach
-        /// Create the stream, or bring an existing one to the documented configuration without lowering its
-        /// replicas or dropping subjects an operator added (`serve`, `dev`).
+        /// Create the stream, or add to an existing one only what Ledgerflow needs (its subjects, room for its
+        /// messages), keeping every other setting an operator chose (`serve`, `dev`).
         case createOrUpdate
     }
 
