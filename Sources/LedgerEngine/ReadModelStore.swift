@@ -16,16 +16,29 @@ public final class ReadModelStore: Sendable {
     /// Recently written states, decoded, so a batch need not decode from LMDB what the last batch just wrote.
     /// Touched only inside write transactions (the writer's thread); cleared when a transaction aborts.
     let recent = StateCache(capacity: 4096)
-    private let skippedTotal = Atomic<Int>(0)
+    /// Messages skipped so far.
+    private let skippedTotal: Counter
 
-    public init(path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = 8 << 30) throws {
-        environment = try LMDBEnvironment(path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
-        progress.advance(to: try checkpoint())
-        skippedTotal.store(try environment.read { txn in try txn.count(environment.table(SkippedMessage.table)) }, ordering: .relaxed)
+    /// Opens (or creates) the read models in `path`. Everything that can fail happens before the store exists:
+    /// Swift 6.3's optimizer crashes on a throwing designated initializer of this class (its noncopyable stored
+    /// properties on the failure path), so the designated one does not throw.
+    public convenience init(path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = 8 << 30) throws {
+        let environment = try LMDBEnvironment(path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
+        let checkpoint = try Self.checkpoint(of: environment)
+        let skipped = try environment.read { txn in try txn.count(environment.table(SkippedMessage.table)) }
+        self.init(environment: environment, checkpoint: checkpoint, skipped: skipped)
+    }
+
+    init(environment: LMDBEnvironment, checkpoint: UInt64, skipped: Int) {
+        self.environment = environment
+        skippedTotal = Counter(skipped)
+        progress.advance(to: checkpoint)
     }
 
     /// The stream sequence of the last message applied.
-    public func checkpoint() throws -> UInt64 {
+    public func checkpoint() throws -> UInt64 { try Self.checkpoint(of: environment) }
+
+    static func checkpoint(of environment: LMDBEnvironment) throws -> UInt64 {
         try environment.read { txn in
             try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)) { raw in
                 UInt64(String(decoding: raw, as: UTF8.self)) ?? 0
@@ -158,7 +171,7 @@ public final class ReadModelStore: Sendable {
     }
 
     /// How many messages the read models skipped.
-    public var skippedCount: Int { skippedTotal.load(ordering: .relaxed) }
+    public var skippedCount: Int { skippedTotal.current }
 
     func write(_ events: [(sequence: UInt64, event: LedgerEvent)], skipped: [SkippedMessage], through: UInt64) async throws {
         let touchedFlows = events.contains { FlowVersionsModel.key(for: $0.event) != nil }
@@ -192,7 +205,7 @@ public final class ReadModelStore: Sendable {
             return added
         }
         if touchedFlows { flowGeneration.add(1, ordering: .relaxed) }
-        if added > 0 { skippedTotal.add(added, ordering: .relaxed) }
+        if added > 0 { skippedTotal.add(added) }
         progress.advance(to: through)
     }
 
@@ -239,6 +252,14 @@ public final class ReadModelStore: Sendable {
             }
         }
     }
+}
+
+/// A shared counter.
+final class Counter: Sendable {
+    private let value: Atomic<Int>
+    init(_ initial: Int = 0) { value = Atomic(initial) }
+    func add(_ n: Int) { value.add(n, ordering: .relaxed) }
+    var current: Int { value.load(ordering: .relaxed) }
 }
 
 /// The log position the read models have reached, with waiters for a position.
