@@ -31,16 +31,31 @@ public enum LogAdmission: Equatable {
     /// `Nats-Msg-Id` of a run's output: `<run_id>/output`.
     public static let outputSuffix = "/output"
 
-    static func admitRunEvent(runID: String, payload: [UInt8]) -> LogAdmission {
-        guard Subjects.isValidToken(runID) else {
-            return .skipped(reason: "the run id in the subject is not a valid id (letters, digits, - and _, at most \(Limits.tokenCharacters))", fold: nil)
+    /// The event on the subject of a run or flow (`kind`) with id `id`, or why it is skipped. `position` is what
+    /// moves the run or flow past a skipped message (its next append expects the subject's last sequence).
+    static func read(_ kind: String, id: String, payload: [UInt8], position: LedgerEvent) -> Result<LedgerEvent, LogSkip> {
+        guard Subjects.isValidToken(id) else {
+            return .failure(LogSkip(
+                reason: "the \(kind) id in the subject is not a valid id (letters, digits, - and _, at most \(Limits.tokenCharacters))", fold: nil))
         }
+        do {
+            return .success(try JSONTree.decode(LedgerEvent.self, from: payload))
+        } catch {
+            return .failure(LogSkip(reason: "not a readable event: \(error)", fold: position))
+        }
+    }
+
+    struct LogSkip: Error {
+        var reason: String
+        var fold: LedgerEvent?
+    }
+
+    static func admitRunEvent(runID: String, payload: [UInt8]) -> LogAdmission {
         let position = LedgerEvent(id: "", type: "Unknown", time: "", runid: runID, body: .other)
         let event: LedgerEvent
-        do {
-            event = try JSONTree.decode(LedgerEvent.self, from: payload)
-        } catch {
-            return .skipped(reason: "not a readable event: \(error)", fold: position)
+        switch read("run", id: runID, payload: payload, position: position) {
+        case .success(let read): event = read
+        case .failure(let skip): return .skipped(reason: skip.reason, fold: skip.fold)
         }
         switch event.body {
         case .runStarted(let started) where started.run_id != runID:
@@ -65,16 +80,12 @@ public enum LogAdmission: Equatable {
     }
 
     static func admitFlowEvent(flowID: String, payload: [UInt8]) -> LogAdmission {
-        guard Subjects.isValidToken(flowID) else {
-            return .skipped(reason: "the flow id in the subject is not a valid id (letters, digits, - and _, at most \(Limits.tokenCharacters))", fold: nil)
-        }
         // Like a run, a flow's position moves past what is skipped on its subject (its next change expects it).
         let position = LedgerEvent(id: "", type: "Unknown", time: "", flowid: flowID, body: .other)
         let event: LedgerEvent
-        do {
-            event = try JSONTree.decode(LedgerEvent.self, from: payload)
-        } catch {
-            return .skipped(reason: "not a readable event: \(error)", fold: position)
+        switch read("flow", id: flowID, payload: payload, position: position) {
+        case .success(let read): event = read
+        case .failure(let skip): return .skipped(reason: skip.reason, fold: skip.fold)
         }
         switch event.body {
         case .flowVersionRecorded(let e) where e.flow_id == flowID && e.version >= 1:
