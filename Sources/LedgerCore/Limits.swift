@@ -32,8 +32,6 @@ public enum Limits {
     public static let inboundJSONDepth = 32
     /// Nesting depth of anything the engine itself parses (log events, read model states).
     public static let storedJSONDepth = 128
-    /// The largest integer a JSON number may carry where an integer is expected (2^53, exact in a Double).
-    public static let maxExactInteger: Double = 9_007_199_254_740_992
 
     // MARK: Definitions
 

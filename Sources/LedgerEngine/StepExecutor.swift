@@ -185,7 +185,7 @@ extension StepExecutor {
     }
 
     /// A step's output is recorded in its event, and an event must fit in the stream's message size (1 MiB).
-    static let maxOutputBytes = 512 * 1024
+    static let maxOutputBytes = Limits.stepOutputBytes
 
     static func checkSize(_ bytes: Int, of what: String) throws {
         if bytes > maxOutputBytes {
