@@ -322,7 +322,7 @@ struct FlowsAPI: Sendable {
             metric("ledgerflow_log_last_sequence", "gauge", "Last sequence of the log.", Double(last))
             metric("ledgerflow_projection_lag", "gauge", "Log messages the read models have not applied yet.", Double(last > position ? last - position : 0))
         }
-        metric("ledgerflow_nats_connected", "gauge", "1 while the NATS connection is up.", deps.ledger.connection.isConnected ? 1 : 0)
+        metric("ledgerflow_nats_connected", "gauge", "1 while the NATS connection is up.", deps.ledger.isConnected ? 1 : 0)
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(string: lines.joined(separator: "\n") + "\n")))
@@ -331,18 +331,18 @@ struct FlowsAPI: Sendable {
     // MARK: health
 
     func health() async throws -> Response {
-        let connected = deps.ledger.connection.isConnected
+        let connected = deps.ledger.isConnected
         var stream: JSONValue = .null
         var lag: JSONValue = .null
         let position = deps.store.progress.position
-        if connected, let info = try? await deps.ledger.api.streamInfo(deps.ledger.stream) {
-            stream = ["name": .string(deps.ledger.stream), "messages": .number(Double(info.state.messages)), "last_seq": .number(Double(info.state.last_seq))]
-            lag = .number(Double(info.state.last_seq > position ? info.state.last_seq - position : 0))
+        if connected, let log = try? await deps.ledger.state() {
+            stream = ["name": .string(log.stream), "messages": .number(Double(log.messages)), "last_seq": .number(Double(log.lastSequence))]
+            lag = .number(Double(log.lastSequence > position ? log.lastSequence - position : 0))
         }
         let healthy = connected && stream != .null
         let body: JSONValue = [
             "status": healthy ? "ok" : "degraded",
-            "nats": ["connected": .bool(connected), "url": .string(deps.ledger.connection.url)],
+            "nats": ["connected": .bool(connected), "url": .string(deps.ledger.url)],
             "stream": stream,
             "projection": ["checkpoint": .number(Double(position)), "lag": lag, "skipped": .number(Double(deps.store.skippedCount))],
             "engine": ["ready": .bool(deps.engine.ready.load(ordering: .acquiring)), "active_runs": .number(Double(deps.engine.activeRunCount))],

@@ -189,6 +189,18 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// Whether the connection to NATS is up right now.
+    public var isConnected: Bool { connection.isConnected }
+
+    /// The NATS server this ledger talks to.
+    public var url: String { connection.url }
+
+    /// How much the log holds right now.
+    public func state() async throws -> LogState {
+        let state = try await api.streamInfo(stream).state
+        return LogState(stream: stream, messages: state.messages, bytes: state.bytes, firstSequence: state.first_seq, lastSequence: state.last_seq)
+    }
+
     /// The stream's last sequence right now.
     public func lastSequence() async throws -> UInt64 {
         try await api.streamInfo(stream).state.last_seq
@@ -226,6 +238,15 @@ public final class Ledger: Sendable {
         }
         return out
     }
+}
+
+/// What the log holds at one moment.
+public struct LogState: Sendable, Equatable {
+    public var stream: String
+    public var messages: UInt64
+    public var bytes: UInt64
+    public var firstSequence: UInt64
+    public var lastSequence: UInt64
 }
 
 /// Faults the tests inject into appends.
