@@ -5,6 +5,7 @@ public import LedgerEngine
 import LedgerNATS
 import LedgerProjections
 public import Logging
+import Synchronization
 
 /// What the HTTP API stands on.
 public struct APIDependencies: Sendable {

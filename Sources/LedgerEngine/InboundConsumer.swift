@@ -2,6 +2,8 @@ import Foundation
 import LedgerCore
 import LedgerNATS
 import LedgerProjections
+import Synchronization
+import Logging
 
 /// What became of one inbound message.
 enum InboundOutcome: Sendable, Equatable {

@@ -1,6 +1,8 @@
 import Foundation
 import LedgerCore
 import LedgerNATS
+import Logging
+import LedgerProjections
 
 /// What the engine does with one type of inbound event (seed 002: one handler per event type).
 protocol InboundHandler: Sendable {

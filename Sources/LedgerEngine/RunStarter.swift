@@ -3,6 +3,7 @@ public import LedgerCore
 import LedgerNATS
 import LedgerProjections
 import Logging
+import Synchronization
 
 extension Engine {
     /// Starts a run of an active flow on request (HTTP, NATS or CLI), as a manual signal with `actor`.

@@ -5,6 +5,7 @@ import LedgerEngine
 import LedgerNATS
 import LedgerProjections
 import Logging
+import LedgerLMDB
 
 struct Replay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -6,6 +6,8 @@ import LedgerEngine
 import LedgerNATS
 import Logging
 import ServiceLifecycle
+import UnixSignals
+import LedgerProjections
 
 @main
 struct Ledgerflow: AsyncParsableCommand {

@@ -5,6 +5,7 @@ import LedgerNATS
 import LedgerProjections
 import Synchronization
 import Testing
+import LedgerLMDB
 
 extension Integration {
     /// The seed's sequence (000): chat command → FlowRunStarted → calendar command → CalendarEvent.Created →

@@ -8,6 +8,7 @@ import LedgerEngine
 import LedgerNATS
 import Logging
 import Synchronization
+import LedgerLMDB
 
 struct Bench {
     let options: Options
