@@ -110,6 +110,7 @@ public enum FlowVersionsModel: ReadModel {
     }
 }
 
+/// One version of a flow: its number, definition and hash, and when and by whom it was recorded.
 public struct FlowVersionEntry: Codable, Sendable, Equatable {
     public var version: Int
     public var definition: JSONValue
@@ -119,6 +120,7 @@ public struct FlowVersionEntry: Codable, Sendable, Equatable {
     public var based_on: Int?
 }
 
+/// One change of a flow's status, as its history lists it.
 public struct FlowChange: Codable, Sendable, Equatable {
     public var at: String
     public var actor: String
@@ -129,6 +131,7 @@ public struct FlowChange: Codable, Sendable, Equatable {
     public var summary: String?
 }
 
+/// A flow as the flow-versions read model holds it: status, versions, history and log position.
 public struct FlowRecord: Codable, Sendable, Equatable {
     public var flow_id: String
     /// `draft`, `active`, `deprecated` or `broken`.
