@@ -63,10 +63,10 @@ public enum RunStart: Sendable, Equatable {
 
 /// Messages into a run's mailbox.
 enum RunMail: Sendable {
-    case input(RunInput, done: (@Sendable () -> Void)?)
+    case input(RunCommand, done: (@Sendable () -> Void)?)
     case wake
     /// An operator's command (cancel, redrive): answered with nil once its event is in the log, or the refusal.
-    case command(RunInput, reply: @Sendable (String?) -> Void)
+    case command(RunCommand, reply: @Sendable (String?) -> Void)
 }
 
 /// The handle of a run being driven: its mailbox.
@@ -338,7 +338,7 @@ public final class Engine: Service, Sendable {
     /// Starts a run of an active flow on request (HTTP, NATS or CLI), as a manual signal with `actor`.
     public func requestRun(flowID: String, input: JSONValue, mode: RunMode, idempotencyKey: String?, actor: String) async throws -> RunStart {
         guard let record = try store.flow(flowID) else { throw EngineError.flowNotFound(flowID) }
-        guard record.status == "active", let version = record.active_version,
+        guard record.status == .active, let version = record.active_version,
             let (definition, hash) = try catalog.pinned(flowID: flowID, version: version)
         else {
             throw EngineError.invalidState("flow \(flowID) is \(record.status); only active flows run (activate it first)")
@@ -348,7 +348,7 @@ public final class Engine: Service, Sendable {
         if !problems.isEmpty { throw EngineError.badRequest(problems.joined(separator: "; ")) }
         // The inputs stand where a chat command's entities stand, so `{{trigger.entities.<name>}}` renders the same
         // for a manual run; the start carries them once (the input is taken from the trigger).
-        let trigger = RunTrigger(kind: "manual", event_type: nil, event_id: nil, sequence: nil, data: .object(["entities": values, "actor": .string(actor)]))
+        let trigger = RunTrigger(kind: .manual, event_type: nil, event_id: nil, sequence: nil, data: .object(["entities": values, "actor": .string(actor)]))
         return try await startRun(
             flowID: flowID, version: version, definition: definition, definitionHash: hash, trigger: trigger, input: values,
             inputFromTrigger: true,
@@ -447,7 +447,7 @@ public final class Engine: Service, Sendable {
         let runID = loop.state.run_id
         if resume {
             for (execution, startedAt) in loop.decider.inFlight(loop.state) {
-                logger.info("run \(runID): re-sending attempt \(execution.attempt) of step \(execution.stepID) after a restart")
+                logger.info("run \(runID): re-sending attempt \(execution.attempt) of \(execution.target) after a restart")
                 execute(execution, startedAt: startedAt, &loop)
             }
         }
@@ -487,20 +487,17 @@ public final class Engine: Service, Sendable {
             loop.timer = nil
             await process(.advance, &loop)
         case .command(let input, let reply):
-            if let refusal = loop.decider.refusal(loop.state, input) {
-                reply(refusal)
-                return
-            }
-            await process(input, &loop)
-            reply(nil)
+            reply(await process(input, &loop))
         }
     }
 
-    /// Decides on `input`, carries the decision out, and keeps advancing while decisions append events.
-    func process(_ input: RunInput, _ loop: inout RunLoop) async {
+    /// Decides on `input`, carries the decision out, and keeps advancing while decisions append events. Returns the
+    /// decider's refusal of `input`, if it refused it.
+    @discardableResult
+    func process(_ input: RunCommand, _ loop: inout RunLoop) async -> String? {
         var input = input
         for _ in 0..<10_000 {
-            if Task.isCancelled { return }
+            if Task.isCancelled { return nil }
             let steps = loop.decider.decide(loop.state, input, now: Date())
             var appended = false
             var conflict = false
@@ -514,13 +511,13 @@ public final class Engine: Service, Sendable {
                         conflict = true
                         break decision
                     } catch is CancellationError {
-                        return  // shutting down while NATS was away; the log and a restart carry on
+                        return nil  // shutting down while NATS was away; the log and a restart carry on
                     } catch let error as UnstorableEvent {
                         // The event can never be stored: record its failure instead (a smaller event), and decide
                         // again from there; the actions that followed the refused event are not carried out.
                         guard let replacement = Self.replacement(for: body, error) else {
                             logger.error("run \(loop.state.run_id): its \(body.type) cannot be stored: \(error.detail)")
-                            return
+                            return nil
                         }
                         logger.warning("run \(loop.state.run_id): its \(body.type) cannot be stored (\(error.detail)); recording a failure instead")
                         do {
@@ -529,14 +526,14 @@ public final class Engine: Service, Sendable {
                             break decision
                         } catch {
                             logger.error("run \(loop.state.run_id): could not record that its \(body.type) could not be stored: \(error)")
-                            return
+                            return nil
                         }
                     } catch {
                         // Refused by JetStream for another reason (resources, say): try again later from the log's
                         // state; the run is never left waiting for nothing.
                         logger.error("run \(loop.state.run_id): JetStream refused its \(body.type) (\(error)); deciding again in 5 s")
                         schedule(Date().addingTimeInterval(5), &loop)
-                        return
+                        return nil
                     }
                 case .execute(let execution):
                     execute(execution, startedAt: Date(), &loop)
@@ -544,6 +541,8 @@ public final class Engine: Service, Sendable {
                     await publishOutput(output, &loop)
                 case .wakeUp(let at):
                     schedule(at, &loop)
+                case .refuse(let reason):
+                    return reason
                 }
             }
             if conflict {
@@ -559,9 +558,10 @@ public final class Engine: Service, Sendable {
                 continue
             }
             input = .advance
-            if !appended || loop.state.status.isTerminal { return }
+            if !appended || loop.state.status.isTerminal { return nil }
         }
         logger.error("run \(loop.state.run_id): the decider kept producing events; stopping this pass")
+        return nil
     }
 
     func append(_ body: LedgerEvent.Body, _ loop: inout RunLoop) async throws {
@@ -596,7 +596,7 @@ public final class Engine: Service, Sendable {
         case .stepAttemptSucceeded(let e), .compensationSucceeded(let e):
             if let action = action(of: e.step_id, body, definition), registry[action]?.kind != .local { breakers.record(action, success: true) }
         case .stepAttemptFailed(let e), .compensationFailed(let e):
-            guard e.error.kind != "circuit_open", e.error.kind != "template", e.error.kind != "cancelled" else { return }
+            guard e.error.kind != .circuitOpen, e.error.kind != .template, e.error.kind != .cancelled else { return }
             if let action = action(of: e.step_id, body, definition), registry[action]?.kind != .local { breakers.record(action, success: false) }
         default:
             break
@@ -623,7 +623,7 @@ public final class Engine: Service, Sendable {
         try await command(runID, .redrive(actor: actor, fromStep: fromStep))
     }
 
-    func command(_ runID: String, _ input: RunInput) async throws {
+    func command(_ runID: String, _ input: RunCommand) async throws {
         let driver: RunDriver
         if let existing = drivers.withLock({ $0[runID] }) {
             driver = existing
@@ -635,9 +635,6 @@ public final class Engine: Service, Sendable {
             guard let state else { throw EngineError.runNotFound(runID) }
             guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
                 throw EngineError.unavailable("run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have")
-            }
-            if let refusal = RunDecider(definition: definition, registry: registry).refusal(state, input) {
-                throw EngineError.invalidState(refusal)
             }
             let refusal: String? = await withCheckedContinuation { continuation in
                 _ = launch(state: state, definition: definition, resume: !state.status.isTerminal, initial: .command(input) { continuation.resume(returning: $0) })
@@ -668,15 +665,15 @@ public final class Engine: Service, Sendable {
         let driver = loop.driver
         let executor = self.executor
         if execution.action != "http.request", let refusal = breakers.refuse(execution.action) {
-            driver.send(.input(.stepResult(
-                stepID: execution.stepID, attempt: execution.attempt,
-                result: .failure(StepError(kind: "circuit_open", message: refusal, retryable: true)), sourceSequence: nil), done: nil))
+            driver.send(.input(.recordResult(
+                execution.target, attempt: execution.attempt,
+                result: .failure(StepError(kind: .circuitOpen, message: refusal, retryable: true)), sourceSequence: nil), done: nil))
             return
         }
         loop.executions.removeAll { $0.isCancelled }
         loop.executions.append(Task {
             await executor.execute(execution, startedAt: startedAt) { result in
-                driver.send(.input(.stepResult(stepID: execution.stepID, attempt: execution.attempt, result: result, sourceSequence: nil), done: nil))
+                driver.send(.input(.recordResult(execution.target, attempt: execution.attempt, result: result, sourceSequence: nil), done: nil))
             }
         })
     }
@@ -717,14 +714,14 @@ public final class Engine: Service, Sendable {
 extension Engine {
     /// A step's result as the run may record it: an output nested deeper than the log's documents allow is a
     /// failure of the attempt (the event could not be read back otherwise).
-    static func checked(_ input: RunInput) -> RunInput {
-        guard case .stepResult(let stepID, let attempt, .success(let output), let source) = input,
+    static func checked(_ input: RunCommand) -> RunCommand {
+        guard case .recordResult(let target, let attempt, .success(let output), let source) = input,
             output.depth > Limits.stepOutputDepth
         else { return input }
-        return .stepResult(
-            stepID: stepID, attempt: attempt,
+        return .recordResult(
+            target, attempt: attempt,
             result: .failure(StepError(
-                kind: "output_too_deep", message: "the step's output is nested more than \(Limits.stepOutputDepth) levels deep", retryable: false)),
+                kind: .outputTooDeep, message: "the step's output is nested more than \(Limits.stepOutputDepth) levels deep", retryable: false)),
             sourceSequence: source)
     }
 
@@ -733,7 +730,7 @@ extension Engine {
         let now = Timestamp.now()
         let too = problem.problem
         func failure(_ what: String, _ kind: String) -> StepError {
-            StepError(kind: "\(kind)_\(too)", message: "\(what) cannot be recorded in the log (\(problem.detail)); make it smaller", retryable: false)
+            StepError(kind: StepErrorKind("\(kind)_\(too)"), message: "\(what) cannot be recorded in the log (\(problem.detail)); make it smaller", retryable: false)
         }
         switch body {
         case .stepAttemptStarted(let e):

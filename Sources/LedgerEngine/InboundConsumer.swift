@@ -195,7 +195,7 @@ extension Engine {
         var transient: [String] = []
         for entry in matches {
             let dedupKey = event.data["signal_id"]?.stringValue ?? event.id
-            let trigger = RunTrigger(kind: "event", event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
+            let trigger = RunTrigger(kind: .event, event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
             do {
                 let outcome = try await startRun(
                     flowID: entry.record.flow_id, version: entry.version, definition: entry.definition,
@@ -234,13 +234,13 @@ extension Engine {
         }
         if let problem = Self.identifierProblem(event.data, ["command_id", "event_id"], type: event.type) { return .refused(problem) }
         let commandID = event.data["command_id"]?.stringValue ?? ""
-        guard let (runID, stepID, attempt) = RunDecider.parseCommandID(commandID) else {
+        guard let (runID, target, attempt) = RunDecider.parseCommandID(commandID) else {
             return .refused("command_id \"\(commandID)\" was not issued by this engine")
         }
         let result: StepResult
         if event.type == EventType.calendarCreateFailed {
             result = .failure(StepError(
-                kind: "calendar_create_failed", message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
+                kind: .calendarCreateFailed, message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
                 retryable: event.data["retryable"]?.boolValue ?? false))
         } else {
             result = .success(event.data)
@@ -257,7 +257,7 @@ extension Engine {
         }
         // Acknowledged once the run has applied it (or ignored it as late).
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            driver.send(.input(.stepResult(stepID: stepID, attempt: attempt, result: result, sourceSequence: sequence), done: { continuation.resume() }))
+            driver.send(.input(.recordResult(target, attempt: attempt, result: result, sourceSequence: sequence), done: { continuation.resume() }))
         }
         return .handled
     }
