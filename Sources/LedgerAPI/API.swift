@@ -5,6 +5,7 @@ public import LedgerEngine
 import LedgerNATS
 import LedgerProjections
 public import Logging
+import Synchronization
 
 /// What the HTTP API stands on.
 public struct APIDependencies: Sendable {
@@ -105,7 +106,7 @@ struct FlowsAPI: Sendable {
             throw Problem.from(error)
         } catch let error as StartRefused {
             throw Problem(.conflict, code: "invalid_state", title: "Run cannot start", detail: "\(error.reason).")
-        } catch let error as NATSError where error.jetStreamCode == JetStreamErrorCode.messageTooLarge {
+        } catch let error as NATSError where error.jetStreamError == .messageTooLarge {
             // Retrying cannot help: the request makes an event larger than the log accepts.
             throw Problem.badRequest("The request is too large to record in the log (\(error.message)); send less data.")
         } catch let error as NATSError {
@@ -217,14 +218,10 @@ struct FlowsAPI: Sendable {
     func getRun(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         _ = try authorize(request, .viewer)
         let id = try context.parameters.require("runId")
-        let table = deps.store.environment.table(RunStatusModel.table)
-        let key = Array(id.utf8)
         // The stored JSON is the answer: copied once, straight from the LMDB page into the response buffer.
         func lookup() throws -> Response? {
-            try deps.store.environment.read { txn in
-                try txn.withValue(table, key: key) { raw in
-                    Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: raw)))
-                }
+            try deps.store.withRunJSON(id) { raw in
+                Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: raw)))
             }
         }
         if let response = try lookup() { return response }
