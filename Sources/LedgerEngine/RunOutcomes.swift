@@ -71,3 +71,10 @@ extension Engine {
         }
     }
 }
+
+extension RunState {
+    /// The run's identity as log metadata (`ledger.run.id`, `ledger.flow.id`, `ledger.flow.version`).
+    var logMetadata: Logger.Metadata {
+        [LogKey.runID: "\(run_id)", LogKey.flowID: "\(flow_id)", LogKey.flowVersion: "\(flow_version)"]
+    }
+}
