@@ -1,10 +1,14 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
+
+// CI builds with every warning as an error (`CI=true`); local builds only warn.
+let warnings: [SwiftSetting] = Context.environment["CI"] == "true" ? [.treatAllWarnings(as: .error)] : []
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
     .enableUpcomingFeature("ExistentialAny"),
-]
+    .enableUpcomingFeature("MemberImportVisibility"),
+] + warnings
 
 let package = Package(
     name: "Ledgerflow",

@@ -1,3 +1,4 @@
+import Foundation
 /// Output and `with` templates: strings containing `{{ path }}` references to `trigger`, `input`,
 /// `steps.<id>.output` and `run`. A string that is exactly one reference keeps the referenced JSON type.
 public enum Template {

@@ -44,7 +44,7 @@ extension Problem {
             self.init(error)
         case let error as StartRefused:
             self.init(status: 409, code: "invalid_state", title: "Run cannot start", detail: "\(error.reason).")
-        case let error as NATSError where error.jetStreamCode == JetStreamErrorCode.messageTooLarge:
+        case let error as NATSError where error.jetStreamError == .messageTooLarge:
             // Retrying cannot help: the request makes an event larger than the log accepts.
             self = .badRequest("The request is too large to record in the log (\(error.message)); send less data.")
         case let error as NATSError:

@@ -96,11 +96,9 @@ public struct FlowAdmin: Sendable {
     }
 
     func append(_ body: LedgerEvent.Body, flowID: String, expected: UInt64) async throws -> FlowRecord {
-        let id = EventID.make()
-        let payload = try body.encode(id: id, time: Timestamp.now(), runid: nil, flowid: flowID, flowversion: nil, codec: EventCodec())
-        let ack: PublishAck
+        let ack: AppendedEvent
         do {
-            ack = try await ledger.append(OutgoingMessage(subject: Subjects.flow(flowID), payload: payload, messageID: id, expectedLastSubjectSequence: expected))
+            ack = try await ledger.append(body, to: .flow(id: flowID), expectedLastSequence: expected, retry: .once)
         } catch let error as NATSError where !error.isWrongLastSequence {
             throw EngineError.unavailable("NATS did not accept the change: \(error.message)")
         }

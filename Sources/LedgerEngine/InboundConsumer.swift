@@ -2,6 +2,8 @@ import Foundation
 import LedgerCore
 import LedgerNATS
 import LedgerProjections
+import Synchronization
+import Logging
 
 /// What became of one inbound message.
 enum InboundOutcome: Sendable, Equatable {
@@ -34,16 +36,7 @@ extension Engine {
         if ledger.apiLevel >= 1 {
             config.filter_subjects = Subjects.engineInbound
         }
-        do {
-            try await ledger.api.createConsumer(stream: ledger.stream, config)
-        } catch let error as NATSError
-            where error.jetStreamCode == JetStreamErrorCode.consumerAlreadyExists
-            || error.jetStreamCode == JetStreamErrorCode.consumerNameInUse
-        {
-            // An existing consumer with another configuration: keep its position.
-            logger.info("engine consumer exists with another configuration (\(error.message)); using it")
-        }
-        return try JetStreamPullSubscription(connection: ledger.connection, stream: ledger.stream, consumer: configuration.consumerName)
+        return try await ledger.durableConsumer(config)
     }
 
     func consumeInbound() async throws {
@@ -67,7 +60,7 @@ extension Engine {
             } catch {
                 failures += 1
                 let delay = Self.backoff(failures)
-                logger.warning("engine consumer: \(error); reopening in \(delay)")
+                logger.warning("engine consumer failed; reopening it", metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
                 subscription = nil
                 try? await Task.sleep(for: delay)
             }
@@ -93,16 +86,11 @@ extension Engine {
         } else if message.payload.count > Limits.inboundMessageBytes {
             outcome = .refused(
                 "the message is \(message.payload.count) bytes; inbound messages may be at most \(Limits.inboundMessageBytes) bytes (send large content by reference)")
+        } else if !Subjects.engineInbound.contains(where: { subjectMatches(pattern: $0, subject: message.subject) }) {
+            // On servers without multiple filter subjects the consumer sees every subject; those are not inbound.
+            outcome = .handled
         } else {
-            switch message.subject {
-            case Subjects.assistantCommandIssued:
-                outcome = await handleAssistantCommand(message, sequence: sequence)
-            case let subject where subject.hasPrefix("calendar.event."):
-                outcome = await handleCalendarEvent(message, sequence: sequence)
-            default:
-                // On servers without multiple filter subjects the consumer sees every subject; those are not inbound.
-                outcome = .handled
-            }
+            outcome = await dispatch(message, sequence: sequence)
         }
         switch outcome {
         case .handled:
@@ -116,15 +104,36 @@ extension Engine {
             inboundRetries.add(1, ordering: .relaxed)
             let delay = Self.backoff(delivered)
             logger.warning(
-                "message \(sequence) on \(message.subject) could not be handled (delivery \(delivered) of \(configuration.maxDeliveries)): \(reason); retrying in \(delay)")
-            do { try subscription.nak(message, delay: delay) } catch { logger.warning("nak failed (the message is redelivered after ack_wait): \(error)") }
+                "inbound message could not be handled; delivering it again later",
+                metadata: [
+                    LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject)", LogKey.error: "\(reason)",
+                    LogKey.delivery: "\(delivered) of \(configuration.maxDeliveries)", LogKey.delay: "\(delay)",
+                ])
+            do { try subscription.nak(message, delay: delay) } catch { logger.warning("nak failed (the message is redelivered after ack_wait)", metadata: [LogKey.error: "\(error)"]) }
         case .interrupted:
             break
         }
     }
 
+    /// Decodes the envelope once and hands the event to the handler of its type; a type nobody handles, or an
+    /// event its handler cannot read, is refused (and so recorded and logged as a warning).
+    func dispatch(_ message: NATSMessage, sequence: UInt64) async -> InboundOutcome {
+        let event: CloudEvent<JSONValue>
+        switch decodeInbound(message.payload, expectedTypes: inboundHandlers.types, codec: EventCodec()) {
+        case .failure(let problem): return .refused(problem.reason)
+        case .success(let decoded): event = decoded
+        }
+        guard let handler = inboundHandlers.handler(for: event.type) else {
+            return .refused("no handler for event type \(event.type)")
+        }
+        if let problem = InboundFields.problem(in: event, required: handler.requiredFields, identifiers: handler.identifierFields) {
+            return .refused(problem)
+        }
+        return await handler.handle(event, at: sequence, engine: self)
+    }
+
     func ack(_ message: NATSMessage, _ subscription: JetStreamPullSubscription) {
-        do { try subscription.ack(message) } catch { logger.warning("ack failed (the message will be redelivered): \(error)") }
+        do { try subscription.ack(message) } catch { logger.warning("ack failed (the message will be redelivered)", metadata: [LogKey.error: "\(error)"]) }
     }
 
     /// Records a refused inbound message with its reason (the message itself stays in the log at `sequence`).
@@ -132,133 +141,19 @@ extension Engine {
     @discardableResult
     func reject(_ message: NATSMessage, sequence: UInt64, reason: String) async -> Bool {
         messagesRejected.add(1, ordering: .relaxed)
-        logger.warning("refused message \(sequence) on \(message.subject): \(reason)")
+        logger.warning(
+            "refused an inbound message; recording it", metadata: [LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject)", LogKey.error: "\(reason)"])
         let body = LedgerEvent.Body.rejected(InboundMessageRejected(subject: message.subject, sequence: sequence, reason: reason, payload: message.payload))
-        let id = "rejected-\(sequence)"
         do {
-            let payload = try body.encode(id: id, time: Timestamp.now(), runid: nil, flowid: nil, flowversion: nil, codec: EventCodec())
-            _ = try await appendForever(
-                OutgoingMessage(subject: Subjects.rejected(sequence), payload: payload, messageID: id, expectedLastSubjectSequence: 0))
+            try await ledger.append(body, to: .rejected(sequence: sequence), expectedLastSequence: 0, id: "rejected-\(sequence)")
             return true
         } catch let error as NATSError where error.isWrongLastSequence {
             return true  // recorded before (an earlier delivery, or another engine)
         } catch is CancellationError {
             return false
         } catch {
-            logger.error("could not record the refusal of message \(sequence): \(error)")
+            logger.error("could not record the refusal of an inbound message", metadata: [LogKey.sequence: "\(sequence)", LogKey.error: "\(error)"])
             return false
         }
-    }
-
-    static let assistantRequired = ["message_id", "intent", "entities", "user.id", "channel.type", "channel.conversation_id"]
-    /// Data fields that name things (and end up in keys, ids and subjects): strings of bounded length.
-    static let assistantIdentifiers = ["message_id", "intent", "signal_id", "user.id", "channel.type", "channel.conversation_id"]
-
-    /// The first identifier field that is not a short string, as a refusal reason.
-    static func identifierProblem(_ data: JSONValue, _ fields: [String], type: String) -> String? {
-        for field in fields {
-            guard let value = data[path: field], value != .null else { continue }
-            guard case .string(let text) = value else {
-                return "\(type): data.\(field) must be a string"
-            }
-            if text.utf8.count > Limits.identifierBytes {
-                return "\(type): data.\(field) is \(text.utf8.count) bytes; identifiers may be at most \(Limits.identifierBytes) bytes"
-            }
-        }
-        return nil
-    }
-
-    func handleAssistantCommand(_ message: NATSMessage, sequence: UInt64) async -> InboundOutcome {
-        let event: CloudEvent<JSONValue>
-        switch decodeInbound(message.payload, expectedTypes: [EventType.assistantCommandIssued], required: Self.assistantRequired, codec: EventCodec()) {
-        case .failure(let problem): return .refused(problem.reason)
-        case .success(let decoded): event = decoded
-        }
-        if let problem = Self.identifierProblem(event.data, Self.assistantIdentifiers, type: event.type) { return .refused(problem) }
-        guard case .object = event.data["entities"] else { return .refused("\(event.type): data.entities must be an object") }
-        // Decide as of this log position: the flows' read model must include everything before it.
-        if sequence > 1, !(await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait)) {
-            logger.warning("flow read model lags behind log position \(sequence - 1); matching against what it has")
-        }
-        let matches: [FlowCatalog.Entry]
-        do {
-            matches = try catalog.matching(type: event.type, data: event.data)
-        } catch {
-            return .retry("could not read the flows: \(error)")
-        }
-        if matches.isEmpty {
-            logger.info("no active flow is triggered by intent \(event.data["intent"]?.stringValue ?? "?") (message \(sequence))")
-            return .handled
-        }
-        let entities = event.data["entities"] ?? .object([:])
-        var refusals: [String] = []
-        var transient: [String] = []
-        for entry in matches {
-            let dedupKey = event.data["signal_id"]?.stringValue ?? event.id
-            let trigger = RunTrigger(kind: "event", event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
-            do {
-                let outcome = try await startRun(
-                    flowID: entry.record.flow_id, version: entry.version, definition: entry.definition,
-                    definitionHash: entry.definitionHash, trigger: trigger,
-                    input: inputs(entry.definition, given: entities), inputFromTrigger: true, mode: .live,
-                    actor: "user:\(event.data[path: "user.id"]?.stringValue ?? "unknown")", dedupKey: dedupKey,
-                    messageID: event.data["message_id"]?.stringValue,
-                    channel: event.data["channel"])
-                if case .duplicate(let runID) = outcome {
-                    logger.info("signal \(dedupKey) already started \(entry.record.flow_id) as run \(runID); not starting it again")
-                }
-            } catch is CancellationError {
-                return .interrupted
-            } catch let error as StartRefused {
-                refusals.append("could not start flow \(entry.record.flow_id): \(error.reason)")
-            } catch let error as NATSError where error.jetStreamCode == JetStreamErrorCode.messageTooLarge {
-                // The run's first event can never be stored: say so, and go on with the other flows.
-                refusals.append("could not start flow \(entry.record.flow_id): \(error.message)")
-            } catch {
-                // Runs started before the failure are not started twice on retry: their ids derive from the signal.
-                transient.append("could not start flow \(entry.record.flow_id): \(error)")
-            }
-        }
-        if !transient.isEmpty { return .retry((transient + refusals).joined(separator: "; ")) }
-        if !refusals.isEmpty { return .refused(refusals.joined(separator: "; ")) }
-        return .handled
-    }
-
-    static let calendarTypes = [EventType.calendarCreated, EventType.calendarUpdated, EventType.calendarCanceled, EventType.calendarCreateFailed]
-
-    func handleCalendarEvent(_ message: NATSMessage, sequence: UInt64) async -> InboundOutcome {
-        let event: CloudEvent<JSONValue>
-        switch decodeInbound(message.payload, expectedTypes: Self.calendarTypes, required: ["command_id"], codec: EventCodec()) {
-        case .failure(let problem): return .refused(problem.reason)
-        case .success(let decoded): event = decoded
-        }
-        if let problem = Self.identifierProblem(event.data, ["command_id", "event_id"], type: event.type) { return .refused(problem) }
-        let commandID = event.data["command_id"]?.stringValue ?? ""
-        guard let (runID, stepID, attempt) = RunDecider.parseCommandID(commandID) else {
-            return .refused("command_id \"\(commandID)\" was not issued by this engine")
-        }
-        let result: StepResult
-        if event.type == EventType.calendarCreateFailed {
-            result = .failure(StepError(
-                kind: "calendar_create_failed", message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
-                retryable: event.data["retryable"]?.boolValue ?? false))
-        } else {
-            result = .success(event.data)
-        }
-        let driver: RunDriver?
-        do {
-            driver = try await self.driver(for: runID, seenAt: sequence)
-        } catch {
-            return .retry("could not load run \(runID): \(error)")
-        }
-        guard let driver else {
-            logger.info("answer \(sequence) for run \(runID) arrived after the run finished (or for an unknown run); kept in the log")
-            return .handled
-        }
-        // Acknowledged once the run has applied it (or ignored it as late).
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            driver.send(.input(.stepResult(stepID: stepID, attempt: attempt, result: result, sourceSequence: sequence), done: { continuation.resume() }))
-        }
-        return .handled
     }
 }

@@ -2,7 +2,6 @@ import Foundation
 import LedgerCore
 public import LedgerNATS
 public import Logging
-import Synchronization
 
 /// The stream every message lands in (documented in README, "The log").
 public struct LedgerConfiguration: Sendable {
@@ -34,21 +33,12 @@ public struct LedgerConfiguration: Sendable {
     }
 }
 
-/// JetStream API error codes Ledgerflow acts on.
-public enum JetStreamErrorCode {
-    public static let streamNotFound = 10059
-    public static let streamNameInUse = 10058
-    public static let wrongLastSequence = 10071
-    public static let messageTooLarge = 10054
-    public static let consumerAlreadyExists = 10148
-    public static let consumerNameInUse = 10013
-}
-
-/// The append-only log in JetStream: stream set-up, pipelined appends and reads by subject.
+/// The append-only log in JetStream: stream set-up, typed appends, commands to other services and readers.
+/// Everything else in Ledgerflow reaches NATS through it.
 public final class Ledger: Sendable {
-    public let connection: NATSConnection
-    public let publisher: JetStreamPublisher
-    public let api: JetStreamAPI
+    let connection: NATSConnection
+    let publisher: JetStreamPublisher
+    let api: JetStreamAPI
     public let configuration: LedgerConfiguration
     /// The server's JetStream API level (0 before nats-server 2.10).
     public let apiLevel: Int
@@ -93,7 +83,7 @@ public final class Ledger: Sendable {
             var existing: StreamConfig?
             do {
                 existing = try await api.streamInfo(configuration.streamName).config
-            } catch let error as NATSError where error.jetStreamCode == JetStreamErrorCode.streamNotFound {
+            } catch let error as NATSError where error.jetStreamError == .streamNotFound {
                 existing = nil
             }
             switch (setup, existing) {
@@ -138,57 +128,6 @@ public final class Ledger: Sendable {
         }
     }
 
-    /// Appends messages pipelined: all are sent, then all acknowledgements awaited.
-    public func append(_ messages: [OutgoingMessage]) async -> [Result<PublishAck, NATSError>] {
-        await publisher.publish(messages)
-    }
-
-    public func append(_ message: OutgoingMessage) async throws -> PublishAck {
-        try checkSize(message)
-        try failpoints.beforeAppend?(message)
-        let ack: PublishAck
-        do {
-            ack = try await publisher.publish(message)
-        } catch let error as NATSError where error.isRefusedMessage {
-            // The server's max_payload (or the subject) refuses it: as final as the stream's own size limit.
-            throw NATSError(status: error.status, jetStreamCode: JetStreamErrorCode.messageTooLarge, message: "\(message.subject): \(error.message)")
-        }
-        try failpoints.afterAppend?(message)
-        return ack
-    }
-
-    /// Room kept for the headers (`Nats-Msg-Id`, expected sequence) and the subject in the stream's size limit.
-    static let headerAllowance = 1024
-
-    /// An append that can never succeed (larger than the stream accepts) fails at once, and is never retried.
-    func checkSize(_ message: OutgoingMessage) throws {
-        let limit = Int(configuration.maxMessageSize) - Self.headerAllowance
-        if message.payload.count > limit {
-            throw NATSError(
-                jetStreamCode: JetStreamErrorCode.messageTooLarge,
-                message: "the message for \(message.subject) is \(message.payload.count) bytes; the log accepts at most \(limit)")
-        }
-    }
-
-    /// Appends, retrying transport failures with backoff until NATS answers. Refusals by JetStream (a stale
-    /// expected sequence, a message too large) are thrown at once: retrying cannot change them.
-    public func appendForever(_ message: OutgoingMessage) async throws -> PublishAck {
-        var delay: Duration = .milliseconds(50)
-        var attempts = 0
-        while true {
-            do {
-                return try await append(message)
-            } catch let error as NATSError where error.jetStreamCode == 0 {
-                attempts += 1
-                if attempts == 1 || attempts % 20 == 0 {
-                    logger.warning("append to \(message.subject) failed (\(error.message)); retrying until NATS answers")
-                }
-                try await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(2))
-            }
-        }
-    }
-
     /// Whether the connection to NATS is up right now.
     public var isConnected: Bool { connection.isConnected }
 
@@ -206,37 +145,9 @@ public final class Ledger: Sendable {
         try await api.streamInfo(stream).state.last_seq
     }
 
-    /// Every message stored on `subject` (wildcards allowed) from `startSequence` on, in log order.
-    public func read(subject: String?, from startSequence: UInt64 = 1, limit: Int = .max) async throws -> [(sequence: UInt64, message: NATSMessage)] {
-        var config = ConsumerConfig()
-        config.name = "read-\(UUID().uuidString.lowercased().prefix(13))"
-        config.ack_policy = "none"
-        config.deliver_policy = startSequence > 1 ? "by_start_sequence" : "all"
-        config.opt_start_seq = startSequence > 1 ? startSequence : nil
-        config.filter_subject = subject
-        config.inactive_threshold = 30_000_000_000
-        let info = try await api.createConsumer(stream: stream, config)
-        defer {
-            let api = self.api
-            let stream = self.stream
-            let name = info.name
-            Task { try? await api.deleteConsumer(stream: stream, consumer: name) }
-        }
-        var out: [(UInt64, NATSMessage)] = []
-        guard info.num_pending > 0 else { return out }
-        let subscription = try JetStreamPullSubscription(connection: connection, stream: stream, consumer: info.name)
-        while out.count < limit {
-            let batch = try await subscription.fetch(batch: min(1000, limit - out.count), maxWait: .seconds(2))
-            if batch.isEmpty { break }
-            var done = false
-            for message in batch {
-                guard let meta = message.jetStreamMetadata else { continue }
-                out.append((meta.streamSequence, message))
-                if meta.numPending == 0 { done = true }
-            }
-            if done { break }
-        }
-        return out
+    /// Closes the connection; the ledger cannot be used afterwards.
+    public func close() {
+        connection.close()
     }
 }
 
@@ -247,22 +158,4 @@ public struct LogState: Sendable, Equatable {
     public var bytes: UInt64
     public var firstSequence: UInt64
     public var lastSequence: UInt64
-}
-
-/// Faults the tests inject into appends.
-public final class LedgerFailpoints: Sendable {
-    public typealias Hook = @Sendable (OutgoingMessage) throws -> Void
-    private let before = Mutex<Hook?>(nil)
-    private let after = Mutex<Hook?>(nil)
-    /// Called before a message is sent; throwing fails the append before anything reaches the log.
-    public var beforeAppend: Hook? {
-        get { before.withLock { $0 } }
-        set { before.withLock { $0 = newValue } }
-    }
-    /// Called after an append was acknowledged; throwing makes the caller see a failure of an append that landed
-    /// (as when the acknowledgement is lost).
-    public var afterAppend: Hook? {
-        get { after.withLock { $0 } }
-        set { after.withLock { $0 = newValue } }
-    }
 }

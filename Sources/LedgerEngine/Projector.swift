@@ -1,6 +1,6 @@
 import Foundation
 public import LedgerCore
-public import LedgerNATS
+import LedgerNATS
 public import Logging
 public import ServiceLifecycle
 public import Synchronization
@@ -36,21 +36,21 @@ public final class Projector: Service, Sendable {
 
     /// Reads the engine's own events of a batch (other subjects are only counted), each decoded once; what cannot
     /// be applied is skipped and recorded, never allowed to stop the projection (see `LogAdmission`).
-    public static func decode(_ messages: [NATSMessage], logger: Logger) -> Batch {
+    public static func decode(_ messages: [LogMessage], logger: Logger) -> Batch {
         var batch = Batch()
         batch.events.reserveCapacity(messages.count)
         for message in messages {
-            guard let meta = message.jetStreamMetadata else { continue }
-            let sequence = meta.streamSequence
+            let sequence = message.sequence
             batch.through = max(batch.through, sequence)
-            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.headers["Nats-Msg-Id"]) {
+            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.messageID) {
             case .ignored:
                 continue
             case .event(let event):
                 batch.events.append((sequence, event))
             case .skipped(let reason, let fold):
                 logger.warning(
-                    "log message \(sequence) on \(message.subject.prefix(200)) cannot be applied to the read models; skipped and recorded: \(reason)")
+                    "log message cannot be applied to the read models; skipped and recorded",
+                    metadata: [LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject.prefix(200))", LogKey.error: "\(reason)"])
                 batch.skipped.append(SkippedMessage(sequence: sequence, subject: message.subject, reason: reason))
                 if let fold { batch.events.append((sequence, fold)) }
             }
@@ -59,68 +59,38 @@ public final class Projector: Service, Sendable {
     }
 
     /// Runs until cancelled (or, with `until`, until the models reach that sequence). `onBatch` reports progress.
+    /// A read that fails (NATS away) starts again from the checkpoint; a write that fails is thrown.
     public func follow(until target: UInt64? = nil, onBatch: (@Sendable (UInt64) -> Void)? = nil) async throws {
         while !Task.isCancelled {
-            let start = try store.checkpoint() + 1
-            if let target, start > target { return }
-            var config = ConsumerConfig()
-            config.name = "projector-\(UUID().uuidString.lowercased().prefix(13))"
-            config.ack_policy = "none"
-            config.deliver_policy = start > 1 ? "by_start_sequence" : "all"
-            config.opt_start_seq = start > 1 ? start : nil
-            config.inactive_threshold = 60_000_000_000
-            let info: ConsumerInfo
-            let subscription: JetStreamPullSubscription
             do {
-                info = try await ledger.api.createConsumer(stream: ledger.stream, config)
-                subscription = try JetStreamPullSubscription(connection: ledger.connection, stream: ledger.stream, consumer: info.name)
-            } catch {
-                logger.warning("projector could not open its reader (retrying in 1s): \(error)")
-                try await Task.sleep(for: .seconds(1))
-                continue
+                if try await follow(from: try store.checkpoint() + 1, until: target, onBatch: onBatch) { return }
+            } catch let error as NATSError {
+                logger.warning("projector could not read the log; reopening from the checkpoint", metadata: [LogKey.error: "\(error)"])
+                try await Task.sleep(for: .milliseconds(200))
             }
-            defer {
-                let api = ledger.api
-                let stream = ledger.stream
-                Task { try? await api.deleteConsumer(stream: stream, consumer: info.name) }
+        }
+    }
+
+    /// Reads from `start` and writes batch after batch; true once `target` is reached.
+    func follow(from start: UInt64, until target: UInt64?, onBatch: (@Sendable (UInt64) -> Void)?) async throws -> Bool {
+        if let target, start > target { return true }
+        var reader = ledger.messages(from: start, until: .following, batchSize: batchSize).makeAsyncIterator()
+        // One batch is written while the next is fetched and decoded (the writer has a thread of its own).
+        var writing: Task<UInt64, any Error>?
+        func finishWriting() async throws {
+            if let batch = writing {
+                writing = nil
+                let through = try await batch.value  // not inside `onBatch?(...)`: that would skip it when nil
+                onBatch?(through)
             }
-            var lastConsumerSequence: UInt64 = 0
-            // One batch is written while the next is fetched and decoded (the writer has a thread of its own).
-            var writing: Task<UInt64, any Error>?
-            func finishWriting() async throws {
-                if let batch = writing {
-                    writing = nil
-                    let through = try await batch.value  // not inside `onBatch?(...)`: that would skip it when nil
-                    onBatch?(through)
-                }
-            }
-            reading: while !Task.isCancelled {
-                let messages: [NATSMessage]
-                do {
-                    messages = try await subscription.fetch(batch: batchSize, maxWait: .milliseconds(500))
-                } catch {
-                    logger.warning("projector fetch failed (reopening from the checkpoint): \(error)")
-                    try await finishWriting()
-                    try await Task.sleep(for: .milliseconds(200))
-                    break reading
-                }
+        }
+        do {
+            while !Task.isCancelled {
+                guard let messages = try await reader.nextBatch(maxWait: .milliseconds(500)) else { break }
                 if messages.isEmpty {
                     try await finishWriting()
-                    if let target, store.progress.position >= target { return }
+                    if let target, store.progress.position >= target { return true }
                     continue
-                }
-                // A gap in the consumer's own sequence means a lost delivery: reopen from the checkpoint.
-                if let first = messages.first?.jetStreamMetadata, lastConsumerSequence != 0, first.consumerSequence != lastConsumerSequence + 1 {
-                    logger.warning("projector saw a gap in deliveries; reopening from the checkpoint")
-                    try await finishWriting()
-                    break reading
-                }
-                lastConsumerSequence = messages.last?.jetStreamMetadata?.consumerSequence ?? lastConsumerSequence
-                // A gap inside the batch (a message missing between two delivered ones) is a lost delivery too.
-                if Self.hasGap(messages) {
-                    logger.warning("projector saw a gap inside a batch; reopening from the checkpoint")
-                    try await finishWriting()
-                    break reading
                 }
                 let batch = Self.decode(messages, logger: logger)
                 let through = batch.through
@@ -134,11 +104,16 @@ public final class Projector: Service, Sendable {
                 }
                 if let target, through >= target {
                     try await finishWriting()
-                    return
+                    return true
                 }
             }
+        } catch let error as NATSError {
+            // What was read before the failure is written before reading again.
             try await finishWriting()
+            throw error
         }
+        try await finishWriting()
+        return false
     }
 }
 
@@ -153,27 +128,14 @@ extension Projector {
                 let id = "skipped-\(row.sequence)"
                 let event = CloudEvent(id: id, type: EventType.logMessageSkipped, data: row)
                 do {
-                    let payload = try EventCodec().encode(event)
-                    _ = try await ledger.appendForever(
-                        OutgoingMessage(subject: Subjects.skipped(row.sequence), payload: payload, messageID: id, expectedLastSubjectSequence: 0))
+                    try await ledger.send(event, on: Subjects.skipped(row.sequence), expectingEmptySubject: true, retry: .untilAnswered)
                 } catch let error as NATSError where error.isWrongLastSequence {
                     continue  // recorded before (by another process, or before a restart)
                 } catch {
-                    logger.warning("could not record that log message \(row.sequence) was skipped: \(error)")
+                    logger.warning("could not record that a log message was skipped", metadata: [LogKey.sequence: "\(row.sequence)", LogKey.error: "\(error)"])
                 }
             }
         }
-    }
-
-    /// Whether consumer sequences inside a batch skip a number.
-    static func hasGap(_ messages: [NATSMessage]) -> Bool {
-        var previous: UInt64?
-        for message in messages {
-            guard let sequence = message.jetStreamMetadata?.consumerSequence else { continue }
-            if let previous, sequence != previous + 1 { return true }
-            previous = sequence
-        }
-        return false
     }
 
     /// Follows the log until graceful shutdown. A failure (NATS away, a write LMDB refused) restarts the projection
@@ -191,7 +153,7 @@ extension Projector {
                     failures += 1
                     self.failures.add(1, ordering: .relaxed)
                     let delay = Duration.milliseconds(250 * (1 << min(failures - 1, 7)))
-                    self.logger.error("projector failed (\(error)); restarting from the checkpoint in \(delay)")
+                    self.logger.error("projector failed; restarting from the checkpoint", metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
                     try? await Task.sleep(for: min(delay, .seconds(30)))
                 }
             }

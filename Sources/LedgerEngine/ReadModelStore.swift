@@ -6,7 +6,7 @@ public import Synchronization
 
 /// The LMDB read models (run status, flow versions, dedup) and the log position they reflect.
 public final class ReadModelStore: Sendable {
-    public let environment: LMDBEnvironment
+    let environment: LMDBEnvironment
     public let progress = ProjectionProgress()
     /// Changes each time a batch touched a flow (lets caches of flows know when to reload).
     public let flowGeneration = Atomic<UInt64>(0)
@@ -55,6 +55,19 @@ public final class ReadModelStore: Sendable {
     }
 
     public func run(_ id: String) throws -> RunState? { try value(RunStatusModel.self, key: id) }
+
+    /// The run's stored JSON, handed to `body` inside the read transaction (valid only there): the query API
+    /// answers with it as it is, never decoding and encoding it again.
+    public func withRunJSON<R>(_ id: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        try environment.read { txn in
+            try txn.withValue(environment.table(RunStatusModel.table), key: Array(id.utf8), body)
+        }
+    }
+
+    /// Writes what LMDB holds in memory to disk now (after a rebuild without syncs).
+    public func sync() throws {
+        try environment.sync()
+    }
     public func flow(_ id: String) throws -> FlowRecord? { try value(FlowVersionsModel.self, key: id) }
     public func dedup(flowID: String, key: String) throws -> String? {
         try value(DedupModel.self, key: DedupModel.dedupKey(flowID: flowID, key: key))
@@ -64,7 +77,7 @@ public final class ReadModelStore: Sendable {
         try environment.read { txn in
             var out: [FlowRecord] = []
             try txn.scan(environment.table(FlowVersionsModel.table)) { _, value in
-                out.append(try JSONDecoder().decode(FlowRecord.self, from: Data(value)))
+                out.append(try JSONTree.decode(FlowRecord.self, from: value))
                 return true
             }
             return out
@@ -93,7 +106,7 @@ public final class ReadModelStore: Sendable {
         try environment.read { txn in
             var out: [RunState] = []
             try txn.scan(environment.table(RunStatusModel.table)) { _, value in
-                let run = try JSONDecoder().decode(RunState.self, from: Data(value))
+                let run = try JSONTree.decode(RunState.self, from: value)
                 if let flowID, run.flow_id != flowID { return true }
                 if let status, run.status.rawValue != status { return true }
                 out.append(run)

@@ -82,9 +82,8 @@ final class StepExecutor: Sendable {
         let event = CloudEvent(
             id: execution.commandID, type: type, runid: execution.runID, stepid: execution.stepID,
             correlationid: execution.runID, data: commandData(execution))
-        let payload = try EventCodec().encode(event)
-        // Msg-Id = command id: a command re-sent after a restart is stored once.
-        _ = try await ledger.append(OutgoingMessage(subject: subject, payload: payload, messageID: execution.commandID))
+        // Its id is the command id: a command re-sent after a restart is stored once.
+        try await ledger.send(event, on: subject, retry: .once)
     }
 
     func request(_ execution: StepExecution, subject: String) async -> StepResult {
@@ -95,16 +94,15 @@ final class StepExecutor: Sendable {
             id: execution.commandID, type: "DiscoverySearch", runid: execution.runID, stepid: execution.stepID,
             correlationid: execution.runID, data: query)
         do {
-            let payload = try EventCodec().encode(event)
             let timeout = max(0.05, execution.deadline.timeIntervalSinceNow)
-            let reply = try await ledger.connection.request(subject: subject, payload: payload, timeout: .milliseconds(timeout.clampedMilliseconds))
-            try Self.checkSize(reply.payload.count, of: "the reply on \(subject)")
-            let answer = try JSONTree.decode(CloudEvent<JSONValue>.self, from: reply.payload, maxDepth: Limits.stepOutputDepth)
+            let reply = try await ledger.request(event, on: subject, timeout: .milliseconds(timeout.clampedMilliseconds))
+            try Self.checkSize(reply.count, of: "the reply on \(subject)")
+            let answer = try JSONTree.decode(CloudEvent<JSONValue>.self, from: reply, maxDepth: Limits.stepOutputDepth)
             if let problem = answer.data["error"] {
                 let detail = problem["detail"]?.stringValue ?? problem["title"]?.stringValue ?? problem.compactJSON
                 return .failure(StepError(kind: "refused", message: "\(subject) refused the request: \(detail)", retryable: (problem["status"]?.numberValue ?? 500) >= 500))
             }
-            discoveryCache.set(cacheKey, answer.data, size: reply.payload.count)
+            discoveryCache.set(cacheKey, answer.data, size: reply.count)
             return .success(answer.data)
         } catch let error as StepError {
             return .failure(error)
@@ -121,7 +119,7 @@ final class StepExecutor: Sendable {
             let event = CloudEvent(
                 id: execution.commandID, type: EventType.notificationRequested, runid: execution.runID, stepid: execution.stepID,
                 correlationid: execution.runID, data: commandData(execution))
-            _ = try await ledger.append(OutgoingMessage(subject: Subjects.notificationSend, payload: try EventCodec().encode(event), messageID: execution.commandID))
+            try await ledger.send(event, on: Subjects.notificationSend, retry: .once)
             return .success(["notification_id": .string(execution.commandID), "status": "queued"])
         case "emit":
             guard let subject = execution.request["subject"]?.stringValue, let type = execution.request["type"]?.stringValue else {
@@ -141,12 +139,7 @@ final class StepExecutor: Sendable {
             let event = CloudEvent(
                 id: execution.commandID, type: type, runid: execution.runID, stepid: execution.stepID, correlationid: execution.runID,
                 data: execution.request["data"] ?? .null)
-            let payload = try EventCodec().encode(event)
-            if Subjects.streamSubjects.contains(where: { subjectMatches(pattern: $0, subject: subject) }) {
-                _ = try await ledger.append(OutgoingMessage(subject: subject, payload: payload, messageID: execution.commandID))
-            } else {
-                try ledger.connection.publish(subject: subject, payload: payload)
-            }
+            try await ledger.send(event, on: subject, retry: .once)
             return .success(["subject": .string(subject), "event_id": .string(execution.commandID)])
         case "http.request":
             return try await http.perform(execution)

@@ -9,6 +9,10 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
     public var file: String
     public var line: Int
 
+    public init(status: Int32 = 0, jetStream: JetStreamErrorCode, message: String, file: String = #fileID, line: Int = #line) {
+        self.init(status: status, jetStreamCode: jetStream.rawValue, message: message, file: file, line: line)
+    }
+
     public init(status: Int32 = 0, jetStreamCode: Int = 0, message: String, file: String = #fileID, line: Int = #line) {
         self.status = status
         self.jetStreamCode = jetStreamCode
@@ -17,8 +21,11 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
         self.line = line
     }
 
-    /// The append was refused because the subject's last sequence was not the expected one (JetStream 10071).
-    public var isWrongLastSequence: Bool { jetStreamCode == 10071 }
+    /// The JetStream error, by name.
+    public var jetStreamError: JetStreamErrorCode? { jetStreamCode == 0 ? nil : JetStreamErrorCode(rawValue: jetStreamCode) }
+
+    /// The append was refused because the subject's last sequence was not the expected one.
+    public var isWrongLastSequence: Bool { jetStreamError == .wrongLastSequence }
     /// No reply arrived in time.
     public var isTimeout: Bool { status == 7 /* NATS_TIMEOUT */ }
 
@@ -32,4 +39,22 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
     public static func == (lhs: NATSError, rhs: NATSError) -> Bool {
         lhs.status == rhs.status && lhs.jetStreamCode == rhs.jetStreamCode && lhs.message == rhs.message
     }
+}
+
+/// JetStream API error codes (`err_code`) Ledgerflow acts on, by name.
+public struct JetStreamErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    public static let streamNotFound = JetStreamErrorCode(rawValue: 10059)
+    public static let streamNameInUse = JetStreamErrorCode(rawValue: 10058)
+    public static let wrongLastSequence = JetStreamErrorCode(rawValue: 10071)
+    /// The message is larger than the stream accepts (also used for a payload the server's max_payload refuses).
+    public static let messageTooLarge = JetStreamErrorCode(rawValue: 10054)
+    public static let consumerAlreadyExists = JetStreamErrorCode(rawValue: 10148)
+    public static let consumerNameInUse = JetStreamErrorCode(rawValue: 10013)
+    public static let consumerNotFound = JetStreamErrorCode(rawValue: 10014)
+    public static let noMessageFound = JetStreamErrorCode(rawValue: 10037)
+
+    public var description: String { "JetStream error \(rawValue)" }
 }

@@ -5,6 +5,7 @@ import LedgerEngine
 import LedgerNATS
 import LedgerProjections
 import Logging
+import LedgerLMDB
 
 struct Replay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,9 +27,10 @@ struct Replay: AsyncParsableCommand {
         var state: RunState?
         var lines: [(UInt64, String)] = []
         var related: Set<UInt64> = []
-        for (sequence, message) in entries {
+        for message in entries {
+            let sequence = message.sequence
             let event: LedgerEvent
-            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.headers["Nats-Msg-Id"]) {
+            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.messageID) {
             case .event(let admitted):
                 event = admitted
             case .skipped(let reason, let fold):
@@ -50,11 +52,11 @@ struct Replay: AsyncParsableCommand {
         }
         // The inbound messages the run's events point at (its trigger, the answers it received).
         for sequence in related {
-            guard let stored = try await ledger.api.message(stream: ledger.stream, sequence: sequence),
+            guard let stored = try await ledger.message(at: sequence),
                 let event = try? decoder.decode(CloudEvent<JSONValue>.self, from: Data(stored.payload))
             else { continue }
             let summary = Self.clip(event.data.compactJSON)
-            lines.append((sequence, "\(event.time ?? stored.time)  \(event.type.padding(toLength: 22, withPad: " ", startingAt: 0)) on \(stored.subject): \(summary)"))
+            lines.append((sequence, "\(event.time ?? stored.time ?? "")  \(event.type.padding(toLength: 22, withPad: " ", startingAt: 0)) on \(stored.subject): \(summary)"))
         }
         print("Run \(run), from stream \(ledger.stream):")
         print("   seq  time                      type                   essentials")
@@ -166,7 +168,7 @@ struct Projections: AsyncParsableCommand {
             if target > 0 {
                 try await Projector(ledger: ledger, store: store, recordsSkips: false, logger: logger).follow(until: target) { bar.show($0) }
             }
-            try store.environment.sync()
+            try store.sync()
             bar.finish()
             let seconds = (ContinuousClock.now - started) / .seconds(1)
             print("Replayed \(target) log messages in \(String(format: "%.1f", seconds)) s (\(Int(Double(target) / max(seconds, 0.001))) messages/s).")
@@ -260,15 +262,10 @@ struct Publish: AsyncParsableCommand {
             id = given
         }
         let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-publish", logger: logger)
-        if Subjects.streamSubjects.contains(where: { pattern in
-            let p = pattern.split(separator: "."), s = subject.split(separator: ".")
-            return p.last == ">" ? s.count >= p.count && Array(s.prefix(p.count - 1)) == Array(p.dropLast()) : p == s
-        }) {
-            let ack = try await ledger.append(OutgoingMessage(subject: subject, payload: payload, messageID: id))
-            print("appended to \(ledger.stream) at sequence \(ack.sequence)\(ack.duplicate ? " (duplicate of an earlier publish; not stored again)" : "") with id \(id)")
+        defer { ledger.close() }
+        if let sent = try await ledger.send(payload: payload, id: id, on: subject) {
+            print("appended to \(ledger.stream) at sequence \(sent.sequence)\(sent.duplicate ? " (duplicate of an earlier publish; not stored again)" : "") with id \(id)")
         } else {
-            try ledger.connection.publish(subject: subject, payload: payload)
-            try await ledger.connection.flush()
             print("published on \(subject) (not a stream subject)")
         }
     }
@@ -286,30 +283,21 @@ struct Tail: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger()
         let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-tail", logger: logger)
-        var config = ConsumerConfig()
-        config.name = "tail-\(UUID().uuidString.lowercased().prefix(13))"
-        config.ack_policy = "none"
-        config.deliver_policy = from == nil ? "new" : "by_start_sequence"
-        config.opt_start_seq = from
-        config.filter_subject = subject
-        config.inactive_threshold = 30_000_000_000
-        let info = try await ledger.api.createConsumer(stream: ledger.stream, config)
-        let subscription = try JetStreamPullSubscription(connection: ledger.connection, stream: ledger.stream, consumer: info.name)
+        defer { ledger.close() }
+        let start: UInt64
+        if let from { start = from } else { start = try await ledger.lastSequence() + 1 }
         let decoder = JSONDecoder()
         var printed = 0
-        while limit.map({ printed < $0 }) ?? true {
-            for message in try await subscription.fetch(batch: 100, maxWait: .seconds(1)) {
-                let event = try? decoder.decode(CloudEvent<JSONValue>.self, from: Data(message.payload))
-                if let type, event?.type != type { continue }
-                let sequence = message.jetStreamMetadata?.streamSequence ?? 0
-                let what = event.map { "\($0.type)\($0.runid.map { " run \($0)" } ?? "") \(Replay.clip($0.data.compactJSON))" }
-                    ?? "(not a CloudEvent, \(message.payload.count) bytes)"
-                print("\(String(sequence).leftPad(6))  \(event?.time ?? "")  \(message.subject)  \(what)")
-                fflush(nil)
-                printed += 1
-                if let limit, printed >= limit { break }
-            }
+        if let limit, limit <= 0 { return }
+        for try await message in ledger.messages(subject: subject, from: start, until: .following) {
+            let event = try? decoder.decode(CloudEvent<JSONValue>.self, from: Data(message.payload))
+            if let type, event?.type != type { continue }
+            let what = event.map { "\($0.type)\($0.runid.map { " run \($0)" } ?? "") \(Replay.clip($0.data.compactJSON))" }
+                ?? "(not a CloudEvent, \(message.payload.count) bytes)"
+            print("\(String(message.sequence).leftPad(6))  \(event?.time ?? "")  \(message.subject)  \(what)")
+            fflush(nil)
+            printed += 1
+            if let limit, printed >= limit { break }
         }
-        try? await ledger.api.deleteConsumer(stream: ledger.stream, consumer: info.name)
     }
 }

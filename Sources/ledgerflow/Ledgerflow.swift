@@ -6,6 +6,8 @@ import LedgerEngine
 import LedgerNATS
 import Logging
 import ServiceLifecycle
+import UnixSignals
+import LedgerProjections
 
 @main
 struct Ledgerflow: AsyncParsableCommand {
@@ -154,7 +156,7 @@ struct Dev: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
         try await group.run()
         simulatorConnection.close()
-        stack.ledger.connection.close()
+        stack.ledger.close()
         server?.stop()
         print("Ledgerflow dev stopped.")
     }
@@ -182,14 +184,17 @@ struct Serve: AsyncParsableCommand {
         let stack = try await Stack.open(
             natsURL: nats.natsURL, dataDirectory: dataDir, tokens: TokenStore(grants), outbound: try outbound.policy(allowLoopback: false), logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
-        if simulators {
-            services.append(CalendarSimulator(connection: stack.ledger.connection, logger: logger))
-            services.append(DiscoverySimulator(connection: stack.ledger.connection, logger: logger))
+        // The simulators stand for other services: they have a connection of their own.
+        let simulatorConnection = simulators ? try await NATSConnection.connect(url: nats.natsURL, name: "ledgerflow-simulators", logger: logger) : nil
+        if let simulatorConnection {
+            services.append(CalendarSimulator(connection: simulatorConnection, logger: logger))
+            services.append(DiscoverySimulator(connection: simulatorConnection, logger: logger))
         }
         logger.info("serving on http://\(host):\(httpPort), NATS \(nats.natsURL), read models in \(dataDir)/lmdb")
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
         try await group.run()
-        stack.ledger.connection.close()
+        simulatorConnection?.close()
+        stack.ledger.close()
     }
 }
 

@@ -5,6 +5,7 @@ import LedgerNATS
 import LedgerProjections
 import Synchronization
 import Testing
+import LedgerLMDB
 
 extension Integration {
     /// The seed's sequence (000): chat command → FlowRunStarted → calendar command → CalendarEvent.Created →
@@ -109,7 +110,7 @@ extension Integration {
             try await eventually("three refusals are recorded") { try await stack.ledger.read(subject: Subjects.rejected).count == 3 }
             // Sorted by the position of the refused message (the engine handles a batch concurrently).
             let rejected = try await stack.ledger.read(subject: Subjects.rejected).map {
-                try JSONDecoder().decode(CloudEvent<InboundMessageRejected>.self, from: Data($0.message.payload)).data
+                try JSONDecoder().decode(CloudEvent<InboundMessageRejected>.self, from: Data($0.payload)).data
             }.sorted { ($0.sequence ?? 0) < ($1.sequence ?? 0) }
             #expect(rejected.count == 3)
             #expect(rejected.allSatisfy { $0.subject == Subjects.assistantCommandIssued && $0.sequence != nil })

@@ -45,7 +45,7 @@ extension Integration {
 
         func types(_ stack: TestStack, run: String) async throws -> [String] {
             try await stack.ledger.read(subject: Subjects.run(run)).compactMap {
-                let event = try JSONDecoder().decode(LedgerEvent.self, from: Data($0.message.payload))
+                let event = try JSONDecoder().decode(LedgerEvent.self, from: Data($0.payload))
                 return event.type + (event.body.stepID.map { ":" + $0 } ?? "")
             }
         }

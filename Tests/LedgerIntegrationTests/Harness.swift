@@ -45,7 +45,7 @@ func freshLedger() async throws -> Ledger {
     let api = JetStreamAPI(connection: connection)
     do {
         try await api.deleteStream(LedgerConfiguration().streamName)
-    } catch let error as NATSError where error.jetStreamCode == 10059 /* stream not found */ {
+    } catch let error as NATSError where error.jetStreamError == .streamNotFound {
     }
     connection.close()
     return try await Ledger.open(url: TestServer.shared.url, setup: .createOrUpdate, logger: testLogger)

@@ -1,6 +1,6 @@
 import Foundation
 import LedgerCore
-import LedgerEngine
+@testable import LedgerEngine
 import LedgerNATS
 import Testing
 
@@ -11,12 +11,12 @@ extension Integration {
             let messages = (0..<500).map { i in
                 OutgoingMessage(subject: "ledger.test", payload: Array("{\"n\":\(i)}".utf8), messageID: "m-\(i)")
             }
-            let acks = try await ledger.append(messages).map { try $0.get() }
+            let acks = try await ledger.appendPipelined(messages).map { try $0.get() }
             #expect(acks.map(\.sequence) == Array(1...500))
             let read = try await ledger.read(subject: "ledger.test")
             #expect(read.count == 500)
             #expect(read.map(\.sequence) == Array(1...500))
-            #expect(String(decoding: read[41].message.payload, as: UTF8.self) == "{\"n\":41}")
+            #expect(String(decoding: read[41].payload, as: UTF8.self) == "{\"n\":41}")
         }
 
         @Test func aRepeatedMessageIDIsStoredOnce() async throws {

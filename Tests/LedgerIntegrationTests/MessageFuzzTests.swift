@@ -163,7 +163,7 @@ extension Integration {
         static func succeededRuns(_ ledger: Ledger) async throws -> Int {
             let marker = Array(#""type":"FlowRunSucceeded""#.utf8)
             return try await ledger.read(subject: "ledger.run.>").filter { entry in
-                let bytes = entry.message.payload
+                let bytes = entry.payload
                 guard bytes.count >= marker.count else { return false }
                 return (0...(bytes.count - marker.count)).contains { i in bytes[i..<(i + marker.count)].elementsEqual(marker) }
             }.count
@@ -173,7 +173,7 @@ extension Integration {
             let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/debug/ledgerflow").standardized.path
             try #require(FileManager.default.isExecutableFile(atPath: binary), "build the ledgerflow executable first (swift build --build-tests)")
             let ledger = try await freshLedger()
-            defer { ledger.connection.close() }
+            defer { ledger.close() }
             let outside = try await NATSConnection.connect(url: TestServer.shared.url, name: "storm", logger: testLogger)
             defer { outside.close() }
             let calendar = CalendarSimulator(connection: outside, logger: testLogger)
@@ -233,7 +233,7 @@ extension Integration {
             #expect(serve.process.isRunning)
             // Every refusal is recorded, once, with its reason.
             let rejections = try await ledger.read(subject: Subjects.rejected).compactMap { entry -> InboundMessageRejected? in
-                guard case .rejected(let r) = try JSONTree.decode(LedgerEvent.self, from: entry.message.payload).body else { return nil }
+                guard case .rejected(let r) = try JSONTree.decode(LedgerEvent.self, from: entry.payload).body else { return nil }
                 return r
             }
             #expect(rejections.count == storm.invalidInbound)

@@ -25,7 +25,7 @@ extension Integration {
             #expect(stack.calendar.eventsCreated == 200)
             // In the log: exactly one StepAttemptStarted per run, step and attempt.
             var starts: [String: Int] = [:]
-            for (_, message) in try await stack.ledger.read(subject: "ledger.run.>") {
+            for message in try await stack.ledger.read(subject: "ledger.run.>") {
                 let event = try JSONDecoder().decode(LedgerEvent.self, from: Data(message.payload))
                 if case .stepAttemptStarted(let e) = event.body { starts["\(event.runid ?? "")/\(e.step_id)/\(e.attempt)", default: 0] += 1 }
             }
@@ -37,7 +37,7 @@ extension Integration {
             let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/debug/ledgerflow").standardized.path
             try #require(FileManager.default.isExecutableFile(atPath: binary), "build the ledgerflow executable first (swift build --build-tests)")
             let ledger = try await freshLedger()
-            defer { ledger.connection.close() }
+            defer { ledger.close() }
             let outside = try await NATSConnection.connect(url: TestServer.shared.url, name: "kill-test", logger: testLogger)
             defer { outside.close() }
             var settings = CalendarSimulator.Settings()
@@ -63,7 +63,7 @@ extension Integration {
                 try outside.publish(subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(event))
             }
             try await eventually("every run waits on a retry timer") {
-                let failed = try await ledger.read(subject: "ledger.run.>").filter { String(decoding: $0.message.payload, as: UTF8.self).contains("\"retry_at\"") }
+                let failed = try await ledger.read(subject: "ledger.run.>").filter { String(decoding: $0.payload, as: UTF8.self).contains("\"retry_at\"") }
                 return failed.count == runs
             }
             serve.kill()  // SIGKILL: no clean stop, timers and memory lost

@@ -11,7 +11,7 @@ extension Integration {
     @Suite struct RobustnessTests {
         func rejections(_ stack: TestStack) async throws -> [InboundMessageRejected] {
             try await stack.ledger.read(subject: Subjects.rejected).compactMap {
-                guard case .rejected(let r) = try JSONTree.decode(LedgerEvent.self, from: $0.message.payload).body else { return nil }
+                guard case .rejected(let r) = try JSONTree.decode(LedgerEvent.self, from: $0.payload).body else { return nil }
                 return r
             }
         }
@@ -135,7 +135,7 @@ extension Integration {
                 guard message.subject.hasPrefix(Subjects.runPrefix), message.expectedLastSubjectSequence == 0,
                     String(decoding: message.payload, as: UTF8.self).contains("never")
                 else { return }
-                throw NATSError(jetStreamCode: JetStreamErrorCode.messageTooLarge, message: "injected: too large")
+                throw NATSError(jetStream: .messageTooLarge, message: "injected: too large")
             }
             defer { stack.ledger.failpoints.beforeAppend = nil }
             try stack.publishCommand(id: "refused-start", title: "never")
@@ -206,7 +206,7 @@ extension Integration {
             #expect(kind == "request_too_large" || kind == "output_too_large")
             // The run's start carried the entity once (its input is taken from the trigger, not copied).
             let started = try #require(try await stack.ledger.read(subject: Subjects.run(run.run_id)).first)
-            #expect(started.message.payload.count < 250 * 1024)
+            #expect(started.payload.count < 250 * 1024)
         }
 
         @Test func anOutputIsNotPublishedAgainAfterTheDuplicateWindow() async throws {
@@ -241,7 +241,7 @@ extension Integration {
 
         @Test func onlyServeMayCreateOrChangeTheStreamAndKeepsWhatAnOperatorSet() async throws {
             let ledger = try await freshLedger()
-            defer { ledger.connection.close() }
+            defer { ledger.close() }
             // An operator tunes the stream, and (by mistake) drops one of Ledgerflow's subjects.
             var config = try await ledger.api.streamInfo(ledger.stream).config
             config.description = "tuned by an operator"
@@ -304,7 +304,7 @@ extension Integration {
             let runID = try #require(try stack.runs().first?.run_id)
             let first = try #require(try await stack.ledger.read(subject: Subjects.run(runID)).first)
             // The very same start again, and a start whose id its flow and key do not derive.
-            _ = try await stack.ledger.append(OutgoingMessage(subject: Subjects.run(runID), payload: first.message.payload))
+            _ = try await stack.ledger.append(OutgoingMessage(subject: Subjects.run(runID), payload: first.payload))
             let forged = LedgerEvent.Body.runStarted(FlowRunStarted(
                 run_id: runID, flow_id: "calendar-create-event", flow_version: 1, definition_hash: "h", mode: .live,
                 trigger: RunTrigger(kind: "event"), actor: "x", input: [:], step_ids: [], dedup_key: "another-signal", message_id: nil, channel: nil))
@@ -378,9 +378,9 @@ extension Integration {
                 try await stack.ledger.read(subject: Subjects.requestRecord("flow_run")).count == 4
             }
             let written = try await stack.ledger.read(subject: nil, from: before + 1)
-            #expect(written.allSatisfy { $0.message.subject == Subjects.requestRecord("flow_run") })
+            #expect(written.allSatisfy { $0.subject == Subjects.requestRecord("flow_run") })
             let records = try await stack.ledger.read(subject: Subjects.requestRecord("flow_run"))
-            #expect(records.allSatisfy { String(decoding: $0.message.payload, as: UTF8.self).contains("reply_refused\":\"the reply subject") })
+            #expect(records.allSatisfy { String(decoding: $0.payload, as: UTF8.self).contains("reply_refused\":\"the reply subject") })
         }
 
         @Test func readModelFilesAreReadableByTheirOwnerOnly() throws {

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import LedgerAPI
 import LedgerCore
 import LedgerEngine
+import LedgerNATS
 import Testing
 
 /// The router of the API driven in-process (`app.test(.router)`) over a test stack's real engine, NATS and LMDB,

@@ -126,7 +126,7 @@ final class TestStack: @unchecked Sendable {
             _ = try? await task.value
         }
         outside.close()
-        ledger.connection.close()
+        ledger.close()
     }
 
     func waitForHTTP() async throws {
@@ -169,7 +169,7 @@ final class TestStack: @unchecked Sendable {
 
     /// Every message of the log, decoded as CloudEvents (undecodable ones as nil).
     func log() async throws -> [(sequence: UInt64, subject: String, event: CloudEvent<JSONValue>?)] {
-        try await ledger.read(subject: nil).map { ($0.sequence, $0.message.subject, try? JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data($0.message.payload))) }
+        try await ledger.read(subject: nil).map { ($0.sequence, $0.subject, try? JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data($0.payload))) }
     }
 
     func runs() throws -> [RunState] { try store.runs(flowID: nil, status: nil, limit: 10_000) }

@@ -8,6 +8,7 @@ import LedgerEngine
 import LedgerNATS
 import Logging
 import Synchronization
+import LedgerLMDB
 
 struct Bench {
     let options: Options
@@ -44,10 +45,13 @@ struct Bench {
         return try! body.encode(id: "ev-\(i)", time: "2026-11-23T10:00:00.001Z", runid: run, flowid: "bench", flowversion: 1, codec: EventCodec())
     }
 
+    /// An empty LEDGER stream (deleted as an operator would, then created by the ledger).
     func freshLedger(url: String) async throws -> Ledger {
-        let ledger = try await Ledger.open(url: url, clientName: "bench", setup: .createOrUpdate, logger: logger)
-        try await ledger.api.deleteStream(ledger.stream)
-        ledger.connection.close()
+        let admin = try await NATSConnection.connect(url: url, name: "bench-admin", logger: logger)
+        defer { admin.close() }
+        do {
+            try await JetStreamAPI(connection: admin).deleteStream(LedgerConfiguration().streamName)
+        } catch let error as NATSError where error.jetStreamError == .streamNotFound {}
         return try await Ledger.open(url: url, clientName: "bench", setup: .createOrUpdate, logger: logger)
     }
 
@@ -59,12 +63,13 @@ struct Bench {
         for round in 0..<3 {
             let ids = (0..<count).map { "raw-\(round)-\($0)" }
             var ledger = try await freshLedger(url: url)
+            let connection = try await NATSConnection.connect(url: url, name: "bench-raw", logger: logger)
             let rawStart = ContinuousClock.now
-            let connection = ledger.connection
             let failed = try await Task.detached { try RawBaseline.publishAsync(connection: connection, subject: "ledger.bench", payloads: payloads, messageIDs: ids) }.value
             raw.append(Double(count) / ((ContinuousClock.now - rawStart) / .seconds(1)))
             precondition(failed == 0, "raw publish lost \(failed) acknowledgements")
-            ledger.connection.close()
+            connection.close()
+            ledger.close()
 
             ledger = try await freshLedger(url: url)
             let start = ContinuousClock.now
@@ -72,7 +77,7 @@ struct Bench {
             ours.append(Double(count) / ((ContinuousClock.now - start) / .seconds(1)))
             let stored = try await ledger.lastSequence()
             precondition(stored == UInt64(count), "the ledger did not store every event")
-            ledger.connection.close()
+            ledger.close()
         }
         let value = ours.sorted()[1]
         let ceiling = raw.sorted()[1]
@@ -96,7 +101,7 @@ struct Bench {
                     OutgoingMessage(subject: subject(i), payload: payloads[i], messageID: ids(i))
                 }
                 group.addTask {
-                    for result in await ledger.append(messages) { _ = try result.get() }
+                    for result in await ledger.appendPipelined(messages) { _ = try result.get() }
                 }
                 inFlight += 1
             }
@@ -131,7 +136,10 @@ struct Bench {
     func serveScenarios(url: String, scenario: String, runs: Int, singles: Int, query: Bool) async throws {
         say("\n\(scenario): \(runs) runs of 3 transform steps, then \(singles) single runs one at a time (ledgerflow serve as a child process)")
         let ledger = try await freshLedger(url: url)
-        defer { ledger.connection.close() }
+        defer { ledger.close() }
+        // The observer and the publisher of triggers stand outside Ledgerflow, as the assistant would.
+        let outside = try await NATSConnection.connect(url: url, name: "bench-observer", logger: logger)
+        defer { outside.close() }
         let serve = try ServeProcess(binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-\(UUID().uuidString.prefix(8))")
         defer { serve.stop() }
         try await serve.waitReady()
@@ -139,7 +147,7 @@ struct Bench {
         let activated = try await serve.http("POST", "/automation/flows/bench-transform/activate").0
         precondition(registered == 201 && activated == 200, "could not register the benchmark flow (\(registered), \(activated))")
 
-        let succeeded = try ledger.connection.subscribe(subject: "ledger.run.*")
+        let succeeded = try outside.subscribe(subject: "ledger.run.*")
         let finished = Mutex<[String: ContinuousClock.Instant]>([:])
         let counter = Task {
             let marker = Array(#""type":"FlowRunSucceeded""#.utf8)
@@ -152,7 +160,7 @@ struct Bench {
             succeeded.unsubscribe()
             counter.cancel()
         }
-        try await ledger.connection.flush()
+        try await outside.flush()
 
         // Throughput: every trigger appended as fast as the stream accepts them.
         let triggers = (0..<runs).map { Self.trigger($0, tag: "tp-\(scenario.prefix(1))") }
@@ -184,7 +192,7 @@ struct Bench {
             let trigger = Self.trigger(i, tag: "lat-\(scenario.prefix(1))")
             let runID = Self.runID(trigger.id)
             let t0 = ContinuousClock.now
-            _ = try await ledger.append(OutgoingMessage(subject: Subjects.assistantCommandIssued, payload: trigger.payload, messageID: trigger.id))
+            _ = try await ledger.send(payload: trigger.payload, id: trigger.id, on: Subjects.assistantCommandIssued)
             let limit = ContinuousClock.now + .seconds(30)
             while true {
                 let (status, answer) = try client.get("/automation/runs/\(runID)", token: ServeProcess.token)
@@ -201,15 +209,16 @@ struct Bench {
         var execution = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
         for runID in samples {
             let events = try await ledger.read(subject: Subjects.run(runID))
-            guard let first = events.first, let last = events.last, let startedMeta = first.message.jetStreamMetadata,
-                let endMeta = last.message.jetStreamMetadata,
-                let started = try? JSONDecoder().decode(LedgerEvent.self, from: Data(first.message.payload)),
+            guard let first = events.first, let last = events.last,
+                let startedStored = try await ledger.message(at: first.sequence).flatMap({ $0.time.flatMap(Timestamp.parse) }),
+                let endStored = try await ledger.message(at: last.sequence).flatMap({ $0.time.flatMap(Timestamp.parse) }),
+                let started = try? JSONDecoder().decode(LedgerEvent.self, from: Data(first.payload)),
                 case .runStarted(let e) = started.body, let triggerSequence = e.trigger.sequence,
-                let trigger = try await ledger.api.message(stream: ledger.stream, sequence: triggerSequence),
-                let triggerTime = Timestamp.parse(trigger.time)
+                let trigger = try await ledger.message(at: triggerSequence),
+                let triggerTime = trigger.time.flatMap(Timestamp.parse)
             else { continue }
-            let startedTime = Double(startedMeta.timestampNanos) / 1e9
-            let endTime = Double(endMeta.timestampNanos) / 1e9
+            let startedTime = startedStored.timeIntervalSince1970
+            let endTime = endStored.timeIntervalSince1970
             _ = ingest.record(UInt64(max(1, (startedTime - triggerTime.timeIntervalSince1970) * 1e6)))
             _ = execution.record(UInt64(max(1, (endTime - startedTime) * 1e6)))
         }
@@ -283,7 +292,7 @@ struct Bench {
     func rebuild(url: String, events: Int) async throws {
         say("\n3. projection rebuild: \(events) events (runs of 5 events each) replayed into LMDB vs a raw ordered consumer")
         let ledger = try await freshLedger(url: url)
-        defer { ledger.connection.close() }
+        defer { ledger.close() }
         let perRun = 5
         // A run started by a signal has the id its flow and dedup key derive (the read models check it).
         let runs = (0..<(events / perRun + 1)).map { DerivedID.uuid("bench/signal-\($0)") }
@@ -305,7 +314,8 @@ struct Bench {
         try await appendAll(ledger, payloads: payloads, subject: { Subjects.run(runs[$0 / perRun]) }, ids: { "e-\($0)" })
         say("  generated the log in \(String(format: "%.1f", (ContinuousClock.now - generate) / .seconds(1))) s")
 
-        let connection = ledger.connection
+        let connection = try await NATSConnection.connect(url: url, name: "bench-raw", logger: logger)
+        defer { connection.close() }
         let stream = ledger.stream
         let rawStart = ContinuousClock.now
         let read = try await Task.detached { try RawBaseline.orderedRead(connection: connection, stream: stream, subject: "ledger.>", count: events) }.value
@@ -315,7 +325,7 @@ struct Bench {
         let store = try ReadModelStore(path: "\(scratch)/rebuild-lmdb", durability: .noSync)
         let start = ContinuousClock.now
         try await Projector(ledger: ledger, store: store, recordsSkips: false, logger: logger).follow(until: UInt64(events))
-        try store.environment.sync()
+        try store.sync()
         let rate = Double(events) / ((ContinuousClock.now - start) / .seconds(1))
         let folded = try store.run(runs[7])?.status
         precondition(folded == .succeeded, "the rebuilt read model is wrong")

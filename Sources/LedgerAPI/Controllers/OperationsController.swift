@@ -1,5 +1,6 @@
 public import Hummingbird
 import LedgerCore
+import LedgerEngine
 
 /// `/health`, `/ping` (public) and `/metrics` (`viewer`): how the process, the log and the read models are doing.
 public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Sendable {

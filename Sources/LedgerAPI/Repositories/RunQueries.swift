@@ -1,6 +1,5 @@
 public import LedgerCore
 public import LedgerEngine
-import LedgerProjections
 
 /// The read models of runs: one run as stored, recent runs, failed runs, and how far the models have read the log.
 public protocol RunQueries: Sendable {
@@ -17,11 +16,6 @@ public protocol RunQueries: Sendable {
 }
 
 extension ReadModelStore: RunQueries {
-    public func withRunJSON<R>(_ runID: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
-        let table = environment.table(RunStatusModel.table)
-        return try environment.read { txn in try txn.withValue(table, key: Array(runID.utf8), body) }
-    }
-
     public func failedRuns() throws -> [RunState] {
         try failedRunIDs().compactMap { try run($0) }
     }

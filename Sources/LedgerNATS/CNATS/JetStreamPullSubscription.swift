@@ -98,7 +98,7 @@ public final class JetStreamPullSubscription: @unchecked Sendable {
                 outstanding = 0
                 let description = status.headers["Description"] ?? "request refused"
                 if description.localizedCaseInsensitiveContains("deleted") {
-                    throw NATSError(status: 0, jetStreamCode: 10014, message: "consumer \(consumer) was deleted")
+                    throw NATSError(status: 0, jetStream: .consumerNotFound, message: "consumer \(consumer) was deleted")
                 }
                 return
             default:

@@ -75,7 +75,7 @@ public struct JetStreamAPI: Sendable {
     public func createOrUpdateStream(_ config: StreamConfig) async throws -> StreamInfo {
         do {
             return try await call("STREAM.CREATE.\(config.name)", body: config, as: StreamInfo.self)
-        } catch let error as NATSError where error.jetStreamCode == 10058 /* stream name in use */ {
+        } catch let error as NATSError where error.jetStreamError == .streamNameInUse {
             return try await call("STREAM.UPDATE.\(config.name)", body: config, as: StreamInfo.self)
         }
     }
@@ -112,7 +112,7 @@ public struct JetStreamAPI: Sendable {
         do {
             return try await call("STREAM.MSG.GET.\(stream)", body: Request(last_by_subj: subject), as: GetMessageResponse.self)
                 .message
-        } catch let error as NATSError where error.jetStreamCode == 10037 /* no message found */ {
+        } catch let error as NATSError where error.jetStreamError == .noMessageFound {
             return nil
         }
     }
@@ -125,7 +125,7 @@ public struct JetStreamAPI: Sendable {
         }
         do {
             return try await call("STREAM.MSG.GET.\(stream)", body: Request(seq: 1, next_by_subj: subject), as: GetMessageResponse.self).message
-        } catch let error as NATSError where error.jetStreamCode == 10037 {
+        } catch let error as NATSError where error.jetStreamError == .noMessageFound {
             return nil
         }
     }
@@ -135,7 +135,7 @@ public struct JetStreamAPI: Sendable {
         struct Request: Encodable { var seq: UInt64 }
         do {
             return try await call("STREAM.MSG.GET.\(stream)", body: Request(seq: sequence), as: GetMessageResponse.self).message
-        } catch let error as NATSError where error.jetStreamCode == 10037 {
+        } catch let error as NATSError where error.jetStreamError == .noMessageFound {
             return nil
         }
     }

@@ -1,0 +1,276 @@
+import Foundation
+public import LedgerCore
+public import LedgerNATS
+import Synchronization
+import Logging
+
+/// Where one of Ledgerflow's own events is appended.
+public enum EventAddress: Sendable, Equatable {
+    /// A run's subject (`ledger.run.<id>`).
+    case run(id: String, flowID: String, flowVersion: Int)
+    /// A flow's subject (`ledger.flow.<id>`).
+    case flow(id: String)
+    /// The record of the inbound message at `sequence` that was refused (`ledger.rejected.<sequence>`).
+    case rejected(sequence: UInt64)
+
+    public var subject: String {
+        switch self {
+        case .run(let id, _, _): return Subjects.run(id)
+        case .flow(let id): return Subjects.flow(id)
+        case .rejected(let sequence): return Subjects.rejected(sequence)
+        }
+    }
+}
+
+/// How hard an append tries.
+public enum AppendRetry: Sendable {
+    /// One try: a transport failure is thrown (a person is waiting for the answer).
+    case once
+    /// Transport failures are retried with backoff until NATS answers (the engine's own work).
+    case untilAnswered
+}
+
+/// Why an event was appended, and what it belongs to (CloudEvents `correlationid`, `causationid`, `traceparent`).
+public struct EventContext: Sendable, Equatable {
+    public var correlationID: String?
+    public var causationID: String?
+    public var traceparent: String?
+
+    public init(correlationID: String? = nil, causationID: String? = nil, traceparent: String? = nil) {
+        self.correlationID = correlationID
+        self.causationID = causationID
+        self.traceparent = traceparent
+    }
+}
+
+/// Where a sent message was stored in the log.
+public struct SentMessage: Sendable, Equatable {
+    public var sequence: UInt64
+    /// The log had this message id already (within its duplicate window): it was not stored again.
+    public var duplicate: Bool
+}
+
+/// An event as it stands in the log.
+public struct AppendedEvent: Sendable {
+    public var event: LedgerEvent
+    public var sequence: UInt64
+    /// The server had stored this very event before (a retried append whose first try landed).
+    public var duplicate: Bool
+}
+
+extension Ledger {
+    /// Appends one of Ledgerflow's own events: encoded once here, with a fresh id unless one is given, and, with
+    /// `expectedLastSequence`, only when the subject's last message is at that sequence (0: the subject is empty),
+    /// so two writers can never both append to the same run or flow. A stale expected sequence and a message too
+    /// large are thrown at once (see `NATSError.jetStreamError`): retrying cannot change them.
+    @discardableResult
+    public func append(
+        _ body: LedgerEvent.Body, to address: EventAddress, expectedLastSequence: UInt64?, id: String = EventID.make(),
+        context: EventContext = EventContext(), retry: AppendRetry = .untilAnswered
+    ) async throws -> AppendedEvent {
+        let time = Timestamp.now()
+        var runID: String?
+        var flowID: String?
+        var flowVersion: Int?
+        switch address {
+        case .run(let run, let flow, let version): (runID, flowID, flowVersion) = (run, flow, version)
+        case .flow(let flow): flowID = flow
+        case .rejected: break
+        }
+        let payload = try body.encode(
+            id: id, time: time, runid: runID, flowid: flowID, flowversion: flowVersion, correlationid: context.correlationID,
+            causationid: context.causationID, traceparent: context.traceparent, codec: EventCodec())
+        let ack = try await append(
+            OutgoingMessage(subject: address.subject, payload: payload, messageID: id, expectedLastSubjectSequence: expectedLastSequence),
+            retry: retry)
+        let event = LedgerEvent(id: id, type: body.type, time: time, runid: runID, flowid: flowID, body: body)
+        return AppendedEvent(event: event, sequence: ack.sequence, duplicate: ack.duplicate)
+    }
+
+    /// Sends a command or an announcement to other services on `subject`. When the stream covers the subject the
+    /// event is appended (its id as `Nats-Msg-Id`, so a command re-sent after a restart is stored once; with
+    /// `expectingEmptySubject`, only when nothing is on that subject yet) and where it was stored returned; otherwise it is
+    /// published as a plain NATS message and nil returned.
+    @discardableResult
+    public func send<Payload: Codable & Sendable>(
+        _ event: CloudEvent<Payload>, on subject: String, expectingEmptySubject: Bool = false, retry: AppendRetry = .untilAnswered
+    ) async throws -> SentMessage? {
+        let payload = try EventCodec().encode(event)
+        return try await send(payload: payload, id: event.id, on: subject, expectingEmptySubject: expectingEmptySubject, retry: retry)
+    }
+
+    /// Sends bytes that are already an encoded message (the CLI's `publish`), as `send` does.
+    @discardableResult
+    public func send(
+        payload: [UInt8], id: String, on subject: String, expectingEmptySubject: Bool = false, retry: AppendRetry = .once
+    ) async throws -> SentMessage? {
+        guard covers(subject) else {
+            try connection.publish(subject: subject, payload: payload)
+            if retry == .once { try await connection.flush() }
+            return nil
+        }
+        let message = OutgoingMessage(
+            subject: subject, payload: payload, messageID: id, expectedLastSubjectSequence: expectingEmptySubject ? 0 : nil)
+        let ack = try await append(message, retry: retry)
+        return SentMessage(sequence: ack.sequence, duplicate: ack.duplicate)
+    }
+
+    /// Whether messages on `subject` are stored in the log.
+    public func covers(_ subject: String) -> Bool {
+        configuration.subjects.contains { subjectMatches(pattern: $0, subject: subject) }
+    }
+
+    /// Asks another service on `subject` and returns its answer's bytes (not recorded in the log).
+    public func request<Payload: Codable & Sendable>(_ event: CloudEvent<Payload>, on subject: String, timeout: Duration) async throws
+        -> [UInt8]
+    {
+        let payload = try EventCodec().encode(event)
+        return try await connection.request(subject: subject, payload: payload, timeout: timeout).payload
+    }
+
+    /// Answers a request on its reply subject (a plain NATS message).
+    public func reply<Payload: Codable & Sendable>(_ event: CloudEvent<Payload>, to subject: String) throws {
+        try connection.publish(subject: subject, payload: try EventCodec().encode(event))
+    }
+
+    /// Requests on `subject`, shared with the other members of `queue`.
+    public func requests(on subject: String, queue: String) throws -> IncomingRequests {
+        IncomingRequests(subscription: try connection.subscribe(subject: subject, queue: queue))
+    }
+
+    /// Appends one message as it is; `retry` decides what a transport failure does.
+    func append(_ message: OutgoingMessage, retry: AppendRetry = .once) async throws -> PublishAck {
+        switch retry {
+        case .once: return try await appendOnce(message)
+        case .untilAnswered: return try await appendUntilAnswered(message)
+        }
+    }
+
+    /// Appends messages pipelined: all are sent, then all acknowledgements awaited (the benchmarks' raw path).
+    public func appendPipelined(_ messages: [OutgoingMessage]) async -> [Result<PublishAck, NATSError>] {
+        await publisher.publish(messages)
+    }
+
+    func appendOnce(_ message: OutgoingMessage) async throws -> PublishAck {
+        try checkSize(message)
+        try failpoints.beforeAppend?(message)
+        let ack: PublishAck
+        do {
+            ack = try await publisher.publish(message)
+        } catch let error as NATSError where error.isRefusedMessage {
+            // The server's max_payload (or the subject) refuses it: as final as the stream's own size limit.
+            throw NATSError(status: error.status, jetStream: .messageTooLarge, message: "\(message.subject): \(error.message)")
+        }
+        try failpoints.afterAppend?(message)
+        return ack
+    }
+
+    /// Room kept for the headers (`Nats-Msg-Id`, expected sequence) and the subject in the stream's size limit.
+    static let headerAllowance = 1024
+
+    /// An append that can never succeed (larger than the stream accepts) fails at once, and is never retried.
+    func checkSize(_ message: OutgoingMessage) throws {
+        let limit = Int(configuration.maxMessageSize) - Self.headerAllowance
+        if message.payload.count > limit {
+            throw NATSError(
+                jetStream: .messageTooLarge,
+                message: "the message for \(message.subject) is \(message.payload.count) bytes; the log accepts at most \(limit)")
+        }
+    }
+
+    /// Retries transport failures with backoff until NATS answers; refusals by JetStream are thrown at once.
+    func appendUntilAnswered(_ message: OutgoingMessage) async throws -> PublishAck {
+        var delay: Duration = .milliseconds(50)
+        var attempts = 0
+        while true {
+            do {
+                return try await appendOnce(message)
+            } catch let error as NATSError where error.jetStreamError == nil {
+                attempts += 1
+                if attempts == 1 || attempts % 20 == 0 {
+                    logger.warning(
+                        "append failed; retrying until NATS answers",
+                        metadata: [LogKey.subject: "\(message.subject)", LogKey.error: "\(error.message)"])
+                }
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
+    }
+
+    /// The message at `sequence`, nil when there is none (never written, or deleted).
+    public func message(at sequence: UInt64) async throws -> LogMessage? {
+        try await api.message(stream: stream, sequence: sequence).map {
+            LogMessage(sequence: $0.seq, subject: $0.subject, payload: $0.payload, time: $0.time)
+        }
+    }
+
+    /// The first message on `subject`, nil when it is empty.
+    public func firstMessage(on subject: String) async throws -> LogMessage? {
+        try await api.firstMessage(stream: stream, subject: subject).map {
+            LogMessage(sequence: $0.seq, subject: $0.subject, payload: $0.payload, time: $0.time)
+        }
+    }
+
+    /// The durable consumer `name` with `config` (created, or kept as it is when one with another configuration
+    /// exists, so its position survives), and a pull subscription to it.
+    public func durableConsumer(_ config: ConsumerConfig) async throws -> JetStreamPullSubscription {
+        guard let name = config.durable_name else { throw RuntimeError("a durable consumer needs a name") }
+        do {
+            try await api.createConsumer(stream: stream, config)
+        } catch let error as NATSError
+            where error.jetStreamError == .consumerAlreadyExists || error.jetStreamError == .consumerNameInUse
+        {
+            logger.info("consumer exists with another configuration; using it", metadata: [LogKey.consumer: "\(name)", LogKey.error: "\(error.message)"])
+        }
+        return try JetStreamPullSubscription(connection: connection, stream: stream, consumer: name)
+    }
+}
+
+/// Requests arriving on a subject, as an `AsyncSequence`; ends when `stop()` is called.
+public struct IncomingRequests: AsyncSequence, Sendable {
+    public typealias Element = IncomingRequest
+    let subscription: NATSSubscription
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(base: subscription.messages.makeAsyncIterator())
+    }
+
+    /// Stops receiving; the sequence ends.
+    public func stop() {
+        subscription.unsubscribe()
+    }
+
+    /// Yields each request as it arrives.
+    public struct Iterator: AsyncIteratorProtocol {
+        var base: AsyncStream<NATSMessage>.Iterator
+        public mutating func next() async -> IncomingRequest? {
+            guard let message = await base.next() else { return nil }
+            return IncomingRequest(payload: message.payload, replySubject: message.reply)
+        }
+    }
+}
+
+/// One request: its bytes and where the answer goes.
+public struct IncomingRequest: Sendable {
+    public var payload: [UInt8]
+    public var replySubject: String?
+}
+
+/// Faults the tests inject into appends.
+public final class LedgerFailpoints: Sendable {
+    public typealias Hook = @Sendable (OutgoingMessage) throws -> Void
+    private let before = Mutex<Hook?>(nil)
+    private let after = Mutex<Hook?>(nil)
+    /// Called before a message is sent; throwing fails the append before anything reaches the log.
+    public var beforeAppend: Hook? {
+        get { before.withLock { $0 } }
+        set { before.withLock { $0 = newValue } }
+    }
+    /// Called after an append was acknowledged; throwing makes the caller see a failure of an append that landed
+    /// (as when the acknowledgement is lost).
+    public var afterAppend: Hook? {
+        get { after.withLock { $0 } }
+        set { after.withLock { $0 = newValue } }
+    }
+}

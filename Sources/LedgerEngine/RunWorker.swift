@@ -1,0 +1,258 @@
+import Foundation
+import LedgerCore
+import LedgerNATS
+import LedgerProjections
+import Logging
+import Synchronization
+
+/// Messages into a run's mailbox.
+enum RunMail: Sendable {
+    case input(RunInput, done: (@Sendable () -> Void)?)
+    case wake
+    /// An operator's command (cancel, redrive): answered with nil once its event is in the log, or the refusal.
+    case command(RunInput, reply: @Sendable (String?) -> Void)
+}
+
+/// The handle of a run being driven: its mailbox.
+final class RunDriver: Sendable {
+    let runID: String
+    let mailbox: AsyncStream<RunMail>.Continuation
+    init(runID: String, mailbox: AsyncStream<RunMail>.Continuation) {
+        self.runID = runID
+        self.mailbox = mailbox
+    }
+    func send(_ mail: RunMail) {
+        guard case .terminated = mailbox.yield(mail) else { return }
+        // The run finished meanwhile: a late answer is acknowledged (the log keeps it), a command is refused.
+        switch mail {
+        case .input(_, let done): done?()
+        case .command(_, let reply): reply("run \(runID) finished meanwhile; read it again")
+        case .wake: break
+        }
+    }
+}
+
+extension Engine {
+    // MARK: - Driving runs
+
+    /// Starts the run's driver (unless one runs already) and returns it.
+    func launch(state: RunState, definition: FlowDefinition, resume: Bool, initial: RunMail? = nil) -> RunDriver {
+        let (stream, continuation) = AsyncStream<RunMail>.makeStream(bufferingPolicy: .unbounded)
+        let candidate = RunDriver(runID: state.run_id, mailbox: continuation)
+        let (driver, isNew) = drivers.withLock { drivers -> (RunDriver, Bool) in
+            if let existing = drivers[state.run_id] { return (existing, false) }
+            drivers[state.run_id] = candidate
+            return (candidate, true)
+        }
+        guard isNew else {
+            continuation.finish()
+            if let initial { driver.send(initial) }
+            return driver
+        }
+        let task = Task {
+            var loop = RunLoop(state: state, decider: RunDecider(definition: definition, registry: registry), driver: driver)
+            await self.drive(&loop, stream: stream, resume: resume, initial: initial)
+        }
+        tasks.withLock { $0[state.run_id] = task }
+        return driver
+    }
+
+    struct RunLoop {
+        var state: RunState
+        let decider: RunDecider
+        let driver: RunDriver
+        var timer: (at: Date, task: Task<Void, Never>)?
+        var executions: [Task<Void, Never>] = []
+    }
+
+    func drive(_ loop: inout RunLoop, stream: AsyncStream<RunMail>, resume: Bool, initial: RunMail?) async {
+        let runID = loop.state.run_id
+        if resume {
+            for (execution, startedAt) in loop.decider.inFlight(loop.state) {
+                logger.info("run \(runID): re-sending attempt \(execution.attempt) of step \(execution.stepID) after a restart")
+                execute(execution, startedAt: startedAt, &loop)
+            }
+        }
+        if let initial {
+            await handle(initial, &loop)
+        } else {
+            await process(.advance, &loop)
+        }
+        if !loop.state.status.isTerminal {
+            for await mail in stream {
+                await handle(mail, &loop)
+                if loop.state.status.isTerminal || Task.isCancelled { break }
+            }
+        }
+        loop.timer?.task.cancel()
+        for execution in loop.executions { execution.cancel() }
+        drivers.withLock { _ = $0.removeValue(forKey: runID) }
+        tasks.withLock { _ = $0.removeValue(forKey: runID) }
+        loop.driver.mailbox.finish()
+        // Messages that reached the mailbox after the end: acknowledge answers (the run ignores late ones) and
+        // answer operators' commands, so no caller waits for a run that has stopped.
+        for await mail in stream {
+            switch mail {
+            case .input(_, let done): done?()
+            case .command(_, let reply): reply("run \(runID) finished meanwhile (\(loop.state.status.rawValue)); read it again")
+            case .wake: break
+            }
+        }
+    }
+
+    func handle(_ mail: RunMail, _ loop: inout RunLoop) async {
+        switch mail {
+        case .input(let input, let done):
+            await process(Self.checked(input), &loop)
+            done?()
+        case .wake:
+            loop.timer = nil
+            await process(.advance, &loop)
+        case .command(let input, let reply):
+            if let refusal = loop.decider.refusal(loop.state, input) {
+                reply(refusal)
+                return
+            }
+            await process(input, &loop)
+            reply(nil)
+        }
+    }
+
+    /// Decides on `input`, carries the decision out, and keeps advancing while decisions append events.
+    func process(_ input: RunInput, _ loop: inout RunLoop) async {
+        var input = input
+        for _ in 0..<10_000 {
+            if Task.isCancelled { return }
+            let steps = loop.decider.decide(loop.state, input, now: Date())
+            var appended = false
+            var conflict = false
+            decision: for step in steps {
+                switch step {
+                case .append(let body):
+                    do {
+                        try await append(body, &loop)
+                        appended = true
+                    } catch let error as NATSError where error.isWrongLastSequence {
+                        conflict = true
+                        break decision
+                    } catch is CancellationError {
+                        return  // shutting down while NATS was away; the log and a restart carry on
+                    } catch let error as UnstorableEvent {
+                        // The event can never be stored: record its failure instead (a smaller event), and decide
+                        // again from there; the actions that followed the refused event are not carried out.
+                        guard let replacement = Self.replacement(for: body, error) else {
+                            logger.error("run \(loop.state.run_id): its \(body.type) cannot be stored: \(error.detail)")
+                            return
+                        }
+                        logger.warning("run \(loop.state.run_id): its \(body.type) cannot be stored (\(error.detail)); recording a failure instead")
+                        do {
+                            try await append(replacement, &loop)
+                            appended = true
+                            break decision
+                        } catch {
+                            logger.error("run \(loop.state.run_id): could not record that its \(body.type) could not be stored: \(error)")
+                            return
+                        }
+                    } catch {
+                        // Refused by JetStream for another reason (resources, say): try again later from the log's
+                        // state; the run is never left waiting for nothing.
+                        logger.error("run \(loop.state.run_id): JetStream refused its \(body.type) (\(error)); deciding again in 5 s")
+                        schedule(Date().addingTimeInterval(5), &loop)
+                        return
+                    }
+                case .execute(let execution):
+                    execute(execution, startedAt: Date(), &loop)
+                case .publishOutput(let output):
+                    await publishOutput(output, &loop)
+                case .wakeUp(let at):
+                    schedule(at, &loop)
+                }
+            }
+            if conflict {
+                // Someone else appended to this run: fold it again from the log and decide anew on the same input.
+                do {
+                    let published = loop.state.output_sequence
+                    loop.state = try await foldFromLog(loop.state.run_id) ?? loop.state
+                    if loop.state.output_sequence == nil { loop.state.output_sequence = published }
+                } catch {
+                    logger.warning("run \(loop.state.run_id): could not re-read the run from the log: \(error)")
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+                continue
+            }
+            input = .advance
+            if !appended || loop.state.status.isTerminal { return }
+        }
+        logger.error("run \(loop.state.run_id): the decider kept producing events; stopping this pass")
+    }
+
+    func append(_ body: LedgerEvent.Body, _ loop: inout RunLoop) async throws {
+        let state = loop.state
+        // What the engine produced itself (a transform's output, a rendered request or output) is held to the
+        // same depth as a service's answer, so the projector can always read the event and the run's state back.
+        let depth = body.payloadDepth
+        if depth > Limits.stepOutputDepth {
+            throw UnstorableEvent(problem: "too_deep", detail: "nested \(depth) levels deep; at most \(Limits.stepOutputDepth) are kept")
+        }
+        let appended: AppendedEvent
+        do {
+            appended = try await ledger.append(
+                body, to: .run(id: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version),
+                expectedLastSequence: state.last_sequence, context: EventContext(correlationID: state.run_id))
+        } catch let error as NATSError where error.jetStreamError == .messageTooLarge {
+            throw UnstorableEvent(problem: "too_large", detail: error.message)
+        }
+        loop.state = RunState.evolve(state, appended.event, sequence: appended.sequence) ?? state
+        eventsAppended.add(1, ordering: .relaxed)
+        recordOutcome(body, loop.decider.definition)
+    }
+
+
+    func execute(_ execution: StepExecution, startedAt: Date, _ loop: inout RunLoop) {
+        let driver = loop.driver
+        let executor = self.executor
+        if execution.action != "http.request", let refusal = breakers.refuse(execution.action) {
+            driver.send(.input(.stepResult(
+                stepID: execution.stepID, attempt: execution.attempt,
+                result: .failure(StepError(kind: "circuit_open", message: refusal, retryable: true)), sourceSequence: nil), done: nil))
+            return
+        }
+        loop.executions.removeAll { $0.isCancelled }
+        loop.executions.append(Task {
+            await executor.execute(execution, startedAt: startedAt) { result in
+                driver.send(.input(.stepResult(stepID: execution.stepID, attempt: execution.attempt, result: result, sourceSequence: nil), done: nil))
+            }
+        })
+    }
+
+    func publishOutput(_ output: FlowOutputProduced, _ loop: inout RunLoop) async {
+        // Published before (the read model saw it in the log): a run resumed after a crash, however much later
+        // than the stream's duplicate window, never sends its reply twice.
+        if let sequence = loop.state.output_sequence {
+            logger.info("run \(output.run_id): its output is already in the log at \(sequence); not publishing it again")
+            return
+        }
+        let event = CloudEvent(
+            id: "\(output.run_id)/output", type: EventType.outputProduced, runid: output.run_id, flowid: output.flow_id,
+            flowversion: output.flow_version, correlationid: output.run_id, data: output)
+        do {
+            try await ledger.send(event, on: Subjects.outputProduced)
+        } catch {
+            logger.error("run \(output.run_id): could not publish its output: \(error)")
+        }
+    }
+
+    func schedule(_ at: Date, _ loop: inout RunLoop) {
+        if let timer = loop.timer, timer.at <= at { return }
+        loop.timer?.task.cancel()
+        let driver = loop.driver
+        let task = Task {
+            let wait = at.timeIntervalSinceNow
+            if wait > 0 {
+                do { try await Task.sleep(for: .milliseconds(wait.clampedMilliseconds + 1)) } catch { return }
+            }
+            driver.send(.wake)
+        }
+        loop.timer = (at, task)
+    }
+}
