@@ -2,6 +2,7 @@ import Foundation
 
 /// Durations written as text: `500ms`, `30s`, `15m`, `1h`, `1d`: digits, optionally a fraction, and a unit.
 public enum DurationText {
+    /// What is wrong with a duration text, in words a person can act on.
     public struct Problem: Error, Sendable, Equatable, CustomStringConvertible {
         public var message: String
         public var description: String { message }

@@ -68,10 +68,12 @@ public enum FlowValidator {
         if case .array(let steps)? = root["steps"] {
             for (i, step) in steps.enumerated() { integerFields(step["retry"], at: "steps[\(i)].retry", retryBounds) }
         }
+        // Fields with a closed set of values are named here: the decoder would stop at the first unknown one.
+        let readable = closedValues(root, problem)
         // Decode the typed shape (through the tree, without re-encoding); type mismatches are reported with their path.
         var definition: FlowDefinition?
         do {
-            definition = try FlowDefinition(from: TreeDecoder(value: json, codingPath: []))
+            definition = try FlowDefinition(from: TreeDecoder(value: readable, codingPath: []))
         } catch let DecodingError.keyNotFound(key, context) {
             problem(pathString(context.codingPath.map(\.stringValue) + [key.stringValue]), "required field is missing")
         } catch let DecodingError.typeMismatch(type, context) {
@@ -200,6 +202,37 @@ public enum FlowValidator {
         return out.isEmpty ? "$" : out
     }
 
+    /// The definition without the `run_as` and `backoff` strings it does not know (each reported), so that decoding
+    /// it finds every other problem.
+    static func closedValues(_ root: [String: JSONValue], _ problem: (String, String) -> Void) -> JSONValue {
+        func known<Value: RawRepresentable<String> & CaseIterable>(_ value: JSONValue?, _: Value.Type, at: String) -> Bool {
+            guard case .string(let text)? = value, Value(rawValue: text) == nil else { return true }
+            let names = Value.allCases.map { "\"\($0.rawValue)\"" }
+            problem(at, "use \(names.dropLast().joined(separator: ", ")) or \(names.last ?? "")")
+            return false
+        }
+        func retryWithoutUnknownBackoff(_ retry: JSONValue?, at: String) -> JSONValue? {
+            guard case .object(var fields)? = retry else { return retry }
+            if !known(fields["backoff"], RetryPolicy.Backoff.self, at: "\(at).backoff") { fields["backoff"] = nil }
+            return .object(fields)
+        }
+        var root = root
+        if !known(root["run_as"], RunAs.self, at: "run_as") { root["run_as"] = nil }
+        if case .object(var defaults)? = root["defaults"] {
+            defaults["retry"] = retryWithoutUnknownBackoff(defaults["retry"], at: "defaults.retry")
+            root["defaults"] = .object(defaults)
+        }
+        if case .array(var steps)? = root["steps"] {
+            for i in steps.indices {
+                guard case .object(var step) = steps[i] else { continue }
+                step["retry"] = retryWithoutUnknownBackoff(step["retry"], at: "steps[\(i)].retry")
+                steps[i] = .object(step)
+            }
+            root["steps"] = .array(steps)
+        }
+        return .object(root)
+    }
+
     static let retryBounds: [(String, ClosedRange<Int>)] = [
         ("max_attempts", 1...Limits.maxAttempts), ("initial_ms", 0...Limits.retryDelayMillis), ("max_ms", 0...Limits.retryDelayMillis),
     ]
@@ -209,7 +242,6 @@ public enum FlowValidator {
         for ((key, value), (_, range)) in zip(values, retryBounds) {
             if let value, !range.contains(value) { problem("\(at).\(key)", "must be from \(range.lowerBound) to \(range.upperBound), not \(value)") }
         }
-        if let b = retry.backoff, b != "exponential", b != "fixed" { problem("\(at).backoff", "use \"exponential\" or \"fixed\"") }
         if let m = retry.max_ms, let i = retry.initial_ms, (0...Limits.retryDelayMillis).contains(m), m < i {
             problem("\(at).max_ms", "must be at least initial_ms (\(i))")
         }

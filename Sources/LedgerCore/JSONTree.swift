@@ -4,6 +4,7 @@ import Foundation
 /// parses its bytes once and turns nested free-form JSON (`output`, `input`, trigger data) into values without the
 /// guesswork `JSONValue.init(from:)` needs under a generic decoder.
 public enum JSONTree {
+    /// Where (byte offset) and why the bytes are not the JSON the parser accepts.
     public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
         public var offset: Int
         public var message: String

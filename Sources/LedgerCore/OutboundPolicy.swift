@@ -9,6 +9,7 @@
 /// One entry of the outbound HTTP allowlist: `HOST[:PORT]`, where HOST is a host name, an IP address or a network
 /// in CIDR notation (`10.1.0.0/16`); IPv6 with a port in brackets (`[::1]:8080`).
 public struct HTTPAllowEntry: Sendable, Equatable, CustomStringConvertible {
+    /// What an entry allows: one host name, or every address of a network.
     public enum Target: Sendable, Equatable {
         case host(String)
         case network(IPAddress, prefix: Int)
@@ -33,6 +34,7 @@ public struct HTTPAllowEntry: Sendable, Equatable, CustomStringConvertible {
         return port.map { "\(host):\($0)" } ?? host
     }
 
+    /// Why an allowlist entry cannot be read.
     public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
         public var entry: String
         public var reason: String

@@ -4,6 +4,7 @@ import Foundation
 public enum Template {
     public static let roots: Set<String> = ["trigger", "input", "steps", "run"]
 
+    /// Why a template could not be rendered against the run's scope (a missing value, a bad filter).
     public struct RenderError: Error, Sendable, Equatable, CustomStringConvertible {
         public var path: String
         public var message: String
@@ -129,6 +130,7 @@ public indirect enum Condition: Sendable, Equatable {
     case or(Condition, Condition)
     case compare(Condition, String, Condition)
 
+    /// Where and why a template text cannot be parsed.
     public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
         public var message: String
         public var description: String { message }

@@ -166,7 +166,7 @@ public final class Engine: Service, Sendable {
         try await command(runID, .redrive(actor: actor, fromStep: fromStep))
     }
 
-    func command(_ runID: String, _ input: RunInput) async throws {
+    func command(_ runID: String, _ input: RunCommand) async throws {
         let driver: RunDriver
         if let existing = drivers.withLock({ $0[runID] }) {
             driver = existing
@@ -178,9 +178,6 @@ public final class Engine: Service, Sendable {
             guard let state else { throw EngineError.runNotFound(runID) }
             guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
                 throw EngineError.unavailable("run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have")
-            }
-            if let refusal = RunDecider(definition: definition, registry: registry).refusal(state, input) {
-                throw EngineError.invalidState(refusal)
             }
             let refusal: String? = await withCheckedContinuation { continuation in
                 _ = launch(state: state, definition: definition, resume: !state.status.isTerminal, initial: .command(input) { continuation.resume(returning: $0) })

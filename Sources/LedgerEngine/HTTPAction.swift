@@ -88,12 +88,12 @@ final class HTTPAction: Sendable {
         let first = try Target(request.url)
         let breaker = "http.request:\(first.host):\(first.port)"
         if let refusal = breakers.refuse(breaker) {
-            throw StepError(kind: "circuit_open", message: refusal, retryable: true)
+            throw StepError(kind: .circuitOpen, message: refusal, retryable: true)
         }
         let what = "\(request.method.rawValue) \(request.url)"
         let remaining = execution.deadline.timeIntervalSinceNow
         guard remaining > 0 else {
-            throw StepError(kind: "timeout", message: "\(what): the step's deadline had passed before the request started", retryable: true)
+            throw StepError(kind: .timeout, message: "\(what): the step's deadline had passed before the request started", retryable: true)
         }
         let outcome: Outcome
         do {
@@ -101,7 +101,7 @@ final class HTTPAction: Sendable {
                 try await self.exchange(request, first: first, deadline: .now() + .milliseconds(Int64(min(remaining, Limits.runTimeoutSeconds) * 1000)))
             }
         } catch let error as StepError {
-            if error.kind == "unavailable" || error.kind == "timeout" { breakers.record(breaker, success: false) }
+            if error.kind == .unavailable || error.kind == .timeout { breakers.record(breaker, success: false) }
             throw error
         }
         breakers.record(breaker, success: outcome.status < 500)
@@ -113,7 +113,7 @@ final class HTTPAction: Sendable {
                 message += "; redirects are not followed unless the step sets with.follow_redirects: true"
                     + (outcome.location.map { " (Location: \(String($0.prefix(200))))" } ?? "")
             }
-            throw StepError(kind: "http_\(outcome.status)", message: message, retryable: outcome.status >= 500 || outcome.status == 429 || outcome.status == 408)
+            throw StepError(kind: .http(outcome.status), message: message, retryable: outcome.status >= 500 || outcome.status == 429 || outcome.status == 408)
         }
         return .success(["status": .number(Double(outcome.status)), "body": Self.bodyValue(outcome.body)])
     }
@@ -157,19 +157,19 @@ final class HTTPAction: Sendable {
             }
             guard hop < Self.maxRedirects else {
                 throw StepError(
-                    kind: "too_many_redirects",
+                    kind: .tooManyRedirects,
                     message: "\(request.method.rawValue) \(request.url) redirected more than \(Self.maxRedirects) times; call the final URL directly",
                     retryable: false)
             }
             guard let base = URL(string: target.url), let next = URL(string: location, relativeTo: base)?.absoluteURL.absoluteString else {
                 throw StepError(
-                    kind: "bad_redirect", message: "\(target.url) redirected to \"\(location.prefix(200))\", which is not a URL", retryable: false)
+                    kind: .badRedirect, message: "\(target.url) redirected to \"\(location.prefix(200))\", which is not a URL", retryable: false)
             }
             let nextTarget: Target
             do {
                 nextTarget = try Target(next)
             } catch {
-                throw StepError(kind: "bad_redirect", message: "\(target.url) redirected to \(next.prefix(200)): \(error.message)", retryable: false)
+                throw StepError(kind: .badRedirect, message: "\(target.url) redirected to \(next.prefix(200)): \(error.message)", retryable: false)
             }
             // 303, and 301/302 after a POST, continue as a GET without the body (as browsers and curl do).
             if outcome.status == 303 || ((outcome.status == 301 || outcome.status == 302) && method == .POST) {
@@ -196,10 +196,10 @@ final class HTTPAction: Sendable {
             addresses = try await HostResolver.resolve(target.host)
         }
         if let why = policy.refusal(host: target.host, port: target.port, addresses: addresses) {
-            throw StepError(kind: "forbidden_address", message: "http.request to \(target.url) refused: \(why)", retryable: false)
+            throw StepError(kind: .forbiddenAddress, message: "http.request to \(target.url) refused: \(why)", retryable: false)
         }
         guard let chosen = addresses.first(where: { if case .v4 = $0 { return true } else { return false } }) ?? addresses.first else {
-            throw StepError(kind: "unavailable", message: "\(target.host) has no address", retryable: true)
+            throw StepError(kind: .unavailable, message: "\(target.host) has no address", retryable: true)
         }
         return chosen
     }
@@ -263,7 +263,7 @@ final class HTTPAction: Sendable {
 
     static func tooLarge(_ what: String, _ detail: String) -> StepError {
         StepError(
-            kind: "output_too_large",
+            kind: .outputTooLarge,
             message: "the response of \(what) \(detail); a step's output is recorded in the log and may be at most "
                 + "\(Limits.stepOutputBytes) bytes: ask the service for less (a page, a filter, fewer fields)",
             retryable: false)
@@ -274,11 +274,11 @@ final class HTTPAction: Sendable {
         case is StepError, is CancellationError:
             return error
         case let error as HTTPClientError where error == .deadlineExceeded:
-            return StepError(kind: "timeout", message: "\(what) did not answer by the step's deadline (timeout_sec)", retryable: true)
+            return StepError(kind: .timeout, message: "\(what) did not answer by the step's deadline (timeout_sec)", retryable: true)
         case let error as HTTPClientError where error == .cancelled:
             return CancellationError()
         default:
-            return StepError(kind: "unavailable", message: "\(what) failed: \(error)", retryable: true)
+            return StepError(kind: .unavailable, message: "\(what) failed: \(error)", retryable: true)
         }
     }
 
@@ -294,7 +294,7 @@ final class HTTPAction: Sendable {
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let value = first else {
-                throw StepError(kind: "timeout", message: "\(what) did not complete by the step's deadline (timeout_sec)", retryable: true)
+                throw StepError(kind: .timeout, message: "\(what) did not complete by the step's deadline (timeout_sec)", retryable: true)
             }
             return value
         }
@@ -304,7 +304,7 @@ final class HTTPAction: Sendable {
 
     static func request(from execution: StepExecution) throws(StepError) -> Request {
         let with = execution.request
-        func bad(_ message: String) -> StepError { StepError(kind: "bad_request", message: message, retryable: false) }
+        func bad(_ message: String) -> StepError { StepError(kind: .badRequest, message: message, retryable: false) }
         guard let url = with["url"]?.stringValue else {
             throw bad("http.request needs with.url: the http:// or https:// URL to call")
         }

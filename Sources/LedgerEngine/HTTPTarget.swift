@@ -28,7 +28,7 @@ struct Target: Sendable {
 
     init(_ text: String) throws(StepError) {
         func bad(_ message: String) -> StepError {
-            StepError(kind: "bad_request", message: "http.request url \"\(text.prefix(200))\": \(message)", retryable: false)
+            StepError(kind: .badRequest, message: "http.request url \"\(text.prefix(200))\": \(message)", retryable: false)
         }
         guard text.utf8.count <= 8192 else { throw bad("is longer than 8192 bytes") }
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
@@ -105,7 +105,7 @@ enum HostResolver {
         defer { if let list { freeaddrinfo(list) } }
         guard code == 0 else {
             let reason = String(cString: gai_strerror(code))
-            return .failure(StepError(kind: "unavailable", message: "could not resolve \(host): \(reason)", retryable: true))
+            return .failure(StepError(kind: .unavailable, message: "could not resolve \(host): \(reason)", retryable: true))
         }
         var addresses: [IPAddress] = []
         var next = list
@@ -125,7 +125,7 @@ enum HostResolver {
             next = entry.pointee.ai_next
         }
         if addresses.isEmpty {
-            return .failure(StepError(kind: "unavailable", message: "\(host) has no IPv4 or IPv6 address", retryable: true))
+            return .failure(StepError(kind: .unavailable, message: "\(host) has no IPv4 or IPv6 address", retryable: true))
         }
         return .success(Array(Set(addresses)).sorted { $0.description < $1.description })
     }

@@ -141,7 +141,7 @@ extension Integration {
             let definition = try FlowValidator.validate(TestStack.example).get()
             let again = try await amnesiac.startRun(
                 flowID: "calendar-create-event", version: 1, definition: definition, definitionHash: DefinitionHash.of(definition),
-                trigger: RunTrigger(kind: "event", event_id: "a9"),
+                trigger: RunTrigger(kind: .event, event_id: "a9"),
                 input: [:], mode: .live, actor: "user:u-1", dedupKey: "sig-1", messageID: nil, channel: nil)
             #expect(again == .duplicate(runID: DerivedID.uuid("calendar-create-event/sig-1")))
             #expect(try stack.runs().count == 2)

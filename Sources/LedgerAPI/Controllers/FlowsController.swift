@@ -95,7 +95,7 @@ struct FlowView: Encodable {
     var id: String
     var version: Int
     var current_version: Int
-    var status: String
+    var status: FlowStatus
     var active_version: Int?
     var definition: JSONValue
     var definition_hash: String
@@ -124,7 +124,7 @@ struct FlowView: Encodable {
 struct FlowSummary: Encodable {
     var id: String
     var name: String?
-    var status: String
+    var status: FlowStatus
     var version: Int
     var active_version: Int?
     var updated_at: String
