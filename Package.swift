@@ -87,6 +87,7 @@ let package = Package(
             dependencies: [
                 "LedgerCore", "LedgerProjections", "LedgerNATS", "LedgerLMDB", "LedgerEngine", "LedgerAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
