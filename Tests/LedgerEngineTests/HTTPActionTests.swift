@@ -1,12 +1,11 @@
 import Foundation
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 import HTTPTypes
 import Hummingbird
 @testable import LedgerCore
+import LedgerDevServices
 @testable import LedgerEngine
 import LedgerNATS
+import LedgerTestSupport
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -67,11 +66,8 @@ final class TestHTTPService: Sendable {
         }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: testLogger)
         running.withLock { $0 = TestStack.run([app]) }
-        try await eventually("the test HTTP service answers") {
-            var request = URLRequest(url: URL(string: "\(self.base)/echo")!)
-            request.timeoutInterval = 2
-            return ((try? await URLSession.shared.data(for: request))?.1 as? HTTPURLResponse)?.statusCode == 200
-        }
+        let client = TestHTTPClient(base: base, timeout: 2)
+        try await eventually("the test HTTP service answers") { await client.status("/echo") == 200 }
         received.withLock { $0.removeAll() }
     }
 
@@ -140,192 +136,192 @@ extension Integration {
         func error(_ run: RunState, _ step: String) -> StepError? { run.step(step)?.attempts.last?.error }
 
         @Test func redirectsAreFollowedOnlyWhenAskedAndEveryHopIsChecked() async throws {
-            let stack = try await TestStack()
-            defer { Task { await stack.stop() } }
-            let service = TestHTTPService()
-            try await service.start()
-            defer { Task { await service.stop() } }
+            try await withTestStack { stack in
+                let service = TestHTTPService()
+                try await service.start()
+                defer { Task { await service.stop() } }
 
-            // Not followed: the 3xx is the outcome, judged by expected_status.
-            let recorded = try await run(stack, Self.flow("redirect-recorded", [
-                Self.call("plain", "\(service.base)/redirect", extra: ["expected_status": [302]])
-            ]))
-            #expect(recorded.status == .succeeded)
-            #expect(recorded.step("plain")?.output?["status"] == 302)
-            #expect(service.count("/echo") == 0, "the redirect was not followed")
+                // Not followed: the 3xx is the outcome, judged by expected_status.
+                let recorded = try await run(stack, Self.flow("redirect-recorded", [
+                    Self.call("plain", "\(service.base)/redirect", extra: ["expected_status": [302]])
+                ]))
+                #expect(recorded.status == .succeeded)
+                #expect(recorded.step("plain")?.output?["status"] == 302)
+                #expect(service.count("/echo") == 0, "the redirect was not followed")
 
-            let refused = try await run(stack, Self.flow("redirect-refused", [Self.call("plain", "\(service.base)/redirect")]))
-            #expect(refused.status == .failed)
-            #expect(error(refused, "plain")?.kind == "http_302")
-            #expect(error(refused, "plain")?.retryable == false)
-            #expect(error(refused, "plain")?.message.contains("follow_redirects") == true, "\(error(refused, "plain")?.message ?? "")")
+                let refused = try await run(stack, Self.flow("redirect-refused", [Self.call("plain", "\(service.base)/redirect")]))
+                #expect(refused.status == .failed)
+                #expect(error(refused, "plain")?.kind == "http_302")
+                #expect(error(refused, "plain")?.retryable == false)
+                #expect(error(refused, "plain")?.message.contains("follow_redirects") == true, "\(error(refused, "plain")?.message ?? "")")
 
-            // Followed when asked; no cookie from an earlier request is sent; the Host header names what the URL named.
-            let followed = try await run(stack, Self.flow("redirect-followed", [
-                Self.call("cookie", "\(service.base)/set-cookie"),
-                Self.call("follow", "\(service.base)/redirect", dependsOn: ["cookie"], extra: ["follow_redirects": true]),
-            ]))
-            #expect(followed.status == .succeeded, "\(followed.error.map { "\($0)" } ?? "")")
-            let echoed = followed.step("follow")?.output?["body"]
-            #expect(followed.step("follow")?.output?["status"] == 200)
-            #expect(echoed?["host"] == .string("127.0.0.1:\(service.port)"))
-            #expect(echoed?["cookie"] == .null, "no cookie kept from the earlier request")
-            #expect(echoed?["idempotency_key"]?.stringValue?.hasSuffix("/follow") == true)
-            #expect(service.count("/echo") == 1)
-            service.received.withLock { $0.removeAll() }
+                // Followed when asked; no cookie from an earlier request is sent; the Host header names what the URL named.
+                let followed = try await run(stack, Self.flow("redirect-followed", [
+                    Self.call("cookie", "\(service.base)/set-cookie"),
+                    Self.call("follow", "\(service.base)/redirect", dependsOn: ["cookie"], extra: ["follow_redirects": true]),
+                ]))
+                #expect(followed.status == .succeeded, "\(followed.error.map { "\($0)" } ?? "")")
+                let echoed = followed.step("follow")?.output?["body"]
+                #expect(followed.step("follow")?.output?["status"] == 200)
+                #expect(echoed?["host"] == .string("127.0.0.1:\(service.port)"))
+                #expect(echoed?["cookie"] == .null, "no cookie kept from the earlier request")
+                #expect(echoed?["idempotency_key"]?.stringValue?.hasSuffix("/follow") == true)
+                #expect(service.count("/echo") == 1)
+                service.received.withLock { $0.removeAll() }
 
-            // A hop to the metadata address is refused before connecting, like a first request would be.
-            let metadata = try await run(stack, Self.flow("redirect-metadata", [
-                Self.call("follow", "\(service.base)/redirect-to-metadata", extra: ["follow_redirects": true])
-            ]))
-            #expect(metadata.status == .failed)
-            #expect(error(metadata, "follow")?.kind == "forbidden_address")
-            #expect(error(metadata, "follow")?.message.contains("169.254.169.254") == true)
+                // A hop to the metadata address is refused before connecting, like a first request would be.
+                let metadata = try await run(stack, Self.flow("redirect-metadata", [
+                    Self.call("follow", "\(service.base)/redirect-to-metadata", extra: ["follow_redirects": true])
+                ]))
+                #expect(metadata.status == .failed)
+                #expect(error(metadata, "follow")?.kind == "forbidden_address")
+                #expect(error(metadata, "follow")?.message.contains("169.254.169.254") == true)
 
-            // Credentials are not carried to another origin (localhost is another origin than 127.0.0.1).
-            let crossing = try await run(stack, Self.flow("redirect-cross-origin", [
-                Self.call("follow", "\(service.base)/redirect-other-origin", extra: ["follow_redirects": true, "headers": ["Authorization": "Bearer t"]])
-            ]))
-            #expect(crossing.step("follow")?.output?[path: "body.host"] == .string("localhost:\(service.port)"))
-            #expect(crossing.step("follow")?.output?[path: "body.authorization"] == .null)
+                // Credentials are not carried to another origin (localhost is another origin than 127.0.0.1).
+                let crossing = try await run(stack, Self.flow("redirect-cross-origin", [
+                    Self.call("follow", "\(service.base)/redirect-other-origin", extra: ["follow_redirects": true, "headers": ["Authorization": "Bearer t"]])
+                ]))
+                #expect(crossing.step("follow")?.output?[path: "body.host"] == .string("localhost:\(service.port)"))
+                #expect(crossing.step("follow")?.output?[path: "body.authorization"] == .null)
 
-            // At most five hops.
-            let loop = try await run(stack, Self.flow("redirect-loop", [
-                Self.call("follow", "\(service.base)/redirect-loop", extra: ["follow_redirects": true])
-            ]))
-            #expect(error(loop, "follow")?.kind == "too_many_redirects")
-            #expect(service.count("/redirect-loop") == HTTPAction.maxRedirects + 1)
+                // At most five hops.
+                let loop = try await run(stack, Self.flow("redirect-loop", [
+                    Self.call("follow", "\(service.base)/redirect-loop", extra: ["follow_redirects": true])
+                ]))
+                #expect(error(loop, "follow")?.kind == "too_many_redirects")
+                #expect(service.count("/redirect-loop") == HTTPAction.maxRedirects + 1)
+            }
         }
 
         @Test func aResponseOverTheLimitFailsWhileItIsStillArriving() async throws {
-            let stack = try await TestStack()
-            defer { Task { await stack.stop() } }
-            let service = TestHTTPService()
-            try await service.start()
-            defer { Task { await service.stop() } }
+            try await withTestStack { stack in
+                let service = TestHTTPService()
+                try await service.start()
+                defer { Task { await service.stop() } }
 
-            // The service sends 640 KiB and then holds its last chunk back until the gate opens, which happens only
-            // after the step has failed: a client that buffered the whole body first would still be waiting (and
-            // fail with a timeout instead).
-            let streamed = try await run(stack, Self.flow("too-large", [Self.call("big", "\(service.base)/big")]))
-            #expect(streamed.status == .failed)
-            #expect(error(streamed, "big")?.kind == "output_too_large")
-            #expect(error(streamed, "big")?.retryable == false)
-            #expect(error(streamed, "big")?.message.contains("\(Limits.stepOutputBytes)") == true)
-            let finishedAfterStreamed = service.bigFinished.load(ordering: .acquiring)
-            #expect(!finishedAfterStreamed, "the step failed before the service finished sending")
+                // The service sends 640 KiB and then holds its last chunk back until the gate opens, which happens only
+                // after the step has failed: a client that buffered the whole body first would still be waiting (and
+                // fail with a timeout instead).
+                let streamed = try await run(stack, Self.flow("too-large", [Self.call("big", "\(service.base)/big")]))
+                #expect(streamed.status == .failed)
+                #expect(error(streamed, "big")?.kind == "output_too_large")
+                #expect(error(streamed, "big")?.retryable == false)
+                #expect(error(streamed, "big")?.message.contains("\(Limits.stepOutputBytes)") == true)
+                let finishedAfterStreamed = service.bigFinished.load(ordering: .acquiring)
+                #expect(!finishedAfterStreamed, "the step failed before the service finished sending")
 
-            // A declared Content-Length over the limit fails before the body is read.
-            let declared = try await run(stack, Self.flow("too-large-declared", [Self.call("big", "\(service.base)/big-declared")]))
-            #expect(error(declared, "big")?.kind == "output_too_large")
-            #expect(error(declared, "big")?.message.contains("Content-Length") == true)
-            let finishedAfterDeclared = service.bigFinished.load(ordering: .acquiring)
-            #expect(!finishedAfterDeclared)
+                // A declared Content-Length over the limit fails before the body is read.
+                let declared = try await run(stack, Self.flow("too-large-declared", [Self.call("big", "\(service.base)/big-declared")]))
+                #expect(error(declared, "big")?.kind == "output_too_large")
+                #expect(error(declared, "big")?.message.contains("Content-Length") == true)
+                let finishedAfterDeclared = service.bigFinished.load(ordering: .acquiring)
+                #expect(!finishedAfterDeclared)
+            }
         }
 
         @Test func loopbackAndMetadataAddressesAreRefusedWithoutTheAllowlist() async throws {
-            let stack = try await TestStack(configuration: EngineConfiguration())
-            defer { Task { await stack.stop() } }
-            let service = TestHTTPService()
-            try await service.start()
-            defer { Task { await service.stop() } }
-            let port = service.port
-            let targets = [
-                "http://127.0.0.1:\(port)/echo", "http://localhost:\(port)/echo", "http://2130706433:\(port)/echo",
-                "http://0x7f.1:\(port)/echo", "http://[::ffff:7f00:1]:\(port)/echo", "http://[::1]:\(port)/echo",
-                "http://169.254.169.254/latest/meta-data/", "http://0.0.0.0:\(port)/echo", "http://10.0.0.1/",
-            ]
-            // One run per target: a run stops at its first failed step.
-            var messages: [String] = []
-            for (i, target) in targets.enumerated() {
-                let refused = try await run(stack, Self.flow("refused-\(i)", [Self.call("call", target)]))
-                let failure = error(refused, "call")
-                #expect(refused.status == .failed)
-                #expect(failure?.kind == "forbidden_address", "\(target): \(failure.map { "\($0)" } ?? "no error")")
-                #expect(failure?.retryable == false)
-                #expect(failure?.message.contains("--http-allow") == true && failure?.message.contains("LEDGERFLOW_HTTP_ALLOW") == true)
-                messages.append(failure?.message ?? "")
+            try await withTestStack(configuration: EngineConfiguration()) { stack in
+                let service = TestHTTPService()
+                try await service.start()
+                defer { Task { await service.stop() } }
+                let port = service.port
+                let targets = [
+                    "http://127.0.0.1:\(port)/echo", "http://localhost:\(port)/echo", "http://2130706433:\(port)/echo",
+                    "http://0x7f.1:\(port)/echo", "http://[::ffff:7f00:1]:\(port)/echo", "http://[::1]:\(port)/echo",
+                    "http://169.254.169.254/latest/meta-data/", "http://0.0.0.0:\(port)/echo", "http://10.0.0.1/",
+                ]
+                // One run per target: a run stops at its first failed step.
+                var messages: [String] = []
+                for (i, target) in targets.enumerated() {
+                    let refused = try await run(stack, Self.flow("refused-\(i)", [Self.call("call", target)]))
+                    let failure = error(refused, "call")
+                    #expect(refused.status == .failed)
+                    #expect(failure?.kind == "forbidden_address", "\(target): \(failure.map { "\($0)" } ?? "no error")")
+                    #expect(failure?.retryable == false)
+                    #expect(failure?.message.contains("--http-allow") == true && failure?.message.contains("LEDGERFLOW_HTTP_ALLOW") == true)
+                    messages.append(failure?.message ?? "")
+                }
+                #expect(messages[1].contains("localhost resolves to"), "\(messages[1])")
+                #expect(messages[6].contains("169.254.169.254") && messages[6].contains("metadata"), "\(messages[6])")
+                #expect(service.count("/echo") == 0, "nothing reached the service")
             }
-            #expect(messages[1].contains("localhost resolves to"), "\(messages[1])")
-            #expect(messages[6].contains("169.254.169.254") && messages[6].contains("metadata"), "\(messages[6])")
-            #expect(service.count("/echo") == 0, "nothing reached the service")
         }
 
         @Test func theAllowlistLetsANamedTargetThroughAndNothingElse() async throws {
             let service = TestHTTPService()
             var configuration = EngineConfiguration()
             configuration.outbound = OutboundPolicy(httpAllow: try HTTPAllowEntry.parseList("LOCALHOST:\(service.port)"))
-            let stack = try await TestStack(configuration: configuration)
-            defer { Task { await stack.stop() } }
-            try await service.start()
-            defer { Task { await service.stop() } }
-            let allowed = try await run(stack, Self.flow("allowlisted", [
-                Self.call("named", "http://localhost:\(service.port)/echo", extra: ["headers": ["Authorization": "Bearer t"]])
-            ]))
-            #expect(allowed.step("named")?.output?["status"] == 200, "\(allowed.step("named").map { "\($0)" } ?? "")")
-            #expect(allowed.step("named")?.output?[path: "body.host"] == .string("localhost:\(service.port)"))
-            #expect(allowed.step("named")?.output?[path: "body.authorization"] == "Bearer t")
-            let otherPort = try await run(stack, Self.flow("other-port", [Self.call("call", "http://localhost:\(LocalNATSServer.freePort())/echo")]))
-            #expect(error(otherPort, "call")?.kind == "forbidden_address", "the entry names one port")
-            let byAddress = try await run(stack, Self.flow("by-address", [Self.call("call", "http://127.0.0.1:\(service.port)/echo")]))
-            #expect(error(byAddress, "call")?.kind == "forbidden_address", "the entry names the host, not its address")
-            // HTTPS goes through a client pinned to the checked address (and shut down after the request): here the
-            // plain-HTTP service cannot complete a TLS handshake, so the attempt fails as unavailable, not refused
-            // (AsyncHTTPClient retries a failed connection until its 10 s connect timeout: this step takes that long).
-            let tls = try await run(stack, Self.flow("pinned-tls", [Self.call("call", "https://localhost:\(service.port)/echo")]))
-            #expect(error(tls, "call")?.kind == "unavailable", "\(error(tls, "call").map { "\($0)" } ?? "no error")")
-            #expect(error(tls, "call")?.retryable == true)
-            #expect(service.count("/echo") == 1)
+            try await withTestStack(configuration: configuration) { stack in
+                try await service.start()
+                defer { Task { await service.stop() } }
+                let allowed = try await run(stack, Self.flow("allowlisted", [
+                    Self.call("named", "http://localhost:\(service.port)/echo", extra: ["headers": ["Authorization": "Bearer t"]])
+                ]))
+                #expect(allowed.step("named")?.output?["status"] == 200, "\(allowed.step("named").map { "\($0)" } ?? "")")
+                #expect(allowed.step("named")?.output?[path: "body.host"] == .string("localhost:\(service.port)"))
+                #expect(allowed.step("named")?.output?[path: "body.authorization"] == "Bearer t")
+                let otherPort = try await run(stack, Self.flow("other-port", [Self.call("call", "http://localhost:\(LocalNATSServer.freePort())/echo")]))
+                #expect(error(otherPort, "call")?.kind == "forbidden_address", "the entry names one port")
+                let byAddress = try await run(stack, Self.flow("by-address", [Self.call("call", "http://127.0.0.1:\(service.port)/echo")]))
+                #expect(error(byAddress, "call")?.kind == "forbidden_address", "the entry names the host, not its address")
+                // HTTPS goes through a client pinned to the checked address (and shut down after the request): here the
+                // plain-HTTP service cannot complete a TLS handshake, so the attempt fails as unavailable, not refused
+                // (AsyncHTTPClient retries a failed connection until its 10 s connect timeout: this step takes that long).
+                let tls = try await run(stack, Self.flow("pinned-tls", [Self.call("call", "https://localhost:\(service.port)/echo")]))
+                #expect(error(tls, "call")?.kind == "unavailable", "\(error(tls, "call").map { "\($0)" } ?? "no error")")
+                #expect(error(tls, "call")?.retryable == true)
+                #expect(service.count("/echo") == 1)
+            }
         }
 
         @Test func emitRefusesTheLogAPIsInboxesWildcardsAndInboundSubjects() async throws {
-            let stack = try await TestStack()
-            defer { Task { await stack.stop() } }
-            let subjects = ["ledger.run.x", "$JS.API.STREAM.LIST", "_INBOX.abc", "a.*", "orders.{{input.kind}}"]
-            let definition = Self.flow("emit-refused", subjects.enumerated().map { i, subject in
-                ["id": .string("e\(i)"), "action": "emit", "with": ["subject": .string(subject), "type": "Forged", "data": [:]]]
-            })
-            let (status, problem) = try await stack.http("POST", "/automation/flows", definition)
-            #expect(status == 422)
-            guard case .array(let errors)? = problem["errors"] else {
-                Issue.record("no errors in \(problem.compactJSON)")
-                return
+            try await withTestStack { stack in
+                let subjects = ["ledger.run.x", "$JS.API.STREAM.LIST", "_INBOX.abc", "a.*", "orders.{{input.kind}}"]
+                let definition = Self.flow("emit-refused", subjects.enumerated().map { i, subject in
+                    ["id": .string("e\(i)"), "action": "emit", "with": ["subject": .string(subject), "type": "Forged", "data": [:]]]
+                })
+                let (status, problem) = try await stack.http("POST", "/automation/flows", definition)
+                #expect(status == 422)
+                guard case .array(let errors)? = problem["errors"] else {
+                    Issue.record("no errors in \(problem.compactJSON)")
+                    return
+                }
+                let paths = errors.compactMap { $0["path"]?.stringValue }
+                for i in subjects.indices { #expect(paths.contains("steps[\(i)].with.subject"), "\(problem.compactJSON)") }
+
+                // A subject the engine consumes passes registration (the engine's settings may allow it) and is refused
+                // when the step runs.
+                let inbound = try await run(stack, Self.flow("emit-inbound", [
+                    ["id": "forge", "action": "emit", "with": ["subject": .string(Subjects.assistantCommandIssued), "type": "AssistantCommandIssued", "data": ["intent": "x"]]]
+                ]))
+                #expect(inbound.status == .failed)
+                #expect(error(inbound, "forge")?.kind == "forbidden_subject")
+                #expect(error(inbound, "forge")?.message.contains("--emit-allow") == true)
+                #expect(try await stack.ledger.read(subject: Subjects.assistantCommandIssued).isEmpty, "nothing was published")
+
+                let ordinary = try await run(stack, Self.flow("emit-ok", [
+                    ["id": "ok", "action": "emit", "with": ["subject": "crm.contact.synced", "type": "CrmContactSynced", "data": ["a": 1]]]
+                ]))
+                #expect(ordinary.status == .succeeded)
             }
-            let paths = errors.compactMap { $0["path"]?.stringValue }
-            for i in subjects.indices { #expect(paths.contains("steps[\(i)].with.subject"), "\(problem.compactJSON)") }
-
-            // A subject the engine consumes passes registration (the engine's settings may allow it) and is refused
-            // when the step runs.
-            let inbound = try await run(stack, Self.flow("emit-inbound", [
-                ["id": "forge", "action": "emit", "with": ["subject": .string(Subjects.assistantCommandIssued), "type": "AssistantCommandIssued", "data": ["intent": "x"]]]
-            ]))
-            #expect(inbound.status == .failed)
-            #expect(error(inbound, "forge")?.kind == "forbidden_subject")
-            #expect(error(inbound, "forge")?.message.contains("--emit-allow") == true)
-            #expect(try await stack.ledger.read(subject: Subjects.assistantCommandIssued).isEmpty, "nothing was published")
-
-            let ordinary = try await run(stack, Self.flow("emit-ok", [
-                ["id": "ok", "action": "emit", "with": ["subject": "crm.contact.synced", "type": "CrmContactSynced", "data": ["a": 1]]]
-            ]))
-            #expect(ordinary.status == .succeeded)
         }
 
         @Test func aDryRunRecordsNoHeaderValues() async throws {
-            let stack = try await TestStack()
-            defer { Task { await stack.stop() } }
-            let flow = Self.flow("dry-headers", [
-                Self.call("call", "https://api.example.com/contacts", extra: [
-                    "method": "POST", "headers": ["Authorization": "Bearer {{input.token}}", "X-Api-Key": "literal-key-123"], "body": ["a": 1],
+            try await withTestStack { stack in
+                let flow = Self.flow("dry-headers", [
+                    Self.call("call", "https://api.example.com/contacts", extra: [
+                        "method": "POST", "headers": ["Authorization": "Bearer {{input.token}}", "X-Api-Key": "literal-key-123"], "body": ["a": 1],
+                    ])
                 ])
-            ])
-            let run = try await run(stack, flow, input: ["token": "s3cret-value"], mode: "dry_run")
-            #expect(run.status == .succeeded)
-            let output = try #require(run.step("call")?.output)
-            #expect(output["simulated"] == true)
-            #expect(output["headers"] == ["Authorization": "[redacted]", "X-Api-Key": "[redacted]"])
-            #expect(!output.compactJSON.contains("s3cret-value") && !output.compactJSON.contains("literal-key-123"))
-            let (_, shown) = try await stack.http("GET", "/automation/runs/\(run.run_id)")
-            #expect(shown[path: "steps.0.output.headers.Authorization"] == "[redacted]")
+                let run = try await run(stack, flow, input: ["token": "s3cret-value"], mode: "dry_run")
+                #expect(run.status == .succeeded)
+                let output = try #require(run.step("call")?.output)
+                #expect(output["simulated"] == true)
+                #expect(output["headers"] == ["Authorization": "[redacted]", "X-Api-Key": "[redacted]"])
+                #expect(!output.compactJSON.contains("s3cret-value") && !output.compactJSON.contains("literal-key-123"))
+                let (_, shown) = try await stack.http("GET", "/automation/runs/\(run.run_id)")
+                #expect(shown[path: "steps.0.output.headers.Authorization"] == "[redacted]")
+            }
         }
     }
 }

@@ -1,71 +1,55 @@
 import Foundation
 import LedgerCore
+import LedgerDevServices
 @testable import LedgerEngine
+import LedgerTestSupport
 import Testing
-
-/// Runs the built `ledgerflow` executable, as a person would.
-func ledgerflow(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/debug/ledgerflow").standardized.path
-    guard FileManager.default.isExecutableFile(atPath: binary) else { throw RuntimeError("build the ledgerflow executable first (swift build --build-tests)") }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment["LOG_LEVEL"] = "warning"
-    process.environment = environment
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}
 
 extension Integration {
     @Suite struct CommandLineTests {
         @Test func replayShowsTheRunFromTheLogAndItsStateAtAnyPosition() async throws {
-            let stack = try await TestStack()
-            defer { Task { await stack.stop() } }
-            try await stack.activateExample()
-            try stack.publishCommand(id: "replay-1", title: "Replayed")
-            let run = try #require(try await stack.waitForRuns(1).first)
-            let (status, output) = try ledgerflow(["replay", run.run_id, "--nats-url", TestServer.shared.url])
-            #expect(status == 0, "\(output)")
-            for expected in ["FlowRunStarted", "StepAttemptStarted", "StepAttemptSucceeded", "AssistantCommandIssued", "CalendarEvent.Created", "FlowRunSucceeded", "\"status\" : \"SUCCEEDED\""] {
-                #expect(output.contains(expected), "replay lacks \(expected):\n\(output)")
+            try await withTestStack { stack in
+                try await stack.activateExample()
+                try stack.publishCommand(id: "replay-1", title: "Replayed")
+                let run = try #require(try await stack.waitForRuns(1).first)
+                let (status, output) = try ledgerflow(["replay", run.run_id, "--nats-url", TestServer.url])
+                #expect(status == 0, "\(output)")
+                for expected in ["FlowRunStarted", "StepAttemptStarted", "StepAttemptSucceeded", "AssistantCommandIssued", "CalendarEvent.Created", "FlowRunSucceeded", "\"status\" : \"SUCCEEDED\""] {
+                    #expect(output.contains(expected), "replay lacks \(expected):\n\(output)")
+                }
+                let startedAt = try #require(try await stack.ledger.read(subject: Subjects.run(run.run_id)).first?.sequence)
+                let (atStatus, atOutput) = try ledgerflow(["replay", run.run_id, "--at", String(startedAt), "--nats-url", TestServer.url])
+                #expect(atStatus == 0)
+                #expect(atOutput.contains("State as of log sequence \(startedAt)"))
+                #expect(atOutput.contains("\"status\" : \"RUNNING\""))
+                let (tailStatus, tail) = try ledgerflow(["tail", "--from", "1", "--type", "FlowRunSucceeded", "--limit", "1", "--nats-url", TestServer.url])
+                #expect(tailStatus == 0)
+                #expect(tail.contains("ledger.run.\(run.run_id)  FlowRunSucceeded run \(run.run_id)"), "\(tail)")
+                let (missing, missingOutput) = try ledgerflow(["replay", "no-such-run", "--nats-url", TestServer.url])
+                #expect(missing != 0)
+                #expect(missingOutput.contains("No events for run no-such-run"))
             }
-            let startedAt = try #require(try await stack.ledger.read(subject: Subjects.run(run.run_id)).first?.sequence)
-            let (atStatus, atOutput) = try ledgerflow(["replay", run.run_id, "--at", String(startedAt), "--nats-url", TestServer.shared.url])
-            #expect(atStatus == 0)
-            #expect(atOutput.contains("State as of log sequence \(startedAt)"))
-            #expect(atOutput.contains("\"status\" : \"RUNNING\""))
-            let (tailStatus, tail) = try ledgerflow(["tail", "--from", "1", "--type", "FlowRunSucceeded", "--limit", "1", "--nats-url", TestServer.shared.url])
-            #expect(tailStatus == 0)
-            #expect(tail.contains("ledger.run.\(run.run_id)  FlowRunSucceeded run \(run.run_id)"), "\(tail)")
-            let (missing, missingOutput) = try ledgerflow(["replay", "no-such-run", "--nats-url", TestServer.shared.url])
-            #expect(missing != 0)
-            #expect(missingOutput.contains("No events for run no-such-run"))
         }
 
         @Test func rebuildingTheReadModelsFromTheLogGivesTheSameModels() async throws {
-            let stack = try await TestStack()
-            try await stack.activateExample()
-            for i in 0..<3 { try stack.publishCommand(id: "rebuild-\(i)") }
-            _ = try await stack.waitForRuns(3)
-            let (verified, output) = try ledgerflow(["projections", "rebuild", "--verify", "--data-dir", stack.lmdb.path, "--nats-url", TestServer.shared.url])
-            #expect(verified == 0, "\(output)")
-            #expect(output.contains("Verified: the rebuilt read models equal the live ones"))
-            let live = try stack.store.dump()
-            await stack.stop()
+            try await withTestStack { stack in
+                try await stack.activateExample()
+                for i in 0..<3 { try stack.publishCommand(id: "rebuild-\(i)") }
+                _ = try await stack.waitForRuns(3)
+                let (verified, output) = try ledgerflow(["projections", "rebuild", "--verify", "--data-dir", stack.lmdb.path, "--nats-url", TestServer.url])
+                #expect(verified == 0, "\(output)")
+                #expect(output.contains("Verified: the rebuilt read models equal the live ones"))
+                let live = try stack.store.dump()
+                await stack.stop()
 
-            // Delete the read models and rebuild them from the log.
-            try FileManager.default.removeItem(atPath: "\(stack.lmdb.path)/lmdb")
-            let (rebuilt, rebuildOutput) = try ledgerflow(["projections", "rebuild", "--data-dir", stack.lmdb.path, "--nats-url", TestServer.shared.url])
-            #expect(rebuilt == 0, "\(rebuildOutput)")
-            #expect(rebuildOutput.contains("100%"), "a progress bar")
-            let again = try ReadModelStore(path: "\(stack.lmdb.path)/lmdb", mapSize: 1 << 30)
-            try expectSameModels(try again.dump(), live)
+                // Delete the read models and rebuild them from the log.
+                try FileManager.default.removeItem(atPath: "\(stack.lmdb.path)/lmdb")
+                let (rebuilt, rebuildOutput) = try ledgerflow(["projections", "rebuild", "--data-dir", stack.lmdb.path, "--nats-url", TestServer.url])
+                #expect(rebuilt == 0, "\(rebuildOutput)")
+                #expect(rebuildOutput.contains("100%"), "a progress bar")
+                let again = try ReadModelStore(path: "\(stack.lmdb.path)/lmdb", mapSize: 1 << 30)
+                try expectSameModels(try again.dump(), live)
+            }
         }
 
         @Test func aMissingNatsServerIsExplained() throws {
