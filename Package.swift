@@ -1,10 +1,14 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
+
+// CI builds with every warning as an error (`CI=true`); local builds only warn.
+let warnings: [SwiftSetting] = Context.environment["CI"] == "true" ? [.treatAllWarnings(as: .error)] : []
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
     .enableUpcomingFeature("ExistentialAny"),
-]
+    .enableUpcomingFeature("MemberImportVisibility"),
+] + warnings
 
 let package = Package(
     name: "Ledgerflow",
@@ -80,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "LedgerBench",
             dependencies: [
-                "CNATS", "LedgerCore", "LedgerEngine", "LedgerNATS", "LedgerProjections", "LedgerDevServices",
+                "CNATS", "LedgerCore", "LedgerEngine", "LedgerNATS", "LedgerLMDB", "LedgerProjections", "LedgerDevServices",
                 "LedgerTestSupport",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -93,7 +97,7 @@ let package = Package(
         .target(
             name: "LedgerTestSupport",
             dependencies: [
-                "LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerAPI", "LedgerDevServices",
+                "LedgerCore", "LedgerNATS", "LedgerLMDB", "LedgerEngine", "LedgerAPI", "LedgerDevServices",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -110,7 +114,8 @@ let package = Package(
         .testTarget(
             name: "LedgerEngineTests",
             dependencies: [
-                "LedgerCore", "LedgerProjections", "LedgerNATS", "LedgerEngine", "LedgerDevServices", "LedgerTestSupport",
+                "LedgerCore", "LedgerProjections", "LedgerNATS", "LedgerLMDB", "LedgerEngine", "LedgerDevServices",
+                "LedgerTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -33,7 +33,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         func int(_ at: Int) -> Int { Int(truncatingIfNeeded: (0..<8).reduce(UInt64(0)) { $0 << 8 | UInt64(bytes[at + $1]) }) }
         let policy = RetryPolicy(initial_ms: int(0), max_ms: int(8), jitter: bytes[32] & 1 == 0)
         let random = Double(bitPattern: UInt64(truncatingIfNeeded: int(24)))
-        for backoff in ["exponential", "fixed"] {
+        for backoff in RetryPolicy.Backoff.allCases {
             var p = policy
             p.backoff = backoff
             let delay = p.delayMillis(after: int(16), random: random)

@@ -40,6 +40,8 @@ public enum LogAdmission: Equatable {
         }
         do {
             return .success(try JSONTree.decode(LedgerEvent.self, from: payload))
+        } catch let error as EventSchemaError {
+            return .failure(LogSkip(reason: error.description, fold: position))
         } catch {
             return .failure(LogSkip(reason: "not a readable event: \(error)", fold: position))
         }

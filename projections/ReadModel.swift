@@ -72,7 +72,7 @@ public enum FlowVersionsModel: ReadModel {
             var record =
                 state
                 ?? FlowRecord(
-                    flow_id: e.flow_id, status: "draft", current_version: 0, active_version: nil, created_at: event.time,
+                    flow_id: e.flow_id, status: .draft, current_version: 0, active_version: nil, created_at: event.time,
                     updated_at: event.time, versions: [], history: [], last_sequence: sequence)
             guard !record.versions.contains(where: { $0.version == e.version }) else {
                 record.last_sequence = sequence  // a repeated version changes nothing but the flow's position
@@ -97,9 +97,9 @@ public enum FlowVersionsModel: ReadModel {
             guard var record = state else { return nil }
             let before = record.status
             record.status = e.status
-            record.active_version = e.status == "active" ? e.version : nil
+            record.active_version = e.status == .active ? e.version : nil
             record.history.append(FlowChange(
-                at: event.time, actor: e.actor, change: e.status == "active" ? "activated" : "deactivated", version: e.version,
+                at: event.time, actor: e.actor, change: e.status == .active ? "activated" : "deactivated", version: e.version,
                 status_before: before, status_after: e.status, summary: nil))
             record.updated_at = event.time
             record.last_sequence = sequence
@@ -110,6 +110,7 @@ public enum FlowVersionsModel: ReadModel {
     }
 }
 
+/// One version of a flow: its number, definition and hash, and when and by whom it was recorded.
 public struct FlowVersionEntry: Codable, Sendable, Equatable {
     public var version: Int
     public var definition: JSONValue
@@ -119,20 +120,21 @@ public struct FlowVersionEntry: Codable, Sendable, Equatable {
     public var based_on: Int?
 }
 
+/// One change of a flow's status, as its history lists it.
 public struct FlowChange: Codable, Sendable, Equatable {
     public var at: String
     public var actor: String
     public var change: String
     public var version: Int
-    public var status_before: String?
-    public var status_after: String?
+    public var status_before: FlowStatus?
+    public var status_after: FlowStatus?
     public var summary: String?
 }
 
+/// A flow as the flow-versions read model holds it: status, versions, history and log position.
 public struct FlowRecord: Codable, Sendable, Equatable {
     public var flow_id: String
-    /// `draft`, `active`, `deprecated` or `broken`.
-    public var status: String
+    public var status: FlowStatus
     public var current_version: Int
     /// The version runs start with while the flow is active.
     public var active_version: Int?

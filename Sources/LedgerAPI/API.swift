@@ -5,6 +5,7 @@ public import LedgerEngine
 import LedgerNATS
 import LedgerProjections
 public import Logging
+import Synchronization
 
 /// What the HTTP API stands on.
 public struct APIDependencies: Sendable {
@@ -351,7 +352,7 @@ struct FlowView: Encodable {
     var id: String
     var version: Int
     var current_version: Int
-    var status: String
+    var status: FlowStatus
     var active_version: Int?
     var definition: JSONValue
     var definition_hash: String
@@ -362,7 +363,7 @@ struct FlowView: Encodable {
 struct FlowSummary: Encodable {
     var id: String
     var name: String?
-    var status: String
+    var status: FlowStatus
     var version: Int
     var active_version: Int?
     var updated_at: String

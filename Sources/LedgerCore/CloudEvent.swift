@@ -16,12 +16,16 @@ public struct CloudEvent<Payload: Codable & Sendable>: Codable, Sendable {
     public var correlationid: String?
     public var causationid: String?
     public var traceparent: String?
+    /// The version of the shape of `data` (an extension attribute, `EventSchema`); absent means 1.
+    public var schemaversion: Int?
     public var data: Payload
 
+    /// An event as Ledgerflow writes it: `schemaversion` is the current version of `type` unless given.
     public init(
         id: String = EventID.make(), source: String = LedgerSource.engine, type: String, time: String = Timestamp.now(),
         runid: String? = nil, flowid: String? = nil, flowversion: Int? = nil, stepid: String? = nil,
-        correlationid: String? = nil, causationid: String? = nil, traceparent: String? = nil, data: Payload
+        correlationid: String? = nil, causationid: String? = nil, traceparent: String? = nil, schemaversion: Int? = nil,
+        data: Payload
     ) {
         self.specversion = "1.0"
         self.id = id
@@ -36,6 +40,7 @@ public struct CloudEvent<Payload: Codable & Sendable>: Codable, Sendable {
         self.correlationid = correlationid
         self.causationid = causationid
         self.traceparent = traceparent
+        self.schemaversion = schemaversion ?? EventSchema.currentVersion(of: type)
         self.data = data
     }
 }
@@ -165,5 +170,6 @@ public func decodeInbound(
     event.correlationid = envelope.correlationid
     event.causationid = envelope.causationid
     event.traceparent = envelope.traceparent
+    event.schemaversion = nil  // other services' events: Ledgerflow does not version their shapes
     return .success(event)
 }

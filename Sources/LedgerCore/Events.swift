@@ -1,9 +1,11 @@
 /// `data` of `AssistantCommandIssued` (SPEC §3).
 public struct AssistantCommandIssued: Codable, Sendable, Equatable {
+    /// The user who issued the command.
     public struct User: Codable, Sendable, Equatable {
         public var id: String
         public init(id: String) { self.id = id }
     }
+    /// Where the command came from (and where the reply goes).
     public struct Channel: Codable, Sendable, Equatable {
         public var type: String
         public var conversation_id: String
@@ -31,6 +33,7 @@ public struct AssistantCommandIssued: Codable, Sendable, Equatable {
     }
 }
 
+/// Whether a run calls other services (`live_run`) or simulates every side effect (`dry_run`).
 public enum RunMode: String, Codable, Sendable {
     case live = "live_run"
     case dry = "dry_run"
@@ -38,8 +41,17 @@ public enum RunMode: String, Codable, Sendable {
 
 /// What started a run.
 public struct RunTrigger: Codable, Sendable, Equatable {
-    /// `event`, `manual` or `schedule`.
-    public var kind: String
+    /// How a run was started (the `kind` of its trigger).
+    public enum Kind: String, Codable, Sendable {
+        /// An inbound event matched the flow's trigger.
+        case event
+        /// Someone asked for the run (`automation.flow.run`, the API, the CLI).
+        case manual
+        /// The flow's schedule (cron or interval) came due.
+        case schedule
+    }
+
+    public var kind: Kind
     public var event_type: String?
     public var event_id: String?
     /// The stream sequence of the triggering message, when it is in the log.
@@ -47,7 +59,7 @@ public struct RunTrigger: Codable, Sendable, Equatable {
     /// The triggering event's `data` (what `{{trigger...}}` reads).
     public var data: JSONValue?
 
-    public init(kind: String, event_type: String? = nil, event_id: String? = nil, sequence: UInt64? = nil, data: JSONValue? = nil) {
+    public init(kind: Kind, event_type: String? = nil, event_id: String? = nil, sequence: UInt64? = nil, data: JSONValue? = nil) {
         self.kind = kind
         self.event_type = event_type
         self.event_id = event_id
@@ -56,6 +68,7 @@ public struct RunTrigger: Codable, Sendable, Equatable {
     }
 }
 
+/// `FlowRunStarted`: a run of a pinned flow version began, with its trigger and input.
 public struct FlowRunStarted: Codable, Sendable, Equatable {
     public var run_id: String
     public var flow_id: String
@@ -111,6 +124,7 @@ public struct FlowRunStarted: Codable, Sendable, Equatable {
     }
 }
 
+/// `StepAttemptStarted` (and `CompensationAttemptStarted`): an attempt was sent, with its rendered request.
 public struct StepAttemptStarted: Codable, Sendable, Equatable {
     public var step_id: String
     public var attempt: Int
@@ -131,6 +145,7 @@ public struct StepAttemptStarted: Codable, Sendable, Equatable {
     }
 }
 
+/// `StepAttemptSucceeded` (and `CompensationAttemptSucceeded`): an attempt's output.
 public struct StepAttemptSucceeded: Codable, Sendable, Equatable {
     public var step_id: String
     public var attempt: Int
@@ -150,19 +165,79 @@ public struct StepAttemptSucceeded: Codable, Sendable, Equatable {
     }
 }
 
+/// The stable name of a step error (`timeout`, `circuit_open`, `http_503`...). Open-ended: services answer with
+/// their own kinds, which are kept as they came.
+public struct StepErrorKind: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+
+    public init(from decoder: any Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public var description: String { rawValue }
+
+    /// No answer by the step's deadline.
+    public static let timeout = StepErrorKind("timeout")
+    /// The action's circuit breaker is open: the service failed too often lately.
+    public static let circuitOpen = StepErrorKind("circuit_open")
+    /// The step's `with` (or its compensation's) could not be rendered.
+    public static let template = StepErrorKind("template")
+    /// The attempt was abandoned because the run was cancelled.
+    public static let cancelled = StepErrorKind("cancelled")
+    /// The service could not be reached, or failed in a way a retry may cure.
+    public static let unavailable = StepErrorKind("unavailable")
+    /// The service refused the request.
+    public static let refused = StepErrorKind("refused")
+    /// The service answered with something that is not what it should send.
+    public static let badReply = StepErrorKind("bad_reply")
+    /// The step's rendered request is not what the action takes.
+    public static let badRequest = StepErrorKind("bad_request")
+    /// The action is not in the registry.
+    public static let unknownAction = StepErrorKind("unknown_action")
+    /// `emit` to a subject that is not allowed.
+    public static let forbiddenSubject = StepErrorKind("forbidden_subject")
+    /// `http.request` to an address that is not allowed.
+    public static let forbiddenAddress = StepErrorKind("forbidden_address")
+    /// `http.request` followed too many redirects.
+    public static let tooManyRedirects = StepErrorKind("too_many_redirects")
+    /// `http.request` was redirected somewhere it cannot follow.
+    public static let badRedirect = StepErrorKind("bad_redirect")
+    /// The calendar answered `CalendarEvent.CreateFailed`.
+    public static let calendarCreateFailed = StepErrorKind("calendar_create_failed")
+    /// The step's output is nested deeper than the log keeps.
+    public static let outputTooDeep = StepErrorKind("output_too_deep")
+    /// The step's output is larger than the log keeps.
+    public static let outputTooLarge = StepErrorKind("output_too_large")
+    /// The step's rendered request is nested deeper than the log keeps.
+    public static let requestTooDeep = StepErrorKind("request_too_deep")
+    /// The step's rendered request is larger than the log keeps.
+    public static let requestTooLarge = StepErrorKind("request_too_large")
+
+    /// An HTTP answer with a status that is not a success: `http_<status>`.
+    public static func http(_ status: Int) -> StepErrorKind { StepErrorKind("http_\(status)") }
+}
+
 /// An error of a step attempt: a stable kind, a message for people, and whether a retry may help.
 public struct StepError: Codable, Sendable, Equatable, Error {
-    public var kind: String
+    public var kind: StepErrorKind
     public var message: String
     public var retryable: Bool
 
-    public init(kind: String, message: String, retryable: Bool) {
+    public init(kind: StepErrorKind, message: String, retryable: Bool) {
         self.kind = kind
         self.message = message
         self.retryable = retryable
     }
 }
 
+/// `StepAttemptFailed` (and `CompensationAttemptFailed`): an attempt's error, and when the next one is due.
 public struct StepAttemptFailed: Codable, Sendable, Equatable {
     public var step_id: String
     public var attempt: Int
@@ -187,6 +262,7 @@ public struct StepAttemptFailed: Codable, Sendable, Equatable {
     }
 }
 
+/// `StepSkipped`: a step that will not run (its condition is false, or everything it depends on was skipped).
 public struct StepSkipped: Codable, Sendable, Equatable {
     public var step_id: String
     public var reason: String
@@ -196,6 +272,7 @@ public struct StepSkipped: Codable, Sendable, Equatable {
     }
 }
 
+/// Why a run failed (or was cancelled): a stable code, a message for people, and the step at fault.
 public struct RunError: Codable, Sendable, Equatable {
     public var code: String
     public var message: String
@@ -207,11 +284,13 @@ public struct RunError: Codable, Sendable, Equatable {
     }
 }
 
+/// `FlowRunSucceeded`: every step done; the run's rendered output.
 public struct FlowRunSucceeded: Codable, Sendable, Equatable {
     public var output: JSONValue
     public init(output: JSONValue) { self.output = output }
 }
 
+/// `FlowRunFailed`: the run ended failed (after its compensations, if any).
 public struct FlowRunFailed: Codable, Sendable, Equatable {
     public var error: RunError
     public init(error: RunError) { self.error = error }
@@ -233,6 +312,7 @@ public struct FlowRunCancelRequested: Codable, Sendable, Equatable {
     }
 }
 
+/// `FlowRunCancelled`: the run ended cancelled, its compensations done.
 public struct FlowRunCancelled: Codable, Sendable, Equatable {
     public var actor: String
     public init(actor: String) { self.actor = actor }
@@ -292,13 +372,25 @@ public struct FlowVersionRecorded: Codable, Sendable, Equatable {
     }
 }
 
+/// Where a flow is in its life: whether runs start from it.
+public enum FlowStatus: String, Codable, Sendable {
+    /// Registered, not yet activated: nothing starts it.
+    case draft
+    /// Its `active_version` starts runs.
+    case active
+    /// Deactivated: nothing starts it until it is activated again.
+    case deprecated
+    /// Its definition cannot run; a new version must fix it before it can be activated.
+    case broken
+}
+
 /// `FlowActivated` / `FlowDeactivated`.
 public struct FlowStatusChanged: Codable, Sendable, Equatable {
     public var flow_id: String
     public var version: Int
     public var actor: String
-    public var status: String
-    public init(flow_id: String, version: Int, actor: String, status: String) {
+    public var status: FlowStatus
+    public init(flow_id: String, version: Int, actor: String, status: FlowStatus) {
         self.flow_id = flow_id
         self.version = version
         self.actor = actor
@@ -351,6 +443,7 @@ enum Base64 {
 
 /// One event of the engine's own subjects, decoded once with a typed body.
 public struct LedgerEvent: Decodable, Sendable, Equatable {
+    /// The typed `data` of the event, by its `type`.
     public enum Body: Sendable, Equatable {
         case flowVersionRecorded(FlowVersionRecorded)
         case flowStatusChanged(FlowStatusChanged)
@@ -384,7 +477,7 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
     public var body: Body
 
     enum CodingKeys: String, CodingKey {
-        case id, type, time, runid, flowid, data
+        case id, type, time, runid, flowid, schemaversion, data
     }
 
     public init(id: String, type: String, time: String, runid: String? = nil, flowid: String? = nil, body: Body) {
@@ -396,6 +489,8 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         self.body = body
     }
 
+    /// Reads an event of the log: `data` of an older `schemaversion` is upcast to the current shape first (the one
+    /// place where old shapes are read); a newer one throws `EventSchemaError`.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         id = try c.decode(String.self, forKey: .id)
@@ -403,28 +498,43 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         time = try c.decodeIfPresent(String.self, forKey: .time) ?? ""
         runid = try c.decodeIfPresent(String.self, forKey: .runid)
         flowid = try c.decodeIfPresent(String.self, forKey: .flowid)
+        let version = try c.decodeIfPresent(Int.self, forKey: .schemaversion) ?? EventSchema.initialVersion
+        let schema = decoder.userInfo[EventSchema.userInfoKey] as? EventSchema ?? .ledger
+        let data = Payload(container: c, type: type, version: version, schema: schema)
         switch type {
-        case EventType.flowRegistered, EventType.flowVersionCreated:
-            body = .flowVersionRecorded(try c.decode(FlowVersionRecorded.self, forKey: .data))
-        case EventType.flowActivated, EventType.flowDeactivated:
-            body = .flowStatusChanged(try c.decode(FlowStatusChanged.self, forKey: .data))
-        case EventType.runStarted: body = .runStarted(try c.decode(FlowRunStarted.self, forKey: .data))
-        case EventType.stepAttemptStarted: body = .stepAttemptStarted(try c.decode(StepAttemptStarted.self, forKey: .data))
-        case EventType.stepAttemptSucceeded:
-            body = .stepAttemptSucceeded(try c.decode(StepAttemptSucceeded.self, forKey: .data))
-        case EventType.stepAttemptFailed: body = .stepAttemptFailed(try c.decode(StepAttemptFailed.self, forKey: .data))
-        case EventType.stepSkipped: body = .stepSkipped(try c.decode(StepSkipped.self, forKey: .data))
-        case EventType.runSucceeded: body = .runSucceeded(try c.decode(FlowRunSucceeded.self, forKey: .data))
-        case EventType.runFailed: body = .runFailed(try c.decode(FlowRunFailed.self, forKey: .data))
-        case EventType.messageRejected: body = .rejected(try c.decode(InboundMessageRejected.self, forKey: .data))
-        case EventType.runCompensating: body = .runCompensating(try c.decode(FlowRunCompensating.self, forKey: .data))
-        case EventType.compensationStarted: body = .compensationStarted(try c.decode(StepAttemptStarted.self, forKey: .data))
-        case EventType.compensationSucceeded: body = .compensationSucceeded(try c.decode(StepAttemptSucceeded.self, forKey: .data))
-        case EventType.compensationFailed: body = .compensationFailed(try c.decode(StepAttemptFailed.self, forKey: .data))
-        case EventType.runCancelRequested: body = .runCancelRequested(try c.decode(FlowRunCancelRequested.self, forKey: .data))
-        case EventType.runCancelled: body = .runCancelled(try c.decode(FlowRunCancelled.self, forKey: .data))
-        case EventType.runRedriven: body = .runRedriven(try c.decode(FlowRunRedriven.self, forKey: .data))
+        case EventType.flowRegistered, EventType.flowVersionCreated: body = .flowVersionRecorded(try data.read())
+        case EventType.flowActivated, EventType.flowDeactivated: body = .flowStatusChanged(try data.read())
+        case EventType.runStarted: body = .runStarted(try data.read())
+        case EventType.stepAttemptStarted: body = .stepAttemptStarted(try data.read())
+        case EventType.stepAttemptSucceeded: body = .stepAttemptSucceeded(try data.read())
+        case EventType.stepAttemptFailed: body = .stepAttemptFailed(try data.read())
+        case EventType.stepSkipped: body = .stepSkipped(try data.read())
+        case EventType.runSucceeded: body = .runSucceeded(try data.read())
+        case EventType.runFailed: body = .runFailed(try data.read())
+        case EventType.messageRejected: body = .rejected(try data.read())
+        case EventType.runCompensating: body = .runCompensating(try data.read())
+        case EventType.compensationStarted: body = .compensationStarted(try data.read())
+        case EventType.compensationSucceeded: body = .compensationSucceeded(try data.read())
+        case EventType.compensationFailed: body = .compensationFailed(try data.read())
+        case EventType.runCancelRequested: body = .runCancelRequested(try data.read())
+        case EventType.runCancelled: body = .runCancelled(try data.read())
+        case EventType.runRedriven: body = .runRedriven(try data.read())
         default: body = .other
+        }
+    }
+
+    /// The `data` of an event being read, at its version: read directly when it is current, else upcast first.
+    struct Payload {
+        let container: KeyedDecodingContainer<CodingKeys>
+        let type: String
+        let version: Int
+        let schema: EventSchema
+
+        func read<T: Decodable>() throws -> T {
+            if version == schema.currentVersion(of: type) { return try container.decode(T.self, forKey: .data) }
+            let raw = try container.decodeIfPresent(JSONValue.self, forKey: .data) ?? .null
+            let current = try schema.upcast(raw, type: type, from: version)
+            return try T(from: TreeDecoder(value: current, codingPath: [CodingKeys.data]))
         }
     }
 }
@@ -445,7 +555,7 @@ extension LedgerEvent.Body {
     public var type: String {
         switch self {
         case .flowVersionRecorded(let e): return e.version == 1 ? EventType.flowRegistered : EventType.flowVersionCreated
-        case .flowStatusChanged(let e): return e.status == "active" ? EventType.flowActivated : EventType.flowDeactivated
+        case .flowStatusChanged(let e): return e.status == .active ? EventType.flowActivated : EventType.flowDeactivated
         case .runStarted: return EventType.runStarted
         case .stepAttemptStarted: return EventType.stepAttemptStarted
         case .stepAttemptSucceeded: return EventType.stepAttemptSucceeded

@@ -4,8 +4,7 @@ public struct FlowDefinition: Codable, Sendable, Equatable {
     public var name: String?
     public var description: String?
     public var trigger: FlowTrigger?
-    /// `user` (on behalf of the triggering user) or `service` (the engine's own credentials).
-    public var run_as: String?
+    public var run_as: RunAs?
     public var inputs: [String: InputSpec]?
     public var defaults: StepDefaults?
     public var steps: [StepDefinition]
@@ -14,7 +13,7 @@ public struct FlowDefinition: Codable, Sendable, Equatable {
     public var run_timeout_sec: Double?
 
     public init(
-        id: String, name: String? = nil, trigger: FlowTrigger? = nil, run_as: String? = nil,
+        id: String, name: String? = nil, trigger: FlowTrigger? = nil, run_as: RunAs? = nil,
         inputs: [String: InputSpec]? = nil, defaults: StepDefaults? = nil, steps: [StepDefinition], output: JSONValue? = nil
     ) {
         self.id = id
@@ -30,6 +29,15 @@ public struct FlowDefinition: Codable, Sendable, Equatable {
     public func step(_ id: String) -> StepDefinition? { steps.first { $0.id == id } }
 }
 
+/// On whose behalf a flow's steps act (`run_as`).
+public enum RunAs: String, Codable, Sendable, CaseIterable {
+    /// The triggering user (the default).
+    case user
+    /// The engine's own credentials.
+    case service
+}
+
+/// What starts a flow: an event (optionally with an intent and matches), a schedule, or a person.
 public struct FlowTrigger: Codable, Sendable, Equatable {
     public var event: String?
     public var intent: String?
@@ -58,6 +66,7 @@ public struct FlowTrigger: Codable, Sendable, Equatable {
     }
 }
 
+/// One declared input of a flow: its type, whether it is required, its default.
 public struct InputSpec: Codable, Sendable, Equatable {
     /// `string`, `number`, `integer`, `boolean`, `object`, `array` or `any`.
     public var type: String?
@@ -66,18 +75,29 @@ public struct InputSpec: Codable, Sendable, Equatable {
     public var description: String?
 }
 
+/// How a step is retried: attempts, backoff and which error kinds are never retried.
 public struct RetryPolicy: Codable, Sendable, Equatable {
+    /// How the delay between attempts grows.
+    public enum Backoff: String, Codable, Sendable, CaseIterable {
+        /// Doubles after each attempt, from `initial_ms` up to `max_ms` (the default).
+        case exponential
+        /// Always `initial_ms`.
+        case fixed
+    }
+
     public var max_attempts: Int?
-    /// `exponential` (default) or `fixed`.
-    public var backoff: String?
+    public var backoff: Backoff?
     public var initial_ms: Int?
     public var max_ms: Int?
     /// Full jitter on each delay (default true).
     public var jitter: Bool?
     /// Error kinds never retried (besides errors that say they are not retryable).
-    public var non_retryable: [String]?
+    public var non_retryable: [StepErrorKind]?
 
-    public init(max_attempts: Int? = nil, backoff: String? = nil, initial_ms: Int? = nil, max_ms: Int? = nil, jitter: Bool? = nil, non_retryable: [String]? = nil) {
+    public init(
+        max_attempts: Int? = nil, backoff: Backoff? = nil, initial_ms: Int? = nil, max_ms: Int? = nil, jitter: Bool? = nil,
+        non_retryable: [StepErrorKind]? = nil
+    ) {
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.initial_ms = initial_ms
@@ -93,7 +113,7 @@ public struct RetryPolicy: Codable, Sendable, Equatable {
         let limit = Double(Limits.retryDelayMillis)
         let initial = min(max(Double(initial_ms ?? 200), 0), limit)
         let cap = min(max(Double(max_ms ?? 30_000), 0), limit)
-        let base = backoff == "fixed" ? initial : initial * pow2(attempt > Int.min ? attempt - 1 : 0)
+        let base = backoff == .fixed ? initial : initial * pow2(attempt > Int.min ? attempt - 1 : 0)
         let bounded = min(cap, base)
         guard jitter ?? true else { return Int(bounded) }
         // "Equal jitter": half fixed, half random, so a retry never fires at once.
@@ -108,6 +128,7 @@ public struct RetryPolicy: Codable, Sendable, Equatable {
     }
 }
 
+/// The retry policy and timeout of steps that do not set their own.
 public struct StepDefaults: Codable, Sendable, Equatable {
     public var retry: RetryPolicy?
     public var timeout_sec: Double?
@@ -117,6 +138,7 @@ public struct StepDefaults: Codable, Sendable, Equatable {
     }
 }
 
+/// How a completed step is undone when the run fails or is cancelled: an action and its `with`.
 public struct CompensationDefinition: Codable, Sendable, Equatable {
     public var action: String
     public var with: JSONValue?
@@ -126,6 +148,7 @@ public struct CompensationDefinition: Codable, Sendable, Equatable {
     }
 }
 
+/// One step of a flow: an action, its `with`, dependencies, condition, retry, timeout and compensation.
 public struct StepDefinition: Codable, Sendable, Equatable {
     public var id: String
     public var action: String

@@ -68,10 +68,12 @@ public enum FlowValidator {
         if case .array(let steps)? = root["steps"] {
             for (i, step) in steps.enumerated() { integerFields(step["retry"], at: "steps[\(i)].retry", retryBounds) }
         }
+        // Fields with a closed set of values are named here: the decoder would stop at the first unknown one.
+        let readable = closedValues(root, problem)
         // Decode the typed shape (through the tree, without re-encoding); type mismatches are reported with their path.
         var definition: FlowDefinition?
         do {
-            definition = try FlowDefinition(from: TreeDecoder(value: json, codingPath: []))
+            definition = try FlowDefinition(from: TreeDecoder(value: readable, codingPath: []))
         } catch let DecodingError.keyNotFound(key, context) {
             problem(pathString(context.codingPath.map(\.stringValue) + [key.stringValue]), "required field is missing")
         } catch let DecodingError.typeMismatch(type, context) {
@@ -200,6 +202,37 @@ public enum FlowValidator {
         return out.isEmpty ? "$" : out
     }
 
+    /// The definition without the `run_as` and `backoff` strings it does not know (each reported), so that decoding
+    /// it finds every other problem.
+    static func closedValues(_ root: [String: JSONValue], _ problem: (String, String) -> Void) -> JSONValue {
+        func known<Value: RawRepresentable<String> & CaseIterable>(_ value: JSONValue?, _: Value.Type, at: String) -> Bool {
+            guard case .string(let text)? = value, Value(rawValue: text) == nil else { return true }
+            let names = Value.allCases.map { "\"\($0.rawValue)\"" }
+            problem(at, "use \(names.dropLast().joined(separator: ", ")) or \(names.last ?? "")")
+            return false
+        }
+        func retryWithoutUnknownBackoff(_ retry: JSONValue?, at: String) -> JSONValue? {
+            guard case .object(var fields)? = retry else { return retry }
+            if !known(fields["backoff"], RetryPolicy.Backoff.self, at: "\(at).backoff") { fields["backoff"] = nil }
+            return .object(fields)
+        }
+        var root = root
+        if !known(root["run_as"], RunAs.self, at: "run_as") { root["run_as"] = nil }
+        if case .object(var defaults)? = root["defaults"] {
+            defaults["retry"] = retryWithoutUnknownBackoff(defaults["retry"], at: "defaults.retry")
+            root["defaults"] = .object(defaults)
+        }
+        if case .array(var steps)? = root["steps"] {
+            for i in steps.indices {
+                guard case .object(var step) = steps[i] else { continue }
+                step["retry"] = retryWithoutUnknownBackoff(step["retry"], at: "steps[\(i)].retry")
+                steps[i] = .object(step)
+            }
+            root["steps"] = .array(steps)
+        }
+        return .object(root)
+    }
+
     static let retryBounds: [(String, ClosedRange<Int>)] = [
         ("max_attempts", 1...Limits.maxAttempts), ("initial_ms", 0...Limits.retryDelayMillis), ("max_ms", 0...Limits.retryDelayMillis),
     ]
@@ -209,7 +242,6 @@ public enum FlowValidator {
         for ((key, value), (_, range)) in zip(values, retryBounds) {
             if let value, !range.contains(value) { problem("\(at).\(key)", "must be from \(range.lowerBound) to \(range.upperBound), not \(value)") }
         }
-        if let b = retry.backoff, b != "exponential", b != "fixed" { problem("\(at).backoff", "use \"exponential\" or \"fixed\"") }
         if let m = retry.max_ms, let i = retry.initial_ms, (0...Limits.retryDelayMillis).contains(m), m < i {
             problem("\(at).max_ms", "must be at least initial_ms (\(i))")
         }
@@ -378,118 +410,5 @@ public enum FlowValidator {
             result[step.id] = seen
         }
         return result
-    }
-}
-
-/// Durations written as text: `500ms`, `30s`, `15m`, `1h`, `1d`: digits, optionally a fraction, and a unit.
-public enum DurationText {
-    public struct Problem: Error, Sendable, Equatable, CustomStringConvertible {
-        public var message: String
-        public var description: String { message }
-    }
-
-    static let units: [(suffix: String, factor: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-
-    /// The duration in seconds: more than 0 and at most `Limits.runTimeoutSeconds`; nil for anything else.
-    public static func seconds(_ text: String) -> Double? {
-        try? parse(text).get()
-    }
-
-    /// The duration in seconds, or what is wrong with `text` in words.
-    public static func parse(_ text: String) -> Result<Double, Problem> {
-        let shown = text.count > 40 ? "\"\(text.prefix(40))...\"" : "\"\(text)\""
-        let form = "write digits and a unit (ms, s, m, h or d), such as 500ms, 30s, 1.5h or 1d"
-        guard text.utf8.count <= 32 else { return .failure(Problem(message: "\(shown) is too long to be a duration; \(form)")) }
-        guard let unit = units.first(where: { text.hasSuffix($0.suffix) }) else {
-            return .failure(Problem(message: "\(shown) has no unit; \(form)"))
-        }
-        let number = Array(text.utf8.dropLast(unit.suffix.utf8.count))
-        var digitsBefore = 0
-        var digitsAfter = 0
-        var sawPoint = false
-        for c in number {
-            if c >= 0x30, c <= 0x39 {
-                if sawPoint { digitsAfter += 1 } else { digitsBefore += 1 }
-            } else if c == UInt8(ascii: "."), !sawPoint {
-                sawPoint = true
-            } else {
-                return .failure(Problem(message: "\(shown) is not a duration; \(form)"))
-            }
-        }
-        guard digitsBefore > 0, !sawPoint || digitsAfter > 0, let value = Double(String(decoding: number, as: UTF8.self)), value.isFinite else {
-            return .failure(Problem(message: "\(shown) is not a duration; \(form)"))
-        }
-        let seconds = value * unit.factor
-        guard seconds > 0 else { return .failure(Problem(message: "\(shown): a duration must be longer than 0")) }
-        guard seconds <= Limits.runTimeoutSeconds else {
-            return .failure(Problem(message: "\(shown) is longer than the longest duration accepted, 30 days (\(Int(Limits.runTimeoutSeconds))s)"))
-        }
-        return .success(seconds)
-    }
-}
-
-/// Structural checks of five-field cron expressions (minute hour day-of-month month day-of-week).
-public enum CronCheck {
-    static let fields: [(name: String, range: ClosedRange<Int>, names: [String: Int])] = [
-        ("minute", 0...59, [:]),
-        ("hour", 0...23, [:]),
-        ("day of month", 1...31, [:]),
-        ("month", 1...12, ["JAN": 1, "FEB": 2, "MAR": 3, "APR": 4, "MAY": 5, "JUN": 6, "JUL": 7, "AUG": 8, "SEP": 9, "OCT": 10, "NOV": 11, "DEC": 12]),
-        ("day of week", 0...7, ["SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6]),
-    ]
-    /// The longest cron expression read.
-    static let maxBytes = 256
-
-    /// Nil when `cron` is well formed, else what is wrong with it (naming the field). Never traps.
-    public static func problem(_ cron: String) -> String? {
-        guard cron.utf8.count <= maxBytes else {
-            return "the cron expression is \(cron.utf8.count) bytes long; at most \(maxBytes) are accepted"
-        }
-        let parts = cron.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        guard parts.count == 5 else { return "\"\(cron)\": a cron expression has 5 fields (minute hour day month weekday)" }
-        for (part, field) in zip(parts, fields) {
-            if let problem = fieldProblem(part, range: field.range, names: field.names) {
-                return "\"\(part)\" in the \(field.name) field: \(problem)"
-            }
-        }
-        return nil
-    }
-
-    static func fieldProblem(_ field: Substring, range: ClosedRange<Int>, names: [String: Int]) -> String? {
-        let allowed = "\(range.lowerBound)-\(range.upperBound)"
-        for item in field.split(separator: ",", omittingEmptySubsequences: false) {
-            if item.isEmpty { return "an empty item in the list (two commas, or a comma at an end)" }
-            let halves = item.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-            let body = halves[0]
-            if halves.count == 2 {
-                let step = halves[1]
-                guard let n = number(step), n >= 1, n <= range.count else {
-                    return "the step after \"/\" must be a whole number from 1 to \(range.count), not \"\(step)\""
-                }
-            }
-            if body.isEmpty { return "a value or \"*\" is missing before \"/\"" }
-            if body == "*" { continue }
-            let bounds = body.split(separator: "-", omittingEmptySubsequences: false)
-            guard bounds.count <= 2 else { return "\"\(body)\" is neither a value nor a range such as 1-5" }
-            var values: [Int] = []
-            for bound in bounds {
-                if bound.isEmpty { return "the range \"\(body)\" needs a value on both sides of \"-\"" }
-                guard let value = number(bound) ?? names[bound.uppercased()], range.contains(value) else {
-                    let named = names.isEmpty ? "" : " or a name such as \(names.min { $0.value < $1.value }!.key)"
-                    return "\"\(bound)\" is not a valid value (\(allowed)\(named))"
-                }
-                values.append(value)
-            }
-            if values.count == 2, values[0] > values[1] {
-                return "the range \"\(body)\" runs backwards; write the smaller value first"
-            }
-        }
-        return nil
-    }
-
-    /// A small decimal number (ASCII digits only), else nil.
-    static func number(_ text: Substring) -> Int? {
-        guard !text.isEmpty, text.utf8.count <= 4, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
-        return Int(text)
     }
 }

@@ -11,4 +11,6 @@ public enum LogKey {
     public static let eventType = "ledger.event.type"
     public static let consumer = "ledger.consumer"
     public static let error = "ledger.error"
+    public static let delay = "ledger.delay"
+    public static let delivery = "ledger.delivery"
 }

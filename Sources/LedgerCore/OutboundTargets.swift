@@ -1,3 +1,4 @@
+import Foundation
 /// Where a definition's side-effecting steps send, checked at registration: the scheme, host and port of an
 /// `http.request` URL and the whole subject of an `emit` are literal text in the definition, so nothing a trigger
 /// or a chat user sends (rendered through `{{...}}`) can choose the target. Templates stay allowed in a URL's path

@@ -1,18 +1,59 @@
 public import Foundation
 
-/// What the engine hands the decider.
-public enum RunInput: Sendable, Equatable {
+/// What the engine asks of a run: the decider's input.
+public enum RunCommand: Sendable, Equatable {
     /// Look at the run and do whatever is due: start ready steps, fire due retries, time out late steps, compensate,
     /// finish.
     case advance
-    /// Another service (or the engine itself) answered a step attempt (or a compensation: step id `<id>~compensate`).
-    case stepResult(stepID: String, attempt: Int, result: StepResult, sourceSequence: UInt64?)
+    /// Another service (or the engine itself) answered an attempt of a step or of a step's compensation.
+    case recordResult(AttemptTarget, attempt: Int, result: StepResult, sourceSequence: UInt64?)
     /// Cancel the run: running steps are abandoned, queued ones skipped, completed ones compensated.
     case cancel(actor: String, reason: String?)
     /// Re-run a failed run from `fromStep` (default: the failed step), keeping the results of the steps before it.
     case redrive(actor: String, fromStep: String?)
 }
 
+/// What an attempt is for: a step of the flow, or the compensation (undo) of a step.
+public enum AttemptTarget: Sendable, Hashable, CustomStringConvertible {
+    case step(String)
+    case compensation(of: String)
+
+    /// The step of the flow the attempt belongs to.
+    public var stepID: String {
+        switch self {
+        case .step(let id), .compensation(of: let id): return id
+        }
+    }
+
+    /// How the target is written in command ids, idempotency keys and a command's `stepid` (the wire format):
+    /// the step id, or `<step id>~compensate`.
+    public var wireID: String {
+        switch self {
+        case .step(let id): return id
+        case .compensation(of: let id): return id + Self.compensationSuffix
+        }
+    }
+
+    /// The target written as `wireID`.
+    public init(wireID: String) {
+        if wireID.hasSuffix(Self.compensationSuffix) {
+            self = .compensation(of: String(wireID.dropLast(Self.compensationSuffix.count)))
+        } else {
+            self = .step(wireID)
+        }
+    }
+
+    static let compensationSuffix = "~compensate"
+
+    public var description: String {
+        switch self {
+        case .step(let id): return "step \(id)"
+        case .compensation(of: let id): return "the compensation of step \(id)"
+        }
+    }
+}
+
+/// The outcome of one attempt: the step's output, or why it failed.
 public enum StepResult: Sendable, Equatable {
     case success(JSONValue)
     case failure(StepError)
@@ -21,7 +62,7 @@ public enum StepResult: Sendable, Equatable {
 /// A step attempt for the engine to carry out.
 public struct StepExecution: Sendable, Equatable {
     public var runID: String
-    public var stepID: String
+    public var target: AttemptTarget
     public var attempt: Int
     public var action: String
     /// The rendered `with`.
@@ -30,10 +71,25 @@ public struct StepExecution: Sendable, Equatable {
     public var commandID: String
     public var deadline: Date
     public var onBehalfOf: JSONValue
+
+    public init(
+        runID: String, target: AttemptTarget, attempt: Int, action: String, request: JSONValue, idempotencyKey: String,
+        commandID: String, deadline: Date, onBehalfOf: JSONValue
+    ) {
+        self.runID = runID
+        self.target = target
+        self.attempt = attempt
+        self.action = action
+        self.request = request
+        self.idempotencyKey = idempotencyKey
+        self.commandID = commandID
+        self.deadline = deadline
+        self.onBehalfOf = onBehalfOf
+    }
 }
 
 /// What the decider returns, in the order the engine must carry it out.
-public enum RunStep: Sendable, Equatable {
+public enum RunAction: Sendable, Equatable {
     /// Append this event to the run's subject (with the run's expected last sequence), then fold it.
     case append(LedgerEvent.Body)
     /// Carry out a step attempt (its `StepAttemptStarted` was appended just before).
@@ -43,13 +99,15 @@ public enum RunStep: Sendable, Equatable {
     case publishOutput(FlowOutputProduced)
     /// Come back with `.advance` at this time (a retry's backoff or a step's deadline).
     case wakeUp(at: Date)
+    /// The command cannot be carried out in the run's phase: tell whoever asked, and change nothing.
+    case refuse(String)
 }
 
 /// The run's decisions as a pure function of its definition, its folded state, an input and the time.
 public struct RunDecider: Sendable {
     public let definition: FlowDefinition
     public let registry: ActionRegistry
-    static let defaultRetry = RetryPolicy(max_attempts: 3, backoff: "exponential", initial_ms: 200, max_ms: 30_000)
+    static let defaultRetry = RetryPolicy(max_attempts: 3, backoff: .exponential, initial_ms: 200, max_ms: 30_000)
     static let defaultTimeoutSec = 300.0
 
     public init(definition: FlowDefinition, registry: ActionRegistry = .builtIn) {
@@ -57,16 +115,22 @@ public struct RunDecider: Sendable {
         self.registry = registry
     }
 
-    public static func idempotencyKey(runID: String, stepID: String, generation: Int = 0) -> String {
-        generation == 0 ? "\(runID)/\(stepID)" : "\(runID)/\(stepID)/g\(generation)"
+    /// The key a service deduplicates an attempt's effect by: `<run>/<target>`, with `/g<n>` once a redrive re-runs
+    /// a step whose effect was undone.
+    public static func idempotencyKey(runID: String, target: AttemptTarget, generation: Int = 0) -> String {
+        generation == 0 ? "\(runID)/\(target.wireID)" : "\(runID)/\(target.wireID)/g\(generation)"
     }
-    public static func commandID(runID: String, stepID: String, attempt: Int) -> String { "\(runID)/\(stepID)/\(attempt)" }
 
-    /// Splits a command id back into run, step and attempt.
-    public static func parseCommandID(_ id: String) -> (runID: String, stepID: String, attempt: Int)? {
+    /// The id of an attempt's command, which its answer carries back: `<run>/<target>/<attempt>`.
+    public static func commandID(runID: String, target: AttemptTarget, attempt: Int) -> String {
+        "\(runID)/\(target.wireID)/\(attempt)"
+    }
+
+    /// Splits a command id back into run, target and attempt.
+    public static func parseCommandID(_ id: String) -> (runID: String, target: AttemptTarget, attempt: Int)? {
         let parts = id.split(separator: "/")
         guard parts.count == 3, let attempt = Int(parts[2]) else { return nil }
-        return (String(parts[0]), String(parts[1]), attempt)
+        return (String(parts[0]), AttemptTarget(wireID: String(parts[1])), attempt)
     }
 
     /// The template context of a run: `trigger`, `input`, `steps.<id>.output|status`, `run`.
@@ -90,67 +154,70 @@ public struct RunDecider: Sendable {
         ])
     }
 
-    /// Why a cancel or redrive cannot happen, for the caller to report; nil when it can.
-    public func refusal(_ state: RunState, _ input: RunInput) -> String? {
-        switch input {
-        case .cancel:
-            if state.status.isTerminal { return "run \(state.run_id) has already finished (\(state.status.rawValue)); only unfinished runs can be cancelled" }
-            if state.cancel_requested_by != nil { return "run \(state.run_id) is already being cancelled" }
-            return nil
-        case .redrive(_, let fromStep):
-            if state.status != .failed { return "run \(state.run_id) is \(state.status.rawValue); only FAILED runs can be redriven" }
-            if let fromStep, definition.step(fromStep) == nil { return "flow \(definition.id) has no step \"\(fromStep)\"" }
-            return nil
-        default:
-            return nil
-        }
-    }
-
-    public func decide(_ state: RunState, _ input: RunInput, now: Date, random: () -> Double = { Double.random(in: 0..<1) }) -> [RunStep] {
-        if case .redrive(let actor, let fromStep) = input {
-            guard refusal(state, input) == nil else { return [] }
-            return [.append(.runRedriven(redrive(state, actor: actor, fromStep: fromStep)))]
-        }
-        guard !state.status.isTerminal else { return [] }
-        switch input {
-        case .advance:
-            return state.phase == "compensating" ? compensate(state, now: now, random: random) : advance(state, now: now, random: random)
-        case .cancel(let actor, let reason):
-            guard refusal(state, input) == nil else { return [] }
-            return [.append(.runCancelRequested(FlowRunCancelRequested(actor: actor, reason: reason)))]
-        case .redrive:
-            return []
-        case .stepResult(let stepID, let attempt, let result, let sourceSequence):
-            if stepID.hasSuffix(Self.compensationSuffix) {
-                let id = String(stepID.dropLast(Self.compensationSuffix.count))
-                guard let compensation = state.step(id)?.compensation, compensation.status == .running,
-                    let last = compensation.attempts.last, last.attempt == attempt, last.status == .running
-                else { return [] }
-                let finished = Timestamp.format(now)
-                switch result {
-                case .success(let output):
-                    return [.append(.compensationSucceeded(StepAttemptSucceeded(
-                        step_id: id, attempt: attempt, output: output, started_at: last.started_at, finished_at: finished, source_sequence: sourceSequence)))]
-                case .failure(let error):
-                    return compensationFailure(id, attempt: attempt, error: error, startedAt: last.started_at, now: now, random: random, sourceSequence: sourceSequence)
-                }
+    /// Every transition of a run: what `command` does in the run's phase. A command the phase does not allow is
+    /// answered with `.refuse`; an answer for an attempt that is no longer running changes nothing (the log keeps
+    /// it, the run ignores it).
+    public func decide(
+        _ state: RunState, _ command: RunCommand, now: Date, random: () -> Double = { Double.random(in: 0..<1) }
+    ) -> [RunAction] {
+        switch (state.phase, command) {
+        case (.failed, .redrive(let actor, let fromStep)):
+            if let fromStep, definition.step(fromStep) == nil {
+                return [.refuse("flow \(definition.id) has no step \"\(fromStep)\"")]
             }
-            guard let step = state.step(stepID), step.status == .running, let last = step.lastAttempt,
+            return [.append(.runRedriven(redrive(state, actor: actor, fromStep: fromStep)))]
+        case (.running, .redrive), (.compensating, .redrive), (.cancelling, .redrive), (.succeeded, .redrive),
+            (.cancelled, .redrive):
+            return [.refuse("run \(state.run_id) is \(state.status.rawValue); only FAILED runs can be redriven")]
+
+        case (.running, .cancel(let actor, let reason)), (.compensating, .cancel(let actor, let reason)):
+            return [.append(.runCancelRequested(FlowRunCancelRequested(actor: actor, reason: reason)))]
+        case (.cancelling, .cancel):
+            return [.refuse("run \(state.run_id) is already being cancelled")]
+        case (.succeeded, .cancel), (.failed, .cancel), (.cancelled, .cancel):
+            return [.refuse(
+                "run \(state.run_id) has already finished (\(state.status.rawValue)); only unfinished runs can be cancelled")]
+
+        case (.succeeded, .advance), (.failed, .advance), (.cancelled, .advance),
+            (.succeeded, .recordResult), (.failed, .recordResult), (.cancelled, .recordResult):
+            return []  // a finished run does nothing more; a late answer stays in the log
+
+        case (.running, .advance):
+            return advance(state, now: now, random: random)
+        case (.compensating, .advance), (.cancelling, .advance):
+            return compensate(state, now: now, random: random)
+
+        // Steps still running when a run starts compensating may still answer; cancelling abandoned them.
+        case (.running, .recordResult(.step(let id), let attempt, let result, let source)),
+            (.compensating, .recordResult(.step(let id), let attempt, let result, let source)),
+            (.cancelling, .recordResult(.step(let id), let attempt, let result, let source)):
+            guard let step = state.step(id), step.status == .running, let last = step.lastAttempt,
                 last.attempt == attempt, last.status == .running
-            else { return [] }  // late, duplicate or for an attempt already timed out: the log keeps it, the run ignores it
-            let finished = Timestamp.format(now)
+            else { return [] }
             switch result {
             case .success(let output):
                 return [.append(.stepAttemptSucceeded(StepAttemptSucceeded(
-                    step_id: stepID, attempt: attempt, output: output, started_at: last.started_at, finished_at: finished,
-                    source_sequence: sourceSequence)))]
+                    step_id: id, attempt: attempt, output: output, started_at: last.started_at,
+                    finished_at: Timestamp.format(now), source_sequence: source)))]
             case .failure(let error):
-                return failure(stepID, attempt: attempt, error: error, startedAt: last.started_at, now: now, random: random, sourceSequence: sourceSequence)
+                return failure(id, attempt: attempt, error: error, startedAt: last.started_at, now: now, random: random, sourceSequence: source)
+            }
+        case (.running, .recordResult(.compensation(of: let id), let attempt, let result, let source)),
+            (.compensating, .recordResult(.compensation(of: let id), let attempt, let result, let source)),
+            (.cancelling, .recordResult(.compensation(of: let id), let attempt, let result, let source)):
+            guard let compensation = state.step(id)?.compensation, compensation.status == .running,
+                let last = compensation.attempts.last, last.attempt == attempt, last.status == .running
+            else { return [] }
+            switch result {
+            case .success(let output):
+                return [.append(.compensationSucceeded(StepAttemptSucceeded(
+                    step_id: id, attempt: attempt, output: output, started_at: last.started_at,
+                    finished_at: Timestamp.format(now), source_sequence: source)))]
+            case .failure(let error):
+                return compensationFailure(id, attempt: attempt, error: error, startedAt: last.started_at, now: now, random: random, sourceSequence: source)
             }
         }
     }
-
-    public static let compensationSuffix = "~compensate"
 
     func retryPolicy(_ step: StepDefinition) -> RetryPolicy {
         step.retry ?? definition.defaults?.retry ?? Self.defaultRetry
@@ -170,10 +237,10 @@ public struct RunDecider: Sendable {
 
     func failure(
         _ stepID: String, attempt: Int, error: StepError, startedAt: String, now: Date, random: () -> Double, sourceSequence: UInt64? = nil
-    ) -> [RunStep] {
+    ) -> [RunAction] {
         guard let step = definition.step(stepID) else { return [] }
         let retryAt = retryAt(retryPolicy(step), error: error, attempt: attempt, now: now, random: random)
-        var steps: [RunStep] = [.append(.stepAttemptFailed(StepAttemptFailed(
+        var steps: [RunAction] = [.append(.stepAttemptFailed(StepAttemptFailed(
             step_id: stepID, attempt: attempt, error: error, started_at: startedAt, finished_at: Timestamp.format(now),
             retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))]
         if let retryAt { steps.append(.wakeUp(at: retryAt)) }
@@ -182,13 +249,13 @@ public struct RunDecider: Sendable {
 
     func compensationFailure(
         _ stepID: String, attempt: Int, error: StepError, startedAt: String, now: Date, random: () -> Double, sourceSequence: UInt64? = nil
-    ) -> [RunStep] {
+    ) -> [RunAction] {
         guard let step = definition.step(stepID) else { return [] }
         // Compensations are retried with the step's policy, and at least five times: they undo effects.
         var policy = retryPolicy(step)
         policy.max_attempts = max(policy.max_attempts ?? 3, 5)
         let retryAt = retryAt(policy, error: StepError(kind: error.kind, message: error.message, retryable: true), attempt: attempt, now: now, random: random)
-        var steps: [RunStep] = [.append(.compensationFailed(StepAttemptFailed(
+        var steps: [RunAction] = [.append(.compensationFailed(StepAttemptFailed(
             step_id: stepID, attempt: attempt, error: error, started_at: startedAt, finished_at: Timestamp.format(now),
             retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))]
         if let retryAt { steps.append(.wakeUp(at: retryAt)) }
@@ -203,8 +270,8 @@ public struct RunDecider: Sendable {
         }
     }
 
-    func advance(_ state: RunState, now: Date, random: () -> Double) -> [RunStep] {
-        var out: [RunStep] = []
+    func advance(_ state: RunState, now: Date, random: () -> Double) -> [RunAction] {
+        var out: [RunAction] = []
         let context = Self.context(state)
         let nowText = Timestamp.format(now)
 
@@ -227,7 +294,7 @@ public struct RunDecider: Sendable {
             if deadline <= now {
                 out += failure(
                     record.step_id, attempt: last.attempt,
-                    error: StepError(kind: "timeout", message: "no answer within \(Int(timeout(step).rounded()))s", retryable: true),
+                    error: StepError(kind: .timeout, message: "no answer within \(Int(timeout(step).rounded()))s", retryable: true),
                     startedAt: last.started_at, now: now, random: random)
             } else {
                 out.append(.wakeUp(at: deadline))
@@ -239,7 +306,7 @@ public struct RunDecider: Sendable {
         if let failed = state.steps.first(where: { $0.status == .failed }) {
             let error = failed.lastAttempt?.error
             let runError = RunError(
-                code: error?.kind ?? "step_failed",
+                code: error?.kind.rawValue ?? "step_failed",
                 message: "step \(failed.step_id) failed after \(failed.attempts.count) attempt(s): \(error?.message ?? "unknown error")",
                 step_id: failed.step_id)
             return [.append(compensable(state).isEmpty ? .runFailed(FlowRunFailed(error: runError)) : .runCompensating(FlowRunCompensating(error: runError)))]
@@ -281,7 +348,7 @@ public struct RunDecider: Sendable {
             let runError = RunError(code: "output_template", message: "the output template failed: \(error)")
             return [.append(compensable(state).isEmpty ? .runFailed(FlowRunFailed(error: runError)) : .runCompensating(FlowRunCompensating(error: runError)))]
         }
-        var steps: [RunStep] = []
+        var steps: [RunAction] = []
         if state.mode == .live {
             steps.append(.publishOutput(FlowOutputProduced(
                 run_id: state.run_id, flow_id: state.flow_id, flow_version: state.flow_version, message_id: state.message_id,
@@ -292,7 +359,7 @@ public struct RunDecider: Sendable {
     }
 
     /// The compensating phase: one compensation at a time, newest completed step first; then the run ends.
-    func compensate(_ state: RunState, now: Date, random: () -> Double) -> [RunStep] {
+    func compensate(_ state: RunState, now: Date, random: () -> Double) -> [RunAction] {
         let context = Self.context(state)
         for record in compensable(state) {
             guard let step = definition.step(record.step_id), let compensation = step.compensate else { continue }
@@ -303,7 +370,7 @@ public struct RunDecider: Sendable {
                 let deadline = started.addingTimeInterval(timeout(step))
                 if deadline <= now {
                     return compensationFailure(
-                        step.id, attempt: last.attempt, error: StepError(kind: "timeout", message: "no answer within \(Int(timeout(step).rounded()))s", retryable: true),
+                        step.id, attempt: last.attempt, error: StepError(kind: .timeout, message: "no answer within \(Int(timeout(step).rounded()))s", retryable: true),
                         startedAt: last.started_at, now: now, random: random)
                 }
                 return [.wakeUp(at: deadline)]
@@ -315,17 +382,17 @@ public struct RunDecider: Sendable {
                 }
                 let attempt = (current?.attempts.last?.attempt ?? 0) + 1
                 let nowText = Timestamp.format(now)
-                let stepID = step.id + Self.compensationSuffix
+                let target = AttemptTarget.compensation(of: step.id)
                 let request: JSONValue
                 do {
                     request = try Template.render(compensation.with ?? .object([:]), context: context, at: "steps.\(step.id).compensate.with")
                 } catch {
                     return [.append(.compensationFailed(StepAttemptFailed(
-                        step_id: step.id, attempt: attempt, error: StepError(kind: "template", message: "\(error)", retryable: false),
+                        step_id: step.id, attempt: attempt, error: StepError(kind: .template, message: "\(error)", retryable: false),
                         started_at: nowText, finished_at: nowText, retry_at: nil)))]
                 }
-                let key = Self.idempotencyKey(runID: state.run_id, stepID: stepID, generation: record.generation)
-                let commandID = Self.commandID(runID: state.run_id, stepID: stepID, attempt: attempt)
+                let key = Self.idempotencyKey(runID: state.run_id, target: target, generation: record.generation)
+                let commandID = Self.commandID(runID: state.run_id, target: target, attempt: attempt)
                 let started = StepAttemptStarted(step_id: step.id, attempt: attempt, idempotency_key: key, command_id: commandID, started_at: nowText, request: request)
                 if state.mode == .dry || registry[compensation.action]?.kind == .local {
                     let output: JSONValue = state.mode == .dry ? ["simulated": true, "action": .string(compensation.action), "request": OutboundTargets.redactingHeaders(request)] : request["value"] ?? .null
@@ -335,7 +402,7 @@ public struct RunDecider: Sendable {
                 return [
                     .append(.compensationStarted(started)),
                     .execute(StepExecution(
-                        runID: state.run_id, stepID: stepID, attempt: attempt, action: compensation.action, request: request,
+                        runID: state.run_id, target: target, attempt: attempt, action: compensation.action, request: request,
                         idempotencyKey: key, commandID: commandID, deadline: now.addingTimeInterval(timeout(step)), onBehalfOf: onBehalfOf(state))),
                     .wakeUp(at: now.addingTimeInterval(timeout(step))),
                 ]
@@ -343,7 +410,7 @@ public struct RunDecider: Sendable {
         }
         // Nothing left to undo.
         let failedCompensations = state.steps.filter { $0.compensation?.status == .failed }.map(\.step_id)
-        if let actor = state.cancel_requested_by {
+        if case .cancelling(let actor) = state.phase {
             return [.append(.runCancelled(FlowRunCancelled(actor: actor)))]
         }
         var error = state.error ?? RunError(code: "step_failed", message: "the run failed")
@@ -381,13 +448,13 @@ public struct RunDecider: Sendable {
             guard let step = definition.step(record.step_id) else { continue }
             var action = step.action
             var template = step.with
-            var stepID = step.id
+            var target = AttemptTarget.step(step.id)
             var last = record.lastAttempt
             if record.status == .running {
             } else if record.compensation?.status == .running, let compensation = step.compensate {
                 action = compensation.action
                 template = compensation.with
-                stepID += Self.compensationSuffix
+                target = .compensation(of: step.id)
                 last = record.compensation?.attempts.last
             } else {
                 continue
@@ -396,26 +463,26 @@ public struct RunDecider: Sendable {
                 let request = try? Template.render(template ?? .object([:]), context: context)
             else { continue }
             out.append((StepExecution(
-                runID: state.run_id, stepID: stepID, attempt: last.attempt, action: action, request: request,
-                idempotencyKey: Self.idempotencyKey(runID: state.run_id, stepID: stepID, generation: record.generation),
-                commandID: Self.commandID(runID: state.run_id, stepID: stepID, attempt: last.attempt),
+                runID: state.run_id, target: target, attempt: last.attempt, action: action, request: request,
+                idempotencyKey: Self.idempotencyKey(runID: state.run_id, target: target, generation: record.generation),
+                commandID: Self.commandID(runID: state.run_id, target: target, attempt: last.attempt),
                 deadline: started.addingTimeInterval(timeout(step)), onBehalfOf: onBehalfOf(state)), started))
         }
         return out
     }
 
     func onBehalfOf(_ state: RunState) -> JSONValue {
-        definition.run_as == "service"
+        definition.run_as == .service
             ? .object(["service": "ledgerflow"])
             : .object(["user_id": state.trigger.data?[path: "user.id"] ?? .string(state.actor)])
     }
 
-    func start(_ step: StepDefinition, record: StepRecord, attempt: Int, state: RunState, context: JSONValue, now: Date, nowText: String) -> [RunStep] {
+    func start(_ step: StepDefinition, record: StepRecord, attempt: Int, state: RunState, context: JSONValue, now: Date, nowText: String) -> [RunAction] {
         let request: JSONValue
         do {
             request = try Template.render(step.with ?? .object([:]), context: context, at: "steps.\(step.id).with")
         } catch {
-            return failure(step.id, attempt: attempt, error: StepError(kind: "template", message: "\(error)", retryable: false),
+            return failure(step.id, attempt: attempt, error: StepError(kind: .template, message: "\(error)", retryable: false),
                 startedAt: nowText, now: now, random: { 0 })
         }
         let spec = registry[step.action]
@@ -435,15 +502,15 @@ public struct RunDecider: Sendable {
             return [.append(.stepAttemptSucceeded(StepAttemptSucceeded(
                 step_id: step.id, attempt: attempt, output: simulated, started_at: nowText, finished_at: nowText)))]
         }
-        let key = Self.idempotencyKey(runID: state.run_id, stepID: step.id, generation: record.generation)
-        let commandID = Self.commandID(runID: state.run_id, stepID: step.id, attempt: attempt)
+        let key = Self.idempotencyKey(runID: state.run_id, target: .step(step.id), generation: record.generation)
+        let commandID = Self.commandID(runID: state.run_id, target: .step(step.id), attempt: attempt)
         let timeout = timeout(step)
         let onBehalfOf = onBehalfOf(state)
         return [
             .append(.stepAttemptStarted(StepAttemptStarted(
                 step_id: step.id, attempt: attempt, idempotency_key: key, command_id: commandID, started_at: nowText, request: request))),
             .execute(StepExecution(
-                runID: state.run_id, stepID: step.id, attempt: attempt, action: step.action, request: request, idempotencyKey: key,
+                runID: state.run_id, target: .step(step.id), attempt: attempt, action: step.action, request: request, idempotencyKey: key,
                 commandID: commandID, deadline: now.addingTimeInterval(timeout), onBehalfOf: onBehalfOf)),
             .wakeUp(at: now.addingTimeInterval(timeout)),
         ]

@@ -21,6 +21,7 @@ public enum StepStatus: String, Codable, Sendable {
     public var isDone: Bool { self == .succeeded || self == .skipped }
 }
 
+/// One attempt of a step (or of its compensation) as the run shows it.
 public struct AttemptRecord: Codable, Sendable, Equatable {
     public var attempt: Int
     public var started_at: String
@@ -38,6 +39,7 @@ public struct CompensationRecord: Codable, Sendable, Equatable {
     public var output: JSONValue?
 }
 
+/// A step of a run: its status, attempts, output and compensation.
 public struct StepRecord: Codable, Sendable, Equatable {
     public var step_id: String
     public var status: StepStatus
@@ -61,13 +63,41 @@ public struct StepRecord: Codable, Sendable, Equatable {
     public var lastAttempt: AttemptRecord? { attempts.last }
 }
 
+/// Where a run is in its life: what the decider does with a command, and (derived) the run's status.
+public enum RunPhase: Sendable, Equatable {
+    /// Steps run (status `RUNNING`).
+    case running
+    /// The run failed: the compensations of its completed steps run, newest first (status `RUNNING`).
+    case compensating
+    /// `actor` asked to cancel: running steps were abandoned, compensations run, then the run is cancelled (status
+    /// `RUNNING`).
+    case cancelling(actor: String)
+    /// Finished: every step done and the output rendered.
+    case succeeded
+    /// Finished: a step (or the run's deadline, or its output) failed; a redrive can run it again.
+    case failed
+    /// Finished: cancelled by `actor`.
+    case cancelled(actor: String)
+
+    /// The run's status as the API and the read models show it.
+    public var status: RunStatus {
+        switch self {
+        case .running, .compensating, .cancelling: return .running
+        case .succeeded: return .succeeded
+        case .failed: return .failed
+        case .cancelled: return .cancelled
+        }
+    }
+}
+
 /// A run as the fold of its events: what the engine decides from and what `GET /automation/runs/{id}` shows.
-public struct RunState: Codable, Sendable, Equatable {
+public struct RunState: Sendable, Equatable {
     public var run_id: String
     public var flow_id: String
     public var flow_version: Int
     public var definition_hash: String
-    public var status: RunStatus
+    /// Where the run is; stored as `status`, `phase` (`compensating`, or absent) and `cancel_requested_by`.
+    public var phase: RunPhase
     public var mode: RunMode
     public var trigger: RunTrigger
     public var actor: String
@@ -82,17 +112,25 @@ public struct RunState: Codable, Sendable, Equatable {
     public var steps: [StepRecord]
     public var output: JSONValue?
     public var error: RunError?
-    /// `compensating` once the run failed or was cancelled and its compensations run; nil otherwise.
-    public var phase: String?
     /// Steps in the order they succeeded (compensations run in the reverse order).
     public var completion_order: [String]
-    public var cancel_requested_by: String?
     public var redrives: Int
     /// The stream sequence of the run's last event: the expected last subject sequence of its next decision.
     public var last_sequence: UInt64
     /// Where the run's `FlowOutputProduced` sits in the log, once it was published (so a run resumed after a
     /// crash, however late, never publishes its output twice).
     public var output_sequence: UInt64?
+
+    /// `RUNNING` until the run finishes; then `SUCCEEDED`, `FAILED` or `CANCELLED`.
+    public var status: RunStatus { phase.status }
+
+    /// Who asked to cancel the run, once someone did.
+    public var cancel_requested_by: String? {
+        switch phase {
+        case .cancelling(let actor), .cancelled(let actor): return actor
+        case .running, .compensating, .succeeded, .failed: return nil
+        }
+    }
 
     public func step(_ id: String) -> StepRecord? { steps.first { $0.step_id == id } }
 
@@ -117,11 +155,11 @@ public struct RunState: Codable, Sendable, Equatable {
             }
             return RunState(
                 run_id: started.run_id, flow_id: started.flow_id, flow_version: started.flow_version,
-                definition_hash: started.definition_hash, status: .running, mode: started.mode, trigger: started.trigger,
+                definition_hash: started.definition_hash, phase: .running, mode: started.mode, trigger: started.trigger,
                 actor: started.actor, input: started.effectiveInput, dedup_key: started.dedup_key, message_id: started.message_id,
                 channel: started.channel, created_at: event.time, started_at: event.time, updated_at: event.time,
                 finished_at: nil, steps: started.step_ids.map(StepRecord.init(step_id:)), output: nil, error: nil,
-                phase: nil, completion_order: [], cancel_requested_by: nil, redrives: 0, last_sequence: sequence)
+                completion_order: [], redrives: 0, last_sequence: sequence)
         }
         guard var state else { return nil }
         switch event.body {
@@ -151,16 +189,15 @@ public struct RunState: Codable, Sendable, Equatable {
                 step.skipped_reason = e.reason
             }
         case .runSucceeded(let e):
-            state.status = .succeeded
+            state.phase = .succeeded
             state.output = e.output
             state.finished_at = event.time
         case .runFailed(let e):
-            state.status = .failed
+            state.phase = .failed
             state.error = e.error
-            state.phase = nil
             state.finished_at = event.time
         case .runCompensating(let e):
-            state.phase = "compensating"
+            if case .running = state.phase { state.phase = .compensating }
             state.error = e.error
         case .compensationStarted(let e):
             state.updateStep(e.step_id) { step in
@@ -186,8 +223,7 @@ public struct RunState: Codable, Sendable, Equatable {
                 step.compensation = record
             }
         case .runCancelRequested(let e):
-            state.cancel_requested_by = e.actor
-            state.phase = "compensating"
+            state.phase = .cancelling(actor: e.actor)
             state.error = RunError(code: "cancelled", message: "cancelled by \(e.actor)\(e.reason.map { ": \($0)" } ?? "")")
             for index in state.steps.indices {
                 switch state.steps[index].status {
@@ -196,7 +232,7 @@ public struct RunState: Codable, Sendable, Equatable {
                     let attempt = state.steps[index].attempts.last?.attempt ?? 1
                     state.steps[index].attempts.finish(
                         attempt, startedAt: event.time, finishedAt: event.time, status: .failed,
-                        error: StepError(kind: "cancelled", message: "abandoned: the run was cancelled", retryable: false), retryAt: nil)
+                        error: StepError(kind: .cancelled, message: "abandoned: the run was cancelled", retryable: false), retryAt: nil)
                 case .queued:
                     state.steps[index].status = .skipped
                     state.steps[index].skipped_reason = "the run was cancelled"
@@ -204,9 +240,12 @@ public struct RunState: Codable, Sendable, Equatable {
                     break
                 }
             }
-        case .runCancelled:
-            state.status = .cancelled
-            state.phase = nil
+        case .runCancelled(let e):
+            if case .cancelling(let actor) = state.phase {
+                state.phase = .cancelled(actor: actor)
+            } else {
+                state.phase = .cancelled(actor: e.actor)
+            }
             state.finished_at = event.time
         case .outputPublished:
             // On the output subject, not the run's: `last_sequence` stays the run subject's.
@@ -218,11 +257,9 @@ public struct RunState: Codable, Sendable, Equatable {
             state.last_sequence = sequence
             return state
         case .runRedriven(let e):
-            state.status = .running
-            state.phase = nil
+            state.phase = .running
             state.error = nil
             state.finished_at = nil
-            state.cancel_requested_by = nil
             state.redrives += 1
             for id in e.reset_steps {
                 state.updateStep(id) { step in
@@ -240,6 +277,90 @@ public struct RunState: Codable, Sendable, Equatable {
         state.updated_at = event.time
         state.last_sequence = sequence
         return state
+    }
+}
+
+extension RunState: Codable {
+    enum CodingKeys: String, CodingKey {
+        case run_id, flow_id, flow_version, definition_hash, status, mode, trigger, actor, input, dedup_key, message_id
+        case channel, created_at, started_at, updated_at, finished_at, steps, output, error, phase, completion_order
+        case cancel_requested_by, redrives, last_sequence, output_sequence
+    }
+
+    /// The stored value of `phase` while compensations run (after a failure or a cancel).
+    static let compensatingPhase = "compensating"
+
+    // The phase is stored as it always was: `status`, `phase` ("compensating" or absent) and `cancel_requested_by`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        run_id = try c.decode(String.self, forKey: .run_id)
+        flow_id = try c.decode(String.self, forKey: .flow_id)
+        flow_version = try c.decode(Int.self, forKey: .flow_version)
+        definition_hash = try c.decode(String.self, forKey: .definition_hash)
+        let status = try c.decode(RunStatus.self, forKey: .status)
+        let storedPhase = try c.decodeIfPresent(String.self, forKey: .phase)
+        let cancelledBy = try c.decodeIfPresent(String.self, forKey: .cancel_requested_by)
+        switch status {
+        case .pending, .running:
+            if let cancelledBy {
+                phase = .cancelling(actor: cancelledBy)
+            } else {
+                phase = storedPhase == Self.compensatingPhase ? .compensating : .running
+            }
+        case .succeeded: phase = .succeeded
+        case .failed: phase = .failed
+        case .cancelled: phase = .cancelled(actor: cancelledBy ?? "")
+        }
+        mode = try c.decode(RunMode.self, forKey: .mode)
+        trigger = try c.decode(RunTrigger.self, forKey: .trigger)
+        actor = try c.decode(String.self, forKey: .actor)
+        input = try c.decode(JSONValue.self, forKey: .input)
+        dedup_key = try c.decodeIfPresent(String.self, forKey: .dedup_key)
+        message_id = try c.decodeIfPresent(String.self, forKey: .message_id)
+        channel = try c.decodeIfPresent(JSONValue.self, forKey: .channel)
+        created_at = try c.decode(String.self, forKey: .created_at)
+        started_at = try c.decodeIfPresent(String.self, forKey: .started_at)
+        updated_at = try c.decode(String.self, forKey: .updated_at)
+        finished_at = try c.decodeIfPresent(String.self, forKey: .finished_at)
+        steps = try c.decode([StepRecord].self, forKey: .steps)
+        output = try c.decodeIfPresent(JSONValue.self, forKey: .output)
+        error = try c.decodeIfPresent(RunError.self, forKey: .error)
+        completion_order = try c.decode([String].self, forKey: .completion_order)
+        redrives = try c.decode(Int.self, forKey: .redrives)
+        last_sequence = try c.decode(UInt64.self, forKey: .last_sequence)
+        output_sequence = try c.decodeIfPresent(UInt64.self, forKey: .output_sequence)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(run_id, forKey: .run_id)
+        try c.encode(flow_id, forKey: .flow_id)
+        try c.encode(flow_version, forKey: .flow_version)
+        try c.encode(definition_hash, forKey: .definition_hash)
+        try c.encode(status, forKey: .status)
+        switch phase {
+        case .compensating, .cancelling: try c.encode(Self.compensatingPhase, forKey: .phase)
+        case .running, .succeeded, .failed, .cancelled: break
+        }
+        try c.encodeIfPresent(cancel_requested_by, forKey: .cancel_requested_by)
+        try c.encode(mode, forKey: .mode)
+        try c.encode(trigger, forKey: .trigger)
+        try c.encode(actor, forKey: .actor)
+        try c.encode(input, forKey: .input)
+        try c.encodeIfPresent(dedup_key, forKey: .dedup_key)
+        try c.encodeIfPresent(message_id, forKey: .message_id)
+        try c.encodeIfPresent(channel, forKey: .channel)
+        try c.encode(created_at, forKey: .created_at)
+        try c.encodeIfPresent(started_at, forKey: .started_at)
+        try c.encode(updated_at, forKey: .updated_at)
+        try c.encodeIfPresent(finished_at, forKey: .finished_at)
+        try c.encode(steps, forKey: .steps)
+        try c.encodeIfPresent(output, forKey: .output)
+        try c.encodeIfPresent(error, forKey: .error)
+        try c.encode(completion_order, forKey: .completion_order)
+        try c.encode(redrives, forKey: .redrives)
+        try c.encode(last_sequence, forKey: .last_sequence)
+        try c.encodeIfPresent(output_sequence, forKey: .output_sequence)
     }
 }
 

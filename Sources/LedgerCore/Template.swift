@@ -1,8 +1,10 @@
+import Foundation
 /// Output and `with` templates: strings containing `{{ path }}` references to `trigger`, `input`,
 /// `steps.<id>.output` and `run`. A string that is exactly one reference keeps the referenced JSON type.
 public enum Template {
     public static let roots: Set<String> = ["trigger", "input", "steps", "run"]
 
+    /// Why a template could not be rendered against the run's scope (a missing value, a bad filter).
     public struct RenderError: Error, Sendable, Equatable, CustomStringConvertible {
         public var path: String
         public var message: String
@@ -128,6 +130,7 @@ public indirect enum Condition: Sendable, Equatable {
     case or(Condition, Condition)
     case compare(Condition, String, Condition)
 
+    /// Where and why a template text cannot be parsed.
     public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
         public var message: String
         public var description: String { message }

@@ -95,7 +95,7 @@ public final class Engine: Service, Sendable {
             } catch {
                 failures += 1
                 let delay = Self.backoff(failures)
-                logger.error("engine could not start (\(error)); trying again in \(delay)")
+                logger.error("engine could not start; trying again", metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
                 do { try await Task.sleep(for: delay) } catch { return nil }
             }
         }
@@ -107,7 +107,7 @@ public final class Engine: Service, Sendable {
     public func recover() async throws {
         let end = try await ledger.lastSequence()
         if !(await store.progress.wait(for: end, timeout: .seconds(120))) {
-            logger.warning("the read models did not reach log position \(end) in time; recovering from what they have")
+            logger.warning("the read models did not reach the end of the log in time; recovering from what they have", metadata: [LogKey.sequence: "\(end)"])
         }
         var resumed = 0
         for runID in try store.activeRunIDs() {
@@ -119,10 +119,10 @@ public final class Engine: Service, Sendable {
                 _ = launch(state: state, definition: definition, resume: true)
                 resumed += 1
             } catch {
-                logger.error("run \(runID) cannot be resumed: \(error)")
+                logger.error("run cannot be resumed", metadata: [LogKey.runID: "\(runID)", LogKey.error: "\(error)"])
             }
         }
-        if resumed > 0 { logger.info("resumed \(resumed) unfinished run(s) from the log") }
+        if resumed > 0 { logger.info("resumed unfinished runs from the log", metadata: ["ledger.runs": "\(resumed)"]) }
         ready.store(true, ordering: .releasing)
     }
 
@@ -143,12 +143,13 @@ public final class Engine: Service, Sendable {
     func pinnedDefinition(of state: RunState) throws -> FlowDefinition? {
         do {
             guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
-                logger.error("run \(state.run_id) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have")
+                logger.error("run is pinned to a flow version the read model does not have", metadata: state.logMetadata)
                 return nil
             }
             return definition
         } catch let error as EngineError {
-            logger.error("run \(state.run_id) is pinned to \(state.flow_id) v\(state.flow_version), which no longer validates: \(error)")
+            logger.error(
+                "run is pinned to a flow version that no longer validates", metadata: state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
             return nil
         }
     }
@@ -165,7 +166,7 @@ public final class Engine: Service, Sendable {
         try await command(runID, .redrive(actor: actor, fromStep: fromStep))
     }
 
-    func command(_ runID: String, _ input: RunInput) async throws {
+    func command(_ runID: String, _ input: RunCommand) async throws {
         let driver: RunDriver
         if let existing = drivers.withLock({ $0[runID] }) {
             driver = existing
@@ -177,9 +178,6 @@ public final class Engine: Service, Sendable {
             guard let state else { throw EngineError.runNotFound(runID) }
             guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
                 throw EngineError.unavailable("run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have")
-            }
-            if let refusal = RunDecider(definition: definition, registry: registry).refusal(state, input) {
-                throw EngineError.invalidState(refusal)
             }
             let refusal: String? = await withCheckedContinuation { continuation in
                 _ = launch(state: state, definition: definition, resume: !state.status.isTerminal, initial: .command(input) { continuation.resume(returning: $0) })

@@ -70,20 +70,20 @@ public struct FlowAdmin: Sendable {
     /// `draft`/`deprecated` → `active` (the current version). A `broken` flow cannot be activated.
     public func activate(_ flowID: String, actor: String) async throws -> FlowRecord {
         guard let record = try store.flow(flowID) else { throw EngineError.flowNotFound(flowID) }
-        if record.status == "broken" { throw EngineError.invalidState("flow \(flowID) is broken: fix its definition with a new version first") }
+        if record.status == .broken { throw EngineError.invalidState("flow \(flowID) is broken: fix its definition with a new version first") }
         if let current = record.current, case .failure(let failure) = FlowValidator.validate(current.definition, registry: registry) {
             throw EngineError.invalidState("flow \(flowID) v\(record.current_version) no longer validates: \(failure.problems.map(\.description).joined(separator: "; "))")
         }
-        if record.status == "active", record.active_version == record.current_version { return record }
-        let event = FlowStatusChanged(flow_id: flowID, version: record.current_version, actor: actor, status: "active")
+        if record.status == .active, record.active_version == record.current_version { return record }
+        let event = FlowStatusChanged(flow_id: flowID, version: record.current_version, actor: actor, status: .active)
         return try await changeStatus(event, record)
     }
 
     /// `active` → `deprecated`.
     public func deactivate(_ flowID: String, actor: String) async throws -> FlowRecord {
         guard let record = try store.flow(flowID) else { throw EngineError.flowNotFound(flowID) }
-        guard record.status == "active" else { throw EngineError.invalidState("flow \(flowID) is \(record.status), not active") }
-        let event = FlowStatusChanged(flow_id: flowID, version: record.current_version, actor: actor, status: "deprecated")
+        guard record.status == .active else { throw EngineError.invalidState("flow \(flowID) is \(record.status.rawValue), not active") }
+        let event = FlowStatusChanged(flow_id: flowID, version: record.current_version, actor: actor, status: .deprecated)
         return try await changeStatus(event, record)
     }
 

@@ -35,7 +35,7 @@ final class FlowCatalog: Sendable {
         let generation = store.flowGeneration.load(ordering: .relaxed)
         if let cached = cache.withLock({ $0.generation == generation ? $0.active : nil }) { return cached }
         var entries: [Entry] = []
-        for record in try store.flows() where record.status == "active" {
+        for record in try store.flows() where record.status == .active {
             let version = record.active_version ?? record.current_version
             guard let entry = record.version(version), let definition = try? decode(entry.definition) else { continue }
             entries.append(Entry(record: record, definition: definition, version: version))

@@ -88,12 +88,12 @@ final class HTTPAction: Sendable {
         let first = try Target(request.url)
         let breaker = "http.request:\(first.host):\(first.port)"
         if let refusal = breakers.refuse(breaker) {
-            throw StepError(kind: "circuit_open", message: refusal, retryable: true)
+            throw StepError(kind: .circuitOpen, message: refusal, retryable: true)
         }
         let what = "\(request.method.rawValue) \(request.url)"
         let remaining = execution.deadline.timeIntervalSinceNow
         guard remaining > 0 else {
-            throw StepError(kind: "timeout", message: "\(what): the step's deadline had passed before the request started", retryable: true)
+            throw StepError(kind: .timeout, message: "\(what): the step's deadline had passed before the request started", retryable: true)
         }
         let outcome: Outcome
         do {
@@ -101,7 +101,7 @@ final class HTTPAction: Sendable {
                 try await self.exchange(request, first: first, deadline: .now() + .milliseconds(Int64(min(remaining, Limits.runTimeoutSeconds) * 1000)))
             }
         } catch let error as StepError {
-            if error.kind == "unavailable" || error.kind == "timeout" { breakers.record(breaker, success: false) }
+            if error.kind == .unavailable || error.kind == .timeout { breakers.record(breaker, success: false) }
             throw error
         }
         breakers.record(breaker, success: outcome.status < 500)
@@ -113,7 +113,7 @@ final class HTTPAction: Sendable {
                 message += "; redirects are not followed unless the step sets with.follow_redirects: true"
                     + (outcome.location.map { " (Location: \(String($0.prefix(200))))" } ?? "")
             }
-            throw StepError(kind: "http_\(outcome.status)", message: message, retryable: outcome.status >= 500 || outcome.status == 429 || outcome.status == 408)
+            throw StepError(kind: .http(outcome.status), message: message, retryable: outcome.status >= 500 || outcome.status == 429 || outcome.status == 408)
         }
         return .success(["status": .number(Double(outcome.status)), "body": Self.bodyValue(outcome.body)])
     }
@@ -157,19 +157,19 @@ final class HTTPAction: Sendable {
             }
             guard hop < Self.maxRedirects else {
                 throw StepError(
-                    kind: "too_many_redirects",
+                    kind: .tooManyRedirects,
                     message: "\(request.method.rawValue) \(request.url) redirected more than \(Self.maxRedirects) times; call the final URL directly",
                     retryable: false)
             }
             guard let base = URL(string: target.url), let next = URL(string: location, relativeTo: base)?.absoluteURL.absoluteString else {
                 throw StepError(
-                    kind: "bad_redirect", message: "\(target.url) redirected to \"\(location.prefix(200))\", which is not a URL", retryable: false)
+                    kind: .badRedirect, message: "\(target.url) redirected to \"\(location.prefix(200))\", which is not a URL", retryable: false)
             }
             let nextTarget: Target
             do {
                 nextTarget = try Target(next)
             } catch {
-                throw StepError(kind: "bad_redirect", message: "\(target.url) redirected to \(next.prefix(200)): \(error.message)", retryable: false)
+                throw StepError(kind: .badRedirect, message: "\(target.url) redirected to \(next.prefix(200)): \(error.message)", retryable: false)
             }
             // 303, and 301/302 after a POST, continue as a GET without the body (as browsers and curl do).
             if outcome.status == 303 || ((outcome.status == 301 || outcome.status == 302) && method == .POST) {
@@ -196,10 +196,10 @@ final class HTTPAction: Sendable {
             addresses = try await HostResolver.resolve(target.host)
         }
         if let why = policy.refusal(host: target.host, port: target.port, addresses: addresses) {
-            throw StepError(kind: "forbidden_address", message: "http.request to \(target.url) refused: \(why)", retryable: false)
+            throw StepError(kind: .forbiddenAddress, message: "http.request to \(target.url) refused: \(why)", retryable: false)
         }
         guard let chosen = addresses.first(where: { if case .v4 = $0 { return true } else { return false } }) ?? addresses.first else {
-            throw StepError(kind: "unavailable", message: "\(target.host) has no address", retryable: true)
+            throw StepError(kind: .unavailable, message: "\(target.host) has no address", retryable: true)
         }
         return chosen
     }
@@ -263,7 +263,7 @@ final class HTTPAction: Sendable {
 
     static func tooLarge(_ what: String, _ detail: String) -> StepError {
         StepError(
-            kind: "output_too_large",
+            kind: .outputTooLarge,
             message: "the response of \(what) \(detail); a step's output is recorded in the log and may be at most "
                 + "\(Limits.stepOutputBytes) bytes: ask the service for less (a page, a filter, fewer fields)",
             retryable: false)
@@ -274,11 +274,11 @@ final class HTTPAction: Sendable {
         case is StepError, is CancellationError:
             return error
         case let error as HTTPClientError where error == .deadlineExceeded:
-            return StepError(kind: "timeout", message: "\(what) did not answer by the step's deadline (timeout_sec)", retryable: true)
+            return StepError(kind: .timeout, message: "\(what) did not answer by the step's deadline (timeout_sec)", retryable: true)
         case let error as HTTPClientError where error == .cancelled:
             return CancellationError()
         default:
-            return StepError(kind: "unavailable", message: "\(what) failed: \(error)", retryable: true)
+            return StepError(kind: .unavailable, message: "\(what) failed: \(error)", retryable: true)
         }
     }
 
@@ -294,7 +294,7 @@ final class HTTPAction: Sendable {
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let value = first else {
-                throw StepError(kind: "timeout", message: "\(what) did not complete by the step's deadline (timeout_sec)", retryable: true)
+                throw StepError(kind: .timeout, message: "\(what) did not complete by the step's deadline (timeout_sec)", retryable: true)
             }
             return value
         }
@@ -304,7 +304,7 @@ final class HTTPAction: Sendable {
 
     static func request(from execution: StepExecution) throws(StepError) -> Request {
         let with = execution.request
-        func bad(_ message: String) -> StepError { StepError(kind: "bad_request", message: message, retryable: false) }
+        func bad(_ message: String) -> StepError { StepError(kind: .badRequest, message: message, retryable: false) }
         guard let url = with["url"]?.stringValue else {
             throw bad("http.request needs with.url: the http:// or https:// URL to call")
         }
@@ -391,126 +391,5 @@ final class HTTPAction: Sendable {
             && name.unicodeScalars.allSatisfy { s in
                 (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9") || "!#$%&'*+-.^_`|~".unicodeScalars.contains(s)
             }
-    }
-}
-
-/// A URL's target, parsed strictly: only http and https, no credentials, a host that is either an address literal
-/// (in any form, normalised) or a plain host name.
-struct Target: Sendable {
-    var scheme: String
-    /// The canonical host name, or the address's text for a literal.
-    var host: String
-    var address: IPAddress?
-    var port: Int
-    var pathAndQuery: String
-
-    var origin: String { "\(scheme)://\(host):\(port)" }
-    var defaultPort: Int { scheme == "https" ? 443 : 80 }
-    var urlHost: String { address?.urlHost ?? host }
-    var hostHeader: String { port == defaultPort ? urlHost : "\(urlHost):\(port)" }
-    var url: String { "\(scheme)://\(hostHeader)\(pathAndQuery)" }
-
-    init(_ text: String) throws(StepError) {
-        func bad(_ message: String) -> StepError {
-            StepError(kind: "bad_request", message: "http.request url \"\(text.prefix(200))\": \(message)", retryable: false)
-        }
-        guard text.utf8.count <= 8192 else { throw bad("is longer than 8192 bytes") }
-        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
-            throw bad("is not a valid URL; write it as http(s)://host[:port]/path?query, with special characters percent-encoded")
-        }
-        guard scheme == "http" || scheme == "https" else { throw bad("only http:// and https:// URLs can be called") }
-        guard components.percentEncodedUser == nil, components.percentEncodedPassword == nil else {
-            throw bad("credentials in the URL (user@host) are not sent; put them in with.headers (e.g. Authorization)")
-        }
-        guard var rawHost = components.percentEncodedHost, !rawHost.isEmpty else { throw bad("names no host") }
-        if rawHost.hasPrefix("["), rawHost.hasSuffix("]") { rawHost = String(rawHost.dropFirst().dropLast()) }
-        self.scheme = scheme
-        if let address = IPAddress.parse(rawHost) {
-            self.address = address
-            self.host = address.description
-        } else if rawHost.contains(":") {
-            throw bad("\"\(rawHost.prefix(100))\" is not a valid IPv6 address (zones such as %eth0 are not allowed)")
-        } else if let name = OutboundPolicy.canonicalHostName(rawHost) {
-            guard !IPAddress.looksNumeric(name) else { throw bad("the host \"\(name)\" looks like an IP address but is not a valid one") }
-            self.address = nil
-            self.host = name
-        } else {
-            throw bad("the host \"\(rawHost.prefix(100))\" is not a valid host name (letters, digits, \"-\", \"_\" and \".\")")
-        }
-        let port = components.port ?? (scheme == "https" ? 443 : 80)
-        guard (1...65535).contains(port) else { throw bad("the port must be from 1 to 65535") }
-        self.port = port
-        let path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
-        self.pathAndQuery = path + (components.percentEncodedQuery.map { "?\($0)" } ?? "")
-    }
-}
-
-/// Resolves host names with `getaddrinfo`, which blocks: it runs on a queue of its own, never on Swift's
-/// cooperative pool, and a cancelled lookup stops being waited for (its thread finishes on its own).
-enum HostResolver {
-    static let queue = DispatchQueue(label: "ledgerflow.resolver", attributes: .concurrent)
-
-    static func resolve(_ host: String) async throws -> [IPAddress] {
-        let waiting = Mutex<(continuation: CheckedContinuation<[IPAddress], any Error>?, cancelled: Bool)>((nil, false))
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[IPAddress], any Error>) in
-                let cancelledAlready = waiting.withLock { state -> Bool in
-                    if state.cancelled { return true }
-                    state.continuation = continuation
-                    return false
-                }
-                if cancelledAlready {
-                    continuation.resume(throwing: CancellationError())
-                    return
-                }
-                queue.async {
-                    let result = lookup(host)
-                    waiting.withLock { state in state.continuation.take() }?.resume(with: result)
-                }
-            }
-        } onCancel: {
-            waiting.withLock { state in
-                state.cancelled = true
-                return state.continuation.take()
-            }?.resume(throwing: CancellationError())
-        }
-    }
-
-    static func lookup(_ host: String) -> Result<[IPAddress], any Error> {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        #if canImport(Glibc)
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        #else
-            hints.ai_socktype = SOCK_STREAM
-        #endif
-        var list: UnsafeMutablePointer<addrinfo>?
-        let code = getaddrinfo(host, nil, &hints, &list)
-        defer { if let list { freeaddrinfo(list) } }
-        guard code == 0 else {
-            let reason = String(cString: gai_strerror(code))
-            return .failure(StepError(kind: "unavailable", message: "could not resolve \(host): \(reason)", retryable: true))
-        }
-        var addresses: [IPAddress] = []
-        var next = list
-        while let entry = next {
-            if let address = entry.pointee.ai_addr {
-                switch Int32(entry.pointee.ai_family) {
-                case AF_INET:
-                    let raw = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
-                    addresses.append(.v4(UInt32(bigEndian: raw)))
-                case AF_INET6:
-                    var raw = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
-                    addresses.append(.v6(withUnsafeBytes(of: &raw) { Array($0) }))
-                default:
-                    break
-                }
-            }
-            next = entry.pointee.ai_next
-        }
-        if addresses.isEmpty {
-            return .failure(StepError(kind: "unavailable", message: "\(host) has no IPv4 or IPv6 address", retryable: true))
-        }
-        return .success(Array(Set(addresses)).sorted { $0.description < $1.description })
     }
 }

@@ -2,6 +2,8 @@ import Foundation
 import LedgerCore
 import LedgerNATS
 import LedgerProjections
+import Synchronization
+import Logging
 
 /// What became of one inbound message.
 enum InboundOutcome: Sendable, Equatable {
@@ -58,7 +60,7 @@ extension Engine {
             } catch {
                 failures += 1
                 let delay = Self.backoff(failures)
-                logger.warning("engine consumer: \(error); reopening in \(delay)")
+                logger.warning("engine consumer failed; reopening it", metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
                 subscription = nil
                 try? await Task.sleep(for: delay)
             }
@@ -102,8 +104,12 @@ extension Engine {
             inboundRetries.add(1, ordering: .relaxed)
             let delay = Self.backoff(delivered)
             logger.warning(
-                "message \(sequence) on \(message.subject) could not be handled (delivery \(delivered) of \(configuration.maxDeliveries)): \(reason); retrying in \(delay)")
-            do { try subscription.nak(message, delay: delay) } catch { logger.warning("nak failed (the message is redelivered after ack_wait): \(error)") }
+                "inbound message could not be handled; delivering it again later",
+                metadata: [
+                    LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject)", LogKey.error: "\(reason)",
+                    LogKey.delivery: "\(delivered) of \(configuration.maxDeliveries)", LogKey.delay: "\(delay)",
+                ])
+            do { try subscription.nak(message, delay: delay) } catch { logger.warning("nak failed (the message is redelivered after ack_wait)", metadata: [LogKey.error: "\(error)"]) }
         case .interrupted:
             break
         }
@@ -127,7 +133,7 @@ extension Engine {
     }
 
     func ack(_ message: NATSMessage, _ subscription: JetStreamPullSubscription) {
-        do { try subscription.ack(message) } catch { logger.warning("ack failed (the message will be redelivered): \(error)") }
+        do { try subscription.ack(message) } catch { logger.warning("ack failed (the message will be redelivered)", metadata: [LogKey.error: "\(error)"]) }
     }
 
     /// Records a refused inbound message with its reason (the message itself stays in the log at `sequence`).
@@ -135,7 +141,8 @@ extension Engine {
     @discardableResult
     func reject(_ message: NATSMessage, sequence: UInt64, reason: String) async -> Bool {
         messagesRejected.add(1, ordering: .relaxed)
-        logger.warning("refused message \(sequence) on \(message.subject): \(reason)")
+        logger.warning(
+            "refused an inbound message; recording it", metadata: [LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject)", LogKey.error: "\(reason)"])
         let body = LedgerEvent.Body.rejected(InboundMessageRejected(subject: message.subject, sequence: sequence, reason: reason, payload: message.payload))
         do {
             try await ledger.append(body, to: .rejected(sequence: sequence), expectedLastSequence: 0, id: "rejected-\(sequence)")
@@ -145,7 +152,7 @@ extension Engine {
         } catch is CancellationError {
             return false
         } catch {
-            logger.error("could not record the refusal of message \(sequence): \(error)")
+            logger.error("could not record the refusal of an inbound message", metadata: [LogKey.sequence: "\(sequence)", LogKey.error: "\(error)"])
             return false
         }
     }

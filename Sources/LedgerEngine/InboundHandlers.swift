@@ -1,6 +1,8 @@
 import Foundation
 import LedgerCore
 import LedgerNATS
+import Logging
+import LedgerProjections
 
 /// What the engine does with one type of inbound event (seed 002: one handler per event type).
 protocol InboundHandler: Sendable {
@@ -64,7 +66,7 @@ struct AssistantCommandHandler: InboundHandler {
         for entry in matches {
             let flowID = entry.record.flow_id
             let dedupKey = event.data["signal_id"]?.stringValue ?? event.id
-            let trigger = RunTrigger(kind: "event", event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
+            let trigger = RunTrigger(kind: .event, event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
             do {
                 let outcome = try await engine.startRun(
                     flowID: flowID, version: entry.version, definition: entry.definition,
@@ -104,13 +106,13 @@ struct CalendarOutcomeHandler: InboundHandler {
 
     func handle(_ event: CloudEvent<JSONValue>, at sequence: UInt64, engine: Engine) async -> InboundOutcome {
         let commandID = event.data["command_id"]?.stringValue ?? ""
-        guard let (runID, stepID, attempt) = RunDecider.parseCommandID(commandID) else {
+        guard let (runID, target, attempt) = RunDecider.parseCommandID(commandID) else {
             return .refused("command_id \"\(commandID)\" was not issued by this engine")
         }
         let result: StepResult
         if event.type == EventType.calendarCreateFailed {
             result = .failure(StepError(
-                kind: "calendar_create_failed", message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
+                kind: .calendarCreateFailed, message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
                 retryable: event.data["retryable"]?.boolValue ?? false))
         } else {
             result = .success(event.data)
@@ -129,7 +131,7 @@ struct CalendarOutcomeHandler: InboundHandler {
         }
         // Acknowledged once the run has applied it (or ignored it as late).
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            driver.send(.input(.stepResult(stepID: stepID, attempt: attempt, result: result, sourceSequence: sequence), done: { continuation.resume() }))
+            driver.send(.input(.recordResult(target, attempt: attempt, result: result, sourceSequence: sequence), done: { continuation.resume() }))
         }
         return .handled
     }

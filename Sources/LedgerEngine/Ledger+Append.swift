@@ -2,6 +2,7 @@ import Foundation
 public import LedgerCore
 public import LedgerNATS
 import Synchronization
+import Logging
 
 /// Where one of Ledgerflow's own events is appended.
 public enum EventAddress: Sendable, Equatable {

@@ -65,7 +65,7 @@ public final class Projector: Service, Sendable {
             do {
                 if try await follow(from: try store.checkpoint() + 1, until: target, onBatch: onBatch) { return }
             } catch let error as NATSError {
-                logger.warning("projector could not read the log (reopening from the checkpoint): \(error)")
+                logger.warning("projector could not read the log; reopening from the checkpoint", metadata: [LogKey.error: "\(error)"])
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
@@ -132,7 +132,7 @@ extension Projector {
                 } catch let error as NATSError where error.isWrongLastSequence {
                     continue  // recorded before (by another process, or before a restart)
                 } catch {
-                    logger.warning("could not record that log message \(row.sequence) was skipped: \(error)")
+                    logger.warning("could not record that a log message was skipped", metadata: [LogKey.sequence: "\(row.sequence)", LogKey.error: "\(error)"])
                 }
             }
         }
@@ -153,7 +153,7 @@ extension Projector {
                     failures += 1
                     self.failures.add(1, ordering: .relaxed)
                     let delay = Duration.milliseconds(250 * (1 << min(failures - 1, 7)))
-                    self.logger.error("projector failed (\(error)); restarting from the checkpoint in \(delay)")
+                    self.logger.error("projector failed; restarting from the checkpoint", metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
                     try? await Task.sleep(for: min(delay, .seconds(30)))
                 }
             }

@@ -11,7 +11,7 @@ extension Engine {
         case .stepAttemptSucceeded(let e), .compensationSucceeded(let e):
             if let action = action(of: e.step_id, body, definition), registry[action]?.kind != .local { breakers.record(action, success: true) }
         case .stepAttemptFailed(let e), .compensationFailed(let e):
-            guard e.error.kind != "circuit_open", e.error.kind != "template", e.error.kind != "cancelled" else { return }
+            guard e.error.kind != .circuitOpen, e.error.kind != .template, e.error.kind != .cancelled else { return }
             if let action = action(of: e.step_id, body, definition), registry[action]?.kind != .local { breakers.record(action, success: false) }
         default:
             break
@@ -28,14 +28,14 @@ extension Engine {
 
     /// A step's result as the run may record it: an output nested deeper than the log's documents allow is a
     /// failure of the attempt (the event could not be read back otherwise).
-    static func checked(_ input: RunInput) -> RunInput {
-        guard case .stepResult(let stepID, let attempt, .success(let output), let source) = input,
+    static func checked(_ input: RunCommand) -> RunCommand {
+        guard case .recordResult(let target, let attempt, .success(let output), let source) = input,
             output.depth > Limits.stepOutputDepth
         else { return input }
-        return .stepResult(
-            stepID: stepID, attempt: attempt,
+        return .recordResult(
+            target, attempt: attempt,
             result: .failure(StepError(
-                kind: "output_too_deep", message: "the step's output is nested more than \(Limits.stepOutputDepth) levels deep", retryable: false)),
+                kind: .outputTooDeep, message: "the step's output is nested more than \(Limits.stepOutputDepth) levels deep", retryable: false)),
             sourceSequence: source)
     }
 
@@ -44,7 +44,7 @@ extension Engine {
         let now = Timestamp.now()
         let too = problem.problem
         func failure(_ what: String, _ kind: String) -> StepError {
-            StepError(kind: "\(kind)_\(too)", message: "\(what) cannot be recorded in the log (\(problem.detail)); make it smaller", retryable: false)
+            StepError(kind: StepErrorKind("\(kind)_\(too)"), message: "\(what) cannot be recorded in the log (\(problem.detail)); make it smaller", retryable: false)
         }
         switch body {
         case .stepAttemptStarted(let e):
@@ -69,5 +69,12 @@ extension Engine {
         default:
             return nil
         }
+    }
+}
+
+extension RunState {
+    /// The run's identity as log metadata (`ledger.run.id`, `ledger.flow.id`, `ledger.flow.version`).
+    var logMetadata: Logger.Metadata {
+        [LogKey.runID: "\(run_id)", LogKey.flowID: "\(flow_id)", LogKey.flowVersion: "\(flow_version)"]
     }
 }

@@ -59,7 +59,7 @@ extension Engine {
         if let to = message.replySubject {
             if let refusal = ReplySubjectPolicy.refusal(to) {
                 replyRefused = refusal
-                logger.warning("not answering a request on \(Subjects.flowRunRequest): \(refusal)")
+                logger.warning("not answering a run request", metadata: [LogKey.subject: "\(Subjects.flowRunRequest)", LogKey.error: "\(refusal)"])
             } else {
                 try? ledger.reply(reply, to: to)
             }

@@ -3,22 +3,23 @@ public import LedgerCore
 import LedgerNATS
 import LedgerProjections
 import Logging
+import Synchronization
 
 extension Engine {
     /// Starts a run of an active flow on request (HTTP, NATS or CLI), as a manual signal with `actor`.
     public func requestRun(flowID: String, input: JSONValue, mode: RunMode, idempotencyKey: String?, actor: String) async throws -> RunStart {
         guard let record = try store.flow(flowID) else { throw EngineError.flowNotFound(flowID) }
-        guard record.status == "active", let version = record.active_version,
+        guard record.status == .active, let version = record.active_version,
             let (definition, hash) = try catalog.pinned(flowID: flowID, version: version)
         else {
-            throw EngineError.invalidState("flow \(flowID) is \(record.status); only active flows run (activate it first)")
+            throw EngineError.invalidState("flow \(flowID) is \(record.status.rawValue); only active flows run (activate it first)")
         }
         let values = definition.applyingInputDefaults(to: input)
         let problems = definition.inputProblems(values)
         if !problems.isEmpty { throw EngineError.badRequest(problems.joined(separator: "; ")) }
         // The inputs stand where a chat command's entities stand, so `{{trigger.entities.<name>}}` renders the same
         // for a manual run; the start carries them once (the input is taken from the trigger).
-        let trigger = RunTrigger(kind: "manual", event_type: nil, event_id: nil, sequence: nil, data: .object(["entities": values, "actor": .string(actor)]))
+        let trigger = RunTrigger(kind: .manual, event_type: nil, event_id: nil, sequence: nil, data: .object(["entities": values, "actor": .string(actor)]))
         return try await startRun(
             flowID: flowID, version: version, definition: definition, definitionHash: hash, trigger: trigger, input: values,
             inputFromTrigger: true,

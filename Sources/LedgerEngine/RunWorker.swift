@@ -7,10 +7,10 @@ import Synchronization
 
 /// Messages into a run's mailbox.
 enum RunMail: Sendable {
-    case input(RunInput, done: (@Sendable () -> Void)?)
+    case input(RunCommand, done: (@Sendable () -> Void)?)
     case wake
     /// An operator's command (cancel, redrive): answered with nil once its event is in the log, or the refusal.
-    case command(RunInput, reply: @Sendable (String?) -> Void)
+    case command(RunCommand, reply: @Sendable (String?) -> Void)
 }
 
 /// The handle of a run being driven: its mailbox.
@@ -69,7 +69,7 @@ extension Engine {
         let runID = loop.state.run_id
         if resume {
             for (execution, startedAt) in loop.decider.inFlight(loop.state) {
-                logger.info("run \(runID): re-sending attempt \(execution.attempt) of step \(execution.stepID) after a restart")
+                logger.info("run \(runID): re-sending attempt \(execution.attempt) of \(execution.target) after a restart")
                 execute(execution, startedAt: startedAt, &loop)
             }
         }
@@ -109,20 +109,17 @@ extension Engine {
             loop.timer = nil
             await process(.advance, &loop)
         case .command(let input, let reply):
-            if let refusal = loop.decider.refusal(loop.state, input) {
-                reply(refusal)
-                return
-            }
-            await process(input, &loop)
-            reply(nil)
+            reply(await process(input, &loop))
         }
     }
 
-    /// Decides on `input`, carries the decision out, and keeps advancing while decisions append events.
-    func process(_ input: RunInput, _ loop: inout RunLoop) async {
+    /// Decides on `input`, carries the decision out, and keeps advancing while decisions append events. Returns the
+    /// decider's refusal of `input`, if it refused it.
+    @discardableResult
+    func process(_ input: RunCommand, _ loop: inout RunLoop) async -> String? {
         var input = input
         for _ in 0..<10_000 {
-            if Task.isCancelled { return }
+            if Task.isCancelled { return nil }
             let steps = loop.decider.decide(loop.state, input, now: Date())
             var appended = false
             var conflict = false
@@ -136,13 +133,13 @@ extension Engine {
                         conflict = true
                         break decision
                     } catch is CancellationError {
-                        return  // shutting down while NATS was away; the log and a restart carry on
+                        return nil  // shutting down while NATS was away; the log and a restart carry on
                     } catch let error as UnstorableEvent {
                         // The event can never be stored: record its failure instead (a smaller event), and decide
                         // again from there; the actions that followed the refused event are not carried out.
                         guard let replacement = Self.replacement(for: body, error) else {
                             logger.error("run \(loop.state.run_id): its \(body.type) cannot be stored: \(error.detail)")
-                            return
+                            return nil
                         }
                         logger.warning("run \(loop.state.run_id): its \(body.type) cannot be stored (\(error.detail)); recording a failure instead")
                         do {
@@ -151,14 +148,14 @@ extension Engine {
                             break decision
                         } catch {
                             logger.error("run \(loop.state.run_id): could not record that its \(body.type) could not be stored: \(error)")
-                            return
+                            return nil
                         }
                     } catch {
                         // Refused by JetStream for another reason (resources, say): try again later from the log's
                         // state; the run is never left waiting for nothing.
                         logger.error("run \(loop.state.run_id): JetStream refused its \(body.type) (\(error)); deciding again in 5 s")
                         schedule(Date().addingTimeInterval(5), &loop)
-                        return
+                        return nil
                     }
                 case .execute(let execution):
                     execute(execution, startedAt: Date(), &loop)
@@ -166,6 +163,8 @@ extension Engine {
                     await publishOutput(output, &loop)
                 case .wakeUp(let at):
                     schedule(at, &loop)
+                case .refuse(let reason):
+                    return reason
                 }
             }
             if conflict {
@@ -181,9 +180,10 @@ extension Engine {
                 continue
             }
             input = .advance
-            if !appended || loop.state.status.isTerminal { return }
+            if !appended || loop.state.status.isTerminal { return nil }
         }
         logger.error("run \(loop.state.run_id): the decider kept producing events; stopping this pass")
+        return nil
     }
 
     func append(_ body: LedgerEvent.Body, _ loop: inout RunLoop) async throws {
@@ -212,15 +212,15 @@ extension Engine {
         let driver = loop.driver
         let executor = self.executor
         if execution.action != "http.request", let refusal = breakers.refuse(execution.action) {
-            driver.send(.input(.stepResult(
-                stepID: execution.stepID, attempt: execution.attempt,
-                result: .failure(StepError(kind: "circuit_open", message: refusal, retryable: true)), sourceSequence: nil), done: nil))
+            driver.send(.input(.recordResult(
+                execution.target, attempt: execution.attempt,
+                result: .failure(StepError(kind: .circuitOpen, message: refusal, retryable: true)), sourceSequence: nil), done: nil))
             return
         }
         loop.executions.removeAll { $0.isCancelled }
         loop.executions.append(Task {
             await executor.execute(execution, startedAt: startedAt) { result in
-                driver.send(.input(.stepResult(stepID: execution.stepID, attempt: execution.attempt, result: result, sourceSequence: nil), done: nil))
+                driver.send(.input(.recordResult(execution.target, attempt: execution.attempt, result: result, sourceSequence: nil), done: nil))
             }
         })
     }

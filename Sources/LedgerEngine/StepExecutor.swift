@@ -40,7 +40,7 @@ final class StepExecutor: Sendable {
     /// Starts the attempt; `report` is called with its result when the engine itself produces one.
     func execute(_ execution: StepExecution, startedAt: Date, report: @escaping @Sendable (StepResult) -> Void) async {
         guard let spec = registry[execution.action] else {
-            report(.failure(StepError(kind: "unknown_action", message: "action \(execution.action) is not in the registry", retryable: false)))
+            report(.failure(StepError(kind: .unknownAction, message: "action \(execution.action) is not in the registry", retryable: false)))
             return
         }
         do {
@@ -65,7 +65,7 @@ final class StepExecutor: Sendable {
         } catch let error as StepError {
             report(.failure(error))
         } catch {
-            report(.failure(StepError(kind: "unavailable", message: "\(error)", retryable: true)))
+            report(.failure(StepError(kind: .unavailable, message: "\(error)", retryable: true)))
         }
     }
 
@@ -80,7 +80,7 @@ final class StepExecutor: Sendable {
 
     func sendCommand(_ execution: StepExecution, subject: String, type: String) async throws {
         let event = CloudEvent(
-            id: execution.commandID, type: type, runid: execution.runID, stepid: execution.stepID,
+            id: execution.commandID, type: type, runid: execution.runID, stepid: execution.target.wireID,
             correlationid: execution.runID, data: commandData(execution))
         // Its id is the command id: a command re-sent after a restart is stored once.
         try await ledger.send(event, on: subject, retry: .once)
@@ -91,7 +91,7 @@ final class StepExecutor: Sendable {
         let cacheKey = query.compactJSON
         if let hit = discoveryCache.get(cacheKey) { return .success(hit) }
         let event = CloudEvent(
-            id: execution.commandID, type: "DiscoverySearch", runid: execution.runID, stepid: execution.stepID,
+            id: execution.commandID, type: "DiscoverySearch", runid: execution.runID, stepid: execution.target.wireID,
             correlationid: execution.runID, data: query)
         do {
             let timeout = max(0.05, execution.deadline.timeIntervalSinceNow)
@@ -100,16 +100,16 @@ final class StepExecutor: Sendable {
             let answer = try JSONTree.decode(CloudEvent<JSONValue>.self, from: reply, maxDepth: Limits.stepOutputDepth)
             if let problem = answer.data["error"] {
                 let detail = problem["detail"]?.stringValue ?? problem["title"]?.stringValue ?? problem.compactJSON
-                return .failure(StepError(kind: "refused", message: "\(subject) refused the request: \(detail)", retryable: (problem["status"]?.numberValue ?? 500) >= 500))
+                return .failure(StepError(kind: .refused, message: "\(subject) refused the request: \(detail)", retryable: (problem["status"]?.numberValue ?? 500) >= 500))
             }
             discoveryCache.set(cacheKey, answer.data, size: reply.count)
             return .success(answer.data)
         } catch let error as StepError {
             return .failure(error)
         } catch let error as NATSError {
-            return .failure(StepError(kind: error.isTimeout ? "timeout" : "unavailable", message: "\(subject): \(error.message)", retryable: true))
+            return .failure(StepError(kind: error.isTimeout ? .timeout : .unavailable, message: "\(subject): \(error.message)", retryable: true))
         } catch {
-            return .failure(StepError(kind: "bad_reply", message: "\(subject) answered with something that is not a CloudEvent: \(error)", retryable: true))
+            return .failure(StepError(kind: .badReply, message: "\(subject) answered with something that is not a CloudEvent: \(error)", retryable: true))
         }
     }
 
@@ -117,34 +117,34 @@ final class StepExecutor: Sendable {
         switch execution.action {
         case "notify":
             let event = CloudEvent(
-                id: execution.commandID, type: EventType.notificationRequested, runid: execution.runID, stepid: execution.stepID,
+                id: execution.commandID, type: EventType.notificationRequested, runid: execution.runID, stepid: execution.target.wireID,
                 correlationid: execution.runID, data: commandData(execution))
             try await ledger.send(event, on: Subjects.notificationSend, retry: .once)
             return .success(["notification_id": .string(execution.commandID), "status": "queued"])
         case "emit":
             guard let subject = execution.request["subject"]?.stringValue, let type = execution.request["type"]?.stringValue else {
-                throw StepError(kind: "bad_request", message: "emit needs with.subject and with.type", retryable: false)
+                throw StepError(kind: .badRequest, message: "emit needs with.subject and with.type", retryable: false)
             }
             // The definition's subject was checked at registration; the rendered one is checked again here.
             if let why = EmitSubjectPolicy.refusal(subject, allowed: outbound.emitAllow) {
-                throw StepError(kind: "forbidden_subject", message: "emit refused: \(why)", retryable: false)
+                throw StepError(kind: .forbiddenSubject, message: "emit refused: \(why)", retryable: false)
             }
             guard !type.isEmpty, type.utf8.count <= Limits.identifierBytes,
                 !type.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control })
             else {
                 throw StepError(
-                    kind: "bad_request", message: "emit's with.type must be a CloudEvents type of 1 to \(Limits.identifierBytes) visible characters, e.g. OrderShipped",
+                    kind: .badRequest, message: "emit's with.type must be a CloudEvents type of 1 to \(Limits.identifierBytes) visible characters, e.g. OrderShipped",
                     retryable: false)
             }
             let event = CloudEvent(
-                id: execution.commandID, type: type, runid: execution.runID, stepid: execution.stepID, correlationid: execution.runID,
+                id: execution.commandID, type: type, runid: execution.runID, stepid: execution.target.wireID, correlationid: execution.runID,
                 data: execution.request["data"] ?? .null)
             try await ledger.send(event, on: subject, retry: .once)
             return .success(["subject": .string(subject), "event_id": .string(execution.commandID)])
         case "http.request":
             return try await http.perform(execution)
         default:
-            throw StepError(kind: "unknown_action", message: "no executor for \(execution.action)", retryable: false)
+            throw StepError(kind: .unknownAction, message: "no executor for \(execution.action)", retryable: false)
         }
     }
 }
@@ -154,7 +154,7 @@ extension StepExecutor {
     /// `with.ms`, as rendered. Anything else (a template that rendered to `infs`, text where a number belongs) fails
     /// the step saying what was wrong; it never waits some other time.
     static func delaySeconds(_ request: JSONValue) throws -> Double {
-        func refuse(_ message: String) -> StepError { StepError(kind: "bad_request", message: message, retryable: false) }
+        func refuse(_ message: String) -> StepError { StepError(kind: .badRequest, message: message, retryable: false) }
         let seconds: Double
         if let duration = request["duration"], duration != .null {
             guard case .string(let text) = duration else { throw refuse("delay's with.duration must be text such as 30s, not \(duration.compactJSON.prefix(40))") }
@@ -183,7 +183,7 @@ extension StepExecutor {
     static func checkSize(_ bytes: Int, of what: String) throws {
         if bytes > maxOutputBytes {
             throw StepError(
-                kind: "output_too_large",
+                kind: .outputTooLarge,
                 message: "\(what) is \(bytes) bytes; a step's output is recorded in the log and may be at most \(maxOutputBytes) bytes",
                 retryable: false)
         }

@@ -5,6 +5,7 @@ import LedgerEngine
 import LedgerNATS
 import LedgerProjections
 import Logging
+import LedgerLMDB
 
 struct Replay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -80,7 +81,7 @@ struct Replay: AsyncParsableCommand {
     static func essentials(_ body: LedgerEvent.Body) -> String {
         switch body {
         case .runStarted(let e):
-            return "\(e.flow_id) v\(e.flow_version) \(e.mode.rawValue) by \(e.actor), trigger \(e.trigger.kind)\(e.trigger.event_type.map { " \($0)" } ?? "")\(e.trigger.sequence.map { " @\($0)" } ?? "")"
+            return "\(e.flow_id) v\(e.flow_version) \(e.mode.rawValue) by \(e.actor), trigger \(e.trigger.kind.rawValue)\(e.trigger.event_type.map { " \($0)" } ?? "")\(e.trigger.sequence.map { " @\($0)" } ?? "")"
         case .stepAttemptStarted(let e):
             return "step \(e.step_id) attempt \(e.attempt), command \(e.command_id ?? "-"), key \(e.idempotency_key)"
         case .stepAttemptSucceeded(let e):

@@ -6,6 +6,8 @@ import LedgerDevServices
 import LedgerEngine
 import Logging
 import ServiceLifecycle
+import UnixSignals
+import LedgerProjections
 
 @main
 struct Ledgerflow: AsyncParsableCommand {
@@ -85,7 +87,7 @@ struct ExampleFlows: Service {
                 guard let id = json["id"]?.stringValue else { continue }
                 if try admin.store.flow(id) == nil { _ = try await admin.register(json, actor: "ledgerflow-dev") }
                 let record = try await admin.activate(id, actor: "ledgerflow-dev")
-                print("  flow        \(id) v\(record.current_version) \(record.status) (from \(directory)/\(file))")
+                print("  flow        \(id) v\(record.current_version) \(record.status.rawValue) (from \(directory)/\(file))")
                 fflush(nil)
             } catch {
                 logger.warning("example \(file) was not loaded: \(error)")

@@ -33,7 +33,7 @@ import Testing
 
     @Test func engineEventsRoundTripThroughTheEnvelope() throws {
         let body = LedgerEvent.Body.stepAttemptFailed(StepAttemptFailed(
-            step_id: "s", attempt: 2, error: StepError(kind: "timeout", message: "late", retryable: true),
+            step_id: "s", attempt: 2, error: StepError(kind: .timeout, message: "late", retryable: true),
             started_at: "2026-11-23T10:00:00.000Z", finished_at: "2026-11-23T10:00:01.000Z", retry_at: "2026-11-23T10:00:02.000Z"))
         let payload = try body.encode(id: "i", time: "2026-11-23T10:00:01.000Z", runid: "r", flowid: "f", flowversion: 3, codec: codec)
         let event = try codec.decode(LedgerEvent.self, from: payload)

@@ -186,14 +186,13 @@ import Testing
     // MARK: Dry runs
 
     @Test func aDryRunRecordsHeaderNamesButNotTheirValues() throws {
-        let definition = DeciderTests().flow([
+        let definition = DeciderTests.flow([
             StepDefinition(id: "call", action: "http.request", with: [
                 "method": "POST", "url": "https://api.example.com/x",
                 "headers": ["Authorization": "Bearer {{trigger.user.id}}-secret", "X-Api-Key": "k-123"], "body": ["a": 1],
             ])
         ], output: ["text": "ok"])
-        let run = DeciderTests.Run(definition, mode: .dry)
-        let steps = RunDecider(definition: definition).decide(run.state, .advance, now: Date(timeIntervalSince1970: 1_795_000_000))
+        let steps = RunScenario(definition, mode: .dry).when(.advance).actions
         var output: JSONValue?
         for case .append(.stepAttemptSucceeded(let success)) in steps { output = success.output }
         let recorded = try #require(output)

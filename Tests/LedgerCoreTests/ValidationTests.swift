@@ -48,7 +48,7 @@ import Testing
     }
 
     @Test func retryBackoffGrowsAndIsCapped() {
-        let policy = RetryPolicy(max_attempts: 5, backoff: "exponential", initial_ms: 100, max_ms: 1000, jitter: false)
+        let policy = RetryPolicy(max_attempts: 5, backoff: .exponential, initial_ms: 100, max_ms: 1000, jitter: false)
         #expect((1...5).map { policy.delayMillis(after: $0, random: 0.5) } == [100, 200, 400, 800, 1000])
         let jittered = RetryPolicy(initial_ms: 100, max_ms: 1000)
         #expect(jittered.delayMillis(after: 2, random: 0) == 100)

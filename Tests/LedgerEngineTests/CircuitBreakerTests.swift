@@ -41,7 +41,7 @@ import Testing
             try StepExecutor.checkSize(StepExecutor.maxOutputBytes + 1, of: "the response of GET http://h/")
             Issue.record("accepted an output larger than the limit")
         } catch let error as StepError {
-            #expect(error.kind == "output_too_large")
+            #expect(error.kind == .outputTooLarge)
             #expect(!error.retryable)
             #expect(error.message.contains("the response of GET http://h/ is 524289 bytes"))
         } catch {

@@ -2,6 +2,7 @@ import Foundation
 import LedgerCore
 import LedgerDevServices
 @testable import LedgerEngine
+import LedgerLMDB
 import LedgerNATS
 import LedgerProjections
 import LedgerTestSupport
@@ -141,7 +142,7 @@ extension Integration {
                 let definition = try FlowValidator.validate(Fixtures.calendarCreateEvent).get()
                 let again = try await amnesiac.startRun(
                     flowID: "calendar-create-event", version: 1, definition: definition, definitionHash: DefinitionHash.of(definition),
-                    trigger: RunTrigger(kind: "event", event_id: "a9"),
+                    trigger: RunTrigger(kind: .event, event_id: "a9"),
                     input: [:], mode: .live, actor: "user:u-1", dedupKey: "sig-1", messageID: nil, channel: nil)
                 #expect(again == .duplicate(runID: DerivedID.uuid("calendar-create-event/sig-1")))
                 #expect(try stack.runs().count == 2)

@@ -132,7 +132,7 @@ extension Integration {
                 let run = try #require(try await stack.waitForRuns(1).first)
                 let attempts = try #require(run.step("a")?.attempts)
                 #expect(attempts.map(\.status) == [.failed, .failed, .succeeded])
-                #expect(attempts[0].error?.kind == "calendar_create_failed")
+                #expect(attempts[0].error?.kind == .calendarCreateFailed)
                 #expect(attempts[0].retry_at != nil)
                 #expect(stack.calendar.eventsCreated == 1)
                 #expect(stack.calendar.commandsReceived == 3)
@@ -184,7 +184,7 @@ extension Integration {
                 #expect(accepted == 202)
                 let run = try #require(try await stack.waitForRuns(1, status: .cancelled).first)
                 #expect(run.step("wait")?.status == .failed)
-                #expect(run.step("wait")?.attempts.last?.error?.kind == "cancelled")
+                #expect(run.step("wait")?.attempts.last?.error?.kind == .cancelled)
                 #expect(run.step("note")?.status == .compensated)
                 #expect(run.error?.message.contains("user changed plans") == true)
                 let (again, problem) = try await stack.http("POST", "/automation/runs/\(runID)/cancel")
@@ -229,7 +229,7 @@ extension Integration {
                 ], retry: ["max_attempts": 1]))
                 try publish(stack, intent: "redrive", id: "redrive-1")
                 let failed = try #require(try await stack.waitForRuns(1, status: .failed).first)
-                #expect(failed.step("check")?.attempts.first?.error?.kind == "http_404")
+                #expect(failed.step("check")?.attempts.first?.error?.kind == .http(404))
                 #expect(try await stack.http("GET", "/automation/dlq").1[path: "dead_letters.0.failed_step"] == "check")
                 // Make the endpoint answer, then redrive from the failed step.
                 try await register(stack, Self.flow("needed-later", intent: "unused", steps: [["id": "x", "action": "transform", "with": ["value": 1]]]))
@@ -259,8 +259,8 @@ extension Integration {
                 }
                 let runs = try await stack.waitForRuns(7, status: .failed)
                 let kinds = runs.compactMap { $0.step("call")?.attempts.first?.error?.kind }
-                #expect(kinds.filter { $0 == "unavailable" }.count >= 5)
-                #expect(kinds.contains("circuit_open"), "\(kinds)")
+                #expect(kinds.filter { $0 == .unavailable }.count >= 5)
+                #expect(kinds.contains(.circuitOpen), "\(kinds)")
                 #expect(stack.engine.breakers.state("http.request:127.0.0.1:\(closed)") == "open")
             }
         }

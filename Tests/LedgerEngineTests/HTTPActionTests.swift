@@ -151,7 +151,7 @@ extension Integration {
 
                 let refused = try await run(stack, Self.flow("redirect-refused", [Self.call("plain", "\(service.base)/redirect")]))
                 #expect(refused.status == .failed)
-                #expect(error(refused, "plain")?.kind == "http_302")
+                #expect(error(refused, "plain")?.kind == .http(302))
                 #expect(error(refused, "plain")?.retryable == false)
                 #expect(error(refused, "plain")?.message.contains("follow_redirects") == true, "\(error(refused, "plain")?.message ?? "")")
 
@@ -174,7 +174,7 @@ extension Integration {
                     Self.call("follow", "\(service.base)/redirect-to-metadata", extra: ["follow_redirects": true])
                 ]))
                 #expect(metadata.status == .failed)
-                #expect(error(metadata, "follow")?.kind == "forbidden_address")
+                #expect(error(metadata, "follow")?.kind == .forbiddenAddress)
                 #expect(error(metadata, "follow")?.message.contains("169.254.169.254") == true)
 
                 // Credentials are not carried to another origin (localhost is another origin than 127.0.0.1).
@@ -188,7 +188,7 @@ extension Integration {
                 let loop = try await run(stack, Self.flow("redirect-loop", [
                     Self.call("follow", "\(service.base)/redirect-loop", extra: ["follow_redirects": true])
                 ]))
-                #expect(error(loop, "follow")?.kind == "too_many_redirects")
+                #expect(error(loop, "follow")?.kind == .tooManyRedirects)
                 #expect(service.count("/redirect-loop") == HTTPAction.maxRedirects + 1)
             }
         }
@@ -204,7 +204,7 @@ extension Integration {
                 // fail with a timeout instead).
                 let streamed = try await run(stack, Self.flow("too-large", [Self.call("big", "\(service.base)/big")]))
                 #expect(streamed.status == .failed)
-                #expect(error(streamed, "big")?.kind == "output_too_large")
+                #expect(error(streamed, "big")?.kind == .outputTooLarge)
                 #expect(error(streamed, "big")?.retryable == false)
                 #expect(error(streamed, "big")?.message.contains("\(Limits.stepOutputBytes)") == true)
                 let finishedAfterStreamed = service.bigFinished.load(ordering: .acquiring)
@@ -212,7 +212,7 @@ extension Integration {
 
                 // A declared Content-Length over the limit fails before the body is read.
                 let declared = try await run(stack, Self.flow("too-large-declared", [Self.call("big", "\(service.base)/big-declared")]))
-                #expect(error(declared, "big")?.kind == "output_too_large")
+                #expect(error(declared, "big")?.kind == .outputTooLarge)
                 #expect(error(declared, "big")?.message.contains("Content-Length") == true)
                 let finishedAfterDeclared = service.bigFinished.load(ordering: .acquiring)
                 #expect(!finishedAfterDeclared)
@@ -236,7 +236,7 @@ extension Integration {
                     let refused = try await run(stack, Self.flow("refused-\(i)", [Self.call("call", target)]))
                     let failure = error(refused, "call")
                     #expect(refused.status == .failed)
-                    #expect(failure?.kind == "forbidden_address", "\(target): \(failure.map { "\($0)" } ?? "no error")")
+                    #expect(failure?.kind == .forbiddenAddress, "\(target): \(failure.map { "\($0)" } ?? "no error")")
                     #expect(failure?.retryable == false)
                     #expect(failure?.message.contains("--http-allow") == true && failure?.message.contains("LEDGERFLOW_HTTP_ALLOW") == true)
                     messages.append(failure?.message ?? "")
@@ -261,14 +261,14 @@ extension Integration {
                 #expect(allowed.step("named")?.output?[path: "body.host"] == .string("localhost:\(service.port)"))
                 #expect(allowed.step("named")?.output?[path: "body.authorization"] == "Bearer t")
                 let otherPort = try await run(stack, Self.flow("other-port", [Self.call("call", "http://localhost:\(LocalNATSServer.freePort())/echo")]))
-                #expect(error(otherPort, "call")?.kind == "forbidden_address", "the entry names one port")
+                #expect(error(otherPort, "call")?.kind == .forbiddenAddress, "the entry names one port")
                 let byAddress = try await run(stack, Self.flow("by-address", [Self.call("call", "http://127.0.0.1:\(service.port)/echo")]))
-                #expect(error(byAddress, "call")?.kind == "forbidden_address", "the entry names the host, not its address")
+                #expect(error(byAddress, "call")?.kind == .forbiddenAddress, "the entry names the host, not its address")
                 // HTTPS goes through a client pinned to the checked address (and shut down after the request): here the
                 // plain-HTTP service cannot complete a TLS handshake, so the attempt fails as unavailable, not refused
                 // (AsyncHTTPClient retries a failed connection until its 10 s connect timeout: this step takes that long).
                 let tls = try await run(stack, Self.flow("pinned-tls", [Self.call("call", "https://localhost:\(service.port)/echo")]))
-                #expect(error(tls, "call")?.kind == "unavailable", "\(error(tls, "call").map { "\($0)" } ?? "no error")")
+                #expect(error(tls, "call")?.kind == .unavailable, "\(error(tls, "call").map { "\($0)" } ?? "no error")")
                 #expect(error(tls, "call")?.retryable == true)
                 #expect(service.count("/echo") == 1)
             }
@@ -295,7 +295,7 @@ extension Integration {
                     ["id": "forge", "action": "emit", "with": ["subject": .string(Subjects.assistantCommandIssued), "type": "AssistantCommandIssued", "data": ["intent": "x"]]]
                 ]))
                 #expect(inbound.status == .failed)
-                #expect(error(inbound, "forge")?.kind == "forbidden_subject")
+                #expect(error(inbound, "forge")?.kind == .forbiddenSubject)
                 #expect(error(inbound, "forge")?.message.contains("--emit-allow") == true)
                 #expect(try await stack.ledger.read(subject: Subjects.assistantCommandIssued).isEmpty, "nothing was published")
 
@@ -330,7 +330,7 @@ extension Integration {
 @Suite struct HTTPActionInputTests {
     func execution(_ with: JSONValue) -> StepExecution {
         StepExecution(
-            runID: "r", stepID: "s", attempt: 1, action: "http.request", request: with, idempotencyKey: "r/s", commandID: "r/s/1",
+            runID: "r", target: .step("s"), attempt: 1, action: "http.request", request: with, idempotencyKey: "r/s", commandID: "r/s/1",
             deadline: Date().addingTimeInterval(30), onBehalfOf: .null)
     }
 
@@ -365,7 +365,7 @@ extension Integration {
         do {
             _ = try Target(url)
         } catch {
-            #expect(error.kind == "bad_request" && !error.retryable)
+            #expect(error.kind == .badRequest && !error.retryable)
             #expect(error.message.contains("http.request url"), "says which input: \(error.message)")
         }
     }
@@ -392,7 +392,7 @@ extension Integration {
         ]
         for (with, mention) in cases {
             let error = refusal(with)
-            #expect(error?.kind == "bad_request", "\(with.compactJSON)")
+            #expect(error?.kind == .badRequest, "\(with.compactJSON)")
             #expect(error?.message.contains(mention) == true, "\(error?.message ?? "accepted") should mention \(mention)")
         }
         #expect(refusal(["url": url, "expected_status": [200, 302], "method": "post", "headers": ["X-N": 5, "X-B": true], "body": ["a": 1]]) == nil)

@@ -204,7 +204,7 @@ extension Integration {
                 try stack.outside.publish(subject: Subjects.assistantCommandIssued, payload: try envelope(id: "big-1", data: data))
                 let run = try #require(try await stack.waitForRuns(1, status: .failed).first)
                 let kind = run.step("grow")?.attempts.last?.error?.kind
-                #expect(kind == "request_too_large" || kind == "output_too_large")
+                #expect(kind == .requestTooLarge || kind == .outputTooLarge)
                 // The run's start carried the entity once (its input is taken from the trigger, not copied).
                 let started = try #require(try await stack.ledger.read(subject: Subjects.run(run.run_id)).first)
                 #expect(started.payload.count < 250 * 1024)
@@ -308,7 +308,7 @@ extension Integration {
                 _ = try await stack.ledger.append(OutgoingMessage(subject: Subjects.run(runID), payload: first.payload))
                 let forged = LedgerEvent.Body.runStarted(FlowRunStarted(
                     run_id: runID, flow_id: "calendar-create-event", flow_version: 1, definition_hash: "h", mode: .live,
-                    trigger: RunTrigger(kind: "event"), actor: "x", input: [:], step_ids: [], dedup_key: "another-signal", message_id: nil, channel: nil))
+                    trigger: RunTrigger(kind: .event), actor: "x", input: [:], step_ids: [], dedup_key: "another-signal", message_id: nil, channel: nil))
                 _ = try await stack.ledger.append(OutgoingMessage(
                     subject: Subjects.run(runID), payload: try forged.encode(id: "forged", time: Timestamp.now(), runid: runID, flowid: nil, flowversion: nil, codec: EventCodec())))
                 let run = try #require(try await stack.waitForRuns(1).first)
@@ -325,9 +325,9 @@ extension Integration {
                 let old: JSONValue = ["id": "old", "trigger": ["interval": "400d"], "steps": [["id": "t", "action": "transform", "with": ["value": 1]]]]
                 let bodies: [(String, LedgerEvent.Body)] = [
                     (Subjects.flow("old"), .flowVersionRecorded(FlowVersionRecorded(flow_id: "old", version: 1, definition: old, definition_hash: "h", actor: "v0"))),
-                    (Subjects.flow("old"), .flowStatusChanged(FlowStatusChanged(flow_id: "old", version: 1, actor: "v0", status: "active"))),
+                    (Subjects.flow("old"), .flowStatusChanged(FlowStatusChanged(flow_id: "old", version: 1, actor: "v0", status: .active))),
                     (Subjects.run("old-run"), .runStarted(FlowRunStarted(
-                        run_id: "old-run", flow_id: "old", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: "manual"),
+                        run_id: "old-run", flow_id: "old", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: .manual),
                         actor: "v0", input: [:], step_ids: ["t"], dedup_key: nil, message_id: nil, channel: nil))),
                 ]
                 for (subject, body) in bodies {
@@ -361,7 +361,7 @@ extension Integration {
                 let failed = try await stack.waitForRuns(3, status: .failed)
                 for run in failed {
                     let error = try #require(run.step("pause")?.attempts.last?.error)
-                    #expect(error.kind == "bad_request")
+                    #expect(error.kind == .badRequest)
                     #expect(error.message.contains("with.duration"))
                 }
             }

@@ -11,7 +11,7 @@ import Testing
 
     func started(_ runID: String) -> LedgerEvent.Body {
         .runStarted(FlowRunStarted(
-            run_id: runID, flow_id: "f", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: "manual"),
+            run_id: runID, flow_id: "f", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: .manual),
             actor: "a", input: [:], step_ids: ["s"], dedup_key: nil, message_id: nil, channel: nil))
     }
 
@@ -78,7 +78,7 @@ import Testing
     }
 
     @Test func aStartTakingItsInputFromTheTriggerCarriesTheEntitiesOnce() {
-        let trigger = RunTrigger(kind: "event", data: ["entities": ["title": "T", "big": .string(String(repeating: "b", count: 1000))]])
+        let trigger = RunTrigger(kind: .event, data: ["entities": ["title": "T", "big": .string(String(repeating: "b", count: 1000))]])
         let (stored, source) = FlowRunStarted.input(["title": "T", "big": .string(String(repeating: "b", count: 1000)), "extra": 1], over: trigger)
         #expect(stored == ["extra": 1])
         #expect(source == FlowRunStarted.inputFromTriggerEntities)

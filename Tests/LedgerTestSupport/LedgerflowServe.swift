@@ -1,4 +1,5 @@
 public import Foundation
+import LedgerCore
 import LedgerDevServices
 import LedgerEngine
 

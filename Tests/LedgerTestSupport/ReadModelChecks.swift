@@ -1,4 +1,5 @@
 import LedgerEngine
+import LedgerLMDB
 public import LedgerNATS
 public import Testing
 

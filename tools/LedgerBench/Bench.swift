@@ -6,6 +6,7 @@ import Histogram
 import LedgerCore
 import LedgerDevServices
 import LedgerEngine
+import LedgerLMDB
 import LedgerNATS
 import LedgerTestSupport
 import Logging
@@ -301,7 +302,7 @@ struct Bench {
             switch i % perRun {
             case 0:
                 body = .runStarted(FlowRunStarted(
-                    run_id: run, flow_id: "bench", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: "event"),
+                    run_id: run, flow_id: "bench", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: .event),
                     actor: "bench", input: ["n": .number(Double(i))], step_ids: ["a", "b", "c"], dedup_key: "signal-\(i / perRun)", message_id: nil, channel: nil))
             case 4: body = .runSucceeded(FlowRunSucceeded(output: ["text": "done"]))
             default: return Self.event(i, run: run)

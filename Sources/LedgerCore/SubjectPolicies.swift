@@ -1,0 +1,104 @@
+import Foundation
+
+/// Which subjects `emit` may publish on. A pure function, used at definition validation and again at run time.
+public enum EmitSubjectPolicy {
+    public static let maxBytes = 256
+
+    /// The engine's inbound subjects: publishing there would feed a run's own events back into the engine.
+    public static let engineInbound = [Subjects.assistantCommandIssued, Subjects.calendarEvents, Subjects.flowRunRequest]
+
+    /// Why `emit` may not publish on `subject`, or nil when it may. `allowed` lists inbound subjects the operator
+    /// permits (`--emit-allow`); `checkInbound: false` skips that rule (definitions are checked before the engine's
+    /// settings are known).
+    public static func refusal(_ subject: String, allowed: [String] = [], checkInbound: Bool = true) -> String? {
+        let shown = subject.count > 80 ? "\"\(subject.prefix(80))…\"" : "\"\(subject)\""
+        if subject.isEmpty { return "the subject is empty: write the subject to publish on, e.g. orders.shipped" }
+        if subject.utf8.count > maxBytes {
+            return "the subject \(shown) is \(subject.utf8.count) bytes; a subject may be at most \(maxBytes) bytes"
+        }
+        if let bad = subject.unicodeScalars.first(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control || $0.properties.generalCategory == .format }) {
+            return "the subject \(shown) holds a space or control character (U+\(String(bad.value, radix: 16, uppercase: true))); "
+                + "a subject is tokens of visible characters separated by \".\""
+        }
+        let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+        if tokens.contains(where: \.isEmpty) {
+            return "the subject \(shown) has an empty token (a leading or trailing \".\", or \"..\"); write tokens separated by single dots"
+        }
+        if subject.contains("*") || subject.contains(">") {
+            return "the subject \(shown) holds a wildcard (\"*\" or \">\"); a published event needs one concrete subject"
+        }
+        if subject.hasPrefix("$") {
+            return "the subject \(shown) is a NATS system or API subject ($JS, $KV, $O, $SYS, ...); emit may not publish there, "
+                + "choose an application subject such as orders.shipped"
+        }
+        if subject.uppercased().hasPrefix("_INBOX") {
+            return "the subject \(shown) is a reply inbox (_INBOX...); emit may not answer other clients' requests, choose an application subject"
+        }
+        if tokens[0] == "ledger" {
+            return "the subject \(shown) is under ledger.>, Ledgerflow's own log; emit may not write there, choose an application subject"
+        }
+        if checkInbound, let inbound = engineInbound.first(where: { subjectMatches(pattern: $0, subject: subject) }),
+            !allowed.contains(where: { subjectMatches(pattern: $0, subject: subject) })
+        {
+            return "the subject \(shown) is one the engine consumes (\(inbound)), so the event would feed back into Ledgerflow; "
+                + "choose another subject, or start the engine with --emit-allow \(subject) (or LEDGERFLOW_EMIT_ALLOW) if this is meant"
+        }
+        return nil
+    }
+
+    /// Checks an `--emit-allow` entry: a subject, wildcards allowed as whole tokens.
+    public static func allowEntryProblem(_ entry: String) -> String? {
+        let tokens = entry.split(separator: ".", omittingEmptySubsequences: false)
+        if entry.isEmpty || tokens.contains(where: \.isEmpty) { return "emit allowlist entry \"\(entry)\" has an empty token" }
+        if let bad = tokens.enumerated().first(where: { i, t in
+            (t.contains("*") && t != "*") || (t.contains(">") && (t != ">" || i != tokens.count - 1))
+        }) {
+            return "emit allowlist entry \"\(entry)\": \"\(bad.element)\" is not a valid token (\"*\" and \">\" stand alone, \">\" last)"
+        }
+        if entry.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
+            return "emit allowlist entry \"\(entry)\" holds a space or control character"
+        }
+        return nil
+    }
+}
+
+/// Where the engine may send a reply to a request (`automation.flow.run`): the requester chooses the reply subject,
+/// so it must not be a subject the log stores or a NATS API subject, or a request could write into the log (or
+/// drive JetStream) with the engine's credentials.
+public enum ReplySubjectPolicy {
+    public static func refusal(_ subject: String) -> String? {
+        let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+        if subject.isEmpty || subject.utf8.count > EmitSubjectPolicy.maxBytes || tokens.contains(where: \.isEmpty)
+            || subject.contains("*") || subject.contains(">")
+            || subject.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control })
+        {
+            return "the reply subject is not a valid subject"
+        }
+        if subject.hasPrefix("$") { return "the reply subject is a NATS system or API subject" }
+        if let stored = Subjects.streamSubjects.first(where: { subjectMatches(pattern: $0, subject: subject) }) {
+            return "the reply subject is stored in the log (\(stored))"
+        }
+        return nil
+    }
+}
+
+/// NATS subject matching with `*` and `>`.
+public func subjectMatches(pattern: String, subject: String) -> Bool {
+    let p = pattern.split(separator: ".", omittingEmptySubsequences: false)
+    let s = subject.split(separator: ".", omittingEmptySubsequences: false)
+    for (i, token) in p.enumerated() {
+        if token == ">" { return s.count > i }
+        guard i < s.count else { return false }
+        if token != "*" && token != s[i] { return false }
+    }
+    return p.count == s.count
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}
