@@ -123,7 +123,11 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "LedgerAPITests",
-            dependencies: ["LedgerCore", "LedgerAPI", "LedgerTestSupport"],
+            dependencies: [
+                "LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerAPI", "LedgerDevServices", "LedgerTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "LedgerflowTests",

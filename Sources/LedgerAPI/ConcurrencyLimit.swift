@@ -20,11 +20,8 @@ public struct ConcurrencyLimitMiddleware<Context: RequestContext>: RouterMiddlew
         let now = inFlight.count.add(1, ordering: .relaxed).newValue
         defer { inFlight.count.subtract(1, ordering: .relaxed) }
         guard now <= limit else {
-            var problem = Problem(
-                .serviceUnavailable, code: "unavailable", title: "Too many requests at once",
-                detail: "The server is handling \(limit) requests already; retry shortly.")
-            problem.retryAfter = 1
-            throw problem
+            throw Problem.unavailable(
+                title: "Too many requests at once", "The server is handling \(limit) requests already; retry shortly.")
         }
         return try await next(request, context)
     }

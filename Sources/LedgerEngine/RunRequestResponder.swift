@@ -34,7 +34,7 @@ extension Engine {
             InboundFields.identifierProblem(event.data, ["flow_id", "idempotency_key", "mode"], type: event.type).map { .failure(EnvelopeProblem($0)) } ?? .success(event)
         }) {
         case .failure(let problem):
-            answer = ["error": Self.problem(400, "bad_request", problem.reason)]
+            answer = ["error": Problem.badRequest(problem.reason).json]
         case .success(let event):
             requestEvent = event
             let mode: RunMode = event.data["mode"]?.stringValue == "dry_run" ? .dry : .live
@@ -44,14 +44,8 @@ extension Engine {
                     idempotencyKey: event.data["idempotency_key"]?.stringValue, actor: "service:\(event.source)")
                 answer = ["run_id": .string(outcome.runID)]
                 if case .duplicate = outcome { answer = ["run_id": .string(outcome.runID), "duplicate": true] }
-            } catch let error as EngineError {
-                answer = ["error": Self.problem(error)]
-            } catch let error as StartRefused {
-                answer = ["error": Self.problem(409, "invalid_state", error.reason)]
-            } catch let error as NATSError where error.jetStreamError == .messageTooLarge {
-                answer = ["error": Self.problem(400, "bad_request", "the request is too large to record in the log (\(error.message)); send less data")]
             } catch {
-                answer = ["error": Self.problem(503, "unavailable", "\(error)")]
+                answer = ["error": (Problem(refusal: error) ?? .unavailable("\(error)")).json]
             }
         }
         let reply = CloudEvent(type: "FlowRunRequested.Reply", correlationid: requestEvent?.id, causationid: requestEvent?.id, data: answer)
@@ -71,22 +65,5 @@ extension Engine {
         ]
         let recordEvent = CloudEvent(type: "FlowRunRequestHandled", correlationid: requestEvent?.id, data: record)
         _ = try? await ledger.send(recordEvent, on: Subjects.requestRecord("flow_run"))
-    }
-
-    static func problem(_ status: Int, _ code: String, _ detail: String) -> JSONValue {
-        ["type": .string("https://ledgerflow.dev/problems/\(code)"), "title": .string(code), "status": .number(Double(status)), "detail": .string(detail), "code": .string(code)]
-    }
-
-    static func problem(_ error: EngineError) -> JSONValue {
-        switch error {
-        case .flowNotFound: return problem(404, "flow_not_found", error.description)
-        case .runNotFound: return problem(404, "run_not_found", error.description)
-        case .flowExists: return problem(409, "flow_exists", error.description)
-        case .versionConflict: return problem(409, "version_conflict", error.description)
-        case .invalidState: return problem(409, "invalid_state", error.description)
-        case .invalidDefinition: return problem(422, "invalid_definition", error.description)
-        case .badRequest: return problem(400, "bad_request", error.description)
-        case .unavailable: return problem(503, "unavailable", error.description)
-        }
     }
 }

@@ -69,7 +69,9 @@ extension Engine {
         let runID = loop.state.run_id
         if resume {
             for (execution, startedAt) in loop.decider.inFlight(loop.state) {
-                logger.info("run \(runID): re-sending attempt \(execution.attempt) of \(execution.target) after a restart")
+                logger.info(
+                    "re-sending an attempt in flight after a restart",
+                    metadata: [LogKey.runID: "\(runID)", LogKey.stepID: "\(execution.target)", LogKey.attempt: "\(execution.attempt)"])
                 execute(execution, startedAt: startedAt, &loop)
             }
         }
@@ -138,22 +140,30 @@ extension Engine {
                         // The event can never be stored: record its failure instead (a smaller event), and decide
                         // again from there; the actions that followed the refused event are not carried out.
                         guard let replacement = Self.replacement(for: body, error) else {
-                            logger.error("run \(loop.state.run_id): its \(body.type) cannot be stored: \(error.detail)")
+                            logger.error(
+                                "an event of the run cannot be stored",
+                                metadata: loop.state.logMetadata.merging([LogKey.eventType: "\(body.type)", LogKey.error: "\(error.detail)"]) { $1 })
                             return nil
                         }
-                        logger.warning("run \(loop.state.run_id): its \(body.type) cannot be stored (\(error.detail)); recording a failure instead")
+                        logger.warning(
+                            "an event of the run cannot be stored; recording a failure instead",
+                            metadata: loop.state.logMetadata.merging([LogKey.eventType: "\(body.type)", LogKey.error: "\(error.detail)"]) { $1 })
                         do {
                             try await append(replacement, &loop)
                             appended = true
                             break decision
                         } catch {
-                            logger.error("run \(loop.state.run_id): could not record that its \(body.type) could not be stored: \(error)")
+                            logger.error(
+                                "could not record that an event of the run could not be stored",
+                                metadata: loop.state.logMetadata.merging([LogKey.eventType: "\(body.type)", LogKey.error: "\(error)"]) { $1 })
                             return nil
                         }
                     } catch {
                         // Refused by JetStream for another reason (resources, say): try again later from the log's
                         // state; the run is never left waiting for nothing.
-                        logger.error("run \(loop.state.run_id): JetStream refused its \(body.type) (\(error)); deciding again in 5 s")
+                        logger.error(
+                            "JetStream refused an event of the run; deciding again in 5 s",
+                            metadata: loop.state.logMetadata.merging([LogKey.eventType: "\(body.type)", LogKey.error: "\(error)"]) { $1 })
                         schedule(Date().addingTimeInterval(5), &loop)
                         return nil
                     }
@@ -174,7 +184,9 @@ extension Engine {
                     loop.state = try await foldFromLog(loop.state.run_id) ?? loop.state
                     if loop.state.output_sequence == nil { loop.state.output_sequence = published }
                 } catch {
-                    logger.warning("run \(loop.state.run_id): could not re-read the run from the log: \(error)")
+                    logger.warning(
+                        "could not re-read the run from the log",
+                        metadata: loop.state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
                     try? await Task.sleep(for: .milliseconds(200))
                 }
                 continue
@@ -182,7 +194,7 @@ extension Engine {
             input = .advance
             if !appended || loop.state.status.isTerminal { return nil }
         }
-        logger.error("run \(loop.state.run_id): the decider kept producing events; stopping this pass")
+        logger.error("the decider kept producing events; stopping this pass", metadata: loop.state.logMetadata)
         return nil
     }
 
@@ -229,7 +241,9 @@ extension Engine {
         // Published before (the read model saw it in the log): a run resumed after a crash, however much later
         // than the stream's duplicate window, never sends its reply twice.
         if let sequence = loop.state.output_sequence {
-            logger.info("run \(output.run_id): its output is already in the log at \(sequence); not publishing it again")
+            logger.info(
+                "the run's output is already in the log; not publishing it again",
+                metadata: [LogKey.runID: "\(output.run_id)", LogKey.sequence: "\(sequence)"])
             return
         }
         let event = CloudEvent(
@@ -238,7 +252,7 @@ extension Engine {
         do {
             try await ledger.send(event, on: Subjects.outputProduced)
         } catch {
-            logger.error("run \(output.run_id): could not publish its output: \(error)")
+            logger.error("could not publish the run's output", metadata: [LogKey.runID: "\(output.run_id)", LogKey.error: "\(error)"])
         }
     }
 

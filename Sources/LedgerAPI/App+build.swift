@@ -1,0 +1,54 @@
+public import Hummingbird
+import LedgerCore
+public import LedgerEngine
+public import Logging
+
+/// What the HTTP API stands on.
+public struct APIDependencies: Sendable {
+    public var ledger: Ledger
+    public var store: ReadModelStore
+    public var engine: Engine
+    public var admin: FlowAdmin
+    public var tokens: TokenStore
+
+    public init(ledger: Ledger, store: ReadModelStore, engine: Engine, tokens: TokenStore) {
+        self.ledger = ledger
+        self.store = store
+        self.engine = engine
+        self.admin = FlowAdmin(ledger: ledger, store: store)
+        self.tokens = tokens
+    }
+}
+
+/// Builds the Hummingbird application serving SPEC §4 on `host:port`.
+public func buildApplication(_ deps: APIDependencies, host: String = "127.0.0.1", port: Int = 8080, logger: Logger)
+    -> some ApplicationProtocol
+{
+    Application(
+        router: buildRouter(deps), configuration: .init(address: .hostname(host, port: port), serverName: "ledgerflow"),
+        logger: logger)
+}
+
+/// The routes of SPEC §4 over the ledger, the read models and the engine.
+public func buildRouter(_ deps: APIDependencies) -> Router<LedgerRequestContext> {
+    buildRouter(
+        flows: deps.admin, runs: deps.engine, queries: deps.store, log: deps.ledger, status: deps.engine,
+        tokens: deps.tokens)
+}
+
+/// The routes of SPEC §4, one controller per resource, each over the narrow protocol it needs. Every route but
+/// `/health` and `/ping` needs a bearer token; each controller puts its routes behind the role they need.
+public func buildRouter(
+    flows: some FlowRepository, runs: some RunService, queries: some RunQueries, log: some LogStatus,
+    status: some OperationsStatus, tokens: TokenStore
+) -> Router<LedgerRequestContext> {
+    let router = Router(context: LedgerRequestContext.self)
+    router.add(middleware: ConcurrencyLimitMiddleware())
+    let authenticated = router.group().add(middleware: BearerTokenAuthenticator(tokens: tokens))
+    OperationsController(log: log, status: status).addRoutes(to: router, authenticated: authenticated)
+    let automation = authenticated.group("automation")
+    FlowsController(flows: flows).addRoutes(to: automation.group("flows"))
+    RunsController(service: runs, queries: queries, log: log).addRoutes(to: automation)
+    DeadLettersController(queries: queries).addRoutes(to: automation.group("dlq"))
+    return router
+}

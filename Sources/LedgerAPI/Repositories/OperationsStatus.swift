@@ -1,0 +1,58 @@
+public import LedgerEngine
+import Synchronization
+
+/// How far the log has gone and whether it is reachable: what `/health`, `/metrics` and a fresh run's lookup ask.
+public protocol LogStatus: Sendable {
+    /// True while the connection to the log is up.
+    var isConnected: Bool { get }
+    /// Where the log is served (the NATS URL).
+    var url: String { get }
+    /// How much the log holds right now.
+    func state() async throws -> LogState
+    /// The sequence of the last message in the log.
+    func lastSequence() async throws -> UInt64
+}
+
+extension Ledger: LogStatus {}
+
+/// What the engine and its read models report on `/health` and `/metrics`.
+public protocol OperationsStatus: Sendable {
+    /// True once the engine has recovered and consumes.
+    var isReady: Bool { get }
+    /// Unfinished runs this process is driving.
+    var activeRuns: Int { get }
+    /// The engine's counters since this process started.
+    var counters: EngineCounters { get }
+    /// The log sequence the read models reflect.
+    var projectionPosition: UInt64 { get }
+    /// Log messages the read models could not apply.
+    var projectionSkipped: Int { get }
+}
+
+/// The engine's counters since this process started.
+public struct EngineCounters: Sendable, Equatable {
+    public var runsStarted: Int
+    public var eventsAppended: Int
+    public var messagesRejected: Int
+    public var inboundRetries: Int
+
+    public init(runsStarted: Int, eventsAppended: Int, messagesRejected: Int, inboundRetries: Int) {
+        self.runsStarted = runsStarted
+        self.eventsAppended = eventsAppended
+        self.messagesRejected = messagesRejected
+        self.inboundRetries = inboundRetries
+    }
+}
+
+extension Engine: OperationsStatus {
+    public var isReady: Bool { ready.load(ordering: .acquiring) }
+    public var activeRuns: Int { activeRunCount }
+    public var counters: EngineCounters {
+        EngineCounters(
+            runsStarted: runsStarted.load(ordering: .relaxed), eventsAppended: eventsAppended.load(ordering: .relaxed),
+            messagesRejected: messagesRejected.load(ordering: .relaxed),
+            inboundRetries: inboundRetries.load(ordering: .relaxed))
+    }
+    public var projectionPosition: UInt64 { store.progress.position }
+    public var projectionSkipped: Int { store.skippedCount }
+}

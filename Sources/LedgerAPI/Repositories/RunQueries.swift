@@ -1,0 +1,28 @@
+public import LedgerCore
+public import LedgerEngine
+
+/// The read models of runs: one run as stored, recent runs, failed runs, and how far the models have read the log.
+public protocol RunQueries: Sendable {
+    /// Calls `body` with the stored JSON of the run, valid only inside `body`; nil if there is no such run.
+    func withRunJSON<R>(_ runID: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R?
+    /// Recent runs, newest first, optionally filtered by flow and status.
+    func runs(flowID: String?, status: String?, limit: Int) throws -> [RunState]
+    /// The failed runs: the dead letters.
+    func failedRuns() throws -> [RunState]
+    /// The log sequence the read models reflect.
+    var position: UInt64 { get }
+    /// Waits until the read models reflect `sequence` (true) or `timeout` passes (false).
+    func waitForPosition(_ sequence: UInt64, timeout: Duration) async -> Bool
+}
+
+extension ReadModelStore: RunQueries {
+    public func failedRuns() throws -> [RunState] {
+        try failedRunIDs().compactMap { try run($0) }
+    }
+
+    public var position: UInt64 { progress.position }
+
+    public func waitForPosition(_ sequence: UInt64, timeout: Duration) async -> Bool {
+        await progress.wait(for: sequence, timeout: timeout)
+    }
+}

@@ -1,0 +1,104 @@
+public import Foundation
+
+/// What the engine asks of a run: the decider's input.
+public enum RunCommand: Sendable, Equatable {
+    /// Look at the run and do whatever is due: start ready steps, fire due retries, time out late steps, compensate,
+    /// finish.
+    case advance
+    /// Another service (or the engine itself) answered an attempt of a step or of a step's compensation.
+    case recordResult(AttemptTarget, attempt: Int, result: StepResult, sourceSequence: UInt64?)
+    /// Cancel the run: running steps are abandoned, queued ones skipped, completed ones compensated.
+    case cancel(actor: String, reason: String?)
+    /// Re-run a failed run from `fromStep` (default: the failed step), keeping the results of the steps before it.
+    case redrive(actor: String, fromStep: String?)
+}
+
+/// What an attempt is for: a step of the flow, or the compensation (undo) of a step.
+public enum AttemptTarget: Sendable, Hashable, CustomStringConvertible {
+    case step(String)
+    case compensation(of: String)
+
+    /// The step of the flow the attempt belongs to.
+    public var stepID: String {
+        switch self {
+        case .step(let id), .compensation(of: let id): return id
+        }
+    }
+
+    /// How the target is written in command ids, idempotency keys and a command's `stepid` (the wire format):
+    /// the step id, or `<step id>~compensate`.
+    public var wireID: String {
+        switch self {
+        case .step(let id): return id
+        case .compensation(of: let id): return id + Self.compensationSuffix
+        }
+    }
+
+    /// The target written as `wireID`.
+    public init(wireID: String) {
+        if wireID.hasSuffix(Self.compensationSuffix) {
+            self = .compensation(of: String(wireID.dropLast(Self.compensationSuffix.count)))
+        } else {
+            self = .step(wireID)
+        }
+    }
+
+    static let compensationSuffix = "~compensate"
+
+    public var description: String {
+        switch self {
+        case .step(let id): return "step \(id)"
+        case .compensation(of: let id): return "the compensation of step \(id)"
+        }
+    }
+}
+
+/// The outcome of one attempt: the step's output, or why it failed.
+public enum StepResult: Sendable, Equatable {
+    case success(JSONValue)
+    case failure(StepError)
+}
+
+/// A step attempt for the engine to carry out.
+public struct StepExecution: Sendable, Equatable {
+    public var runID: String
+    public var target: AttemptTarget
+    public var attempt: Int
+    public var action: String
+    /// The rendered `with`.
+    public var request: JSONValue
+    public var idempotencyKey: String
+    public var commandID: String
+    public var deadline: Date
+    public var onBehalfOf: JSONValue
+
+    public init(
+        runID: String, target: AttemptTarget, attempt: Int, action: String, request: JSONValue, idempotencyKey: String,
+        commandID: String, deadline: Date, onBehalfOf: JSONValue
+    ) {
+        self.runID = runID
+        self.target = target
+        self.attempt = attempt
+        self.action = action
+        self.request = request
+        self.idempotencyKey = idempotencyKey
+        self.commandID = commandID
+        self.deadline = deadline
+        self.onBehalfOf = onBehalfOf
+    }
+}
+
+/// What the decider returns, in the order the engine must carry it out.
+public enum RunAction: Sendable, Equatable {
+    /// Append this event to the run's subject (with the run's expected last sequence), then fold it.
+    case append(LedgerEvent.Body)
+    /// Carry out a step attempt (its `StepAttemptStarted` was appended just before).
+    case execute(StepExecution)
+    /// Publish the run's output for the assistant (before the run's final event, so a crash repeats it rather than
+    /// losing it).
+    case publishOutput(FlowOutputProduced)
+    /// Come back with `.advance` at this time (a retry's backoff or a step's deadline).
+    case wakeUp(at: Date)
+    /// The command cannot be carried out in the run's phase: tell whoever asked, and change nothing.
+    case refuse(String)
+}

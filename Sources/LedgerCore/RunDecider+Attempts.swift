@@ -1,0 +1,151 @@
+public import Foundation
+
+/// How the decider starts, times, retries and fails attempts, and what a redrive runs again.
+extension RunDecider {
+    func retryPolicy(_ step: StepDefinition) -> RetryPolicy {
+        step.retry ?? definition.defaults?.retry ?? Self.defaultRetry
+    }
+
+    /// The step's timeout, within (0, `Limits.stepTimeoutSeconds`] whatever the stored definition says.
+    func timeout(_ step: StepDefinition) -> Double {
+        let seconds = step.timeout_sec ?? definition.defaults?.timeout_sec ?? Self.defaultTimeoutSec
+        guard seconds.isFinite, seconds > 0 else { return Self.defaultTimeoutSec }
+        return min(seconds, Limits.stepTimeoutSeconds)
+    }
+
+    func retryAt(_ policy: RetryPolicy, error: StepError, attempt: Int, now: Date, random: () -> Double) -> Date? {
+        guard error.retryable, !(policy.non_retryable ?? []).contains(error.kind), attempt < (policy.max_attempts ?? 3) else { return nil }
+        return now.addingTimeInterval(Double(policy.delayMillis(after: attempt, random: random())) / 1000)
+    }
+
+    func failure(
+        _ stepID: String, attempt: Int, error: StepError, startedAt: String, now: Date, random: () -> Double, sourceSequence: UInt64? = nil
+    ) -> [RunAction] {
+        guard let step = definition.step(stepID) else { return [] }
+        let retryAt = retryAt(retryPolicy(step), error: error, attempt: attempt, now: now, random: random)
+        var steps: [RunAction] = [.append(.stepAttemptFailed(StepAttemptFailed(
+            step_id: stepID, attempt: attempt, error: error, started_at: startedAt, finished_at: Timestamp.format(now),
+            retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))]
+        if let retryAt { steps.append(.wakeUp(at: retryAt)) }
+        return steps
+    }
+
+    func compensationFailure(
+        _ stepID: String, attempt: Int, error: StepError, startedAt: String, now: Date, random: () -> Double, sourceSequence: UInt64? = nil
+    ) -> [RunAction] {
+        guard let step = definition.step(stepID) else { return [] }
+        // Compensations are retried with the step's policy, and at least five times: they undo effects.
+        var policy = retryPolicy(step)
+        policy.max_attempts = max(policy.max_attempts ?? 3, 5)
+        let retryAt = retryAt(policy, error: StepError(kind: error.kind, message: error.message, retryable: true), attempt: attempt, now: now, random: random)
+        var steps: [RunAction] = [.append(.compensationFailed(StepAttemptFailed(
+            step_id: stepID, attempt: attempt, error: error, started_at: startedAt, finished_at: Timestamp.format(now),
+            retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))]
+        if let retryAt { steps.append(.wakeUp(at: retryAt)) }
+        return steps
+    }
+
+    /// Steps that can be compensated, newest completion first.
+    func compensable(_ state: RunState) -> [StepRecord] {
+        state.completion_order.reversed().compactMap { id in
+            guard let record = state.step(id), record.status == .succeeded, definition.step(id)?.compensate != nil else { return nil }
+            return record
+        }
+    }
+
+    /// Which steps a redrive runs again: the chosen step, everything downstream of it, everything that did not
+    /// finish, and every step whose effect was compensated (undone).
+    func redrive(_ state: RunState, actor: String, fromStep: String?) -> FlowRunRedriven {
+        let from = fromStep ?? state.error?.step_id ?? state.steps.first { $0.status == .failed }?.step_id ?? definition.steps[0].id
+        var reset: Set<String> = [from]
+        var changed = true
+        while changed {
+            changed = false
+            for step in definition.steps where !reset.contains(step.id) && step.dependencies.contains(where: reset.contains) {
+                reset.insert(step.id)
+                changed = true
+            }
+        }
+        for record in state.steps where record.status != .succeeded && record.status != .skipped { reset.insert(record.step_id) }
+        for record in state.steps where record.status == .compensated { reset.insert(record.step_id) }
+        return FlowRunRedriven(actor: actor, from_step: from, reset_steps: definition.steps.map(\.id).filter(reset.contains))
+    }
+
+    /// The attempts in flight (after a restart): each rebuilt with the same command id and idempotency key, so that
+    /// carrying it out again is deduplicated by the service that receives it.
+    public func inFlight(_ state: RunState) -> [(execution: StepExecution, startedAt: Date)] {
+        guard !state.status.isTerminal else { return [] }
+        let context = Self.context(state)
+        var out: [(StepExecution, Date)] = []
+        for record in state.steps {
+            guard let step = definition.step(record.step_id) else { continue }
+            var action = step.action
+            var template = step.with
+            var target = AttemptTarget.step(step.id)
+            var last = record.lastAttempt
+            if record.status == .running {
+            } else if record.compensation?.status == .running, let compensation = step.compensate {
+                action = compensation.action
+                template = compensation.with
+                target = .compensation(of: step.id)
+                last = record.compensation?.attempts.last
+            } else {
+                continue
+            }
+            guard let last, let started = Timestamp.parse(last.started_at),
+                let request = try? Template.render(template ?? .object([:]), context: context)
+            else { continue }
+            out.append((StepExecution(
+                runID: state.run_id, target: target, attempt: last.attempt, action: action, request: request,
+                idempotencyKey: Self.idempotencyKey(runID: state.run_id, target: target, generation: record.generation),
+                commandID: Self.commandID(runID: state.run_id, target: target, attempt: last.attempt),
+                deadline: started.addingTimeInterval(timeout(step)), onBehalfOf: onBehalfOf(state)), started))
+        }
+        return out
+    }
+
+    func onBehalfOf(_ state: RunState) -> JSONValue {
+        definition.run_as == .service
+            ? .object(["service": "ledgerflow"])
+            : .object(["user_id": state.trigger.data?[path: "user.id"] ?? .string(state.actor)])
+    }
+
+    func start(_ step: StepDefinition, record: StepRecord, attempt: Int, state: RunState, context: JSONValue, now: Date, nowText: String) -> [RunAction] {
+        let request: JSONValue
+        do {
+            request = try Template.render(step.with ?? .object([:]), context: context, at: "steps.\(step.id).with")
+        } catch {
+            return failure(step.id, attempt: attempt, error: StepError(kind: .template, message: "\(error)", retryable: false),
+                startedAt: nowText, now: now, random: { 0 })
+        }
+        let spec = registry[step.action]
+        // Local actions run inside the decision: one event records the whole attempt.
+        if spec?.kind == .local {
+            return [.append(.stepAttemptSucceeded(StepAttemptSucceeded(
+                step_id: step.id, attempt: attempt, output: request["value"] ?? .null, started_at: nowText, finished_at: nowText)))]
+        }
+        // A dry run calls nothing outside the engine: every other action answers with a simulated result.
+        if state.mode == .dry {
+            // The simulated answer echoes the request, so templates reading it render; it says it is simulated.
+            // Header values (credentials) are not recorded: the output is kept in the log and the read models.
+            var fields = OutboundTargets.redactingHeaders(request).objectValue ?? [:]
+            fields["simulated"] = true
+            fields["action"] = .string(step.action)
+            let simulated: JSONValue = .object(fields)
+            return [.append(.stepAttemptSucceeded(StepAttemptSucceeded(
+                step_id: step.id, attempt: attempt, output: simulated, started_at: nowText, finished_at: nowText)))]
+        }
+        let key = Self.idempotencyKey(runID: state.run_id, target: .step(step.id), generation: record.generation)
+        let commandID = Self.commandID(runID: state.run_id, target: .step(step.id), attempt: attempt)
+        let timeout = timeout(step)
+        let onBehalfOf = onBehalfOf(state)
+        return [
+            .append(.stepAttemptStarted(StepAttemptStarted(
+                step_id: step.id, attempt: attempt, idempotency_key: key, command_id: commandID, started_at: nowText, request: request))),
+            .execute(StepExecution(
+                runID: state.run_id, target: .step(step.id), attempt: attempt, action: step.action, request: request, idempotencyKey: key,
+                commandID: commandID, deadline: now.addingTimeInterval(timeout), onBehalfOf: onBehalfOf)),
+            .wakeUp(at: now.addingTimeInterval(timeout)),
+        ]
+    }
+}
