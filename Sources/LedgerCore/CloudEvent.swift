@@ -154,7 +154,8 @@ public func decodeInbound(
     }
     let type = envelope.type!
     if !expectedTypes.contains(type) {
-        return .failure(EnvelopeProblem("unknown event type \"\(type)\" on this subject (expected \(expectedTypes.joined(separator: " or ")))"))
+        return .failure(EnvelopeProblem(
+            "unknown event type \"\(type)\": nothing here handles it (the types handled are \(expectedTypes.joined(separator: ", "))); publish it with one of those types, or to the service that handles it"))
     }
     let data = envelope.data ?? .null
     let absent = required.filter { data[path: $0] == nil || data[path: $0] == .null }
