@@ -40,12 +40,22 @@ let package = Package(
             dependencies: ["CNATS", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(name: "LedgerLMDB", dependencies: ["CLMDB"], swiftSettings: strict),
-        // The ledger (log + projectors), the engine, the simulators and the local nats-server launcher.
+        // The ledger (log + projectors) and the engine.
         .target(
             name: "LedgerEngine",
             dependencies: [
                 "LedgerCore", "LedgerProjections", "LedgerNATS", "LedgerLMDB",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        // Stand-ins for the world outside, never part of the engine: a local nats-server launcher and the calendar
+        // and discovery simulators (each with a NATS connection of its own). For `ledgerflow dev`, tests, benchmarks.
+        .target(
+            name: "LedgerDevServices",
+            dependencies: [
+                "LedgerCore", "LedgerNATS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -61,32 +71,66 @@ let package = Package(
         .executableTarget(
             name: "ledgerflow",
             dependencies: [
-                "LedgerCore", "LedgerEngine", "LedgerAPI", "LedgerNATS",
+                "LedgerCore", "LedgerEngine", "LedgerAPI", "LedgerNATS", "LedgerDevServices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
+        // The benchmarks: each figure beside its raw ceiling, measured with cnats directly (hence CNATS).
         .executableTarget(
             name: "LedgerBench",
             dependencies: [
-                "LedgerCore", "LedgerEngine", "LedgerNATS", "LedgerLMDB", "LedgerAPI", "LedgerProjections",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                "CNATS", "LedgerCore", "LedgerEngine", "LedgerNATS", "LedgerLMDB", "LedgerProjections", "LedgerDevServices",
+                "LedgerTestSupport",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "tools/LedgerBench",
             swiftSettings: strict),
 
-        .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerProjections"], swiftSettings: strict),
-        .testTarget(
-            name: "LedgerIntegrationTests",
+        // What the test targets and the benchmarks share: the test stack on one nats-server per process, the HTTP
+        // client, the `ledgerflow serve` launcher, a manual clock and the example flows.
+        .target(
+            name: "LedgerTestSupport",
             dependencies: [
-                "LedgerCore", "LedgerProjections", "LedgerNATS", "LedgerLMDB", "LedgerEngine", "LedgerAPI",
+                "LedgerCore", "LedgerNATS", "LedgerLMDB", "LedgerEngine", "LedgerAPI", "LedgerDevServices",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/LedgerTestSupport",
+            swiftSettings: strict),
+
+        // One test target per source target.
+        .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerProjections"], swiftSettings: strict),
+        .testTarget(name: "LedgerProjectionsTests", dependencies: ["LedgerCore", "LedgerProjections"], swiftSettings: strict),
+        .testTarget(
+            name: "LedgerNATSTests",
+            dependencies: ["LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "LedgerEngineTests",
+            dependencies: [
+                "LedgerCore", "LedgerProjections", "LedgerNATS", "LedgerLMDB", "LedgerEngine", "LedgerDevServices",
+                "LedgerTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "LedgerAPITests",
+            dependencies: [
+                "LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerAPI", "LedgerDevServices", "LedgerTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "LedgerflowTests",
+            dependencies: [
+                "LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerDevServices", "LedgerTestSupport",
             ],
             swiftSettings: strict),
     ]

@@ -17,7 +17,7 @@ public struct EngineConfiguration: Sendable {
     /// How long `discovery.search` results are reused for the same query.
     public var discoveryCacheTTL: Duration = .seconds(60)
     /// Circuit breakers per action (and per host for `http.request`).
-    public var breakers = CircuitBreakers.Settings()
+    public var breakers = CircuitBreakerSettings()
     /// Deliveries of an inbound message whose handling keeps failing before it is recorded and given up.
     public var maxDeliveries = Limits.maxDeliveries
     /// Where `http.request` and `emit` may send beyond the defaults (`--http-allow`, `--emit-allow`).
@@ -36,7 +36,7 @@ public final class Engine: Service, Sendable {
     let executor: StepExecutor
     /// What is done with each type of inbound event.
     let inboundHandlers: InboundHandlers = .builtIn
-    public let breakers: CircuitBreakers
+    public let breakers: CircuitBreakers<ContinuousClock>
     let logger: Logger
     let drivers = Mutex<[String: RunDriver]>([:])
     let tasks = Mutex<[String: Task<Void, Never>]>([:])

@@ -48,3 +48,9 @@ struct UnstorableEvent: Error {
     var problem: String
     var detail: String
 }
+
+/// An error whose text is meant for a person.
+public struct RuntimeError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -29,13 +29,13 @@ final class HTTPAction: Sendable {
     static let maxHeaderValueBytes = 8 * 1024
 
     let policy: OutboundPolicy
-    let breakers: CircuitBreakers
+    let breakers: CircuitBreakers<ContinuousClock>
     let logger: Logger
     /// Shared by every plain-HTTP request (connections are pooled per checked address). HTTPS requests use a client
     /// of their own pinned to the checked address (`dnsOverride` keeps the host name for SNI and certificate checks).
     let client: HTTPClient
 
-    init(policy: OutboundPolicy, breakers: CircuitBreakers, logger: Logger) {
+    init(policy: OutboundPolicy, breakers: CircuitBreakers<ContinuousClock>, logger: Logger) {
         self.policy = policy
         self.breakers = breakers
         self.logger = logger

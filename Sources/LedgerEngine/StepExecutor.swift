@@ -13,13 +13,13 @@ final class StepExecutor: Sendable {
     let discoveryCacheTTL: Duration
     private let discoveryCache: ResultCache
 
-    let breakers: CircuitBreakers
+    let breakers: CircuitBreakers<ContinuousClock>
     /// Where `http.request` and `emit` may send beyond the defaults.
     let outbound: OutboundPolicy
     let http: HTTPAction
 
     init(
-        ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration, breakers: CircuitBreakers, outbound: OutboundPolicy = OutboundPolicy(),
+        ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration, breakers: CircuitBreakers<ContinuousClock>, outbound: OutboundPolicy = OutboundPolicy(),
         logger: Logger
     ) {
         self.ledger = ledger

@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import LedgerAPI
 import LedgerCore
+import LedgerDevServices
 import LedgerEngine
-import LedgerNATS
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -131,12 +131,11 @@ struct Dev: AsyncParsableCommand {
         let stack = try await Stack.open(
             natsURL: url, dataDirectory: dataDir, tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]),
             outbound: try outbound.policy(allowLoopback: true), logger: logger)
-        let simulatorConnection = try await NATSConnection.connect(url: url, name: "ledgerflow-simulators", logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(calendarLatencyMs)
         settings.failureRate = calendarFailureRate
-        let calendar = CalendarSimulator(connection: simulatorConnection, settings: settings, logger: logger)
-        let discovery = DiscoverySimulator(connection: simulatorConnection, logger: logger)
+        let calendar = try await CalendarSimulator.connect(url: url, settings: settings, logger: logger)
+        let discovery = try await DiscoverySimulator.connect(url: url, logger: logger)
         print("""
             Ledgerflow dev is running (Ctrl-C stops all of it)
               NATS        \(url)\(server.map { " (nats-server \($0.version), data in \($0.dataDirectory))" } ?? "")
@@ -155,7 +154,6 @@ struct Dev: AsyncParsableCommand {
         services += [.init(service: calendar), .init(service: discovery), .init(service: examples, successTerminationBehavior: .ignore)]
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
         try await group.run()
-        simulatorConnection.close()
         stack.ledger.close()
         server?.stop()
         print("Ledgerflow dev stopped.")
@@ -184,16 +182,14 @@ struct Serve: AsyncParsableCommand {
         let stack = try await Stack.open(
             natsURL: nats.natsURL, dataDirectory: dataDir, tokens: TokenStore(grants), outbound: try outbound.policy(allowLoopback: false), logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
-        // The simulators stand for other services: they have a connection of their own.
-        let simulatorConnection = simulators ? try await NATSConnection.connect(url: nats.natsURL, name: "ledgerflow-simulators", logger: logger) : nil
-        if let simulatorConnection {
-            services.append(CalendarSimulator(connection: simulatorConnection, logger: logger))
-            services.append(DiscoverySimulator(connection: simulatorConnection, logger: logger))
+        // The simulators stand for other services: each connects on its own.
+        if simulators {
+            services.append(try await CalendarSimulator.connect(url: nats.natsURL, logger: logger))
+            services.append(try await DiscoverySimulator.connect(url: nats.natsURL, logger: logger))
         }
         logger.info("serving on http://\(host):\(httpPort), NATS \(nats.natsURL), read models in \(dataDir)/lmdb")
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
         try await group.run()
-        simulatorConnection?.close()
         stack.ledger.close()
     }
 }
@@ -210,13 +206,12 @@ struct CalendarSim: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger()
-        let connection = try await NATSConnection.connect(url: nats.natsURL, name: "calendar-simulator", logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(latencyMs)
         settings.failureRate = failureRate
         settings.failFirst = failFirst
         settings.permanentFailures = permanent
-        let simulator = CalendarSimulator(connection: connection, settings: settings, logger: logger)
+        let simulator = try await CalendarSimulator.connect(url: nats.natsURL, settings: settings, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [.init(service: simulator)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
         try await group.run()
     }

@@ -4,11 +4,13 @@ import Foundation
 #endif
 import Histogram
 import LedgerCore
+import LedgerDevServices
 import LedgerEngine
+import LedgerLMDB
 import LedgerNATS
+import LedgerTestSupport
 import Logging
 import Synchronization
-import LedgerLMDB
 
 struct Bench {
     let options: Options
@@ -47,12 +49,7 @@ struct Bench {
 
     /// An empty LEDGER stream (deleted as an operator would, then created by the ledger).
     func freshLedger(url: String) async throws -> Ledger {
-        let admin = try await NATSConnection.connect(url: url, name: "bench-admin", logger: logger)
-        defer { admin.close() }
-        do {
-            try await JetStreamAPI(connection: admin).deleteStream(LedgerConfiguration().streamName)
-        } catch let error as NATSError where error.jetStreamError == .streamNotFound {}
-        return try await Ledger.open(url: url, clientName: "bench", setup: .createOrUpdate, logger: logger)
+        try await LedgerTestSupport.freshLedger(url: url, clientName: "bench", logger: logger)
     }
 
     func append(url: String, scenario: String, count: Int) async throws {
@@ -63,12 +60,14 @@ struct Bench {
         for round in 0..<3 {
             let ids = (0..<count).map { "raw-\(round)-\($0)" }
             var ledger = try await freshLedger(url: url)
-            let connection = try await NATSConnection.connect(url: url, name: "bench-raw", logger: logger)
-            let rawStart = ContinuousClock.now
-            let failed = try await Task.detached { try RawBaseline.publishAsync(connection: connection, subject: "ledger.bench", payloads: payloads, messageIDs: ids) }.value
-            raw.append(Double(count) / ((ContinuousClock.now - rawStart) / .seconds(1)))
+            let (failed, seconds) = try await Task.detached {
+                let connection = try CNATSRawConnection(url: url)
+                let rawStart = ContinuousClock.now
+                let failed = try connection.publishAsync(subject: "ledger.bench", payloads: payloads, messageIDs: ids)
+                return (failed, (ContinuousClock.now - rawStart) / .seconds(1))
+            }.value
+            raw.append(Double(count) / seconds)
             precondition(failed == 0, "raw publish lost \(failed) acknowledgements")
-            connection.close()
             ledger.close()
 
             ledger = try await freshLedger(url: url)
@@ -140,11 +139,11 @@ struct Bench {
         // The observer and the publisher of triggers stand outside Ledgerflow, as the assistant would.
         let outside = try await NATSConnection.connect(url: url, name: "bench-observer", logger: logger)
         defer { outside.close() }
-        let serve = try ServeProcess(binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-\(UUID().uuidString.prefix(8))")
+        let serve = try LedgerflowServe(binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-\(UUID().uuidString.prefix(8))")
         defer { serve.stop() }
-        try await serve.waitReady()
-        let registered = try await serve.http("POST", "/automation/flows", Self.flow).0
-        let activated = try await serve.http("POST", "/automation/flows/bench-transform/activate").0
+        try await serve.waitAnswering()
+        let registered = try await serve.http.json("POST", "/automation/flows", Self.flow).0
+        let activated = try await serve.http.json("POST", "/automation/flows/bench-transform/activate").0
         precondition(registered == 201 && activated == 200, "could not register the benchmark flow (\(registered), \(activated))")
 
         let succeeded = try outside.subscribe(subject: "ledger.run.*")
@@ -172,7 +171,7 @@ struct Bench {
         let elapsed = (ContinuousClock.now - start) / .seconds(1)
         let done = finished.withLock { $0.count }
         guard done >= runs else { throw RuntimeError("only \(done) of \(runs) runs finished; see \(serve.logFile)") }
-        let sample = try await serve.http("GET", "/automation/runs/\(Self.runID(triggers[runs / 2].id))")
+        let sample = try await serve.http.json("GET", "/automation/runs/\(Self.runID(triggers[runs / 2].id))")
         precondition(sample.1["status"] == "SUCCEEDED", "the read model does not show the run SUCCEEDED: \(sample.1.compactJSON.prefix(300))")
         let rawCeiling = report.figures.last { $0.metric.hasPrefix("events appended") && $0.scenario.hasPrefix(scenario.hasPrefix("6") ? "6" : "1") }?.ceiling
         let eventsPerRun = 7.0
@@ -195,7 +194,7 @@ struct Bench {
             _ = try await ledger.send(payload: trigger.payload, id: trigger.id, on: Subjects.assistantCommandIssued)
             let limit = ContinuousClock.now + .seconds(30)
             while true {
-                let (status, answer) = try client.get("/automation/runs/\(runID)", token: ServeProcess.token)
+                let (status, answer) = try client.get("/automation/runs/\(runID)", token: LedgerflowServe.token)
                 if status == 200, answer.firstRange(of: marker) != nil { break }
                 guard ContinuousClock.now < limit else { throw RuntimeError("single run \(runID) did not finish") }
                 try await Task.sleep(for: .microseconds(100))
@@ -239,14 +238,14 @@ struct Bench {
         }
     }
 
-    func queries(serve: ServeProcess, runIDs: [String]) async throws {
+    func queries(serve: LedgerflowServe, runIDs: [String]) async throws {
         let seconds = quick ? 1 : 10
         say("\n4. query: wrk -t2 -c16 -d\(seconds)s over \(runIDs.count) random run ids vs GET /ping on the same server")
         let ids = "\(scratch)/ids.lua"
         var lua = "ids = {\n" + runIDs.map { "\"\($0)\"," }.joined(separator: "\n") + "\n}\n"
         lua += """
             request = function()
-              return wrk.format("GET", "/automation/runs/" .. ids[math.random(#ids)], {["Authorization"] = "Bearer \(ServeProcess.token)"})
+              return wrk.format("GET", "/automation/runs/" .. ids[math.random(#ids)], {["Authorization"] = "Bearer \(LedgerflowServe.token)"})
             end
             """
         try lua.write(toFile: ids, atomically: true, encoding: .utf8)
@@ -314,12 +313,14 @@ struct Bench {
         try await appendAll(ledger, payloads: payloads, subject: { Subjects.run(runs[$0 / perRun]) }, ids: { "e-\($0)" })
         say("  generated the log in \(String(format: "%.1f", (ContinuousClock.now - generate) / .seconds(1))) s")
 
-        let connection = try await NATSConnection.connect(url: url, name: "bench-raw", logger: logger)
-        defer { connection.close() }
         let stream = ledger.stream
-        let rawStart = ContinuousClock.now
-        let read = try await Task.detached { try RawBaseline.orderedRead(connection: connection, stream: stream, subject: "ledger.>", count: events) }.value
-        let rawRate = Double(read) / ((ContinuousClock.now - rawStart) / .seconds(1))
+        let (read, rawSeconds) = try await Task.detached {
+            let connection = try CNATSRawConnection(url: url)
+            let rawStart = ContinuousClock.now
+            let read = try connection.orderedRead(stream: stream, subject: "ledger.>", count: events)
+            return (read, (ContinuousClock.now - rawStart) / .seconds(1))
+        }.value
+        let rawRate = Double(read) / rawSeconds
         precondition(read == events, "the raw reader saw \(read) of \(events)")
 
         let store = try ReadModelStore(path: "\(scratch)/rebuild-lmdb", durability: .noSync)
@@ -336,81 +337,17 @@ struct Bench {
             met: rate / rawRate >= 0.6 && rate >= 100_000))
 
         // 5. A fresh `serve` catching up with the whole log: its peak memory.
-        let serve = try ServeProcess(binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-rebuild")
+        let serve = try LedgerflowServe(binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-rebuild")
         defer { serve.stop() }
-        try await serve.waitReady()
+        try await serve.waitAnswering()
         try await serve.waitCaughtUp(timeout: .seconds(900))
         let rss = serve.peakRSSMegabytes()
         report.add(Figure(scenario: "5. memory", metric: "peak RSS of ledgerflow serve after catching up with \(events) events", value: rss, unit: "MB", target: "≤ 150 MB", met: rss <= 150, note: serve.residentSplit()))
     }
 }
 
-/// `ledgerflow serve` as a child process, with its own LMDB directory.
-final class ServeProcess: @unchecked Sendable {
-    static let token = "bench-token"
-    let process = Process()
-    let port = LocalNATSServer.freePort()
-    let logFile: String
-
-    init(binary: String, natsURL: String, dataDirectory: String) throws {
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw RuntimeError("\(binary) is missing: build it first (tools/bench does)")
-        }
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        logFile = "\(dataDirectory)/serve.log"
-        _ = FileManager.default.createFile(atPath: logFile, contents: nil)
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--nats-url", natsURL, "--http-port", String(port), "--data-dir", dataDirectory, "--admin-token", Self.token]
-        var environment = ProcessInfo.processInfo.environment
-        environment["LOG_LEVEL"] = "warning"
-        process.environment = environment
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-    }
-
-    func stop() {
-        guard process.isRunning else { return }
-        process.interrupt()
-        var waited = 0
-        while process.isRunning, waited < 250 {
-            usleep(20_000)
-            waited += 1
-        }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
-    func http(_ method: String, _ path: String, _ body: JSONValue? = nil) async throws -> (Int, JSONValue) {
-        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
-        request.httpMethod = method
-        request.setValue("Bearer \(Self.token)", forHTTPHeaderField: "Authorization")
-        if let body { request.httpBody = Data(body.compactJSON.utf8) }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return ((response as! HTTPURLResponse).statusCode, (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .null)
-    }
-
-    func waitReady() async throws {
-        let deadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < deadline {
-            if let (status, _) = try? await http("GET", "/ping"), status == 200 { return }
-            guard process.isRunning else { throw RuntimeError("ledgerflow serve exited; see \(logFile)") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw RuntimeError("ledgerflow serve did not answer within 60 s; see \(logFile)")
-    }
-
-    /// Waits until the read models have applied the whole log.
-    func waitCaughtUp(timeout: Duration = .seconds(120)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let (_, health) = try? await http("GET", "/health"), health[path: "projection.lag"] == 0 { return }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        throw RuntimeError("the read models did not catch up within \(timeout); see \(logFile)")
-    }
-
+/// What /proc says of the `ledgerflow serve` child's memory.
+extension LedgerflowServe {
     /// VmHWM from /proc: the process's peak resident set (heap and mapped LMDB pages alike).
     func peakRSSMegabytes() -> Double { statusField("VmHWM:") }
 

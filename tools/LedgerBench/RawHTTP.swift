@@ -1,8 +1,9 @@
 import Foundation
+import LedgerDevServices
 import LedgerEngine
 
 /// A minimal HTTP/1.1 keep-alive client on a blocking socket, so that latency figures measure the server and not
-/// the client library.
+/// the client library (everything else speaks to the API through LedgerTestSupport's `TestHTTPClient`).
 final class RawHTTP {
     private let fd: Int32
     private var buffer: [UInt8] = []

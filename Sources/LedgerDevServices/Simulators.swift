@@ -1,12 +1,13 @@
 import Foundation
 import LedgerCore
-public import LedgerNATS
+import LedgerNATS
 public import Logging
 public import ServiceLifecycle
 import Synchronization
 
 /// Stands in for the calendar service over the SPEC's subjects: answers `CalendarCommand.*` with
 /// `CalendarEvent.*`, honouring each command's idempotency key (the same key never creates a second event).
+/// It stands for another service, so it has a NATS connection of its own, closed when `run()` ends.
 public final class CalendarSimulator: Service, Sendable {
     public struct Settings: Sendable {
         /// Delay before each answer.
@@ -40,10 +41,16 @@ public final class CalendarSimulator: Service, Sendable {
     let logger: Logger
     private let books = Mutex(Books())
 
-    public init(connection: NATSConnection, settings: Settings = Settings(), logger: Logger) {
+    init(connection: NATSConnection, settings: Settings, logger: Logger) {
         self.connection = connection
         self.settings = Mutex(settings)
         self.logger = logger
+    }
+
+    /// Connects to the NATS server at `url` as the calendar service would; `run()` then answers its commands.
+    public static func connect(url: String, settings: Settings = Settings(), logger: Logger) async throws -> CalendarSimulator {
+        let connection = try await NATSConnection.connect(url: url, name: "calendar-simulator", logger: logger)
+        return CalendarSimulator(connection: connection, settings: settings, logger: logger)
     }
 
     /// Changes the switches while running.
@@ -55,6 +62,7 @@ public final class CalendarSimulator: Service, Sendable {
     public func createdCount(forKey key: String) -> Int { books.withLock { $0.byKey[key] == nil ? 0 : 1 } }
 
     public func run() async throws {
+        defer { connection.close() }
         let subscription = try connection.subscribe(subject: Subjects.calendarCommands, queue: "calendar-simulator")
         try await connection.flush()
         logger.info("calendar simulator answering on \(Subjects.calendarCommands)")
@@ -130,20 +138,28 @@ public final class CalendarSimulator: Service, Sendable {
     }
 }
 
-/// Stands in for the discovery service: answers `discovery.search` requests with deterministic results.
+/// Stands in for the discovery service: answers `discovery.search` requests with deterministic results, over a
+/// NATS connection of its own (closed when `run()` ends).
 public final class DiscoverySimulator: Service, Sendable {
     let connection: NATSConnection
     let logger: Logger
     private let served = Atomic<Int>(0)
 
-    public init(connection: NATSConnection, logger: Logger) {
+    init(connection: NATSConnection, logger: Logger) {
         self.connection = connection
         self.logger = logger
+    }
+
+    /// Connects to the NATS server at `url` as the discovery service would; `run()` then answers its requests.
+    public static func connect(url: String, logger: Logger) async throws -> DiscoverySimulator {
+        let connection = try await NATSConnection.connect(url: url, name: "discovery-simulator", logger: logger)
+        return DiscoverySimulator(connection: connection, logger: logger)
     }
 
     public var requestsServed: Int { served.load(ordering: .relaxed) }
 
     public func run() async throws {
+        defer { connection.close() }
         let subscription = try connection.subscribe(subject: Subjects.discoverySearch, queue: "discovery-simulator")
         try await connection.flush()
         await withGracefulShutdownHandler {

@@ -2,6 +2,7 @@ import Foundation
 import LedgerCore
 @testable import LedgerEngine
 import LedgerNATS
+import LedgerTestSupport
 import Testing
 
 extension Integration {

@@ -1,5 +1,6 @@
 import LedgerCore
 @testable import LedgerEngine
+import LedgerTestSupport
 import Testing
 
 /// Caches hold at most their byte budget, whatever arrives (pure, no NATS needed).

@@ -1,10 +1,9 @@
 import Foundation
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 import LedgerCore
+import LedgerDevServices
 @testable import LedgerEngine
 import LedgerNATS
+import LedgerTestSupport
 import Synchronization
 import Testing
 
@@ -170,14 +169,12 @@ extension Integration {
         }
 
         @Test func aStormOfGeneratedMessagesStopsNothing() async throws {
-            let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/debug/ledgerflow").standardized.path
-            try #require(FileManager.default.isExecutableFile(atPath: binary), "build the ledgerflow executable first (swift build --build-tests)")
             let ledger = try await freshLedger()
             defer { ledger.close() }
-            let outside = try await NATSConnection.connect(url: TestServer.shared.url, name: "storm", logger: testLogger)
+            let outside = try await NATSConnection.connect(url: TestServer.url, name: "storm", logger: testLogger)
             defer { outside.close() }
-            let calendar = CalendarSimulator(connection: outside, logger: testLogger)
-            let discovery = DiscoverySimulator(connection: outside, logger: testLogger)
+            let calendar = try await CalendarSimulator.connect(url: TestServer.url, logger: testLogger)
+            let discovery = try await DiscoverySimulator.connect(url: TestServer.url, logger: testLogger)
             let simulators = Task {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await calendar.run() }
@@ -187,12 +184,11 @@ extension Integration {
             }
             defer { simulators.cancel() }
             let data = TemporaryDirectory("storm")
-            let port = LocalNATSServer.freePort()
-            var serve = try ChildServe(binary: binary, port: port, dataDirectory: data.path)
+            var serve = try LedgerflowServe(binary: Fixtures.ledgerflowBinary, natsURL: TestServer.url, dataDirectory: data.path)
             defer { serve.kill() }
             try await serve.waitReady()
-            #expect(try await serve.http("POST", "/automation/flows", TestStack.example).0 == 201)
-            #expect(try await serve.http("POST", "/automation/flows/calendar-create-event/activate").0 == 200)
+            #expect(try await serve.http.json("POST", "/automation/flows", Fixtures.calendarCreateEvent).0 == 201)
+            #expect(try await serve.http.json("POST", "/automation/flows/calendar-create-event/activate").0 == 200)
 
             var storm = MessageStorm(random: SeededRandom(seed: Self.seed))
             let started = ContinuousClock.now
@@ -214,7 +210,7 @@ extension Integration {
             var random = SeededRandom(seed: Self.seed)
             var serverErrors: [String] = []
             for (method, path, body) in Self.malformedRequests(&random) {
-                let (status, _) = try await serve.raw(method, path, body)
+                let (status, _) = try await serve.http.text(method, path, body)
                 if status >= 500 { serverErrors.append("\(method) \(path) → \(status)") }
             }
             #expect(serverErrors.isEmpty, "\(serverErrors)")
@@ -224,8 +220,8 @@ extension Integration {
             try await eventually("the engine has handled every message and finished every run", timeout: .seconds(540)) {
                 let info = try await ledger.api.consumerInfo(stream: ledger.stream, consumer: "engine")
                 guard info.num_pending == 0, info.num_ack_pending == 0 else { return false }
-                let (_, metrics) = try await serve.rawText("GET", "/metrics")
-                let checkpoint = (try await serve.http("GET", "/health")).1[path: "projection.checkpoint"]?.numberValue ?? 0
+                let (_, metrics) = try await serve.http.text("GET", "/metrics")
+                let checkpoint = (try await serve.http.json("GET", "/health")).1[path: "projection.checkpoint"]?.numberValue ?? 0
                 return metrics.contains("\nledgerflow_runs_in_memory 0\n") && checkpoint >= Double(end)
             }
             let succeeded = try await Self.succeededRuns(ledger)
@@ -240,7 +236,7 @@ extension Integration {
             #expect(Set(rejections.compactMap(\.sequence)).count == rejections.count)
             #expect(rejections.allSatisfy { !$0.reason.isEmpty })
             // Every forged engine event is skipped by the read models and recorded once in the log.
-            let (_, metrics) = try await serve.rawText("GET", "/metrics")
+            let (_, metrics) = try await serve.http.text("GET", "/metrics")
             #expect(metrics.contains("\nledgerflow_projection_skipped_total \(storm.forged)\n"))
             try await eventually("every skip is recorded in the log") {
                 try await ledger.read(subject: "ledger.skipped.>").count == storm.forged
@@ -251,41 +247,25 @@ extension Integration {
 
             // A restart on the same data serves normally.
             serve.kill()
-            serve = try ChildServe(binary: binary, port: port, dataDirectory: data.path)
+            serve = try LedgerflowServe(binary: Fixtures.ledgerflowBinary, natsURL: TestServer.url, port: serve.port, dataDirectory: data.path)
             try await serve.waitReady()
-            #expect(try await serve.http("GET", "/automation/runs?limit=5").0 == 200)
+            #expect(try await serve.http.json("GET", "/automation/runs?limit=5").0 == 200)
             let after = CloudEvent(id: "after-storm", source: "assistant", type: EventType.assistantCommandIssued, data: JSONValue.object(storm.command(title: "after")))
             try outside.publish(subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(after))
             do {
                 try await eventually("a run after the restart completes", timeout: .seconds(60)) {
-                    let (_, run) = try await serve.http("GET", "/automation/runs/\(DerivedID.uuid("calendar-create-event/after-storm"))")
+                    let (_, run) = try await serve.http.json("GET", "/automation/runs/\(DerivedID.uuid("calendar-create-event/after-storm"))")
                     return run["status"] == "SUCCEEDED"
                 }
             } catch {
-                let (status, run) = try await serve.http("GET", "/automation/runs/\(DerivedID.uuid("calendar-create-event/after-storm"))")
+                let (status, run) = try await serve.http.json("GET", "/automation/runs/\(DerivedID.uuid("calendar-create-event/after-storm"))")
                 let info = try await ledger.api.consumerInfo(stream: ledger.stream, consumer: "engine")
                 print("run: \(status) \(run.compactJSON.prefix(2000)); consumer pending \(info.num_pending), ack pending \(info.num_ack_pending)")
-                print((try await serve.http("GET", "/health")).1.compactJSON)
+                print((try await serve.http.json("GET", "/health")).1.compactJSON)
                 let log = (try? String(contentsOfFile: "\(data.path)/serve.log", encoding: .utf8)) ?? ""
                 print("serve.log (last 3000 characters):\n" + String(log.suffix(3000)))
                 throw error
             }
         }
     }
-}
-
-extension ChildServe {
-    /// Sends raw bytes (not necessarily JSON) and returns the status and the body's text.
-    func raw(_ method: String, _ path: String, _ body: [UInt8]?) async throws -> (Int, String) {
-        guard let url = URL(string: "http://127.0.0.1:\(port)\(path)") else { return (400, "bad url") }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        request.timeoutInterval = 30
-        request.setValue("Bearer \(Self.token)", forHTTPHeaderField: "Authorization")
-        if let body { request.httpBody = Data(body) }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return ((response as! HTTPURLResponse).statusCode, String(decoding: data, as: UTF8.self))
-    }
-
-    func rawText(_ method: String, _ path: String) async throws -> (Int, String) { try await raw(method, path, nil) }
 }

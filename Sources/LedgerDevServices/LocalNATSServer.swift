@@ -11,6 +11,12 @@ public final class LocalNATSServer: @unchecked Sendable {
     private let lifeline: Pipe
     public var url: String { "nats://127.0.0.1:\(port)" }
 
+    /// Why the server could not be started, in words for a person.
+    public struct StartFailed: Error, CustomStringConvertible, Sendable {
+        public var description: String
+        init(_ description: String) { self.description = description }
+    }
+
     public struct NotFound: Error, CustomStringConvertible {
         public var description: String {
             """
@@ -68,7 +74,7 @@ public final class LocalNATSServer: @unchecked Sendable {
         guard let binary = binary ?? Self.locateBinary() else { throw NotFound() }
         let port = port ?? Self.freePort()
         if Self.canConnect(port: port) {
-            throw RuntimeError("port \(port) on 127.0.0.1 is already in use (another nats-server or `ledgerflow dev`?); stop it or choose another port")
+            throw StartFailed("port \(port) on 127.0.0.1 is already in use (another nats-server or `ledgerflow dev`?); stop it or choose another port")
         }
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         self.port = port
@@ -108,11 +114,11 @@ public final class LocalNATSServer: @unchecked Sendable {
         while !(Self.canConnect(port: port) && process.isRunning) {
             if !process.isRunning {
                 let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.suffix(2000) ?? ""
-                throw RuntimeError("nats-server exited at start (see \(log)):\n\(tail)")
+                throw StartFailed("nats-server exited at start (see \(log)):\n\(tail)")
             }
             if ContinuousClock.now > deadline {
                 stop()
-                throw RuntimeError("nats-server did not accept connections on 127.0.0.1:\(port) within \(timeout) (see \(log))")
+                throw StartFailed("nats-server did not accept connections on 127.0.0.1:\(port) within \(timeout) (see \(log))")
             }
             usleep(20_000)
         }
@@ -189,10 +195,4 @@ public final class LocalNATSServer: @unchecked Sendable {
         return fd
     }
 
-}
-
-/// An error whose text is meant for a person.
-public struct RuntimeError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
 }

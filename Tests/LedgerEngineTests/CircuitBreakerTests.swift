@@ -1,14 +1,16 @@
 import Foundation
 import LedgerCore
 @testable import LedgerEngine
+import LedgerTestSupport
 import Testing
 
 @Suite struct CircuitBreakerTests {
-    @Test func opensAfterRepeatedFailuresThenProbesAndCloses() async throws {
-        var settings = CircuitBreakers.Settings()
+    @Test func opensAfterRepeatedFailuresThenProbesAndCloses() {
+        var settings = CircuitBreakerSettings()
         settings.failureThreshold = 3
-        settings.coolDown = .milliseconds(200)
-        let breakers = CircuitBreakers(settings: settings)
+        settings.coolDown = .seconds(30)
+        let clock = ManualClock()
+        let breakers = CircuitBreakers(settings: settings, clock: clock)
         for _ in 0..<3 {
             #expect(breakers.refuse("calendar.schedule_event") == nil)
             breakers.record("calendar.schedule_event", success: false)
@@ -16,12 +18,15 @@ import Testing
         #expect(breakers.state("calendar.schedule_event") == "open")
         #expect(breakers.refuse("calendar.schedule_event")?.contains("open after 3 consecutive failures") == true)
         #expect(breakers.refuse("discovery.search") == nil, "one breaker per action")
-        try await Task.sleep(for: .milliseconds(250))
+        clock.advance(by: .seconds(29))
+        #expect(breakers.refuse("calendar.schedule_event")?.contains("fail fast for 1s more") == true, "still open before the cool-down ends")
+        clock.advance(by: .seconds(1))
+        #expect(breakers.state("calendar.schedule_event") == "half_open")
         #expect(breakers.refuse("calendar.schedule_event") == nil, "one probe goes through after the cool-down")
         #expect(breakers.refuse("calendar.schedule_event")?.contains("probe") == true, "only one")
         breakers.record("calendar.schedule_event", success: false)
         #expect(breakers.state("calendar.schedule_event") == "open", "a failed probe opens it again")
-        try await Task.sleep(for: .milliseconds(250))
+        clock.advance(by: .seconds(30))
         #expect(breakers.refuse("calendar.schedule_event") == nil)
         breakers.record("calendar.schedule_event", success: true)
         #expect(breakers.state("calendar.schedule_event") == "closed")
