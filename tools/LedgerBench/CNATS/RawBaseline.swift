@@ -19,16 +19,25 @@ struct CNATSRawError: Error, CustomStringConvertible {
 }
 
 /// One raw `natsConnection*` of the C client, destroyed in `deinit`: the benchmarks' ceilings are measured on a
-/// connection of their own, with cnats' default options, so nothing of Ledgerflow's adapter is in the way.
+/// connection of their own, so nothing of Ledgerflow's adapter is in the way. It sends as soon as it can
+/// (`natsOptions_SetSendAsap`), as the adapter's connection does, so a ratio measures the Swift side alone and not
+/// the choice of latency over batching.
 final class CNATSRawConnection {
     private let handle: OpaquePointer
 
-    /// Connects with `natsConnection_ConnectTo`. Blocking: call off the pool.
+    /// Connects with `natsConnection_Connect`. Blocking: call off the pool.
     init(url: String) throws {
         var s = nats_Open(-1)
         guard s == NATS_OK else { throw CNATSRawError(s, "opening the C library") }
+        var opts: OpaquePointer?
+        s = natsOptions_Create(&opts)
+        guard s == NATS_OK, let opts else { throw CNATSRawError(s, "creating connection options") }
+        defer { natsOptions_Destroy(opts) }
+        s = natsOptions_SetURL(opts, url)
+        if s == NATS_OK { s = natsOptions_SetSendAsap(opts, true) }
+        guard s == NATS_OK else { throw CNATSRawError(s, "setting connection options") }
         var conn: OpaquePointer?
-        s = natsConnection_ConnectTo(&conn, url)
+        s = natsConnection_Connect(&conn, opts)
         guard s == NATS_OK, let conn else { throw CNATSRawError(s, "connecting to \(url)") }
         handle = conn
     }
