@@ -4,11 +4,12 @@ import PackageDescription
 // CI builds with every warning as an error (`CI=true`); local builds only warn.
 let warnings: [SwiftSetting] = Context.environment["CI"] == "true" ? [.treatAllWarnings(as: .error)] : []
 
-let strict: [SwiftSetting] = [
-    .enableUpcomingFeature("InternalImportsByDefault"),
-    .enableUpcomingFeature("ExistentialAny"),
-    .enableUpcomingFeature("MemberImportVisibility"),
-] + warnings
+let strict: [SwiftSetting] =
+    [
+        .enableUpcomingFeature("InternalImportsByDefault"),
+        .enableUpcomingFeature("ExistentialAny"),
+        .enableUpcomingFeature("MemberImportVisibility"),
+    ] + warnings
 
 let package = Package(
     name: "Ledgerflow",
@@ -82,7 +83,8 @@ let package = Package(
         .executableTarget(
             name: "LedgerBench",
             dependencies: [
-                "CNATS", "LedgerCore", "LedgerEngine", "LedgerNATS", "LedgerLMDB", "LedgerProjections", "LedgerDevServices",
+                "CNATS", "LedgerCore", "LedgerEngine", "LedgerNATS", "LedgerLMDB", "LedgerProjections",
+                "LedgerDevServices",
                 "LedgerTestSupport",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -104,7 +106,8 @@ let package = Package(
 
         // One test target per source target.
         .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerProjections"], swiftSettings: strict),
-        .testTarget(name: "LedgerProjectionsTests", dependencies: ["LedgerCore", "LedgerProjections"], swiftSettings: strict),
+        .testTarget(
+            name: "LedgerProjectionsTests", dependencies: ["LedgerCore", "LedgerProjections"], swiftSettings: strict),
         .testTarget(
             name: "LedgerNATSTests",
             dependencies: ["LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerTestSupport"],

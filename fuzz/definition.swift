@@ -12,13 +12,19 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             for retry in [step.retry, definition.defaults?.retry].compactMap({ $0 }) {
                 for attempt in [-1, 0, 1, 7, 64, Int.max] {
                     let delay = retry.delayMillis(after: attempt, random: 0.5)
-                    guard (0...Limits.retryDelayMillis).contains(delay) else { fatalError("delay \(delay) out of bounds") }
+                    guard (0...Limits.retryDelayMillis).contains(delay) else {
+                        fatalError("delay \(delay) out of bounds")
+                    }
                 }
             }
-            if let t = step.timeout_sec, !(t > 0 && t <= Limits.stepTimeoutSeconds) { fatalError("timeout \(t) accepted") }
+            if let t = step.timeout_sec, !(t > 0 && t <= Limits.stepTimeoutSeconds) {
+                fatalError("timeout \(t) accepted")
+            }
             if let when = step.when { _ = try? Condition.parse(when) }
         }
-        if let t = definition.run_timeout_sec, !(t > 0 && t <= Limits.runTimeoutSeconds) { fatalError("run timeout \(t) accepted") }
+        if let t = definition.run_timeout_sec, !(t > 0 && t <= Limits.runTimeoutSeconds) {
+            fatalError("run timeout \(t) accepted")
+        }
     case .failure(let failure):
         guard !failure.problems.isEmpty else { fatalError("a failure without problems") }
         for problem in failure.problems where problem.path.isEmpty || problem.message.isEmpty {

@@ -6,11 +6,14 @@ import LedgerCore
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     let result = decodeInbound(
-        bytes, expectedTypes: ["AssistantCommandIssued", "FlowRunRequested"], required: ["intent", "user.id", "entities.0"],
+        bytes, expectedTypes: ["AssistantCommandIssued", "FlowRunRequested"],
+        required: ["intent", "user.id", "entities.0"],
         codec: EventCodec())
     switch result {
     case .success(let event):
-        for attribute in [event.id, event.source, event.type, event.subject ?? "", event.runid ?? "", event.traceparent ?? ""]
+        for attribute in [
+            event.id, event.source, event.type, event.subject ?? "", event.runid ?? "", event.traceparent ?? "",
+        ]
         where attribute.utf8.count > Limits.identifierBytes {
             fatalError("an attribute over the limit was accepted")
         }

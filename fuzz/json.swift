@@ -7,11 +7,15 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeBufferPointer(start: data, count: size)
     guard let value = try? JSONTree.parse(bytes) else { return 0 }
     let text = value.compactJSON
-    guard let again = try? JSONTree.parse(Array(text.utf8)) else { fatalError("compactJSON wrote text the parser refuses: \(text.prefix(200))") }
+    guard let again = try? JSONTree.parse(Array(text.utf8)) else {
+        fatalError("compactJSON wrote text the parser refuses: \(text.prefix(200))")
+    }
     guard again == value else { fatalError("round trip changed the value: \(text.prefix(200))") }
     guard again.compactJSON == text else { fatalError("compactJSON is not stable: \(text.prefix(200))") }
     // The inbound limit refuses more, never less.
-    if (try? JSONTree.parse(bytes, maxDepth: Limits.inboundJSONDepth)) != nil, (try? JSONTree.parse(bytes, maxDepth: Limits.storedJSONDepth)) == nil {
+    if (try? JSONTree.parse(bytes, maxDepth: Limits.inboundJSONDepth)) != nil,
+        (try? JSONTree.parse(bytes, maxDepth: Limits.storedJSONDepth)) == nil
+    {
         fatalError("a document within the inbound depth exceeds the stored depth")
     }
     // Paths made of the document's own keys and of numbers.

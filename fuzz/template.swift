@@ -3,7 +3,9 @@
 import LedgerCore
 
 let context: JSONValue = [
-    "trigger": ["n": 3, "big": 1e308, "tiny": 1e-300, "neg": -1e308, "s": "text", "list": [1, "two", nil, [3]], "empty": ""],
+    "trigger": [
+        "n": 3, "big": 1e308, "tiny": 1e-300, "neg": -1e308, "s": "text", "list": [1, "two", nil, [3]], "empty": "",
+    ],
     "input": ["flag": true, "zero": 0, "obj": ["a": ["b": ["c": 1]]]],
     "steps": ["a": ["status": "SUCCEEDED", "output": ["items": [1, 2, 3], "id": "x"], "attempts": 1]],
     "run": ["id": "r", "flow_id": "f", "flow_version": 1, "mode": "normal"],

@@ -17,7 +17,9 @@ public enum LogAdmission: Equatable {
             guard let messageID, messageID.hasSuffix(Self.outputSuffix) else { return .ignored }
             let runID = String(messageID.dropLast(Self.outputSuffix.count))
             guard Subjects.isValidToken(runID) else { return .ignored }
-            return .event(LedgerEvent(id: messageID, type: EventType.outputProduced, time: "", runid: runID, body: .outputPublished))
+            return .event(
+                LedgerEvent(
+                    id: messageID, type: EventType.outputProduced, time: "", runid: runID, body: .outputPublished))
         }
         if subject.hasPrefix(Subjects.runPrefix) {
             return admitRunEvent(runID: String(subject.dropFirst(Subjects.runPrefix.count)), payload: payload)
@@ -33,10 +35,15 @@ public enum LogAdmission: Equatable {
 
     /// The event on the subject of a run or flow (`kind`) with id `id`, or why it is skipped. `position` is what
     /// moves the run or flow past a skipped message (its next append expects the subject's last sequence).
-    static func read(_ kind: String, id: String, payload: [UInt8], position: LedgerEvent) -> Result<LedgerEvent, LogSkip> {
+    static func read(
+        _ kind: String, id: String, payload: [UInt8], position: LedgerEvent
+    ) -> Result<LedgerEvent, LogSkip> {
         guard Subjects.isValidToken(id) else {
-            return .failure(LogSkip(
-                reason: "the \(kind) id in the subject is not a valid id (letters, digits, - and _, at most \(Limits.tokenCharacters))", fold: nil))
+            return .failure(
+                LogSkip(
+                    reason:
+                        "the \(kind) id in the subject is not a valid id (letters, digits, - and _, at most \(Limits.tokenCharacters))",
+                    fold: nil))
         }
         do {
             return .success(try JSONTree.decode(LedgerEvent.self, from: payload))
@@ -61,21 +68,28 @@ public enum LogAdmission: Equatable {
         }
         switch event.body {
         case .runStarted(let started) where started.run_id != runID:
-            return .skipped(reason: "FlowRunStarted names run \(started.run_id.prefix(64)) on the subject of run \(runID)", fold: position)
-        case .runStarted(let started) where started.dedup_key.map { DerivedID.uuid("\(started.flow_id)/\($0)") != runID } ?? false:
+            return .skipped(
+                reason: "FlowRunStarted names run \(started.run_id.prefix(64)) on the subject of run \(runID)",
+                fold: position)
+        case .runStarted(let started)
+        where started.dedup_key.map { DerivedID.uuid("\(started.flow_id)/\($0)") != runID } ?? false:
             // A run started by a signal has the id derived from its flow and key; anything else is not its start.
-            return .skipped(reason: "FlowRunStarted's run id is not the one its flow and dedup key derive", fold: position)
+            return .skipped(
+                reason: "FlowRunStarted's run id is not the one its flow and dedup key derive", fold: position)
         case .runStarted, .stepAttemptStarted, .stepAttemptSucceeded, .stepAttemptFailed, .stepSkipped, .runSucceeded,
             .runFailed, .runCompensating, .compensationStarted, .compensationSucceeded, .compensationFailed,
             .runCancelRequested, .runCancelled, .runRedriven:
             if let named = event.runid, named != runID {
-                return .skipped(reason: "\(event.type) names run \(named.prefix(64)) on the subject of run \(runID)", fold: position)
+                return .skipped(
+                    reason: "\(event.type) names run \(named.prefix(64)) on the subject of run \(runID)", fold: position
+                )
             }
             var event = event
             event.runid = runID
             return .event(event)
         case .other:
-            return .skipped(reason: "unknown event type \"\(event.type.prefix(64))\" on a run's subject", fold: position)
+            return .skipped(
+                reason: "unknown event type \"\(event.type.prefix(64))\" on a run's subject", fold: position)
         case .flowVersionRecorded, .flowStatusChanged, .rejected, .outputPublished:
             return .skipped(reason: "\(event.type) does not belong on a run's subject", fold: position)
         }
@@ -95,7 +109,9 @@ public enum LogAdmission: Equatable {
         case .flowStatusChanged(let e) where e.flow_id == flowID:
             return .event(event)
         case .flowVersionRecorded, .flowStatusChanged:
-            return .skipped(reason: "\(event.type) names another flow (or an invalid version) on the subject of flow \(flowID)", fold: position)
+            return .skipped(
+                reason: "\(event.type) names another flow (or an invalid version) on the subject of flow \(flowID)",
+                fold: position)
         default:
             return .skipped(reason: "\(event.type.prefix(64)) does not belong on a flow's subject", fold: position)
         }

@@ -78,13 +78,16 @@ public enum FlowVersionsModel: ReadModel {
                 record.last_sequence = sequence  // a repeated version changes nothing but the flow's position
                 return record
             }
-            record.versions.append(FlowVersionEntry(
-                version: e.version, definition: e.definition, definition_hash: e.definition_hash, actor: e.actor,
-                created_at: event.time, based_on: e.based_on))
+            record.versions.append(
+                FlowVersionEntry(
+                    version: e.version, definition: e.definition, definition_hash: e.definition_hash, actor: e.actor,
+                    created_at: event.time, based_on: e.based_on))
             record.current_version = e.version
-            record.history.append(FlowChange(
-                at: event.time, actor: e.actor, change: e.version == 1 ? "registered" : "new_version", version: e.version,
-                status_before: state?.status, status_after: record.status, summary: e.summary))
+            record.history.append(
+                FlowChange(
+                    at: event.time, actor: e.actor, change: e.version == 1 ? "registered" : "new_version",
+                    version: e.version,
+                    status_before: state?.status, status_after: record.status, summary: e.summary))
             record.updated_at = event.time
             record.last_sequence = sequence
             return record
@@ -98,9 +101,11 @@ public enum FlowVersionsModel: ReadModel {
             let before = record.status
             record.status = e.status
             record.active_version = e.status == .active ? e.version : nil
-            record.history.append(FlowChange(
-                at: event.time, actor: e.actor, change: e.status == .active ? "activated" : "deactivated", version: e.version,
-                status_before: before, status_after: e.status, summary: nil))
+            record.history.append(
+                FlowChange(
+                    at: event.time, actor: e.actor, change: e.status == .active ? "activated" : "deactivated",
+                    version: e.version,
+                    status_before: before, status_after: e.status, summary: nil))
             record.updated_at = event.time
             record.last_sequence = sequence
             return record

@@ -21,7 +21,9 @@ public struct APIDependencies: Sendable {
 }
 
 /// Builds the Hummingbird application serving SPEC §4 on `host:port`.
-public func buildApplication(_ deps: APIDependencies, host: String = "127.0.0.1", port: Int = 8080, logger: Logger)
+public func buildApplication(
+    _ deps: APIDependencies, host: String = "127.0.0.1", port: Int = 8080, logger: Logger
+)
     -> some ApplicationProtocol
 {
     Application(

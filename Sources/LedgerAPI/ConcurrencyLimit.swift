@@ -16,7 +16,9 @@ public struct ConcurrencyLimitMiddleware<Context: RequestContext>: RouterMiddlew
         self.limit = limit
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    public func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         let now = inFlight.count.add(1, ordering: .relaxed).newValue
         defer { inFlight.count.subtract(1, ordering: .relaxed) }
         guard now <= limit else {

@@ -44,6 +44,7 @@ public struct TokenStore: Sendable {
     /// A fresh random token.
     public static func generate() -> String {
         var rng = SystemRandomNumberGenerator()
-        return "lf_" + (0..<32).map { _ in String("abcdefghijklmnopqrstuvwxyz0123456789".randomElement(using: &rng)!) }.joined()
+        return "lf_"
+            + (0..<32).map { _ in String("abcdefghijklmnopqrstuvwxyz0123456789".randomElement(using: &rng)!) }.joined()
     }
 }

@@ -114,31 +114,43 @@ public func decodeInbound(
     _ bytes: [UInt8], expectedTypes: [String], required: [String] = [], codec: EventCodec
 ) -> Result<CloudEvent<JSONValue>, EnvelopeProblem> {
     guard bytes.count <= Limits.inboundMessageBytes else {
-        return .failure(EnvelopeProblem(
-            "the message is \(bytes.count) bytes; inbound messages may be at most \(Limits.inboundMessageBytes) bytes (send less data, or a reference to it)"))
+        return .failure(
+            EnvelopeProblem(
+                "the message is \(bytes.count) bytes; inbound messages may be at most \(Limits.inboundMessageBytes) bytes (send less data, or a reference to it)"
+            ))
     }
     let envelope: LenientEnvelope
     do {
         envelope = try JSONTree.decode(LenientEnvelope.self, from: bytes, maxDepth: Limits.inboundJSONDepth)
     } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
-        return .failure(EnvelopeProblem("the message is JSON but not an object; send a CloudEvents 1.0 document (a JSON object)"))
+        return .failure(
+            EnvelopeProblem("the message is JSON but not an object; send a CloudEvents 1.0 document (a JSON object)"))
     } catch DecodingError.typeMismatch(_, let context) {
-        return .failure(EnvelopeProblem("attribute \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type; CloudEvents attributes are strings"))
+        return .failure(
+            EnvelopeProblem(
+                "attribute \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type; CloudEvents attributes are strings"
+            ))
     } catch let error as JSONTree.ParseError {
-        return .failure(EnvelopeProblem("the message (\(bytes.count) bytes) is not valid JSON: \(error.message) at byte \(error.offset); send a CloudEvents 1.0 JSON document"))
+        return .failure(
+            EnvelopeProblem(
+                "the message (\(bytes.count) bytes) is not valid JSON: \(error.message) at byte \(error.offset); send a CloudEvents 1.0 JSON document"
+            ))
     } catch {
         return .failure(EnvelopeProblem("the message is not valid JSON (\(bytes.count) bytes): \(error)"))
     }
     let attributes: [(String, String?)] = [
-        ("specversion", envelope.specversion), ("id", envelope.id), ("source", envelope.source), ("type", envelope.type),
+        ("specversion", envelope.specversion), ("id", envelope.id), ("source", envelope.source),
+        ("type", envelope.type),
         ("time", envelope.time), ("datacontenttype", envelope.datacontenttype), ("subject", envelope.subject),
         ("runid", envelope.runid), ("flowid", envelope.flowid), ("correlationid", envelope.correlationid),
         ("causationid", envelope.causationid), ("traceparent", envelope.traceparent),
     ]
     for (name, value) in attributes {
         if let value, value.utf8.count > Limits.identifierBytes {
-            return .failure(EnvelopeProblem(
-                "attribute \(name) is \(value.utf8.count) bytes long; CloudEvents attributes may be at most \(Limits.identifierBytes) bytes (shorten it)"))
+            return .failure(
+                EnvelopeProblem(
+                    "attribute \(name) is \(value.utf8.count) bytes long; CloudEvents attributes may be at most \(Limits.identifierBytes) bytes (shorten it)"
+                ))
         }
     }
     var missing: [String] = []
@@ -154,15 +166,18 @@ public func decodeInbound(
     }
     let type = envelope.type!
     if !expectedTypes.contains(type) {
-        return .failure(EnvelopeProblem(
-            "unknown event type \"\(type)\": nothing here handles it (the types handled are \(expectedTypes.joined(separator: ", "))); publish it with one of those types, or to the service that handles it"))
+        return .failure(
+            EnvelopeProblem(
+                "unknown event type \"\(type)\": nothing here handles it (the types handled are \(expectedTypes.joined(separator: ", "))); publish it with one of those types, or to the service that handles it"
+            ))
     }
     let data = envelope.data ?? .null
     let absent = required.filter { data[path: $0] == nil || data[path: $0] == .null }
     if !absent.isEmpty {
         return .failure(EnvelopeProblem("\(type) is missing data field(s): \(absent.joined(separator: ", "))"))
     }
-    var event = CloudEvent(id: envelope.id!, source: envelope.source!, type: type, time: envelope.time ?? "", data: data)
+    var event = CloudEvent(
+        id: envelope.id!, source: envelope.source!, type: type, time: envelope.time ?? "", data: data)
     event.time = envelope.time
     event.datacontenttype = envelope.datacontenttype
     event.subject = envelope.subject

@@ -6,7 +6,13 @@ public enum CronCheck {
         ("minute", 0...59, [:]),
         ("hour", 0...23, [:]),
         ("day of month", 1...31, [:]),
-        ("month", 1...12, ["JAN": 1, "FEB": 2, "MAR": 3, "APR": 4, "MAY": 5, "JUN": 6, "JUL": 7, "AUG": 8, "SEP": 9, "OCT": 10, "NOV": 11, "DEC": 12]),
+        (
+            "month", 1...12,
+            [
+                "JAN": 1, "FEB": 2, "MAR": 3, "APR": 4, "MAY": 5, "JUN": 6, "JUL": 7, "AUG": 8, "SEP": 9, "OCT": 10,
+                "NOV": 11, "DEC": 12,
+            ]
+        ),
         ("day of week", 0...7, ["SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6]),
     ]
     /// The longest cron expression read.
@@ -18,7 +24,9 @@ public enum CronCheck {
             return "the cron expression is \(cron.utf8.count) bytes long; at most \(maxBytes) are accepted"
         }
         let parts = cron.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        guard parts.count == 5 else { return "\"\(cron)\": a cron expression has 5 fields (minute hour day month weekday)" }
+        guard parts.count == 5 else {
+            return "\"\(cron)\": a cron expression has 5 fields (minute hour day month weekday)"
+        }
         for (part, field) in zip(parts, fields) {
             if let problem = fieldProblem(part, range: field.range, names: field.names) {
                 return "\"\(part)\" in the \(field.name) field: \(problem)"
@@ -61,7 +69,9 @@ public enum CronCheck {
 
     /// A small decimal number (ASCII digits only), else nil.
     static func number(_ text: Substring) -> Int? {
-        guard !text.isEmpty, text.utf8.count <= 4, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        guard !text.isEmpty, text.utf8.count <= 4, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+            return nil
+        }
         return Int(text)
     }
 }

@@ -54,7 +54,8 @@ public struct EventSchemaError: Error, Sendable, Equatable, CustomStringConverti
 
     public var description: String {
         guard version >= EventSchema.initialVersion else {
-            return "\(type.prefix(64)) has \(EventSchema.attribute) \(version), which is not a version (they start at 1)"
+            return
+                "\(type.prefix(64)) has \(EventSchema.attribute) \(version), which is not a version (they start at 1)"
         }
         return "\(type.prefix(64)) is of \(EventSchema.attribute) \(version), newer than this Ledgerflow reads "
             + "(\(current)): skipped rather than misread; a newer Ledgerflow reads it"

@@ -59,7 +59,9 @@ public struct RunTrigger: Codable, Sendable, Equatable {
     /// The triggering event's `data` (what `{{trigger...}}` reads).
     public var data: JSONValue?
 
-    public init(kind: Kind, event_type: String? = nil, event_id: String? = nil, sequence: UInt64? = nil, data: JSONValue? = nil) {
+    public init(
+        kind: Kind, event_type: String? = nil, event_id: String? = nil, sequence: UInt64? = nil, data: JSONValue? = nil
+    ) {
         self.kind = kind
         self.event_type = event_type
         self.event_id = event_id
@@ -93,21 +95,25 @@ public struct FlowRunStarted: Codable, Sendable, Equatable {
 
     /// The run's whole input: `input`, or the trigger's entities with `input` on top.
     public var effectiveInput: JSONValue {
-        guard input_source == Self.inputFromTriggerEntities, case .object(var values)? = trigger.data?["entities"] else { return input }
+        guard input_source == Self.inputFromTriggerEntities, case .object(var values)? = trigger.data?["entities"]
+        else { return input }
         for (key, value) in input.objectValue ?? [:] { values[key] = value }
         return .object(values)
     }
 
     /// A start whose input came from the trigger's entities, storing only what differs from them.
     public static func input(_ input: JSONValue, over trigger: RunTrigger) -> (stored: JSONValue, source: String?) {
-        guard case .object(let entities)? = trigger.data?["entities"], case .object(let values) = input else { return (input, nil) }
+        guard case .object(let entities)? = trigger.data?["entities"], case .object(let values) = input else {
+            return (input, nil)
+        }
         guard entities.allSatisfy({ values[$0.key] == $0.value }) else { return (input, nil) }
         return (.object(values.filter { entities[$0.key] != $0.value }), inputFromTriggerEntities)
     }
 
     public init(
         run_id: String, flow_id: String, flow_version: Int, definition_hash: String, mode: RunMode, trigger: RunTrigger,
-        actor: String, input: JSONValue, step_ids: [String], dedup_key: String?, message_id: String?, channel: JSONValue?
+        actor: String, input: JSONValue, step_ids: [String], dedup_key: String?, message_id: String?,
+        channel: JSONValue?
     ) {
         self.run_id = run_id
         self.flow_id = flow_id
@@ -135,7 +141,10 @@ public struct StepAttemptStarted: Codable, Sendable, Equatable {
     /// The step's rendered `with`.
     public var request: JSONValue?
 
-    public init(step_id: String, attempt: Int, idempotency_key: String, command_id: String?, started_at: String, request: JSONValue?) {
+    public init(
+        step_id: String, attempt: Int, idempotency_key: String, command_id: String?, started_at: String,
+        request: JSONValue?
+    ) {
         self.step_id = step_id
         self.attempt = attempt
         self.idempotency_key = idempotency_key
@@ -155,7 +164,10 @@ public struct StepAttemptSucceeded: Codable, Sendable, Equatable {
     /// The stream sequence of the answer this outcome came from, when another service answered.
     public var source_sequence: UInt64?
 
-    public init(step_id: String, attempt: Int, output: JSONValue, started_at: String, finished_at: String, source_sequence: UInt64? = nil) {
+    public init(
+        step_id: String, attempt: Int, output: JSONValue, started_at: String, finished_at: String,
+        source_sequence: UInt64? = nil
+    ) {
         self.step_id = step_id
         self.attempt = attempt
         self.output = output

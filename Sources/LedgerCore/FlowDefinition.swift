@@ -14,7 +14,8 @@ public struct FlowDefinition: Codable, Sendable, Equatable {
 
     public init(
         id: String, name: String? = nil, trigger: FlowTrigger? = nil, run_as: RunAs? = nil,
-        inputs: [String: InputSpec]? = nil, defaults: StepDefaults? = nil, steps: [StepDefinition], output: JSONValue? = nil
+        inputs: [String: InputSpec]? = nil, defaults: StepDefaults? = nil, steps: [StepDefinition],
+        output: JSONValue? = nil
     ) {
         self.id = id
         self.name = name
@@ -95,7 +96,8 @@ public struct RetryPolicy: Codable, Sendable, Equatable {
     public var non_retryable: [StepErrorKind]?
 
     public init(
-        max_attempts: Int? = nil, backoff: Backoff? = nil, initial_ms: Int? = nil, max_ms: Int? = nil, jitter: Bool? = nil,
+        max_attempts: Int? = nil, backoff: Backoff? = nil, initial_ms: Int? = nil, max_ms: Int? = nil,
+        jitter: Bool? = nil,
         non_retryable: [StepErrorKind]? = nil
     ) {
         self.max_attempts = max_attempts
@@ -219,15 +221,20 @@ public struct ActionRegistry: Sendable {
     /// The built-in actions (SPEC §5).
     public static let builtIn = ActionRegistry([
         ActionSpec(
-            name: "calendar.schedule_event", kind: .command(subject: Subjects.calendarSchedule, type: EventType.calendarSchedule),
+            name: "calendar.schedule_event",
+            kind: .command(subject: Subjects.calendarSchedule, type: EventType.calendarSchedule),
             required: ["title", "start"], sideEffect: true),
         ActionSpec(
-            name: "calendar.update_event", kind: .command(subject: Subjects.calendarUpdate, type: EventType.calendarUpdate),
+            name: "calendar.update_event",
+            kind: .command(subject: Subjects.calendarUpdate, type: EventType.calendarUpdate),
             required: ["event_id"], sideEffect: true),
         ActionSpec(
-            name: "calendar.cancel_event", kind: .command(subject: Subjects.calendarCancel, type: EventType.calendarCancel),
+            name: "calendar.cancel_event",
+            kind: .command(subject: Subjects.calendarCancel, type: EventType.calendarCancel),
             required: ["event_id"], sideEffect: true),
-        ActionSpec(name: "discovery.search", kind: .request(subject: Subjects.discoverySearch), required: ["query"], sideEffect: false),
+        ActionSpec(
+            name: "discovery.search", kind: .request(subject: Subjects.discoverySearch), required: ["query"],
+            sideEffect: false),
         ActionSpec(name: "http.request", kind: .effect, required: ["method", "url"], sideEffect: true),
         ActionSpec(name: "delay", kind: .timer, required: [], sideEffect: false),
         ActionSpec(name: "transform", kind: .local, required: ["value"], sideEffect: false),

@@ -8,7 +8,10 @@ public struct FlowOutputProduced: Codable, Sendable, Equatable {
     public var text: String?
     public var data: JSONValue?
 
-    public init(run_id: String, flow_id: String, flow_version: Int, message_id: String?, channel: JSONValue?, text: String?, data: JSONValue?) {
+    public init(
+        run_id: String, flow_id: String, flow_version: Int, message_id: String?, channel: JSONValue?, text: String?,
+        data: JSONValue?
+    ) {
         self.run_id = run_id
         self.flow_id = flow_id
         self.flow_version = flow_version
@@ -29,7 +32,10 @@ public struct FlowVersionRecorded: Codable, Sendable, Equatable {
     public var based_on: Int?
     public var summary: String?
 
-    public init(flow_id: String, version: Int, definition: JSONValue, definition_hash: String, actor: String, based_on: Int? = nil, summary: String? = nil) {
+    public init(
+        flow_id: String, version: Int, definition: JSONValue, definition_hash: String, actor: String,
+        based_on: Int? = nil, summary: String? = nil
+    ) {
         self.flow_id = flow_id
         self.version = version
         self.definition = definition

@@ -20,22 +20,35 @@ public struct ValidationFailure: Error, Sendable, Equatable {
 public enum FlowValidator {
     static let inputTypes: Set<String> = ["string", "number", "integer", "boolean", "object", "array", "any"]
 
-    public static func validate(_ json: JSONValue, registry: ActionRegistry = .builtIn) -> Result<FlowDefinition, ValidationFailure> {
+    public static func validate(
+        _ json: JSONValue, registry: ActionRegistry = .builtIn
+    ) -> Result<FlowDefinition, ValidationFailure> {
         var problems: [ValidationProblem] = []
-        func problem(_ path: String, _ message: String) { problems.append(ValidationProblem(path: path, message: message)) }
+        func problem(_ path: String, _ message: String) {
+            problems.append(ValidationProblem(path: path, message: message))
+        }
 
         guard case .object(let root) = json else {
-            return .failure(ValidationFailure(problems: [ValidationProblem(path: "$", message: "a flow definition is a JSON object")]))
+            return .failure(
+                ValidationFailure(problems: [
+                    ValidationProblem(path: "$", message: "a flow definition is a JSON object")
+                ]))
         }
         // Limits first: a definition past them is not read any further.
         let depth = nestingDepth(json)
         if depth > Limits.definitionJSONDepth {
-            problem("$", "the definition nests \(depth) levels deep; at most \(Limits.definitionJSONDepth) are accepted (flatten `with` and `output`)")
+            problem(
+                "$",
+                "the definition nests \(depth) levels deep; at most \(Limits.definitionJSONDepth) are accepted (flatten `with` and `output`)"
+            )
             return .failure(ValidationFailure(problems: problems))
         }
         let size = json.compactJSON.utf8.count
         if size > Limits.definitionBytes {
-            problem("$", "the definition is \(size) bytes as compact JSON; at most \(Limits.definitionBytes) bytes are accepted (split the flow)")
+            problem(
+                "$",
+                "the definition is \(size) bytes as compact JSON; at most \(Limits.definitionBytes) bytes are accepted (split the flow)"
+            )
             return .failure(ValidationFailure(problems: problems))
         }
         if case .array(let steps)? = root["steps"], steps.count > Limits.stepsPerFlow {
@@ -43,7 +56,9 @@ public enum FlowValidator {
             return .failure(ValidationFailure(problems: problems))
         }
         if case .object(let inputs)? = root["inputs"], inputs.count > Limits.inputsPerFlow {
-            problem("inputs", "\(inputs.count) inputs; a flow may declare at most \(Limits.inputsPerFlow) (pass an object instead)")
+            problem(
+                "inputs",
+                "\(inputs.count) inputs; a flow may declare at most \(Limits.inputsPerFlow) (pass an object instead)")
             return .failure(ValidationFailure(problems: problems))
         }
         for path in nonFiniteNumbers(json, at: "") {
@@ -91,7 +106,9 @@ public enum FlowValidator {
         for (i, step) in definition.steps.enumerated() {
             let at = "steps[\(i)]"
             if !Subjects.isValidToken(step.id) {
-                problem("\(at).id", "\(quoted(step.id)): use letters, digits, \"-\" and \"_\" only (at most \(Limits.tokenCharacters))")
+                problem(
+                    "\(at).id",
+                    "\(quoted(step.id)): use letters, digits, \"-\" and \"_\" only (at most \(Limits.tokenCharacters))")
             }
             if !seen.insert(step.id).inserted { problem("\(at).id", "duplicate step id \(quoted(step.id))") }
             if step.dependencies.count > Limits.stepsPerFlow {
@@ -107,10 +124,14 @@ public enum FlowValidator {
                         problem("\(at).with.\(key)", "required by action \(step.action)")
                     }
                 } else if !spec.required.isEmpty {
-                    problem("\(at).with", "action \(step.action) needs with: {\(spec.required.joined(separator: ", "))}")
+                    problem(
+                        "\(at).with", "action \(step.action) needs with: {\(spec.required.joined(separator: ", "))}")
                 }
             } else {
-                problem("\(at).action", "unknown action \(quoted(step.action)); known: \(registry.actions.keys.sorted().joined(separator: ", "))")
+                problem(
+                    "\(at).action",
+                    "unknown action \(quoted(step.action)); known: \(registry.actions.keys.sorted().joined(separator: ", "))"
+                )
             }
             for (j, dep) in step.dependencies.prefix(Limits.stepsPerFlow).enumerated() {
                 if dep == step.id {
@@ -120,8 +141,12 @@ public enum FlowValidator {
                 }
             }
             if let retry = step.retry { checkRetry(retry, at: "\(at).retry", problem) }
-            if let t = step.timeout_sec { checkSeconds(t, at: "\(at).timeout_sec", limit: Limits.stepTimeoutSeconds, problem) }
-            if step.action == "delay", case .object(let with)? = step.with { checkDelay(with, at: "\(at).with", problem) }
+            if let t = step.timeout_sec {
+                checkSeconds(t, at: "\(at).timeout_sec", limit: Limits.stepTimeoutSeconds, problem)
+            }
+            if step.action == "delay", case .object(let with)? = step.with {
+                checkDelay(with, at: "\(at).with", problem)
+            }
             if let c = step.compensate, registry[c.action] == nil {
                 problem("\(at).compensate.action", "unknown action \(quoted(c.action))")
             }
@@ -129,11 +154,17 @@ public enum FlowValidator {
         // Where http.request and emit send is literal in the definition, never chosen by a template.
         problems += OutboundTargets.problems(in: definition)
         if let retry = definition.defaults?.retry { checkRetry(retry, at: "defaults.retry", problem) }
-        if let t = definition.defaults?.timeout_sec { checkSeconds(t, at: "defaults.timeout_sec", limit: Limits.stepTimeoutSeconds, problem) }
-        if let t = definition.run_timeout_sec { checkSeconds(t, at: "run_timeout_sec", limit: Limits.runTimeoutSeconds, problem) }
+        if let t = definition.defaults?.timeout_sec {
+            checkSeconds(t, at: "defaults.timeout_sec", limit: Limits.stepTimeoutSeconds, problem)
+        }
+        if let t = definition.run_timeout_sec {
+            checkSeconds(t, at: "run_timeout_sec", limit: Limits.runTimeoutSeconds, problem)
+        }
         for (name, spec) in definition.inputs ?? [:] {
             if let type = spec.type, !inputTypes.contains(type) {
-                problem("inputs.\(name).type", "unknown type \(quoted(type)); use one of \(inputTypes.sorted().joined(separator: ", "))")
+                problem(
+                    "inputs.\(name).type",
+                    "unknown type \(quoted(type)); use one of \(inputTypes.sorted().joined(separator: ", "))")
             }
         }
         if let trigger = definition.trigger { checkTrigger(trigger, problem) }
@@ -145,7 +176,9 @@ public enum FlowValidator {
             let inCycle = order.cycleMembers.contains(step.id)
             problem(
                 "steps[\(i)].depends_on",
-                inCycle ? "step \"\(step.id)\" is part of a dependency cycle" : "step \"\(step.id)\" is unreachable: it depends on a step in a cycle")
+                inCycle
+                    ? "step \"\(step.id)\" is part of a dependency cycle"
+                    : "step \"\(step.id)\" is unreachable: it depends on a step in a cycle")
         }
 
         // Templates and conditions.
@@ -154,24 +187,32 @@ public enum FlowValidator {
         for (i, step) in definition.steps.enumerated() {
             let at = "steps[\(i)]"
             if let with = step.with {
-                checkTemplates(with, at: "\(at).with", allowedSteps: ancestors[step.id] ?? [], ids: ids, inputs: definition.inputs == nil ? nil : inputNames, problem)
+                checkTemplates(
+                    with, at: "\(at).with", allowedSteps: ancestors[step.id] ?? [], ids: ids,
+                    inputs: definition.inputs == nil ? nil : inputNames, problem)
             }
             if let when = step.when {
                 do {
                     let condition = try Condition.parse(when)
                     for r in condition.references {
-                        checkReference(r, at: "\(at).when", allowedSteps: ancestors[step.id] ?? [], ids: ids, inputs: definition.inputs == nil ? nil : inputNames, problem)
+                        checkReference(
+                            r, at: "\(at).when", allowedSteps: ancestors[step.id] ?? [], ids: ids,
+                            inputs: definition.inputs == nil ? nil : inputNames, problem)
                     }
                 } catch {
                     problem("\(at).when", "bad condition: \(error.message)")
                 }
             }
             if let c = step.compensate?.with {
-                checkTemplates(c, at: "\(at).compensate.with", allowedSteps: (ancestors[step.id] ?? []).union([step.id]), ids: ids, inputs: definition.inputs == nil ? nil : inputNames, problem)
+                checkTemplates(
+                    c, at: "\(at).compensate.with", allowedSteps: (ancestors[step.id] ?? []).union([step.id]), ids: ids,
+                    inputs: definition.inputs == nil ? nil : inputNames, problem)
             }
         }
         if let output = definition.output {
-            checkTemplates(output, at: "output", allowedSteps: ids, ids: ids, inputs: definition.inputs == nil ? nil : inputNames, problem)
+            checkTemplates(
+                output, at: "output", allowedSteps: ids, ids: ids, inputs: definition.inputs == nil ? nil : inputNames,
+                problem)
         }
         return problems.isEmpty ? .success(definition) : .failure(ValidationFailure(problems: problems))
     }
@@ -205,7 +246,9 @@ public enum FlowValidator {
     /// The definition without the `run_as` and `backoff` strings it does not know (each reported), so that decoding
     /// it finds every other problem.
     static func closedValues(_ root: [String: JSONValue], _ problem: (String, String) -> Void) -> JSONValue {
-        func known<Value: RawRepresentable<String> & CaseIterable>(_ value: JSONValue?, _: Value.Type, at: String) -> Bool {
+        func known<Value: RawRepresentable<String> & CaseIterable>(
+            _ value: JSONValue?, _: Value.Type, at: String
+        ) -> Bool {
             guard case .string(let text)? = value, Value(rawValue: text) == nil else { return true }
             let names = Value.allCases.map { "\"\($0.rawValue)\"" }
             problem(at, "use \(names.dropLast().joined(separator: ", ")) or \(names.last ?? "")")
@@ -234,13 +277,16 @@ public enum FlowValidator {
     }
 
     static let retryBounds: [(String, ClosedRange<Int>)] = [
-        ("max_attempts", 1...Limits.maxAttempts), ("initial_ms", 0...Limits.retryDelayMillis), ("max_ms", 0...Limits.retryDelayMillis),
+        ("max_attempts", 1...Limits.maxAttempts), ("initial_ms", 0...Limits.retryDelayMillis),
+        ("max_ms", 0...Limits.retryDelayMillis),
     ]
 
     static func checkRetry(_ retry: RetryPolicy, at: String, _ problem: (String, String) -> Void) {
         let values = [("max_attempts", retry.max_attempts), ("initial_ms", retry.initial_ms), ("max_ms", retry.max_ms)]
         for ((key, value), (_, range)) in zip(values, retryBounds) {
-            if let value, !range.contains(value) { problem("\(at).\(key)", "must be from \(range.lowerBound) to \(range.upperBound), not \(value)") }
+            if let value, !range.contains(value) {
+                problem("\(at).\(key)", "must be from \(range.lowerBound) to \(range.upperBound), not \(value)")
+            }
         }
         if let m = retry.max_ms, let i = retry.initial_ms, (0...Limits.retryDelayMillis).contains(m), m < i {
             problem("\(at).max_ms", "must be at least initial_ms (\(i))")
@@ -301,16 +347,20 @@ public enum FlowValidator {
         switch value {
         case .number(let n): return n.isFinite ? [] : [path]
         case .array(let a): return a.enumerated().flatMap { nonFiniteNumbers($1, at: "\(path)[\($0)]") }
-        case .object(let o): return o.keys.sorted().flatMap { nonFiniteNumbers(o[$0]!, at: path.isEmpty ? $0 : "\(path).\($0)") }
+        case .object(let o):
+            return o.keys.sorted().flatMap { nonFiniteNumbers(o[$0]!, at: path.isEmpty ? $0 : "\(path).\($0)") }
         default: return []
         }
     }
 
     static func checkTrigger(_ trigger: FlowTrigger, _ problem: (String, String) -> Void) {
-        let kinds = [trigger.event != nil, trigger.cron != nil, trigger.interval != nil, trigger.manual == true].filter { $0 }.count
+        let kinds = [trigger.event != nil, trigger.cron != nil, trigger.interval != nil, trigger.manual == true].filter
+        { $0 }.count
         if kinds == 0 { problem("trigger", "give one of event, cron, interval or manual: true") }
         if kinds > 1 { problem("trigger", "give only one of event, cron, interval or manual") }
-        if trigger.intent != nil, trigger.event == nil { problem("trigger.intent", "only event triggers take an intent") }
+        if trigger.intent != nil, trigger.event == nil {
+            problem("trigger.intent", "only event triggers take an intent")
+        }
         if let cron = trigger.cron, let message = CronCheck.problem(cron) { problem("trigger.cron", message) }
         if let interval = trigger.interval, case .failure(let failure) = DurationText.parse(interval) {
             problem("trigger.interval", failure.message)
@@ -318,11 +368,14 @@ public enum FlowValidator {
     }
 
     static func checkTemplates(
-        _ value: JSONValue, at: String, allowedSteps: Set<String>, ids: Set<String>, inputs: Set<String>?, _ problem: (String, String) -> Void
+        _ value: JSONValue, at: String, allowedSteps: Set<String>, ids: Set<String>, inputs: Set<String>?,
+        _ problem: (String, String) -> Void
     ) {
         do {
             for (path, reference) in try Template.references(in: value) {
-                checkReference(reference, at: path.isEmpty ? at : "\(at).\(path)", allowedSteps: allowedSteps, ids: ids, inputs: inputs, problem)
+                checkReference(
+                    reference, at: path.isEmpty ? at : "\(at).\(path)", allowedSteps: allowedSteps, ids: ids,
+                    inputs: inputs, problem)
             }
         } catch {
             problem(at.isEmpty ? "$" : at, "bad template: \(error.message)")
@@ -330,7 +383,8 @@ public enum FlowValidator {
     }
 
     static func checkReference(
-        _ reference: String, at: String, allowedSteps: Set<String>, ids: Set<String>, inputs: Set<String>?, _ problem: (String, String) -> Void
+        _ reference: String, at: String, allowedSteps: Set<String>, ids: Set<String>, inputs: Set<String>?,
+        _ problem: (String, String) -> Void
     ) {
         let parts = reference.split(separator: ".").map(String.init)
         guard let root = parts.first, Template.roots.contains(root) else {
@@ -347,7 +401,10 @@ public enum FlowValidator {
             if !ids.contains(step) {
                 problem(at, "{{\(reference)}}: unknown step \"\(step)\"")
             } else if !allowedSteps.contains(step) {
-                problem(at, "{{\(reference)}}: step \"\(step)\" is not among this step's depends_on (directly or through others), so its output may not exist yet")
+                problem(
+                    at,
+                    "{{\(reference)}}: step \"\(step)\" is not among this step's depends_on (directly or through others), so its output may not exist yet"
+                )
             }
             if parts.count >= 3, !["output", "status", "attempts"].contains(parts[2]) {
                 problem(at, "{{\(reference)}}: a step offers output, status or attempts")
@@ -369,7 +426,9 @@ public enum FlowValidator {
     /// Steps in an order where each comes after its dependencies; steps left out are in or behind a cycle.
     public static func topologicalOrder(_ steps: [StepDefinition]) -> (ordered: [String], cycleMembers: Set<String>) {
         let ids = Set(steps.map(\.id))
-        var remaining = Dictionary(steps.map { ($0.id, Set($0.dependencies.filter { ids.contains($0) && $0 != "" })) }, uniquingKeysWith: { a, _ in a })
+        var remaining = Dictionary(
+            steps.map { ($0.id, Set($0.dependencies.filter { ids.contains($0) && $0 != "" })) },
+            uniquingKeysWith: { a, _ in a })
         var ordered: [String] = []
         var progress = true
         while progress {

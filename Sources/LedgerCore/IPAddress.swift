@@ -1,11 +1,11 @@
 import Foundation
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Musl)
-    import Musl
+import Musl
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// An IPv4 or IPv6 address, parsed from every literal form a URL host can take.
@@ -120,7 +120,9 @@ public enum IPAddress: Sendable, Hashable, CustomStringConvertible {
     /// (`2002:aabb:ccdd::`) addresses: what a connection to them may reach.
     public var embeddedV4: UInt32? {
         guard case .v6(let b) = self else { return nil }
-        func v4(_ at: Int) -> UInt32 { UInt32(b[at]) << 24 | UInt32(b[at + 1]) << 16 | UInt32(b[at + 2]) << 8 | UInt32(b[at + 3]) }
+        func v4(_ at: Int) -> UInt32 {
+            UInt32(b[at]) << 24 | UInt32(b[at + 1]) << 16 | UInt32(b[at + 2]) << 8 | UInt32(b[at + 3])
+        }
         if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff { return v4(12) }
         if b[0..<12].elementsEqual([0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0]) { return v4(12) }
         if b[0] == 0x20 && b[1] == 0x02 { return v4(2) }

@@ -41,7 +41,8 @@ public enum Timestamp {
             let s = String(v)
             return String(repeating: "0", count: max(0, n - s.count)) + s
         }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(seconds / 3600, 2)):\(pad(seconds % 3600 / 60, 2)):\(pad(seconds % 60, 2)).\(pad(milli, 3))Z"
+        return
+            "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(seconds / 3600, 2)):\(pad(seconds % 3600 / 60, 2)):\(pad(seconds % 60, 2)).\(pad(milli, 3))Z"
     }
 
     /// Parses an RFC 3339 timestamp (`2026-11-20T05:45:45.123Z`, with or without fraction, `Z` or an offset
@@ -60,9 +61,11 @@ public enum Timestamp {
         }
         func separator(_ at: Int, _ allowed: String) -> Bool { at < chars.count && allowed.utf8.contains(chars[at]) }
         guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2),
-            let s = num(17, 2), separator(4, "-"), separator(7, "-"), separator(10, "Tt "), separator(13, ":"), separator(16, ":")
+            let s = num(17, 2), separator(4, "-"), separator(7, "-"), separator(10, "Tt "), separator(13, ":"),
+            separator(16, ":")
         else { return nil }
-        guard (1...9999).contains(y), (1...12).contains(mo), (1...daysIn(month: mo, year: y)).contains(d), (0...23).contains(h),
+        guard (1...9999).contains(y), (1...12).contains(mo), (1...daysIn(month: mo, year: y)).contains(d),
+            (0...23).contains(h),
             (0...59).contains(mi), (0...60).contains(s)
         else { return nil }
         var index = 19
@@ -83,7 +86,8 @@ public enum Timestamp {
         if chars[index] == UInt8(ascii: "Z") || chars[index] == UInt8(ascii: "z") {
             index += 1
         } else if chars[index] == UInt8(ascii: "+") || chars[index] == UInt8(ascii: "-") {
-            guard let oh = num(index + 1, 2), separator(index + 3, ":"), let om = num(index + 4, 2), oh <= 23, om <= 59 else { return nil }
+            guard let oh = num(index + 1, 2), separator(index + 3, ":"), let om = num(index + 4, 2), oh <= 23, om <= 59
+            else { return nil }
             offset = (oh * 3600 + om * 60) * (chars[index] == UInt8(ascii: "+") ? 1 : -1)
             index += 6
         } else {
@@ -152,7 +156,9 @@ public enum SHA256 {
         for chunk in stride(from: 0, to: bytes.count, by: 64) {
             for i in 0..<16 {
                 let j = chunk + i * 4
-                w[i] = UInt32(bytes[j]) << 24 | UInt32(bytes[j + 1]) << 16 | UInt32(bytes[j + 2]) << 8 | UInt32(bytes[j + 3])
+                w[i] =
+                    UInt32(bytes[j]) << 24 | UInt32(bytes[j + 1]) << 16 | UInt32(bytes[j + 2]) << 8
+                    | UInt32(bytes[j + 3])
             }
             for i in 16..<64 {
                 let s0 = w[i - 15].rotr(7) ^ w[i - 15].rotr(18) ^ (w[i - 15] >> 3)

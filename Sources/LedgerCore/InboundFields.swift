@@ -18,7 +18,8 @@ public enum InboundFields {
                 return "\(type): data.\(field) must be a string"
             }
             if text.utf8.count > Limits.identifierBytes {
-                return "\(type): data.\(field) is \(text.utf8.count) bytes; identifiers may be at most \(Limits.identifierBytes) bytes"
+                return
+                    "\(type): data.\(field) is \(text.utf8.count) bytes; identifiers may be at most \(Limits.identifierBytes) bytes"
             }
         }
         return nil

@@ -19,7 +19,9 @@ public enum JSONTree {
     /// engine wrote itself; pass `Limits.inboundJSONDepth` for anything from outside). Numbers must be finite
     /// doubles; unpaired surrogates in `\u` escapes become U+FFFD. Never traps: whatever cannot be read is a
     /// `ParseError` naming the byte offset.
-    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth) throws(ParseError) -> JSONValue {
+    public static func parse(
+        _ bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth
+    ) throws(ParseError) -> JSONValue {
         let array = Array(bytes)
         let result: Result<JSONValue, ParseError> = array.withUnsafeBufferPointer { buffer in
             var parser = Parser(bytes: buffer, maxDepth: maxDepth)
@@ -37,7 +39,9 @@ public enum JSONTree {
     }
 
     /// Decodes `T` from JSON bytes through the tree (containers nested at most `maxDepth` levels).
-    public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth) throws -> T {
+    public static func decode<T: Decodable>(
+        _ type: T.Type, from bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth
+    ) throws -> T {
         try T(from: TreeDecoder(value: try parse(bytes, maxDepth: maxDepth), codingPath: []))
     }
 
@@ -61,7 +65,9 @@ public enum JSONTree {
         }
 
         mutating func skipSpace() {
-            while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 { index += 1 }
+            while index < bytes.count,
+                bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09
+            { index += 1 }
         }
 
         func fail(_ message: String) -> ParseError { ParseError(offset: index, message: message) }
@@ -183,7 +189,9 @@ public enum JSONTree {
             index += 1  // opening quote
             let start = index
             // Fast path: no escapes.
-            while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\") { index += 1 }
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\") {
+                index += 1
+            }
             guard index < bytes.count else { throw fail("unterminated string") }
             if bytes[index] == UInt8(ascii: "\"") {
                 let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
@@ -222,7 +230,9 @@ public enum JSONTree {
                         // unpaired (U+FFFD) and the escape after it is read on its own.
                         let high = scalar
                         scalar = 0xFFFD
-                        if bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
+                        if bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"),
+                            bytes[index + 1] == UInt8(ascii: "u")
+                        {
                             let resume = index
                             index += 2
                             if let low = try? hex4(), low >= 0xDC00, low <= 0xDFFF {

@@ -111,7 +111,8 @@ extension LedgerEvent.Body {
     /// The event's `type`.
     public var type: String {
         switch self {
-        case .flowVersionRecorded(let e): return e.version == 1 ? EventType.flowRegistered : EventType.flowVersionCreated
+        case .flowVersionRecorded(let e):
+            return e.version == 1 ? EventType.flowRegistered : EventType.flowVersionCreated
         case .flowStatusChanged(let e): return e.status == .active ? EventType.flowActivated : EventType.flowDeactivated
         case .runStarted: return EventType.runStarted
         case .stepAttemptStarted: return EventType.stepAttemptStarted
@@ -155,7 +156,8 @@ extension LedgerEvent.Body {
         func event<P: Codable & Sendable>(_ data: P) throws -> [UInt8] {
             try codec.encode(
                 CloudEvent(
-                    id: id, type: type, time: time, runid: runid, flowid: flowid, flowversion: flowversion, stepid: stepID,
+                    id: id, type: type, time: time, runid: runid, flowid: flowid, flowversion: flowversion,
+                    stepid: stepID,
                     correlationid: correlationid, causationid: causationid, traceparent: traceparent, data: data))
         }
         switch self {

@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Musl)
-    import Musl
+import Musl
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// One entry of the outbound HTTP allowlist: `HOST[:PORT]`, where HOST is a host name, an IP address or a network
@@ -75,11 +75,15 @@ public struct HTTPAllowEntry: Sendable, Equatable, CustomStringConvertible {
         }
         var port: Int?
         if let portText {
-            guard let value = Int(portText), (1...65535).contains(value) else { throw fail("the port must be a number from 1 to 65535") }
+            guard let value = Int(portText), (1...65535).contains(value) else {
+                throw fail("the port must be a number from 1 to 65535")
+            }
             port = value
         }
         if let slash = hostPart.firstIndex(of: "/") {
-            guard let address = IPAddress.parse(String(hostPart[..<slash])) else { throw fail("a network must start with an IP address") }
+            guard let address = IPAddress.parse(String(hostPart[..<slash])) else {
+                throw fail("a network must start with an IP address")
+            }
             let bits: Int
             if case .v4 = address { bits = 32 } else { bits = 128 }
             guard let prefix = Int(hostPart[hostPart.index(after: slash)...]), (0...bits).contains(prefix) else {
@@ -145,17 +149,22 @@ public struct OutboundPolicy: Sendable, Equatable {
     /// it resolved to), or nil when it may. A host allowed by name may resolve to anything; otherwise every
     /// address must be public or allowed itself, so one private record among public ones still refuses.
     public func refusal(host: String, port: Int, addresses: [IPAddress]) -> String? {
-        if httpAllow.contains(where: { ($0.port.map { $0 == port } ?? true) && $0.target == .host(host) }) { return nil }
+        if httpAllow.contains(where: { ($0.port.map { $0 == port } ?? true) && $0.target == .host(host) }) {
+            return nil
+        }
         for address in addresses {
             guard let why = address.specialUse else { continue }
             let allowed = httpAllow.contains { entry in
-                guard entry.port.map({ $0 == port }) ?? true, case .network(let network, let prefix) = entry.target else { return false }
+                guard entry.port.map({ $0 == port }) ?? true, case .network(let network, let prefix) = entry.target
+                else { return false }
                 return address.isWithin(network, prefix: prefix)
             }
             if allowed { continue }
-            let shown = IPAddress.parse(host) == nil ? "\(host) resolves to \(address.description)" : "\(address.description)"
+            let shown =
+                IPAddress.parse(host) == nil ? "\(host) resolves to \(address.description)" : "\(address.description)"
             let example = IPAddress.parse(host) == nil ? "\(host):\(port)" : "\(address.urlHost):\(port)"
-            return "\(shown), a \(why) address: http.request refuses loopback, private, link-local and metadata addresses "
+            return
+                "\(shown), a \(why) address: http.request refuses loopback, private, link-local and metadata addresses "
                 + "unless the engine allows the target. If this target is meant, start the engine with "
                 + "--http-allow \(example) (or LEDGERFLOW_HTTP_ALLOW=\(example))"
         }

@@ -1,4 +1,5 @@
 import Foundation
+
 /// Where a definition's side-effecting steps send, checked at registration: the scheme, host and port of an
 /// `http.request` URL and the whole subject of an `emit` are literal text in the definition, so nothing a trigger
 /// or a chat user sends (rendered through `{{...}}`) can choose the target. Templates stay allowed in a URL's path
@@ -10,7 +11,8 @@ public enum OutboundTargets {
         for (i, step) in definition.steps.enumerated() {
             problems += self.problems(action: step.action, with: step.with, at: "steps[\(i)].with")
             if let compensation = step.compensate {
-                problems += self.problems(action: compensation.action, with: compensation.with, at: "steps[\(i)].compensate.with")
+                problems += self.problems(
+                    action: compensation.action, with: compensation.with, at: "steps[\(i)].compensate.with")
             }
         }
         return problems
@@ -50,7 +52,8 @@ public enum OutboundTargets {
         let rest = literal.dropFirst(schemeLength)
         guard let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) else {
             if literal.count < url.count {
-                return "the host and port must be written out: a template may only follow the host in the path or query, "
+                return
+                    "the host and port must be written out: a template may only follow the host in the path or query, "
                     + "e.g. \"https://api.example.com/items/{{input.id}}\" (end the host with \"/\")"
             }
             return authorityProblem(rest)
@@ -61,7 +64,8 @@ public enum OutboundTargets {
     static func authorityProblem(_ authority: Substring) -> String? {
         if authority.isEmpty { return "names no host: write it out, e.g. \"https://api.example.com/\"" }
         if authority.contains("@") {
-            return "holds credentials before the host (user@host); send them in with.headers (e.g. Authorization) instead"
+            return
+                "holds credentials before the host (user@host); send them in with.headers (e.g. Authorization) instead"
         }
         return nil
     }

@@ -14,33 +14,48 @@ extension RunDecider {
     }
 
     func retryAt(_ policy: RetryPolicy, error: StepError, attempt: Int, now: Date, random: () -> Double) -> Date? {
-        guard error.retryable, !(policy.non_retryable ?? []).contains(error.kind), attempt < (policy.max_attempts ?? 3) else { return nil }
+        guard error.retryable, !(policy.non_retryable ?? []).contains(error.kind), attempt < (policy.max_attempts ?? 3)
+        else { return nil }
         return now.addingTimeInterval(Double(policy.delayMillis(after: attempt, random: random())) / 1000)
     }
 
     func failure(
-        _ stepID: String, attempt: Int, error: StepError, startedAt: String, now: Date, random: () -> Double, sourceSequence: UInt64? = nil
+        _ stepID: String, attempt: Int, error: StepError, startedAt: String, now: Date, random: () -> Double,
+        sourceSequence: UInt64? = nil
     ) -> [RunAction] {
         guard let step = definition.step(stepID) else { return [] }
         let retryAt = retryAt(retryPolicy(step), error: error, attempt: attempt, now: now, random: random)
-        var steps: [RunAction] = [.append(.stepAttemptFailed(StepAttemptFailed(
-            step_id: stepID, attempt: attempt, error: error, started_at: startedAt, finished_at: Timestamp.format(now),
-            retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))]
+        var steps: [RunAction] = [
+            .append(
+                .stepAttemptFailed(
+                    StepAttemptFailed(
+                        step_id: stepID, attempt: attempt, error: error, started_at: startedAt,
+                        finished_at: Timestamp.format(now),
+                        retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))
+        ]
         if let retryAt { steps.append(.wakeUp(at: retryAt)) }
         return steps
     }
 
     func compensationFailure(
-        _ stepID: String, attempt: Int, error: StepError, startedAt: String, now: Date, random: () -> Double, sourceSequence: UInt64? = nil
+        _ stepID: String, attempt: Int, error: StepError, startedAt: String, now: Date, random: () -> Double,
+        sourceSequence: UInt64? = nil
     ) -> [RunAction] {
         guard let step = definition.step(stepID) else { return [] }
         // Compensations are retried with the step's policy, and at least five times: they undo effects.
         var policy = retryPolicy(step)
         policy.max_attempts = max(policy.max_attempts ?? 3, 5)
-        let retryAt = retryAt(policy, error: StepError(kind: error.kind, message: error.message, retryable: true), attempt: attempt, now: now, random: random)
-        var steps: [RunAction] = [.append(.compensationFailed(StepAttemptFailed(
-            step_id: stepID, attempt: attempt, error: error, started_at: startedAt, finished_at: Timestamp.format(now),
-            retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))]
+        let retryAt = retryAt(
+            policy, error: StepError(kind: error.kind, message: error.message, retryable: true), attempt: attempt,
+            now: now, random: random)
+        var steps: [RunAction] = [
+            .append(
+                .compensationFailed(
+                    StepAttemptFailed(
+                        step_id: stepID, attempt: attempt, error: error, started_at: startedAt,
+                        finished_at: Timestamp.format(now),
+                        retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))
+        ]
         if let retryAt { steps.append(.wakeUp(at: retryAt)) }
         return steps
     }
@@ -48,7 +63,8 @@ extension RunDecider {
     /// Steps that can be compensated, newest completion first.
     func compensable(_ state: RunState) -> [StepRecord] {
         state.completion_order.reversed().compactMap { id in
-            guard let record = state.step(id), record.status == .succeeded, definition.step(id)?.compensate != nil else { return nil }
+            guard let record = state.step(id), record.status == .succeeded, definition.step(id)?.compensate != nil
+            else { return nil }
             return record
         }
     }
@@ -56,19 +72,25 @@ extension RunDecider {
     /// Which steps a redrive runs again: the chosen step, everything downstream of it, everything that did not
     /// finish, and every step whose effect was compensated (undone).
     func redrive(_ state: RunState, actor: String, fromStep: String?) -> FlowRunRedriven {
-        let from = fromStep ?? state.error?.step_id ?? state.steps.first { $0.status == .failed }?.step_id ?? definition.steps[0].id
+        let from =
+            fromStep ?? state.error?.step_id ?? state.steps.first { $0.status == .failed }?.step_id
+            ?? definition.steps[0].id
         var reset: Set<String> = [from]
         var changed = true
         while changed {
             changed = false
-            for step in definition.steps where !reset.contains(step.id) && step.dependencies.contains(where: reset.contains) {
+            for step in definition.steps
+            where !reset.contains(step.id) && step.dependencies.contains(where: reset.contains) {
                 reset.insert(step.id)
                 changed = true
             }
         }
-        for record in state.steps where record.status != .succeeded && record.status != .skipped { reset.insert(record.step_id) }
+        for record in state.steps where record.status != .succeeded && record.status != .skipped {
+            reset.insert(record.step_id)
+        }
         for record in state.steps where record.status == .compensated { reset.insert(record.step_id) }
-        return FlowRunRedriven(actor: actor, from_step: from, reset_steps: definition.steps.map(\.id).filter(reset.contains))
+        return FlowRunRedriven(
+            actor: actor, from_step: from, reset_steps: definition.steps.map(\.id).filter(reset.contains))
     }
 
     /// The attempts in flight (after a restart): each rebuilt with the same command id and idempotency key, so that
@@ -95,11 +117,15 @@ extension RunDecider {
             guard let last, let started = Timestamp.parse(last.started_at),
                 let request = try? Template.render(template ?? .object([:]), context: context)
             else { continue }
-            out.append((StepExecution(
-                runID: state.run_id, target: target, attempt: last.attempt, action: action, request: request,
-                idempotencyKey: Self.idempotencyKey(runID: state.run_id, target: target, generation: record.generation),
-                commandID: Self.commandID(runID: state.run_id, target: target, attempt: last.attempt),
-                deadline: started.addingTimeInterval(timeout(step)), onBehalfOf: onBehalfOf(state)), started))
+            out.append(
+                (
+                    StepExecution(
+                        runID: state.run_id, target: target, attempt: last.attempt, action: action, request: request,
+                        idempotencyKey: Self.idempotencyKey(
+                            runID: state.run_id, target: target, generation: record.generation),
+                        commandID: Self.commandID(runID: state.run_id, target: target, attempt: last.attempt),
+                        deadline: started.addingTimeInterval(timeout(step)), onBehalfOf: onBehalfOf(state)), started
+                ))
         }
         return out
     }
@@ -110,19 +136,28 @@ extension RunDecider {
             : .object(["user_id": state.trigger.data?[path: "user.id"] ?? .string(state.actor)])
     }
 
-    func start(_ step: StepDefinition, record: StepRecord, attempt: Int, state: RunState, context: JSONValue, now: Date, nowText: String) -> [RunAction] {
+    func start(
+        _ step: StepDefinition, record: StepRecord, attempt: Int, state: RunState, context: JSONValue, now: Date,
+        nowText: String
+    ) -> [RunAction] {
         let request: JSONValue
         do {
             request = try Template.render(step.with ?? .object([:]), context: context, at: "steps.\(step.id).with")
         } catch {
-            return failure(step.id, attempt: attempt, error: StepError(kind: .template, message: "\(error)", retryable: false),
+            return failure(
+                step.id, attempt: attempt, error: StepError(kind: .template, message: "\(error)", retryable: false),
                 startedAt: nowText, now: now, random: { 0 })
         }
         let spec = registry[step.action]
         // Local actions run inside the decision: one event records the whole attempt.
         if spec?.kind == .local {
-            return [.append(.stepAttemptSucceeded(StepAttemptSucceeded(
-                step_id: step.id, attempt: attempt, output: request["value"] ?? .null, started_at: nowText, finished_at: nowText)))]
+            return [
+                .append(
+                    .stepAttemptSucceeded(
+                        StepAttemptSucceeded(
+                            step_id: step.id, attempt: attempt, output: request["value"] ?? .null, started_at: nowText,
+                            finished_at: nowText)))
+            ]
         }
         // A dry run calls nothing outside the engine: every other action answers with a simulated result.
         if state.mode == .dry {
@@ -132,19 +167,29 @@ extension RunDecider {
             fields["simulated"] = true
             fields["action"] = .string(step.action)
             let simulated: JSONValue = .object(fields)
-            return [.append(.stepAttemptSucceeded(StepAttemptSucceeded(
-                step_id: step.id, attempt: attempt, output: simulated, started_at: nowText, finished_at: nowText)))]
+            return [
+                .append(
+                    .stepAttemptSucceeded(
+                        StepAttemptSucceeded(
+                            step_id: step.id, attempt: attempt, output: simulated, started_at: nowText,
+                            finished_at: nowText)))
+            ]
         }
         let key = Self.idempotencyKey(runID: state.run_id, target: .step(step.id), generation: record.generation)
         let commandID = Self.commandID(runID: state.run_id, target: .step(step.id), attempt: attempt)
         let timeout = timeout(step)
         let onBehalfOf = onBehalfOf(state)
         return [
-            .append(.stepAttemptStarted(StepAttemptStarted(
-                step_id: step.id, attempt: attempt, idempotency_key: key, command_id: commandID, started_at: nowText, request: request))),
-            .execute(StepExecution(
-                runID: state.run_id, target: .step(step.id), attempt: attempt, action: step.action, request: request, idempotencyKey: key,
-                commandID: commandID, deadline: now.addingTimeInterval(timeout), onBehalfOf: onBehalfOf)),
+            .append(
+                .stepAttemptStarted(
+                    StepAttemptStarted(
+                        step_id: step.id, attempt: attempt, idempotency_key: key, command_id: commandID,
+                        started_at: nowText, request: request))),
+            .execute(
+                StepExecution(
+                    runID: state.run_id, target: .step(step.id), attempt: attempt, action: step.action,
+                    request: request, idempotencyKey: key,
+                    commandID: commandID, deadline: now.addingTimeInterval(timeout), onBehalfOf: onBehalfOf)),
             .wakeUp(at: now.addingTimeInterval(timeout)),
         ]
     }

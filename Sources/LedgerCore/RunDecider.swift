@@ -1,6 +1,5 @@
 public import Foundation
 
-
 /// The run's decisions as a pure function of its definition, its folded state, an input and the time.
 public struct RunDecider: Sendable {
     public let definition: FlowDefinition
@@ -73,8 +72,11 @@ public struct RunDecider: Sendable {
         case (.cancelling, .cancel):
             return [.refuse("run \(state.run_id) is already being cancelled")]
         case (.succeeded, .cancel), (.failed, .cancel), (.cancelled, .cancel):
-            return [.refuse(
-                "run \(state.run_id) has already finished (\(state.status.rawValue)); only unfinished runs can be cancelled")]
+            return [
+                .refuse(
+                    "run \(state.run_id) has already finished (\(state.status.rawValue)); only unfinished runs can be cancelled"
+                )
+            ]
 
         case (.succeeded, .advance), (.failed, .advance), (.cancelled, .advance),
             (.succeeded, .recordResult), (.failed, .recordResult), (.cancelled, .recordResult):
@@ -94,11 +96,17 @@ public struct RunDecider: Sendable {
             else { return [] }
             switch result {
             case .success(let output):
-                return [.append(.stepAttemptSucceeded(StepAttemptSucceeded(
-                    step_id: id, attempt: attempt, output: output, started_at: last.started_at,
-                    finished_at: Timestamp.format(now), source_sequence: source)))]
+                return [
+                    .append(
+                        .stepAttemptSucceeded(
+                            StepAttemptSucceeded(
+                                step_id: id, attempt: attempt, output: output, started_at: last.started_at,
+                                finished_at: Timestamp.format(now), source_sequence: source)))
+                ]
             case .failure(let error):
-                return failure(id, attempt: attempt, error: error, startedAt: last.started_at, now: now, random: random, sourceSequence: source)
+                return failure(
+                    id, attempt: attempt, error: error, startedAt: last.started_at, now: now, random: random,
+                    sourceSequence: source)
             }
         case (.running, .recordResult(.compensation(of: let id), let attempt, let result, let source)),
             (.compensating, .recordResult(.compensation(of: let id), let attempt, let result, let source)),
@@ -108,11 +116,17 @@ public struct RunDecider: Sendable {
             else { return [] }
             switch result {
             case .success(let output):
-                return [.append(.compensationSucceeded(StepAttemptSucceeded(
-                    step_id: id, attempt: attempt, output: output, started_at: last.started_at,
-                    finished_at: Timestamp.format(now), source_sequence: source)))]
+                return [
+                    .append(
+                        .compensationSucceeded(
+                            StepAttemptSucceeded(
+                                step_id: id, attempt: attempt, output: output, started_at: last.started_at,
+                                finished_at: Timestamp.format(now), source_sequence: source)))
+                ]
             case .failure(let error):
-                return compensationFailure(id, attempt: attempt, error: error, startedAt: last.started_at, now: now, random: random, sourceSequence: source)
+                return compensationFailure(
+                    id, attempt: attempt, error: error, startedAt: last.started_at, now: now, random: random,
+                    sourceSequence: source)
             }
         }
     }
@@ -123,11 +137,20 @@ public struct RunDecider: Sendable {
         let nowText = Timestamp.format(now)
 
         // The whole run has a deadline too (`run_timeout_sec`).
-        if let limit = definition.run_timeout_sec, limit.isFinite, limit > 0, let started = Timestamp.parse(state.started_at ?? state.created_at) {
+        if let limit = definition.run_timeout_sec, limit.isFinite, limit > 0,
+            let started = Timestamp.parse(state.started_at ?? state.created_at)
+        {
             let deadline = started.addingTimeInterval(limit)
             if deadline <= now {
-                let error = RunError(code: "run_timeout", message: "the run did not finish within \(Int(min(limit, Limits.runTimeoutSeconds).rounded()))s")
-                return [.append(compensable(state).isEmpty ? .runFailed(FlowRunFailed(error: error)) : .runCompensating(FlowRunCompensating(error: error)))]
+                let error = RunError(
+                    code: "run_timeout",
+                    message: "the run did not finish within \(Int(min(limit, Limits.runTimeoutSeconds).rounded()))s")
+                return [
+                    .append(
+                        compensable(state).isEmpty
+                            ? .runFailed(FlowRunFailed(error: error))
+                            : .runCompensating(FlowRunCompensating(error: error)))
+                ]
             }
             out.append(.wakeUp(at: deadline))
         }
@@ -141,7 +164,8 @@ public struct RunDecider: Sendable {
             if deadline <= now {
                 out += failure(
                     record.step_id, attempt: last.attempt,
-                    error: StepError(kind: .timeout, message: "no answer within \(Int(timeout(step).rounded()))s", retryable: true),
+                    error: StepError(
+                        kind: .timeout, message: "no answer within \(Int(timeout(step).rounded()))s", retryable: true),
                     startedAt: last.started_at, now: now, random: random)
             } else {
                 out.append(.wakeUp(at: deadline))
@@ -154,9 +178,15 @@ public struct RunDecider: Sendable {
             let error = failed.lastAttempt?.error
             let runError = RunError(
                 code: error?.kind.rawValue ?? "step_failed",
-                message: "step \(failed.step_id) failed after \(failed.attempts.count) attempt(s): \(error?.message ?? "unknown error")",
+                message:
+                    "step \(failed.step_id) failed after \(failed.attempts.count) attempt(s): \(error?.message ?? "unknown error")",
                 step_id: failed.step_id)
-            return [.append(compensable(state).isEmpty ? .runFailed(FlowRunFailed(error: runError)) : .runCompensating(FlowRunCompensating(error: runError)))]
+            return [
+                .append(
+                    compensable(state).isEmpty
+                        ? .runFailed(FlowRunFailed(error: runError))
+                        : .runCompensating(FlowRunCompensating(error: runError)))
+            ]
         }
 
         for step in definition.steps {
@@ -164,13 +194,16 @@ public struct RunDecider: Sendable {
             let deps = step.dependencies.compactMap { state.step($0) }
             if deps.contains(where: { !$0.status.isDone }) { continue }
             if !deps.isEmpty, deps.allSatisfy({ $0.status == .skipped }) {
-                out.append(.append(.stepSkipped(StepSkipped(step_id: step.id, reason: "every step it depends on was skipped"))))
+                out.append(
+                    .append(.stepSkipped(StepSkipped(step_id: step.id, reason: "every step it depends on was skipped")))
+                )
                 continue
             }
             if let when = step.when {
                 let holds = (try? Condition.parse(when))?.holds(in: context) ?? false
                 if !holds {
-                    out.append(.append(.stepSkipped(StepSkipped(step_id: step.id, reason: "condition \(when) is false"))))
+                    out.append(
+                        .append(.stepSkipped(StepSkipped(step_id: step.id, reason: "condition \(when) is false"))))
                     continue
                 }
             }
@@ -182,7 +215,8 @@ public struct RunDecider: Sendable {
                 }
                 attempt = last.attempt + 1
             }
-            out += start(step, record: record, attempt: attempt, state: state, context: context, now: now, nowText: nowText)
+            out += start(
+                step, record: record, attempt: attempt, state: state, context: context, now: now, nowText: nowText)
         }
         if out.contains(where: { if case .append = $0 { return true } else { return false } }) { return out }
 
@@ -193,13 +227,21 @@ public struct RunDecider: Sendable {
             output = try Template.render(definition.output ?? .null, context: context, at: "output")
         } catch {
             let runError = RunError(code: "output_template", message: "the output template failed: \(error)")
-            return [.append(compensable(state).isEmpty ? .runFailed(FlowRunFailed(error: runError)) : .runCompensating(FlowRunCompensating(error: runError)))]
+            return [
+                .append(
+                    compensable(state).isEmpty
+                        ? .runFailed(FlowRunFailed(error: runError))
+                        : .runCompensating(FlowRunCompensating(error: runError)))
+            ]
         }
         var steps: [RunAction] = []
         if state.mode == .live {
-            steps.append(.publishOutput(FlowOutputProduced(
-                run_id: state.run_id, flow_id: state.flow_id, flow_version: state.flow_version, message_id: state.message_id,
-                channel: state.channel, text: output["text"]?.stringValue, data: output["data"] ?? output)))
+            steps.append(
+                .publishOutput(
+                    FlowOutputProduced(
+                        run_id: state.run_id, flow_id: state.flow_id, flow_version: state.flow_version,
+                        message_id: state.message_id,
+                        channel: state.channel, text: output["text"]?.stringValue, data: output["data"] ?? output)))
         }
         steps.append(.append(.runSucceeded(FlowRunSucceeded(output: output))))
         return steps
@@ -213,18 +255,25 @@ public struct RunDecider: Sendable {
             let current = record.compensation
             switch current?.status {
             case .running?:
-                guard let last = current?.attempts.last, let started = Timestamp.parse(last.started_at) else { return [] }
+                guard let last = current?.attempts.last, let started = Timestamp.parse(last.started_at) else {
+                    return []
+                }
                 let deadline = started.addingTimeInterval(timeout(step))
                 if deadline <= now {
                     return compensationFailure(
-                        step.id, attempt: last.attempt, error: StepError(kind: .timeout, message: "no answer within \(Int(timeout(step).rounded()))s", retryable: true),
+                        step.id, attempt: last.attempt,
+                        error: StepError(
+                            kind: .timeout, message: "no answer within \(Int(timeout(step).rounded()))s",
+                            retryable: true),
                         startedAt: last.started_at, now: now, random: random)
                 }
                 return [.wakeUp(at: deadline)]
             case .failed?:
                 continue  // attempts exhausted: recorded in the run and its dead letter
             default:
-                if let retryAtText = current?.attempts.last?.retry_at, let retryAt = Timestamp.parse(retryAtText), retryAt > now {
+                if let retryAtText = current?.attempts.last?.retry_at, let retryAt = Timestamp.parse(retryAtText),
+                    retryAt > now
+                {
                     return [.wakeUp(at: retryAt)]
                 }
                 let attempt = (current?.attempts.last?.attempt ?? 0) + 1
@@ -232,25 +281,47 @@ public struct RunDecider: Sendable {
                 let target = AttemptTarget.compensation(of: step.id)
                 let request: JSONValue
                 do {
-                    request = try Template.render(compensation.with ?? .object([:]), context: context, at: "steps.\(step.id).compensate.with")
+                    request = try Template.render(
+                        compensation.with ?? .object([:]), context: context, at: "steps.\(step.id).compensate.with")
                 } catch {
-                    return [.append(.compensationFailed(StepAttemptFailed(
-                        step_id: step.id, attempt: attempt, error: StepError(kind: .template, message: "\(error)", retryable: false),
-                        started_at: nowText, finished_at: nowText, retry_at: nil)))]
+                    return [
+                        .append(
+                            .compensationFailed(
+                                StepAttemptFailed(
+                                    step_id: step.id, attempt: attempt,
+                                    error: StepError(kind: .template, message: "\(error)", retryable: false),
+                                    started_at: nowText, finished_at: nowText, retry_at: nil)))
+                    ]
                 }
                 let key = Self.idempotencyKey(runID: state.run_id, target: target, generation: record.generation)
                 let commandID = Self.commandID(runID: state.run_id, target: target, attempt: attempt)
-                let started = StepAttemptStarted(step_id: step.id, attempt: attempt, idempotency_key: key, command_id: commandID, started_at: nowText, request: request)
+                let started = StepAttemptStarted(
+                    step_id: step.id, attempt: attempt, idempotency_key: key, command_id: commandID,
+                    started_at: nowText, request: request)
                 if state.mode == .dry || registry[compensation.action]?.kind == .local {
-                    let output: JSONValue = state.mode == .dry ? ["simulated": true, "action": .string(compensation.action), "request": OutboundTargets.redactingHeaders(request)] : request["value"] ?? .null
-                    return [.append(.compensationStarted(started)), .append(.compensationSucceeded(StepAttemptSucceeded(
-                        step_id: step.id, attempt: attempt, output: output, started_at: nowText, finished_at: nowText)))]
+                    let output: JSONValue =
+                        state.mode == .dry
+                        ? [
+                            "simulated": true, "action": .string(compensation.action),
+                            "request": OutboundTargets.redactingHeaders(request),
+                        ] : request["value"] ?? .null
+                    return [
+                        .append(.compensationStarted(started)),
+                        .append(
+                            .compensationSucceeded(
+                                StepAttemptSucceeded(
+                                    step_id: step.id, attempt: attempt, output: output, started_at: nowText,
+                                    finished_at: nowText))),
+                    ]
                 }
                 return [
                     .append(.compensationStarted(started)),
-                    .execute(StepExecution(
-                        runID: state.run_id, target: target, attempt: attempt, action: compensation.action, request: request,
-                        idempotencyKey: key, commandID: commandID, deadline: now.addingTimeInterval(timeout(step)), onBehalfOf: onBehalfOf(state))),
+                    .execute(
+                        StepExecution(
+                            runID: state.run_id, target: target, attempt: attempt, action: compensation.action,
+                            request: request,
+                            idempotencyKey: key, commandID: commandID, deadline: now.addingTimeInterval(timeout(step)),
+                            onBehalfOf: onBehalfOf(state))),
                     .wakeUp(at: now.addingTimeInterval(timeout(step))),
                 ]
             }
@@ -262,7 +333,8 @@ public struct RunDecider: Sendable {
         }
         var error = state.error ?? RunError(code: "step_failed", message: "the run failed")
         if !failedCompensations.isEmpty {
-            error.message += "; compensation failed for \(failedCompensations.joined(separator: ", ")) (see their attempts)"
+            error.message +=
+                "; compensation failed for \(failedCompensations.joined(separator: ", ")) (see their attempts)"
         }
         return [.append(.runFailed(FlowRunFailed(error: error)))]
     }

@@ -156,7 +156,8 @@ public struct RunState: Sendable, Equatable {
             return RunState(
                 run_id: started.run_id, flow_id: started.flow_id, flow_version: started.flow_version,
                 definition_hash: started.definition_hash, phase: .running, mode: started.mode, trigger: started.trigger,
-                actor: started.actor, input: started.effectiveInput, dedup_key: started.dedup_key, message_id: started.message_id,
+                actor: started.actor, input: started.effectiveInput, dedup_key: started.dedup_key,
+                message_id: started.message_id,
                 channel: started.channel, created_at: event.time, started_at: event.time, updated_at: event.time,
                 finished_at: nil, steps: started.step_ids.map(StepRecord.init(step_id:)), output: nil, error: nil,
                 completion_order: [], redrives: 0, last_sequence: sequence)
@@ -168,20 +169,27 @@ public struct RunState: Sendable, Equatable {
                 step.status = .running
                 step.idempotency_key = e.idempotency_key
                 step.command_id = e.command_id
-                step.attempts.append(AttemptRecord(attempt: e.attempt, started_at: e.started_at, finished_at: nil, status: .running, error: nil, retry_at: nil))
+                step.attempts.append(
+                    AttemptRecord(
+                        attempt: e.attempt, started_at: e.started_at, finished_at: nil, status: .running, error: nil,
+                        retry_at: nil))
             }
         case .stepAttemptSucceeded(let e):
             state.updateStep(e.step_id) { step in
                 step.status = .succeeded
                 step.output = e.output
-                step.finishAttempt(e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .succeeded, error: nil, retryAt: nil)
+                step.finishAttempt(
+                    e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .succeeded, error: nil,
+                    retryAt: nil)
             }
             state.completion_order.removeAll { $0 == e.step_id }
             state.completion_order.append(e.step_id)
         case .stepAttemptFailed(let e):
             state.updateStep(e.step_id) { step in
                 step.status = e.retry_at == nil ? .failed : .queued
-                step.finishAttempt(e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .failed, error: e.error, retryAt: e.retry_at)
+                step.finishAttempt(
+                    e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .failed, error: e.error,
+                    retryAt: e.retry_at)
             }
         case .stepSkipped(let e):
             state.updateStep(e.step_id) { step in
@@ -203,7 +211,10 @@ public struct RunState: Sendable, Equatable {
             state.updateStep(e.step_id) { step in
                 var record = step.compensation ?? CompensationRecord(status: .running, attempts: [], output: nil)
                 record.status = .running
-                record.attempts.append(AttemptRecord(attempt: e.attempt, started_at: e.started_at, finished_at: nil, status: .running, error: nil, retry_at: nil))
+                record.attempts.append(
+                    AttemptRecord(
+                        attempt: e.attempt, started_at: e.started_at, finished_at: nil, status: .running, error: nil,
+                        retry_at: nil))
                 step.compensation = record
             }
         case .compensationSucceeded(let e):
@@ -211,7 +222,9 @@ public struct RunState: Sendable, Equatable {
                 var record = step.compensation ?? CompensationRecord(status: .running, attempts: [], output: nil)
                 record.status = .succeeded
                 record.output = e.output
-                record.attempts.finish(e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .succeeded, error: nil, retryAt: nil)
+                record.attempts.finish(
+                    e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .succeeded, error: nil,
+                    retryAt: nil)
                 step.compensation = record
                 step.status = .compensated
             }
@@ -219,12 +232,15 @@ public struct RunState: Sendable, Equatable {
             state.updateStep(e.step_id) { step in
                 var record = step.compensation ?? CompensationRecord(status: .running, attempts: [], output: nil)
                 record.status = e.retry_at == nil ? .failed : .queued
-                record.attempts.finish(e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .failed, error: e.error, retryAt: e.retry_at)
+                record.attempts.finish(
+                    e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .failed, error: e.error,
+                    retryAt: e.retry_at)
                 step.compensation = record
             }
         case .runCancelRequested(let e):
             state.phase = .cancelling(actor: e.actor)
-            state.error = RunError(code: "cancelled", message: "cancelled by \(e.actor)\(e.reason.map { ": \($0)" } ?? "")")
+            state.error = RunError(
+                code: "cancelled", message: "cancelled by \(e.actor)\(e.reason.map { ": \($0)" } ?? "")")
             for index in state.steps.indices {
                 switch state.steps[index].status {
                 case .running:
@@ -232,7 +248,9 @@ public struct RunState: Sendable, Equatable {
                     let attempt = state.steps[index].attempts.last?.attempt ?? 1
                     state.steps[index].attempts.finish(
                         attempt, startedAt: event.time, finishedAt: event.time, status: .failed,
-                        error: StepError(kind: .cancelled, message: "abandoned: the run was cancelled", retryable: false), retryAt: nil)
+                        error: StepError(
+                            kind: .cancelled, message: "abandoned: the run was cancelled", retryable: false),
+                        retryAt: nil)
                 case .queued:
                     state.steps[index].status = .skipped
                     state.steps[index].skipped_reason = "the run was cancelled"
@@ -365,20 +383,28 @@ extension RunState: Codable {
 }
 
 extension StepRecord {
-    mutating func finishAttempt(_ attempt: Int, startedAt: String, finishedAt: String, status: StepStatus, error: StepError?, retryAt: String?) {
-        attempts.finish(attempt, startedAt: startedAt, finishedAt: finishedAt, status: status, error: error, retryAt: retryAt)
+    mutating func finishAttempt(
+        _ attempt: Int, startedAt: String, finishedAt: String, status: StepStatus, error: StepError?, retryAt: String?
+    ) {
+        attempts.finish(
+            attempt, startedAt: startedAt, finishedAt: finishedAt, status: status, error: error, retryAt: retryAt)
     }
 }
 
 extension [AttemptRecord] {
-    mutating func finish(_ attempt: Int, startedAt: String, finishedAt: String, status: StepStatus, error: StepError?, retryAt: String?) {
+    mutating func finish(
+        _ attempt: Int, startedAt: String, finishedAt: String, status: StepStatus, error: StepError?, retryAt: String?
+    ) {
         if let index = lastIndex(where: { $0.attempt == attempt }) {
             self[index].finished_at = finishedAt
             self[index].status = status
             self[index].error = error
             self[index].retry_at = retryAt
         } else {
-            append(AttemptRecord(attempt: attempt, started_at: startedAt, finished_at: finishedAt, status: status, error: error, retry_at: retryAt))
+            append(
+                AttemptRecord(
+                    attempt: attempt, started_at: startedAt, finished_at: finishedAt, status: status, error: error,
+                    retry_at: retryAt))
         }
     }
 }

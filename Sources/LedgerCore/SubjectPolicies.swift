@@ -5,7 +5,9 @@ public enum EmitSubjectPolicy {
     public static let maxBytes = 256
 
     /// The engine's inbound subjects: publishing there would feed a run's own events back into the engine.
-    public static let engineInbound = [Subjects.assistantCommandIssued, Subjects.calendarEvents, Subjects.flowRunRequest]
+    public static let engineInbound = [
+        Subjects.assistantCommandIssued, Subjects.calendarEvents, Subjects.flowRunRequest,
+    ]
 
     /// Why `emit` may not publish on `subject`, or nil when it may. `allowed` lists inbound subjects the operator
     /// permits (`--emit-allow`); `checkInbound: false` skips that rule (definitions are checked before the engine's
@@ -16,31 +18,41 @@ public enum EmitSubjectPolicy {
         if subject.utf8.count > maxBytes {
             return "the subject \(shown) is \(subject.utf8.count) bytes; a subject may be at most \(maxBytes) bytes"
         }
-        if let bad = subject.unicodeScalars.first(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control || $0.properties.generalCategory == .format }) {
-            return "the subject \(shown) holds a space or control character (U+\(String(bad.value, radix: 16, uppercase: true))); "
+        if let bad = subject.unicodeScalars.first(where: {
+            $0.properties.isWhitespace || $0.properties.generalCategory == .control
+                || $0.properties.generalCategory == .format
+        }) {
+            return
+                "the subject \(shown) holds a space or control character (U+\(String(bad.value, radix: 16, uppercase: true))); "
                 + "a subject is tokens of visible characters separated by \".\""
         }
         let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
         if tokens.contains(where: \.isEmpty) {
-            return "the subject \(shown) has an empty token (a leading or trailing \".\", or \"..\"); write tokens separated by single dots"
+            return
+                "the subject \(shown) has an empty token (a leading or trailing \".\", or \"..\"); write tokens separated by single dots"
         }
         if subject.contains("*") || subject.contains(">") {
-            return "the subject \(shown) holds a wildcard (\"*\" or \">\"); a published event needs one concrete subject"
+            return
+                "the subject \(shown) holds a wildcard (\"*\" or \">\"); a published event needs one concrete subject"
         }
         if subject.hasPrefix("$") {
-            return "the subject \(shown) is a NATS system or API subject ($JS, $KV, $O, $SYS, ...); emit may not publish there, "
+            return
+                "the subject \(shown) is a NATS system or API subject ($JS, $KV, $O, $SYS, ...); emit may not publish there, "
                 + "choose an application subject such as orders.shipped"
         }
         if subject.uppercased().hasPrefix("_INBOX") {
-            return "the subject \(shown) is a reply inbox (_INBOX...); emit may not answer other clients' requests, choose an application subject"
+            return
+                "the subject \(shown) is a reply inbox (_INBOX...); emit may not answer other clients' requests, choose an application subject"
         }
         if tokens[0] == "ledger" {
-            return "the subject \(shown) is under ledger.>, Ledgerflow's own log; emit may not write there, choose an application subject"
+            return
+                "the subject \(shown) is under ledger.>, Ledgerflow's own log; emit may not write there, choose an application subject"
         }
         if checkInbound, let inbound = engineInbound.first(where: { subjectMatches(pattern: $0, subject: subject) }),
             !allowed.contains(where: { subjectMatches(pattern: $0, subject: subject) })
         {
-            return "the subject \(shown) is one the engine consumes (\(inbound)), so the event would feed back into Ledgerflow; "
+            return
+                "the subject \(shown) is one the engine consumes (\(inbound)), so the event would feed back into Ledgerflow; "
                 + "choose another subject, or start the engine with --emit-allow \(subject) (or LEDGERFLOW_EMIT_ALLOW) if this is meant"
         }
         return nil
@@ -49,13 +61,18 @@ public enum EmitSubjectPolicy {
     /// Checks an `--emit-allow` entry: a subject, wildcards allowed as whole tokens.
     public static func allowEntryProblem(_ entry: String) -> String? {
         let tokens = entry.split(separator: ".", omittingEmptySubsequences: false)
-        if entry.isEmpty || tokens.contains(where: \.isEmpty) { return "emit allowlist entry \"\(entry)\" has an empty token" }
+        if entry.isEmpty || tokens.contains(where: \.isEmpty) {
+            return "emit allowlist entry \"\(entry)\" has an empty token"
+        }
         if let bad = tokens.enumerated().first(where: { i, t in
             (t.contains("*") && t != "*") || (t.contains(">") && (t != ">" || i != tokens.count - 1))
         }) {
-            return "emit allowlist entry \"\(entry)\": \"\(bad.element)\" is not a valid token (\"*\" and \">\" stand alone, \">\" last)"
+            return
+                "emit allowlist entry \"\(entry)\": \"\(bad.element)\" is not a valid token (\"*\" and \">\" stand alone, \">\" last)"
         }
-        if entry.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
+        if entry.unicodeScalars.contains(where: {
+            $0.properties.isWhitespace || $0.properties.generalCategory == .control
+        }) {
             return "emit allowlist entry \"\(entry)\" holds a space or control character"
         }
         return nil
@@ -70,7 +87,9 @@ public enum ReplySubjectPolicy {
         let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
         if subject.isEmpty || subject.utf8.count > EmitSubjectPolicy.maxBytes || tokens.contains(where: \.isEmpty)
             || subject.contains("*") || subject.contains(">")
-            || subject.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control })
+            || subject.unicodeScalars.contains(where: {
+                $0.properties.isWhitespace || $0.properties.generalCategory == .control
+            })
         {
             return "the reply subject is not a valid subject"
         }

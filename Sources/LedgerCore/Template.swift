@@ -1,4 +1,5 @@
 import Foundation
+
 /// Output and `with` templates: strings containing `{{ path }}` references to `trigger`, `input`,
 /// `steps.<id>.output` and `run`. A string that is exactly one reference keeps the referenced JSON type.
 public enum Template {
@@ -31,7 +32,9 @@ public enum Template {
                 throw RenderError(path: path, message: "the \"{{\" at character \(offset) is never closed with \"}}\"")
             }
             let reference = rest[open.upperBound..<close.lowerBound].trimmingWhitespace()
-            if reference.isEmpty { throw RenderError(path: path, message: "an empty reference \"{{}}\" at character \(offset)") }
+            if reference.isEmpty {
+                throw RenderError(path: path, message: "an empty reference \"{{}}\" at character \(offset)")
+            }
             pieces.append(.reference(reference))
             rest = rest[close.upperBound...]
         }
@@ -40,7 +43,9 @@ public enum Template {
     }
 
     /// Every reference in a template value, with the JSON path where it appears.
-    public static func references(in value: JSONValue, at path: String = "") throws(RenderError) -> [(path: String, reference: String)] {
+    public static func references(
+        in value: JSONValue, at path: String = ""
+    ) throws(RenderError) -> [(path: String, reference: String)] {
         switch value {
         case .string(let s):
             var found: [(String, String)] = []
@@ -54,7 +59,9 @@ public enum Template {
             return found
         case .object(let o):
             var found: [(String, String)] = []
-            for key in o.keys.sorted() { found += try references(in: o[key]!, at: path.isEmpty ? key : "\(path).\(key)") }
+            for key in o.keys.sorted() {
+                found += try references(in: o[key]!, at: path.isEmpty ? key : "\(path).\(key)")
+            }
             return found
         default:
             return []
@@ -62,7 +69,9 @@ public enum Template {
     }
 
     /// Renders a template value against `context`.
-    public static func render(_ value: JSONValue, context: JSONValue, at path: String = "") throws(RenderError) -> JSONValue {
+    public static func render(
+        _ value: JSONValue, context: JSONValue, at path: String = ""
+    ) throws(RenderError) -> JSONValue {
         switch value {
         case .string(let s):
             guard s.contains("{{") else { return value }
@@ -76,7 +85,8 @@ public enum Template {
                 case .text(let t): out += t
                 case .reference(let r):
                     guard let v = context[path: r] else {
-                        throw RenderError(path: path.isEmpty ? "template" : path, message: "{{\(r)}} has no value in this run")
+                        throw RenderError(
+                            path: path.isEmpty ? "template" : path, message: "{{\(r)}} has no value in this run")
                     }
                     out += v.interpolated
                 }
@@ -84,7 +94,8 @@ public enum Template {
                 if out.utf8.count > Limits.streamMessageBytes {
                     throw RenderError(
                         path: path.isEmpty ? "template" : path,
-                        message: "the rendered text passes \(Limits.streamMessageBytes) bytes; reference smaller values")
+                        message: "the rendered text passes \(Limits.streamMessageBytes) bytes; reference smaller values"
+                    )
                 }
             }
             return .string(out)
@@ -142,7 +153,10 @@ public indirect enum Condition: Sendable, Equatable {
     public static func parse(_ text: String) throws(ParseError) -> Condition {
         let chars = Array(text.unicodeScalars)
         guard chars.count <= Limits.conditionCharacters else {
-            throw ParseError(message: "the condition is \(chars.count) characters long; at most \(Limits.conditionCharacters) are accepted (split the test across steps)")
+            throw ParseError(
+                message:
+                    "the condition is \(chars.count) characters long; at most \(Limits.conditionCharacters) are accepted (split the test across steps)"
+            )
         }
         var parser = ConditionParser(chars)
         let condition = try parser.parseOr()
@@ -305,7 +319,9 @@ struct ConditionParser {
         if take("{{") {
             let from = i
             while chars.count - i >= 2, !(chars[i] == "}" && chars[i + 1] == "}") { i += 1 }
-            guard chars.count - i >= 2 else { throw fail("the \"{{\" at character \(start) is never closed with \"}}\"") }
+            guard chars.count - i >= 2 else {
+                throw fail("the \"{{\" at character \(start) is never closed with \"}}\"")
+            }
             let reference = String(String.UnicodeScalarView(chars[from..<i])).trimmingWhitespace()
             i += 2
             guard !reference.isEmpty else { throw fail("an empty reference \"{{}}\"", at: start) }
@@ -324,8 +340,9 @@ struct ConditionParser {
             i += 1
             return .literal(.string(String(s)))
         }
-        while i < chars.count, chars[i].properties.isAlphabetic || chars[i].properties.numericType != nil
-            || chars[i] == "." || chars[i] == "-" || chars[i] == "_" || chars[i] == "+"
+        while i < chars.count,
+            chars[i].properties.isAlphabetic || chars[i].properties.numericType != nil
+                || chars[i] == "." || chars[i] == "-" || chars[i] == "_" || chars[i] == "+"
         {
             i += 1
         }
@@ -338,7 +355,9 @@ struct ConditionParser {
             if word.isEmpty { throw fail("unexpected \"\(remaining)\"") }
             if let n = JSONTree.number(word) { return .literal(.number(n)) }
             if let first = word.unicodeScalars.first, first == "-" || ("0"..."9").contains(first) {
-                throw fail("\"\(word.prefix(40))\" is not a number JSON accepts (finite, no sign but \"-\", no hex)", at: start)
+                throw fail(
+                    "\"\(word.prefix(40))\" is not a number JSON accepts (finite, no sign but \"-\", no hex)", at: start
+                )
             }
             throw fail("\"\(word.prefix(40))\" is neither a {{reference}} nor a JSON value (quote strings)", at: start)
         }

@@ -7,7 +7,8 @@ struct TreeDecoder: Decoder {
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     func mismatch(_ type: Any.Type, _ path: [any CodingKey]) -> DecodingError {
-        DecodingError.typeMismatch(type, .init(codingPath: path, debugDescription: "expected \(type), found \(value.compactJSON.prefix(40))"))
+        DecodingError.typeMismatch(
+            type, .init(codingPath: path, debugDescription: "expected \(type), found \(value.compactJSON.prefix(40))"))
     }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
@@ -31,18 +32,23 @@ struct TreeDecoder: Decoder {
 
         func child(_ key: Key) throws -> TreeDecoder {
             guard let value = object[key.stringValue] else {
-                throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "no value for \(key.stringValue)"))
+                throw DecodingError.keyNotFound(
+                    key, .init(codingPath: codingPath, debugDescription: "no value for \(key.stringValue)"))
             }
             return TreeDecoder(value: value, codingPath: codingPath + [key])
         }
 
-        func decodeNil(forKey key: Key) throws -> Bool { object[key.stringValue] == nil || object[key.stringValue] == .null }
+        func decodeNil(forKey key: Key) throws -> Bool {
+            object[key.stringValue] == nil || object[key.stringValue] == .null
+        }
 
         func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
             let decoder = try child(key)
             if T.self == JSONValue.self { return decoder.value as! T }
             if T.self == String.self {
-                guard case .string(let s) = decoder.value else { throw decoder.mismatch(String.self, decoder.codingPath) }
+                guard case .string(let s) = decoder.value else {
+                    throw decoder.mismatch(String.self, decoder.codingPath)
+                }
                 return s as! T
             }
             return try T(from: decoder)
@@ -53,11 +59,15 @@ struct TreeDecoder: Decoder {
             return try decode(type, forKey: key)
         }
 
-        func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
+        func nestedContainer<NestedKey: CodingKey>(
+            keyedBy type: NestedKey.Type, forKey key: Key
+        ) throws -> KeyedDecodingContainer<NestedKey> {
             try child(key).container(keyedBy: type)
         }
 
-        func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer { try child(key).unkeyedContainer() }
+        func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer {
+            try child(key).unkeyedContainer()
+        }
         func superDecoder() throws -> any Decoder { TreeDecoder(value: .object(object), codingPath: codingPath) }
         func superDecoder(forKey key: Key) throws -> any Decoder { try child(key) }
     }
@@ -83,7 +93,10 @@ struct TreeDecoder: Decoder {
         }
 
         mutating func next() throws -> TreeDecoder {
-            guard !isAtEnd else { throw DecodingError.valueNotFound(JSONValue.self, .init(codingPath: codingPath, debugDescription: "no more elements")) }
+            guard !isAtEnd else {
+                throw DecodingError.valueNotFound(
+                    JSONValue.self, .init(codingPath: codingPath, debugDescription: "no more elements"))
+            }
             defer { currentIndex += 1 }
             return TreeDecoder(value: array[currentIndex], codingPath: codingPath + [IndexKey(currentIndex)])
         }
@@ -102,7 +115,9 @@ struct TreeDecoder: Decoder {
             return try T(from: decoder)
         }
 
-        mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
+        mutating func nestedContainer<NestedKey: CodingKey>(
+            keyedBy type: NestedKey.Type
+        ) throws -> KeyedDecodingContainer<NestedKey> {
             try next().container(keyedBy: type)
         }
 
@@ -117,7 +132,9 @@ struct TreeDecoder: Decoder {
         func decodeNil() -> Bool { decoder.value == .null }
 
         func number<N>(_ type: N.Type, _ convert: (Double) -> N?) throws -> N {
-            guard case .number(let n) = decoder.value, let v = convert(n) else { throw decoder.mismatch(type, codingPath) }
+            guard case .number(let n) = decoder.value, let v = convert(n) else {
+                throw decoder.mismatch(type, codingPath)
+            }
             return v
         }
 

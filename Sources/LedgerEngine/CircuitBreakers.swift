@@ -39,7 +39,8 @@ public final class CircuitBreakers<C: Clock & Sendable>: Sendable where C.Durati
             case .open(let until):
                 if now < until {
                     let seconds = Int((now.duration(to: until) / .seconds(1)).rounded(.up))
-                    return "the circuit for \(key) is open after \(settings.failureThreshold) consecutive failures; calls fail fast for \(seconds)s more"
+                    return
+                        "the circuit for \(key) is open after \(settings.failureThreshold) consecutive failures; calls fail fast for \(seconds)s more"
                 }
                 states[key] = .halfOpen(probing: true)
                 return nil

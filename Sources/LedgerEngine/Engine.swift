@@ -51,7 +51,10 @@ public final class Engine: Service, Sendable {
     /// Fault injection for tests: an outcome to use instead of handling an inbound message (never set in production).
     let inboundFailpoint = Mutex<(@Sendable (NATSMessage) -> InboundOutcome?)?>(nil)
 
-    public init(ledger: Ledger, store: ReadModelStore, configuration: EngineConfiguration = EngineConfiguration(), logger: Logger) {
+    public init(
+        ledger: Ledger, store: ReadModelStore, configuration: EngineConfiguration = EngineConfiguration(),
+        logger: Logger
+    ) {
         self.ledger = ledger
         self.store = store
         self.configuration = configuration
@@ -95,7 +98,9 @@ public final class Engine: Service, Sendable {
             } catch {
                 failures += 1
                 let delay = Self.backoff(failures)
-                logger.error("engine could not start; trying again", metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
+                logger.error(
+                    "engine could not start; trying again",
+                    metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
                 do { try await Task.sleep(for: delay) } catch { return nil }
             }
         }
@@ -107,7 +112,9 @@ public final class Engine: Service, Sendable {
     public func recover() async throws {
         let end = try await ledger.lastSequence()
         if !(await store.progress.wait(for: end, timeout: .seconds(120))) {
-            logger.warning("the read models did not reach the end of the log in time; recovering from what they have", metadata: [LogKey.sequence: "\(end)"])
+            logger.warning(
+                "the read models did not reach the end of the log in time; recovering from what they have",
+                metadata: [LogKey.sequence: "\(end)"])
         }
         var resumed = 0
         for runID in try store.activeRunIDs() {
@@ -131,7 +138,9 @@ public final class Engine: Service, Sendable {
     func driver(for runID: String, seenAt sequence: UInt64) async throws -> RunDriver? {
         if let driver = drivers.withLock({ $0[runID] }) { return driver }
         var state = try store.run(runID)
-        if state == nil, sequence > 1, await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait) {
+        if state == nil, sequence > 1,
+            await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait)
+        {
             state = try store.run(runID)
         }
         guard let state, !state.status.isTerminal, let definition = try pinnedDefinition(of: state) else { return nil }
@@ -143,13 +152,15 @@ public final class Engine: Service, Sendable {
     func pinnedDefinition(of state: RunState) throws -> FlowDefinition? {
         do {
             guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
-                logger.error("run is pinned to a flow version the read model does not have", metadata: state.logMetadata)
+                logger.error(
+                    "run is pinned to a flow version the read model does not have", metadata: state.logMetadata)
                 return nil
             }
             return definition
         } catch let error as EngineError {
             logger.error(
-                "run is pinned to a flow version that no longer validates", metadata: state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
+                "run is pinned to a flow version that no longer validates",
+                metadata: state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
             return nil
         }
     }
@@ -172,15 +183,21 @@ public final class Engine: Service, Sendable {
             driver = existing
         } else {
             var state = try store.run(runID)
-            if state == nil, let end = try? await ledger.lastSequence(), await store.progress.wait(for: end, timeout: configuration.projectionWait) {
+            if state == nil, let end = try? await ledger.lastSequence(),
+                await store.progress.wait(for: end, timeout: configuration.projectionWait)
+            {
                 state = try store.run(runID)
             }
             guard let state else { throw EngineError.runNotFound(runID) }
             guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
-                throw EngineError.unavailable("run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have")
+                throw EngineError.unavailable(
+                    "run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have"
+                )
             }
             let refusal: String? = await withCheckedContinuation { continuation in
-                _ = launch(state: state, definition: definition, resume: !state.status.isTerminal, initial: .command(input) { continuation.resume(returning: $0) })
+                _ = launch(
+                    state: state, definition: definition, resume: !state.status.isTerminal,
+                    initial: .command(input) { continuation.resume(returning: $0) })
             }
             if let refusal { throw EngineError.invalidState(refusal) }
             return
@@ -196,8 +213,10 @@ public final class Engine: Service, Sendable {
         var state: RunState?
         for try await message in ledger.messages(subject: Subjects.run(runID)) {
             // Read as the projector reads it: what it skips moves the run's position and nothing else.
-            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.messageID) {
-            case .event(let event), .skipped(_, let event?): state = RunState.evolve(state, event, sequence: message.sequence)
+            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.messageID)
+            {
+            case .event(let event), .skipped(_, let event?):
+                state = RunState.evolve(state, event, sequence: message.sequence)
             case .skipped(_, nil), .ignored: break
             }
         }

@@ -10,7 +10,8 @@ extension Problem {
                 status: 404, code: "flow_not_found", title: "Flow not found",
                 detail: "No flow has the id \"\(id)\". List flows with GET /automation/flows.")
         case .runNotFound(let id):
-            self.init(status: 404, code: "run_not_found", title: "Run not found", detail: "No run has the id \"\(id)\".")
+            self.init(
+                status: 404, code: "run_not_found", title: "Run not found", detail: "No run has the id \"\(id)\".")
         case .flowExists(let id):
             self.init(
                 status: 409, code: "flow_exists", title: "Flow exists",
@@ -18,7 +19,9 @@ extension Problem {
         case .versionConflict(let current):
             self.init(
                 status: 409, code: "version_conflict", title: "Version conflict",
-                detail: "The flow was changed meanwhile: the current version is \(current). Base your change on it and send it again.")
+                detail:
+                    "The flow was changed meanwhile: the current version is \(current). Base your change on it and send it again."
+            )
             currentVersion = current
         case .invalidState(let text):
             self.init(status: 409, code: "invalid_state", title: "Invalid state", detail: text)

@@ -16,7 +16,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable {
         case .flowNotFound(let id): return "no flow with id \"\(id)\""
         case .runNotFound(let id): return "no run with id \"\(id)\""
         case .flowExists(let id): return "a flow with id \"\(id)\" already exists"
-        case .versionConflict(let current): return "the definition was changed meanwhile: the current version is \(current)"
+        case .versionConflict(let current):
+            return "the definition was changed meanwhile: the current version is \(current)"
         case .invalidState(let text), .badRequest(let text), .unavailable(let text): return text
         case .invalidDefinition(let problems): return problems.map(\.description).joined(separator: "; ")
         }
@@ -35,7 +36,6 @@ public enum RunStart: Sendable, Equatable {
         }
     }
 }
-
 
 /// A run that can never start (its subject in the log is taken by something else).
 public struct StartRefused: Error, Sendable {

@@ -36,7 +36,8 @@ public struct FlowAdmin: Sendable {
         let definition = try validate(body)
         if try store.flow(definition.id) != nil { throw EngineError.flowExists(definition.id) }
         let event = FlowVersionRecorded(
-            flow_id: definition.id, version: 1, definition: body, definition_hash: DefinitionHash.of(definition), actor: actor)
+            flow_id: definition.id, version: 1, definition: body, definition_hash: DefinitionHash.of(definition),
+            actor: actor)
         do {
             return try await append(.flowVersionRecorded(event), flowID: definition.id, expected: 0)
         } catch let error as NATSError where error.isWrongLastSequence {
@@ -47,17 +48,24 @@ public struct FlowAdmin: Sendable {
     /// A new version of an existing flow; `basedOn` must be the current version.
     public func update(_ flowID: String, _ json: JSONValue, basedOn: Int?, actor: String) async throws -> FlowRecord {
         guard let record = try store.flow(flowID) else { throw EngineError.flowNotFound(flowID) }
-        guard let basedOn else { throw EngineError.badRequest("the body must carry \"version\": the version this change is based on") }
-        guard basedOn == record.current_version else { throw EngineError.versionConflict(current: record.current_version) }
+        guard let basedOn else {
+            throw EngineError.badRequest("the body must carry \"version\": the version this change is based on")
+        }
+        guard basedOn == record.current_version else {
+            throw EngineError.versionConflict(current: record.current_version)
+        }
         var body = storedDefinition(json)
         if case .object(var object) = body, object["id"] == nil {
             object["id"] = .string(flowID)
             body = .object(object)
         }
         let definition = try validate(body)
-        guard definition.id == flowID else { throw EngineError.badRequest("the definition's id \"\(definition.id)\" is not \"\(flowID)\"") }
+        guard definition.id == flowID else {
+            throw EngineError.badRequest("the definition's id \"\(definition.id)\" is not \"\(flowID)\"")
+        }
         let event = FlowVersionRecorded(
-            flow_id: flowID, version: record.current_version + 1, definition: body, definition_hash: DefinitionHash.of(definition),
+            flow_id: flowID, version: record.current_version + 1, definition: body,
+            definition_hash: DefinitionHash.of(definition),
             actor: actor, based_on: basedOn)
         do {
             return try await append(.flowVersionRecorded(event), flowID: flowID, expected: record.last_sequence)
@@ -70,9 +78,15 @@ public struct FlowAdmin: Sendable {
     /// `draft`/`deprecated` → `active` (the current version). A `broken` flow cannot be activated.
     public func activate(_ flowID: String, actor: String) async throws -> FlowRecord {
         guard let record = try store.flow(flowID) else { throw EngineError.flowNotFound(flowID) }
-        if record.status == .broken { throw EngineError.invalidState("flow \(flowID) is broken: fix its definition with a new version first") }
-        if let current = record.current, case .failure(let failure) = FlowValidator.validate(current.definition, registry: registry) {
-            throw EngineError.invalidState("flow \(flowID) v\(record.current_version) no longer validates: \(failure.problems.map(\.description).joined(separator: "; "))")
+        if record.status == .broken {
+            throw EngineError.invalidState("flow \(flowID) is broken: fix its definition with a new version first")
+        }
+        if let current = record.current,
+            case .failure(let failure) = FlowValidator.validate(current.definition, registry: registry)
+        {
+            throw EngineError.invalidState(
+                "flow \(flowID) v\(record.current_version) no longer validates: \(failure.problems.map(\.description).joined(separator: "; "))"
+            )
         }
         if record.status == .active, record.active_version == record.current_version { return record }
         let event = FlowStatusChanged(flow_id: flowID, version: record.current_version, actor: actor, status: .active)
@@ -82,8 +96,11 @@ public struct FlowAdmin: Sendable {
     /// `active` → `deprecated`.
     public func deactivate(_ flowID: String, actor: String) async throws -> FlowRecord {
         guard let record = try store.flow(flowID) else { throw EngineError.flowNotFound(flowID) }
-        guard record.status == .active else { throw EngineError.invalidState("flow \(flowID) is \(record.status.rawValue), not active") }
-        let event = FlowStatusChanged(flow_id: flowID, version: record.current_version, actor: actor, status: .deprecated)
+        guard record.status == .active else {
+            throw EngineError.invalidState("flow \(flowID) is \(record.status.rawValue), not active")
+        }
+        let event = FlowStatusChanged(
+            flow_id: flowID, version: record.current_version, actor: actor, status: .deprecated)
         return try await changeStatus(event, record)
     }
 
@@ -102,8 +119,11 @@ public struct FlowAdmin: Sendable {
         } catch let error as NATSError where !error.isWrongLastSequence {
             throw EngineError.unavailable("NATS did not accept the change: \(error.message)")
         }
-        guard await store.progress.wait(for: ack.sequence, timeout: projectionWait), let record = try store.flow(flowID) else {
-            throw EngineError.unavailable("the change was recorded at log position \(ack.sequence) but the read model has not caught up yet; read it again shortly")
+        guard await store.progress.wait(for: ack.sequence, timeout: projectionWait), let record = try store.flow(flowID)
+        else {
+            throw EngineError.unavailable(
+                "the change was recorded at log position \(ack.sequence) but the read model has not caught up yet; read it again shortly"
+            )
         }
         return record
     }

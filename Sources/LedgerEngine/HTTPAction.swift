@@ -8,11 +8,11 @@ import NIOHTTP1
 import Synchronization
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Musl)
-    import Musl
+import Musl
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// The `http.request` action. What it guarantees, whatever the definition, the trigger or the server does:
@@ -39,7 +39,8 @@ final class HTTPAction: Sendable {
         self.policy = policy
         self.breakers = breakers
         self.logger = logger
-        self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: Self.configuration(dnsOverride: [:]))
+        self.client = HTTPClient(
+            eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: Self.configuration(dnsOverride: [:]))
     }
 
     static func configuration(dnsOverride: [String: String]) -> HTTPClient.Configuration {
@@ -93,12 +94,18 @@ final class HTTPAction: Sendable {
         let what = "\(request.method.rawValue) \(request.url)"
         let remaining = execution.deadline.timeIntervalSinceNow
         guard remaining > 0 else {
-            throw StepError(kind: .timeout, message: "\(what): the step's deadline had passed before the request started", retryable: true)
+            throw StepError(
+                kind: .timeout, message: "\(what): the step's deadline had passed before the request started",
+                retryable: true)
         }
         let outcome: Outcome
         do {
-            outcome = try await Self.withDeadline(.now + .milliseconds(Int64(min(remaining, Limits.runTimeoutSeconds) * 1000)), what: what) {
-                try await self.exchange(request, first: first, deadline: .now() + .milliseconds(Int64(min(remaining, Limits.runTimeoutSeconds) * 1000)))
+            outcome = try await Self.withDeadline(
+                .now + .milliseconds(Int64(min(remaining, Limits.runTimeoutSeconds) * 1000)), what: what
+            ) {
+                try await self.exchange(
+                    request, first: first,
+                    deadline: .now() + .milliseconds(Int64(min(remaining, Limits.runTimeoutSeconds) * 1000)))
             }
         } catch let error as StepError {
             if error.kind == .unavailable || error.kind == .timeout { breakers.record(breaker, success: false) }
@@ -110,10 +117,13 @@ final class HTTPAction: Sendable {
             let expected = request.expected.map { "one of \($0.map(String.init).joined(separator: ", "))" } ?? "2xx"
             var message = "\(what) answered \(outcome.status) (expected \(expected))"
             if (300..<400).contains(outcome.status), !request.followRedirects {
-                message += "; redirects are not followed unless the step sets with.follow_redirects: true"
+                message +=
+                    "; redirects are not followed unless the step sets with.follow_redirects: true"
                     + (outcome.location.map { " (Location: \(String($0.prefix(200))))" } ?? "")
             }
-            throw StepError(kind: .http(outcome.status), message: message, retryable: outcome.status >= 500 || outcome.status == 429 || outcome.status == 408)
+            throw StepError(
+                kind: .http(outcome.status), message: message,
+                retryable: outcome.status >= 500 || outcome.status == 429 || outcome.status == 408)
         }
         return .success(["status": .number(Double(outcome.status)), "body": Self.bodyValue(outcome.body)])
     }
@@ -121,8 +131,10 @@ final class HTTPAction: Sendable {
     /// The response body as JSON when it is JSON (within the depth inbound documents may have), else as text.
     static func bodyValue(_ bytes: [UInt8]) -> JSONValue {
         if let first = bytes.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }),
-            first == UInt8(ascii: "{") || first == UInt8(ascii: "[") || first == UInt8(ascii: "\"") || first == UInt8(ascii: "-")
-                || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) || first == UInt8(ascii: "t") || first == UInt8(ascii: "f")
+            first == UInt8(ascii: "{") || first == UInt8(ascii: "[") || first == UInt8(ascii: "\"")
+                || first == UInt8(ascii: "-")
+                || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) || first == UInt8(ascii: "t")
+                || first == UInt8(ascii: "f")
                 || first == UInt8(ascii: "n"),
             let value = try? JSONTree.parse(bytes), nesting(of: value, within: Limits.inboundJSONDepth)
         {
@@ -152,24 +164,33 @@ final class HTTPAction: Sendable {
             let outcome = try await send(
                 method: method, target: target, address: address, headers: headers, body: body,
                 stopAtRedirect: request.followRedirects, deadline: deadline)
-            guard request.followRedirects, [301, 302, 303, 307, 308].contains(outcome.status), let location = outcome.location else {
+            guard request.followRedirects, [301, 302, 303, 307, 308].contains(outcome.status),
+                let location = outcome.location
+            else {
                 return outcome
             }
             guard hop < Self.maxRedirects else {
                 throw StepError(
                     kind: .tooManyRedirects,
-                    message: "\(request.method.rawValue) \(request.url) redirected more than \(Self.maxRedirects) times; call the final URL directly",
+                    message:
+                        "\(request.method.rawValue) \(request.url) redirected more than \(Self.maxRedirects) times; call the final URL directly",
                     retryable: false)
             }
-            guard let base = URL(string: target.url), let next = URL(string: location, relativeTo: base)?.absoluteURL.absoluteString else {
+            guard let base = URL(string: target.url),
+                let next = URL(string: location, relativeTo: base)?.absoluteURL.absoluteString
+            else {
                 throw StepError(
-                    kind: .badRedirect, message: "\(target.url) redirected to \"\(location.prefix(200))\", which is not a URL", retryable: false)
+                    kind: .badRedirect,
+                    message: "\(target.url) redirected to \"\(location.prefix(200))\", which is not a URL",
+                    retryable: false)
             }
             let nextTarget: Target
             do {
                 nextTarget = try Target(next)
             } catch {
-                throw StepError(kind: .badRedirect, message: "\(target.url) redirected to \(next.prefix(200)): \(error.message)", retryable: false)
+                throw StepError(
+                    kind: .badRedirect, message: "\(target.url) redirected to \(next.prefix(200)): \(error.message)",
+                    retryable: false)
             }
             // 303, and 301/302 after a POST, continue as a GET without the body (as browsers and curl do).
             if outcome.status == 303 || ((outcome.status == 301 || outcome.status == 302) && method == .POST) {
@@ -181,7 +202,9 @@ final class HTTPAction: Sendable {
             if nextTarget.origin != target.origin {
                 headers.removeAll { ["authorization", "cookie", "proxy-authorization"].contains($0.name.lowercased()) }
             }
-            logger.debug("http.request follows a redirect", metadata: ["from": "\(target.url)", "to": "\(nextTarget.url)", "status": "\(outcome.status)"])
+            logger.debug(
+                "http.request follows a redirect",
+                metadata: ["from": "\(target.url)", "to": "\(nextTarget.url)", "status": "\(outcome.status)"])
             target = nextTarget
         }
         preconditionFailure("the loop returns or throws on its last hop")
@@ -196,16 +219,21 @@ final class HTTPAction: Sendable {
             addresses = try await HostResolver.resolve(target.host)
         }
         if let why = policy.refusal(host: target.host, port: target.port, addresses: addresses) {
-            throw StepError(kind: .forbiddenAddress, message: "http.request to \(target.url) refused: \(why)", retryable: false)
+            throw StepError(
+                kind: .forbiddenAddress, message: "http.request to \(target.url) refused: \(why)", retryable: false)
         }
-        guard let chosen = addresses.first(where: { if case .v4 = $0 { return true } else { return false } }) ?? addresses.first else {
+        guard
+            let chosen = addresses.first(where: { if case .v4 = $0 { return true } else { return false } })
+                ?? addresses.first
+        else {
             throw StepError(kind: .unavailable, message: "\(target.host) has no address", retryable: true)
         }
         return chosen
     }
 
     func send(
-        method: HTTPMethod, target: Target, address: IPAddress, headers: [(name: String, value: String)], body: [UInt8]?,
+        method: HTTPMethod, target: Target, address: IPAddress, headers: [(name: String, value: String)],
+        body: [UInt8]?,
         stopAtRedirect: Bool, deadline: NIODeadline
     ) async throws -> Outcome {
         var request: HTTPClientRequest
@@ -215,10 +243,12 @@ final class HTTPAction: Sendable {
             // TLS needs the host name (SNI, certificate); the override makes the connection go to the checked address.
             request = HTTPClientRequest(url: target.url)
             client = HTTPClient(
-                eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: Self.configuration(dnsOverride: [target.host: address.description]))
+                eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+                configuration: Self.configuration(dnsOverride: [target.host: address.description]))
             pinned = true
         } else {
-            request = HTTPClientRequest(url: "\(target.scheme)://\(address.urlHost):\(target.port)\(target.pathAndQuery)")
+            request = HTTPClientRequest(
+                url: "\(target.scheme)://\(address.urlHost):\(target.port)\(target.pathAndQuery)")
             client = self.client
             pinned = false
         }
@@ -229,7 +259,9 @@ final class HTTPAction: Sendable {
             request.body = .bytes(ByteBuffer(bytes: body))
         }
         do {
-            let outcome = try await receive(request, on: client, what: "\(method.rawValue) \(target.url)", stopAtRedirect: stopAtRedirect, deadline: deadline)
+            let outcome = try await receive(
+                request, on: client, what: "\(method.rawValue) \(target.url)", stopAtRedirect: stopAtRedirect,
+                deadline: deadline)
             if pinned { try? await client.shutdown() }
             return outcome
         } catch {
@@ -238,7 +270,9 @@ final class HTTPAction: Sendable {
         }
     }
 
-    func receive(_ request: HTTPClientRequest, on client: HTTPClient, what: String, stopAtRedirect: Bool, deadline: NIODeadline) async throws -> Outcome {
+    func receive(
+        _ request: HTTPClientRequest, on client: HTTPClient, what: String, stopAtRedirect: Bool, deadline: NIODeadline
+    ) async throws -> Outcome {
         let response = try await client.execute(request, deadline: deadline, logger: logger)
         let status = Int(response.status.code)
         let location = response.headers.first(name: "location")
@@ -254,7 +288,9 @@ final class HTTPAction: Sendable {
         for try await chunk in response.body {
             guard body.count + chunk.readableBytes <= limit else {
                 // Leaving the loop drops the stream: AsyncHTTPClient cancels the request and closes the connection.
-                throw Self.tooLarge(what, "sent more than \(limit) bytes (Ledgerflow stopped reading at \(body.count + chunk.readableBytes))")
+                throw Self.tooLarge(
+                    what,
+                    "sent more than \(limit) bytes (Ledgerflow stopped reading at \(body.count + chunk.readableBytes))")
             }
             body.append(contentsOf: chunk.readableBytesView)
         }
@@ -274,7 +310,8 @@ final class HTTPAction: Sendable {
         case is StepError, is CancellationError:
             return error
         case let error as HTTPClientError where error == .deadlineExceeded:
-            return StepError(kind: .timeout, message: "\(what) did not answer by the step's deadline (timeout_sec)", retryable: true)
+            return StepError(
+                kind: .timeout, message: "\(what) did not answer by the step's deadline (timeout_sec)", retryable: true)
         case let error as HTTPClientError where error == .cancelled:
             return CancellationError()
         default:
@@ -294,7 +331,9 @@ final class HTTPAction: Sendable {
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let value = first else {
-                throw StepError(kind: .timeout, message: "\(what) did not complete by the step's deadline (timeout_sec)", retryable: true)
+                throw StepError(
+                    kind: .timeout, message: "\(what) did not complete by the step's deadline (timeout_sec)",
+                    retryable: true)
             }
             return value
         }
@@ -309,7 +348,9 @@ final class HTTPAction: Sendable {
             throw bad("http.request needs with.url: the http:// or https:// URL to call")
         }
         let methodText = (with["method"] ?? "GET").stringValue?.uppercased() ?? ""
-        guard (1...20).contains(methodText.count), methodText.unicodeScalars.allSatisfy({ ($0 >= "A" && $0 <= "Z") || $0 == "-" }) else {
+        guard (1...20).contains(methodText.count),
+            methodText.unicodeScalars.allSatisfy({ ($0 >= "A" && $0 <= "Z") || $0 == "-" })
+        else {
             throw bad("with.method must be an HTTP method such as GET, POST, PUT, PATCH or DELETE")
         }
         if methodText == "CONNECT" || methodText == "TRACE" {
@@ -321,17 +362,23 @@ final class HTTPAction: Sendable {
         case nil, .null?:
             break
         case .object(let fields)?:
-            guard fields.count <= maxHeaders else { throw bad("with.headers has \(fields.count) headers; at most \(maxHeaders) are sent") }
+            guard fields.count <= maxHeaders else {
+                throw bad("with.headers has \(fields.count) headers; at most \(maxHeaders) are sent")
+            }
             for name in fields.keys.sorted() {
                 let value = fields[name]!
                 guard isToken(name), name.utf8.count <= 256 else {
-                    throw bad("with.headers: \"\(name.prefix(60))\" is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)")
+                    throw bad(
+                        "with.headers: \"\(name.prefix(60))\" is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)"
+                    )
                 }
                 switch name.lowercased() {
-                case "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive", "proxy-connection":
+                case "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
+                    "keep-alive", "proxy-connection":
                     throw bad("with.headers.\(name) is set by Ledgerflow (from the URL and the body); remove it")
                 case "idempotency-key":
-                    throw bad("with.headers.Idempotency-Key is set by Ledgerflow (the step's idempotency key); remove it")
+                    throw bad(
+                        "with.headers.Idempotency-Key is set by Ledgerflow (the step's idempotency key); remove it")
                 case "content-type":
                     hasContentType = true
                 default:
@@ -344,10 +391,14 @@ final class HTTPAction: Sendable {
                 default: throw bad("with.headers.\(name) must be a string, a number or a boolean")
                 }
                 guard text.utf8.count <= maxHeaderValueBytes else {
-                    throw bad("with.headers.\(name) is \(text.utf8.count) bytes; a header value may be at most \(maxHeaderValueBytes) bytes")
+                    throw bad(
+                        "with.headers.\(name) is \(text.utf8.count) bytes; a header value may be at most \(maxHeaderValueBytes) bytes"
+                    )
                 }
                 guard !text.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) else {
-                    throw bad("with.headers.\(name) holds a line break or NUL, which would end the header; remove it from the value")
+                    throw bad(
+                        "with.headers.\(name) holds a line break or NUL, which would end the header; remove it from the value"
+                    )
                 }
                 headers.append((name, text))
             }
@@ -372,7 +423,9 @@ final class HTTPAction: Sendable {
             expected = []
             for v in values {
                 guard let status = v.numberValue?.exactInt(in: 100...599) else {
-                    throw bad("with.expected_status must be a status code from 100 to 599 or a list of them, not \(v.compactJSON.prefix(40))")
+                    throw bad(
+                        "with.expected_status must be a status code from 100 to 599 or a list of them, not \(v.compactJSON.prefix(40))"
+                    )
                 }
                 expected?.append(status)
             }
@@ -383,13 +436,16 @@ final class HTTPAction: Sendable {
         case .bool(let b)?: follow = b
         case .some: throw bad("with.follow_redirects must be true or false")
         }
-        return Request(method: HTTPMethod(rawValue: methodText), url: url, headers: headers, body: body, expected: expected, followRedirects: follow)
+        return Request(
+            method: HTTPMethod(rawValue: methodText), url: url, headers: headers, body: body, expected: expected,
+            followRedirects: follow)
     }
 
     static func isToken(_ name: String) -> Bool {
         !name.isEmpty
             && name.unicodeScalars.allSatisfy { s in
-                (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9") || "!#$%&'*+-.^_`|~".unicodeScalars.contains(s)
+                (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9")
+                    || "!#$%&'*+-.^_`|~".unicodeScalars.contains(s)
             }
     }
 }

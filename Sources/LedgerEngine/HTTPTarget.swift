@@ -3,11 +3,11 @@ import LedgerCore
 import Synchronization
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Musl)
-    import Musl
+import Musl
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// A URL's target, parsed strictly: only http and https, no credentials, a host that is either an address literal
@@ -28,11 +28,14 @@ struct Target: Sendable {
 
     init(_ text: String) throws(StepError) {
         func bad(_ message: String) -> StepError {
-            StepError(kind: .badRequest, message: "http.request url \"\(text.prefix(200))\": \(message)", retryable: false)
+            StepError(
+                kind: .badRequest, message: "http.request url \"\(text.prefix(200))\": \(message)", retryable: false)
         }
         guard text.utf8.count <= 8192 else { throw bad("is longer than 8192 bytes") }
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
-            throw bad("is not a valid URL; write it as http(s)://host[:port]/path?query, with special characters percent-encoded")
+            throw bad(
+                "is not a valid URL; write it as http(s)://host[:port]/path?query, with special characters percent-encoded"
+            )
         }
         guard scheme == "http" || scheme == "https" else { throw bad("only http:// and https:// URLs can be called") }
         guard components.percentEncodedUser == nil, components.percentEncodedPassword == nil else {
@@ -47,11 +50,15 @@ struct Target: Sendable {
         } else if rawHost.contains(":") {
             throw bad("\"\(rawHost.prefix(100))\" is not a valid IPv6 address (zones such as %eth0 are not allowed)")
         } else if let name = OutboundPolicy.canonicalHostName(rawHost) {
-            guard !IPAddress.looksNumeric(name) else { throw bad("the host \"\(name)\" looks like an IP address but is not a valid one") }
+            guard !IPAddress.looksNumeric(name) else {
+                throw bad("the host \"\(name)\" looks like an IP address but is not a valid one")
+            }
             self.address = nil
             self.host = name
         } else {
-            throw bad("the host \"\(rawHost.prefix(100))\" is not a valid host name (letters, digits, \"-\", \"_\" and \".\")")
+            throw bad(
+                "the host \"\(rawHost.prefix(100))\" is not a valid host name (letters, digits, \"-\", \"_\" and \".\")"
+            )
         }
         let port = components.port ?? (scheme == "https" ? 443 : 80)
         guard (1...65535).contains(port) else { throw bad("the port must be from 1 to 65535") }
@@ -96,16 +103,17 @@ enum HostResolver {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         #if canImport(Glibc)
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         #else
-            hints.ai_socktype = SOCK_STREAM
+        hints.ai_socktype = SOCK_STREAM
         #endif
         var list: UnsafeMutablePointer<addrinfo>?
         let code = getaddrinfo(host, nil, &hints, &list)
         defer { if let list { freeaddrinfo(list) } }
         guard code == 0 else {
             let reason = String(cString: gai_strerror(code))
-            return .failure(StepError(kind: .unavailable, message: "could not resolve \(host): \(reason)", retryable: true))
+            return .failure(
+                StepError(kind: .unavailable, message: "could not resolve \(host): \(reason)", retryable: true))
         }
         var addresses: [IPAddress] = []
         var next = list
@@ -113,7 +121,9 @@ enum HostResolver {
             if let address = entry.pointee.ai_addr {
                 switch Int32(entry.pointee.ai_family) {
                 case AF_INET:
-                    let raw = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+                    let raw = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                        $0.pointee.sin_addr.s_addr
+                    }
                     addresses.append(.v4(UInt32(bigEndian: raw)))
                 case AF_INET6:
                     var raw = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
@@ -125,7 +135,8 @@ enum HostResolver {
             next = entry.pointee.ai_next
         }
         if addresses.isEmpty {
-            return .failure(StepError(kind: .unavailable, message: "\(host) has no IPv4 or IPv6 address", retryable: true))
+            return .failure(
+                StepError(kind: .unavailable, message: "\(host) has no IPv4 or IPv6 address", retryable: true))
         }
         return .success(Array(Set(addresses)).sorted { $0.description < $1.description })
     }

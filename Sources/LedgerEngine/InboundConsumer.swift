@@ -2,8 +2,8 @@ import Foundation
 import LedgerCore
 import LedgerNATS
 import LedgerProjections
-import Synchronization
 import Logging
+import Synchronization
 
 /// What became of one inbound message.
 enum InboundOutcome: Sendable, Equatable {
@@ -45,7 +45,8 @@ extension Engine {
         while !Task.isCancelled {
             do {
                 if subscription == nil { subscription = try await ensureConsumer() }
-                let messages = try await subscription!.fetch(batch: configuration.fetchBatch, maxWait: .milliseconds(500))
+                let messages = try await subscription!.fetch(
+                    batch: configuration.fetchBatch, maxWait: .milliseconds(500))
                 failures = 0
                 if messages.isEmpty { continue }
                 let sub = subscription!
@@ -60,7 +61,9 @@ extension Engine {
             } catch {
                 failures += 1
                 let delay = Self.backoff(failures)
-                logger.warning("engine consumer failed; reopening it", metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
+                logger.warning(
+                    "engine consumer failed; reopening it",
+                    metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
                 subscription = nil
                 try? await Task.sleep(for: delay)
             }
@@ -82,10 +85,12 @@ extension Engine {
             outcome = injected
         } else if delivered > configuration.maxDeliveries {
             outcome = .refused(
-                "delivered \(delivered) times without an answer (the engine stopped each time while handling it); given up")
+                "delivered \(delivered) times without an answer (the engine stopped each time while handling it); given up"
+            )
         } else if message.payload.count > Limits.inboundMessageBytes {
             outcome = .refused(
-                "the message is \(message.payload.count) bytes; inbound messages may be at most \(Limits.inboundMessageBytes) bytes (send large content by reference)")
+                "the message is \(message.payload.count) bytes; inbound messages may be at most \(Limits.inboundMessageBytes) bytes (send large content by reference)"
+            )
         } else if !Subjects.engineInbound.contains(where: { subjectMatches(pattern: $0, subject: message.subject) }) {
             // On servers without multiple filter subjects the consumer sees every subject; those are not inbound.
             outcome = .handled
@@ -98,7 +103,8 @@ extension Engine {
         case .refused(let reason):
             if await reject(message, sequence: sequence, reason: reason) { ack(message, subscription) }
         case .retry(let reason) where delivered >= configuration.maxDeliveries:
-            let recorded = await reject(message, sequence: sequence, reason: "given up after \(delivered) deliveries: \(reason)")
+            let recorded = await reject(
+                message, sequence: sequence, reason: "given up after \(delivered) deliveries: \(reason)")
             if recorded { ack(message, subscription) }
         case .retry(let reason):
             inboundRetries.add(1, ordering: .relaxed)
@@ -109,7 +115,10 @@ extension Engine {
                     LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject)", LogKey.error: "\(reason)",
                     LogKey.delivery: "\(delivered) of \(configuration.maxDeliveries)", LogKey.delay: "\(delay)",
                 ])
-            do { try subscription.nak(message, delay: delay) } catch { logger.warning("nak failed (the message is redelivered after ack_wait)", metadata: [LogKey.error: "\(error)"]) }
+            do { try subscription.nak(message, delay: delay) } catch {
+                logger.warning(
+                    "nak failed (the message is redelivered after ack_wait)", metadata: [LogKey.error: "\(error)"])
+            }
         case .interrupted:
             break
         }
@@ -126,14 +135,18 @@ extension Engine {
         guard let handler = inboundHandlers.handler(for: event.type) else {
             return .refused("no handler for event type \(event.type)")
         }
-        if let problem = InboundFields.problem(in: event, required: handler.requiredFields, identifiers: handler.identifierFields) {
+        if let problem = InboundFields.problem(
+            in: event, required: handler.requiredFields, identifiers: handler.identifierFields)
+        {
             return .refused(problem)
         }
         return await handler.handle(event, at: sequence, engine: self)
     }
 
     func ack(_ message: NATSMessage, _ subscription: JetStreamPullSubscription) {
-        do { try subscription.ack(message) } catch { logger.warning("ack failed (the message will be redelivered)", metadata: [LogKey.error: "\(error)"]) }
+        do { try subscription.ack(message) } catch {
+            logger.warning("ack failed (the message will be redelivered)", metadata: [LogKey.error: "\(error)"])
+        }
     }
 
     /// Records a refused inbound message with its reason (the message itself stays in the log at `sequence`).
@@ -142,17 +155,23 @@ extension Engine {
     func reject(_ message: NATSMessage, sequence: UInt64, reason: String) async -> Bool {
         messagesRejected.add(1, ordering: .relaxed)
         logger.warning(
-            "refused an inbound message; recording it", metadata: [LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject)", LogKey.error: "\(reason)"])
-        let body = LedgerEvent.Body.rejected(InboundMessageRejected(subject: message.subject, sequence: sequence, reason: reason, payload: message.payload))
+            "refused an inbound message; recording it",
+            metadata: [LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject)", LogKey.error: "\(reason)"])
+        let body = LedgerEvent.Body.rejected(
+            InboundMessageRejected(
+                subject: message.subject, sequence: sequence, reason: reason, payload: message.payload))
         do {
-            try await ledger.append(body, to: .rejected(sequence: sequence), expectedLastSequence: 0, id: "rejected-\(sequence)")
+            try await ledger.append(
+                body, to: .rejected(sequence: sequence), expectedLastSequence: 0, id: "rejected-\(sequence)")
             return true
         } catch let error as NATSError where error.isWrongLastSequence {
             return true  // recorded before (an earlier delivery, or another engine)
         } catch is CancellationError {
             return false
         } catch {
-            logger.error("could not record the refusal of an inbound message", metadata: [LogKey.sequence: "\(sequence)", LogKey.error: "\(error)"])
+            logger.error(
+                "could not record the refusal of an inbound message",
+                metadata: [LogKey.sequence: "\(sequence)", LogKey.error: "\(error)"])
             return false
         }
     }

@@ -1,8 +1,8 @@
 import Foundation
 import LedgerCore
 import LedgerNATS
-import Logging
 import LedgerProjections
+import Logging
 
 /// What the engine does with one type of inbound event (seed 002: one handler per event type).
 protocol InboundHandler: Sendable {
@@ -43,10 +43,16 @@ struct AssistantCommandHandler: InboundHandler {
     let identifierFields = ["message_id", "intent", "signal_id", "user.id", "channel.type", "channel.conversation_id"]
 
     func handle(_ event: CloudEvent<JSONValue>, at sequence: UInt64, engine: Engine) async -> InboundOutcome {
-        guard case .object = event.data["entities"] else { return .refused("\(event.type): data.entities must be an object") }
+        guard case .object = event.data["entities"] else {
+            return .refused("\(event.type): data.entities must be an object")
+        }
         // Decide as of this log position: the flows' read model must include everything before it.
-        if sequence > 1, !(await engine.store.progress.wait(for: sequence - 1, timeout: engine.configuration.projectionWait)) {
-            engine.logger.warning("flow read model lags behind the message; matching against what it has", metadata: [LogKey.sequence: "\(sequence)"])
+        if sequence > 1,
+            !(await engine.store.progress.wait(for: sequence - 1, timeout: engine.configuration.projectionWait))
+        {
+            engine.logger.warning(
+                "flow read model lags behind the message; matching against what it has",
+                metadata: [LogKey.sequence: "\(sequence)"])
         }
         let matches: [FlowCatalog.Entry]
         do {
@@ -57,7 +63,9 @@ struct AssistantCommandHandler: InboundHandler {
         if matches.isEmpty {
             engine.logger.info(
                 "no active flow is triggered by this intent",
-                metadata: [LogKey.sequence: "\(sequence)", "ledger.intent": "\(event.data["intent"]?.stringValue ?? "?")"])
+                metadata: [
+                    LogKey.sequence: "\(sequence)", "ledger.intent": "\(event.data["intent"]?.stringValue ?? "?")",
+                ])
             return .handled
         }
         let entities = event.data["entities"] ?? .object([:])
@@ -66,7 +74,8 @@ struct AssistantCommandHandler: InboundHandler {
         for entry in matches {
             let flowID = entry.record.flow_id
             let dedupKey = event.data["signal_id"]?.stringValue ?? event.id
-            let trigger = RunTrigger(kind: .event, event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
+            let trigger = RunTrigger(
+                kind: .event, event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
             do {
                 let outcome = try await engine.startRun(
                     flowID: flowID, version: entry.version, definition: entry.definition,
@@ -78,7 +87,9 @@ struct AssistantCommandHandler: InboundHandler {
                 if case .duplicate(let runID) = outcome {
                     engine.logger.info(
                         "the signal already started this flow; not starting it again",
-                        metadata: [LogKey.flowID: "\(flowID)", LogKey.runID: "\(runID)", "ledger.signal": "\(dedupKey)"])
+                        metadata: [
+                            LogKey.flowID: "\(flowID)", LogKey.runID: "\(runID)", "ledger.signal": "\(dedupKey)",
+                        ])
                 }
             } catch is CancellationError {
                 return .interrupted
@@ -100,7 +111,10 @@ struct AssistantCommandHandler: InboundHandler {
 
 /// `CalendarEvent.Created|Updated|Canceled|CreateFailed`: the answer to a calendar command, handed to its run.
 struct CalendarOutcomeHandler: InboundHandler {
-    static let types = [EventType.calendarCreated, EventType.calendarUpdated, EventType.calendarCanceled, EventType.calendarCreateFailed]
+    static let types = [
+        EventType.calendarCreated, EventType.calendarUpdated, EventType.calendarCanceled,
+        EventType.calendarCreateFailed,
+    ]
     let requiredFields = ["command_id"]
     let identifierFields = ["command_id", "event_id"]
 
@@ -111,9 +125,11 @@ struct CalendarOutcomeHandler: InboundHandler {
         }
         let result: StepResult
         if event.type == EventType.calendarCreateFailed {
-            result = .failure(StepError(
-                kind: .calendarCreateFailed, message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
-                retryable: event.data["retryable"]?.boolValue ?? false))
+            result = .failure(
+                StepError(
+                    kind: .calendarCreateFailed,
+                    message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
+                    retryable: event.data["retryable"]?.boolValue ?? false))
         } else {
             result = .success(event.data)
         }
@@ -131,7 +147,10 @@ struct CalendarOutcomeHandler: InboundHandler {
         }
         // Acknowledged once the run has applied it (or ignored it as late).
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            driver.send(.input(.recordResult(target, attempt: attempt, result: result, sourceSequence: sequence), done: { continuation.resume() }))
+            driver.send(
+                .input(
+                    .recordResult(target, attempt: attempt, result: result, sourceSequence: sequence),
+                    done: { continuation.resume() }))
         }
         return .handled
     }

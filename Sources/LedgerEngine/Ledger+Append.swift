@@ -1,8 +1,8 @@
 import Foundation
 public import LedgerCore
 public import LedgerNATS
-import Synchronization
 import Logging
+import Synchronization
 
 /// Where one of Ledgerflow's own events is appended.
 public enum EventAddress: Sendable, Equatable {
@@ -78,10 +78,13 @@ extension Ledger {
         case .rejected: break
         }
         let payload = try body.encode(
-            id: id, time: time, runid: runID, flowid: flowID, flowversion: flowVersion, correlationid: context.correlationID,
+            id: id, time: time, runid: runID, flowid: flowID, flowversion: flowVersion,
+            correlationid: context.correlationID,
             causationid: context.causationID, traceparent: context.traceparent, codec: EventCodec())
         let ack = try await append(
-            OutgoingMessage(subject: address.subject, payload: payload, messageID: id, expectedLastSubjectSequence: expectedLastSequence),
+            OutgoingMessage(
+                subject: address.subject, payload: payload, messageID: id,
+                expectedLastSubjectSequence: expectedLastSequence),
             retry: retry)
         let event = LedgerEvent(id: id, type: body.type, time: time, runid: runID, flowid: flowID, body: body)
         return AppendedEvent(event: event, sequence: ack.sequence, duplicate: ack.duplicate)
@@ -93,16 +96,19 @@ extension Ledger {
     /// published as a plain NATS message and nil returned.
     @discardableResult
     public func send<Payload: Codable & Sendable>(
-        _ event: CloudEvent<Payload>, on subject: String, expectingEmptySubject: Bool = false, retry: AppendRetry = .untilAnswered
+        _ event: CloudEvent<Payload>, on subject: String, expectingEmptySubject: Bool = false,
+        retry: AppendRetry = .untilAnswered
     ) async throws -> SentMessage? {
         let payload = try EventCodec().encode(event)
-        return try await send(payload: payload, id: event.id, on: subject, expectingEmptySubject: expectingEmptySubject, retry: retry)
+        return try await send(
+            payload: payload, id: event.id, on: subject, expectingEmptySubject: expectingEmptySubject, retry: retry)
     }
 
     /// Sends bytes that are already an encoded message (the CLI's `publish`), as `send` does.
     @discardableResult
     public func send(
-        payload: [UInt8], id: String, on subject: String, expectingEmptySubject: Bool = false, retry: AppendRetry = .once
+        payload: [UInt8], id: String, on subject: String, expectingEmptySubject: Bool = false,
+        retry: AppendRetry = .once
     ) async throws -> SentMessage? {
         guard covers(subject) else {
             try connection.publish(subject: subject, payload: payload)
@@ -110,7 +116,8 @@ extension Ledger {
             return nil
         }
         let message = OutgoingMessage(
-            subject: subject, payload: payload, messageID: id, expectedLastSubjectSequence: expectingEmptySubject ? 0 : nil)
+            subject: subject, payload: payload, messageID: id,
+            expectedLastSubjectSequence: expectingEmptySubject ? 0 : nil)
         let ack = try await append(message, retry: retry)
         return SentMessage(sequence: ack.sequence, duplicate: ack.duplicate)
     }
@@ -121,7 +128,9 @@ extension Ledger {
     }
 
     /// Asks another service on `subject` and returns its answer's bytes (not recorded in the log).
-    public func request<Payload: Codable & Sendable>(_ event: CloudEvent<Payload>, on subject: String, timeout: Duration) async throws
+    public func request<Payload: Codable & Sendable>(
+        _ event: CloudEvent<Payload>, on subject: String, timeout: Duration
+    ) async throws
         -> [UInt8]
     {
         let payload = try EventCodec().encode(event)
@@ -159,7 +168,8 @@ extension Ledger {
             ack = try await publisher.publish(message)
         } catch let error as NATSError where error.isRefusedMessage {
             // The server's max_payload (or the subject) refuses it: as final as the stream's own size limit.
-            throw NATSError(status: error.status, jetStream: .messageTooLarge, message: "\(message.subject): \(error.message)")
+            throw NATSError(
+                status: error.status, jetStream: .messageTooLarge, message: "\(message.subject): \(error.message)")
         }
         try failpoints.afterAppend?(message)
         return ack
@@ -174,7 +184,9 @@ extension Ledger {
         if message.payload.count > limit {
             throw NATSError(
                 jetStream: .messageTooLarge,
-                message: "the message for \(message.subject) is \(message.payload.count) bytes; the log accepts at most \(limit)")
+                message:
+                    "the message for \(message.subject) is \(message.payload.count) bytes; the log accepts at most \(limit)"
+            )
         }
     }
 
@@ -221,7 +233,9 @@ extension Ledger {
         } catch let error as NATSError
             where error.jetStreamError == .consumerAlreadyExists || error.jetStreamError == .consumerNameInUse
         {
-            logger.info("consumer exists with another configuration; using it", metadata: [LogKey.consumer: "\(name)", LogKey.error: "\(error.message)"])
+            logger.info(
+                "consumer exists with another configuration; using it",
+                metadata: [LogKey.consumer: "\(name)", LogKey.error: "\(error.message)"])
         }
         return try JetStreamPullSubscription(connection: connection, stream: stream, consumer: name)
     }

@@ -89,7 +89,8 @@ public final class Ledger: Sendable {
             switch (setup, existing) {
             case (.attach, nil):
                 throw RuntimeError(
-                    "there is no \(configuration.streamName) stream on \(url): start `ledgerflow serve` (or `ledgerflow dev`) once to create it, or pass the --nats-url of the server that has it")
+                    "there is no \(configuration.streamName) stream on \(url): start `ledgerflow serve` (or `ledgerflow dev`) once to create it, or pass the --nats-url of the server that has it"
+                )
             case (.attach, _?):
                 break
             case (.createOrUpdate, nil):
@@ -99,7 +100,8 @@ public final class Ledger: Sendable {
                     try await Self.extend(api, configuration.streamName, missing, logger: logger)
                 }
             }
-            return try Ledger(connection: connection, configuration: configuration, apiLevel: info.apiLevel, logger: logger)
+            return try Ledger(
+                connection: connection, configuration: configuration, apiLevel: info.apiLevel, logger: logger)
         } catch {
             connection.close()
             throw error
@@ -119,12 +121,14 @@ public final class Ledger: Sendable {
         if let size = missing.maxMessageSize { config["max_msg_size"] = Int(size) }
         let payload = try JSONSerialization.data(withJSONObject: config)
         logger.info(
-            "stream \(name): adding \(missing.subjects.isEmpty ? "" : "subjects \(missing.subjects.joined(separator: ", ")) ")\(missing.maxMessageSize.map { "max_msg_size \($0)" } ?? "")")
+            "stream \(name): adding \(missing.subjects.isEmpty ? "" : "subjects \(missing.subjects.joined(separator: ", ")) ")\(missing.maxMessageSize.map { "max_msg_size \($0)" } ?? "")"
+        )
         do {
             _ = try await api.callRaw("STREAM.UPDATE.\(name)", payload: Array(payload))
         } catch let error as NATSError {
             throw RuntimeError(
-                "stream \(name) lacks \(missing.subjects.isEmpty ? "room for Ledgerflow's events" : "the subjects \(missing.subjects.joined(separator: ", "))") and the server refused to add them (\(error.message)); change the stream by hand (nats stream edit \(name)) or let Ledgerflow create it")
+                "stream \(name) lacks \(missing.subjects.isEmpty ? "room for Ledgerflow's events" : "the subjects \(missing.subjects.joined(separator: ", "))") and the server refused to add them (\(error.message)); change the stream by hand (nats stream edit \(name)) or let Ledgerflow create it"
+            )
         }
     }
 
@@ -137,7 +141,9 @@ public final class Ledger: Sendable {
     /// How much the log holds right now.
     public func state() async throws -> LogState {
         let state = try await api.streamInfo(stream).state
-        return LogState(stream: stream, messages: state.messages, bytes: state.bytes, firstSequence: state.first_seq, lastSequence: state.last_seq)
+        return LogState(
+            stream: stream, messages: state.messages, bytes: state.bytes, firstSequence: state.first_seq,
+            lastSequence: state.last_seq)
     }
 
     /// The stream's last sequence right now.

@@ -99,9 +99,10 @@ public struct LogReader: AsyncSequence, Sendable {
                 }
                 session.consumerSequence = meta.consumerSequence
                 position = meta.streamSequence
-                out.append(LogMessage(
-                    sequence: meta.streamSequence, subject: message.subject, payload: message.payload,
-                    messageID: message.headers["Nats-Msg-Id"]))
+                out.append(
+                    LogMessage(
+                        sequence: meta.streamSequence, subject: message.subject, payload: message.payload,
+                        messageID: message.headers["Nats-Msg-Id"]))
                 if meta.numPending == 0, reader.end == .now {
                     finished = true
                     break
@@ -121,7 +122,10 @@ public struct LogReader: AsyncSequence, Sendable {
         /// The consumer sequence of the last message taken (touched by the iterator only).
         var consumerSequence: UInt64 = 0
 
-        init(subscription: JetStreamPullSubscription, api: JetStreamAPI, stream: String, consumer: String, pending: UInt64) {
+        init(
+            subscription: JetStreamPullSubscription, api: JetStreamAPI, stream: String, consumer: String,
+            pending: UInt64
+        ) {
             self.subscription = subscription
             self.api = api
             self.stream = stream
@@ -139,8 +143,11 @@ public struct LogReader: AsyncSequence, Sendable {
             config.inactive_threshold = 60_000_000_000
             let info = try await ledger.api.createConsumer(stream: ledger.stream, config)
             do {
-                let subscription = try JetStreamPullSubscription(connection: ledger.connection, stream: ledger.stream, consumer: info.name)
-                return Session(subscription: subscription, api: ledger.api, stream: ledger.stream, consumer: info.name, pending: info.num_pending)
+                let subscription = try JetStreamPullSubscription(
+                    connection: ledger.connection, stream: ledger.stream, consumer: info.name)
+                return Session(
+                    subscription: subscription, api: ledger.api, stream: ledger.stream, consumer: info.name,
+                    pending: info.num_pending)
             } catch {
                 try? await ledger.api.deleteConsumer(stream: ledger.stream, consumer: info.name)
                 throw error
@@ -159,7 +166,9 @@ public struct LogReader: AsyncSequence, Sendable {
 
 extension Ledger {
     /// The log from `start` on (only `subject`, wildcards allowed, when given), in order.
-    public func messages(subject: String? = nil, from start: UInt64 = 1, until end: LogReader.End = .now, batchSize: Int = 1000)
+    public func messages(
+        subject: String? = nil, from start: UInt64 = 1, until end: LogReader.End = .now, batchSize: Int = 1000
+    )
         -> LogReader
     {
         LogReader(ledger: self, subject: subject, start: max(start, 1), end: end, batchSize: max(1, batchSize))

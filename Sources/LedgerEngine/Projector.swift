@@ -1,10 +1,10 @@
 import Foundation
 public import LedgerCore
 import LedgerNATS
+public import LedgerProjections
 public import Logging
 public import ServiceLifecycle
 public import Synchronization
-public import LedgerProjections
 
 /// Reads the log from the read models' checkpoint and applies it to LMDB in batches, each batch in one write
 /// transaction with its checkpoint.
@@ -18,7 +18,8 @@ public final class Projector: Service, Sendable {
     /// Whether skipped messages are also recorded as events in the log (the live projector; rebuilds only read).
     let recordsSkips: Bool
 
-    public init(ledger: Ledger, store: ReadModelStore, batchSize: Int = 2000, recordsSkips: Bool = true, logger: Logger) {
+    public init(ledger: Ledger, store: ReadModelStore, batchSize: Int = 2000, recordsSkips: Bool = true, logger: Logger)
+    {
         self.ledger = ledger
         self.store = store
         self.recordsSkips = recordsSkips
@@ -42,7 +43,8 @@ public final class Projector: Service, Sendable {
         for message in messages {
             let sequence = message.sequence
             batch.through = max(batch.through, sequence)
-            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.messageID) {
+            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.messageID)
+            {
             case .ignored:
                 continue
             case .event(let event):
@@ -50,7 +52,10 @@ public final class Projector: Service, Sendable {
             case .skipped(let reason, let fold):
                 logger.warning(
                     "log message cannot be applied to the read models; skipped and recorded",
-                    metadata: [LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject.prefix(200))", LogKey.error: "\(reason)"])
+                    metadata: [
+                        LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject.prefix(200))",
+                        LogKey.error: "\(reason)",
+                    ])
                 batch.skipped.append(SkippedMessage(sequence: sequence, subject: message.subject, reason: reason))
                 if let fold { batch.events.append((sequence, fold)) }
             }
@@ -65,14 +70,17 @@ public final class Projector: Service, Sendable {
             do {
                 if try await follow(from: try store.checkpoint() + 1, until: target, onBatch: onBatch) { return }
             } catch let error as NATSError {
-                logger.warning("projector could not read the log; reopening from the checkpoint", metadata: [LogKey.error: "\(error)"])
+                logger.warning(
+                    "projector could not read the log; reopening from the checkpoint",
+                    metadata: [LogKey.error: "\(error)"])
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
     }
 
     /// Reads from `start` and writes batch after batch; true once `target` is reached.
-    func follow(from start: UInt64, until target: UInt64?, onBatch: (@Sendable (UInt64) -> Void)?) async throws -> Bool {
+    func follow(from start: UInt64, until target: UInt64?, onBatch: (@Sendable (UInt64) -> Void)?) async throws -> Bool
+    {
         if let target, start > target { return true }
         var reader = ledger.messages(from: start, until: .following, batchSize: batchSize).makeAsyncIterator()
         // One batch is written while the next is fetched and decoded (the writer has a thread of its own).
@@ -128,11 +136,14 @@ extension Projector {
                 let id = "skipped-\(row.sequence)"
                 let event = CloudEvent(id: id, type: EventType.logMessageSkipped, data: row)
                 do {
-                    try await ledger.send(event, on: Subjects.skipped(row.sequence), expectingEmptySubject: true, retry: .untilAnswered)
+                    try await ledger.send(
+                        event, on: Subjects.skipped(row.sequence), expectingEmptySubject: true, retry: .untilAnswered)
                 } catch let error as NATSError where error.isWrongLastSequence {
                     continue  // recorded before (by another process, or before a restart)
                 } catch {
-                    logger.warning("could not record that a log message was skipped", metadata: [LogKey.sequence: "\(row.sequence)", LogKey.error: "\(error)"])
+                    logger.warning(
+                        "could not record that a log message was skipped",
+                        metadata: [LogKey.sequence: "\(row.sequence)", LogKey.error: "\(error)"])
                 }
             }
         }
@@ -153,7 +164,9 @@ extension Projector {
                     failures += 1
                     self.failures.add(1, ordering: .relaxed)
                     let delay = Duration.milliseconds(250 * (1 << min(failures - 1, 7)))
-                    self.logger.error("projector failed; restarting from the checkpoint", metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
+                    self.logger.error(
+                        "projector failed; restarting from the checkpoint",
+                        metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
                     try? await Task.sleep(for: min(delay, .seconds(30)))
                 }
             }

@@ -22,8 +22,11 @@ public final class ReadModelStore: Sendable {
     /// Opens (or creates) the read models in `path`. Everything that can fail happens before the store exists:
     /// Swift 6.3's optimizer crashes on a throwing designated initializer of this class (its noncopyable stored
     /// properties on the failure path), so the designated one does not throw.
-    public convenience init(path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = 8 << 30) throws {
-        let environment = try LMDBEnvironment(path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
+    public convenience init(
+        path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = 8 << 30
+    ) throws {
+        let environment = try LMDBEnvironment(
+            path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
         let checkpoint = try Self.checkpoint(of: environment)
         let skipped = try environment.read { txn in try txn.count(environment.table(SkippedMessage.table)) }
         self.init(environment: environment, checkpoint: checkpoint, skipped: skipped)
@@ -40,7 +43,8 @@ public final class ReadModelStore: Sendable {
 
     static func checkpoint(of environment: LMDBEnvironment) throws -> UInt64 {
         try environment.read { txn in
-            try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)) { raw in
+            try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)) {
+                raw in
                 UInt64(String(decoding: raw, as: UTF8.self)) ?? 0
             } ?? 0
         }
@@ -152,8 +156,12 @@ public final class ReadModelStore: Sendable {
                 do {
                     try await write([entry], skipped: rows, through: through)
                 } catch let error as LMDBError where error.isRefusedData {
-                    let subject = entry.event.runid.map(Subjects.run) ?? entry.event.flowid.map(Subjects.flow) ?? "ledger"
-                    rows.append(SkippedMessage(sequence: entry.sequence, subject: subject, reason: "LMDB refused the change: \(error.message)"))
+                    let subject =
+                        entry.event.runid.map(Subjects.run) ?? entry.event.flowid.map(Subjects.flow) ?? "ledger"
+                    rows.append(
+                        SkippedMessage(
+                            sequence: entry.sequence, subject: subject,
+                            reason: "LMDB refused the change: \(error.message)"))
                     try await write([], skipped: rows, through: through)
                 }
                 recorded += rows
@@ -186,15 +194,20 @@ public final class ReadModelStore: Sendable {
     /// How many messages the read models skipped.
     public var skippedCount: Int { skippedTotal.current }
 
-    func write(_ events: [(sequence: UInt64, event: LedgerEvent)], skipped: [SkippedMessage], through: UInt64) async throws {
+    func write(
+        _ events: [(sequence: UInt64, event: LedgerEvent)], skipped: [SkippedMessage], through: UInt64
+    ) async throws {
         let touchedFlows = events.contains { FlowVersionsModel.key(for: $0.event) != nil }
         let environment = self.environment
         let failpoint = self.failpoint.withLock { $0 }
         let recent = self.recent
         let added = try await environment.writer.write { txn -> Int in
-            let current = try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)) { raw in
-                UInt64(String(decoding: raw, as: UTF8.self)) ?? 0
-            } ?? 0
+            let current =
+                try txn.withValue(
+                    environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)
+                ) { raw in
+                    UInt64(String(decoding: raw, as: UTF8.self)) ?? 0
+                } ?? 0
             // A batch at or behind the checkpoint was applied before (a retried batch after a crash or reconnect).
             let fresh = events.filter { $0.sequence > current }
             guard through > current else { return 0 }
@@ -206,7 +219,9 @@ public final class ReadModelStore: Sendable {
                 try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder, recent)
                 try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder, recent)
                 for row in skipped where row.sequence > current {
-                    try txn.put(environment.table(SkippedMessage.table), key: Array(row.key.utf8), value: Array(try encoder.encode(row)))
+                    try txn.put(
+                        environment.table(SkippedMessage.table), key: Array(row.key.utf8),
+                        value: Array(try encoder.encode(row)))
                     added += 1
                 }
                 try failpoint?(through)
@@ -214,7 +229,9 @@ public final class ReadModelStore: Sendable {
                 recent.clear()  // the transaction is aborted: the cache may hold states that were never committed
                 throw error
             }
-            try txn.put(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8), value: Array(String(through).utf8))
+            try txn.put(
+                environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8),
+                value: Array(String(through).utf8))
             return added
         }
         if touchedFlows { flowGeneration.add(1, ordering: .relaxed) }
@@ -239,7 +256,9 @@ public final class ReadModelStore: Sendable {
                 before = remembered
                 order.append(key)
             } else {
-                before = try txn.withValue(table, key: Array(key.utf8)) { raw in try JSONTree.decode(M.State.self, from: raw) }
+                before = try txn.withValue(table, key: Array(key.utf8)) { raw in
+                    try JSONTree.decode(M.State.self, from: raw)
+                }
                 order.append(key)
             }
             states[key] = .some(M.evolve(before, event, sequence: sequence))

@@ -63,7 +63,8 @@ final class ResultCache: Sendable {
             if state.order.count - state.head > 2 * state.entries.count + 64 {
                 var seen = Set<String>()
                 var compacted: [String] = []
-                for key in state.order[state.head...].reversed() where state.entries[key] != nil && seen.insert(key).inserted {
+                for key in state.order[state.head...].reversed()
+                where state.entries[key] != nil && seen.insert(key).inserted {
                     compacted.append(key)
                 }
                 state.order = compacted.reversed()

@@ -9,10 +9,14 @@ extension Engine {
     func recordOutcome(_ body: LedgerEvent.Body, _ definition: FlowDefinition) {
         switch body {
         case .stepAttemptSucceeded(let e), .compensationSucceeded(let e):
-            if let action = action(of: e.step_id, body, definition), registry[action]?.kind != .local { breakers.record(action, success: true) }
+            if let action = action(of: e.step_id, body, definition), registry[action]?.kind != .local {
+                breakers.record(action, success: true)
+            }
         case .stepAttemptFailed(let e), .compensationFailed(let e):
             guard e.error.kind != .circuitOpen, e.error.kind != .template, e.error.kind != .cancelled else { return }
-            if let action = action(of: e.step_id, body, definition), registry[action]?.kind != .local { breakers.record(action, success: false) }
+            if let action = action(of: e.step_id, body, definition), registry[action]?.kind != .local {
+                breakers.record(action, success: false)
+            }
         default:
             break
         }
@@ -34,8 +38,11 @@ extension Engine {
         else { return input }
         return .recordResult(
             target, attempt: attempt,
-            result: .failure(StepError(
-                kind: .outputTooDeep, message: "the step's output is nested more than \(Limits.stepOutputDepth) levels deep", retryable: false)),
+            result: .failure(
+                StepError(
+                    kind: .outputTooDeep,
+                    message: "the step's output is nested more than \(Limits.stepOutputDepth) levels deep",
+                    retryable: false)),
             sourceSequence: source)
     }
 
@@ -44,28 +51,40 @@ extension Engine {
         let now = Timestamp.now()
         let too = problem.problem
         func failure(_ what: String, _ kind: String) -> StepError {
-            StepError(kind: StepErrorKind("\(kind)_\(too)"), message: "\(what) cannot be recorded in the log (\(problem.detail)); make it smaller", retryable: false)
+            StepError(
+                kind: StepErrorKind("\(kind)_\(too)"),
+                message: "\(what) cannot be recorded in the log (\(problem.detail)); make it smaller", retryable: false)
         }
         switch body {
         case .stepAttemptStarted(let e):
-            return .stepAttemptFailed(StepAttemptFailed(
-                step_id: e.step_id, attempt: e.attempt, error: failure("the step's rendered request", "request"),
-                started_at: e.started_at, finished_at: now, retry_at: nil))
+            return .stepAttemptFailed(
+                StepAttemptFailed(
+                    step_id: e.step_id, attempt: e.attempt, error: failure("the step's rendered request", "request"),
+                    started_at: e.started_at, finished_at: now, retry_at: nil))
         case .stepAttemptSucceeded(let e):
-            return .stepAttemptFailed(StepAttemptFailed(
-                step_id: e.step_id, attempt: e.attempt, error: failure("the step's output", "output"),
-                started_at: e.started_at, finished_at: now, retry_at: nil, source_sequence: e.source_sequence))
+            return .stepAttemptFailed(
+                StepAttemptFailed(
+                    step_id: e.step_id, attempt: e.attempt, error: failure("the step's output", "output"),
+                    started_at: e.started_at, finished_at: now, retry_at: nil, source_sequence: e.source_sequence))
         case .compensationStarted(let e):
-            return .compensationFailed(StepAttemptFailed(
-                step_id: e.step_id, attempt: e.attempt, error: failure("the compensation's rendered request", "request"),
-                started_at: e.started_at, finished_at: now, retry_at: nil))
+            return .compensationFailed(
+                StepAttemptFailed(
+                    step_id: e.step_id, attempt: e.attempt,
+                    error: failure("the compensation's rendered request", "request"),
+                    started_at: e.started_at, finished_at: now, retry_at: nil))
         case .compensationSucceeded(let e):
-            return .compensationFailed(StepAttemptFailed(
-                step_id: e.step_id, attempt: e.attempt, error: failure("the compensation's output", "output"),
-                started_at: e.started_at, finished_at: now, retry_at: nil, source_sequence: e.source_sequence))
+            return .compensationFailed(
+                StepAttemptFailed(
+                    step_id: e.step_id, attempt: e.attempt, error: failure("the compensation's output", "output"),
+                    started_at: e.started_at, finished_at: now, retry_at: nil, source_sequence: e.source_sequence))
         case .runSucceeded:
-            return .runFailed(FlowRunFailed(error: RunError(
-                code: "output_\(too)", message: "the run's rendered output cannot be recorded in the log (\(problem.detail)); make the flow's output smaller")))
+            return .runFailed(
+                FlowRunFailed(
+                    error: RunError(
+                        code: "output_\(too)",
+                        message:
+                            "the run's rendered output cannot be recorded in the log (\(problem.detail)); make the flow's output smaller"
+                    )))
         default:
             return nil
         }

@@ -28,10 +28,17 @@ extension Engine {
         var requestEvent: CloudEvent<JSONValue>?
         let decoded: Result<CloudEvent<JSONValue>, EnvelopeProblem> =
             message.payload.count > Limits.inboundMessageBytes
-            ? .failure(EnvelopeProblem("the request is \(message.payload.count) bytes; requests may be at most \(Limits.inboundMessageBytes) bytes"))
-            : decodeInbound(message.payload, expectedTypes: [EventType.flowRunRequested], required: ["flow_id"], codec: EventCodec())
+            ? .failure(
+                EnvelopeProblem(
+                    "the request is \(message.payload.count) bytes; requests may be at most \(Limits.inboundMessageBytes) bytes"
+                ))
+            : decodeInbound(
+                message.payload, expectedTypes: [EventType.flowRunRequested], required: ["flow_id"], codec: EventCodec()
+            )
         switch decoded.flatMap({ event in
-            InboundFields.identifierProblem(event.data, ["flow_id", "idempotency_key", "mode"], type: event.type).map { .failure(EnvelopeProblem($0)) } ?? .success(event)
+            InboundFields.identifierProblem(event.data, ["flow_id", "idempotency_key", "mode"], type: event.type).map {
+                .failure(EnvelopeProblem($0))
+            } ?? .success(event)
         }) {
         case .failure(let problem):
             answer = ["error": Problem.badRequest(problem.reason).json]
@@ -40,7 +47,8 @@ extension Engine {
             let mode: RunMode = event.data["mode"]?.stringValue == "dry_run" ? .dry : .live
             do {
                 let outcome = try await requestRun(
-                    flowID: event.data["flow_id"]?.stringValue ?? "", input: event.data["input"] ?? .object([:]), mode: mode,
+                    flowID: event.data["flow_id"]?.stringValue ?? "", input: event.data["input"] ?? .object([:]),
+                    mode: mode,
                     idempotencyKey: event.data["idempotency_key"]?.stringValue, actor: "service:\(event.source)")
                 answer = ["run_id": .string(outcome.runID)]
                 if case .duplicate = outcome { answer = ["run_id": .string(outcome.runID), "duplicate": true] }
@@ -48,18 +56,24 @@ extension Engine {
                 answer = ["error": (Problem(refusal: error) ?? .unavailable("\(error)")).json]
             }
         }
-        let reply = CloudEvent(type: "FlowRunRequested.Reply", correlationid: requestEvent?.id, causationid: requestEvent?.id, data: answer)
+        let reply = CloudEvent(
+            type: "FlowRunRequested.Reply", correlationid: requestEvent?.id, causationid: requestEvent?.id, data: answer
+        )
         var replyRefused: String?
         if let to = message.replySubject {
             if let refusal = ReplySubjectPolicy.refusal(to) {
                 replyRefused = refusal
-                logger.warning("not answering a run request", metadata: [LogKey.subject: "\(Subjects.flowRunRequest)", LogKey.error: "\(refusal)"])
+                logger.warning(
+                    "not answering a run request",
+                    metadata: [LogKey.subject: "\(Subjects.flowRunRequest)", LogKey.error: "\(refusal)"])
             } else {
                 try? ledger.reply(reply, to: to)
             }
         }
         let record: JSONValue = [
-            "request": requestEvent.map { ["id": .string($0.id), "source": .string($0.source), "data": $0.data] } ?? ["payload": .string(String(decoding: message.payload.prefix(65_536), as: UTF8.self))],
+            "request": requestEvent.map { ["id": .string($0.id), "source": .string($0.source), "data": $0.data] } ?? [
+                "payload": .string(String(decoding: message.payload.prefix(65_536), as: UTF8.self))
+            ],
             "reply": answer, "reply_to": message.replySubject.map { JSONValue.string(String($0.prefix(256))) } ?? .null,
             "reply_refused": replyRefused.map(JSONValue.string) ?? .null,
         ]

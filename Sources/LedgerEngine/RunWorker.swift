@@ -50,7 +50,8 @@ extension Engine {
             return driver
         }
         let task = Task {
-            var loop = RunLoop(state: state, decider: RunDecider(definition: definition, registry: registry), driver: driver)
+            var loop = RunLoop(
+                state: state, decider: RunDecider(definition: definition, registry: registry), driver: driver)
             await self.drive(&loop, stream: stream, resume: resume, initial: initial)
         }
         tasks.withLock { $0[state.run_id] = task }
@@ -71,7 +72,10 @@ extension Engine {
             for (execution, startedAt) in loop.decider.inFlight(loop.state) {
                 logger.info(
                     "re-sending an attempt in flight after a restart",
-                    metadata: [LogKey.runID: "\(runID)", LogKey.stepID: "\(execution.target)", LogKey.attempt: "\(execution.attempt)"])
+                    metadata: [
+                        LogKey.runID: "\(runID)", LogKey.stepID: "\(execution.target)",
+                        LogKey.attempt: "\(execution.attempt)",
+                    ])
                 execute(execution, startedAt: startedAt, &loop)
             }
         }
@@ -96,7 +100,8 @@ extension Engine {
         for await mail in stream {
             switch mail {
             case .input(_, let done): done?()
-            case .command(_, let reply): reply("run \(runID) finished meanwhile (\(loop.state.status.rawValue)); read it again")
+            case .command(_, let reply):
+                reply("run \(runID) finished meanwhile (\(loop.state.status.rawValue)); read it again")
             case .wake: break
             }
         }
@@ -142,12 +147,16 @@ extension Engine {
                         guard let replacement = Self.replacement(for: body, error) else {
                             logger.error(
                                 "an event of the run cannot be stored",
-                                metadata: loop.state.logMetadata.merging([LogKey.eventType: "\(body.type)", LogKey.error: "\(error.detail)"]) { $1 })
+                                metadata: loop.state.logMetadata.merging([
+                                    LogKey.eventType: "\(body.type)", LogKey.error: "\(error.detail)",
+                                ]) { $1 })
                             return nil
                         }
                         logger.warning(
                             "an event of the run cannot be stored; recording a failure instead",
-                            metadata: loop.state.logMetadata.merging([LogKey.eventType: "\(body.type)", LogKey.error: "\(error.detail)"]) { $1 })
+                            metadata: loop.state.logMetadata.merging([
+                                LogKey.eventType: "\(body.type)", LogKey.error: "\(error.detail)",
+                            ]) { $1 })
                         do {
                             try await append(replacement, &loop)
                             appended = true
@@ -155,7 +164,9 @@ extension Engine {
                         } catch {
                             logger.error(
                                 "could not record that an event of the run could not be stored",
-                                metadata: loop.state.logMetadata.merging([LogKey.eventType: "\(body.type)", LogKey.error: "\(error)"]) { $1 })
+                                metadata: loop.state.logMetadata.merging([
+                                    LogKey.eventType: "\(body.type)", LogKey.error: "\(error)",
+                                ]) { $1 })
                             return nil
                         }
                     } catch {
@@ -163,7 +174,9 @@ extension Engine {
                         // state; the run is never left waiting for nothing.
                         logger.error(
                             "JetStream refused an event of the run; deciding again in 5 s",
-                            metadata: loop.state.logMetadata.merging([LogKey.eventType: "\(body.type)", LogKey.error: "\(error)"]) { $1 })
+                            metadata: loop.state.logMetadata.merging([
+                                LogKey.eventType: "\(body.type)", LogKey.error: "\(error)",
+                            ]) { $1 })
                         schedule(Date().addingTimeInterval(5), &loop)
                         return nil
                     }
@@ -204,7 +217,8 @@ extension Engine {
         // same depth as a service's answer, so the projector can always read the event and the run's state back.
         let depth = body.payloadDepth
         if depth > Limits.stepOutputDepth {
-            throw UnstorableEvent(problem: "too_deep", detail: "nested \(depth) levels deep; at most \(Limits.stepOutputDepth) are kept")
+            throw UnstorableEvent(
+                problem: "too_deep", detail: "nested \(depth) levels deep; at most \(Limits.stepOutputDepth) are kept")
         }
         let appended: AppendedEvent
         do {
@@ -219,22 +233,29 @@ extension Engine {
         recordOutcome(body, loop.decider.definition)
     }
 
-
     func execute(_ execution: StepExecution, startedAt: Date, _ loop: inout RunLoop) {
         let driver = loop.driver
         let executor = self.executor
         if execution.action != "http.request", let refusal = breakers.refuse(execution.action) {
-            driver.send(.input(.recordResult(
-                execution.target, attempt: execution.attempt,
-                result: .failure(StepError(kind: .circuitOpen, message: refusal, retryable: true)), sourceSequence: nil), done: nil))
+            driver.send(
+                .input(
+                    .recordResult(
+                        execution.target, attempt: execution.attempt,
+                        result: .failure(StepError(kind: .circuitOpen, message: refusal, retryable: true)),
+                        sourceSequence: nil), done: nil))
             return
         }
         loop.executions.removeAll { $0.isCancelled }
-        loop.executions.append(Task {
-            await executor.execute(execution, startedAt: startedAt) { result in
-                driver.send(.input(.recordResult(execution.target, attempt: execution.attempt, result: result, sourceSequence: nil), done: nil))
-            }
-        })
+        loop.executions.append(
+            Task {
+                await executor.execute(execution, startedAt: startedAt) { result in
+                    driver.send(
+                        .input(
+                            .recordResult(
+                                execution.target, attempt: execution.attempt, result: result, sourceSequence: nil),
+                            done: nil))
+                }
+            })
     }
 
     func publishOutput(_ output: FlowOutputProduced, _ loop: inout RunLoop) async {
@@ -252,7 +273,9 @@ extension Engine {
         do {
             try await ledger.send(event, on: Subjects.outputProduced)
         } catch {
-            logger.error("could not publish the run's output", metadata: [LogKey.runID: "\(output.run_id)", LogKey.error: "\(error)"])
+            logger.error(
+                "could not publish the run's output",
+                metadata: [LogKey.runID: "\(output.run_id)", LogKey.error: "\(error)"])
         }
     }
 

@@ -19,7 +19,8 @@ final class StepExecutor: Sendable {
     let http: HTTPAction
 
     init(
-        ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration, breakers: CircuitBreakers<ContinuousClock>, outbound: OutboundPolicy = OutboundPolicy(),
+        ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration,
+        breakers: CircuitBreakers<ContinuousClock>, outbound: OutboundPolicy = OutboundPolicy(),
         logger: Logger
     ) {
         self.ledger = ledger
@@ -40,7 +41,11 @@ final class StepExecutor: Sendable {
     /// Starts the attempt; `report` is called with its result when the engine itself produces one.
     func execute(_ execution: StepExecution, startedAt: Date, report: @escaping @Sendable (StepResult) -> Void) async {
         guard let spec = registry[execution.action] else {
-            report(.failure(StepError(kind: .unknownAction, message: "action \(execution.action) is not in the registry", retryable: false)))
+            report(
+                .failure(
+                    StepError(
+                        kind: .unknownAction, message: "action \(execution.action) is not in the registry",
+                        retryable: false)))
             return
         }
         do {
@@ -95,21 +100,31 @@ final class StepExecutor: Sendable {
             correlationid: execution.runID, data: query)
         do {
             let timeout = max(0.05, execution.deadline.timeIntervalSinceNow)
-            let reply = try await ledger.request(event, on: subject, timeout: .milliseconds(timeout.clampedMilliseconds))
+            let reply = try await ledger.request(
+                event, on: subject, timeout: .milliseconds(timeout.clampedMilliseconds))
             try Self.checkSize(reply.count, of: "the reply on \(subject)")
             let answer = try JSONTree.decode(CloudEvent<JSONValue>.self, from: reply, maxDepth: Limits.stepOutputDepth)
             if let problem = answer.data["error"] {
                 let detail = problem["detail"]?.stringValue ?? problem["title"]?.stringValue ?? problem.compactJSON
-                return .failure(StepError(kind: .refused, message: "\(subject) refused the request: \(detail)", retryable: (problem["status"]?.numberValue ?? 500) >= 500))
+                return .failure(
+                    StepError(
+                        kind: .refused, message: "\(subject) refused the request: \(detail)",
+                        retryable: (problem["status"]?.numberValue ?? 500) >= 500))
             }
             discoveryCache.set(cacheKey, answer.data, size: reply.count)
             return .success(answer.data)
         } catch let error as StepError {
             return .failure(error)
         } catch let error as NATSError {
-            return .failure(StepError(kind: error.isTimeout ? .timeout : .unavailable, message: "\(subject): \(error.message)", retryable: true))
+            return .failure(
+                StepError(
+                    kind: error.isTimeout ? .timeout : .unavailable, message: "\(subject): \(error.message)",
+                    retryable: true))
         } catch {
-            return .failure(StepError(kind: .badReply, message: "\(subject) answered with something that is not a CloudEvent: \(error)", retryable: true))
+            return .failure(
+                StepError(
+                    kind: .badReply, message: "\(subject) answered with something that is not a CloudEvent: \(error)",
+                    retryable: true))
         }
     }
 
@@ -117,12 +132,15 @@ final class StepExecutor: Sendable {
         switch execution.action {
         case "notify":
             let event = CloudEvent(
-                id: execution.commandID, type: EventType.notificationRequested, runid: execution.runID, stepid: execution.target.wireID,
+                id: execution.commandID, type: EventType.notificationRequested, runid: execution.runID,
+                stepid: execution.target.wireID,
                 correlationid: execution.runID, data: commandData(execution))
             try await ledger.send(event, on: Subjects.notificationSend, retry: .once)
             return .success(["notification_id": .string(execution.commandID), "status": "queued"])
         case "emit":
-            guard let subject = execution.request["subject"]?.stringValue, let type = execution.request["type"]?.stringValue else {
+            guard let subject = execution.request["subject"]?.stringValue,
+                let type = execution.request["type"]?.stringValue
+            else {
                 throw StepError(kind: .badRequest, message: "emit needs with.subject and with.type", retryable: false)
             }
             // The definition's subject was checked at registration; the rendered one is checked again here.
@@ -130,14 +148,19 @@ final class StepExecutor: Sendable {
                 throw StepError(kind: .forbiddenSubject, message: "emit refused: \(why)", retryable: false)
             }
             guard !type.isEmpty, type.utf8.count <= Limits.identifierBytes,
-                !type.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control })
+                !type.unicodeScalars.contains(where: {
+                    $0.properties.isWhitespace || $0.properties.generalCategory == .control
+                })
             else {
                 throw StepError(
-                    kind: .badRequest, message: "emit's with.type must be a CloudEvents type of 1 to \(Limits.identifierBytes) visible characters, e.g. OrderShipped",
+                    kind: .badRequest,
+                    message:
+                        "emit's with.type must be a CloudEvents type of 1 to \(Limits.identifierBytes) visible characters, e.g. OrderShipped",
                     retryable: false)
             }
             let event = CloudEvent(
-                id: execution.commandID, type: type, runid: execution.runID, stepid: execution.target.wireID, correlationid: execution.runID,
+                id: execution.commandID, type: type, runid: execution.runID, stepid: execution.target.wireID,
+                correlationid: execution.runID,
                 data: execution.request["data"] ?? .null)
             try await ledger.send(event, on: subject, retry: .once)
             return .success(["subject": .string(subject), "event_id": .string(execution.commandID)])
@@ -157,7 +180,9 @@ extension StepExecutor {
         func refuse(_ message: String) -> StepError { StepError(kind: .badRequest, message: message, retryable: false) }
         let seconds: Double
         if let duration = request["duration"], duration != .null {
-            guard case .string(let text) = duration else { throw refuse("delay's with.duration must be text such as 30s, not \(duration.compactJSON.prefix(40))") }
+            guard case .string(let text) = duration else {
+                throw refuse("delay's with.duration must be text such as 30s, not \(duration.compactJSON.prefix(40))")
+            }
             switch DurationText.parse(text) {
             case .success(let value): seconds = value
             case .failure(let problem): throw refuse("delay's with.duration: \(problem.message)")
@@ -184,7 +209,8 @@ extension StepExecutor {
         if bytes > maxOutputBytes {
             throw StepError(
                 kind: .outputTooLarge,
-                message: "\(what) is \(bytes) bytes; a step's output is recorded in the log and may be at most \(maxOutputBytes) bytes",
+                message:
+                    "\(what) is \(bytes) bytes; a step's output is recorded in the log and may be at most \(maxOutputBytes) bytes",
                 retryable: false)
         }
     }

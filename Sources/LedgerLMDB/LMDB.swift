@@ -55,10 +55,13 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 
     /// Opens (creating when missing) the environment in directory `path` with the named tables.
-    public init(path: String, tables names: [String], mapSize: Int = 4 << 30, durability: Durability = .syncEachCommit)
+    public init(
+        path: String, tables names: [String], mapSize: Int = 4 << 30, durability: Durability = .syncEachCommit
+    )
         throws
     {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         var env: OpaquePointer?
         try check(mdb_env_create(&env), "creating the LMDB environment")
         guard let env else { throw LMDBError(EINVAL, "creating the LMDB environment") }
@@ -120,7 +123,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     /// Copies the environment to `path` compacted (a consistent snapshot).
     public func copy(to path: String) throws {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try check(mdb_env_copy2(env, path, UInt32(MDB_CP_COMPACT)), "copying \(self.path) to \(path)")
     }
 }
@@ -132,7 +136,9 @@ public struct LMDBReadTransaction: ~Copyable {
     deinit { mdb_txn_abort(txn) }
 
     /// The value of `key`, handed to `body` while it is valid; nil when absent.
-    public func withValue<R>(_ table: LMDBTable, key: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws -> R)
+    public func withValue<R>(
+        _ table: LMDBTable, key: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws -> R
+    )
         throws -> R?
     {
         try lmdbGet(txn, table, key, body)
@@ -161,7 +167,9 @@ public struct LMDBReadTransaction: ~Copyable {
 public struct LMDBWriteTransaction: ~Copyable {
     let txn: OpaquePointer
 
-    public func withValue<R>(_ table: LMDBTable, key: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws -> R)
+    public func withValue<R>(
+        _ table: LMDBTable, key: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws -> R
+    )
         throws -> R?
     {
         try lmdbGet(txn, table, key, body)
@@ -214,7 +222,8 @@ public struct LMDBWriteTransaction: ~Copyable {
 }
 
 private func lmdbGet<R>(
-    _ txn: OpaquePointer, _ table: LMDBTable, _ key: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws -> R
+    _ txn: OpaquePointer, _ table: LMDBTable, _ key: some Collection<UInt8>,
+    _ body: (UnsafeRawBufferPointer) throws -> R
 ) throws -> R? {
     let keyBytes = Array(key)
     return try keyBytes.withUnsafeBytes { k in
@@ -281,7 +290,8 @@ public final class LMDBWriter: @unchecked Sendable {
     private func scheduleSync() {
         guard let syncInterval, !syncScheduled else { return }
         syncScheduled = true
-        let nanos = syncInterval.components.seconds * 1_000_000_000 + syncInterval.components.attoseconds / 1_000_000_000
+        let nanos =
+            syncInterval.components.seconds * 1_000_000_000 + syncInterval.components.attoseconds / 1_000_000_000
         queue.asyncAfter(deadline: .now() + .nanoseconds(Int(nanos))) { [weak self] in
             guard let self else { return }
             syncScheduled = false
@@ -290,7 +300,9 @@ public final class LMDBWriter: @unchecked Sendable {
     }
 
     /// Runs `body` in a write transaction on the writer thread; commits when it returns, aborts when it throws.
-    public func write<R: Sendable>(_ body: @escaping @Sendable (borrowing LMDBWriteTransaction) throws -> R) async throws
+    public func write<R: Sendable>(
+        _ body: @escaping @Sendable (borrowing LMDBWriteTransaction) throws -> R
+    ) async throws
         -> R
     {
         try await withCheckedThrowingContinuation { continuation in
@@ -316,7 +328,9 @@ public final class LMDBWriter: @unchecked Sendable {
         }
     }
 
-    private static func writeNow<R>(_ env: OpaquePointer, _ body: (borrowing LMDBWriteTransaction) throws -> R) throws -> R {
+    private static func writeNow<R>(
+        _ env: OpaquePointer, _ body: (borrowing LMDBWriteTransaction) throws -> R
+    ) throws -> R {
         var txn: OpaquePointer?
         try check(mdb_txn_begin(env, nil, 0, &txn), "beginning a write transaction")
         let transaction = LMDBWriteTransaction(txn: txn!)

@@ -9,7 +9,9 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
     public var file: String
     public var line: Int
 
-    public init(status: Int32 = 0, jetStream: JetStreamErrorCode, message: String, file: String = #fileID, line: Int = #line) {
+    public init(
+        status: Int32 = 0, jetStream: JetStreamErrorCode, message: String, file: String = #fileID, line: Int = #line
+    ) {
         self.init(status: status, jetStreamCode: jetStream.rawValue, message: message, file: file, line: line)
     }
 
@@ -22,7 +24,9 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     /// The JetStream error, by name.
-    public var jetStreamError: JetStreamErrorCode? { jetStreamCode == 0 ? nil : JetStreamErrorCode(rawValue: jetStreamCode) }
+    public var jetStreamError: JetStreamErrorCode? {
+        jetStreamCode == 0 ? nil : JetStreamErrorCode(rawValue: jetStreamCode)
+    }
 
     /// The append was refused because the subject's last sequence was not the expected one.
     public var isWrongLastSequence: Bool { jetStreamError == .wrongLastSequence }

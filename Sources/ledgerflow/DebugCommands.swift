@@ -2,10 +2,10 @@ import ArgumentParser
 import Foundation
 import LedgerCore
 import LedgerEngine
+import LedgerLMDB
 import LedgerNATS
 import LedgerProjections
 import Logging
-import LedgerLMDB
 
 struct Replay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,7 +30,8 @@ struct Replay: AsyncParsableCommand {
         for message in entries {
             let sequence = message.sequence
             let event: LedgerEvent
-            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.messageID) {
+            switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.messageID)
+            {
             case .event(let admitted):
                 event = admitted
             case .skipped(let reason, let fold):
@@ -41,11 +42,16 @@ struct Replay: AsyncParsableCommand {
                 continue
             }
             if at == nil || sequence <= at! { state = RunState.evolve(state, event, sequence: sequence) }
-            lines.append((sequence, "\(event.time)  \(event.type.padding(toLength: 22, withPad: " ", startingAt: 0)) \(Self.essentials(event.body))"))
+            lines.append(
+                (
+                    sequence,
+                    "\(event.time)  \(event.type.padding(toLength: 22, withPad: " ", startingAt: 0)) \(Self.essentials(event.body))"
+                ))
             switch event.body {
             case .runStarted(let e): if let s = e.trigger.sequence { related.insert(s) }
             case .stepAttemptSucceeded(let e): if let s = e.source_sequence { related.insert(s) }
-            case .stepAttemptFailed(let e), .compensationFailed(let e): if let s = e.source_sequence { related.insert(s) }
+            case .stepAttemptFailed(let e), .compensationFailed(let e):
+                if let s = e.source_sequence { related.insert(s) }
             case .compensationSucceeded(let e): if let s = e.source_sequence { related.insert(s) }
             default: break
             }
@@ -56,7 +62,11 @@ struct Replay: AsyncParsableCommand {
                 let event = try? decoder.decode(CloudEvent<JSONValue>.self, from: Data(stored.payload))
             else { continue }
             let summary = Self.clip(event.data.compactJSON)
-            lines.append((sequence, "\(event.time ?? stored.time ?? "")  \(event.type.padding(toLength: 22, withPad: " ", startingAt: 0)) on \(stored.subject): \(summary)"))
+            lines.append(
+                (
+                    sequence,
+                    "\(event.time ?? stored.time ?? "")  \(event.type.padding(toLength: 22, withPad: " ", startingAt: 0)) on \(stored.subject): \(summary)"
+                ))
         }
         print("Run \(run), from stream \(ledger.stream):")
         print("   seq  time                      type                   essentials")
@@ -81,23 +91,30 @@ struct Replay: AsyncParsableCommand {
     static func essentials(_ body: LedgerEvent.Body) -> String {
         switch body {
         case .runStarted(let e):
-            return "\(e.flow_id) v\(e.flow_version) \(e.mode.rawValue) by \(e.actor), trigger \(e.trigger.kind.rawValue)\(e.trigger.event_type.map { " \($0)" } ?? "")\(e.trigger.sequence.map { " @\($0)" } ?? "")"
+            return
+                "\(e.flow_id) v\(e.flow_version) \(e.mode.rawValue) by \(e.actor), trigger \(e.trigger.kind.rawValue)\(e.trigger.event_type.map { " \($0)" } ?? "")\(e.trigger.sequence.map { " @\($0)" } ?? "")"
         case .stepAttemptStarted(let e):
             return "step \(e.step_id) attempt \(e.attempt), command \(e.command_id ?? "-"), key \(e.idempotency_key)"
         case .stepAttemptSucceeded(let e):
-            return "step \(e.step_id) attempt \(e.attempt) → \(clip(e.output.compactJSON))\(e.source_sequence.map { " (answer @\($0))" } ?? "")"
+            return
+                "step \(e.step_id) attempt \(e.attempt) → \(clip(e.output.compactJSON))\(e.source_sequence.map { " (answer @\($0))" } ?? "")"
         case .stepAttemptFailed(let e):
-            return "step \(e.step_id) attempt \(e.attempt): \(e.error.kind): \(e.error.message)\(e.retry_at.map { ", retry at \($0)" } ?? ", no retry")"
+            return
+                "step \(e.step_id) attempt \(e.attempt): \(e.error.kind): \(e.error.message)\(e.retry_at.map { ", retry at \($0)" } ?? ", no retry")"
         case .stepSkipped(let e): return "step \(e.step_id): \(e.reason)"
         case .runSucceeded(let e): return "output \(clip(e.output.compactJSON))"
         case .runFailed(let e): return "\(e.error.code): \(e.error.message)"
         case .runCompensating(let e): return "compensating after \(e.error.code): \(e.error.message)"
-        case .compensationStarted(let e): return "undo \(e.step_id) attempt \(e.attempt), command \(e.command_id ?? "-")"
+        case .compensationStarted(let e):
+            return "undo \(e.step_id) attempt \(e.attempt), command \(e.command_id ?? "-")"
         case .compensationSucceeded(let e): return "undid \(e.step_id) → \(clip(e.output.compactJSON))"
-        case .compensationFailed(let e): return "undo \(e.step_id) attempt \(e.attempt): \(e.error.kind): \(e.error.message)\(e.retry_at.map { ", retry at \($0)" } ?? ", no retry")"
+        case .compensationFailed(let e):
+            return
+                "undo \(e.step_id) attempt \(e.attempt): \(e.error.kind): \(e.error.message)\(e.retry_at.map { ", retry at \($0)" } ?? ", no retry")"
         case .runCancelRequested(let e): return "by \(e.actor)\(e.reason.map { ": \($0)" } ?? "")"
         case .runCancelled(let e): return "by \(e.actor)"
-        case .runRedriven(let e): return "by \(e.actor) from \(e.from_step), again: \(e.reset_steps.joined(separator: ", "))"
+        case .runRedriven(let e):
+            return "by \(e.actor) from \(e.from_step), again: \(e.reset_steps.joined(separator: ", "))"
         default: return ""
         }
     }
@@ -108,11 +125,13 @@ extension String {
 }
 
 struct Projections: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read models.", subcommands: [Rebuild.self, Skipped.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Read models.", subcommands: [Rebuild.self, Skipped.self])
 
     struct Skipped: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Log messages the read models could not apply, with the reason (they stay in the log; see `replay`).")
+            abstract:
+                "Log messages the read models could not apply, with the reason (they stay in the log; see `replay`).")
 
         @Option(help: "The data directory holding lmdb/.") var dataDir = "./.ledgerflow"
         @Option(help: "At most this many, oldest first.") var limit = 100
@@ -131,7 +150,9 @@ struct Projections: AsyncParsableCommand {
             }
             print("   seq  subject                                   reason")
             for row in rows {
-                print(String(row.sequence).leftPad(6) + "  " + row.subject.prefix(40).padding(toLength: 41, withPad: " ", startingAt: 0) + " " + row.reason)
+                print(
+                    String(row.sequence).leftPad(6) + "  "
+                        + row.subject.prefix(40).padding(toLength: 41, withPad: " ", startingAt: 0) + " " + row.reason)
             }
             if store.skippedCount > rows.count { print("(\(store.skippedCount - rows.count) more; raise --limit)") }
         }
@@ -143,7 +164,10 @@ struct Projections: AsyncParsableCommand {
 
         @OptionGroup var nats: NATSOptions
         @Option(help: "The data directory holding lmdb/.") var dataDir = "./.ledgerflow"
-        @Flag(help: "Rebuild into a scratch directory and compare with the live models, key by key (the live ones are untouched).")
+        @Flag(
+            help:
+                "Rebuild into a scratch directory and compare with the live models, key by key (the live ones are untouched)."
+        )
         var verify = false
 
         func run() async throws {
@@ -166,20 +190,27 @@ struct Projections: AsyncParsableCommand {
             let started = ContinuousClock.now
             let bar = ProgressBar(total: target)
             if target > 0 {
-                try await Projector(ledger: ledger, store: store, recordsSkips: false, logger: logger).follow(until: target) { bar.show($0) }
+                try await Projector(ledger: ledger, store: store, recordsSkips: false, logger: logger).follow(
+                    until: target
+                ) { bar.show($0) }
             }
             try store.sync()
             bar.finish()
             let seconds = (ContinuousClock.now - started) / .seconds(1)
-            print("Replayed \(target) log messages in \(String(format: "%.1f", seconds)) s (\(Int(Double(target) / max(seconds, 0.001))) messages/s).")
+            print(
+                "Replayed \(target) log messages in \(String(format: "%.1f", seconds)) s (\(Int(Double(target) / max(seconds, 0.001))) messages/s)."
+            )
             if store.skippedCount > 0 {
-                print("\(store.skippedCount) message(s) could not be applied and were skipped, as the live projector skips them (`ledgerflow projections skipped`).")
+                print(
+                    "\(store.skippedCount) message(s) could not be applied and were skipped, as the live projector skips them (`ledgerflow projections skipped`)."
+                )
             }
             if let liveStore {
                 let differences = try compare(try store.dump(), try liveStore.dump())
                 try? FileManager.default.removeItem(atPath: scratch)
                 if differences.isEmpty {
-                    print("Verified: the rebuilt read models equal the live ones at log position \(target), key by key.")
+                    print(
+                        "Verified: the rebuilt read models equal the live ones at log position \(target), key by key.")
                 } else {
                     print("The rebuilt read models differ from the live ones at log position \(target):")
                     for line in differences.prefix(20) { print("  " + line) }
@@ -187,20 +218,26 @@ struct Projections: AsyncParsableCommand {
                 }
             } else {
                 let old = "\(dataDir)/lmdb.old-\(getpid())"
-                if FileManager.default.fileExists(atPath: live) { try FileManager.default.moveItem(atPath: live, toPath: old) }
+                if FileManager.default.fileExists(atPath: live) {
+                    try FileManager.default.moveItem(atPath: live, toPath: old)
+                }
                 try FileManager.default.moveItem(atPath: scratch, toPath: live)
                 try? FileManager.default.removeItem(atPath: old)
                 print("The read models in \(live) are rebuilt.")
             }
         }
 
-        func compare(_ a: [String: [(key: [UInt8], value: [UInt8])]], _ b: [String: [(key: [UInt8], value: [UInt8])]]) throws -> [String] {
+        func compare(
+            _ a: [String: [(key: [UInt8], value: [UInt8])]], _ b: [String: [(key: [UInt8], value: [UInt8])]]
+        ) throws -> [String] {
             var out: [String] = []
             for table in a.keys.sorted() {
                 let left = Dictionary(a[table]!.map { ($0.key, $0.value) }, uniquingKeysWith: { x, _ in x })
                 let right = Dictionary((b[table] ?? []).map { ($0.key, $0.value) }, uniquingKeysWith: { x, _ in x })
                 for (key, value) in left where right[key] != value {
-                    out.append("\(table)/\(String(decoding: key, as: UTF8.self)): \(right[key] == nil ? "missing from the live models" : "different value")")
+                    out.append(
+                        "\(table)/\(String(decoding: key, as: UTF8.self)): \(right[key] == nil ? "missing from the live models" : "different value")"
+                    )
                 }
                 for key in right.keys where left[key] == nil {
                     out.append("\(table)/\(String(decoding: key, as: UTF8.self)): only in the live models")
@@ -229,7 +266,8 @@ final class ProgressBar: @unchecked Sendable {
         let width = 30
         let filled = Int(fraction * Double(width))
         let rate = Double(done) / max(0.001, (ContinuousClock.now - started) / .seconds(1))
-        let line = "\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(Int(fraction * 100))% \(done)/\(total) messages, \(Int(rate))/s"
+        let line =
+            "\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(Int(fraction * 100))% \(done)/\(total) messages, \(Int(rate))/s"
         FileHandle.standardError.write(Data(line.utf8))
     }
 
@@ -258,13 +296,17 @@ struct Publish: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             payload = try EventCodec().encode(CloudEvent(id: id, source: LedgerSource.cli, type: type, data: data))
-        } else if let event = try? JSONDecoder().decode(JSONValue.self, from: Data(payload)), let given = event["id"]?.stringValue {
+        } else if let event = try? JSONDecoder().decode(JSONValue.self, from: Data(payload)),
+            let given = event["id"]?.stringValue
+        {
             id = given
         }
         let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-publish", logger: logger)
         defer { ledger.close() }
         if let sent = try await ledger.send(payload: payload, id: id, on: subject) {
-            print("appended to \(ledger.stream) at sequence \(sent.sequence)\(sent.duplicate ? " (duplicate of an earlier publish; not stored again)" : "") with id \(id)")
+            print(
+                "appended to \(ledger.stream) at sequence \(sent.sequence)\(sent.duplicate ? " (duplicate of an earlier publish; not stored again)" : "") with id \(id)"
+            )
         } else {
             print("published on \(subject) (not a stream subject)")
         }
@@ -292,7 +334,8 @@ struct Tail: AsyncParsableCommand {
         for try await message in ledger.messages(subject: subject, from: start, until: .following) {
             let event = try? decoder.decode(CloudEvent<JSONValue>.self, from: Data(message.payload))
             if let type, event?.type != type { continue }
-            let what = event.map { "\($0.type)\($0.runid.map { " run \($0)" } ?? "") \(Replay.clip($0.data.compactJSON))" }
+            let what =
+                event.map { "\($0.type)\($0.runid.map { " run \($0)" } ?? "") \(Replay.clip($0.data.compactJSON))" }
                 ?? "(not a CloudEvent, \(message.payload.count) bytes)"
             print("\(String(message.sequence).leftPad(6))  \(event?.time ?? "")  \(message.subject)  \(what)")
             fflush(nil)

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 import LedgerCore
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// A small client of the HTTP API for the CLI.
 struct APIClient {
@@ -22,11 +23,14 @@ struct APIClient {
         do {
             (data, response) = try await URLSession.shared.data(for: request)
         } catch {
-            print("Could not reach Ledgerflow at \(options.url) (\(error.localizedDescription)). Is `ledgerflow dev` or `serve` running? Set --url or LEDGERFLOW_URL.")
+            print(
+                "Could not reach Ledgerflow at \(options.url) (\(error.localizedDescription)). Is `ledgerflow dev` or `serve` running? Set --url or LEDGERFLOW_URL."
+            )
             throw ExitCode(1)
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        let value = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
+        let value =
+            (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
         return (status, value)
     }
 
@@ -34,9 +38,12 @@ struct APIClient {
     func show(_ result: (Int, JSONValue)) throws {
         let (status, value) = result
         if status >= 400 {
-            var text = "\(status) \(value["code"]?.stringValue ?? ""): \(value["detail"]?.stringValue ?? value.compactJSON)"
+            var text =
+                "\(status) \(value["code"]?.stringValue ?? ""): \(value["detail"]?.stringValue ?? value.compactJSON)"
             if case .array(let errors)? = value["errors"] {
-                for error in errors { text += "\n  \(error["path"]?.stringValue ?? ""): \(error["message"]?.stringValue ?? "")" }
+                for error in errors {
+                    text += "\n  \(error["path"]?.stringValue ?? ""): \(error["message"]?.stringValue ?? "")"
+                }
             }
             FileHandle.standardError.write(Data((text + "\n").utf8))
             throw ExitCode(1)
@@ -53,7 +60,8 @@ struct APIClient {
 
 struct Flows: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Manage flow definitions.", subcommands: [Push.self, Get.self, List.self, Activate.self, Deactivate.self])
+        abstract: "Manage flow definitions.",
+        subcommands: [Push.self, Get.self, List.self, Activate.self, Deactivate.self])
 
     struct Push: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a definition, or add a new version of it.")
@@ -62,15 +70,20 @@ struct Flows: AsyncParsableCommand {
         func run() async throws {
             let client = APIClient(options: server)
             let data = try Data(contentsOf: URL(fileURLWithPath: file))
-            guard let json = try? JSONDecoder().decode(JSONValue.self, from: data), let id = json["id"]?.stringValue else {
+            guard let json = try? JSONDecoder().decode(JSONValue.self, from: data), let id = json["id"]?.stringValue
+            else {
                 throw ValidationError("\(file) is not a JSON definition with an id")
             }
             let created = try await client.call("POST", "/automation/flows", body: data)
             if created.0 == 409, created.1["code"]?.stringValue == "flow_exists" {
                 let (_, current) = try await client.call("GET", "/automation/flows/\(id)")
-                guard case .object(var object) = json, let version = current["version"] else { return try client.show(created) }
+                guard case .object(var object) = json, let version = current["version"] else {
+                    return try client.show(created)
+                }
                 object["version"] = version
-                try client.show(try await client.call("PUT", "/automation/flows/\(id)", body: Data(JSONValue.object(object).compactJSON.utf8)))
+                try client.show(
+                    try await client.call(
+                        "PUT", "/automation/flows/\(id)", body: Data(JSONValue.object(object).compactJSON.utf8)))
             } else {
                 try client.show(created)
             }
@@ -82,7 +95,9 @@ struct Flows: AsyncParsableCommand {
         @Argument var id: String
         @Option var version: Int?
         func run() async throws {
-            try APIClient(options: server).show(try await APIClient(options: server).call("GET", "/automation/flows/\(id)" + (version.map { "?version=\($0)" } ?? "")))
+            try APIClient(options: server).show(
+                try await APIClient(options: server).call(
+                    "GET", "/automation/flows/\(id)" + (version.map { "?version=\($0)" } ?? "")))
         }
     }
 
@@ -97,7 +112,8 @@ struct Flows: AsyncParsableCommand {
         @OptionGroup var server: ServerOptions
         @Argument var id: String
         func run() async throws {
-            try APIClient(options: server).show(try await APIClient(options: server).call("POST", "/automation/flows/\(id)/activate"))
+            try APIClient(options: server).show(
+                try await APIClient(options: server).call("POST", "/automation/flows/\(id)/activate"))
         }
     }
 
@@ -105,7 +121,8 @@ struct Flows: AsyncParsableCommand {
         @OptionGroup var server: ServerOptions
         @Argument var id: String
         func run() async throws {
-            try APIClient(options: server).show(try await APIClient(options: server).call("POST", "/automation/flows/\(id)/deactivate"))
+            try APIClient(options: server).show(
+                try await APIClient(options: server).call("POST", "/automation/flows/\(id)/deactivate"))
         }
     }
 }
@@ -126,12 +143,15 @@ struct RunFlow: AsyncParsableCommand {
         }
         var body: [String: JSONValue] = ["input": inputValue, "mode": .string(dryRun ? "dry_run" : "live_run")]
         if let idempotencyKey { body["idempotency_key"] = .string(idempotencyKey) }
-        let answer = try await client.call("POST", "/automation/flows/\(flow)/run", body: Data(JSONValue.object(body).compactJSON.utf8))
+        let answer = try await client.call(
+            "POST", "/automation/flows/\(flow)/run", body: Data(JSONValue.object(body).compactJSON.utf8))
         guard wait, answer.0 == 202, let runID = answer.1["run_id"]?.stringValue else { return try client.show(answer) }
         let deadline = ContinuousClock.now + .seconds(600)
         while ContinuousClock.now < deadline {
             let run = try await client.call("GET", "/automation/runs/\(runID)")
-            if let status = run.1["status"]?.stringValue, ["SUCCEEDED", "FAILED", "CANCELLED"].contains(status) { return try client.show(run) }
+            if let status = run.1["status"]?.stringValue, ["SUCCEEDED", "FAILED", "CANCELLED"].contains(status) {
+                return try client.show(run)
+            }
             try await Task.sleep(for: .milliseconds(200))
         }
         print("run \(runID) has not finished after 10 minutes")
@@ -140,17 +160,21 @@ struct RunFlow: AsyncParsableCommand {
 }
 
 struct Runs: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Runs as the read model holds them.", subcommands: [Show.self, List.self, Cancel.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Runs as the read model holds them.", subcommands: [Show.self, List.self, Cancel.self])
 
     struct Cancel: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Cancel a run that has not finished (compensations run).")
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a run that has not finished (compensations run).")
         @OptionGroup var server: ServerOptions
         @Argument var run: String
         @Option var reason: String?
         func run() async throws {
             var body: [String: JSONValue] = [:]
             if let reason { body["reason"] = .string(reason) }
-            try APIClient(options: server).show(try await APIClient(options: server).call("POST", "/automation/runs/\(run)/cancel", body: Data(JSONValue.object(body).compactJSON.utf8)))
+            try APIClient(options: server).show(
+                try await APIClient(options: server).call(
+                    "POST", "/automation/runs/\(run)/cancel", body: Data(JSONValue.object(body).compactJSON.utf8)))
         }
     }
 
@@ -158,7 +182,8 @@ struct Runs: AsyncParsableCommand {
         @OptionGroup var server: ServerOptions
         @Argument var run: String
         func run() async throws {
-            try APIClient(options: server).show(try await APIClient(options: server).call("GET", "/automation/runs/\(run)"))
+            try APIClient(options: server).show(
+                try await APIClient(options: server).call("GET", "/automation/runs/\(run)"))
         }
     }
 
@@ -171,13 +196,15 @@ struct Runs: AsyncParsableCommand {
             var query = "?limit=\(limit)"
             if let flowId { query += "&flow_id=\(flowId)" }
             if let status { query += "&status=\(status)" }
-            try APIClient(options: server).show(try await APIClient(options: server).call("GET", "/automation/runs\(query)"))
+            try APIClient(options: server).show(
+                try await APIClient(options: server).call("GET", "/automation/runs\(query)"))
         }
     }
 }
 
 struct DLQ: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "dlq", abstract: "Dead letters: failed runs.", subcommands: [List.self, Redrive.self])
+    static let configuration = CommandConfiguration(
+        commandName: "dlq", abstract: "Dead letters: failed runs.", subcommands: [List.self, Redrive.self])
 
     struct List: AsyncParsableCommand {
         @OptionGroup var server: ServerOptions
@@ -187,14 +214,17 @@ struct DLQ: AsyncParsableCommand {
     }
 
     struct Redrive: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Re-run a failed run from its failed step (or --from-step), reusing earlier results.")
+        static let configuration = CommandConfiguration(
+            abstract: "Re-run a failed run from its failed step (or --from-step), reusing earlier results.")
         @OptionGroup var server: ServerOptions
         @Argument var run: String
         @Option var fromStep: String?
         func run() async throws {
             var body: [String: JSONValue] = [:]
             if let fromStep { body["from_step"] = .string(fromStep) }
-            try APIClient(options: server).show(try await APIClient(options: server).call("POST", "/automation/runs/\(run)/redrive", body: Data(JSONValue.object(body).compactJSON.utf8)))
+            try APIClient(options: server).show(
+                try await APIClient(options: server).call(
+                    "POST", "/automation/runs/\(run)/redrive", body: Data(JSONValue.object(body).compactJSON.utf8)))
         }
     }
 }

@@ -4,10 +4,10 @@ import LedgerAPI
 import LedgerCore
 import LedgerDevServices
 import LedgerEngine
+import LedgerProjections
 import Logging
 import ServiceLifecycle
 import UnixSignals
-import LedgerProjections
 
 @main
 struct Ledgerflow: AsyncParsableCommand {
@@ -38,7 +38,8 @@ struct ServerOptions: ParsableArguments {
 func makeLogger(_ label: String = "ledgerflow") -> Logger {
     LoggingSystem.bootstrap { label in
         var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
+        handler.logLevel =
+            ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
         return handler
     }
     return Logger(label: label)
@@ -52,8 +53,11 @@ struct Stack {
     let engine: Engine
     let tokens: TokenStore
 
-    static func open(natsURL: String, dataDirectory: String, tokens: TokenStore, outbound: OutboundPolicy, logger: Logger) async throws -> Stack {
-        let ledger = try await Ledger.open(url: natsURL, clientName: "ledgerflow-engine", setup: .createOrUpdate, logger: logger)
+    static func open(
+        natsURL: String, dataDirectory: String, tokens: TokenStore, outbound: OutboundPolicy, logger: Logger
+    ) async throws -> Stack {
+        let ledger = try await Ledger.open(
+            url: natsURL, clientName: "ledgerflow-engine", setup: .createOrUpdate, logger: logger)
         let store = try ReadModelStore(path: "\(dataDirectory)/lmdb")
         let projector = Projector(ledger: ledger, store: store, logger: logger)
         var configuration = EngineConfiguration()
@@ -64,7 +68,8 @@ struct Stack {
 
     func services(host: String, port: Int, logger: Logger) -> [any Service] {
         let app = buildApplication(
-            APIDependencies(ledger: ledger, store: store, engine: engine, tokens: tokens), host: host, port: port, logger: logger)
+            APIDependencies(ledger: ledger, store: store, engine: engine, tokens: tokens), host: host, port: port,
+            logger: logger)
         return [projector, engine, app]
     }
 }
@@ -79,7 +84,9 @@ struct ExampleFlows: Service {
         // Decide against the whole log: wait until the read models have caught up with it.
         let end = try await admin.ledger.lastSequence()
         _ = await admin.store.progress.wait(for: end, timeout: .seconds(60))
-        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter {
+            $0.hasSuffix(".json")
+        }.sorted()
         for file in files {
             do {
                 let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(file)"))
@@ -87,7 +94,9 @@ struct ExampleFlows: Service {
                 guard let id = json["id"]?.stringValue else { continue }
                 if try admin.store.flow(id) == nil { _ = try await admin.register(json, actor: "ledgerflow-dev") }
                 let record = try await admin.activate(id, actor: "ledgerflow-dev")
-                print("  flow        \(id) v\(record.current_version) \(record.status.rawValue) (from \(directory)/\(file))")
+                print(
+                    "  flow        \(id) v\(record.current_version) \(record.status.rawValue) (from \(directory)/\(file))"
+                )
                 fflush(nil)
             } catch {
                 logger.warning("example \(file) was not loaded: \(error)")
@@ -104,7 +113,9 @@ struct Dev: AsyncParsableCommand {
     @Option(help: "Port of the HTTP API.") var httpPort = 8080
     @Option(help: "Where nats-server and LMDB keep their data.") var dataDir = "./.ledgerflow"
     @Option(help: "Use this NATS server instead of starting one.") var natsURL: String?
-    @Option(name: .customLong("admin-token"), help: "The admin token to create (env LEDGERFLOW_ADMIN_TOKEN); a fresh one is printed otherwise.")
+    @Option(
+        name: .customLong("admin-token"),
+        help: "The admin token to create (env LEDGERFLOW_ADMIN_TOKEN); a fresh one is printed otherwise.")
     var adminTokenOption: String?
     var adminToken: String? { adminTokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_ADMIN_TOKEN"] }
     @Option(help: "Directory of example flows to load.") var examples = "examples"
@@ -129,14 +140,16 @@ struct Dev: AsyncParsableCommand {
         }
         let token = adminToken ?? TokenStore.generate()
         let stack = try await Stack.open(
-            natsURL: url, dataDirectory: dataDir, tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]),
+            natsURL: url, dataDirectory: dataDir,
+            tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]),
             outbound: try outbound.policy(allowLoopback: true), logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(calendarLatencyMs)
         settings.failureRate = calendarFailureRate
         let calendar = try await CalendarSimulator.connect(url: url, settings: settings, logger: logger)
         let discovery = try await DiscoverySimulator.connect(url: url, logger: logger)
-        print("""
+        print(
+            """
             Ledgerflow dev is running (Ctrl-C stops all of it)
               NATS        \(url)\(server.map { " (nats-server \($0.version), data in \($0.dataDirectory))" } ?? "")
               HTTP API    http://127.0.0.1:\(httpPort)
@@ -147,12 +160,19 @@ struct Dev: AsyncParsableCommand {
             export LEDGERFLOW_URL=http://127.0.0.1:\(httpPort) LEDGERFLOW_TOKEN=\(token) LEDGERFLOW_NATS_URL=\(url)
             """)
         fflush(nil)
-        let examples = ExampleFlows(admin: FlowAdmin(ledger: stack.ledger, store: stack.store), directory: examples, logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = stack.services(host: "127.0.0.1", port: httpPort, logger: logger).map {
+        let examples = ExampleFlows(
+            admin: FlowAdmin(ledger: stack.ledger, store: stack.store), directory: examples, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = stack.services(
+            host: "127.0.0.1", port: httpPort, logger: logger
+        ).map {
             .init(service: $0)
         }
-        services += [.init(service: calendar), .init(service: discovery), .init(service: examples, successTerminationBehavior: .ignore)]
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
+        services += [
+            .init(service: calendar), .init(service: discovery),
+            .init(service: examples, successTerminationBehavior: .ignore),
+        ]
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
         try await group.run()
         stack.ledger.close()
         server?.stop()
@@ -161,13 +181,15 @@ struct Dev: AsyncParsableCommand {
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Engine, projectors and HTTP API against an existing NATS server.")
+    static let configuration = CommandConfiguration(
+        abstract: "Engine, projectors and HTTP API against an existing NATS server.")
 
     @OptionGroup var nats: NATSOptions
     @Option(help: "Address of the HTTP API.") var host = "127.0.0.1"
     @Option(help: "Port of the HTTP API.") var httpPort = 8080
     @Option(help: "Where LMDB keeps the read models.") var dataDir = "./.ledgerflow"
-    @Option(name: .customLong("admin-token"), help: "Admin token (env LEDGERFLOW_ADMIN_TOKEN).") var adminTokenOption: String?
+    @Option(name: .customLong("admin-token"), help: "Admin token (env LEDGERFLOW_ADMIN_TOKEN).") var adminTokenOption:
+        String?
     var adminToken: String? { adminTokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_ADMIN_TOKEN"] }
     @Option(help: "JSON file of tokens: [{\"token\", \"subject\", \"role\"}].") var tokensFile: String?
     @Flag(help: "Also run the calendar and discovery simulators.") var simulators = false
@@ -178,9 +200,13 @@ struct Serve: AsyncParsableCommand {
         var grants: [TokenGrant] = []
         if let adminToken { grants.append(TokenGrant(token: adminToken, subject: "admin", role: .admin)) }
         if let tokensFile { grants += try TokenStore.load(file: tokensFile) }
-        if grants.isEmpty { logger.warning("no tokens configured (--admin-token or --tokens-file): every API call but /health will be refused") }
+        if grants.isEmpty {
+            logger.warning(
+                "no tokens configured (--admin-token or --tokens-file): every API call but /health will be refused")
+        }
         let stack = try await Stack.open(
-            natsURL: nats.natsURL, dataDirectory: dataDir, tokens: TokenStore(grants), outbound: try outbound.policy(allowLoopback: false), logger: logger)
+            natsURL: nats.natsURL, dataDirectory: dataDir, tokens: TokenStore(grants),
+            outbound: try outbound.policy(allowLoopback: false), logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
         // The simulators stand for other services: each connects on its own.
         if simulators {
@@ -188,7 +214,8 @@ struct Serve: AsyncParsableCommand {
             services.append(try await DiscoverySimulator.connect(url: nats.natsURL, logger: logger))
         }
         logger.info("serving on http://\(host):\(httpPort), NATS \(nats.natsURL), read models in \(dataDir)/lmdb")
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
         try await group.run()
         stack.ledger.close()
     }
@@ -196,7 +223,8 @@ struct Serve: AsyncParsableCommand {
 
 struct CalendarSim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "calendar-simulator", abstract: "Answer calendar commands as the calendar service would (for demos and tests).")
+        commandName: "calendar-simulator",
+        abstract: "Answer calendar commands as the calendar service would (for demos and tests).")
 
     @OptionGroup var nats: NATSOptions
     @Option(help: "Delay before each answer, in ms.") var latencyMs = 0
@@ -212,7 +240,9 @@ struct CalendarSim: AsyncParsableCommand {
         settings.failFirst = failFirst
         settings.permanentFailures = permanent
         let simulator = try await CalendarSimulator.connect(url: nats.natsURL, settings: settings, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [.init(service: simulator)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: simulator)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
         try await group.run()
     }
 }

@@ -34,7 +34,8 @@ struct OutboundOptions: ParsableArguments {
         } catch {
             throw ValidationError("--http-allow / LEDGERFLOW_HTTP_ALLOW: \(error.description)")
         }
-        for entry in (emitAllowText ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !entry.isEmpty {
+        for entry in (emitAllowText ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) })
+        where !entry.isEmpty {
             if let problem = EmitSubjectPolicy.allowEntryProblem(entry) {
                 throw ValidationError("--emit-allow / LEDGERFLOW_EMIT_ALLOW: \(problem)")
             }

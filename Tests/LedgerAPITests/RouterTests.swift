@@ -39,7 +39,9 @@ struct RouterClient: Sendable {
     }
 
     /// `token` nil sends no `Authorization` header.
-    func call(_ method: HTTPRequest.Method, _ path: String, token: String?, body: JSONValue? = nil) async throws -> Answer {
+    func call(
+        _ method: HTTPRequest.Method, _ path: String, token: String?, body: JSONValue? = nil
+    ) async throws -> Answer {
         var headers: HTTPFields = [:]
         if let token { headers[.authorization] = "Bearer \(token)" }
         if body != nil { headers[.contentType] = "application/json" }
@@ -50,7 +52,9 @@ struct RouterClient: Sendable {
         }
     }
 
-    func call(_ method: HTTPRequest.Method, _ path: String, as grant: TokenGrant, body: JSONValue? = nil) async throws -> Answer {
+    func call(
+        _ method: HTTPRequest.Method, _ path: String, as grant: TokenGrant, body: JSONValue? = nil
+    ) async throws -> Answer {
         try await call(method, path, token: grant.token, body: body)
     }
 }
@@ -101,7 +105,8 @@ extension Integration {
                 Route(method: .get, template: "/ping", path: "/ping", role: nil, allowed: 200),
                 Route(method: .get, template: "/health", path: "/health", role: nil, allowed: 200),
                 Route(method: .get, template: "/metrics", path: "/metrics", role: .viewer, allowed: 200),
-                Route(method: .get, template: "/automation/flows", path: "/automation/flows", role: .viewer, allowed: 200),
+                Route(
+                    method: .get, template: "/automation/flows", path: "/automation/flows", role: .viewer, allowed: 200),
                 Route(
                     method: .post, template: "/automation/flows", path: "/automation/flows", role: .admin,
                     body: Fixtures.calendarCreateEvent, allowed: 409),
@@ -112,7 +117,8 @@ extension Integration {
                     method: .put, template: "/automation/flows/{id}", path: "/automation/flows/\(flow)", role: .admin,
                     body: .object(stale), allowed: 409),
                 Route(
-                    method: .get, template: "/automation/flows/{id}/versions", path: "/automation/flows/\(flow)/versions",
+                    method: .get, template: "/automation/flows/{id}/versions",
+                    path: "/automation/flows/\(flow)/versions",
                     role: .viewer, allowed: 200),
                 Route(
                     method: .post, template: "/automation/flows/{id}/activate", path: "/automation/flows/nope/activate",
@@ -123,7 +129,8 @@ extension Integration {
                 Route(
                     method: .post, template: "/automation/flows/{id}/run", path: "/automation/flows/nope/run",
                     role: .`operator`, body: ["input": [:]], allowed: 404),
-                Route(method: .get, template: "/automation/runs", path: "/automation/runs", role: .viewer, allowed: 200),
+                Route(
+                    method: .get, template: "/automation/runs", path: "/automation/runs", role: .viewer, allowed: 200),
                 Route(
                     method: .get, template: "/automation/runs/{runId}", path: "/automation/runs/nope", role: .viewer,
                     allowed: 404),
@@ -152,7 +159,8 @@ extension Integration {
                 try await RouterClient.test(stack) { client in
                     for route in Self.routes {
                         for caller in Caller.allCases {
-                            let answer = try await client.call(route.method, route.path, token: caller.token, body: route.body)
+                            let answer = try await client.call(
+                                route.method, route.path, token: caller.token, body: route.body)
                             let context = "\(route) as \(caller): \(answer.status) \(answer.text)"
                             guard let needed = route.role else {
                                 #expect(answer.status == route.allowed, "\(context)")
@@ -187,7 +195,8 @@ extension Integration {
                     )
                     let stranger = try await client.call(.get, "/automation/dlq", token: "nope")
                     #expect(stranger.json["detail"] == "The token is not known to this server.")
-                    let viewer = try await client.call(.post, "/automation/flows", as: RouterClient.viewer, body: Fixtures.calendarCreateEvent)
+                    let viewer = try await client.call(
+                        .post, "/automation/flows", as: RouterClient.viewer, body: Fixtures.calendarCreateEvent)
                     #expect(
                         viewer.text
                             == #"{"code":"forbidden","detail":"This needs the admin role; the token has viewer.","status":403,"title":"Forbidden","type":"https://ledgerflow.dev/problems/forbidden"}"#
@@ -216,9 +225,15 @@ extension Integration {
                 try await RouterClient.test(stack) { client in
                     let (admin, op, viewer) = (RouterClient.admin, RouterClient.operator, RouterClient.viewer)
                     let flow = "/automation/flows/\(Self.flow)"
-                    #expect(try await client.call(.post, "/automation/flows", as: viewer, body: Fixtures.calendarCreateEvent).status == 403)
-                    #expect(try await client.call(.post, "/automation/flows", as: op, body: Fixtures.calendarCreateEvent).status == 403)
-                    let created = try await client.call(.post, "/automation/flows", as: admin, body: Fixtures.calendarCreateEvent)
+                    #expect(
+                        try await client.call(
+                            .post, "/automation/flows", as: viewer, body: Fixtures.calendarCreateEvent
+                        ).status == 403)
+                    #expect(
+                        try await client.call(.post, "/automation/flows", as: op, body: Fixtures.calendarCreateEvent)
+                            .status == 403)
+                    let created = try await client.call(
+                        .post, "/automation/flows", as: admin, body: Fixtures.calendarCreateEvent)
                     #expect(created.status == 201)
                     #expect(created.json["status"] == "draft")
                     #expect(try await client.call(.post, "\(flow)/activate", as: op).status == 403)
@@ -259,14 +274,16 @@ extension Integration {
                     let letters = try await client.call(.get, "/automation/dlq", as: viewer)
                     #expect(letters.json["total"] == 1)
                     #expect(letters.json[path: "dead_letters.0.run_id"] == .string(failedID))
-                    #expect(try await client.call(.post, "/automation/runs/\(failedID)/redrive", as: viewer).status == 403)
+                    #expect(
+                        try await client.call(.post, "/automation/runs/\(failedID)/redrive", as: viewer).status == 403)
                     let redriven = try await client.call(.post, "/automation/runs/\(failedID)/redrive", as: op)
                     #expect(redriven.status == 202)
                     #expect(redriven.json == ["run_id": .string(failedID)])
                     try await eventually("the redrive is recorded") { try stack.store.run(failedID)?.redrives == 1 }
 
                     #expect(try await client.call(.post, "\(flow)/deactivate", as: op).status == 403)
-                    #expect(try await client.call(.post, "\(flow)/deactivate", as: admin).json["status"] == "deprecated")
+                    #expect(
+                        try await client.call(.post, "\(flow)/deactivate", as: admin).json["status"] == "deprecated")
                     let listed = try await client.call(.get, "/automation/runs?flow_id=\(Self.flow)", as: viewer)
                     guard case .array(let runs)? = listed.json["runs"] else {
                         Issue.record("no runs in \(listed.text)")
@@ -291,8 +308,10 @@ extension Integration {
                             source: "ops-script", type: EventType.flowRunRequested,
                             data: ["flow_id": .string(flowID), "input": input] as JSONValue)
                         let reply = try await stack.outside.request(
-                            subject: Subjects.flowRunRequest, payload: try EventCodec().encode(request), timeout: .seconds(5))
-                        let nats = try EventCodec().decode(CloudEvent<JSONValue>.self, from: reply.payload).data["error"]
+                            subject: Subjects.flowRunRequest, payload: try EventCodec().encode(request),
+                            timeout: .seconds(5))
+                        let nats = try EventCodec().decode(CloudEvent<JSONValue>.self, from: reply.payload).data[
+                            "error"]
                         #expect(http.status == (flowID == "nope" ? 404 : 409))
                         #expect(nats == http.json, "\(flowID): \(nats?.compactJSON ?? "no error") vs \(http.text)")
                     }

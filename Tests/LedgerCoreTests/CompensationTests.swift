@@ -9,15 +9,20 @@ import Testing
     static func flow(compensated: Bool = true) -> FlowDefinition {
         FlowDefinition(
             id: "f", trigger: FlowTrigger(event: "AssistantCommandIssued", intent: "x"),
-            defaults: StepDefaults(retry: RetryPolicy(max_attempts: 2, initial_ms: 1000, max_ms: 10_000, jitter: false), timeout_sec: 60),
+            defaults: StepDefaults(
+                retry: RetryPolicy(max_attempts: 2, initial_ms: 1000, max_ms: 10_000, jitter: false), timeout_sec: 60),
             steps: [
                 StepDefinition(
                     id: "a", action: "calendar.schedule_event", with: ["title": "a", "start": "s"],
-                    compensate: compensated ? CompensationDefinition(action: "calendar.cancel_event", with: ["event_id": "{{steps.a.output.event_id}}"]) : nil),
+                    compensate: compensated
+                        ? CompensationDefinition(
+                            action: "calendar.cancel_event", with: ["event_id": "{{steps.a.output.event_id}}"]) : nil),
                 StepDefinition(
                     id: "b", action: "transform", with: ["value": 1], depends_on: ["a"],
-                    compensate: compensated ? CompensationDefinition(action: "transform", with: ["value": "undone"]) : nil),
-                StepDefinition(id: "c", action: "calendar.schedule_event", with: ["title": "c", "start": "s"], depends_on: ["b"]),
+                    compensate: compensated
+                        ? CompensationDefinition(action: "transform", with: ["value": "undone"]) : nil),
+                StepDefinition(
+                    id: "c", action: "calendar.schedule_event", with: ["title": "c", "start": "s"], depends_on: ["b"]),
             ], output: ["text": "ok"])
     }
 
@@ -28,16 +33,20 @@ import Testing
 
     /// a and b done, c running.
     static let cRunning: [LedgerEvent.Body] = [
-        Run.started("a", request: aRequest), Run.succeeded("a", output: ["event_id": "e-a"]), Run.succeeded("b", output: 1),
+        Run.started("a", request: aRequest), Run.succeeded("a", output: ["event_id": "e-a"]),
+        Run.succeeded("b", output: 1),
         Run.started("c", request: cRequest),
     ]
     /// c failed for good: the run compensates.
-    static let compensating = cRunning + [Run.failed("c", 1, Run.denied), .runCompensating(FlowRunCompensating(error: failure))]
+    static let compensating =
+        cRunning + [Run.failed("c", 1, Run.denied), .runCompensating(FlowRunCompensating(error: failure))]
     /// b undone; a's undo sent.
-    static let undoingA = compensating + [
-        Run.compensationStarted("b", request: ["value": "undone"]), Run.compensationSucceeded("b", output: "undone"),
-        Run.compensationStarted("a", request: undoA),
-    ]
+    static let undoingA =
+        compensating + [
+            Run.compensationStarted("b", request: ["value": "undone"]),
+            Run.compensationSucceeded("b", output: "undone"),
+            Run.compensationStarted("a", request: undoA),
+        ]
     let run = RunScenario(flow())
 
     @Test func aStepFailedForGoodAfterOthersSucceededStartsCompensating() {
@@ -55,13 +64,18 @@ import Testing
     }
 
     @Test func theUndoOfACommandStepIsSentToItsService() {
-        let undoing = run.given(Self.compensating + [Run.compensationStarted("b", request: ["value": "undone"]), Run.compensationSucceeded("b", output: "undone")])
-            .when(.advance)
-            .then([
-                .append(Run.compensationStarted("a", request: Self.undoA)),
-                Run.execute(.compensation(of: "a"), action: "calendar.cancel_event", request: Self.undoA),
-                .wakeUp(at: Run.at(60)),
-            ])
+        let undoing = run.given(
+            Self.compensating + [
+                Run.compensationStarted("b", request: ["value": "undone"]),
+                Run.compensationSucceeded("b", output: "undone"),
+            ]
+        )
+        .when(.advance)
+        .then([
+            .append(Run.compensationStarted("a", request: Self.undoA)),
+            Run.execute(.compensation(of: "a"), action: "calendar.cancel_event", request: Self.undoA),
+            .wakeUp(at: Run.at(60)),
+        ])
         #expect(undoing.state.step("b")?.status == .compensated)
     }
 
@@ -71,7 +85,10 @@ import Testing
 
     @Test func anAnswerToACompensationRecordsIt() {
         run.given(Self.undoingA)
-            .when(.recordResult(.compensation(of: "a"), attempt: 1, result: .success(["cancelled": true]), sourceSequence: nil))
+            .when(
+                .recordResult(
+                    .compensation(of: "a"), attempt: 1, result: .success(["cancelled": true]), sourceSequence: nil)
+            )
             .then([.append(Run.compensationSucceeded("a", output: ["cancelled": true]))])
     }
 
@@ -126,14 +143,22 @@ import Testing
     @Test func aLateCompensationTimesOut() {
         let timeout = StepError(kind: .timeout, message: "no answer within 60s", retryable: true)
         run.given(Self.undoingA).when(.advance, at: Run.at(61))
-            .then([.append(Run.compensationFailed("a", 1, timeout, finished: Run.at(61), retryAt: Run.at(62))), .wakeUp(at: Run.at(62))])
+            .then([
+                .append(Run.compensationFailed("a", 1, timeout, finished: Run.at(61), retryAt: Run.at(62))),
+                .wakeUp(at: Run.at(62)),
+            ])
     }
 
     @Test func theRunDeadlineCompensatesWhatWasDone() {
         var definition = Self.flow()
         definition.run_timeout_sec = 10
         RunScenario(definition).given(Self.cRunning).when(.advance, at: Run.at(11))
-            .then([.append(.runCompensating(FlowRunCompensating(error: RunError(code: "run_timeout", message: "the run did not finish within 10s"))))])
+            .then([
+                .append(
+                    .runCompensating(
+                        FlowRunCompensating(
+                            error: RunError(code: "run_timeout", message: "the run did not finish within 10s"))))
+            ])
     }
 
     // MARK: cancelling
@@ -150,25 +175,35 @@ import Testing
             .append(Run.compensationStarted("b", request: ["value": "undone"])),
             .append(Run.compensationSucceeded("b", output: "undone")),
         ])
-        let queued = run.given(Run.started("a", request: Self.aRequest), .runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil)))
+        let queued = run.given(
+            Run.started("a", request: Self.aRequest),
+            .runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil)))
         #expect(queued.state.step("b")?.status == .skipped)
         #expect(queued.state.step("b")?.skipped_reason == "the run was cancelled")
     }
 
     @Test func aCancellingRunEndsCancelledOnceNothingIsLeftToUndo() {
-        let cancelled = run.given(Run.started("a", request: Self.aRequest), .runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil)))
-            .when(.advance)
-            .then([.append(.runCancelled(FlowRunCancelled(actor: "ops")))])
+        let cancelled = run.given(
+            Run.started("a", request: Self.aRequest),
+            .runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil))
+        )
+        .when(.advance)
+        .then([.append(.runCancelled(FlowRunCancelled(actor: "ops")))])
         #expect(cancelled.state.phase == .cancelled(actor: "ops"))
         #expect(cancelled.state.status == .cancelled)
     }
 
     @Test func aCancelledRunWhoseUndoRanOutOfAttemptsStillEndsCancelled() {
-        run.given(Self.cRunning + [.runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil))]
-            + [Run.compensationStarted("b", request: ["value": "undone"]), Run.compensationSucceeded("b", output: "undone")]
-            + [Run.compensationStarted("a", request: Self.undoA), Run.compensationFailed("a", 1, Run.denied)])
-            .when(.advance)
-            .then([.append(.runCancelled(FlowRunCancelled(actor: "ops")))])
+        run.given(
+            Self.cRunning + [.runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil))]
+                + [
+                    Run.compensationStarted("b", request: ["value": "undone"]),
+                    Run.compensationSucceeded("b", output: "undone"),
+                ]
+                + [Run.compensationStarted("a", request: Self.undoA), Run.compensationFailed("a", 1, Run.denied)]
+        )
+        .when(.advance)
+        .then([.append(.runCancelled(FlowRunCancelled(actor: "ops")))])
     }
 
     @Test func aCancelWhileCompensatingAfterAFailureIsAccepted() {
@@ -196,9 +231,12 @@ import Testing
     @Test func cancelOfAFinishedRunIsRefused() {
         run.given(Self.failed).when(.cancel(actor: "x", reason: nil))
             .then([.refuse("run r has already finished (FAILED); only unfinished runs can be cancelled")])
-        run.given(.runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil)), .runCancelled(FlowRunCancelled(actor: "ops")))
-            .when(.cancel(actor: "x", reason: nil))
-            .then([.refuse("run r has already finished (CANCELLED); only unfinished runs can be cancelled")])
+        run.given(
+            .runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil)),
+            .runCancelled(FlowRunCancelled(actor: "ops"))
+        )
+        .when(.cancel(actor: "x", reason: nil))
+        .then([.refuse("run r has already finished (CANCELLED); only unfinished runs can be cancelled")])
     }
 
     @Test func aFinishedRunIgnoresAdvanceAndLateAnswers() {
@@ -210,9 +248,12 @@ import Testing
     @Test func redriveOfASucceededOrCancelledRunIsRefused() {
         run.given(.runSucceeded(FlowRunSucceeded(output: [:]))).when(.redrive(actor: "ops", fromStep: nil))
             .then([.refuse("run r is SUCCEEDED; only FAILED runs can be redriven")])
-        run.given(.runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil)), .runCancelled(FlowRunCancelled(actor: "ops")))
-            .when(.redrive(actor: "ops", fromStep: nil))
-            .then([.refuse("run r is CANCELLED; only FAILED runs can be redriven")])
+        run.given(
+            .runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil)),
+            .runCancelled(FlowRunCancelled(actor: "ops"))
+        )
+        .when(.redrive(actor: "ops", fromStep: nil))
+        .then([.refuse("run r is CANCELLED; only FAILED runs can be redriven")])
     }
 
     @Test func redriveFromAStepTheFlowDoesNotHaveIsRefused() {
@@ -235,7 +276,10 @@ import Testing
     }
 
     @Test func aRedriveAfterCompensationRunsTheUndoneStepsWithNewKeys() {
-        let compensatedAndFailed = Self.undoingA + [Run.compensationSucceeded("a", output: [:]), .runFailed(FlowRunFailed(error: Self.failure))]
+        let compensatedAndFailed =
+            Self.undoingA + [
+                Run.compensationSucceeded("a", output: [:]), .runFailed(FlowRunFailed(error: Self.failure)),
+            ]
         let redriven = run.given(compensatedAndFailed).when(.redrive(actor: "ops", fromStep: "c"))
             .then([.append(.runRedriven(FlowRunRedriven(actor: "ops", from_step: "c", reset_steps: ["a", "b", "c"])))])
         // Its effect was undone, so it needs a new key.
@@ -251,11 +295,14 @@ import Testing
     @Test func attemptsInFlightAreRebuiltWithTheirKeys() {
         let decider = RunDecider(definition: Self.flow())
         let inFlight = decider.inFlight(run.given(Self.undoingA).state)
-        #expect(inFlight.map(\.execution) == [
-            StepExecution(
-                runID: "r", target: .compensation(of: "a"), attempt: 1, action: "calendar.cancel_event", request: Self.undoA,
-                idempotencyKey: "r/a~compensate", commandID: "r/a~compensate/1", deadline: Run.at(60), onBehalfOf: ["user_id": "u"])
-        ])
+        #expect(
+            inFlight.map(\.execution) == [
+                StepExecution(
+                    runID: "r", target: .compensation(of: "a"), attempt: 1, action: "calendar.cancel_event",
+                    request: Self.undoA,
+                    idempotencyKey: "r/a~compensate", commandID: "r/a~compensate/1", deadline: Run.at(60),
+                    onBehalfOf: ["user_id": "u"])
+            ])
         #expect(inFlight.map(\.startedAt) == [Run.t0])
         #expect(decider.inFlight(run.given(Self.failed).state).isEmpty)
     }

@@ -4,15 +4,21 @@ import Testing
 
 /// The running phase of the decider, one transition per test: given(events) / when(command) / then(actions).
 @Suite struct DeciderTests {
-    static func flow(_ steps: [StepDefinition], output: JSONValue = ["text": "done {{steps.create.output.event_id}}"]) -> FlowDefinition {
+    static func flow(
+        _ steps: [StepDefinition], output: JSONValue = ["text": "done {{steps.create.output.event_id}}"]
+    ) -> FlowDefinition {
         FlowDefinition(
             id: "f", trigger: FlowTrigger(event: "AssistantCommandIssued", intent: "x"),
-            defaults: StepDefaults(retry: RetryPolicy(max_attempts: 3, initial_ms: 1000, max_ms: 10_000, jitter: false), timeout_sec: 60),
+            defaults: StepDefaults(
+                retry: RetryPolicy(max_attempts: 3, initial_ms: 1000, max_ms: 10_000, jitter: false), timeout_sec: 60),
             steps: steps, output: output)
     }
 
-    static let create = StepDefinition(id: "create", action: "calendar.schedule_event", with: ["title": "{{trigger.entities.title}}", "start": "s"])
-    static let shape = StepDefinition(id: "shape", action: "transform", with: ["value": ["id": "{{steps.create.output.event_id}}"]], depends_on: ["create"])
+    static let create = StepDefinition(
+        id: "create", action: "calendar.schedule_event", with: ["title": "{{trigger.entities.title}}", "start": "s"])
+    static let shape = StepDefinition(
+        id: "shape", action: "transform", with: ["value": ["id": "{{steps.create.output.event_id}}"]],
+        depends_on: ["create"])
     static let request: JSONValue = ["title": "T", "start": "s"]
     /// A command step, then a local step reading its output.
     let run = RunScenario(flow([create, shape]))
@@ -39,10 +45,15 @@ import Testing
     @Test func aLateDuplicateOrStaleAnswerChangesNothing() {
         let answered = run.given(createRunning, Run.succeeded("create", output: ["event_id": "e-9"]))
         answered.when(.recordResult(.step("create"), attempt: 1, result: .success([:]), sourceSequence: 9)).then([])
-        run.given(createRunning).when(.recordResult(.step("create"), attempt: 2, result: .success([:]), sourceSequence: nil)).then([])
-        run.given(createRunning).when(.recordResult(.step("nope"), attempt: 1, result: .success([:]), sourceSequence: nil)).then([])
+        run.given(createRunning).when(
+            .recordResult(.step("create"), attempt: 2, result: .success([:]), sourceSequence: nil)
+        ).then([])
+        run.given(createRunning).when(
+            .recordResult(.step("nope"), attempt: 1, result: .success([:]), sourceSequence: nil)
+        ).then([])
         run.given(createRunning)
-            .when(.recordResult(.compensation(of: "create"), attempt: 1, result: .success([:]), sourceSequence: nil)).then([])
+            .when(.recordResult(.compensation(of: "create"), attempt: 1, result: .success([:]), sourceSequence: nil))
+            .then([])
     }
 
     @Test func aLocalStepRunsInsideTheDecision() {
@@ -54,10 +65,13 @@ import Testing
     @Test func aRunWithEveryStepDonePublishesItsOutputThenSucceeds() {
         let output: JSONValue = ["text": "done e-9"]
         let done = run.given(
-            createRunning, Run.succeeded("create", output: ["event_id": "e-9"]), Run.succeeded("shape", output: ["id": "e-9"]))
+            createRunning, Run.succeeded("create", output: ["event_id": "e-9"]),
+            Run.succeeded("shape", output: ["id": "e-9"]))
         let finished = done.when(.advance).then([
-            .publishOutput(FlowOutputProduced(
-                run_id: "r", flow_id: "f", flow_version: 1, message_id: "m", channel: nil, text: "done e-9", data: output)),
+            .publishOutput(
+                FlowOutputProduced(
+                    run_id: "r", flow_id: "f", flow_version: 1, message_id: "m", channel: nil, text: "done e-9",
+                    data: output)),
             .append(.runSucceeded(FlowRunSucceeded(output: output))),
         ])
         #expect(finished.state.phase == .succeeded)
@@ -65,9 +79,17 @@ import Testing
     }
 
     @Test func aDryRunSimulatesCommandStepsAndPublishesNothing() {
-        let dry = RunScenario(Self.flow([StepDefinition(id: "create", action: "calendar.schedule_event", with: ["title": "x", "start": "s"])], output: ["text": "ok"]), mode: .dry)
+        let dry = RunScenario(
+            Self.flow(
+                [StepDefinition(id: "create", action: "calendar.schedule_event", with: ["title": "x", "start": "s"])],
+                output: ["text": "ok"]), mode: .dry)
         dry.when(.advance)
-            .then([.append(Run.succeeded("create", output: ["title": "x", "start": "s", "simulated": true, "action": "calendar.schedule_event"]))])
+            .then([
+                .append(
+                    Run.succeeded(
+                        "create",
+                        output: ["title": "x", "start": "s", "simulated": true, "action": "calendar.schedule_event"]))
+            ])
             .when(.advance)
             .then([.append(.runSucceeded(FlowRunSucceeded(output: ["text": "ok"])))])
     }
@@ -111,8 +133,11 @@ import Testing
 
     @Test func aStepFailedForGoodWithNothingToUndoFailsTheRun() {
         let failed = run.given(createRunning, Run.failed("create", 1, Run.denied)).when(.advance).then([
-            .append(.runFailed(FlowRunFailed(error: RunError(
-                code: "denied", message: "step create failed after 1 attempt(s): no", step_id: "create"))))
+            .append(
+                .runFailed(
+                    FlowRunFailed(
+                        error: RunError(
+                            code: "denied", message: "step create failed after 1 attempt(s): no", step_id: "create"))))
         ])
         #expect(failed.state.phase == .failed)
     }
@@ -123,7 +148,10 @@ import Testing
         let timeout = StepError(kind: .timeout, message: "no answer within 5s", retryable: true)
         RunScenario(Self.flow([late])).given(createRunning)
             .when(.advance, at: Run.at(6))
-            .then([.append(Run.failed("create", 1, timeout, finished: Run.at(6), retryAt: Run.at(7))), .wakeUp(at: Run.at(7))])
+            .then([
+                .append(Run.failed("create", 1, timeout, finished: Run.at(6), retryAt: Run.at(7))),
+                .wakeUp(at: Run.at(7)),
+            ])
     }
 
     @Test func aFalseConditionSkipsTheStepAndSkippingPropagates() {
@@ -135,21 +163,27 @@ import Testing
             ], output: ["text": "ok"])
         let done = RunScenario(definition).when(.advance)
             .then([
-                .append(.stepSkipped(StepSkipped(step_id: "gate", reason: "condition {{trigger.entities.go}} is false"))),
+                .append(
+                    .stepSkipped(StepSkipped(step_id: "gate", reason: "condition {{trigger.entities.go}} is false"))),
                 .append(Run.succeeded("other", output: 3)),
             ])
             .when(.advance)
-            .then([.append(.stepSkipped(StepSkipped(step_id: "after", reason: "every step it depends on was skipped")))])
+            .then([.append(.stepSkipped(StepSkipped(step_id: "after", reason: "every step it depends on was skipped")))]
+            )
             .when(.advance)
             .then([
-                .publishOutput(FlowOutputProduced(run_id: "r", flow_id: "f", flow_version: 1, message_id: "m", channel: nil, text: "ok", data: ["text": "ok"])),
+                .publishOutput(
+                    FlowOutputProduced(
+                        run_id: "r", flow_id: "f", flow_version: 1, message_id: "m", channel: nil, text: "ok",
+                        data: ["text": "ok"])),
                 .append(.runSucceeded(FlowRunSucceeded(output: ["text": "ok"]))),
             ])
         #expect(done.state.step("after")?.status == .skipped)
     }
 
     @Test func aRequestThatCannotRenderFailsTheAttemptForGood() {
-        let broken = StepDefinition(id: "create", action: "calendar.schedule_event", with: ["title": "{{steps.create", "start": "s"])
+        let broken = StepDefinition(
+            id: "create", action: "calendar.schedule_event", with: ["title": "{{steps.create", "start": "s"])
         let actions = RunScenario(Self.flow([broken])).when(.advance).actions
         guard case .append(.stepAttemptFailed(let failed))? = actions.first, actions.count == 1 else {
             Issue.record("expected one StepAttemptFailed, got \(actions)")
@@ -189,7 +223,12 @@ import Testing
             .wakeUp(at: Run.at(60)),
         ])
         running.when(.advance, at: Run.at(11))
-            .then([.append(.runFailed(FlowRunFailed(error: RunError(code: "run_timeout", message: "the run did not finish within 10s"))))])
+            .then([
+                .append(
+                    .runFailed(
+                        FlowRunFailed(
+                            error: RunError(code: "run_timeout", message: "the run did not finish within 10s"))))
+            ])
     }
 
     @Test func attemptTargetsKeepTheirWireNames() {

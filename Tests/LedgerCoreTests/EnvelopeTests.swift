@@ -8,8 +8,11 @@ import Testing
     func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
     @Test func aValidCommandDecodesWithItsData() throws {
-        let text = #"{"specversion":"1.0","id":"e1","source":"assistant","type":"AssistantCommandIssued","time":"2026-11-23T10:00:00Z","data":{"message_id":"m-1","intent":"calendar.create_event","entities":{"title":"x"},"user":{"id":"u"},"channel":{"type":"chat","conversation_id":"c"}}}"#
-        let event = try decodeInbound(bytes(text), expectedTypes: ["AssistantCommandIssued"], required: ["message_id", "user.id"], codec: codec).get()
+        let text =
+            #"{"specversion":"1.0","id":"e1","source":"assistant","type":"AssistantCommandIssued","time":"2026-11-23T10:00:00Z","data":{"message_id":"m-1","intent":"calendar.create_event","entities":{"title":"x"},"user":{"id":"u"},"channel":{"type":"chat","conversation_id":"c"}}}"#
+        let event = try decodeInbound(
+            bytes(text), expectedTypes: ["AssistantCommandIssued"], required: ["message_id", "user.id"], codec: codec
+        ).get()
         #expect(event.id == "e1")
         #expect(event.data[path: "entities.title"] == "x")
     }
@@ -17,13 +20,20 @@ import Testing
     @Test(arguments: [
         ("not json at all", "not valid JSON"),
         ("[1,2]", "not an object"),
-        (#"{"specversion":"1.0","source":"s","type":"AssistantCommandIssued","data":{}}"#, "missing CloudEvents attribute(s): id"),
+        (
+            #"{"specversion":"1.0","source":"s","type":"AssistantCommandIssued","data":{}}"#,
+            "missing CloudEvents attribute(s): id"
+        ),
         (#"{"specversion":"0.3","id":"1","source":"s","type":"AssistantCommandIssued"}"#, "specversion must be"),
         (#"{"specversion":"1.0","id":"1","source":"s","type":"Nope"}"#, "unknown event type \"Nope\""),
-        (#"{"specversion":"1.0","id":"1","source":"s","type":"AssistantCommandIssued","data":{"message_id":"m"}}"#, "missing data field(s): user.id"),
+        (
+            #"{"specversion":"1.0","id":"1","source":"s","type":"AssistantCommandIssued","data":{"message_id":"m"}}"#,
+            "missing data field(s): user.id"
+        ),
     ])
     func refusalsSayWhatIsWrong(_ input: String, _ reason: String) {
-        let result = decodeInbound(bytes(input), expectedTypes: ["AssistantCommandIssued"], required: ["message_id", "user.id"], codec: codec)
+        let result = decodeInbound(
+            bytes(input), expectedTypes: ["AssistantCommandIssued"], required: ["message_id", "user.id"], codec: codec)
         guard case .failure(let problem) = result else {
             Issue.record("accepted \(input)")
             return
@@ -32,10 +42,13 @@ import Testing
     }
 
     @Test func engineEventsRoundTripThroughTheEnvelope() throws {
-        let body = LedgerEvent.Body.stepAttemptFailed(StepAttemptFailed(
-            step_id: "s", attempt: 2, error: StepError(kind: .timeout, message: "late", retryable: true),
-            started_at: "2026-11-23T10:00:00.000Z", finished_at: "2026-11-23T10:00:01.000Z", retry_at: "2026-11-23T10:00:02.000Z"))
-        let payload = try body.encode(id: "i", time: "2026-11-23T10:00:01.000Z", runid: "r", flowid: "f", flowversion: 3, codec: codec)
+        let body = LedgerEvent.Body.stepAttemptFailed(
+            StepAttemptFailed(
+                step_id: "s", attempt: 2, error: StepError(kind: .timeout, message: "late", retryable: true),
+                started_at: "2026-11-23T10:00:00.000Z", finished_at: "2026-11-23T10:00:01.000Z",
+                retry_at: "2026-11-23T10:00:02.000Z"))
+        let payload = try body.encode(
+            id: "i", time: "2026-11-23T10:00:01.000Z", runid: "r", flowid: "f", flowversion: 3, codec: codec)
         let event = try codec.decode(LedgerEvent.self, from: payload)
         #expect(event.type == "StepAttemptFailed")
         #expect(event.runid == "r")
@@ -47,7 +60,8 @@ import Testing
     }
 
     @Test func refusedPayloadsAreKeptTextOrBase64() {
-        #expect(InboundMessageRejected(subject: "a", sequence: 1, reason: "r", payload: Array("hi".utf8)).payload == "hi")
+        #expect(
+            InboundMessageRejected(subject: "a", sequence: 1, reason: "r", payload: Array("hi".utf8)).payload == "hi")
         let binary = InboundMessageRejected(subject: "a", sequence: 1, reason: "r", payload: [0xff, 0xfe, 0x00])
         #expect(binary.payload_encoding == "base64")
         #expect(binary.payload == "//4A")

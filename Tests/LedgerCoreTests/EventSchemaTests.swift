@@ -6,23 +6,29 @@ import Testing
 /// Every event Ledgerflow writes carries `schemaversion`; an older one is upcast where the log is read, a newer one is
 /// skipped with its reason rather than misread.
 @Suite struct EventSchemaTests {
-    static let started = LedgerEvent.Body.runStarted(FlowRunStarted(
-        run_id: "r1", flow_id: "f", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: .manual),
-        actor: "a", input: [:], step_ids: ["s"], dedup_key: nil, message_id: nil, channel: nil))
+    static let started = LedgerEvent.Body.runStarted(
+        FlowRunStarted(
+            run_id: "r1", flow_id: "f", flow_version: 1, definition_hash: "h", mode: .live,
+            trigger: RunTrigger(kind: .manual),
+            actor: "a", input: [:], step_ids: ["s"], dedup_key: nil, message_id: nil, channel: nil))
 
     /// The event as written today, as a JSON object (to take attributes away or change them).
     static func written() throws -> [String: JSONValue] {
-        let bytes = try started.encode(id: "e", time: "2026-11-30T10:00:00.000Z", runid: "r1", flowid: "f", flowversion: 1, codec: EventCodec())
+        let bytes = try started.encode(
+            id: "e", time: "2026-11-30T10:00:00.000Z", runid: "r1", flowid: "f", flowversion: 1, codec: EventCodec())
         return try #require(try JSONTree.decode(JSONValue.self, from: bytes).objectValue)
     }
 
     static func admit(_ event: [String: JSONValue]) throws -> LogAdmission {
-        LogAdmission.admit(subject: "ledger.run.r1", payload: try EventCodec().encode(JSONValue.object(event)), messageID: "e")
+        LogAdmission.admit(
+            subject: "ledger.run.r1", payload: try EventCodec().encode(JSONValue.object(event)), messageID: "e")
     }
 
     @Test func everyEventLedgerflowWritesCarriesItsSchemaVersion() throws {
         #expect(try Self.written()[EventSchema.attribute] == 1)
-        let command = try JSONTree.decode(JSONValue.self, from: try EventCodec().encode(CloudEvent(type: EventType.calendarSchedule, data: JSONValue.null)))
+        let command = try JSONTree.decode(
+            JSONValue.self,
+            from: try EventCodec().encode(CloudEvent(type: EventType.calendarSchedule, data: JSONValue.null)))
         #expect(command[EventSchema.attribute] == 1)
     }
 
@@ -44,7 +50,10 @@ import Testing
             Issue.record("an event of a newer schema version was not skipped")
             return
         }
-        #expect(reason == "FlowRunStarted is of schemaversion 2, newer than this Ledgerflow reads (1): skipped rather than misread; a newer Ledgerflow reads it")
+        #expect(
+            reason
+                == "FlowRunStarted is of schemaversion 2, newer than this Ledgerflow reads (1): skipped rather than misread; a newer Ledgerflow reads it"
+        )
         #expect(fold.runid == "r1")
         event[EventSchema.attribute] = 0
         guard case .skipped(let invalid, _) = try Self.admit(event) else {
@@ -69,10 +78,13 @@ import Testing
         #expect(try schema.upcast(["output": "ok"], type: EventType.runSucceeded, from: 2) == ["output": "ok"])
         #expect(throws: EventSchemaError.self) { try schema.upcast([:], type: EventType.runSucceeded, from: 3) }
         // Where the log is read: a version 1 event of that type reads in the current shape.
-        let old = #"{"id":"e","type":"FlowRunSucceeded","time":"t","runid":"r1","schemaversion":1,"data":{"result":"ok"}}"#
+        let old =
+            #"{"id":"e","type":"FlowRunSucceeded","time":"t","runid":"r1","schemaversion":1,"data":{"result":"ok"}}"#
         let decoder = JSONDecoder()
         decoder.userInfo[EventSchema.userInfoKey] = schema
-        #expect(try decoder.decode(LedgerEvent.self, from: Data(old.utf8)).body == .runSucceeded(FlowRunSucceeded(output: "ok")))
+        #expect(
+            try decoder.decode(LedgerEvent.self, from: Data(old.utf8)).body
+                == .runSucceeded(FlowRunSucceeded(output: "ok")))
         #expect(throws: (any Error).self) { try JSONDecoder().decode(LedgerEvent.self, from: Data(old.utf8)) }
         // Ledgerflow's own schema: every type at version 1, read as written.
         #expect(EventSchema.currentVersion(of: EventType.runStarted) == 1)

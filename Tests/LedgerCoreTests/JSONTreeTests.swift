@@ -22,18 +22,23 @@ import Testing
     }
 
     @Test func decodesEventsAsJSONDecoderDoes() throws {
-        let body = LedgerEvent.Body.stepAttemptFailed(StepAttemptFailed(
-            step_id: "s", attempt: 2, error: StepError(kind: StepErrorKind("k"), message: "m \"quoted\"", retryable: true),
-            started_at: "a", finished_at: "b", retry_at: nil, source_sequence: 42))
+        let body = LedgerEvent.Body.stepAttemptFailed(
+            StepAttemptFailed(
+                step_id: "s", attempt: 2,
+                error: StepError(kind: StepErrorKind("k"), message: "m \"quoted\"", retryable: true),
+                started_at: "a", finished_at: "b", retry_at: nil, source_sequence: 42))
         let payload = try body.encode(id: "i", time: "t", runid: "r", flowid: "f", flowversion: 1, codec: EventCodec())
         let ours = try JSONTree.decode(LedgerEvent.self, from: payload)
         let theirs = try JSONDecoder().decode(LedgerEvent.self, from: Data(payload))
         #expect(ours.body == theirs.body)
         #expect(ours.runid == "r")
-        let started = LedgerEvent.Body.runStarted(FlowRunStarted(
-            run_id: "r", flow_id: "f", flow_version: 3, definition_hash: "h", mode: .dry, trigger: RunTrigger(kind: .event, sequence: 9, data: ["x": [1, "y"]]),
-            actor: "a", input: ["n": 1.5], step_ids: ["a", "b"], dedup_key: nil, message_id: "m", channel: nil))
-        let startedPayload = try started.encode(id: "i", time: "t", runid: "r", flowid: "f", flowversion: 3, codec: EventCodec())
+        let started = LedgerEvent.Body.runStarted(
+            FlowRunStarted(
+                run_id: "r", flow_id: "f", flow_version: 3, definition_hash: "h", mode: .dry,
+                trigger: RunTrigger(kind: .event, sequence: 9, data: ["x": [1, "y"]]),
+                actor: "a", input: ["n": 1.5], step_ids: ["a", "b"], dedup_key: nil, message_id: "m", channel: nil))
+        let startedPayload = try started.encode(
+            id: "i", time: "t", runid: "r", flowid: "f", flowversion: 3, codec: EventCodec())
         #expect(try JSONTree.decode(LedgerEvent.self, from: startedPayload).body == started)
     }
 }

@@ -5,11 +5,27 @@ import Testing
 /// The flow and dedup read models as folds of the log.
 @Suite struct ReadModelFoldTests {
     @Test func theFlowFoldKeepsEveryVersionAndTheStatus() {
-        func event(_ body: LedgerEvent.Body) -> LedgerEvent { LedgerEvent(id: "x", type: body.type, time: "2026-11-23T10:00:00.000Z", flowid: "f", body: body) }
-        var record = FlowVersionsModel.evolve(nil, event(.flowVersionRecorded(FlowVersionRecorded(flow_id: "f", version: 1, definition: ["id": "f"], definition_hash: "h1", actor: "a"))), sequence: 1)
+        func event(_ body: LedgerEvent.Body) -> LedgerEvent {
+            LedgerEvent(id: "x", type: body.type, time: "2026-11-23T10:00:00.000Z", flowid: "f", body: body)
+        }
+        var record = FlowVersionsModel.evolve(
+            nil,
+            event(
+                .flowVersionRecorded(
+                    FlowVersionRecorded(
+                        flow_id: "f", version: 1, definition: ["id": "f"], definition_hash: "h1", actor: "a"))),
+            sequence: 1)
         #expect(record?.status == .draft)
-        record = FlowVersionsModel.evolve(record, event(.flowStatusChanged(FlowStatusChanged(flow_id: "f", version: 1, actor: "a", status: .active))), sequence: 2)
-        record = FlowVersionsModel.evolve(record, event(.flowVersionRecorded(FlowVersionRecorded(flow_id: "f", version: 2, definition: ["id": "f", "name": "n"], definition_hash: "h2", actor: "b", based_on: 1))), sequence: 3)
+        record = FlowVersionsModel.evolve(
+            record, event(.flowStatusChanged(FlowStatusChanged(flow_id: "f", version: 1, actor: "a", status: .active))),
+            sequence: 2)
+        record = FlowVersionsModel.evolve(
+            record,
+            event(
+                .flowVersionRecorded(
+                    FlowVersionRecorded(
+                        flow_id: "f", version: 2, definition: ["id": "f", "name": "n"], definition_hash: "h2",
+                        actor: "b", based_on: 1))), sequence: 3)
         #expect(record?.status == .active)
         #expect(record?.active_version == 1)
         #expect(record?.current_version == 2)
@@ -21,9 +37,11 @@ import Testing
 
     @Test func theDedupFoldKeepsTheFirstRun() {
         func started(_ run: String) -> LedgerEvent {
-            let body = LedgerEvent.Body.runStarted(FlowRunStarted(
-                run_id: run, flow_id: "f", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: .event),
-                actor: "a", input: [:], step_ids: [], dedup_key: "sig", message_id: nil, channel: nil))
+            let body = LedgerEvent.Body.runStarted(
+                FlowRunStarted(
+                    run_id: run, flow_id: "f", flow_version: 1, definition_hash: "h", mode: .live,
+                    trigger: RunTrigger(kind: .event),
+                    actor: "a", input: [:], step_ids: [], dedup_key: "sig", message_id: nil, channel: nil))
             return LedgerEvent(id: run, type: body.type, time: "t", runid: run, body: body)
         }
         #expect(DedupModel.key(for: started("r1")) == "f/sig")

@@ -57,12 +57,16 @@ import Testing
         }
         // Far past any limit: an error, not a stack overflow.
         #expect(throws: JSONTree.ParseError.self) { try json(String(repeating: "[", count: 200_000)) }
-        #expect(throws: JSONTree.ParseError.self) { try JSONTree.decode(JSONValue.self, from: Array(deep(40).utf8), maxDepth: 32) }
+        #expect(throws: JSONTree.ParseError.self) {
+            try JSONTree.decode(JSONValue.self, from: Array(deep(40).utf8), maxDepth: 32)
+        }
     }
 
     /// Slipped through: NaN and infinities were written as `nan` / `inf`, which no JSON parser reads.
     @Test func compactJSONNeverWritesInvalidJSON() throws {
-        let value: JSONValue = ["a": .number(.nan), "b": .number(.infinity), "c": .number(-.infinity), "d": 1e300, "e": 0.1]
+        let value: JSONValue = [
+            "a": .number(.nan), "b": .number(.infinity), "c": .number(-.infinity), "d": 1e300, "e": 0.1,
+        ]
         let text = value.compactJSON
         #expect(text == #"{"a":null,"b":null,"c":null,"d":1e+300,"e":0.1}"#)
         #expect(try json(text)["d"] == 1e300)
@@ -97,9 +101,13 @@ import Testing
             _ = try Condition.parse(nots)
             Issue.record("accepted 3000 nested !")
         } catch {
-            #expect(error.message.contains("nested deeper than \(Limits.conditionDepth) levels at character"), "\(error.message)")
+            #expect(
+                error.message.contains("nested deeper than \(Limits.conditionDepth) levels at character"),
+                "\(error.message)")
         }
-        let ok = String(repeating: "(", count: Limits.conditionDepth) + "1" + String(repeating: ")", count: Limits.conditionDepth)
+        let ok =
+            String(repeating: "(", count: Limits.conditionDepth) + "1"
+            + String(repeating: ")", count: Limits.conditionDepth)
         #expect(try Condition.parse(ok).holds(in: .null))
         #expect(try Condition.parse(String(repeating: "!", count: Limits.conditionDepth) + "1").holds(in: .null))
     }
@@ -122,7 +130,10 @@ import Testing
     }
 
     @Test func conditionErrorsNameTheCharacter() {
-        for (text, place) in [("{{a}} == ", "at character 9"), ("({{a}}", "at character 0"), ("{{a}} ==  'x", "at character 10"), ("{{a}} {{b}}", "at character 6")] {
+        for (text, place) in [
+            ("{{a}} == ", "at character 9"), ("({{a}}", "at character 0"), ("{{a}} ==  'x", "at character 10"),
+            ("{{a}} {{b}}", "at character 6"),
+        ] {
             do {
                 _ = try Condition.parse(text)
                 Issue.record("accepted \(text)")
@@ -133,7 +144,10 @@ import Testing
     }
 
     @Test func templateErrorsNameThePathAndCharacter() {
-        #expect(throws: Template.RenderError(path: "title", message: "the \"{{\" at character 6 is never closed with \"}}\"")) {
+        #expect(
+            throws: Template.RenderError(
+                path: "title", message: "the \"{{\" at character 6 is never closed with \"}}\"")
+        ) {
             try Template.render(["title": "Hello {{trigger.x"], context: .null)
         }
         #expect(throws: Template.RenderError.self) { try Template.references(in: ["a": ["x {{ }} y"]]) }
@@ -142,7 +156,10 @@ import Testing
     // MARK: Durations
 
     /// Slipped through, then trapped in the engine's Int conversion: `infs` and `1e400s` came out as infinity.
-    @Test(arguments: ["infs", "1e400s", "nans", "0x10s", "-5s", "+5s", " 5s", "5s ", "5", "s", ".5s", "5.s", "1e3s", "0s", "0.0ms", "31d", "1_000s", "٣s"])
+    @Test(arguments: [
+        "infs", "1e400s", "nans", "0x10s", "-5s", "+5s", " 5s", "5s ", "5", "s", ".5s", "5.s", "1e3s", "0s", "0.0ms",
+        "31d", "1_000s", "٣s",
+    ])
     func durationsOutsideTheGrammarOrLimitsAreRefused(_ text: String) {
         #expect(DurationText.seconds(text) == nil)
         guard case .failure(let problem) = DurationText.parse(text) else {
@@ -165,7 +182,8 @@ import Testing
     @Test(arguments: [
         ("/ * * * *", "minute"), ("*/ * * * *", "minute"), ("-5 * * * *", "minute"), ("5- * * * *", "minute"),
         ("1-2-3 * * * *", "minute"), (",, * * * *", "minute"), ("* 99999999999999999999 * * *", "hour"),
-        ("*/0 * * * *", "minute"), ("* * 5-1 * *", "day of month"), ("* * * ٣ *", "month"), ("* * * * MON-", "day of week"),
+        ("*/0 * * * *", "minute"), ("* * 5-1 * *", "day of month"), ("* * * ٣ *", "month"),
+        ("* * * * MON-", "day of week"),
         ("* * * MON *", "month"), ("JAN * * * *", "minute"), ("* * * * */99999999999999999999", "day of week"),
     ])
     func badCronFieldsAreNamed(_ cron: String, _ field: String) {
@@ -219,9 +237,12 @@ import Testing
     }
 
     @Test(arguments: [
-        "0000-01-01T00:00:00Z", "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-20T24:00:00Z",
-        "2026-11-20T05:61:00Z", "2026-11-20T05:45:45+99:00", "2026-11-20T05:45:45+01:99", "2026-11-20T05:45:45", "2026-11-20T05:45:45.Z",
-        "2026-11-20T05:45:45Zjunk", "2026x11-20T05:45:45Z", "2026-11-20T05:45:45+0100", "", "2026", "-026-11-20T05:45:45Z",
+        "0000-01-01T00:00:00Z", "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z", "2026-02-30T00:00:00Z",
+        "2026-11-20T24:00:00Z",
+        "2026-11-20T05:61:00Z", "2026-11-20T05:45:45+99:00", "2026-11-20T05:45:45+01:99", "2026-11-20T05:45:45",
+        "2026-11-20T05:45:45.Z",
+        "2026-11-20T05:45:45Zjunk", "2026x11-20T05:45:45Z", "2026-11-20T05:45:45+0100", "", "2026",
+        "-026-11-20T05:45:45Z",
     ])
     func malformedTimestampsAreRefused(_ text: String) {
         #expect(Timestamp.parse(text) == nil)
@@ -240,11 +261,15 @@ import Testing
 
     /// The chat message with a broken escape trapped the engine's inbound handler (through JSONTree).
     @Test func aChatMessageWithABrokenEscapeIsRead() throws {
-        let event = try inbound(#"{"specversion":"1.0","id":"1","source":"chat","type":"AssistantCommandIssued","data":{"text":"hi \uD800\u0041"}}"#).get()
+        let event = try inbound(
+            #"{"specversion":"1.0","id":"1","source":"chat","type":"AssistantCommandIssued","data":{"text":"hi \uD800\u0041"}}"#
+        ).get()
         #expect(event.data["text"] == "hi \u{FFFD}A")
     }
 
-    @Test(arguments: ["id", "source", "type", "subject", "runid", "flowid", "correlationid", "causationid", "traceparent", "time"])
+    @Test(arguments: [
+        "id", "source", "type", "subject", "runid", "flowid", "correlationid", "causationid", "traceparent", "time",
+    ])
     func overlongAttributesAreRefusedByName(_ attribute: String) {
         var fields = ["specversion": "1.0", "id": "1", "source": "s", "type": "AssistantCommandIssued"]
         fields[attribute] = String(repeating: "x", count: Limits.identifierBytes + 1)
@@ -253,27 +278,37 @@ import Testing
             Issue.record("accepted a \(attribute) of \(Limits.identifierBytes + 1) bytes")
             return
         }
-        #expect(problem.reason.contains("attribute \(attribute) is \(Limits.identifierBytes + 1) bytes long"), "\(problem.reason)")
+        #expect(
+            problem.reason.contains("attribute \(attribute) is \(Limits.identifierBytes + 1) bytes long"),
+            "\(problem.reason)")
         #expect(problem.reason.contains("at most \(Limits.identifierBytes) bytes"))
     }
 
     @Test func oversizedAndOverdeepMessagesAreRefused() {
         let padding = String(repeating: "x", count: Limits.inboundMessageBytes)
-        let big = #"{"specversion":"1.0","id":"1","source":"s","type":"AssistantCommandIssued","data":{"p":"\#(padding)"}}"#
+        let big =
+            #"{"specversion":"1.0","id":"1","source":"s","type":"AssistantCommandIssued","data":{"p":"\#(padding)"}}"#
         guard case .failure(let problem) = inbound(big) else {
             Issue.record("accepted \(big.utf8.count) bytes")
             return
         }
-        #expect(problem.reason.contains("\(big.utf8.count) bytes") && problem.reason.contains("at most \(Limits.inboundMessageBytes) bytes"), "\(problem.reason)")
+        #expect(
+            problem.reason.contains("\(big.utf8.count) bytes")
+                && problem.reason.contains("at most \(Limits.inboundMessageBytes) bytes"), "\(problem.reason)")
 
-        let nested = String(repeating: "[", count: Limits.inboundJSONDepth) + String(repeating: "]", count: Limits.inboundJSONDepth)
+        let nested =
+            String(repeating: "[", count: Limits.inboundJSONDepth)
+            + String(repeating: "]", count: Limits.inboundJSONDepth)
         let deep = #"{"specversion":"1.0","id":"1","source":"s","type":"AssistantCommandIssued","data":\#(nested)}"#
         guard case .failure(let tooDeep) = inbound(deep) else {
             Issue.record("accepted data nested past the inbound limit")
             return
         }
         #expect(tooDeep.reason.contains("deeper than \(Limits.inboundJSONDepth) levels"), "\(tooDeep.reason)")
-        guard case .failure(let overflow) = inbound(#"{"specversion":"1.0","id":"1","source":"s","type":"AssistantCommandIssued","data":{"n":1e999}}"#) else {
+        guard
+            case .failure(let overflow) = inbound(
+                #"{"specversion":"1.0","id":"1","source":"s","type":"AssistantCommandIssued","data":{"n":1e999}}"#)
+        else {
             Issue.record("accepted 1e999")
             return
         }
@@ -320,10 +355,12 @@ import Testing
     }
 
     @Test func flowBoundsAreNamedByPath() {
-        let defaults = #"{"id":"f","defaults":{"retry":{"initial_ms":2.5},"timeout_sec":-1},"run_timeout_sec":1e300,"trigger":{"interval":"infs"},"steps":[{"id":"a","action":"transform","with":{"value":1}}]}"#
+        let defaults =
+            #"{"id":"f","defaults":{"retry":{"initial_ms":2.5},"timeout_sec":-1},"run_timeout_sec":1e300,"trigger":{"interval":"infs"},"steps":[{"id":"a","action":"transform","with":{"value":1}}]}"#
         let paths = Set(validate(defaults).map(\.path))
         #expect(paths == ["defaults.retry.initial_ms"], "the decoder stops at the first bad integer")
-        let rest = #"{"id":"f","defaults":{"timeout_sec":-1},"run_timeout_sec":1e300,"trigger":{"interval":"infs"},"steps":[{"id":"a","action":"transform","with":{"value":1}}]}"#
+        let rest =
+            #"{"id":"f","defaults":{"timeout_sec":-1},"run_timeout_sec":1e300,"trigger":{"interval":"infs"},"steps":[{"id":"a","action":"transform","with":{"value":1}}]}"#
         #expect(Set(validate(rest).map(\.path)) == ["defaults.timeout_sec", "run_timeout_sec", "trigger.interval"])
     }
 
@@ -335,26 +372,40 @@ import Testing
     }
 
     @Test func templatedAndNumericDelays() {
-        #expect(validate(#"{"id":"f","steps":[{"id":"d","action":"delay","with":{"duration":"{{input.wait}}"}}]}"#).isEmpty)
+        #expect(
+            validate(#"{"id":"f","steps":[{"id":"d","action":"delay","with":{"duration":"{{input.wait}}"}}]}"#).isEmpty)
         #expect(validate(#"{"id":"f","steps":[{"id":"d","action":"delay","with":{"duration":"1.5h"}}]}"#).isEmpty)
-        #expect(validate(#"{"id":"f","steps":[{"id":"d","action":"delay","with":{"seconds":1e300}}]}"#).contains { $0.path == "steps[0].with.seconds" })
-        #expect(validate(#"{"id":"f","steps":[{"id":"d","action":"delay","with":{"ms":-1}}]}"#).contains { $0.path == "steps[0].with.ms" })
+        #expect(
+            validate(#"{"id":"f","steps":[{"id":"d","action":"delay","with":{"seconds":1e300}}]}"#).contains {
+                $0.path == "steps[0].with.seconds"
+            })
+        #expect(
+            validate(#"{"id":"f","steps":[{"id":"d","action":"delay","with":{"ms":-1}}]}"#).contains {
+                $0.path == "steps[0].with.ms"
+            })
     }
 
     @Test func definitionSizeStepsInputsAndDepthAreLimited() {
-        let steps = (0...Limits.stepsPerFlow).map { #"{"id":"s\#($0)","action":"transform","with":{"value":1}}"# }.joined(separator: ",")
+        let steps = (0...Limits.stepsPerFlow).map { #"{"id":"s\#($0)","action":"transform","with":{"value":1}}"# }
+            .joined(separator: ",")
         #expect(validate(#"{"id":"f","steps":[\#(steps)]}"#).map(\.path) == ["steps"])
         let inputs = (0...Limits.inputsPerFlow).map { #""i\#($0)":{}"# }.joined(separator: ",")
         #expect(validate(#"{"id":"f","inputs":{\#(inputs)},"steps":[]}"#).map(\.path) == ["inputs"])
         let big = String(repeating: "x", count: Limits.definitionBytes)
         let bigProblems = validate(#"{"id":"f","steps":[{"id":"a","action":"transform","with":{"value":"\#(big)"}}]}"#)
-        #expect(bigProblems.map(\.path) == ["$"] && bigProblems[0].message.contains("at most \(Limits.definitionBytes) bytes"))
+        #expect(
+            bigProblems.map(\.path) == ["$"]
+                && bigProblems[0].message.contains("at most \(Limits.definitionBytes) bytes"))
         let nested = String(repeating: "[", count: 40) + String(repeating: "]", count: 40)
-        #expect(validate(#"{"id":"f","steps":[{"id":"a","action":"transform","with":{"value":\#(nested)}}]}"#).map(\.path) == ["$"])
+        #expect(
+            validate(#"{"id":"f","steps":[{"id":"a","action":"transform","with":{"value":\#(nested)}}]}"#).map(\.path)
+                == ["$"])
     }
 
     @Test func nonFiniteNumbersBuiltInCodeAreNamed() {
-        let value: JSONValue = ["id": "f", "steps": [["id": "a", "action": "transform", "with": ["value": .number(.nan)]]]]
+        let value: JSONValue = [
+            "id": "f", "steps": [["id": "a", "action": "transform", "with": ["value": .number(.nan)]]],
+        ]
         guard case .failure(let failure) = FlowValidator.validate(value) else {
             Issue.record("accepted NaN")
             return
@@ -363,19 +414,23 @@ import Testing
     }
 
     @Test func theExamplesStillValidate() throws {
-        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples")
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../examples")
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".json") }
         #expect(!files.isEmpty)
         for file in files {
             let bytes = try Data(contentsOf: directory.appendingPathComponent(file))
             let value = try JSONTree.parse(bytes)
-            if case .failure(let failure) = FlowValidator.validate(value) { Issue.record("\(file): \(failure.problems)") }
+            if case .failure(let failure) = FlowValidator.validate(value) {
+                Issue.record("\(file): \(failure.problems)")
+            }
         }
     }
 
     /// Every crashing or known-bad input kept in the fuzz corpora stays harmless.
     @Test func theFuzzCorporaAreHarmless() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../fuzz/corpus")
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../fuzz/corpus")
         var count = 0
         for target in try FileManager.default.contentsOfDirectory(atPath: root.path) {
             let directory = root.appendingPathComponent(target)

@@ -22,7 +22,8 @@ struct RunScenario {
             actor: "user:u", input: [:], step_ids: definition.steps.map(\.id), dedup_key: "sig", message_id: "m",
             channel: nil)
         let event = LedgerEvent(
-            id: "e1", type: EventType.runStarted, time: Timestamp.format(Self.t0), runid: Self.runID, body: .runStarted(started))
+            id: "e1", type: EventType.runStarted, time: Timestamp.format(Self.t0), runid: Self.runID,
+            body: .runStarted(started))
         state = RunState.evolve(nil, event, sequence: 1)!
     }
 
@@ -34,7 +35,8 @@ struct RunScenario {
         for body in events {
             next.sequence += 1
             let event = LedgerEvent(
-                id: "e\(next.sequence)", type: body.type, time: Timestamp.format(Self.t0), runid: Self.runID, body: body)
+                id: "e\(next.sequence)", type: body.type, time: Timestamp.format(Self.t0), runid: Self.runID, body: body
+            )
             next.state = RunState.evolve(next.state, event, sequence: next.sequence)!
         }
         return next
@@ -68,54 +70,74 @@ enum Run {
     static func started(
         _ step: String, _ attempt: Int = 1, request: JSONValue?, at: Date = t0, key: String? = nil, remote: Bool = true
     ) -> LedgerEvent.Body {
-        .stepAttemptStarted(StepAttemptStarted(
-            step_id: step, attempt: attempt, idempotency_key: key ?? "r/\(step)", command_id: remote ? "r/\(step)/\(attempt)" : nil,
-            started_at: text(at), request: request))
+        .stepAttemptStarted(
+            StepAttemptStarted(
+                step_id: step, attempt: attempt, idempotency_key: key ?? "r/\(step)",
+                command_id: remote ? "r/\(step)/\(attempt)" : nil,
+                started_at: text(at), request: request))
     }
 
-    static func succeeded(_ step: String, _ attempt: Int = 1, output: JSONValue, at: Date = t0, finished: Date? = nil, source: UInt64? = nil)
+    static func succeeded(
+        _ step: String, _ attempt: Int = 1, output: JSONValue, at: Date = t0, finished: Date? = nil,
+        source: UInt64? = nil
+    )
         -> LedgerEvent.Body
     {
-        .stepAttemptSucceeded(StepAttemptSucceeded(
-            step_id: step, attempt: attempt, output: output, started_at: text(at), finished_at: text(finished ?? at), source_sequence: source))
+        .stepAttemptSucceeded(
+            StepAttemptSucceeded(
+                step_id: step, attempt: attempt, output: output, started_at: text(at),
+                finished_at: text(finished ?? at), source_sequence: source))
     }
 
     static func failed(
-        _ step: String, _ attempt: Int = 1, _ error: StepError, at: Date = t0, finished: Date? = nil, retryAt: Date? = nil
+        _ step: String, _ attempt: Int = 1, _ error: StepError, at: Date = t0, finished: Date? = nil,
+        retryAt: Date? = nil
     ) -> LedgerEvent.Body {
-        .stepAttemptFailed(StepAttemptFailed(
-            step_id: step, attempt: attempt, error: error, started_at: text(at), finished_at: text(finished ?? at),
-            retry_at: retryAt.map(text)))
+        .stepAttemptFailed(
+            StepAttemptFailed(
+                step_id: step, attempt: attempt, error: error, started_at: text(at), finished_at: text(finished ?? at),
+                retry_at: retryAt.map(text)))
     }
 
-    static func compensationStarted(_ step: String, _ attempt: Int = 1, request: JSONValue, at: Date = t0) -> LedgerEvent.Body {
-        .compensationStarted(StepAttemptStarted(
-            step_id: step, attempt: attempt, idempotency_key: "r/\(step)~compensate", command_id: "r/\(step)~compensate/\(attempt)",
-            started_at: text(at), request: request))
+    static func compensationStarted(
+        _ step: String, _ attempt: Int = 1, request: JSONValue, at: Date = t0
+    ) -> LedgerEvent.Body {
+        .compensationStarted(
+            StepAttemptStarted(
+                step_id: step, attempt: attempt, idempotency_key: "r/\(step)~compensate",
+                command_id: "r/\(step)~compensate/\(attempt)",
+                started_at: text(at), request: request))
     }
 
-    static func compensationSucceeded(_ step: String, _ attempt: Int = 1, output: JSONValue, at: Date = t0) -> LedgerEvent.Body {
-        .compensationSucceeded(StepAttemptSucceeded(
-            step_id: step, attempt: attempt, output: output, started_at: text(at), finished_at: text(at)))
+    static func compensationSucceeded(
+        _ step: String, _ attempt: Int = 1, output: JSONValue, at: Date = t0
+    ) -> LedgerEvent.Body {
+        .compensationSucceeded(
+            StepAttemptSucceeded(
+                step_id: step, attempt: attempt, output: output, started_at: text(at), finished_at: text(at)))
     }
 
     static func compensationFailed(
-        _ step: String, _ attempt: Int = 1, _ error: StepError, at: Date = t0, finished: Date? = nil, retryAt: Date? = nil
+        _ step: String, _ attempt: Int = 1, _ error: StepError, at: Date = t0, finished: Date? = nil,
+        retryAt: Date? = nil
     ) -> LedgerEvent.Body {
-        .compensationFailed(StepAttemptFailed(
-            step_id: step, attempt: attempt, error: error, started_at: text(at), finished_at: text(finished ?? at),
-            retry_at: retryAt.map(text)))
+        .compensationFailed(
+            StepAttemptFailed(
+                step_id: step, attempt: attempt, error: error, started_at: text(at), finished_at: text(finished ?? at),
+                retry_at: retryAt.map(text)))
     }
 
     /// The command the decider hands the engine for an attempt started at `at` with a 60 s timeout.
     static func execute(
-        _ target: AttemptTarget, _ attempt: Int = 1, action: String, request: JSONValue, at: Date = t0, timeout: Double = 60,
+        _ target: AttemptTarget, _ attempt: Int = 1, action: String, request: JSONValue, at: Date = t0,
+        timeout: Double = 60,
         key: String? = nil
     ) -> RunAction {
-        .execute(StepExecution(
-            runID: "r", target: target, attempt: attempt, action: action, request: request,
-            idempotencyKey: key ?? "r/\(target.wireID)", commandID: "r/\(target.wireID)/\(attempt)",
-            deadline: at.addingTimeInterval(timeout), onBehalfOf: ["user_id": "u"]))
+        .execute(
+            StepExecution(
+                runID: "r", target: target, attempt: attempt, action: action, request: request,
+                idempotencyKey: key ?? "r/\(target.wireID)", commandID: "r/\(target.wireID)/\(attempt)",
+                deadline: at.addingTimeInterval(timeout), onBehalfOf: ["user_id": "u"]))
     }
 
     static let denied = StepError(kind: StepErrorKind("denied"), message: "no", retryable: false)

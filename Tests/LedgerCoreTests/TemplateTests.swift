@@ -15,7 +15,10 @@ import Testing
     }
 
     @Test func interpolationRendersText() throws {
-        #expect(try Template.render("Event {{steps.create.output.event_id}} for {{trigger.entities.title}}", context: context) == "Event e-1 for Dentist")
+        #expect(
+            try Template.render(
+                "Event {{steps.create.output.event_id}} for {{trigger.entities.title}}", context: context)
+                == "Event e-1 for Dentist")
         #expect(try Template.render(["a": ["{{run.id}}", 1]], context: context) == ["a": ["r-1", 1]])
     }
 

@@ -6,14 +6,16 @@ import Testing
     func json(_ text: String) throws -> JSONValue { try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) }
 
     @Test func theSpecExampleIsValid() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/calendar-create-event.json")
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../examples/calendar-create-event.json")
         let value = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: url))
         let definition = try FlowValidator.validate(value).get()
         #expect(definition.steps.map(\.id) == ["create", "related"])
     }
 
     @Test func everyProblemIsReportedAtOnce() throws {
-        let definition = try json(#"""
+        let definition = try json(
+            #"""
             {"id": "bad flow", "trigger": {"cron": "61 * * * *"},
              "steps": [
                {"id": "a", "action": "no.such", "depends_on": ["c"]},
@@ -39,7 +41,8 @@ import Testing
     }
 
     @Test func wrongTypesNameTheirPath() throws {
-        let definition = try json(#"{"id": "f", "steps": [{"id": "a", "action": "transform", "with": {"value": 1}, "depends_on": "b"}]}"#)
+        let definition = try json(
+            #"{"id": "f", "steps": [{"id": "a", "action": "transform", "with": {"value": 1}, "depends_on": "b"}]}"#)
         guard case .failure(let failure) = FlowValidator.validate(definition) else {
             Issue.record("accepted")
             return
@@ -59,11 +62,14 @@ import Testing
 @Suite struct ExampleTests {
     /// Every example in examples/ is a valid definition (README points to them as the reference).
     @Test func everyExampleValidates() throws {
-        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples").standardized
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../examples"
+        ).standardized
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".json") }
         #expect(files.count >= 4)
         for file in files {
-            let value = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: directory.appendingPathComponent(file)))
+            let value = try JSONDecoder().decode(
+                JSONValue.self, from: Data(contentsOf: directory.appendingPathComponent(file)))
             if case .failure(let failure) = FlowValidator.validate(value) {
                 Issue.record("\(file): \(failure.problems.map(\.description).joined(separator: "; "))")
             }

@@ -1,7 +1,8 @@
 import LedgerCore
-@testable import LedgerEngine
 import LedgerTestSupport
 import Testing
+
+@testable import LedgerEngine
 
 /// Caches hold at most their byte budget, whatever arrives (pure, no NATS needed).
 @Suite struct BoundedCacheTests {

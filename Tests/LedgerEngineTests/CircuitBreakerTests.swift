@@ -1,8 +1,9 @@
 import Foundation
 import LedgerCore
-@testable import LedgerEngine
 import LedgerTestSupport
 import Testing
+
+@testable import LedgerEngine
 
 @Suite struct CircuitBreakerTests {
     @Test func opensAfterRepeatedFailuresThenProbesAndCloses() {
@@ -19,7 +20,9 @@ import Testing
         #expect(breakers.refuse("calendar.schedule_event")?.contains("open after 3 consecutive failures") == true)
         #expect(breakers.refuse("discovery.search") == nil, "one breaker per action")
         clock.advance(by: .seconds(29))
-        #expect(breakers.refuse("calendar.schedule_event")?.contains("fail fast for 1s more") == true, "still open before the cool-down ends")
+        #expect(
+            breakers.refuse("calendar.schedule_event")?.contains("fail fast for 1s more") == true,
+            "still open before the cool-down ends")
         clock.advance(by: .seconds(1))
         #expect(breakers.state("calendar.schedule_event") == "half_open")
         #expect(breakers.refuse("calendar.schedule_event") == nil, "one probe goes through after the cool-down")

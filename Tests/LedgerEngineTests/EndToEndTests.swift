@@ -1,13 +1,14 @@
 import Foundation
 import LedgerCore
 import LedgerDevServices
-@testable import LedgerEngine
 import LedgerLMDB
 import LedgerNATS
 import LedgerProjections
 import LedgerTestSupport
 import Synchronization
 import Testing
+
+@testable import LedgerEngine
 
 extension Integration {
     /// The seed's sequence (000): chat command → FlowRunStarted → calendar command → CalendarEvent.Created →
@@ -19,7 +20,8 @@ extension Integration {
                 #expect(created == 201)
                 #expect(flow["status"] == "draft")
                 #expect(flow["version"] == 1)
-                let (activated, active) = try await stack.http("POST", "/automation/flows/calendar-create-event/activate")
+                let (activated, active) = try await stack.http(
+                    "POST", "/automation/flows/calendar-create-event/activate")
                 #expect(activated == 200)
                 #expect(active["status"] == "active")
 
@@ -59,7 +61,8 @@ extension Integration {
                 let types = try await stack.log().compactMap { $0.event?.type }
                 let expected = [
                     "FlowRegistered", "FlowActivated", "AssistantCommandIssued", "FlowRunStarted", "StepAttemptStarted",
-                    "CalendarCommand.ScheduleEvent", "CalendarEvent.Created", "StepAttemptSucceeded", "FlowOutputProduced",
+                    "CalendarCommand.ScheduleEvent", "CalendarEvent.Created", "StepAttemptSucceeded",
+                    "FlowOutputProduced",
                     "FlowRunSucceeded",
                 ]
                 var position = 0
@@ -102,13 +105,19 @@ extension Integration {
                 try stack.outside.publish(subject: Subjects.assistantCommandIssued, payload: Array("{not json".utf8))
                 try stack.outside.publish(
                     subject: Subjects.assistantCommandIssued,
-                    payload: Array(#"{"specversion":"1.0","id":"x1","source":"assistant","type":"AssistantCommandIssued","data":{"intent":"calendar.create_event"}}"#.utf8))
+                    payload: Array(
+                        #"{"specversion":"1.0","id":"x1","source":"assistant","type":"AssistantCommandIssued","data":{"intent":"calendar.create_event"}}"#
+                            .utf8))
                 try stack.outside.publish(
                     subject: Subjects.assistantCommandIssued,
-                    payload: Array(#"{"specversion":"1.0","id":"x2","source":"assistant","type":"ChatMessageReceived","data":{}}"#.utf8))
+                    payload: Array(
+                        #"{"specversion":"1.0","id":"x2","source":"assistant","type":"ChatMessageReceived","data":{}}"#
+                            .utf8))
                 try stack.publishCommand(id: "cmd-after")
                 _ = try await stack.waitForRuns(1)
-                try await eventually("three refusals are recorded") { try await stack.ledger.read(subject: Subjects.rejected).count == 3 }
+                try await eventually("three refusals are recorded") {
+                    try await stack.ledger.read(subject: Subjects.rejected).count == 3
+                }
                 // Sorted by the position of the refused message (the engine handles a batch concurrently).
                 let rejected = try await stack.ledger.read(subject: Subjects.rejected).map {
                     try JSONDecoder().decode(CloudEvent<InboundMessageRejected>.self, from: Data($0.payload)).data
@@ -138,18 +147,25 @@ extension Integration {
                 // Long after (an hour, a year): past any Msg-Id window and even with read models that know nothing of it
                 // (a new engine on empty LMDB files), the log itself refuses a second start of the same signal.
                 let empty = TemporaryDirectory()
-                let amnesiac = Engine(ledger: stack.ledger, store: try ReadModelStore(path: empty.path, mapSize: 1 << 30), logger: testLogger)
+                let amnesiac = Engine(
+                    ledger: stack.ledger, store: try ReadModelStore(path: empty.path, mapSize: 1 << 30),
+                    logger: testLogger)
                 let definition = try FlowValidator.validate(Fixtures.calendarCreateEvent).get()
                 let again = try await amnesiac.startRun(
-                    flowID: "calendar-create-event", version: 1, definition: definition, definitionHash: DefinitionHash.of(definition),
+                    flowID: "calendar-create-event", version: 1, definition: definition,
+                    definitionHash: DefinitionHash.of(definition),
                     trigger: RunTrigger(kind: .event, event_id: "a9"),
                     input: [:], mode: .live, actor: "user:u-1", dedupKey: "sig-1", messageID: nil, channel: nil)
                 #expect(again == .duplicate(runID: DerivedID.uuid("calendar-create-event/sig-1")))
                 #expect(try stack.runs().count == 2)
 
                 // Manual runs with an idempotency key: the same key, the same run.
-                let first = try await stack.http("POST", "/automation/flows/calendar-create-event/run", ["input": ["title": "x", "start": "s"], "idempotency_key": "k1"])
-                let second = try await stack.http("POST", "/automation/flows/calendar-create-event/run", ["input": ["title": "x", "start": "s"], "idempotency_key": "k1"])
+                let first = try await stack.http(
+                    "POST", "/automation/flows/calendar-create-event/run",
+                    ["input": ["title": "x", "start": "s"], "idempotency_key": "k1"])
+                let second = try await stack.http(
+                    "POST", "/automation/flows/calendar-create-event/run",
+                    ["input": ["title": "x", "start": "s"], "idempotency_key": "k1"])
                 #expect(first.0 == 202)
                 #expect(second.0 == 202)
                 #expect(first.1["run_id"] == second.1["run_id"])
@@ -166,18 +182,28 @@ extension Integration {
                 func ask(_ data: JSONValue) async throws -> JSONValue {
                     let request = CloudEvent(source: "ops-script", type: EventType.flowRunRequested, data: data)
                     let payload = try EventCodec().encode(request)
-                    let reply = try await stack.outside.request(subject: Subjects.flowRunRequest, payload: payload, timeout: .seconds(5))
+                    let reply = try await stack.outside.request(
+                        subject: Subjects.flowRunRequest, payload: payload, timeout: .seconds(5))
                     let answer = try EventCodec().decode(CloudEvent<JSONValue>.self, from: reply.payload)
                     return answer.data
                 }
-                let started = try await ask(["flow_id": "calendar-create-event", "input": ["title": "N", "start": "s"], "mode": "live_run", "idempotency_key": "nats-1"])
+                let started = try await ask([
+                    "flow_id": "calendar-create-event", "input": ["title": "N", "start": "s"], "mode": "live_run",
+                    "idempotency_key": "nats-1",
+                ])
                 let runID = try #require(started["run_id"]?.stringValue)
-                #expect(try await ask(["flow_id": "calendar-create-event", "input": ["title": "N", "start": "s"], "idempotency_key": "nats-1"])["run_id"]?.stringValue == runID)
+                #expect(
+                    try await ask([
+                        "flow_id": "calendar-create-event", "input": ["title": "N", "start": "s"],
+                        "idempotency_key": "nats-1",
+                    ])["run_id"]?.stringValue == runID)
                 #expect(try await ask(["flow_id": "nope"])[path: "error.code"] == "flow_not_found")
                 #expect(try await ask(["input": [:]])[path: "error.code"] == "bad_request")
                 try await eventually("the run succeeds") { try stack.store.run(runID)?.status == .succeeded }
                 #expect(try stack.store.run(runID)?.actor == "service:ops-script")
-                try await eventually("requests and replies are recorded") { try await stack.ledger.read(subject: Subjects.requestRecord("flow_run")).count == 4 }
+                try await eventually("requests and replies are recorded") {
+                    try await stack.ledger.read(subject: Subjects.requestRecord("flow_run")).count == 4
+                }
             }
         }
     }
@@ -205,10 +231,13 @@ extension Integration {
                 }
                 await #expect(throws: RuntimeError.self) { try await projector.follow(until: end) }
                 let survived = try store.checkpoint()
-                #expect(survived == committed.load(ordering: .relaxed), "two whole batches survived; the third left no trace")
+                #expect(
+                    survived == committed.load(ordering: .relaxed),
+                    "two whole batches survived; the third left no trace")
                 #expect(survived < end)
                 store.failpoint.withLock { $0 = nil }
-                try await Projector(ledger: stack.ledger, store: store, batchSize: 4, logger: testLogger).follow(until: end)
+                try await Projector(ledger: stack.ledger, store: store, batchSize: 4, logger: testLogger).follow(
+                    until: end)
                 #expect(try store.checkpoint() == end)
                 try expectSameModels(try store.dump(), try stack.store.dump())
                 for run in try store.runs(flowID: nil, status: nil, limit: 100) {

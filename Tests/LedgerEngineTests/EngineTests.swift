@@ -1,11 +1,12 @@
 import Foundation
 import LedgerCore
 import LedgerDevServices
-@testable import LedgerEngine
 import LedgerNATS
 import LedgerTestSupport
 import Synchronization
 import Testing
+
+@testable import LedgerEngine
 
 extension Integration {
     /// The flow engine (issue 3) over the real parts.
@@ -17,16 +18,24 @@ extension Integration {
                 "depends_on": .array(dependsOn.map { .string($0) }),
             ]
             if compensate {
-                step["compensate"] = ["action": "calendar.cancel_event", "with": ["event_id": .string("{{steps.\(id).output.event_id}}")]]
+                step["compensate"] = [
+                    "action": "calendar.cancel_event", "with": ["event_id": .string("{{steps.\(id).output.event_id}}")],
+                ]
             }
             return .object(step)
         }
 
-        static func flow(_ id: String, intent: String, steps: [JSONValue], output: JSONValue = ["text": "ok"], retry: JSONValue? = nil) -> JSONValue {
+        static func flow(
+            _ id: String, intent: String, steps: [JSONValue], output: JSONValue = ["text": "ok"],
+            retry: JSONValue? = nil
+        ) -> JSONValue {
             var flow: [String: JSONValue] = [
-                "id": .string(id), "trigger": ["event": "AssistantCommandIssued", "intent": .string(intent)], "steps": .array(steps), "output": output,
+                "id": .string(id), "trigger": ["event": "AssistantCommandIssued", "intent": .string(intent)],
+                "steps": .array(steps), "output": output,
             ]
-            flow["defaults"] = ["retry": retry ?? ["max_attempts": 3, "initial_ms": 50, "max_ms": 200], "timeout_sec": 30]
+            flow["defaults"] = [
+                "retry": retry ?? ["max_attempts": 3, "initial_ms": 50, "max_ms": 200], "timeout_sec": 30,
+            ]
             return .object(flow)
         }
 
@@ -36,9 +45,13 @@ extension Integration {
             #expect(try await stack.http("POST", "/automation/flows/\(flow["id"]!.stringValue!)/activate").0 == 200)
         }
 
-        func publish(_ stack: TestStack, intent: String, id: String, entities: JSONValue = ["title": "T", "start": "2026-11-24T10:00:00Z"]) throws {
+        func publish(
+            _ stack: TestStack, intent: String, id: String,
+            entities: JSONValue = ["title": "T", "start": "2026-11-24T10:00:00Z"]
+        ) throws {
             let data: JSONValue = [
-                "message_id": .string("m-\(id)"), "intent": .string(intent), "entities": entities, "user": ["id": "u-1"],
+                "message_id": .string("m-\(id)"), "intent": .string(intent), "entities": entities,
+                "user": ["id": "u-1"],
                 "channel": ["type": "chat", "conversation_id": "c"],
             ]
             let event = CloudEvent(id: id, source: "assistant", type: EventType.assistantCommandIssued, data: data)
@@ -54,12 +67,27 @@ extension Integration {
 
         @Test func aDAGWithAParallelBranchFansOutAndIn() async throws {
             try await withTestStack { stack in
-                try await register(stack, Self.flow("dag", intent: "dag", steps: [
-                    Self.calendarStep("a"),
-                    ["id": "b", "action": "transform", "depends_on": ["a"], "with": ["value": ["from_a": "{{steps.a.output.event_id}}"]]],
-                    ["id": "c", "action": "discovery.search", "depends_on": ["a"], "with": ["query": "{{trigger.entities.title}}", "top_n": 2]],
-                    ["id": "d", "action": "transform", "depends_on": ["b", "c"], "with": ["value": ["a": "{{steps.b.output.from_a}}", "n": "{{steps.c.output.results}}"]]],
-                ], output: ["text": "{{steps.d.output.a}}"]))
+                try await register(
+                    stack,
+                    Self.flow(
+                        "dag", intent: "dag",
+                        steps: [
+                            Self.calendarStep("a"),
+                            [
+                                "id": "b", "action": "transform", "depends_on": ["a"],
+                                "with": ["value": ["from_a": "{{steps.a.output.event_id}}"]],
+                            ],
+                            [
+                                "id": "c", "action": "discovery.search", "depends_on": ["a"],
+                                "with": ["query": "{{trigger.entities.title}}", "top_n": 2],
+                            ],
+                            [
+                                "id": "d", "action": "transform", "depends_on": ["b", "c"],
+                                "with": [
+                                    "value": ["a": "{{steps.b.output.from_a}}", "n": "{{steps.c.output.results}}"]
+                                ],
+                            ],
+                        ], output: ["text": "{{steps.d.output.a}}"]))
                 try publish(stack, intent: "dag", id: "dag-1")
                 let run = try #require(try await stack.waitForRuns(1).first)
                 let log = try await types(stack, run: run.run_id)
@@ -77,7 +105,9 @@ extension Integration {
         @Test func theParallelExampleRunsDelayNotifyAndFanIn() async throws {
             try await withTestStack { stack in
                 try await register(stack, try Fixtures.flow("parallel-steps"))
-                try publish(stack, intent: "meeting.prepare", id: "prep-1", entities: ["title": "Budget", "start": "2026-12-01T09:00:00Z"])
+                try publish(
+                    stack, intent: "meeting.prepare", id: "prep-1",
+                    entities: ["title": "Budget", "start": "2026-12-01T09:00:00Z"])
                 let run = try #require(try await stack.waitForRuns(1).first)
                 #expect(run.input["attendees"] == [], "input defaults apply")
                 #expect(run.step("pause")?.output?["waited_ms"] == 200)
@@ -90,10 +120,14 @@ extension Integration {
                 #expect(notifications.count == 1)
                 // A message from another channel type does not match the trigger's `match`.
                 let other: JSONValue = [
-                    "message_id": "m-x", "intent": "meeting.prepare", "entities": ["title": "X", "start": "s"], "user": ["id": "u"],
+                    "message_id": "m-x", "intent": "meeting.prepare", "entities": ["title": "X", "start": "s"],
+                    "user": ["id": "u"],
                     "channel": ["type": "email", "conversation_id": "c"],
                 ]
-                try stack.outside.publish(subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(CloudEvent(id: "prep-2", source: "a", type: EventType.assistantCommandIssued, data: other)))
+                try stack.outside.publish(
+                    subject: Subjects.assistantCommandIssued,
+                    payload: try EventCodec().encode(
+                        CloudEvent(id: "prep-2", source: "a", type: EventType.assistantCommandIssued, data: other)))
                 try await Task.sleep(for: .milliseconds(300))
                 #expect(try stack.runs().count == 1)
             }
@@ -103,10 +137,17 @@ extension Integration {
             var settings = CalendarSimulator.Settings()
             settings.latency = .milliseconds(800)
             try await withTestStack(calendar: settings) { stack in
-                try await register(stack, Self.flow("pinned", intent: "pinned", steps: [Self.calendarStep("a")], output: ["text": "version one"]))
+                try await register(
+                    stack,
+                    Self.flow(
+                        "pinned", intent: "pinned", steps: [Self.calendarStep("a")], output: ["text": "version one"]))
                 try publish(stack, intent: "pinned", id: "pin-1")
-                try await eventually("the run waits for the calendar") { try stack.runs().first?.step("a")?.status == .running }
-                var changed = Self.flow("pinned", intent: "pinned", steps: [Self.calendarStep("a")], output: ["text": "version two"]).objectValue!
+                try await eventually("the run waits for the calendar") {
+                    try stack.runs().first?.step("a")?.status == .running
+                }
+                var changed = Self.flow(
+                    "pinned", intent: "pinned", steps: [Self.calendarStep("a")], output: ["text": "version two"]
+                ).objectValue!
                 changed["version"] = 1
                 let (updated, _) = try await stack.http("PUT", "/automation/flows/pinned", .object(changed))
                 #expect(updated == 200)
@@ -143,11 +184,18 @@ extension Integration {
 
         @Test func aNonRetryableFailureCompensatesInReverseOrder() async throws {
             try await withTestStack { stack in
-                try await register(stack, Self.flow("undo", intent: "undo", steps: [
-                    Self.calendarStep("first", compensate: true),
-                    Self.calendarStep("second", dependsOn: ["first"], compensate: true),
-                    ["id": "broken", "action": "transform", "depends_on": ["second"], "with": ["value": "x {{steps.second.output.nothing_here}}"]],
-                ]))
+                try await register(
+                    stack,
+                    Self.flow(
+                        "undo", intent: "undo",
+                        steps: [
+                            Self.calendarStep("first", compensate: true),
+                            Self.calendarStep("second", dependsOn: ["first"], compensate: true),
+                            [
+                                "id": "broken", "action": "transform", "depends_on": ["second"],
+                                "with": ["value": "x {{steps.second.output.nothing_here}}"],
+                            ],
+                        ]))
                 try publish(stack, intent: "undo", id: "undo-1")
                 let run = try #require(try await stack.waitForRuns(1, status: .failed).first)
                 #expect(run.error?.step_id == "broken")
@@ -165,7 +213,9 @@ extension Integration {
                 #expect(dlq[path: "dead_letters.0.run_id"]?.stringValue == run.run_id)
                 #expect(dlq[path: "dead_letters.0.failed_step"] == "broken")
                 #expect(dlq[path: "dead_letters.0.attempts.0.error.kind"] == "template")
-                #expect(dlq[path: "dead_letters.0.compensations"].map { if case .array(let a) = $0 { a.count } else { 0 } } == 2)
+                #expect(
+                    dlq[path: "dead_letters.0.compensations"].map { if case .array(let a) = $0 { a.count } else { 0 } }
+                        == 2)
             }
         }
 
@@ -173,14 +223,24 @@ extension Integration {
             var settings = CalendarSimulator.Settings()
             settings.latency = .seconds(3)
             try await withTestStack(calendar: settings) { stack in
-                try await register(stack, Self.flow("slow", intent: "slow", steps: [
-                    ["id": "note", "action": "notify", "with": ["message": "starting"], "compensate": ["action": "notify", "with": ["message": "cancelled"]]],
-                    Self.calendarStep("wait", dependsOn: ["note"]),
-                ]))
+                try await register(
+                    stack,
+                    Self.flow(
+                        "slow", intent: "slow",
+                        steps: [
+                            [
+                                "id": "note", "action": "notify", "with": ["message": "starting"],
+                                "compensate": ["action": "notify", "with": ["message": "cancelled"]],
+                            ],
+                            Self.calendarStep("wait", dependsOn: ["note"]),
+                        ]))
                 try publish(stack, intent: "slow", id: "slow-1")
-                try await eventually("the calendar step is running") { try stack.runs().first?.step("wait")?.status == .running }
+                try await eventually("the calendar step is running") {
+                    try stack.runs().first?.step("wait")?.status == .running
+                }
                 let runID = try #require(try stack.runs().first?.run_id)
-                let (accepted, _) = try await stack.http("POST", "/automation/runs/\(runID)/cancel", ["reason": "user changed plans"])
+                let (accepted, _) = try await stack.http(
+                    "POST", "/automation/runs/\(runID)/cancel", ["reason": "user changed plans"])
                 #expect(accepted == 202)
                 let run = try #require(try await stack.waitForRuns(1, status: .cancelled).first)
                 #expect(run.step("wait")?.status == .failed)
@@ -203,15 +263,20 @@ extension Integration {
             try await withTestStack { stack in
                 try await stack.activateExample()
                 let (accepted, answer) = try await stack.http(
-                    "POST", "/automation/flows/calendar-create-event/run", ["input": ["title": "Dry", "start": "s"], "mode": "dry_run"])
+                    "POST", "/automation/flows/calendar-create-event/run",
+                    ["input": ["title": "Dry", "start": "s"], "mode": "dry_run"])
                 #expect(accepted == 202)
                 let runID = try #require(answer["run_id"]?.stringValue)
                 try await eventually("the dry run finishes") { try stack.store.run(runID)?.status == .succeeded }
                 let run = try #require(try stack.store.run(runID))
                 #expect(run.mode == .dry)
                 #expect(run.step("create")?.output?["simulated"] == true)
-                #expect(try await stack.ledger.read(subject: Subjects.calendarCommands).isEmpty, "nothing sent to the calendar")
-                #expect(try await stack.ledger.read(subject: Subjects.outputProduced).isEmpty, "no output for the assistant")
+                #expect(
+                    try await stack.ledger.read(subject: Subjects.calendarCommands).isEmpty,
+                    "nothing sent to the calendar")
+                #expect(
+                    try await stack.ledger.read(subject: Subjects.outputProduced).isEmpty, "no output for the assistant"
+                )
                 #expect(stack.calendar.commandsReceived == 0)
                 #expect(stack.discovery.requestsServed == 0)
             }
@@ -220,22 +285,37 @@ extension Integration {
         @Test func aDeadLetterIsRedrivenFromItsFailedStepWithoutRepeatingEarlierEffects() async throws {
             try await withTestStack { stack in
                 // The second step calls an HTTP endpoint that answers 404 until the flow it asks for exists.
-                try await register(stack, Self.flow("redrive", intent: "redrive", steps: [
-                    Self.calendarStep("book"),
-                    ["id": "check", "action": "http.request", "depends_on": ["book"], "with": [
-                        "method": "GET", "url": .string("http://127.0.0.1:\(stack.port)/automation/flows/needed-later"),
-                        "headers": ["Authorization": .string("Bearer \(stack.token)")],
-                    ]],
-                ], retry: ["max_attempts": 1]))
+                try await register(
+                    stack,
+                    Self.flow(
+                        "redrive", intent: "redrive",
+                        steps: [
+                            Self.calendarStep("book"),
+                            [
+                                "id": "check", "action": "http.request", "depends_on": ["book"],
+                                "with": [
+                                    "method": "GET",
+                                    "url": .string("http://127.0.0.1:\(stack.port)/automation/flows/needed-later"),
+                                    "headers": ["Authorization": .string("Bearer \(stack.token)")],
+                                ],
+                            ],
+                        ], retry: ["max_attempts": 1]))
                 try publish(stack, intent: "redrive", id: "redrive-1")
                 let failed = try #require(try await stack.waitForRuns(1, status: .failed).first)
                 #expect(failed.step("check")?.attempts.first?.error?.kind == .http(404))
                 #expect(try await stack.http("GET", "/automation/dlq").1[path: "dead_letters.0.failed_step"] == "check")
                 // Make the endpoint answer, then redrive from the failed step.
-                try await register(stack, Self.flow("needed-later", intent: "unused", steps: [["id": "x", "action": "transform", "with": ["value": 1]]]))
-                let (accepted, _) = try await stack.http("POST", "/automation/runs/\(failed.run_id)/redrive", ["from_step": "check"])
+                try await register(
+                    stack,
+                    Self.flow(
+                        "needed-later", intent: "unused",
+                        steps: [["id": "x", "action": "transform", "with": ["value": 1]]]))
+                let (accepted, _) = try await stack.http(
+                    "POST", "/automation/runs/\(failed.run_id)/redrive", ["from_step": "check"])
                 #expect(accepted == 202)
-                try await eventually("the redriven run succeeds") { try stack.store.run(failed.run_id)?.status == .succeeded }
+                try await eventually("the redriven run succeeds") {
+                    try stack.store.run(failed.run_id)?.status == .succeeded
+                }
                 let run = try #require(try stack.store.run(failed.run_id))
                 #expect(run.step("book")?.attempts.count == 1, "the calendar step is not run again")
                 #expect(run.step("check")?.attempts.last?.status == .succeeded)
@@ -249,9 +329,16 @@ extension Integration {
         @Test func aCircuitOpensAfterRepeatedFailuresAndFailsFast() async throws {
             try await withTestStack { stack in
                 let closed = LocalNATSServer.freePort()
-                try await register(stack, Self.flow("breaker", intent: "breaker", steps: [
-                    ["id": "call", "action": "http.request", "with": ["method": "GET", "url": .string("http://127.0.0.1:\(closed)/")]],
-                ], retry: ["max_attempts": 1]))
+                try await register(
+                    stack,
+                    Self.flow(
+                        "breaker", intent: "breaker",
+                        steps: [
+                            [
+                                "id": "call", "action": "http.request",
+                                "with": ["method": "GET", "url": .string("http://127.0.0.1:\(closed)/")],
+                            ]
+                        ], retry: ["max_attempts": 1]))
                 // One run after another, so each failure is counted before the next call.
                 for i in 0..<7 {
                     try publish(stack, intent: "breaker", id: "breaker-\(i)")

@@ -1,15 +1,16 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-@testable import LedgerCore
 import LedgerDevServices
-@testable import LedgerEngine
 import LedgerNATS
 import LedgerTestSupport
 import Logging
 import ServiceLifecycle
 import Synchronization
 import Testing
+
+@testable import LedgerCore
+@testable import LedgerEngine
 
 /// A small HTTP service on a free loopback port, for `http.request` to call: it echoes what it received, sets a
 /// cookie, redirects, and streams bodies larger than a step's output may be.
@@ -41,10 +42,13 @@ final class TestHTTPService: Sendable {
                 "method": .string(request.method.rawValue),
             ]
             return Response(
-                status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: JSONValue.object(fields).compactJSON)))
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: JSONValue.object(fields).compactJSON)))
         }
         router.get("/set-cookie") { _, _ -> Response in
-            Response(status: .ok, headers: [.setCookie: "session=abc123; Path=/"], body: ResponseBody(byteBuffer: ByteBuffer(string: "cookie set")))
+            Response(
+                status: .ok, headers: [.setCookie: "session=abc123; Path=/"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: "cookie set")))
         }
         router.get("/redirect") { _, _ -> Response in
             Response(status: .found, headers: [.location: "/echo"])
@@ -62,9 +66,11 @@ final class TestHTTPService: Sendable {
             Response(status: .ok, headers: [.contentType: "text/plain"], body: self.bigBody(contentLength: nil))
         }
         router.get("/big-declared") { _, _ -> Response in
-            Response(status: .ok, headers: [.contentType: "text/plain"], body: self.bigBody(contentLength: 11 * 64 * 1024))
+            Response(
+                status: .ok, headers: [.contentType: "text/plain"], body: self.bigBody(contentLength: 11 * 64 * 1024))
         }
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: testLogger)
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: testLogger)
         running.withLock { $0 = TestStack.run([app]) }
         let client = TestHTTPClient(base: base, timeout: 2)
         try await eventually("the test HTTP service answers") { await client.status("/echo") == 200 }
@@ -79,7 +85,9 @@ final class TestHTTPService: Sendable {
                 self.bigChunksWritten.add(1, ordering: .relaxed)
             }
             let deadline = ContinuousClock.now + .seconds(60)
-            while !self.gate.load(ordering: .acquiring), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            while !self.gate.load(ordering: .acquiring), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             try await writer.write(Self.chunk)
             try await writer.finish(nil)
             self.bigFinished.store(true, ordering: .releasing)
@@ -96,7 +104,9 @@ final class TestHTTPService: Sendable {
     struct CountingMiddleware: RouterMiddleware {
         typealias Context = BasicRequestContext
         let service: TestHTTPService
-        func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        func handle(
+            _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+        ) async throws -> Response {
             service.received.withLock { $0[request.uri.path, default: 0] += 1 }
             return try await next(request, context)
         }
@@ -114,22 +124,32 @@ extension Integration {
             ]
         }
 
-        static func call(_ id: String, _ url: String, dependsOn: [String] = [], extra: [String: JSONValue] = [:]) -> JSONValue {
+        static func call(
+            _ id: String, _ url: String, dependsOn: [String] = [], extra: [String: JSONValue] = [:]
+        ) -> JSONValue {
             var with: [String: JSONValue] = ["method": "GET", "url": .string(url)]
             with.merge(extra) { _, new in new }
-            return ["id": .string(id), "action": "http.request", "with": .object(with), "depends_on": .array(dependsOn.map { .string($0) })]
+            return [
+                "id": .string(id), "action": "http.request", "with": .object(with),
+                "depends_on": .array(dependsOn.map { .string($0) }),
+            ]
         }
 
         /// Registers and activates the flow, runs it by hand and waits for the run to end.
-        func run(_ stack: TestStack, _ flow: JSONValue, input: JSONValue = [:], mode: String = "live_run") async throws -> RunState {
+        func run(
+            _ stack: TestStack, _ flow: JSONValue, input: JSONValue = [:], mode: String = "live_run"
+        ) async throws -> RunState {
             let id = try #require(flow["id"]?.stringValue)
             let (created, body) = try await stack.http("POST", "/automation/flows", flow)
             try #require(created == 201, "\(body.compactJSON)")
             try #require(try await stack.http("POST", "/automation/flows/\(id)/activate").0 == 200)
-            let (accepted, answer) = try await stack.http("POST", "/automation/flows/\(id)/run", ["input": input, "mode": .string(mode)])
+            let (accepted, answer) = try await stack.http(
+                "POST", "/automation/flows/\(id)/run", ["input": input, "mode": .string(mode)])
             try #require(accepted == 202, "\(answer.compactJSON)")
             let runID = try #require(answer["run_id"]?.stringValue)
-            try await eventually("run \(runID) ends", timeout: .seconds(60)) { try stack.store.run(runID)?.status.isTerminal == true }
+            try await eventually("run \(runID) ends", timeout: .seconds(60)) {
+                try stack.store.run(runID)?.status.isTerminal == true
+            }
             return try #require(try stack.store.run(runID))
         }
 
@@ -142,24 +162,37 @@ extension Integration {
                 defer { Task { await service.stop() } }
 
                 // Not followed: the 3xx is the outcome, judged by expected_status.
-                let recorded = try await run(stack, Self.flow("redirect-recorded", [
-                    Self.call("plain", "\(service.base)/redirect", extra: ["expected_status": [302]])
-                ]))
+                let recorded = try await run(
+                    stack,
+                    Self.flow(
+                        "redirect-recorded",
+                        [
+                            Self.call("plain", "\(service.base)/redirect", extra: ["expected_status": [302]])
+                        ]))
                 #expect(recorded.status == .succeeded)
                 #expect(recorded.step("plain")?.output?["status"] == 302)
                 #expect(service.count("/echo") == 0, "the redirect was not followed")
 
-                let refused = try await run(stack, Self.flow("redirect-refused", [Self.call("plain", "\(service.base)/redirect")]))
+                let refused = try await run(
+                    stack, Self.flow("redirect-refused", [Self.call("plain", "\(service.base)/redirect")]))
                 #expect(refused.status == .failed)
                 #expect(error(refused, "plain")?.kind == .http(302))
                 #expect(error(refused, "plain")?.retryable == false)
-                #expect(error(refused, "plain")?.message.contains("follow_redirects") == true, "\(error(refused, "plain")?.message ?? "")")
+                #expect(
+                    error(refused, "plain")?.message.contains("follow_redirects") == true,
+                    "\(error(refused, "plain")?.message ?? "")")
 
                 // Followed when asked; no cookie from an earlier request is sent; the Host header names what the URL named.
-                let followed = try await run(stack, Self.flow("redirect-followed", [
-                    Self.call("cookie", "\(service.base)/set-cookie"),
-                    Self.call("follow", "\(service.base)/redirect", dependsOn: ["cookie"], extra: ["follow_redirects": true]),
-                ]))
+                let followed = try await run(
+                    stack,
+                    Self.flow(
+                        "redirect-followed",
+                        [
+                            Self.call("cookie", "\(service.base)/set-cookie"),
+                            Self.call(
+                                "follow", "\(service.base)/redirect", dependsOn: ["cookie"],
+                                extra: ["follow_redirects": true]),
+                        ]))
                 #expect(followed.status == .succeeded, "\(followed.error.map { "\($0)" } ?? "")")
                 let echoed = followed.step("follow")?.output?["body"]
                 #expect(followed.step("follow")?.output?["status"] == 200)
@@ -170,24 +203,39 @@ extension Integration {
                 service.received.withLock { $0.removeAll() }
 
                 // A hop to the metadata address is refused before connecting, like a first request would be.
-                let metadata = try await run(stack, Self.flow("redirect-metadata", [
-                    Self.call("follow", "\(service.base)/redirect-to-metadata", extra: ["follow_redirects": true])
-                ]))
+                let metadata = try await run(
+                    stack,
+                    Self.flow(
+                        "redirect-metadata",
+                        [
+                            Self.call(
+                                "follow", "\(service.base)/redirect-to-metadata", extra: ["follow_redirects": true])
+                        ]))
                 #expect(metadata.status == .failed)
                 #expect(error(metadata, "follow")?.kind == .forbiddenAddress)
                 #expect(error(metadata, "follow")?.message.contains("169.254.169.254") == true)
 
                 // Credentials are not carried to another origin (localhost is another origin than 127.0.0.1).
-                let crossing = try await run(stack, Self.flow("redirect-cross-origin", [
-                    Self.call("follow", "\(service.base)/redirect-other-origin", extra: ["follow_redirects": true, "headers": ["Authorization": "Bearer t"]])
-                ]))
+                let crossing = try await run(
+                    stack,
+                    Self.flow(
+                        "redirect-cross-origin",
+                        [
+                            Self.call(
+                                "follow", "\(service.base)/redirect-other-origin",
+                                extra: ["follow_redirects": true, "headers": ["Authorization": "Bearer t"]])
+                        ]))
                 #expect(crossing.step("follow")?.output?[path: "body.host"] == .string("localhost:\(service.port)"))
                 #expect(crossing.step("follow")?.output?[path: "body.authorization"] == .null)
 
                 // At most five hops.
-                let loop = try await run(stack, Self.flow("redirect-loop", [
-                    Self.call("follow", "\(service.base)/redirect-loop", extra: ["follow_redirects": true])
-                ]))
+                let loop = try await run(
+                    stack,
+                    Self.flow(
+                        "redirect-loop",
+                        [
+                            Self.call("follow", "\(service.base)/redirect-loop", extra: ["follow_redirects": true])
+                        ]))
                 #expect(error(loop, "follow")?.kind == .tooManyRedirects)
                 #expect(service.count("/redirect-loop") == HTTPAction.maxRedirects + 1)
             }
@@ -211,7 +259,8 @@ extension Integration {
                 #expect(!finishedAfterStreamed, "the step failed before the service finished sending")
 
                 // A declared Content-Length over the limit fails before the body is read.
-                let declared = try await run(stack, Self.flow("too-large-declared", [Self.call("big", "\(service.base)/big-declared")]))
+                let declared = try await run(
+                    stack, Self.flow("too-large-declared", [Self.call("big", "\(service.base)/big-declared")]))
                 #expect(error(declared, "big")?.kind == .outputTooLarge)
                 #expect(error(declared, "big")?.message.contains("Content-Length") == true)
                 let finishedAfterDeclared = service.bigFinished.load(ordering: .acquiring)
@@ -238,7 +287,9 @@ extension Integration {
                     #expect(refused.status == .failed)
                     #expect(failure?.kind == .forbiddenAddress, "\(target): \(failure.map { "\($0)" } ?? "no error")")
                     #expect(failure?.retryable == false)
-                    #expect(failure?.message.contains("--http-allow") == true && failure?.message.contains("LEDGERFLOW_HTTP_ALLOW") == true)
+                    #expect(
+                        failure?.message.contains("--http-allow") == true
+                            && failure?.message.contains("LEDGERFLOW_HTTP_ALLOW") == true)
                     messages.append(failure?.message ?? "")
                 }
                 #expect(messages[1].contains("localhost resolves to"), "\(messages[1])")
@@ -250,24 +301,37 @@ extension Integration {
         @Test func theAllowlistLetsANamedTargetThroughAndNothingElse() async throws {
             let service = TestHTTPService()
             var configuration = EngineConfiguration()
-            configuration.outbound = OutboundPolicy(httpAllow: try HTTPAllowEntry.parseList("LOCALHOST:\(service.port)"))
+            configuration.outbound = OutboundPolicy(
+                httpAllow: try HTTPAllowEntry.parseList("LOCALHOST:\(service.port)"))
             try await withTestStack(configuration: configuration) { stack in
                 try await service.start()
                 defer { Task { await service.stop() } }
-                let allowed = try await run(stack, Self.flow("allowlisted", [
-                    Self.call("named", "http://localhost:\(service.port)/echo", extra: ["headers": ["Authorization": "Bearer t"]])
-                ]))
-                #expect(allowed.step("named")?.output?["status"] == 200, "\(allowed.step("named").map { "\($0)" } ?? "")")
+                let allowed = try await run(
+                    stack,
+                    Self.flow(
+                        "allowlisted",
+                        [
+                            Self.call(
+                                "named", "http://localhost:\(service.port)/echo",
+                                extra: ["headers": ["Authorization": "Bearer t"]])
+                        ]))
+                #expect(
+                    allowed.step("named")?.output?["status"] == 200, "\(allowed.step("named").map { "\($0)" } ?? "")")
                 #expect(allowed.step("named")?.output?[path: "body.host"] == .string("localhost:\(service.port)"))
                 #expect(allowed.step("named")?.output?[path: "body.authorization"] == "Bearer t")
-                let otherPort = try await run(stack, Self.flow("other-port", [Self.call("call", "http://localhost:\(LocalNATSServer.freePort())/echo")]))
+                let otherPort = try await run(
+                    stack,
+                    Self.flow("other-port", [Self.call("call", "http://localhost:\(LocalNATSServer.freePort())/echo")]))
                 #expect(error(otherPort, "call")?.kind == .forbiddenAddress, "the entry names one port")
-                let byAddress = try await run(stack, Self.flow("by-address", [Self.call("call", "http://127.0.0.1:\(service.port)/echo")]))
-                #expect(error(byAddress, "call")?.kind == .forbiddenAddress, "the entry names the host, not its address")
+                let byAddress = try await run(
+                    stack, Self.flow("by-address", [Self.call("call", "http://127.0.0.1:\(service.port)/echo")]))
+                #expect(
+                    error(byAddress, "call")?.kind == .forbiddenAddress, "the entry names the host, not its address")
                 // HTTPS goes through a client pinned to the checked address (and shut down after the request): here the
                 // plain-HTTP service cannot complete a TLS handshake, so the attempt fails as unavailable, not refused
                 // (AsyncHTTPClient retries a failed connection until its 10 s connect timeout: this step takes that long).
-                let tls = try await run(stack, Self.flow("pinned-tls", [Self.call("call", "https://localhost:\(service.port)/echo")]))
+                let tls = try await run(
+                    stack, Self.flow("pinned-tls", [Self.call("call", "https://localhost:\(service.port)/echo")]))
                 #expect(error(tls, "call")?.kind == .unavailable, "\(error(tls, "call").map { "\($0)" } ?? "no error")")
                 #expect(error(tls, "call")?.retryable == true)
                 #expect(service.count("/echo") == 1)
@@ -277,9 +341,14 @@ extension Integration {
         @Test func emitRefusesTheLogAPIsInboxesWildcardsAndInboundSubjects() async throws {
             try await withTestStack { stack in
                 let subjects = ["ledger.run.x", "$JS.API.STREAM.LIST", "_INBOX.abc", "a.*", "orders.{{input.kind}}"]
-                let definition = Self.flow("emit-refused", subjects.enumerated().map { i, subject in
-                    ["id": .string("e\(i)"), "action": "emit", "with": ["subject": .string(subject), "type": "Forged", "data": [:]]]
-                })
+                let definition = Self.flow(
+                    "emit-refused",
+                    subjects.enumerated().map { i, subject in
+                        [
+                            "id": .string("e\(i)"), "action": "emit",
+                            "with": ["subject": .string(subject), "type": "Forged", "data": [:]],
+                        ]
+                    })
                 let (status, problem) = try await stack.http("POST", "/automation/flows", definition)
                 #expect(status == 422)
                 guard case .array(let errors)? = problem["errors"] else {
@@ -287,32 +356,61 @@ extension Integration {
                     return
                 }
                 let paths = errors.compactMap { $0["path"]?.stringValue }
-                for i in subjects.indices { #expect(paths.contains("steps[\(i)].with.subject"), "\(problem.compactJSON)") }
+                for i in subjects.indices {
+                    #expect(paths.contains("steps[\(i)].with.subject"), "\(problem.compactJSON)")
+                }
 
                 // A subject the engine consumes passes registration (the engine's settings may allow it) and is refused
                 // when the step runs.
-                let inbound = try await run(stack, Self.flow("emit-inbound", [
-                    ["id": "forge", "action": "emit", "with": ["subject": .string(Subjects.assistantCommandIssued), "type": "AssistantCommandIssued", "data": ["intent": "x"]]]
-                ]))
+                let inbound = try await run(
+                    stack,
+                    Self.flow(
+                        "emit-inbound",
+                        [
+                            [
+                                "id": "forge", "action": "emit",
+                                "with": [
+                                    "subject": .string(Subjects.assistantCommandIssued),
+                                    "type": "AssistantCommandIssued", "data": ["intent": "x"],
+                                ],
+                            ]
+                        ]))
                 #expect(inbound.status == .failed)
                 #expect(error(inbound, "forge")?.kind == .forbiddenSubject)
                 #expect(error(inbound, "forge")?.message.contains("--emit-allow") == true)
-                #expect(try await stack.ledger.read(subject: Subjects.assistantCommandIssued).isEmpty, "nothing was published")
+                #expect(
+                    try await stack.ledger.read(subject: Subjects.assistantCommandIssued).isEmpty,
+                    "nothing was published")
 
-                let ordinary = try await run(stack, Self.flow("emit-ok", [
-                    ["id": "ok", "action": "emit", "with": ["subject": "crm.contact.synced", "type": "CrmContactSynced", "data": ["a": 1]]]
-                ]))
+                let ordinary = try await run(
+                    stack,
+                    Self.flow(
+                        "emit-ok",
+                        [
+                            [
+                                "id": "ok", "action": "emit",
+                                "with": [
+                                    "subject": "crm.contact.synced", "type": "CrmContactSynced", "data": ["a": 1],
+                                ],
+                            ]
+                        ]))
                 #expect(ordinary.status == .succeeded)
             }
         }
 
         @Test func aDryRunRecordsNoHeaderValues() async throws {
             try await withTestStack { stack in
-                let flow = Self.flow("dry-headers", [
-                    Self.call("call", "https://api.example.com/contacts", extra: [
-                        "method": "POST", "headers": ["Authorization": "Bearer {{input.token}}", "X-Api-Key": "literal-key-123"], "body": ["a": 1],
+                let flow = Self.flow(
+                    "dry-headers",
+                    [
+                        Self.call(
+                            "call", "https://api.example.com/contacts",
+                            extra: [
+                                "method": "POST",
+                                "headers": ["Authorization": "Bearer {{input.token}}", "X-Api-Key": "literal-key-123"],
+                                "body": ["a": 1],
+                            ])
                     ])
-                ])
                 let run = try await run(stack, flow, input: ["token": "s3cret-value"], mode: "dry_run")
                 #expect(run.status == .succeeded)
                 let output = try #require(run.step("call")?.output)
@@ -330,7 +428,8 @@ extension Integration {
 @Suite struct HTTPActionInputTests {
     func execution(_ with: JSONValue) -> StepExecution {
         StepExecution(
-            runID: "r", target: .step("s"), attempt: 1, action: "http.request", request: with, idempotencyKey: "r/s", commandID: "r/s/1",
+            runID: "r", target: .step("s"), attempt: 1, action: "http.request", request: with, idempotencyKey: "r/s",
+            commandID: "r/s/1",
             deadline: Date().addingTimeInterval(30), onBehalfOf: .null)
     }
 
@@ -356,9 +455,12 @@ extension Integration {
     }
 
     @Test(arguments: [
-        "ftp://example.com/", "javascript:alert(1)", "http:///path", "http://user:pw@example.com/", "http://user@example.com/",
-        "http://exa mple.com/", "http://1.2.3.999/", "http://example.com:99999/", "http://[fe80::1%25eth0]/", "http://ex%41mple.com/",
-        "http://" + String(repeating: "a", count: 9000) + ".com/", "", "not a url", "http://foo.0x7f/", "file:///etc/passwd",
+        "ftp://example.com/", "javascript:alert(1)", "http:///path", "http://user:pw@example.com/",
+        "http://user@example.com/",
+        "http://exa mple.com/", "http://1.2.3.999/", "http://example.com:99999/", "http://[fe80::1%25eth0]/",
+        "http://ex%41mple.com/",
+        "http://" + String(repeating: "a", count: 9000) + ".com/", "", "not a url", "http://foo.0x7f/",
+        "file:///etc/passwd",
     ])
     func hostileURLsAreRefusedBeforeAnyConnection(url: String) {
         #expect(throws: StepError.self) { try Target(url) }
@@ -393,9 +495,14 @@ extension Integration {
         for (with, mention) in cases {
             let error = refusal(with)
             #expect(error?.kind == .badRequest, "\(with.compactJSON)")
-            #expect(error?.message.contains(mention) == true, "\(error?.message ?? "accepted") should mention \(mention)")
+            #expect(
+                error?.message.contains(mention) == true, "\(error?.message ?? "accepted") should mention \(mention)")
         }
-        #expect(refusal(["url": url, "expected_status": [200, 302], "method": "post", "headers": ["X-N": 5, "X-B": true], "body": ["a": 1]]) == nil)
+        #expect(
+            refusal([
+                "url": url, "expected_status": [200, 302], "method": "post", "headers": ["X-N": 5, "X-B": true],
+                "body": ["a": 1],
+            ]) == nil)
     }
 
     @Test func brokenAllowlistsStopServeAndDevWithWhatToWrite() throws {

@@ -1,8 +1,9 @@
 import Foundation
 import LedgerCore
-@testable import LedgerEngine
 import LedgerTestSupport
 import Testing
+
+@testable import LedgerEngine
 
 extension Integration {
     /// A run an operator starts renders the flow's templates as a run started by the event its trigger names.

@@ -1,19 +1,22 @@
 import Foundation
 import LedgerCore
 import LedgerDevServices
-@testable import LedgerEngine
 import LedgerNATS
 import LedgerProjections
 import LedgerTestSupport
 import Synchronization
 import Testing
 
+@testable import LedgerEngine
+
 extension Integration {
     /// Nothing a message, a definition or a response can do stops the engine (issue 14).
     @Suite struct RobustnessTests {
         func rejections(_ stack: TestStack) async throws -> [InboundMessageRejected] {
             try await stack.ledger.read(subject: Subjects.rejected).compactMap {
-                guard case .rejected(let r) = try JSONTree.decode(LedgerEvent.self, from: $0.payload).body else { return nil }
+                guard case .rejected(let r) = try JSONTree.decode(LedgerEvent.self, from: $0.payload).body else {
+                    return nil
+                }
                 return r
             }
         }
@@ -42,17 +45,35 @@ extension Integration {
                 let subject = Subjects.assistantCommandIssued
                 let bad: [(String, [UInt8])] = [
                     ("random bytes", [0xFF, 0x00, 0x7B, 0x22]),
-                    ("a number out of range", Array(#"{"specversion":"1.0","id":"n1","source":"a","type":"AssistantCommandIssued","data":{"x":1e999}}"#.utf8)),
-                    ("deep nesting", Array(#"{"specversion":"1.0","id":"d1","source":"a","type":"AssistantCommandIssued","data":{"entities":\#(Self.nested(5000))}}"#.utf8)),
+                    (
+                        "a number out of range",
+                        Array(
+                            #"{"specversion":"1.0","id":"n1","source":"a","type":"AssistantCommandIssued","data":{"x":1e999}}"#
+                                .utf8)
+                    ),
+                    (
+                        "deep nesting",
+                        Array(
+                            #"{"specversion":"1.0","id":"d1","source":"a","type":"AssistantCommandIssued","data":{"entities":\#(Self.nested(5000))}}"#
+                                .utf8)
+                    ),
                     ("a long id", try envelope(id: String(repeating: "i", count: 600), data: command())),
-                    ("a long signal_id", try envelope(id: "sig-long", data: command(signal: String(repeating: "s", count: 600)))),
-                    ("a huge entity", try envelope(id: "huge", data: command(title: .string(String(repeating: "x", count: 512 * 1024))))),
+                    (
+                        "a long signal_id",
+                        try envelope(id: "sig-long", data: command(signal: String(repeating: "s", count: 600)))
+                    ),
+                    (
+                        "a huge entity",
+                        try envelope(
+                            id: "huge", data: command(title: .string(String(repeating: "x", count: 512 * 1024))))
+                    ),
                     ("entities of the wrong type", try envelope(id: "wrong", data: command(entities: "not an object"))),
                     ("an unknown type", try envelope(id: "unknown", type: "Mystery", data: command())),
                 ]
                 for (_, payload) in bad { try stack.outside.publish(subject: subject, payload: payload) }
                 // Broken surrogates are not a reason to refuse a message: each becomes U+FFFD and the run goes on.
-                let surrogates = #"{"specversion":"1.0","id":"s1","source":"a","type":"AssistantCommandIssued","data":{"message_id":"\uD800\u0041","intent":"calendar.create_event","entities":{"title":"\uDFFF","start":"2026-11-24T10:00:00Z"},"user":{"id":"u"},"channel":{"type":"chat","conversation_id":"c"}}}"#
+                let surrogates =
+                    #"{"specversion":"1.0","id":"s1","source":"a","type":"AssistantCommandIssued","data":{"message_id":"\uD800\u0041","intent":"calendar.create_event","entities":{"title":"\uDFFF","start":"2026-11-24T10:00:00Z"},"user":{"id":"u"},"channel":{"type":"chat","conversation_id":"c"}}}"#
                 try stack.outside.publish(subject: subject, payload: Array(surrogates.utf8))
                 try stack.publishCommand(id: "good-1", title: "After the storm")
                 let runs = try await stack.waitForRuns(2)
@@ -90,11 +111,16 @@ extension Integration {
             try await withTestStack(calendar: settings) { stack in
                 try await stack.activateExample()
                 try stack.publishCommand(id: "wedge-1")
-                try await eventually("the run is waiting for the calendar") { try stack.runs().first?.status == .running }
+                try await eventually("the run is waiting for the calendar") {
+                    try stack.runs().first?.status == .running
+                }
                 let runID = try #require(try stack.runs().first?.run_id)
-                let forged = CloudEvent(id: "forged", source: "someone", type: "Mystery", runid: runID, data: JSONValue.object([:]))
-                _ = try await stack.ledger.append(OutgoingMessage(subject: Subjects.run(runID), payload: try EventCodec().encode(forged)))
-                _ = try await stack.ledger.append(OutgoingMessage(subject: Subjects.run(runID), payload: [0x00, 0x01, 0x02]))
+                let forged = CloudEvent(
+                    id: "forged", source: "someone", type: "Mystery", runid: runID, data: JSONValue.object([:]))
+                _ = try await stack.ledger.append(
+                    OutgoingMessage(subject: Subjects.run(runID), payload: try EventCodec().encode(forged)))
+                _ = try await stack.ledger.append(
+                    OutgoingMessage(subject: Subjects.run(runID), payload: [0x00, 0x01, 0x02]))
                 let run = try #require(try await stack.waitForRuns(1).first)
                 #expect(run.run_id == runID)
                 let skipped = try stack.store.skipped()
@@ -102,7 +128,9 @@ extension Integration {
                 #expect(skipped.contains { $0.reason.contains("unknown event type") })
                 #expect(skipped.contains { $0.reason.contains("not a readable event") })
                 // Each skip is recorded once in the log too.
-                try await eventually("the skips are in the log") { try await stack.ledger.read(subject: "ledger.skipped.>").count == 2 }
+                try await eventually("the skips are in the log") {
+                    try await stack.ledger.read(subject: "ledger.skipped.>").count == 2
+                }
                 // A rebuild skips exactly the same messages: the models are equal.
                 let end = try await stack.ledger.lastSequence()
                 try await eventually("the models reach the end") { stack.store.progress.position >= end }
@@ -177,7 +205,9 @@ extension Integration {
                 try stack.publishCommand(id: "fine", title: "unblocked")
                 let run = try #require(try await stack.waitForRuns(1).first)
                 #expect(run.input["title"] == "unblocked")
-                try await eventually("both are given up and recorded", timeout: .seconds(30)) { try await rejections(stack).count == 2 }
+                try await eventually("both are given up and recorded", timeout: .seconds(30)) {
+                    try await rejections(stack).count == 2
+                }
                 let reasons = try await rejections(stack).map(\.reason)
                 #expect(reasons.contains { $0.hasPrefix("given up after 3 deliveries: injected") })
                 #expect(reasons.contains { $0.contains("delivered 4 times without an answer") })
@@ -192,16 +222,27 @@ extension Integration {
                 let big = "{{trigger.entities.big}}"
                 let flow: JSONValue = [
                     "id": "too-big", "trigger": ["event": "AssistantCommandIssued", "intent": "grow"],
-                    "steps": [["id": "grow", "action": "transform", "with": ["value": [.string(big), .string(big), .string(big), .string(big), .string(big), .string(big)]]]],
+                    "steps": [
+                        [
+                            "id": "grow", "action": "transform",
+                            "with": [
+                                "value": [
+                                    .string(big), .string(big), .string(big), .string(big), .string(big), .string(big),
+                                ]
+                            ],
+                        ]
+                    ],
                     "output": ["text": "done"],
                 ]
                 #expect(try await stack.http("POST", "/automation/flows", flow).0 == 201)
                 #expect(try await stack.http("POST", "/automation/flows/too-big/activate").0 == 200)
                 let data: JSONValue = [
-                    "message_id": "m-big", "intent": "grow", "entities": ["big": .string(String(repeating: "b", count: 200 * 1024))],
+                    "message_id": "m-big", "intent": "grow",
+                    "entities": ["big": .string(String(repeating: "b", count: 200 * 1024))],
                     "user": ["id": "u"], "channel": ["type": "chat", "conversation_id": "c"],
                 ]
-                try stack.outside.publish(subject: Subjects.assistantCommandIssued, payload: try envelope(id: "big-1", data: data))
+                try stack.outside.publish(
+                    subject: Subjects.assistantCommandIssued, payload: try envelope(id: "big-1", data: data))
                 let run = try #require(try await stack.waitForRuns(1, status: .failed).first)
                 let kind = run.step("grow")?.attempts.last?.error?.kind
                 #expect(kind == .requestTooLarge || kind == .outputTooLarge)
@@ -255,7 +296,8 @@ extension Integration {
             attached.connection.close()
             #expect(try await ledger.api.streamInfo(ledger.stream).config == config)
             // serve adds back only what Ledgerflow needs, keeping every setting of the operator's.
-            let served = try await Ledger.open(url: TestServer.url, clientName: "serve", setup: .createOrUpdate, logger: testLogger)
+            let served = try await Ledger.open(
+                url: TestServer.url, clientName: "serve", setup: .createOrUpdate, logger: testLogger)
             served.connection.close()
             let after = try await ledger.api.streamInfo(ledger.stream).config
             #expect(after.subjects.contains("extra.subject"))
@@ -278,17 +320,24 @@ extension Integration {
                 try await stack.activateExample()
                 let subject = Subjects.flow("calendar-create-event")
                 _ = try await stack.ledger.append(OutgoingMessage(subject: subject, payload: [0x00, 0xFF]))
-                let again = LedgerEvent.Body.flowVersionRecorded(FlowVersionRecorded(
-                    flow_id: "calendar-create-event", version: 1, definition: Fixtures.calendarCreateEvent, definition_hash: "h", actor: "someone"))
-                _ = try await stack.ledger.append(OutgoingMessage(
-                    subject: subject, payload: try again.encode(id: "again", time: Timestamp.now(), runid: nil, flowid: nil, flowversion: nil, codec: EventCodec())))
+                let again = LedgerEvent.Body.flowVersionRecorded(
+                    FlowVersionRecorded(
+                        flow_id: "calendar-create-event", version: 1, definition: Fixtures.calendarCreateEvent,
+                        definition_hash: "h", actor: "someone"))
+                _ = try await stack.ledger.append(
+                    OutgoingMessage(
+                        subject: subject,
+                        payload: try again.encode(
+                            id: "again", time: Timestamp.now(), runid: nil, flowid: nil, flowversion: nil,
+                            codec: EventCodec())))
                 let end = try #require(try await stack.ledger.read(subject: subject).last?.sequence)
                 try await eventually("the models reach the junk") { stack.store.progress.position >= end }
                 #expect(try stack.store.flow("calendar-create-event")?.last_sequence == end)
                 var changed = Fixtures.calendarCreateEvent.objectValue!
                 changed["version"] = 1
                 changed["name"] = "changed after the junk"
-                let (status, body) = try await stack.http("PUT", "/automation/flows/calendar-create-event", .object(changed))
+                let (status, body) = try await stack.http(
+                    "PUT", "/automation/flows/calendar-create-event", .object(changed))
                 #expect(status == 200, "\(body.compactJSON)")
                 #expect(try await stack.http("POST", "/automation/flows/calendar-create-event/deactivate").0 == 200)
                 #expect(try stack.store.skipped().count == 1)
@@ -301,16 +350,25 @@ extension Integration {
             try await withTestStack(calendar: settings) { stack in
                 try await stack.activateExample()
                 try stack.publishCommand(id: "restart-me")
-                try await eventually("the run is waiting for the calendar") { try stack.runs().first?.status == .running }
+                try await eventually("the run is waiting for the calendar") {
+                    try stack.runs().first?.status == .running
+                }
                 let runID = try #require(try stack.runs().first?.run_id)
                 let first = try #require(try await stack.ledger.read(subject: Subjects.run(runID)).first)
                 // The very same start again, and a start whose id its flow and key do not derive.
                 _ = try await stack.ledger.append(OutgoingMessage(subject: Subjects.run(runID), payload: first.payload))
-                let forged = LedgerEvent.Body.runStarted(FlowRunStarted(
-                    run_id: runID, flow_id: "calendar-create-event", flow_version: 1, definition_hash: "h", mode: .live,
-                    trigger: RunTrigger(kind: .event), actor: "x", input: [:], step_ids: [], dedup_key: "another-signal", message_id: nil, channel: nil))
-                _ = try await stack.ledger.append(OutgoingMessage(
-                    subject: Subjects.run(runID), payload: try forged.encode(id: "forged", time: Timestamp.now(), runid: runID, flowid: nil, flowversion: nil, codec: EventCodec())))
+                let forged = LedgerEvent.Body.runStarted(
+                    FlowRunStarted(
+                        run_id: runID, flow_id: "calendar-create-event", flow_version: 1, definition_hash: "h",
+                        mode: .live,
+                        trigger: RunTrigger(kind: .event), actor: "x", input: [:], step_ids: [],
+                        dedup_key: "another-signal", message_id: nil, channel: nil))
+                _ = try await stack.ledger.append(
+                    OutgoingMessage(
+                        subject: Subjects.run(runID),
+                        payload: try forged.encode(
+                            id: "forged", time: Timestamp.now(), runid: runID, flowid: nil, flowversion: nil,
+                            codec: EventCodec())))
                 let run = try #require(try await stack.waitForRuns(1).first)
                 #expect(run.run_id == runID)
                 #expect(try stack.store.dedup(flowID: "calendar-create-event", key: "another-signal") == nil)
@@ -322,17 +380,38 @@ extension Integration {
             try await withTestStack { stack in
                 try await stack.activateExample()
                 // Written as an older version could have: an interval this version refuses, a run of it in flight.
-                let old: JSONValue = ["id": "old", "trigger": ["interval": "400d"], "steps": [["id": "t", "action": "transform", "with": ["value": 1]]]]
+                let old: JSONValue = [
+                    "id": "old", "trigger": ["interval": "400d"],
+                    "steps": [["id": "t", "action": "transform", "with": ["value": 1]]],
+                ]
                 let bodies: [(String, LedgerEvent.Body)] = [
-                    (Subjects.flow("old"), .flowVersionRecorded(FlowVersionRecorded(flow_id: "old", version: 1, definition: old, definition_hash: "h", actor: "v0"))),
-                    (Subjects.flow("old"), .flowStatusChanged(FlowStatusChanged(flow_id: "old", version: 1, actor: "v0", status: .active))),
-                    (Subjects.run("old-run"), .runStarted(FlowRunStarted(
-                        run_id: "old-run", flow_id: "old", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: .manual),
-                        actor: "v0", input: [:], step_ids: ["t"], dedup_key: nil, message_id: nil, channel: nil))),
+                    (
+                        Subjects.flow("old"),
+                        .flowVersionRecorded(
+                            FlowVersionRecorded(
+                                flow_id: "old", version: 1, definition: old, definition_hash: "h", actor: "v0"))
+                    ),
+                    (
+                        Subjects.flow("old"),
+                        .flowStatusChanged(FlowStatusChanged(flow_id: "old", version: 1, actor: "v0", status: .active))
+                    ),
+                    (
+                        Subjects.run("old-run"),
+                        .runStarted(
+                            FlowRunStarted(
+                                run_id: "old-run", flow_id: "old", flow_version: 1, definition_hash: "h", mode: .live,
+                                trigger: RunTrigger(kind: .manual),
+                                actor: "v0", input: [:], step_ids: ["t"], dedup_key: nil, message_id: nil, channel: nil)
+                        )
+                    ),
                 ]
                 for (subject, body) in bodies {
-                    _ = try await stack.ledger.append(OutgoingMessage(
-                        subject: subject, payload: try body.encode(id: EventID.make(), time: Timestamp.now(), runid: nil, flowid: nil, flowversion: nil, codec: EventCodec())))
+                    _ = try await stack.ledger.append(
+                        OutgoingMessage(
+                            subject: subject,
+                            payload: try body.encode(
+                                id: EventID.make(), time: Timestamp.now(), runid: nil, flowid: nil, flowversion: nil,
+                                codec: EventCodec())))
                 }
                 await stack.stopEngine()
                 stack.restartEngine()
@@ -356,7 +435,8 @@ extension Integration {
                         "message_id": "m", "intent": "wait", "entities": ["wait": .string(wait)], "user": ["id": "u"],
                         "channel": ["type": "chat", "conversation_id": "c"],
                     ]
-                    try stack.outside.publish(subject: Subjects.assistantCommandIssued, payload: try envelope(id: id, data: data))
+                    try stack.outside.publish(
+                        subject: Subjects.assistantCommandIssued, payload: try envelope(id: id, data: data))
                 }
                 let failed = try await stack.waitForRuns(3, status: .failed)
                 for run in failed {
@@ -372,7 +452,10 @@ extension Integration {
                 try await stack.activateExample()
                 let before = try await stack.ledger.lastSequence()
                 let request = try envelope(id: "req", type: EventType.flowRunRequested, data: ["flow_id": "nope"])
-                for reply in ["ledger.flow.calendar-create-event", "ledger.rejected.1", "$JS.API.STREAM.PURGE.LEDGER", Subjects.outputProduced] {
+                for reply in [
+                    "ledger.flow.calendar-create-event", "ledger.rejected.1", "$JS.API.STREAM.PURGE.LEDGER",
+                    Subjects.outputProduced,
+                ] {
                     try stack.outside.publish(subject: Subjects.flowRunRequest, payload: request, reply: reply)
                 }
                 try await eventually("the four requests are recorded") {
@@ -381,7 +464,10 @@ extension Integration {
                 let written = try await stack.ledger.read(subject: nil, from: before + 1)
                 #expect(written.allSatisfy { $0.subject == Subjects.requestRecord("flow_run") })
                 let records = try await stack.ledger.read(subject: Subjects.requestRecord("flow_run"))
-                #expect(records.allSatisfy { String(decoding: $0.payload, as: UTF8.self).contains("reply_refused\":\"the reply subject") })
+                #expect(
+                    records.allSatisfy {
+                        String(decoding: $0.payload, as: UTF8.self).contains("reply_refused\":\"the reply subject")
+                    })
             }
         }
 
@@ -389,7 +475,9 @@ extension Integration {
             let directory = TemporaryDirectory()
             _ = try ReadModelStore(path: "\(directory.path)/lmdb", mapSize: 1 << 24)
             for file in ["data.mdb", "lock.mdb"] {
-                let mode = try #require(try FileManager.default.attributesOfItem(atPath: "\(directory.path)/lmdb/\(file)")[.posixPermissions] as? Int)
+                let mode = try #require(
+                    try FileManager.default.attributesOfItem(atPath: "\(directory.path)/lmdb/\(file)")[
+                        .posixPermissions] as? Int)
                 #expect(mode & 0o077 == 0, "\(file) has mode \(String(mode, radix: 8))")
             }
         }

@@ -1,9 +1,10 @@
 import Foundation
 import LedgerCore
-@testable import LedgerEngine
 import LedgerNATS
 import LedgerTestSupport
 import Testing
+
+@testable import LedgerEngine
 
 extension Integration {
     @Suite struct LedgerTests {
@@ -22,8 +23,10 @@ extension Integration {
 
         @Test func aRepeatedMessageIDIsStoredOnce() async throws {
             let ledger = try await freshLedger()
-            let first = try await ledger.append(OutgoingMessage(subject: "ledger.test", payload: [1], messageID: "same"))
-            let second = try await ledger.append(OutgoingMessage(subject: "ledger.test", payload: [2], messageID: "same"))
+            let first = try await ledger.append(
+                OutgoingMessage(subject: "ledger.test", payload: [1], messageID: "same"))
+            let second = try await ledger.append(
+                OutgoingMessage(subject: "ledger.test", payload: [2], messageID: "same"))
             #expect(!first.duplicate)
             #expect(second.duplicate)
             #expect(second.sequence == first.sequence)
@@ -33,13 +36,15 @@ extension Integration {
         @Test func expectedLastSubjectSequenceSerialisesARunsDecisions() async throws {
             let ledger = try await freshLedger()
             let subject = Subjects.run("r1")
-            let first = try await ledger.append(OutgoingMessage(subject: subject, payload: [1], expectedLastSubjectSequence: 0))
+            let first = try await ledger.append(
+                OutgoingMessage(subject: subject, payload: [1], expectedLastSubjectSequence: 0))
             // Another writer that also believed the run was new is refused.
             await #expect(throws: NATSError.self) {
                 try await ledger.append(OutgoingMessage(subject: subject, payload: [2], expectedLastSubjectSequence: 0))
             }
             do {
-                _ = try await ledger.append(OutgoingMessage(subject: subject, payload: [2], expectedLastSubjectSequence: 0))
+                _ = try await ledger.append(
+                    OutgoingMessage(subject: subject, payload: [2], expectedLastSubjectSequence: 0))
             } catch let error as NATSError {
                 #expect(error.isWrongLastSequence)
             }

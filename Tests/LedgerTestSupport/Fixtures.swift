@@ -9,12 +9,15 @@ public enum Fixtures {
 
     /// `examples/<name>.json`, decoded.
     public static func flow(_ name: String) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: examples.appendingPathComponent("\(name).json")))
+        try JSONDecoder().decode(
+            JSONValue.self, from: Data(contentsOf: examples.appendingPathComponent("\(name).json")))
     }
 
     /// The calendar flow of the README (`examples/calendar-create-event.json`).
     public static let calendarCreateEvent: JSONValue = {
-        do { return try flow("calendar-create-event") } catch { fatalError("examples/calendar-create-event.json: \(error)") }
+        do { return try flow("calendar-create-event") } catch {
+            fatalError("examples/calendar-create-event.json: \(error)")
+        }
     }()
 
     /// The built `ledgerflow` executable (debug), which the process tests run as a person would.

@@ -15,18 +15,24 @@ public final class LedgerflowServe: @unchecked Sendable {
 
     /// Starts `binary serve` against `natsURL` on `port` (a free one unless given), its log appended to
     /// `dataDirectory/serve.log`. `LOG_LEVEL` is `logLevel` (env `LEDGERFLOW_CHILD_LOG` overrides it).
-    public init(binary: String, natsURL: String, port: Int? = nil, dataDirectory: String, logLevel: String = "warning") throws {
+    public init(
+        binary: String, natsURL: String, port: Int? = nil, dataDirectory: String, logLevel: String = "warning"
+    ) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw RuntimeError("\(binary) is missing: build the ledgerflow executable first (swift build --build-tests)")
+            throw RuntimeError(
+                "\(binary) is missing: build the ledgerflow executable first (swift build --build-tests)")
         }
         self.port = port ?? LocalNATSServer.freePort()
         http = TestHTTPClient(port: self.port, token: Self.token, timeout: 30)
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         logFile = "\(dataDirectory)/serve.log"
-        if !FileManager.default.fileExists(atPath: logFile) { _ = FileManager.default.createFile(atPath: logFile, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logFile) {
+            _ = FileManager.default.createFile(atPath: logFile, contents: nil)
+        }
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
-            "serve", "--nats-url", natsURL, "--http-port", String(self.port), "--data-dir", dataDirectory, "--admin-token", Self.token,
+            "serve", "--nats-url", natsURL, "--http-port", String(self.port), "--data-dir", dataDirectory,
+            "--admin-token", Self.token,
         ]
         var environment = ProcessInfo.processInfo.environment
         environment["LOG_LEVEL"] = environment["LEDGERFLOW_CHILD_LOG"] ?? logLevel
@@ -96,7 +102,9 @@ public final class LedgerflowServe: @unchecked Sendable {
 /// Runs the built `ledgerflow` executable, as a person would.
 public func ledgerflow(_ arguments: [String]) throws -> (status: Int32, output: String) {
     let binary = Fixtures.ledgerflowBinary
-    guard FileManager.default.isExecutableFile(atPath: binary) else { throw RuntimeError("build the ledgerflow executable first (swift build --build-tests)") }
+    guard FileManager.default.isExecutableFile(atPath: binary) else {
+        throw RuntimeError("build the ledgerflow executable first (swift build --build-tests)")
+    }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = arguments

@@ -9,7 +9,8 @@ extension TestStack {
         let scratch = TemporaryDirectory("rebuild")
         let rebuilt = try ReadModelStore(path: scratch.path, durability: .noSync, mapSize: 1 << 30)
         let end = try store.checkpoint()
-        try await Projector(ledger: ledger, store: rebuilt, batchSize: 3, recordsSkips: false, logger: testLogger).follow(until: end)
+        try await Projector(ledger: ledger, store: rebuilt, batchSize: 3, recordsSkips: false, logger: testLogger)
+            .follow(until: end)
         #expect(try rebuilt.checkpoint() == end, sourceLocation: sourceLocation)
         try expectSameModels(try rebuilt.dump(), try store.dump(), sourceLocation: sourceLocation)
     }
@@ -22,8 +23,12 @@ public func expectSameModels(
 ) throws {
     #expect(a.keys.sorted() == b.keys.sorted(), sourceLocation: sourceLocation)
     for table in a.keys.sorted() {
-        let left = a[table]!.map { String(decoding: $0.key, as: UTF8.self) + "=" + String(decoding: $0.value, as: UTF8.self) }
-        let right = (b[table] ?? []).map { String(decoding: $0.key, as: UTF8.self) + "=" + String(decoding: $0.value, as: UTF8.self) }
+        let left = a[table]!.map {
+            String(decoding: $0.key, as: UTF8.self) + "=" + String(decoding: $0.value, as: UTF8.self)
+        }
+        let right = (b[table] ?? []).map {
+            String(decoding: $0.key, as: UTF8.self) + "=" + String(decoding: $0.value, as: UTF8.self)
+        }
         #expect(left == right, "table \(table) differs", sourceLocation: sourceLocation)
     }
 }

@@ -1,8 +1,9 @@
 public import Foundation
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 public import LedgerCore
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// The one HTTP client of the tests and the benchmarks: requests to a Ledgerflow API (or any loopback service) with
 /// a bearer token, answers as JSON or as text.
@@ -32,13 +33,21 @@ public struct TestHTTPClient: Sendable {
     }
 
     /// Sends `body` as JSON; answers the status and the body as JSON (a string when it is not JSON).
-    public func json(_ method: String, _ path: String, _ body: JSONValue? = nil, token: Token = .client) async throws -> (Int, JSONValue) {
-        let (status, data) = try await send(method, path, body.map { Array($0.compactJSON.utf8) }, json: body != nil, token: token)
-        return (status, (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self)))
+    public func json(
+        _ method: String, _ path: String, _ body: JSONValue? = nil, token: Token = .client
+    ) async throws -> (Int, JSONValue) {
+        let (status, data) = try await send(
+            method, path, body.map { Array($0.compactJSON.utf8) }, json: body != nil, token: token)
+        return (
+            status,
+            (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
+        )
     }
 
     /// Sends raw bytes (not necessarily JSON); answers the status and the body's text.
-    public func text(_ method: String, _ path: String, _ body: [UInt8]? = nil, token: Token = .client) async throws -> (Int, String) {
+    public func text(
+        _ method: String, _ path: String, _ body: [UInt8]? = nil, token: Token = .client
+    ) async throws -> (Int, String) {
         let (status, data) = try await send(method, path, body, json: false, token: token)
         return (status, String(decoding: data, as: UTF8.self))
     }
@@ -48,7 +57,8 @@ public struct TestHTTPClient: Sendable {
         try? await send("GET", path, nil, json: false, token: .none).0
     }
 
-    func send(_ method: String, _ path: String, _ body: [UInt8]?, json: Bool, token: Token) async throws -> (Int, Data) {
+    func send(_ method: String, _ path: String, _ body: [UInt8]?, json: Bool, token: Token) async throws -> (Int, Data)
+    {
         guard let url = URL(string: base + path) else { return (400, Data("bad url".utf8)) }
         var request = URLRequest(url: url)
         request.httpMethod = method

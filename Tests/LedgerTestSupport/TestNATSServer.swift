@@ -78,7 +78,8 @@ actor NATSServerLock {
 
 public let testLogger: Logger = {
     var logger = Logger(label: "ledgerflow.tests")
-    logger.logLevel = ProcessInfo.processInfo.environment["LEDGERFLOW_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+    logger.logLevel =
+        ProcessInfo.processInfo.environment["LEDGERFLOW_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
     return logger
 }()
 
@@ -86,7 +87,9 @@ public let testLogger: Logger = {
 public final class TemporaryDirectory: Sendable {
     public let path: String
     public init(_ name: String = "lmdb") {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerflow-\(name)-\(UUID().uuidString)").path
+        path =
+            FileManager.default.temporaryDirectory.appendingPathComponent("ledgerflow-\(name)-\(UUID().uuidString)")
+            .path
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
     deinit { try? FileManager.default.removeItem(atPath: path) }

@@ -55,7 +55,9 @@ public final class TestStack: @unchecked Sendable {
     private let stopping = Mutex<Task<Void, Never>?>(nil)
 
     public static func stopAll() async {
-        for stack in live.withLock({ stacks in defer { stacks.removeAll() }; return stacks }) { await stack.stop() }
+        for stack in live.withLock({ stacks in
+            defer { stacks.removeAll() }; return stacks
+        }) { await stack.stop() }
     }
 
     /// The engine's settings (every engine of the stack gets them).
@@ -68,7 +70,10 @@ public final class TestStack: @unchecked Sendable {
         return configuration
     }()
 
-    public init(calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings(), configuration: EngineConfiguration = TestStack.loopbackAllowed) async throws {
+    public init(
+        calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings(),
+        configuration: EngineConfiguration = TestStack.loopbackAllowed
+    ) async throws {
         self.configuration = configuration
         ledger = try await freshLedger()
         lmdb = TemporaryDirectory()
@@ -81,7 +86,9 @@ public final class TestStack: @unchecked Sendable {
         engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: testLogger)
         let projector = Projector(ledger: ledger, store: store, logger: testLogger)
         let app = buildApplication(
-            APIDependencies(ledger: ledger, store: store, engine: engine, tokens: TokenStore([TokenGrant(token: token, subject: "tester", role: .admin)])),
+            APIDependencies(
+                ledger: ledger, store: store, engine: engine,
+                tokens: TokenStore([TokenGrant(token: token, subject: "tester", role: .admin)])),
             port: port, logger: testLogger)
         infra = Self.run([projector, app, calendar, discovery])
         startEngine()
@@ -90,7 +97,9 @@ public final class TestStack: @unchecked Sendable {
     }
 
     public static func run(_ services: [any Service]) -> (ServiceGroup, Task<Void, any Error>) {
-        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [], logger: testLogger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [], logger: testLogger))
         return (group, Task { try await group.run() })
     }
 
@@ -168,25 +177,36 @@ public final class TestStack: @unchecked Sendable {
     }
 
     /// Publishes an `AssistantCommandIssued` the way the assistant would (a plain NATS publish).
-    public func publishCommand(id: String = EventID.make(), title: String = "Dentist", signalID: String? = nil, suggestions: Bool = false) throws {
+    public func publishCommand(
+        id: String = EventID.make(), title: String = "Dentist", signalID: String? = nil, suggestions: Bool = false
+    ) throws {
         var data: [String: JSONValue] = [
             "message_id": .string("m-\(id)"), "intent": "calendar.create_event",
-            "entities": ["title": .string(title), "start": "2026-11-24T10:00:00Z", "with_suggestions": .bool(suggestions)],
+            "entities": [
+                "title": .string(title), "start": "2026-11-24T10:00:00Z", "with_suggestions": .bool(suggestions),
+            ],
             "user": ["id": "u-1"], "channel": ["type": "chat", "conversation_id": "c-9"],
         ]
         if let signalID { data["signal_id"] = .string(signalID) }
-        let event = CloudEvent(id: id, source: "assistant", type: EventType.assistantCommandIssued, data: JSONValue.object(data))
-        try outside.publish(subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(event), headers: ["Nats-Msg-Id": id])
+        let event = CloudEvent(
+            id: id, source: "assistant", type: EventType.assistantCommandIssued, data: JSONValue.object(data))
+        try outside.publish(
+            subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(event),
+            headers: ["Nats-Msg-Id": id])
     }
 
     /// Every message of the log, decoded as CloudEvents (undecodable ones as nil).
     public func log() async throws -> [(sequence: UInt64, subject: String, event: CloudEvent<JSONValue>?)] {
-        try await ledger.read(subject: nil).map { ($0.sequence, $0.subject, try? JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data($0.payload))) }
+        try await ledger.read(subject: nil).map {
+            ($0.sequence, $0.subject, try? JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data($0.payload)))
+        }
     }
 
     public func runs() throws -> [RunState] { try store.runs(flowID: nil, status: nil, limit: 10_000) }
 
-    public func waitForRuns(_ count: Int, status: RunStatus = .succeeded, timeout: Duration = .seconds(20)) async throws -> [RunState] {
+    public func waitForRuns(
+        _ count: Int, status: RunStatus = .succeeded, timeout: Duration = .seconds(20)
+    ) async throws -> [RunState] {
         try await eventually("\(count) run(s) \(status.rawValue)", timeout: timeout) {
             try self.runs().filter { $0.status == status }.count >= count
         }

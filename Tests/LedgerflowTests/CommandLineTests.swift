@@ -1,9 +1,10 @@
 import Foundation
 import LedgerCore
 import LedgerDevServices
-@testable import LedgerEngine
 import LedgerTestSupport
 import Testing
+
+@testable import LedgerEngine
 
 extension Integration {
     @Suite struct CommandLineTests {
@@ -14,15 +15,23 @@ extension Integration {
                 let run = try #require(try await stack.waitForRuns(1).first)
                 let (status, output) = try ledgerflow(["replay", run.run_id, "--nats-url", TestServer.url])
                 #expect(status == 0, "\(output)")
-                for expected in ["FlowRunStarted", "StepAttemptStarted", "StepAttemptSucceeded", "AssistantCommandIssued", "CalendarEvent.Created", "FlowRunSucceeded", "\"status\" : \"SUCCEEDED\""] {
+                for expected in [
+                    "FlowRunStarted", "StepAttemptStarted", "StepAttemptSucceeded", "AssistantCommandIssued",
+                    "CalendarEvent.Created", "FlowRunSucceeded", "\"status\" : \"SUCCEEDED\"",
+                ] {
                     #expect(output.contains(expected), "replay lacks \(expected):\n\(output)")
                 }
-                let startedAt = try #require(try await stack.ledger.read(subject: Subjects.run(run.run_id)).first?.sequence)
-                let (atStatus, atOutput) = try ledgerflow(["replay", run.run_id, "--at", String(startedAt), "--nats-url", TestServer.url])
+                let startedAt = try #require(
+                    try await stack.ledger.read(subject: Subjects.run(run.run_id)).first?.sequence)
+                let (atStatus, atOutput) = try ledgerflow([
+                    "replay", run.run_id, "--at", String(startedAt), "--nats-url", TestServer.url,
+                ])
                 #expect(atStatus == 0)
                 #expect(atOutput.contains("State as of log sequence \(startedAt)"))
                 #expect(atOutput.contains("\"status\" : \"RUNNING\""))
-                let (tailStatus, tail) = try ledgerflow(["tail", "--from", "1", "--type", "FlowRunSucceeded", "--limit", "1", "--nats-url", TestServer.url])
+                let (tailStatus, tail) = try ledgerflow([
+                    "tail", "--from", "1", "--type", "FlowRunSucceeded", "--limit", "1", "--nats-url", TestServer.url,
+                ])
                 #expect(tailStatus == 0)
                 #expect(tail.contains("ledger.run.\(run.run_id)  FlowRunSucceeded run \(run.run_id)"), "\(tail)")
                 let (missing, missingOutput) = try ledgerflow(["replay", "no-such-run", "--nats-url", TestServer.url])
@@ -36,7 +45,9 @@ extension Integration {
                 try await stack.activateExample()
                 for i in 0..<3 { try stack.publishCommand(id: "rebuild-\(i)") }
                 _ = try await stack.waitForRuns(3)
-                let (verified, output) = try ledgerflow(["projections", "rebuild", "--verify", "--data-dir", stack.lmdb.path, "--nats-url", TestServer.url])
+                let (verified, output) = try ledgerflow([
+                    "projections", "rebuild", "--verify", "--data-dir", stack.lmdb.path, "--nats-url", TestServer.url,
+                ])
                 #expect(verified == 0, "\(output)")
                 #expect(output.contains("Verified: the rebuilt read models equal the live ones"))
                 let live = try stack.store.dump()
@@ -44,7 +55,9 @@ extension Integration {
 
                 // Delete the read models and rebuild them from the log.
                 try FileManager.default.removeItem(atPath: "\(stack.lmdb.path)/lmdb")
-                let (rebuilt, rebuildOutput) = try ledgerflow(["projections", "rebuild", "--data-dir", stack.lmdb.path, "--nats-url", TestServer.url])
+                let (rebuilt, rebuildOutput) = try ledgerflow([
+                    "projections", "rebuild", "--data-dir", stack.lmdb.path, "--nats-url", TestServer.url,
+                ])
                 #expect(rebuilt == 0, "\(rebuildOutput)")
                 #expect(rebuildOutput.contains("100%"), "a progress bar")
                 let again = try ReadModelStore(path: "\(stack.lmdb.path)/lmdb", mapSize: 1 << 30)
@@ -53,7 +66,9 @@ extension Integration {
         }
 
         @Test func aMissingNatsServerIsExplained() throws {
-            let (status, output) = try ledgerflow(["replay", "x", "--nats-url", "nats://127.0.0.1:\(LocalNATSServer.freePort())"])
+            let (status, output) = try ledgerflow([
+                "replay", "x", "--nats-url", "nats://127.0.0.1:\(LocalNATSServer.freePort())",
+            ])
             #expect(status != 0)
             #expect(output.contains("is nats-server running there?"), "\(output)")
         }

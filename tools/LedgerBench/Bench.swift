@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 import Histogram
 import LedgerCore
 import LedgerDevServices
@@ -11,6 +8,10 @@ import LedgerNATS
 import LedgerTestSupport
 import Logging
 import Synchronization
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 struct Bench {
     let options: Options
@@ -24,9 +25,13 @@ struct Bench {
         let server = try LocalNATSServer(dataDirectory: "\(scratch)/nats", logger: logger)
         defer { server.stop() }
         say("nats-server \(server.version) at \(server.url) (default durability: fsync every 2 minutes)")
-        if options.runs("append") { try await append(url: server.url, scenario: "1. append", count: quick ? 2_000 : 100_000) }
+        if options.runs("append") {
+            try await append(url: server.url, scenario: "1. append", count: quick ? 2_000 : 100_000)
+        }
         if options.runs("e2e") || options.runs("query") {
-            try await serveScenarios(url: server.url, scenario: "2. end to end", runs: quick ? 200 : 10_000, singles: quick ? 20 : 500, query: true)
+            try await serveScenarios(
+                url: server.url, scenario: "2. end to end", runs: quick ? 200 : 10_000, singles: quick ? 20 : 500,
+                query: true)
         }
         if options.runs("rebuild") { try await rebuild(url: server.url, events: quick ? 10_000 : 1_000_000) }
         if options.runs("durability") {
@@ -34,17 +39,22 @@ struct Bench {
             defer { synced.stop() }
             say("\nnats-server \(synced.version) with sync_interval: always at \(synced.url)")
             try await append(url: synced.url, scenario: "6. append, sync_interval: always", count: quick ? 300 : 5_000)
-            try await serveScenarios(url: synced.url, scenario: "6. end to end, sync_interval: always", runs: quick ? 50 : 1_000, singles: quick ? 10 : 100, query: false)
+            try await serveScenarios(
+                url: synced.url, scenario: "6. end to end, sync_interval: always", runs: quick ? 50 : 1_000,
+                singles: quick ? 10 : 100, query: false)
         }
     }
 
     // MARK: 1. Append
 
     static func event(_ i: Int, run: String) -> [UInt8] {
-        let body = LedgerEvent.Body.stepAttemptSucceeded(StepAttemptSucceeded(
-            step_id: "step-\(i % 3)", attempt: 1, output: ["value": .number(Double(i)), "note": "benchmark event"],
-            started_at: "2026-11-23T10:00:00.000Z", finished_at: "2026-11-23T10:00:00.001Z"))
-        return try! body.encode(id: "ev-\(i)", time: "2026-11-23T10:00:00.001Z", runid: run, flowid: "bench", flowversion: 1, codec: EventCodec())
+        let body = LedgerEvent.Body.stepAttemptSucceeded(
+            StepAttemptSucceeded(
+                step_id: "step-\(i % 3)", attempt: 1, output: ["value": .number(Double(i)), "note": "benchmark event"],
+                started_at: "2026-11-23T10:00:00.000Z", finished_at: "2026-11-23T10:00:00.001Z"))
+        return try! body.encode(
+            id: "ev-\(i)", time: "2026-11-23T10:00:00.001Z", runid: run, flowid: "bench", flowversion: 1,
+            codec: EventCodec())
     }
 
     /// An empty LEDGER stream (deleted as an operator would, then created by the ledger).
@@ -72,7 +82,8 @@ struct Bench {
 
             ledger = try await freshLedger(url: url)
             let start = ContinuousClock.now
-            try await appendAll(ledger, payloads: payloads, subject: { _ in "ledger.bench" }, ids: { "led-\(round)-\($0)" })
+            try await appendAll(
+                ledger, payloads: payloads, subject: { _ in "ledger.bench" }, ids: { "led-\(round)-\($0)" })
             ours.append(Double(count) / ((ContinuousClock.now - start) / .seconds(1)))
             let stored = try await ledger.lastSequence()
             precondition(stored == UInt64(count), "the ledger did not store every event")
@@ -80,14 +91,19 @@ struct Bench {
         }
         let value = ours.sorted()[1]
         let ceiling = raw.sorted()[1]
-        report.add(Figure(
-            scenario: scenario, metric: "events appended/s (median of 3)", value: value, unit: "events/s", ceiling: ceiling,
-            ceilingName: "raw js_PublishAsync", target: scenario.hasPrefix("1.") ? "ratio ≥ 0.8" : nil,
-            met: scenario.hasPrefix("1.") ? value / ceiling >= 0.8 : nil))
+        report.add(
+            Figure(
+                scenario: scenario, metric: "events appended/s (median of 3)", value: value, unit: "events/s",
+                ceiling: ceiling,
+                ceilingName: "raw js_PublishAsync", target: scenario.hasPrefix("1.") ? "ratio ≥ 0.8" : nil,
+                met: scenario.hasPrefix("1.") ? value / ceiling >= 0.8 : nil))
     }
 
     /// Appends everything through `Ledger.append`, batches of 1000 with up to 16 batches in flight.
-    func appendAll(_ ledger: Ledger, payloads: [[UInt8]], subject: @escaping @Sendable (Int) -> String, ids: @escaping @Sendable (Int) -> String) async throws {
+    func appendAll(
+        _ ledger: Ledger, payloads: [[UInt8]], subject: @escaping @Sendable (Int) -> String,
+        ids: @escaping @Sendable (Int) -> String
+    ) async throws {
         let batch = 1000
         try await withThrowingTaskGroup(of: Void.self) { group in
             var inFlight = 0
@@ -115,7 +131,11 @@ struct Bench {
         "trigger": ["event": "AssistantCommandIssued", "intent": "bench.transform"],
         "steps": [
             ["id": "a", "action": "transform", "with": ["value": ["title": "{{trigger.entities.title}}"]]],
-            ["id": "b", "action": "transform", "with": ["value": ["upper": "{{steps.a.output.title}}", "n": "{{trigger.entities.n}}"]], "depends_on": ["a"]],
+            [
+                "id": "b", "action": "transform",
+                "with": ["value": ["upper": "{{steps.a.output.title}}", "n": "{{trigger.entities.n}}"]],
+                "depends_on": ["a"],
+            ],
             ["id": "c", "action": "transform", "with": ["value": "{{steps.b.output}}"], "depends_on": ["b"]],
         ],
         "output": ["text": "done {{steps.c.output.upper}}"],
@@ -124,27 +144,37 @@ struct Bench {
     static func trigger(_ i: Int, tag: String) -> (id: String, payload: [UInt8]) {
         let id = "\(tag)-\(i)"
         let data: JSONValue = [
-            "message_id": .string("m-\(id)"), "intent": "bench.transform", "entities": ["title": .string("t\(i)"), "n": .number(Double(i))],
+            "message_id": .string("m-\(id)"), "intent": "bench.transform",
+            "entities": ["title": .string("t\(i)"), "n": .number(Double(i))],
             "user": ["id": "bench"], "channel": ["type": "chat", "conversation_id": "bench"],
         ]
-        return (id, try! EventCodec().encode(CloudEvent(id: id, source: "bench", type: EventType.assistantCommandIssued, data: data)))
+        return (
+            id,
+            try! EventCodec().encode(
+                CloudEvent(id: id, source: "bench", type: EventType.assistantCommandIssued, data: data))
+        )
     }
 
     static func runID(_ triggerID: String) -> String { DerivedID.uuid("bench-transform/\(triggerID)") }
 
     func serveScenarios(url: String, scenario: String, runs: Int, singles: Int, query: Bool) async throws {
-        say("\n\(scenario): \(runs) runs of 3 transform steps, then \(singles) single runs one at a time (ledgerflow serve as a child process)")
+        say(
+            "\n\(scenario): \(runs) runs of 3 transform steps, then \(singles) single runs one at a time (ledgerflow serve as a child process)"
+        )
         let ledger = try await freshLedger(url: url)
         defer { ledger.close() }
         // The observer and the publisher of triggers stand outside Ledgerflow, as the assistant would.
         let outside = try await NATSConnection.connect(url: url, name: "bench-observer", logger: logger)
         defer { outside.close() }
-        let serve = try LedgerflowServe(binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-\(UUID().uuidString.prefix(8))")
+        let serve = try LedgerflowServe(
+            binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-\(UUID().uuidString.prefix(8))")
         defer { serve.stop() }
         try await serve.waitAnswering()
         let registered = try await serve.http.json("POST", "/automation/flows", Self.flow).0
         let activated = try await serve.http.json("POST", "/automation/flows/bench-transform/activate").0
-        precondition(registered == 201 && activated == 200, "could not register the benchmark flow (\(registered), \(activated))")
+        precondition(
+            registered == 201 && activated == 200, "could not register the benchmark flow (\(registered), \(activated))"
+        )
 
         let succeeded = try outside.subscribe(subject: "ledger.run.*")
         let finished = Mutex<[String: ContinuousClock.Instant]>([:])
@@ -164,22 +194,35 @@ struct Bench {
         // Throughput: every trigger appended as fast as the stream accepts them.
         let triggers = (0..<runs).map { Self.trigger($0, tag: "tp-\(scenario.prefix(1))") }
         let start = ContinuousClock.now
-        try await appendAll(ledger, payloads: triggers.map(\.payload), subject: { _ in Subjects.assistantCommandIssued }, ids: { triggers[$0].id })
+        try await appendAll(
+            ledger, payloads: triggers.map(\.payload), subject: { _ in Subjects.assistantCommandIssued },
+            ids: { triggers[$0].id })
         let deadline = ContinuousClock.now + .seconds(quick ? 120 : 600)
-        while finished.withLock({ $0.count }) < runs, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        while finished.withLock({ $0.count }) < runs, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
         try await serve.waitCaughtUp()
         let elapsed = (ContinuousClock.now - start) / .seconds(1)
         let done = finished.withLock { $0.count }
         guard done >= runs else { throw RuntimeError("only \(done) of \(runs) runs finished; see \(serve.logFile)") }
         let sample = try await serve.http.json("GET", "/automation/runs/\(Self.runID(triggers[runs / 2].id))")
-        precondition(sample.1["status"] == "SUCCEEDED", "the read model does not show the run SUCCEEDED: \(sample.1.compactJSON.prefix(300))")
-        let rawCeiling = report.figures.last { $0.metric.hasPrefix("events appended") && $0.scenario.hasPrefix(scenario.hasPrefix("6") ? "6" : "1") }?.ceiling
+        precondition(
+            sample.1["status"] == "SUCCEEDED",
+            "the read model does not show the run SUCCEEDED: \(sample.1.compactJSON.prefix(300))")
+        let rawCeiling = report.figures.last {
+            $0.metric.hasPrefix("events appended") && $0.scenario.hasPrefix(scenario.hasPrefix("6") ? "6" : "1")
+        }?.ceiling
         let eventsPerRun = 7.0
         let throughput = Double(runs) / elapsed
-        report.add(Figure(
-            scenario: scenario, metric: "runs completed/s (trigger appended → FlowRunSucceeded and read model SUCCEEDED)", value: throughput,
-            unit: "runs/s", ceiling: rawCeiling.map { $0 / eventsPerRun }, ceilingName: "raw js_PublishAsync ÷ 7 messages per run",
-            target: scenario.hasPrefix("2.") ? "≥ 2000 runs/s" : nil, met: scenario.hasPrefix("2.") ? throughput >= 2000 : nil))
+        report.add(
+            Figure(
+                scenario: scenario,
+                metric: "runs completed/s (trigger appended → FlowRunSucceeded and read model SUCCEEDED)",
+                value: throughput,
+                unit: "runs/s", ceiling: rawCeiling.map { $0 / eventsPerRun },
+                ceilingName: "raw js_PublishAsync ÷ 7 messages per run",
+                target: scenario.hasPrefix("2.") ? "≥ 2000 runs/s" : nil,
+                met: scenario.hasPrefix("2.") ? throughput >= 2000 : nil))
 
         // Latency: one run at a time, from the trigger's append to the read model showing SUCCEEDED (polled over one
         // keep-alive connection). The run's own timestamps split it into ingest, execution and projection.
@@ -209,8 +252,11 @@ struct Bench {
         for runID in samples {
             let events = try await ledger.read(subject: Subjects.run(runID))
             guard let first = events.first, let last = events.last,
-                let startedStored = try await ledger.message(at: first.sequence).flatMap({ $0.time.flatMap(Timestamp.parse) }),
-                let endStored = try await ledger.message(at: last.sequence).flatMap({ $0.time.flatMap(Timestamp.parse) }),
+                let startedStored = try await ledger.message(at: first.sequence).flatMap({
+                    $0.time.flatMap(Timestamp.parse)
+                }),
+                let endStored = try await ledger.message(at: last.sequence).flatMap({ $0.time.flatMap(Timestamp.parse) }
+                ),
                 let started = try? JSONDecoder().decode(LedgerEvent.self, from: Data(first.payload)),
                 case .runStarted(let e) = started.body, let triggerSequence = e.trigger.sequence,
                 let trigger = try await ledger.message(at: triggerSequence),
@@ -225,13 +271,23 @@ struct Bench {
         let p99 = Double(histogram.valueAtPercentile(99)) / 1000
         let isMain = scenario.hasPrefix("2.")
         let split = String(
-            format: "from the log's own timestamps, p50 over the last 50 runs: trigger stored → FlowRunStarted stored %.2f ms; FlowRunStarted → FlowRunSucceeded stored %.2f ms (5 appends, each waiting for the previous one's acknowledgement)",
+            format:
+                "from the log's own timestamps, p50 over the last 50 runs: trigger stored → FlowRunStarted stored %.2f ms; FlowRunStarted → FlowRunSucceeded stored %.2f ms (5 appends, each waiting for the previous one's acknowledgement)",
             Double(ingest.valueAtPercentile(50)) / 1000, Double(execution.valueAtPercentile(50)) / 1000)
-        report.add(Figure(scenario: scenario, metric: "single-run latency p50", value: p50, unit: "ms", target: isMain ? "≤ 5 ms" : nil, met: isMain ? p50 <= 5 : nil, note: split))
-        report.add(Figure(scenario: scenario, metric: "single-run latency p99", value: p99, unit: "ms", target: isMain ? "≤ 25 ms" : nil, met: isMain ? p99 <= 25 : nil))
+        report.add(
+            Figure(
+                scenario: scenario, metric: "single-run latency p50", value: p50, unit: "ms",
+                target: isMain ? "≤ 5 ms" : nil, met: isMain ? p50 <= 5 : nil, note: split))
+        report.add(
+            Figure(
+                scenario: scenario, metric: "single-run latency p99", value: p99, unit: "ms",
+                target: isMain ? "≤ 25 ms" : nil, met: isMain ? p99 <= 25 : nil))
         if isMain {
             let rss = serve.peakRSSMegabytes()
-            report.add(Figure(scenario: "5. memory", metric: "peak RSS of ledgerflow serve during scenario 2", value: rss, unit: "MB", target: "≤ 150 MB", met: rss <= 150, note: serve.residentSplit()))
+            report.add(
+                Figure(
+                    scenario: "5. memory", metric: "peak RSS of ledgerflow serve during scenario 2", value: rss,
+                    unit: "MB", target: "≤ 150 MB", met: rss <= 150, note: serve.residentSplit()))
         }
         if query {
             try await queries(serve: serve, runIDs: triggers.map { Self.runID($0.id) })
@@ -240,7 +296,9 @@ struct Bench {
 
     func queries(serve: LedgerflowServe, runIDs: [String]) async throws {
         let seconds = quick ? 1 : 10
-        say("\n4. query: wrk -t2 -c16 -d\(seconds)s over \(runIDs.count) random run ids vs GET /ping on the same server")
+        say(
+            "\n4. query: wrk -t2 -c16 -d\(seconds)s over \(runIDs.count) random run ids vs GET /ping on the same server"
+        )
         let ids = "\(scratch)/ids.lua"
         var lua = "ids = {\n" + runIDs.map { "\"\($0)\"," }.joined(separator: "\n") + "\n}\n"
         lua += """
@@ -251,10 +309,15 @@ struct Bench {
         try lua.write(toFile: ids, atomically: true, encoding: .utf8)
         let runs = try wrk(["-t2", "-c16", "-d\(seconds)s", "--latency", "-s", ids, "http://127.0.0.1:\(serve.port)/"])
         let ping = try wrk(["-t2", "-c16", "-d\(seconds)s", "--latency", "http://127.0.0.1:\(serve.port)/ping"])
-        report.add(Figure(
-            scenario: "4. query", metric: "GET /automation/runs/{id} requests/s", value: runs.rps, unit: "req/s", ceiling: ping.rps,
-            ceilingName: "static GET /ping", target: "ratio ≥ 0.8", met: runs.rps / ping.rps >= 0.8))
-        report.add(Figure(scenario: "4. query", metric: "GET /automation/runs/{id} p99 latency", value: runs.p99, unit: "ms", ceiling: ping.p99, ceilingName: "static GET /ping p99"))
+        report.add(
+            Figure(
+                scenario: "4. query", metric: "GET /automation/runs/{id} requests/s", value: runs.rps, unit: "req/s",
+                ceiling: ping.rps,
+                ceilingName: "static GET /ping", target: "ratio ≥ 0.8", met: runs.rps / ping.rps >= 0.8))
+        report.add(
+            Figure(
+                scenario: "4. query", metric: "GET /automation/runs/{id} p99 latency", value: runs.p99, unit: "ms",
+                ceiling: ping.p99, ceilingName: "static GET /ping p99"))
     }
 
     func wrk(_ arguments: [String]) throws -> (rps: Double, p99: Double) {
@@ -289,7 +352,9 @@ struct Bench {
     // MARK: 3. Projection rebuild (and 5. memory after it)
 
     func rebuild(url: String, events: Int) async throws {
-        say("\n3. projection rebuild: \(events) events (runs of 5 events each) replayed into LMDB vs a raw ordered consumer")
+        say(
+            "\n3. projection rebuild: \(events) events (runs of 5 events each) replayed into LMDB vs a raw ordered consumer"
+        )
         let ledger = try await freshLedger(url: url)
         defer { ledger.close() }
         let perRun = 5
@@ -301,16 +366,22 @@ struct Bench {
             let body: LedgerEvent.Body
             switch i % perRun {
             case 0:
-                body = .runStarted(FlowRunStarted(
-                    run_id: run, flow_id: "bench", flow_version: 1, definition_hash: "h", mode: .live, trigger: RunTrigger(kind: .event),
-                    actor: "bench", input: ["n": .number(Double(i))], step_ids: ["a", "b", "c"], dedup_key: "signal-\(i / perRun)", message_id: nil, channel: nil))
+                body = .runStarted(
+                    FlowRunStarted(
+                        run_id: run, flow_id: "bench", flow_version: 1, definition_hash: "h", mode: .live,
+                        trigger: RunTrigger(kind: .event),
+                        actor: "bench", input: ["n": .number(Double(i))], step_ids: ["a", "b", "c"],
+                        dedup_key: "signal-\(i / perRun)", message_id: nil, channel: nil))
             case 4: body = .runSucceeded(FlowRunSucceeded(output: ["text": "done"]))
             default: return Self.event(i, run: run)
             }
-            return try! body.encode(id: "e-\(i)", time: "2026-11-23T10:00:00.000Z", runid: run, flowid: "bench", flowversion: 1, codec: codec)
+            return try! body.encode(
+                id: "e-\(i)", time: "2026-11-23T10:00:00.000Z", runid: run, flowid: "bench", flowversion: 1,
+                codec: codec)
         }
         let generate = ContinuousClock.now
-        try await appendAll(ledger, payloads: payloads, subject: { Subjects.run(runs[$0 / perRun]) }, ids: { "e-\($0)" })
+        try await appendAll(
+            ledger, payloads: payloads, subject: { Subjects.run(runs[$0 / perRun]) }, ids: { "e-\($0)" })
         say("  generated the log in \(String(format: "%.1f", (ContinuousClock.now - generate) / .seconds(1))) s")
 
         let stream = ledger.stream
@@ -325,24 +396,31 @@ struct Bench {
 
         let store = try ReadModelStore(path: "\(scratch)/rebuild-lmdb", durability: .noSync)
         let start = ContinuousClock.now
-        try await Projector(ledger: ledger, store: store, recordsSkips: false, logger: logger).follow(until: UInt64(events))
+        try await Projector(ledger: ledger, store: store, recordsSkips: false, logger: logger).follow(
+            until: UInt64(events))
         try store.sync()
         let rate = Double(events) / ((ContinuousClock.now - start) / .seconds(1))
         let folded = try store.run(runs[7])?.status
         precondition(folded == .succeeded, "the rebuilt read model is wrong")
         precondition(store.skippedCount == 0, "the rebuild skipped \(store.skippedCount) of the benchmark's events")
-        report.add(Figure(
-            scenario: "3. rebuild", metric: "events replayed into LMDB/s", value: rate, unit: "events/s", ceiling: rawRate,
-            ceilingName: "raw ordered consumer, no processing", target: "ratio ≥ 0.6 and ≥ 100000/s",
-            met: rate / rawRate >= 0.6 && rate >= 100_000))
+        report.add(
+            Figure(
+                scenario: "3. rebuild", metric: "events replayed into LMDB/s", value: rate, unit: "events/s",
+                ceiling: rawRate,
+                ceilingName: "raw ordered consumer, no processing", target: "ratio ≥ 0.6 and ≥ 100000/s",
+                met: rate / rawRate >= 0.6 && rate >= 100_000))
 
         // 5. A fresh `serve` catching up with the whole log: its peak memory.
-        let serve = try LedgerflowServe(binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-rebuild")
+        let serve = try LedgerflowServe(
+            binary: options.ledgerflow, natsURL: url, dataDirectory: "\(scratch)/serve-rebuild")
         defer { serve.stop() }
         try await serve.waitAnswering()
         try await serve.waitCaughtUp(timeout: .seconds(900))
         let rss = serve.peakRSSMegabytes()
-        report.add(Figure(scenario: "5. memory", metric: "peak RSS of ledgerflow serve after catching up with \(events) events", value: rss, unit: "MB", target: "≤ 150 MB", met: rss <= 150, note: serve.residentSplit()))
+        report.add(
+            Figure(
+                scenario: "5. memory", metric: "peak RSS of ledgerflow serve after catching up with \(events) events",
+                value: rss, unit: "MB", target: "≤ 150 MB", met: rss <= 150, note: serve.residentSplit()))
     }
 }
 
@@ -353,13 +431,18 @@ extension LedgerflowServe {
 
     /// RssAnon and RssFile from /proc now: the heap, and the LMDB file pages mapped in (page cache the OS can drop).
     func residentSplit() -> String {
-        String(format: "now: %.1f MB heap (RssAnon), %.1f MB mapped LMDB and binary pages (RssFile, reclaimable)", statusField("RssAnon:"), statusField("RssFile:"))
+        String(
+            format: "now: %.1f MB heap (RssAnon), %.1f MB mapped LMDB and binary pages (RssFile, reclaimable)",
+            statusField("RssAnon:"), statusField("RssFile:"))
     }
 
     func statusField(_ name: String) -> Double {
-        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8) else { return 0 }
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)
+        else { return 0 }
         for line in status.split(separator: "\n") where line.hasPrefix(name) {
-            let kb = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Double($0) } ?? 0
+            let kb =
+                line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Double($0) }
+                ?? 0
             return kb / 1024
         }
         return 0

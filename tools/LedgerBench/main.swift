@@ -1,13 +1,14 @@
 // ledgerflow-bench: every figure against the raw ceiling measured in the same run (see tools/bench).
 import Foundation
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 import Histogram
 import LedgerCore
 import LedgerEngine
 import LedgerNATS
 import Logging
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 struct Options {
     var quick = false

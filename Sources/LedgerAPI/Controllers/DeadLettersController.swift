@@ -19,7 +19,8 @@ public struct DeadLettersController<Queries: RunQueries>: Sendable {
         let limit = JSONExchange.limit(request, default: 100)
         var letters = try queries.failedRuns().map(DeadLetter.init)
         letters.sort { ($0.failed_at ?? "") > ($1.failed_at ?? "") }
-        return try JSONExchange.response(.ok, DeadLetters(dead_letters: Array(letters.prefix(limit)), total: letters.count))
+        return try JSONExchange.response(
+            .ok, DeadLetters(dead_letters: Array(letters.prefix(limit)), total: letters.count))
     }
 }
 
@@ -55,7 +56,9 @@ struct DeadLetter: Encodable {
         trigger = run.trigger
         input = run.input
         compensations = run.steps.compactMap { step in
-            step.compensation.map { Compensation(step_id: step.step_id, status: $0.status.rawValue, attempts: $0.attempts) }
+            step.compensation.map {
+                Compensation(step_id: step.step_id, status: $0.status.rawValue, attempts: $0.attempts)
+            }
         }
         redrives = run.redrives
     }

@@ -43,13 +43,16 @@ public struct FlowsController<Flows: FlowRepository>: Sendable {
             guard let v = n.exactInt(in: 1...Int(Int32.max)) else {
                 throw Problem(
                     status: 400, code: "bad_request", title: "Bad version",
-                    detail: "\"version\" must be a whole number from 1 to \(Int32.max): the version this change is based on (the flow's current_version).")
+                    detail:
+                        "\"version\" must be a whole number from 1 to \(Int32.max): the version this change is based on (the flow's current_version)."
+                )
             }
             basedOn = v
         default:
             throw Problem(
                 status: 400, code: "bad_request", title: "Bad version",
-                detail: "\"version\" must be a number: the version this change is based on (the flow's current_version).")
+                detail:
+                    "\"version\" must be a number: the version this change is based on (the flow's current_version).")
         }
         let record = try await refusingAsProblem {
             try await flows.update(id, definition, basedOn: basedOn, actor: grant.subject)
@@ -62,7 +65,8 @@ public struct FlowsController<Flows: FlowRepository>: Sendable {
         let id = try context.parameters.require("id")
         let record = try await refusingAsProblem {
             active
-                ? try await flows.activate(id, actor: grant.subject) : try await flows.deactivate(id, actor: grant.subject)
+                ? try await flows.activate(id, actor: grant.subject)
+                : try await flows.deactivate(id, actor: grant.subject)
         }
         return try JSONExchange.response(.ok, try FlowView(record))
     }

@@ -17,7 +17,8 @@ enum JSONExchange {
 
     static func response(_ status: HTTPResponse.Status = .ok, bytes: some Collection<UInt8>) -> Response {
         Response(
-            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     /// The body as JSON; 400 unless it is usable JSON.
@@ -52,7 +53,8 @@ enum JSONExchange {
         switch body[field] {
         case nil, .null?: return nil
         case .string(let text)? where text.utf8.count <= limit: return text
-        case .string(let text)?: throw Problem.badRequest("\(field) is \(text.utf8.count) bytes; at most \(limit) are accepted.")
+        case .string(let text)?:
+            throw Problem.badRequest("\(field) is \(text.utf8.count) bytes; at most \(limit) are accepted.")
         default: throw Problem.badRequest("\(field) must be a string.")
         }
     }

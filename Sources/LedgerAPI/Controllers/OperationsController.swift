@@ -41,7 +41,8 @@ public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Se
             "nats": ["connected": .bool(connected), "url": .string(log.url)],
             "stream": stream,
             "projection": [
-                "checkpoint": .number(Double(position)), "lag": lag, "skipped": .number(Double(status.projectionSkipped)),
+                "checkpoint": .number(Double(position)), "lag": lag,
+                "skipped": .number(Double(status.projectionSkipped)),
             ],
             "engine": ["ready": .bool(status.isReady), "active_runs": .number(Double(status.activeRuns))],
         ]
@@ -72,7 +73,8 @@ public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Se
             "ledgerflow_projection_skipped_total", "counter",
             "Log messages the read models could not apply (recorded in the skipped table).",
             Double(status.projectionSkipped))
-        metric("ledgerflow_runs_in_memory", "gauge", "Unfinished runs this process is driving.", Double(status.activeRuns))
+        metric(
+            "ledgerflow_runs_in_memory", "gauge", "Unfinished runs this process is driving.", Double(status.activeRuns))
         metric("ledgerflow_projection_checkpoint", "gauge", "Log sequence the read models reflect.", Double(position))
         if let last = try? await log.lastSequence() {
             metric("ledgerflow_log_last_sequence", "gauge", "Last sequence of the log.", Double(last))

@@ -32,7 +32,9 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
         let grant = try context.requireGrant()
         let id = try context.parameters.require("id")
         let body = try await JSONExchange.body(request)
-        guard case .object = body else { throw Problem.badRequest("The body must be an object: {input, mode, idempotency_key?}.") }
+        guard case .object = body else {
+            throw Problem.badRequest("The body must be an object: {input, mode, idempotency_key?}.")
+        }
         let mode: RunMode
         switch body["mode"]?.stringValue ?? "live_run" {
         case "live_run": mode = .live
@@ -43,7 +45,8 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
         guard case .object = input else { throw Problem.badRequest("input must be an object.") }
         let key = try JSONExchange.shortString(body, "idempotency_key")
         let outcome = try await refusingAsProblem {
-            try await service.requestRun(flowID: id, input: input, mode: mode, idempotencyKey: key, actor: grant.subject)
+            try await service.requestRun(
+                flowID: id, input: input, mode: mode, idempotencyKey: key, actor: grant.subject)
         }
         if case .started(_, let sequence) = outcome {
             _ = await queries.waitForPosition(sequence, timeout: visibilityWait)

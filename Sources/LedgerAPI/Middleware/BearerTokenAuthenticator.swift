@@ -10,7 +10,9 @@ public struct BearerTokenAuthenticator: RouterMiddleware {
         self.tokens = tokens
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+    public func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    )
         async throws -> Response
     {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
@@ -35,7 +37,9 @@ public struct RequireRole: RouterMiddleware {
         self.role = role
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+    public func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    )
         async throws -> Response
     {
         let grant = try context.requireGrant()

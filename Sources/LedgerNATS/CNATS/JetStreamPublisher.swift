@@ -1,5 +1,5 @@
-import Dispatch
 import CNATS
+import Dispatch
 import Synchronization
 
 /// A message to append to a stream.
@@ -112,7 +112,8 @@ public final class JetStreamPublisher: @unchecked Sendable {
             let inFlight = Unmanaged<InFlightAcks>.fromOpaque(closure).takeUnretainedValue()
             guard let (batch, index) = inFlight.take(msg) else { return }
             if let pubAck {
-                batch.fulfil(index, .success(PublishAck(sequence: pubAck.pointee.Sequence, duplicate: pubAck.pointee.Duplicate)))
+                batch.fulfil(
+                    index, .success(PublishAck(sequence: pubAck.pointee.Sequence, duplicate: pubAck.pointee.Duplicate)))
             } else if let pubAckError {
                 let text = pubAckError.pointee.ErrText.map { String(cString: $0) } ?? "no acknowledgement"
                 batch.fulfil(

@@ -98,12 +98,15 @@ public final class JetStreamPullSubscription: @unchecked Sendable {
                 outstanding = 0
                 let description = status.headers["Description"] ?? "request refused"
                 if description.localizedCaseInsensitiveContains("deleted") {
-                    throw NATSError(status: 0, jetStream: .consumerNotFound, message: "consumer \(consumer) was deleted")
+                    throw NATSError(
+                        status: 0, jetStream: .consumerNotFound, message: "consumer \(consumer) was deleted")
                 }
                 return
             default:
                 outstanding = 0
-                if status.headers["Status"] == "503" { throw NATSError(message: "JetStream did not answer the pull request (no responders)") }
+                if status.headers["Status"] == "503" {
+                    throw NATSError(message: "JetStream did not answer the pull request (no responders)")
+                }
                 return
             }
         }
@@ -120,7 +123,8 @@ public final class JetStreamPullSubscription: @unchecked Sendable {
         guard let reply = message.reply else { return }
         var body = "-NAK"
         if let delay {
-            body += " {\"delay\":\(delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000)}"
+            body +=
+                " {\"delay\":\(delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000)}"
         }
         try connection.publish(subject: reply, payload: Array(body.utf8))
     }

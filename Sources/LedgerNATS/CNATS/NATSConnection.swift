@@ -1,5 +1,5 @@
-import Dispatch
 import CNATS
+import Dispatch
 public import Logging
 import Synchronization
 
@@ -26,7 +26,9 @@ func natsLastError(_ status: natsStatus, _ context: String, file: String = #file
 enum NATSBlocking {
     static let shared = DispatchQueue(label: "ledgerflow.nats.blocking", attributes: .concurrent)
 
-    static func run<T: Sendable>(on queue: DispatchQueue? = nil, _ body: @escaping @Sendable () throws -> T)
+    static func run<T: Sendable>(
+        on queue: DispatchQueue? = nil, _ body: @escaping @Sendable () throws -> T
+    )
         async throws -> T
     {
         try await withCheckedThrowingContinuation { continuation in
@@ -61,7 +63,9 @@ public final class NATSConnection: @unchecked Sendable {
     }
 
     /// Connects (blocking work runs off the cooperative pool). Reconnects forever once connected.
-    public static func connect(url: String, name: String, logger: Logger, timeout: Duration = .seconds(5)) async throws
+    public static func connect(
+        url: String, name: String, logger: Logger, timeout: Duration = .seconds(5)
+    ) async throws
         -> NATSConnection
     {
         try await NATSBlocking.run {
@@ -90,30 +94,36 @@ public final class NATSConnection: @unchecked Sendable {
         // a run's decisions are sequential appends, so that millisecond would be paid at each one.
         if s == NATS_OK { s = natsOptions_SetSendAsap(opts, true) }
         if s == NATS_OK {
-            s = natsOptions_SetDisconnectedCB(opts, { _, closure in
-                guard let closure else { return }
-                let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
-                events.connected.store(false, ordering: .relaxed)
-                if !events.closing.load(ordering: .relaxed) {
-                    events.logger.warning("disconnected from NATS; reconnecting")
-                }
-            }, eventsPointer)
+            s = natsOptions_SetDisconnectedCB(
+                opts,
+                { _, closure in
+                    guard let closure else { return }
+                    let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
+                    events.connected.store(false, ordering: .relaxed)
+                    if !events.closing.load(ordering: .relaxed) {
+                        events.logger.warning("disconnected from NATS; reconnecting")
+                    }
+                }, eventsPointer)
         }
         if s == NATS_OK {
-            s = natsOptions_SetReconnectedCB(opts, { _, closure in
-                guard let closure else { return }
-                let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
-                events.connected.store(true, ordering: .relaxed)
-                events.logger.info("reconnected to NATS")
-            }, eventsPointer)
+            s = natsOptions_SetReconnectedCB(
+                opts,
+                { _, closure in
+                    guard let closure else { return }
+                    let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
+                    events.connected.store(true, ordering: .relaxed)
+                    events.logger.info("reconnected to NATS")
+                }, eventsPointer)
         }
         if s == NATS_OK {
             // The last callback cnats makes for a connection (it may run after `deinit`, on cnats' own thread):
             // only then is the box of state the callbacks share released.
-            s = natsOptions_SetClosedCB(opts, { _, closure in
-                guard let closure else { return }
-                Unmanaged<ConnectionEvents>.fromOpaque(closure).release()
-            }, eventsPointer)
+            s = natsOptions_SetClosedCB(
+                opts,
+                { _, closure in
+                    guard let closure else { return }
+                    Unmanaged<ConnectionEvents>.fromOpaque(closure).release()
+                }, eventsPointer)
         }
         guard s == NATS_OK else { throw natsLastError(s, "setting NATS options") }
         var conn: OpaquePointer?
@@ -144,7 +154,8 @@ public final class NATSConnection: @unchecked Sendable {
     }
 
     /// Publishes a core NATS message (buffered by the library; does not wait for the server).
-    public func publish(subject: String, payload: [UInt8], reply: String? = nil, headers: [String: String] = [:]) throws {
+    public func publish(subject: String, payload: [UInt8], reply: String? = nil, headers: [String: String] = [:]) throws
+    {
         let msg = try CNATSMessage(subject: subject, reply: reply, payload: payload)
         for (key, value) in headers { try msg.setHeader(key, value) }
         let s = natsConnection_PublishMsg(handle, msg.pointer)
@@ -161,10 +172,13 @@ public final class NATSConnection: @unchecked Sendable {
     }
 
     /// Sends a request and waits for its reply (off the cooperative pool).
-    public func request(subject: String, payload: [UInt8], headers: [String: String] = [:], timeout: Duration)
+    public func request(
+        subject: String, payload: [UInt8], headers: [String: String] = [:], timeout: Duration
+    )
         async throws -> NATSMessage
     {
-        let ms = max(1, Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+        let ms = max(
+            1, Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
         return try await NATSBlocking.run { [self] in
             let msg = try CNATSMessage(subject: subject, reply: nil, payload: payload)
             for (key, value) in headers { try msg.setHeader(key, value) }

@@ -42,11 +42,13 @@ public final class NATSSubscription: @unchecked Sendable {
         }
         _ = natsSubscription_SetPendingLimits(sub, 1_000_000, 1024 * 1024 * 1024)
         // The sink is released once cnats has dispatched the last message of the closed subscription.
-        _ = natsSubscription_SetOnCompleteCB(sub, { closure in
-            guard let closure else { return }
-            let sink = Unmanaged<Sink>.fromOpaque(closure).takeRetainedValue()
-            sink.continuation.finish()
-        }, sinkPointer)
+        _ = natsSubscription_SetOnCompleteCB(
+            sub,
+            { closure in
+                guard let closure else { return }
+                let sink = Unmanaged<Sink>.fromOpaque(closure).takeRetainedValue()
+                sink.continuation.finish()
+            }, sinkPointer)
         handle = sub
     }
 

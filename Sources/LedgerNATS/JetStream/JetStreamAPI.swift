@@ -22,7 +22,9 @@ public struct JetStreamAPI: Sendable {
     }
 
     /// Sends one API request and decodes its answer, turning the server's `error` object into a `NATSError`.
-    public func call<Response: Decodable>(_ subject: String, body: some Encodable, as: Response.Type) async throws
+    public func call<Response: Decodable>(
+        _ subject: String, body: some Encodable, as: Response.Type
+    ) async throws
         -> Response
     {
         let payload = try Array(JSONEncoder().encode(body))
@@ -34,22 +36,29 @@ public struct JetStreamAPI: Sendable {
     public func callRaw(_ subject: String, payload: [UInt8] = []) async throws -> [UInt8] {
         let reply = try await request(subject, payload: payload)
         if let envelope = try? JSONDecoder().decode(ErrorEnvelope.self, from: Data(reply)), let error = envelope.error {
-            throw NATSError(jetStreamCode: error.err_code ?? 0, message: "\(subject): \(error.description ?? "JetStream error \(error.code)")")
+            throw NATSError(
+                jetStreamCode: error.err_code ?? 0,
+                message: "\(subject): \(error.description ?? "JetStream error \(error.code)")")
         }
         return reply
     }
 
     func request(_ subject: String, payload: [UInt8]) async throws -> [UInt8] {
         do {
-            return try await connection.request(subject: "$JS.API.\(subject)", payload: payload, timeout: timeout).payload
-        } catch let error as NATSError where error.status == 26 /* no responders */ || error.message.contains("no service") {
+            return try await connection.request(subject: "$JS.API.\(subject)", payload: payload, timeout: timeout)
+                .payload
+        } catch let error as NATSError
+            where error.status == 26 /* no responders */ || error.message.contains("no service")
+        {
             throw NATSError(
                 status: error.status,
                 message: "JetStream is not enabled on the server at \(connection.url) (start nats-server with -js)")
         }
     }
 
-    public func call<Response: Decodable>(_ subject: String, payload: [UInt8] = [], as: Response.Type) async throws
+    public func call<Response: Decodable>(
+        _ subject: String, payload: [UInt8] = [], as: Response.Type
+    ) async throws
         -> Response
     {
         let data = Data(try await request(subject, payload: payload))
@@ -61,7 +70,8 @@ public struct JetStreamAPI: Sendable {
         do {
             return try JSONDecoder().decode(Response.self, from: data)
         } catch {
-            throw NATSError(message: "\(subject): unexpected answer from the server: \(String(decoding: data, as: UTF8.self))")
+            throw NATSError(
+                message: "\(subject): unexpected answer from the server: \(String(decoding: data, as: UTF8.self))")
         }
     }
 
@@ -110,8 +120,10 @@ public struct JetStreamAPI: Sendable {
     public func lastMessage(stream: String, subject: String) async throws -> StoredMessage? {
         struct Request: Encodable { var last_by_subj: String }
         do {
-            return try await call("STREAM.MSG.GET.\(stream)", body: Request(last_by_subj: subject), as: GetMessageResponse.self)
-                .message
+            return try await call(
+                "STREAM.MSG.GET.\(stream)", body: Request(last_by_subj: subject), as: GetMessageResponse.self
+            )
+            .message
         } catch let error as NATSError where error.jetStreamError == .noMessageFound {
             return nil
         }
@@ -124,7 +136,9 @@ public struct JetStreamAPI: Sendable {
             var next_by_subj: String
         }
         do {
-            return try await call("STREAM.MSG.GET.\(stream)", body: Request(seq: 1, next_by_subj: subject), as: GetMessageResponse.self).message
+            return try await call(
+                "STREAM.MSG.GET.\(stream)", body: Request(seq: 1, next_by_subj: subject), as: GetMessageResponse.self
+            ).message
         } catch let error as NATSError where error.jetStreamError == .noMessageFound {
             return nil
         }
@@ -134,7 +148,8 @@ public struct JetStreamAPI: Sendable {
     public func message(stream: String, sequence: UInt64) async throws -> StoredMessage? {
         struct Request: Encodable { var seq: UInt64 }
         do {
-            return try await call("STREAM.MSG.GET.\(stream)", body: Request(seq: sequence), as: GetMessageResponse.self).message
+            return try await call("STREAM.MSG.GET.\(stream)", body: Request(seq: sequence), as: GetMessageResponse.self)
+                .message
         } catch let error as NATSError where error.jetStreamError == .noMessageFound {
             return nil
         }

@@ -45,7 +45,9 @@ final class CNATSRawConnection {
     deinit { natsConnection_Destroy(handle) }
 
     /// A JetStream context on this connection, valid only inside `body`.
-    private func withJetStream<T>(_ options: UnsafeMutablePointer<jsOptions>?, _ body: (OpaquePointer) throws -> T) throws -> T {
+    private func withJetStream<T>(
+        _ options: UnsafeMutablePointer<jsOptions>?, _ body: (OpaquePointer) throws -> T
+    ) throws -> T {
         var js: OpaquePointer?
         let s = natsConnection_JetStream(&js, handle, options)
         guard s == NATS_OK, let js else { throw CNATSRawError(s, "opening the JetStream context") }
@@ -64,7 +66,9 @@ final class CNATSRawConnection {
             for (index, payload) in payloads.enumerated() {
                 var msg: OpaquePointer?
                 var s = payload.withUnsafeBufferPointer { bytes in
-                    bytes.withMemoryRebound(to: CChar.self) { natsMsg_Create(&msg, subject, nil, $0.baseAddress, Int32(bytes.count)) }
+                    bytes.withMemoryRebound(to: CChar.self) {
+                        natsMsg_Create(&msg, subject, nil, $0.baseAddress, Int32(bytes.count))
+                    }
                 }
                 guard s == NATS_OK, let created = msg else { throw CNATSRawError(s, "creating a message") }
                 if let ids = messageIDs { s = natsMsgHeader_Set(created, "Nats-Msg-Id", ids[index]) }
