@@ -24,17 +24,12 @@ extension RunDecider {
         sourceSequence: UInt64? = nil
     ) -> [RunAction] {
         guard let step = definition.step(stepID) else { return [] }
-        let retryAt = retryAt(retryPolicy(step), error: error, attempt: attempt, now: now, random: random)
-        var steps: [RunAction] = [
-            .append(
-                .stepAttemptFailed(
-                    StepAttemptFailed(
-                        step_id: stepID, attempt: attempt, error: error, started_at: startedAt,
-                        finished_at: Timestamp.format(now),
-                        retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))
-        ]
-        if let retryAt { steps.append(.wakeUp(at: retryAt)) }
-        return steps
+        let failed = StepAttemptFailed(
+            step_id: stepID, attempt: attempt, error: error, started_at: startedAt, finished_at: Timestamp.format(now),
+            retry_at: nil, source_sequence: sourceSequence)
+        return record(
+            failed, as: LedgerEvent.Body.stepAttemptFailed, policy: retryPolicy(step), retrying: error, now: now,
+            random: random)
     }
 
     func compensationFailure(
@@ -45,19 +40,26 @@ extension RunDecider {
         // Compensations are retried with the step's policy, and at least five times: they undo effects.
         var policy = retryPolicy(step)
         policy.max_attempts = max(policy.max_attempts ?? 3, 5)
-        let retryAt = retryAt(
-            policy, error: StepError(kind: error.kind, message: error.message, retryable: true), attempt: attempt,
-            now: now, random: random)
-        var steps: [RunAction] = [
-            .append(
-                .compensationFailed(
-                    StepAttemptFailed(
-                        step_id: stepID, attempt: attempt, error: error, started_at: startedAt,
-                        finished_at: Timestamp.format(now),
-                        retry_at: retryAt.map(Timestamp.format), source_sequence: sourceSequence)))
-        ]
-        if let retryAt { steps.append(.wakeUp(at: retryAt)) }
-        return steps
+        let failed = StepAttemptFailed(
+            step_id: stepID, attempt: attempt, error: error, started_at: startedAt, finished_at: Timestamp.format(now),
+            retry_at: nil, source_sequence: sourceSequence)
+        let retrying = StepError(kind: error.kind, message: error.message, retryable: true)
+        return record(
+            failed, as: LedgerEvent.Body.compensationFailed, policy: policy, retrying: retrying, now: now,
+            random: random)
+    }
+
+    /// The failed attempt's event, with its retry time when `policy` retries `error`, and the wake-up for it.
+    private func record(
+        _ failed: StepAttemptFailed, as event: (StepAttemptFailed) -> LedgerEvent.Body, policy: RetryPolicy,
+        retrying error: StepError, now: Date, random: () -> Double
+    ) -> [RunAction] {
+        var failed = failed
+        let retryAt = retryAt(policy, error: error, attempt: failed.attempt, now: now, random: random)
+        failed.retry_at = retryAt.map(Timestamp.format)
+        var actions: [RunAction] = [.append(event(failed))]
+        if let retryAt { actions.append(.wakeUp(at: retryAt)) }
+        return actions
     }
 
     /// Steps that can be compensated, newest completion first.

@@ -3,7 +3,6 @@ import Foundation
 import LedgerCore
 import LedgerEngine
 import LedgerLMDB
-import LedgerNATS
 import LedgerProjections
 import Logging
 
