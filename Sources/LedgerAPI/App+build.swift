@@ -46,11 +46,11 @@ public func buildRouter(
 ) -> Router<LedgerRequestContext> {
     let router = Router(context: LedgerRequestContext.self)
     router.add(middleware: ConcurrencyLimitMiddleware())
-    let authenticated = router.group().add(middleware: BearerTokenAuthenticator(tokens: tokens))
-    OperationsController(log: log, status: status).addRoutes(to: router, authenticated: authenticated)
-    let automation = authenticated.group("automation")
-    FlowsController(flows: flows).addRoutes(to: automation.group("flows"))
-    RunsController(service: runs, queries: queries, log: log).addRoutes(to: automation)
-    DeadLettersController(queries: queries).addRoutes(to: automation.group("dlq"))
+    let access = AccessControl(tokens: tokens)
+    OperationsController(log: log, status: status).addRoutes(to: router, access: access)
+    let automation = router.group("automation")
+    FlowsController(flows: flows).addRoutes(to: automation.group("flows"), access: access)
+    RunsController(service: runs, queries: queries, log: log).addRoutes(to: automation, access: access)
+    DeadLettersController(queries: queries).addRoutes(to: automation.group("dlq"), access: access)
     return router
 }

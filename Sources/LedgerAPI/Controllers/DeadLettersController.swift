@@ -9,9 +9,9 @@ public struct DeadLettersController<Queries: RunQueries>: Sendable {
         self.queries = queries
     }
 
-    /// Adds the route to `group` (the dead letters' path, behind `BearerTokenAuthenticator`); it needs `viewer`.
-    public func addRoutes(to group: RouterGroup<LedgerRequestContext>) {
-        group.group().add(middleware: RequireRole(.viewer))
+    /// Adds the route to `group` (the dead letters' path); it needs `viewer`.
+    public func addRoutes(to group: RouterGroup<LedgerRequestContext>, access: AccessControl) {
+        group.group().add(middleware: access.require(.viewer))
             .get(use: list)
     }
 

@@ -11,14 +11,14 @@ public struct FlowsController<Flows: FlowRepository>: Sendable {
         self.flows = flows
     }
 
-    /// Adds the routes to `group` (the flows' path, behind `BearerTokenAuthenticator`): reading needs `viewer`,
+    /// Adds the routes to `group` (the flows' path): reading needs `viewer`,
     /// every change `admin`.
-    public func addRoutes(to group: RouterGroup<LedgerRequestContext>) {
-        group.group().add(middleware: RequireRole(.viewer))
+    public func addRoutes(to group: RouterGroup<LedgerRequestContext>, access: AccessControl) {
+        group.group().add(middleware: access.require(.viewer))
             .get(use: list)
             .get("{id}", use: get)
             .get("{id}/versions", use: versions)
-        group.group().add(middleware: RequireRole(.admin))
+        group.group().add(middleware: access.require(.admin))
             .post(use: register)
             .put("{id}", use: update)
             .post("{id}/activate") { request, context in try await activate(request, context, active: true) }

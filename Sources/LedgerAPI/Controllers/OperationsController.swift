@@ -12,13 +12,12 @@ public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Se
         self.status = status
     }
 
-    /// Adds `/health` and `/ping` to `router` as they are, and `/metrics` to `authenticated` (the root, behind
-    /// `BearerTokenAuthenticator`).
-    public func addRoutes(to router: Router<LedgerRequestContext>, authenticated: RouterGroup<LedgerRequestContext>) {
+    /// Adds `/health` and `/ping` to `router` as they are, and `/metrics` behind the `viewer` role.
+    public func addRoutes(to router: Router<LedgerRequestContext>, access: AccessControl) {
         router.get("/health", use: health)
         // A static route with no dependencies: a liveness probe, and the benchmarks' ceiling for a bare route.
         router.get("/ping") { _, _ in "pong" }
-        authenticated.group().add(middleware: RequireRole(.viewer))
+        router.group().add(middleware: access.require(.viewer))
             .get("metrics", use: metrics)
     }
 

@@ -16,13 +16,13 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
         self.log = log
     }
 
-    /// Adds the routes to `group` (`/automation`, behind `BearerTokenAuthenticator`): reading needs `viewer`; running,
+    /// Adds the routes to `group` (`/automation`): reading needs `viewer`; running,
     /// cancelling and redriving `operator`.
-    public func addRoutes(to group: RouterGroup<LedgerRequestContext>) {
-        group.group("runs").add(middleware: RequireRole(.viewer))
+    public func addRoutes(to group: RouterGroup<LedgerRequestContext>, access: AccessControl) {
+        group.group("runs").add(middleware: access.require(.viewer))
             .get(use: list)
             .get("{runId}", use: get)
-        group.group().add(middleware: RequireRole(.`operator`))
+        group.group().add(middleware: access.require(.`operator`))
             .post("flows/{id}/run", use: run)
             .post("runs/{runId}/cancel", use: cancel)
             .post("runs/{runId}/redrive", use: redrive)

@@ -4,7 +4,7 @@ import LedgerCore
 /// The request context of the API: Hummingbird's core context and the grant of the caller's bearer token.
 public struct LedgerRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
-    /// Set by `BearerTokenAuthenticator`; nil on the public routes.
+    /// Set by `RequireRole`; nil on the public routes.
     public var grant: TokenGrant?
 
     public init(source: Source) {
@@ -12,7 +12,7 @@ public struct LedgerRequestContext: RequestContext {
         self.grant = nil
     }
 
-    /// The authenticated grant; a route behind `BearerTokenAuthenticator` always has one.
+    /// The authenticated grant; a route behind `RequireRole` always has one.
     func requireGrant() throws -> TokenGrant {
         guard let grant else { throw Problem.unauthorized("The route needs a bearer token.") }
         return grant
