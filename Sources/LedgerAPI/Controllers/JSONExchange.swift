@@ -16,10 +16,11 @@ enum JSONExchange {
     }
 
     static func response(_ status: HTTPResponse.Status = .ok, bytes: some Collection<UInt8>) -> Response {
-        Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        Response(status: status, headers: jsonHeaders, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
+
+    /// Built once: every JSON answer carries the same header.
+    static let jsonHeaders: HTTPFields = [.contentType: "application/json"]
 
     /// The body as JSON; 400 unless it is usable JSON.
     static func body(_ request: Request) async throws -> JSONValue {
