@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "ledgerflow",
             dependencies: [
-                "LedgerCore", "LedgerEngine", "LedgerAPI", "LedgerNATS", "LedgerDevServices",
+                "LedgerCore", "LedgerProjections", "LedgerEngine", "LedgerAPI", "LedgerDevServices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -83,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "LedgerBench",
             dependencies: [
-                "CNATS", "LedgerCore", "LedgerEngine", "LedgerNATS", "LedgerLMDB", "LedgerProjections",
+                "CNATS", "LedgerCore", "LedgerEngine", "LedgerNATS", "LedgerLMDB",
                 "LedgerDevServices",
                 "LedgerTestSupport",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

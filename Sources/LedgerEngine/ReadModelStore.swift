@@ -19,6 +19,12 @@ public final class ReadModelStore: Sendable {
     /// Messages skipped so far.
     private let skippedTotal: Counter
 
+    /// Read models being rebuilt in `path`: nothing is synced to disk until `sync()` (a crash loses only the
+    /// rebuild, which starts again).
+    public static func forRebuild(path: String, mapSize: Int = 8 << 30) throws -> ReadModelStore {
+        try ReadModelStore(path: path, durability: .noSync, mapSize: mapSize)
+    }
+
     /// Opens (or creates) the read models in `path`. Everything that can fail happens before the store exists:
     /// Swift 6.3's optimizer crashes on a throwing designated initializer of this class (its noncopyable stored
     /// properties on the failure path), so the designated one does not throw.

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import LedgerCore
 import LedgerEngine
-import LedgerLMDB
 import LedgerProjections
 import Logging
 
@@ -185,7 +184,7 @@ struct Projections: AsyncParsableCommand {
                 liveStore = try ReadModelStore(path: live)
                 target = try liveStore!.checkpoint()
             }
-            let store = try ReadModelStore(path: scratch, durability: .noSync)
+            let store = try ReadModelStore.forRebuild(path: scratch)
             let started = ContinuousClock.now
             let bar = ProgressBar(total: target)
             if target > 0 {

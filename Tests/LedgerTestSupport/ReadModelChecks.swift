@@ -7,7 +7,7 @@ extension TestStack {
     /// Replays the log into scratch read models (small batches) and compares them with the live ones key by key.
     public func expectRebuildEqualsLive(sourceLocation: SourceLocation = #_sourceLocation) async throws {
         let scratch = TemporaryDirectory("rebuild")
-        let rebuilt = try ReadModelStore(path: scratch.path, durability: .noSync, mapSize: 1 << 30)
+        let rebuilt = try ReadModelStore.forRebuild(path: scratch.path, mapSize: 1 << 30)
         let end = try store.checkpoint()
         try await Projector(ledger: ledger, store: rebuilt, batchSize: 3, recordsSkips: false, logger: testLogger)
             .follow(until: end)

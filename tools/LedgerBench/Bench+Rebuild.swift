@@ -59,7 +59,7 @@ extension Bench {
         let rawRate = Double(read) / rawSeconds
         precondition(read == events, "the raw reader saw \(read) of \(events)")
 
-        let store = try ReadModelStore(path: "\(scratch)/rebuild-lmdb", durability: .noSync)
+        let store = try ReadModelStore.forRebuild(path: "\(scratch)/rebuild-lmdb")
         let start = ContinuousClock.now
         try await Projector(ledger: ledger, store: store, recordsSkips: false, logger: logger).follow(
             until: UInt64(events))
