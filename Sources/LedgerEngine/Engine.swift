@@ -22,6 +22,8 @@ public struct EngineConfiguration: Sendable {
     public var maxDeliveries = Limits.maxDeliveries
     /// Where `http.request` and `emit` may send beyond the defaults (`--http-allow`, `--emit-allow`).
     public var outbound = OutboundPolicy()
+    /// What runs decide at and wait on (a manual clock in tests).
+    public var clock: any RunClock = SystemRunClock()
     public init() {}
 }
 

@@ -127,7 +127,7 @@ extension Engine {
         var input = input
         for _ in 0..<10_000 {
             if Task.isCancelled { return nil }
-            let steps = loop.decider.decide(loop.state, input, now: Date())
+            let steps = loop.decider.decide(loop.state, input, now: configuration.clock.now)
             var appended = false
             var conflict = false
             decision: for step in steps {
@@ -177,11 +177,11 @@ extension Engine {
                             metadata: loop.state.logMetadata.merging([
                                 LogKey.eventType: "\(body.type)", LogKey.error: "\(error)",
                             ]) { $1 })
-                        schedule(Date().addingTimeInterval(5), &loop)
+                        schedule(configuration.clock.now.addingTimeInterval(5), &loop)
                         return nil
                     }
                 case .execute(let execution):
-                    execute(execution, startedAt: Date(), &loop)
+                    execute(execution, startedAt: configuration.clock.now, &loop)
                 case .publishOutput(let output):
                     await publishOutput(output, &loop)
                 case .wakeUp(let at):
@@ -283,11 +283,9 @@ extension Engine {
         if let timer = loop.timer, timer.at <= at { return }
         loop.timer?.task.cancel()
         let driver = loop.driver
+        let clock = configuration.clock
         let task = Task {
-            let wait = at.timeIntervalSinceNow
-            if wait > 0 {
-                do { try await Task.sleep(for: .milliseconds(wait.clampedMilliseconds + 1)) } catch { return }
-            }
+            do { try await clock.sleep(until: at) } catch { return }
             driver.send(.wake)
         }
         loop.timer = (at, task)

@@ -182,6 +182,41 @@ extension Integration {
             }
         }
 
+        /// Retry back-offs wait on the engine's clock: an hour of back-off passes when the test moves the clock on,
+        /// and not a moment before.
+        @Test func anHourOfBackOffPassesOnTheEnginesClock() async throws {
+            var settings = CalendarSimulator.Settings()
+            settings.failFirst = 1
+            let clock = ManualClock()
+            var configuration = TestStack.loopbackAllowed
+            configuration.clock = ManualRunClock(clock)
+            try await withTestStack(calendar: settings, configuration: configuration) { stack in
+                let hour: JSONValue = [
+                    "max_attempts": 2, "backoff": "fixed", "initial_ms": 3_600_000, "max_ms": 3_600_000,
+                ]
+                try await register(
+                    stack, Self.flow("patient", intent: "patient", steps: [Self.calendarStep("a")], retry: hour))
+                try publish(stack, intent: "patient", id: "patient-1")
+                try await eventually("the first attempt failed and waits an hour") {
+                    try stack.runs().first?.step("a")?.attempts.first?.retry_at != nil
+                }
+                let waiting = try #require(try stack.runs().first)
+                #expect(waiting.status == .running)
+                #expect(stack.calendar.commandsReceived == 1)
+                let retryAt = try #require(waiting.step("a")?.attempts.first?.retry_at.flatMap(Timestamp.parse))
+                // An hour of back-off, less its jitter: far longer than this test takes.
+                let wait = retryAt.timeIntervalSince(configuration.clock.now)
+                #expect(wait > 1_800)
+                clock.advance(by: .seconds(Int64(wait) - 1))
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(stack.calendar.commandsReceived == 1, "a second before the retry is due, nothing is sent again")
+                clock.advance(by: .seconds(2))
+                let run = try #require(try await stack.waitForRuns(1).first)
+                #expect(run.step("a")?.attempts.map(\.status) == [.failed, .succeeded])
+                #expect(stack.calendar.commandsReceived == 2)
+            }
+        }
+
         @Test func aNonRetryableFailureCompensatesInReverseOrder() async throws {
             try await withTestStack { stack in
                 try await register(

@@ -1,3 +1,5 @@
+public import Foundation
+public import LedgerEngine
 import Synchronization
 
 /// A clock that moves only when told to: a test advances it past a cool-down instead of sleeping through it.
@@ -61,5 +63,27 @@ public final class ManualClock: Clock, Sendable {
             let sleeper = state.withLock { $0.sleepers.removeValue(forKey: id) }
             sleeper?.continuation.resume(throwing: CancellationError())
         }
+    }
+}
+
+/// A `ManualClock` as the run worker's clock: wall time that starts at `epoch` and moves only when the manual clock
+/// is advanced, so a test goes through an hour of retry back-off in no time.
+public struct ManualRunClock: RunClock {
+    public let manual: ManualClock
+    public let epoch: Date
+
+    public init(_ manual: ManualClock, epoch: Date = Date()) {
+        self.manual = manual
+        self.epoch = epoch
+    }
+
+    public var now: Date {
+        let offset = manual.now.offset.components
+        return epoch.addingTimeInterval(Double(offset.seconds) + Double(offset.attoseconds) / 1e18)
+    }
+
+    public func sleep(until date: Date) async throws {
+        let seconds = date.timeIntervalSince(epoch)
+        try await manual.sleep(until: ManualClock.Instant(offset: .milliseconds(Int64((seconds * 1000).rounded(.up)))))
     }
 }
