@@ -87,10 +87,6 @@ extension Engine {
             outcome = .refused(
                 "delivered \(delivered) times without an answer (the engine stopped each time while handling it); given up"
             )
-        } else if message.payload.count > Limits.inboundMessageBytes {
-            outcome = .refused(
-                "the message is \(message.payload.count) bytes; inbound messages may be at most \(Limits.inboundMessageBytes) bytes (send large content by reference)"
-            )
         } else if !Subjects.engineInbound.contains(where: { subjectMatches(pattern: $0, subject: message.subject) }) {
             // On servers without multiple filter subjects the consumer sees every subject; those are not inbound.
             outcome = .handled

@@ -108,7 +108,7 @@ extension Ledger {
     @discardableResult
     public func send(
         payload: [UInt8], id: String, on subject: String, expectingEmptySubject: Bool = false,
-        retry: AppendRetry = .once
+        retry: AppendRetry
     ) async throws -> SentMessage? {
         guard covers(subject) else {
             try connection.publish(subject: subject, payload: payload)

@@ -26,15 +26,9 @@ extension Engine {
     func answerRunRequest(_ message: IncomingRequest) async {
         var answer: JSONValue
         var requestEvent: CloudEvent<JSONValue>?
-        let decoded: Result<CloudEvent<JSONValue>, EnvelopeProblem> =
-            message.payload.count > Limits.inboundMessageBytes
-            ? .failure(
-                EnvelopeProblem(
-                    "the request is \(message.payload.count) bytes; requests may be at most \(Limits.inboundMessageBytes) bytes"
-                ))
-            : decodeInbound(
-                message.payload, expectedTypes: [EventType.flowRunRequested], required: ["flow_id"], codec: EventCodec()
-            )
+        // The envelope decoder refuses an oversized request before parsing it.
+        let decoded = decodeInbound(
+            message.payload, expectedTypes: [EventType.flowRunRequested], required: ["flow_id"], codec: EventCodec())
         switch decoded.flatMap({ event in
             InboundFields.identifierProblem(event.data, ["flow_id", "idempotency_key", "mode"], type: event.type).map {
                 .failure(EnvelopeProblem($0))

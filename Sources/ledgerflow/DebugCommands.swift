@@ -301,7 +301,7 @@ struct Publish: AsyncParsableCommand {
         }
         let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-publish", logger: logger)
         defer { ledger.close() }
-        if let sent = try await ledger.send(payload: payload, id: id, on: subject) {
+        if let sent = try await ledger.send(payload: payload, id: id, on: subject, retry: .once) {
             print(
                 "appended to \(ledger.stream) at sequence \(sent.sequence)\(sent.duplicate ? " (duplicate of an earlier publish; not stored again)" : "") with id \(id)"
             )

@@ -234,7 +234,8 @@ struct Bench {
             let trigger = Self.trigger(i, tag: "lat-\(scenario.prefix(1))")
             let runID = Self.runID(trigger.id)
             let t0 = ContinuousClock.now
-            _ = try await ledger.send(payload: trigger.payload, id: trigger.id, on: Subjects.assistantCommandIssued)
+            _ = try await ledger.send(
+                payload: trigger.payload, id: trigger.id, on: Subjects.assistantCommandIssued, retry: .once)
             let limit = ContinuousClock.now + .seconds(30)
             while true {
                 let (status, answer) = try client.get("/automation/runs/\(runID)", token: LedgerflowServe.token)
