@@ -287,4 +287,11 @@ public final class LedgerFailpoints: Sendable {
         get { after.withLock { $0 } }
         set { after.withLock { $0 = newValue } }
     }
+    private let lost = Mutex<(@Sendable (UInt64) -> Bool)?>(nil)
+    /// Called by log readers for each delivered message with its stream sequence; returning true drops the
+    /// delivery as if it were lost on the way (a reconnect, a dropped packet): the reader must notice and read again.
+    public var loseDelivery: (@Sendable (UInt64) -> Bool)? {
+        get { lost.withLock { $0 } }
+        set { lost.withLock { $0 = newValue } }
+    }
 }

@@ -22,7 +22,8 @@ public struct LogMessage: Sendable {
 
 /// The log read in order from a position, as an `AsyncSequence` of `LogMessage`: to its end as it is when reading
 /// starts, or following it as it grows. Messages come without gaps: a lost delivery reopens the reader after the
-/// last message it gave. Reading holds an ephemeral consumer on the server, deleted when the iterator goes away.
+/// last message it gave, whether a later message shows it (its consumer sequence skips one, anywhere in a batch) or
+/// none does (nothing more arrives while the consumer counts more deliveries than were taken). Reading holds an ephemeral consumer on the server, deleted when the iterator goes away.
 public struct LogReader: AsyncSequence, Sendable {
     public typealias Element = LogMessage
 
@@ -85,14 +86,24 @@ public struct LogReader: AsyncSequence, Sendable {
             let wait = reader.end == .now ? Swift.max(maxWait, .seconds(2)) : maxWait
             let delivered = try await session.subscription.fetch(batch: reader.batchSize, maxWait: wait)
             if delivered.isEmpty {
+                // Nothing came in time. When the consumer has delivered more than arrived here, the last deliveries
+                // were lost on the way (no later message shows the jump): read again after the last one given out.
+                if try await session.deliveredMoreThanTaken() {
+                    self.session = nil
+                    return []
+                }
                 if reader.end == .now { finished = true }
                 return reader.end == .now ? nil : []
             }
+            let lose = reader.ledger.failpoints.loseDelivery
             var out: [LogMessage] = []
             out.reserveCapacity(delivered.count)
             for message in delivered {
                 guard let meta = message.jetStreamMetadata else { continue }
-                // A consumer sequence that skips one is a lost delivery: reopen after the last message given out.
+                if let lose, lose(meta.streamSequence) { continue }
+                // Each message is checked, wherever it sits in the batch: the consumer numbers its deliveries
+                // 1, 2, 3..., so one that skips a number follows a lost delivery; reopen after the last message
+                // given out. (The stream sequence may skip on its own: a message deleted from the log is no gap.)
                 if meta.consumerSequence != session.consumerSequence + 1 {
                     self.session = nil
                     return out
@@ -131,6 +142,17 @@ public struct LogReader: AsyncSequence, Sendable {
             self.stream = stream
             self.consumer = consumer
             self.pendingAtStart = pending
+        }
+
+        /// Whether the server counts more deliveries on this consumer than the reader has taken (or the consumer
+        /// is gone): either way, reading must start again after the last message given out.
+        func deliveredMoreThanTaken() async throws -> Bool {
+            do {
+                let info = try await api.consumerInfo(stream: stream, consumer: consumer)
+                return info.delivered.consumer_seq > consumerSequence
+            } catch let error as NATSError where error.jetStreamError == .consumerNotFound {
+                return true
+            }
         }
 
         static func open(_ ledger: Ledger, subject: String?, after position: UInt64) async throws -> Session {

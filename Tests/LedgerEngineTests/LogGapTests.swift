@@ -1,0 +1,92 @@
+import Foundation
+import LedgerCore
+import LedgerNATS
+import LedgerTestSupport
+import Synchronization
+import Testing
+
+@testable import LedgerEngine
+
+extension Integration {
+    /// A delivery lost between the server and a reader (issue 16): the reader notices and reads again, so the read
+    /// models never move their checkpoint past a message they did not apply.
+    @Suite struct LogGapTests {
+        /// Appends `count` runs' `FlowRunStarted` (run ids `gap-0`...), one message each, in one pipelined go.
+        func appendRuns(_ ledger: Ledger, count: Int) async throws {
+            let codec = EventCodec()
+            let messages = try (0..<count).map { i in
+                let run = "gap-\(i)"
+                let body = LedgerEvent.Body.runStarted(
+                    FlowRunStarted(
+                        run_id: run, flow_id: "f", flow_version: 1, definition_hash: "h", mode: .live,
+                        trigger: RunTrigger(kind: .manual), actor: "t", input: ["n": .number(Double(i))],
+                        step_ids: ["s"], dedup_key: nil, message_id: nil, channel: nil))
+                return OutgoingMessage(
+                    subject: Subjects.run(run),
+                    payload: try body.encode(
+                        id: run, time: Timestamp.now(), runid: run, flowid: "f", flowversion: 1, codec: codec))
+            }
+            _ = try await ledger.appendPipelined(messages).map { try $0.get() }
+        }
+
+        @Test func aDeliveryLostInsideABatchIsReadAgain() async throws {
+            let ledger = try await freshLedger()
+            defer { ledger.close() }
+            try await appendRuns(ledger, count: 10)
+            let dropped = LossCounter(sequence: 5)
+            ledger.failpoints.loseDelivery = { dropped.lose($0) }
+            let read = try await ledger.read(subject: nil)
+            ledger.failpoints.loseDelivery = nil
+            #expect(dropped.count == 1, "the failpoint lost one delivery")
+            #expect(read.map(\.sequence) == Array(1...10))
+        }
+
+        @Test func aLostLastDeliveryIsReadAgainThoughNoLaterMessageShowsTheGap() async throws {
+            let ledger = try await freshLedger()
+            defer { ledger.close() }
+            try await appendRuns(ledger, count: 10)
+            let dropped = LossCounter(sequence: 10)
+            ledger.failpoints.loseDelivery = { dropped.lose($0) }
+            let read = try await ledger.read(subject: nil)
+            ledger.failpoints.loseDelivery = nil
+            #expect(dropped.count == 1, "the failpoint lost one delivery")
+            #expect(read.map(\.sequence) == Array(1...10), "the reader ended early, without the lost message")
+        }
+
+        @Test func theProjectorAppliesEveryMessageWhenDeliveriesAreLostInsideAndAtTheEndOfABatch() async throws {
+            let ledger = try await freshLedger()
+            defer { ledger.close() }
+            try await appendRuns(ledger, count: 10)
+            let directory = TemporaryDirectory("gap")
+            let store = try ReadModelStore(path: "\(directory.path)/lmdb", mapSize: 1 << 26)
+            let dropped = LossCounter(sequences: [6, 10])
+            ledger.failpoints.loseDelivery = { dropped.lose($0) }
+            defer { ledger.failpoints.loseDelivery = nil }
+            let projector = Projector(ledger: ledger, store: store, recordsSkips: false, logger: testLogger)
+            let following = Task { try await projector.follow() }
+            defer { following.cancel() }
+            let reached = await store.progress.wait(for: 10, timeout: .seconds(30))
+            #expect(reached, "the read models stopped at \(store.progress.position), short of the log's end (10)")
+            #expect(dropped.count == 2, "the failpoint lost two deliveries")
+            for i in 0..<10 {
+                #expect(try store.run("gap-\(i)") != nil, "run gap-\(i) is missing from the read models")
+            }
+        }
+    }
+}
+
+/// Loses the first delivery of each of the given stream sequences.
+final class LossCounter: Sendable {
+    let pending: Mutex<Set<UInt64>>
+    let lost = Atomic<Int>(0)
+    var count: Int { lost.load(ordering: .relaxed) }
+
+    init(sequence: UInt64) { pending = Mutex([sequence]) }
+    init(sequences: Set<UInt64>) { pending = Mutex(sequences) }
+
+    func lose(_ sequence: UInt64) -> Bool {
+        let hit = pending.withLock { $0.remove(sequence) != nil }
+        if hit { lost.add(1, ordering: .relaxed) }
+        return hit
+    }
+}
