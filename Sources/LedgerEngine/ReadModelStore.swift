@@ -19,17 +19,25 @@ public final class ReadModelStore: Sendable {
     /// Messages skipped so far.
     private let skippedTotal: Counter
 
+    /// The map size read models open with unless told otherwise (`--lmdb-map-size`); the map grows when full.
+    public static let defaultMapSize = 8 << 30
+
     /// Read models being rebuilt in `path`: nothing is synced to disk until `sync()` (a crash loses only the
     /// rebuild, which starts again).
-    public static func forRebuild(path: String, mapSize: Int = 8 << 30) throws -> ReadModelStore {
+    public static func forRebuild(path: String, mapSize: Int = defaultMapSize) throws -> ReadModelStore {
         try ReadModelStore(path: path, durability: .noSync, mapSize: mapSize)
     }
+
+    /// The LMDB map's size now: it starts at the size the store was opened with and doubles each time it fills,
+    /// up to `maximumMapSize`.
+    public var mapSize: Int { environment.mapSize }
+    public var maximumMapSize: Int { environment.maximumMapSize }
 
     /// Opens (or creates) the read models in `path`. Everything that can fail happens before the store exists:
     /// Swift 6.3's optimizer crashes on a throwing designated initializer of this class (its noncopyable stored
     /// properties on the failure path), so the designated one does not throw.
     public convenience init(
-        path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = 8 << 30
+        path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = defaultMapSize
     ) throws {
         let environment = try LMDBEnvironment(
             path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
@@ -207,7 +215,9 @@ public final class ReadModelStore: Sendable {
         let environment = self.environment
         let failpoint = self.failpoint.withLock { $0 }
         let recent = self.recent
-        let added = try await environment.writer.write { txn -> Int in
+        // A transaction that does not commit (a failure, or a full map, which grows and writes the batch again)
+        // leaves the cache holding states that were never committed: drop them.
+        let added = try await environment.writer.write(aborted: { recent.clear() }) { txn -> Int in
             let current =
                 try txn.withValue(
                     environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)
@@ -220,21 +230,16 @@ public final class ReadModelStore: Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var added = 0
-            do {
-                try ReadModelStore.fold(RunStatusModel.self, fresh, txn, environment, encoder, recent)
-                try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder, recent)
-                try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder, recent)
-                for row in skipped where row.sequence > current {
-                    try txn.put(
-                        environment.table(SkippedMessage.table), key: Array(row.key.utf8),
-                        value: Array(try encoder.encode(row)))
-                    added += 1
-                }
-                try failpoint?(through)
-            } catch {
-                recent.clear()  // the transaction is aborted: the cache may hold states that were never committed
-                throw error
+            try ReadModelStore.fold(RunStatusModel.self, fresh, txn, environment, encoder, recent)
+            try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder, recent)
+            try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder, recent)
+            for row in skipped where row.sequence > current {
+                try txn.put(
+                    environment.table(SkippedMessage.table), key: Array(row.key.utf8),
+                    value: Array(try encoder.encode(row)))
+                added += 1
             }
+            try failpoint?(through)
             try txn.put(
                 environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8),
                 value: Array(String(through).utf8))

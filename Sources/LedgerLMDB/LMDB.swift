@@ -1,6 +1,7 @@
 import CLMDB
 import Dispatch
 import Foundation
+import Synchronization
 
 /// An LMDB error: the C return code and `mdb_strerror`'s text.
 public struct LMDBError: Error, CustomStringConvertible, Sendable {
@@ -17,8 +18,10 @@ public struct LMDBError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { "LMDB error \(code): \(message)" }
-    /// The map is full: raise the map size (`--lmdb-map-size`).
+    /// The map is full (the environment grows its map by itself up to its maximum; see `LMDBEnvironment`).
     public var isMapFull: Bool { code == MDB_MAP_FULL }
+    /// Another process grew the map: adopt its size and begin again.
+    var isMapResized: Bool { code == MDB_MAP_RESIZED }
     /// The data itself is refused (a key over 511 bytes, an empty key): writing it again fails again.
     public var isRefusedData: Bool { code == MDB_BAD_VALSIZE || code == EINVAL }
 }
@@ -36,12 +39,28 @@ public struct LMDBTable: Sendable, Hashable {
 
 /// One LMDB environment (one `MDB_env*`, closed in `deinit`), opened with `MDB_NOTLS` because Swift tasks hop
 /// threads. Reads run anywhere; every write goes through `writer`, which owns a thread of its own.
+///
+/// The map (the file's window in memory, which bounds how large the data may grow) starts at the size given and
+/// grows when full: the writer doubles it, up to `maximumMapSize`, and writes the refused transaction again.
+/// LMDB may change the map size only while no transaction of this process is open, so read transactions share
+/// `mapLock` and the writer takes it alone, between its own transactions, to grow the map.
 public final class LMDBEnvironment: @unchecked Sendable {
     let env: OpaquePointer
     public let path: String
     private let tables: [String: LMDBTable]
     /// The one writer of this environment.
     public private(set) var writer: LMDBWriter!
+    /// Held shared by every read transaction, alone while the map size changes.
+    let mapLock = MapLock()
+    /// (A class holding the mutex: a noncopyable stored property on this throwing initializer's failure path
+    /// crashes Swift 6.3's optimizer; see `ReadModelStore.init`.)
+    private let currentMapSize = SizeBox()
+    /// The size the map may grow to.
+    public let maximumMapSize: Int
+    /// The map's size now (it grows when full).
+    public var mapSize: Int { currentMapSize.value.withLock { $0 } }
+    /// The largest map an environment grows to unless it was opened larger: 1 TiB.
+    public static let defaultMaximumMapSize = 1 << 40
 
     public enum Durability: Sendable, Equatable {
         /// fsync on every commit (one commit carries a whole batch).
@@ -54,12 +73,20 @@ public final class LMDBEnvironment: @unchecked Sendable {
         case noSync
     }
 
-    /// Opens (creating when missing) the environment in directory `path` with the named tables.
+    /// Opens (creating when missing) the environment in directory `path` with the named tables, its map
+    /// `mapSize` bytes at first (rounded up to whole pages; at least what the data already takes), growing up to
+    /// `maximumMapSize` (at least `mapSize`).
     public init(
-        path: String, tables names: [String], mapSize: Int = 4 << 30, durability: Durability = .syncEachCommit
+        path: String, tables names: [String], mapSize: Int = 4 << 30, maximumMapSize: Int = defaultMaximumMapSize,
+        durability: Durability = .syncEachCommit
     )
         throws
     {
+        guard mapSize > 0 else {
+            throw LMDBError(EINVAL, "opening LMDB at \(path): a map size of \(mapSize) bytes; give a positive size")
+        }
+        let page = max(4096, sysconf(Int32(_SC_PAGESIZE)))
+        let requested = (mapSize + page - 1) / page * page
         try FileManager.default.createDirectory(
             atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         var env: OpaquePointer?
@@ -67,7 +94,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         guard let env else { throw LMDBError(EINVAL, "creating the LMDB environment") }
         var ok = false
         defer { if !ok { mdb_env_close(env) } }
-        try check(mdb_env_set_mapsize(env, mapSize), "setting the map size")
+        try check(mdb_env_set_mapsize(env, requested), "setting the map size to \(requested) bytes")
         try check(mdb_env_set_maxdbs(env, MDB_dbi(max(names.count, 1) + 2)), "setting the table count")
         try check(mdb_env_set_maxreaders(env, 254), "setting the reader count")
         var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NOMETASYNC)
@@ -89,10 +116,14 @@ public final class LMDBEnvironment: @unchecked Sendable {
             opened[name] = LMDBTable(name: name, dbi: dbi)
         }
         try check(mdb_txn_commit(txn), "opening the tables")
+        var info = MDB_envinfo()
+        try check(mdb_env_info(env, &info), "reading the map size")
         self.env = env
         self.path = path
         self.tables = opened
+        self.maximumMapSize = max(maximumMapSize, info.me_mapsize)
         ok = true
+        currentMapSize.value.withLock { $0 = info.me_mapsize }
         self.writer = LMDBWriter(environment: self, durability: durability)
     }
 
@@ -107,13 +138,50 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return table
     }
 
-    /// Runs `body` in a read-only transaction; values are valid only inside it, so decode them there.
+    /// Runs `body` in a read-only transaction; values are valid only inside it, so decode them there. `body` must
+    /// not open another transaction (it would wait on `mapLock` behind a writer growing the map, which waits on it).
     @available(*, noasync, message: "a transaction must not cross an await; use it in a synchronous function")
     public func read<R>(_ body: (borrowing LMDBReadTransaction) throws -> R) throws -> R {
-        var txn: OpaquePointer?
-        try check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "beginning a read transaction")
-        let transaction = LMDBReadTransaction(txn: txn!)
-        return try body(transaction)
+        var resized = false
+        while true {
+            do {
+                return try mapLock.shared {
+                    var txn: OpaquePointer?
+                    try check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "beginning a read transaction")
+                    let transaction = LMDBReadTransaction(txn: txn!)
+                    return try body(transaction)
+                }
+            } catch let error as LMDBError where error.isMapResized && !resized {
+                resized = true
+                try adoptMapSize()
+            }
+        }
+    }
+
+    /// Another process grew the map beyond this one's: take its size (LMDB reads it from the file).
+    func adoptMapSize() throws {
+        try mapLock.exclusive {
+            try check(mdb_env_set_mapsize(env, 0), "adopting the map size another process set")
+            var info = MDB_envinfo()
+            if mdb_env_info(env, &info) == 0 { currentMapSize.value.withLock { $0 = max($0, info.me_mapsize) } }
+        }
+    }
+
+    /// Doubles the map (up to `maximumMapSize`) after a write found it full; called by the writer between its
+    /// transactions. Throws when the map is at its maximum already.
+    func growMap(after error: LMDBError) throws {
+        let current = mapSize
+        guard current < maximumMapSize else {
+            throw LMDBError(
+                MDB_MAP_FULL,
+                "the read models in \(path) need more than the largest map allowed (\(current) bytes): start with a larger --lmdb-map-size (env LEDGERFLOW_LMDB_MAP_SIZE), or free disk space and rebuild them",
+                file: error.file, line: error.line)
+        }
+        let next = current > maximumMapSize / 2 ? maximumMapSize : current * 2
+        try mapLock.exclusive {
+            try check(mdb_env_set_mapsize(env, next), "growing the map of \(path) to \(next) bytes")
+        }
+        currentMapSize.value.withLock { $0 = next }
     }
 
     /// Flushes everything to disk (after `noSync` writes).
@@ -125,7 +193,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     public func copy(to path: String) throws {
         try FileManager.default.createDirectory(
             atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        try check(mdb_env_copy2(env, path, UInt32(MDB_CP_COMPACT)), "copying \(self.path) to \(path)")
+        try mapLock.shared {  // the copy reads in a transaction of its own
+            try check(mdb_env_copy2(env, path, UInt32(MDB_CP_COMPACT)), "copying \(self.path) to \(path)")
+        }
     }
 }
 
@@ -300,7 +370,11 @@ public final class LMDBWriter: @unchecked Sendable {
     }
 
     /// Runs `body` in a write transaction on the writer thread; commits when it returns, aborts when it throws.
+    /// When the map is full, the map grows and `body` runs again in a new transaction (up to the environment's
+    /// maximum map size), so `body` must start from what the transaction reads; `aborted` runs on the writer thread
+    /// after each transaction that did not commit (to drop what `body` remembered of it).
     public func write<R: Sendable>(
+        aborted: (@Sendable () -> Void)? = nil,
         _ body: @escaping @Sendable (borrowing LMDBWriteTransaction) throws -> R
     ) async throws
         -> R
@@ -311,7 +385,7 @@ public final class LMDBWriter: @unchecked Sendable {
                     continuation.resume(throwing: LMDBError(EINVAL, "the environment was closed"))
                     return
                 }
-                let result = Result { try LMDBWriter.writeNow(environment.env, body) }
+                let result = Result { try LMDBWriter.writeNow(environment, body, aborted: aborted) }
                 scheduleSync()
                 continuation.resume(with: result)
             }
@@ -319,16 +393,40 @@ public final class LMDBWriter: @unchecked Sendable {
     }
 
     /// Runs a write transaction on the calling thread, for tools that are not async (still one writer: callers
-    /// must not mix this with `write` concurrently).
+    /// must not mix this with `write` concurrently). The map grows when full, as with `write`.
     @available(*, noasync)
     public func writeSynchronously<R>(_ body: (borrowing LMDBWriteTransaction) throws -> R) throws -> R {
         try queue.sync {
             guard let environment else { throw LMDBError(EINVAL, "the environment was closed") }
-            return try LMDBWriter.writeNow(environment.env, body)
+            return try LMDBWriter.writeNow(environment, body, aborted: nil)
         }
     }
 
+    /// Writes, growing the map and writing again while it is full. Runs on the writer's thread (no other write
+    /// transaction of this environment is open, so only read transactions need waiting for).
     private static func writeNow<R>(
+        _ environment: LMDBEnvironment, _ body: (borrowing LMDBWriteTransaction) throws -> R,
+        aborted: (() -> Void)?
+    ) throws -> R {
+        var resized = false
+        while true {
+            do {
+                return try writeOnce(environment.env, body)
+            } catch let error as LMDBError where error.isMapFull {
+                aborted?()
+                try environment.growMap(after: error)
+            } catch let error as LMDBError where error.isMapResized && !resized {
+                resized = true
+                aborted?()
+                try environment.adoptMapSize()
+            } catch {
+                aborted?()
+                throw error
+            }
+        }
+    }
+
+    private static func writeOnce<R>(
         _ env: OpaquePointer, _ body: (borrowing LMDBWriteTransaction) throws -> R
     ) throws -> R {
         var txn: OpaquePointer?
@@ -341,7 +439,43 @@ public final class LMDBWriter: @unchecked Sendable {
             mdb_txn_abort(txn)
             throw error
         }
-        try check(mdb_txn_commit(txn), "committing")
+        try check(mdb_txn_commit(txn), "committing")  // the transaction is freed whether or not it committed
         return result
+    }
+}
+
+final class SizeBox: Sendable {
+    let value = Mutex<Int>(0)
+}
+
+/// A reader-writer lock that prefers the writer (a writer waiting stops new readers, so a steady stream of reads
+/// cannot starve it). Not recursive: a holder must not take it again.
+final class MapLock: @unchecked Sendable {
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+
+    init() {
+        lock = .allocate(capacity: 1)
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        pthread_rwlock_init(lock, &attributes)
+        pthread_rwlockattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
+
+    func shared<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
+    }
+
+    func exclusive<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
     }
 }

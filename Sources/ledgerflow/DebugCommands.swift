@@ -162,6 +162,7 @@ struct Projections: AsyncParsableCommand {
 
         @OptionGroup var nats: NATSOptions
         @Option(help: "The data directory holding lmdb/.") var dataDir = "./.ledgerflow"
+        @OptionGroup var lmdb: LMDBOptions
         @Flag(
             help:
                 "Rebuild into a scratch directory and compare with the live models, key by key (the live ones are untouched)."
@@ -170,8 +171,8 @@ struct Projections: AsyncParsableCommand {
 
         func run() async throws {
             let logger = makeLogger()
-            let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-rebuild", logger: logger)
             let live = "\(dataDir)/lmdb"
+            let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-rebuild", logger: logger)
             let scratch = "\(dataDir)/lmdb.rebuild-\(getpid())"
             try? FileManager.default.removeItem(atPath: scratch)
             var liveStore: ReadModelStore?
@@ -181,10 +182,10 @@ struct Projections: AsyncParsableCommand {
                     print("There are no live read models at \(live) to verify.")
                     throw ExitCode(1)
                 }
-                liveStore = try ReadModelStore(path: live)
+                liveStore = try ReadModelStore(path: live, mapSize: try lmdb.mapSize())
                 target = try liveStore!.checkpoint()
             }
-            let store = try ReadModelStore.forRebuild(path: scratch)
+            let store = try ReadModelStore.forRebuild(path: scratch, mapSize: try lmdb.mapSize())
             let started = ContinuousClock.now
             let bar = ProgressBar(total: target)
             if target > 0 {

@@ -54,11 +54,12 @@ struct Stack {
     let tokens: TokenStore
 
     static func open(
-        natsURL: String, dataDirectory: String, tokens: TokenStore, outbound: OutboundPolicy, logger: Logger
+        natsURL: String, dataDirectory: String, mapSize: Int, tokens: TokenStore, outbound: OutboundPolicy,
+        logger: Logger
     ) async throws -> Stack {
         let ledger = try await Ledger.open(
             url: natsURL, clientName: "ledgerflow-engine", setup: .createOrUpdate, logger: logger)
-        let store = try ReadModelStore(path: "\(dataDirectory)/lmdb")
+        let store = try ReadModelStore(path: "\(dataDirectory)/lmdb", mapSize: mapSize)
         let projector = Projector(ledger: ledger, store: store, logger: logger)
         var configuration = EngineConfiguration()
         configuration.outbound = outbound
@@ -122,6 +123,7 @@ struct Dev: AsyncParsableCommand {
     @Option(help: "Calendar simulator: delay before each answer, in ms.") var calendarLatencyMs = 50
     @Option(help: "Calendar simulator: probability of a (retryable) failure.") var calendarFailureRate = 0.0
     @OptionGroup var outbound: OutboundOptions
+    @OptionGroup var lmdb: LMDBOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -140,7 +142,7 @@ struct Dev: AsyncParsableCommand {
         }
         let token = adminToken ?? TokenStore.generate()
         let stack = try await Stack.open(
-            natsURL: url, dataDirectory: dataDir,
+            natsURL: url, dataDirectory: dataDir, mapSize: try lmdb.mapSize(),
             tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]),
             outbound: try outbound.policy(allowLoopback: true), logger: logger)
         var settings = CalendarSimulator.Settings()
@@ -194,6 +196,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "JSON file of tokens: [{\"token\", \"subject\", \"role\"}].") var tokensFile: String?
     @Flag(help: "Also run the calendar and discovery simulators.") var simulators = false
     @OptionGroup var outbound: OutboundOptions
+    @OptionGroup var lmdb: LMDBOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -205,7 +208,7 @@ struct Serve: AsyncParsableCommand {
                 "no tokens configured (--admin-token or --tokens-file): every API call but /health will be refused")
         }
         let stack = try await Stack.open(
-            natsURL: nats.natsURL, dataDirectory: dataDir, tokens: TokenStore(grants),
+            natsURL: nats.natsURL, dataDirectory: dataDir, mapSize: try lmdb.mapSize(), tokens: TokenStore(grants),
             outbound: try outbound.policy(allowLoopback: false), logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
         // The simulators stand for other services: each connects on its own.
