@@ -158,7 +158,9 @@ struct Projections: AsyncParsableCommand {
 
     struct Rebuild: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Rebuild the LMDB read models from the log (stop `serve` first), or check them with --verify.")
+            abstract:
+                "Rebuild the LMDB read models from the log (refused while a `serve` or `dev` uses the data directory), or check them with --verify."
+        )
 
         @OptionGroup var nats: NATSOptions
         @Option(help: "The data directory holding lmdb/.") var dataDir = "./.ledgerflow"
@@ -172,6 +174,27 @@ struct Projections: AsyncParsableCommand {
         func run() async throws {
             let logger = makeLogger()
             let live = "\(dataDir)/lmdb"
+            // The swap replaces the models under whoever writes them: only when no serve or dev holds the
+            // directory, which they do for as long as they run (--verify swaps nothing and reads alongside them).
+            var lock: DataDirectoryLock?
+            if !verify {
+                do {
+                    lock = try DataDirectoryLock.acquire(
+                        dataDirectory: dataDir, command: "ledgerflow projections rebuild")
+                } catch let busy as DataDirectoryLock.Busy {
+                    print(
+                        """
+                        Not rebuilding: \(busy), which keeps the read models in \(live) up to date; swapping them under it would lose what it writes.
+                        Stop it first\(busy.pid.map { " (kill -INT \($0))" } ?? "") and run this again, or rebuild into another directory with --data-dir DIR and start serve with that --data-dir.
+                        To check the live models without stopping it: ledgerflow projections rebuild --verify.
+                        """)
+                    throw ExitCode(1)
+                } catch let error as RuntimeError {
+                    print("Not rebuilding: \(error)")
+                    throw ExitCode(1)
+                }
+            }
+            defer { lock?.release() }
             let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-rebuild", logger: logger)
             let scratch = "\(dataDir)/lmdb.rebuild-\(getpid())"
             try? FileManager.default.removeItem(atPath: scratch)

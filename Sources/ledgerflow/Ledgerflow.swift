@@ -35,6 +35,22 @@ struct ServerOptions: ParsableArguments {
     var token: String? { tokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_TOKEN"] }
 }
 
+/// Takes the data directory's lock for `serve` or `dev` (held until the process ends), or says who holds it and
+/// what to do, and exits.
+func lockDataDirectory(_ dataDirectory: String, command: String) throws -> DataDirectoryLock {
+    do {
+        return try DataDirectoryLock.acquire(dataDirectory: dataDirectory, command: command)
+    } catch let busy as DataDirectoryLock.Busy {
+        print(
+            "\(command) cannot start: \(busy). Two processes must not write the same read models: stop that one\(busy.pid.map { " (kill -INT \($0))" } ?? ""), or give this one another --data-dir."
+        )
+        throw ExitCode(1)
+    } catch let error as RuntimeError {
+        print("\(command) cannot start: \(error)")
+        throw ExitCode(1)
+    }
+}
+
 func makeLogger(_ label: String = "ledgerflow") -> Logger {
     LoggingSystem.bootstrap { label in
         var handler = StreamLogHandler.standardError(label: label)
@@ -127,6 +143,8 @@ struct Dev: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger()
+        // Held until the process ends: no other serve, dev or rebuild writes these read models meanwhile.
+        _ = try lockDataDirectory(dataDir, command: "ledgerflow dev")
         var server: LocalNATSServer?
         let url: String
         if let natsURL {
@@ -200,6 +218,8 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger()
+        // Held until the process ends: no other serve, dev or rebuild writes these read models meanwhile.
+        _ = try lockDataDirectory(dataDir, command: "ledgerflow serve")
         var grants: [TokenGrant] = []
         if let adminToken { grants.append(TokenGrant(token: adminToken, subject: "admin", role: .admin)) }
         if let tokensFile { grants += try TokenStore.load(file: tokensFile) }
