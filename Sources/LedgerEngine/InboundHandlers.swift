@@ -56,7 +56,7 @@ struct AssistantCommandHandler: InboundHandler {
         }
         let matches: [FlowCatalog.Entry]
         do {
-            matches = try engine.catalog.matching(type: event.type, data: event.data)
+            matches = try engine.catalog.matching(type: event.type, data: event.data, at: sequence)
         } catch {
             return .retry("could not read the flows: \(error)")
         }
