@@ -136,7 +136,7 @@ public final class Engine: Service, Sendable {
     }
 
     /// The driver of a run, loading the run from the read model when this process is not driving it yet; nil when
-    /// the run is unknown or has finished. Throws when the read model cannot be read.
+    /// the run is unknown or has finished (and undone any late effect). Throws when the read model cannot be read.
     func driver(for runID: String, seenAt sequence: UInt64) async throws -> RunDriver? {
         if let driver = drivers.withLock({ $0[runID] }) { return driver }
         var state = try store.run(runID)
@@ -145,7 +145,7 @@ public final class Engine: Service, Sendable {
         {
             state = try store.run(runID)
         }
-        guard let state, !state.status.isTerminal, let definition = try pinnedDefinition(of: state) else { return nil }
+        guard let state, !state.isSettled, let definition = try pinnedDefinition(of: state) else { return nil }
         return launch(state: state, definition: definition, resume: false)
     }
 
