@@ -76,7 +76,8 @@ public enum LogAdmission: Equatable {
             // A run started by a signal has the id derived from its flow and key; anything else is not its start.
             return .skipped(
                 reason: "FlowRunStarted's run id is not the one its flow and dedup key derive", fold: position)
-        case .runStarted, .stepAttemptStarted, .stepAttemptSucceeded, .stepAttemptFailed, .stepSkipped, .runSucceeded,
+        case .runStarted, .stepAttemptStarted, .stepAttemptSucceeded, .stepAttemptFailed, .stepSkipped,
+            .stepLateResultRecorded, .runSucceeded,
             .runFailed, .runCompensating, .compensationStarted, .compensationSucceeded, .compensationFailed,
             .runCancelRequested, .runCancelled, .runRedriven:
             if let named = event.runid, named != runID {

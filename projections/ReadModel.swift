@@ -101,6 +101,7 @@ public enum FlowVersionsModel: ReadModel {
             let before = record.status
             record.status = e.status
             record.active_version = e.status == .active ? e.version : nil
+            record.active_since = e.status == .active ? sequence : nil
             record.history.append(
                 FlowChange(
                     at: event.time, actor: e.actor, change: e.status == .active ? "activated" : "deactivated",
@@ -143,6 +144,10 @@ public struct FlowRecord: Codable, Sendable, Equatable {
     public var current_version: Int
     /// The version runs start with while the flow is active.
     public var active_version: Int?
+    /// The log position of the activation that made `active_version` active: the flow triggers on inbound
+    /// messages stored after it, never on older ones (however often they are delivered). Absent while inactive,
+    /// and in a model folded before it was recorded (rebuild the models to have it).
+    public var active_since: UInt64?
     public var created_at: String
     public var updated_at: String
     public var versions: [FlowVersionEntry]

@@ -177,6 +177,33 @@ public struct StepAttemptSucceeded: Codable, Sendable, Equatable {
     }
 }
 
+/// `StepLateResultRecorded`: the answer to an attempt the run had already abandoned (cancelled with its run, or timed
+/// out) arrived after all, so its effect happened. Always recorded; when the step did not end up succeeding and
+/// has a compensation, the run undoes the effect (once per step, whichever of its attempts answered late).
+public struct StepLateResultRecorded: Codable, Sendable, Equatable {
+    public var step_id: String
+    public var attempt: Int
+    public var output: JSONValue
+    /// When the run recorded the answer.
+    public var received_at: String
+    /// The stream sequence of the answer, when another service answered.
+    public var source_sequence: UInt64?
+    /// The step has a compensation: the effect is undone unless the step succeeds after all.
+    public var compensable: Bool
+
+    public init(
+        step_id: String, attempt: Int, output: JSONValue, received_at: String, source_sequence: UInt64? = nil,
+        compensable: Bool
+    ) {
+        self.step_id = step_id
+        self.attempt = attempt
+        self.output = output
+        self.received_at = received_at
+        self.source_sequence = source_sequence
+        self.compensable = compensable
+    }
+}
+
 /// The stable name of a step error (`timeout`, `circuit_open`, `http_503`...). Open-ended: services answer with
 /// their own kinds, which are kept as they came.
 public struct StepErrorKind: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible {

@@ -9,6 +9,7 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case stepAttemptSucceeded(StepAttemptSucceeded)
         case stepAttemptFailed(StepAttemptFailed)
         case stepSkipped(StepSkipped)
+        case stepLateResultRecorded(StepLateResultRecorded)
         case runSucceeded(FlowRunSucceeded)
         case runFailed(FlowRunFailed)
         case rejected(InboundMessageRejected)
@@ -66,6 +67,7 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case EventType.stepAttemptSucceeded: body = .stepAttemptSucceeded(try data.read())
         case EventType.stepAttemptFailed: body = .stepAttemptFailed(try data.read())
         case EventType.stepSkipped: body = .stepSkipped(try data.read())
+        case EventType.stepLateResultRecorded: body = .stepLateResultRecorded(try data.read())
         case EventType.runSucceeded: body = .runSucceeded(try data.read())
         case EventType.runFailed: body = .runFailed(try data.read())
         case EventType.messageRejected: body = .rejected(try data.read())
@@ -103,6 +105,7 @@ extension LedgerEvent.Body {
         case .runStarted(let e): return max(e.input.depth, e.trigger.data?.depth ?? 0, e.channel?.depth ?? 0)
         case .stepAttemptStarted(let e), .compensationStarted(let e): return e.request?.depth ?? 0
         case .stepAttemptSucceeded(let e), .compensationSucceeded(let e): return e.output.depth
+        case .stepLateResultRecorded(let e): return e.output.depth
         case .runSucceeded(let e): return e.output.depth
         default: return 0
         }
@@ -119,6 +122,7 @@ extension LedgerEvent.Body {
         case .stepAttemptSucceeded: return EventType.stepAttemptSucceeded
         case .stepAttemptFailed: return EventType.stepAttemptFailed
         case .stepSkipped: return EventType.stepSkipped
+        case .stepLateResultRecorded: return EventType.stepLateResultRecorded
         case .runSucceeded: return EventType.runSucceeded
         case .runFailed: return EventType.runFailed
         case .rejected: return EventType.messageRejected
@@ -141,6 +145,7 @@ extension LedgerEvent.Body {
         case .stepAttemptSucceeded(let e): return e.step_id
         case .stepAttemptFailed(let e): return e.step_id
         case .stepSkipped(let e): return e.step_id
+        case .stepLateResultRecorded(let e): return e.step_id
         case .compensationStarted(let e): return e.step_id
         case .compensationSucceeded(let e): return e.step_id
         case .compensationFailed(let e): return e.step_id
@@ -168,6 +173,7 @@ extension LedgerEvent.Body {
         case .stepAttemptSucceeded(let e): return try event(e)
         case .stepAttemptFailed(let e): return try event(e)
         case .stepSkipped(let e): return try event(e)
+        case .stepLateResultRecorded(let e): return try event(e)
         case .runSucceeded(let e): return try event(e)
         case .runFailed(let e): return try event(e)
         case .rejected(let e): return try event(e)

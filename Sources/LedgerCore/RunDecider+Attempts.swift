@@ -62,13 +62,35 @@ extension RunDecider {
         return actions
     }
 
-    /// Steps that can be compensated, newest completion first.
+    /// Steps that can be compensated: the late effects of abandoned steps first (the newest effects), then the
+    /// completed steps, newest completion first.
     func compensable(_ state: RunState) -> [StepRecord] {
-        state.completion_order.reversed().compactMap { id in
-            guard let record = state.step(id), record.status == .succeeded, definition.step(id)?.compensate != nil
-            else { return nil }
-            return record
-        }
+        state.steps.filter(\.hasLateEffectToUndo)
+            + state.completion_order.reversed().compactMap { id in
+                guard let record = state.step(id), record.status == .succeeded, definition.step(id)?.compensate != nil
+                else { return nil }
+                return record
+            }
+    }
+
+    /// The answer to an attempt that is no longer running. A success for an attempt the run abandoned (cancelled,
+    /// or timed out) means its effect happened after all: it is recorded once (and undone later when the step did
+    /// not succeed and has a compensation). Anything else changes nothing; the log keeps the answer.
+    func lateResult(
+        _ state: RunState, step id: String, attempt: Int, result: StepResult, source: UInt64?, now: Date
+    ) -> [RunAction] {
+        guard case .success(let output) = result, let step = state.step(id),
+            let abandoned = step.attempts.last(where: { $0.attempt == attempt }), abandoned.status == .failed,
+            abandoned.error?.kind == .cancelled || abandoned.error?.kind == .timeout,
+            !(step.late_results ?? []).contains(where: { $0.attempt == attempt })
+        else { return [] }
+        return [
+            .append(
+                .stepLateResultRecorded(
+                    StepLateResultRecorded(
+                        step_id: id, attempt: attempt, output: output, received_at: Timestamp.format(now),
+                        source_sequence: source, compensable: definition.step(id)?.compensate != nil)))
+        ]
     }
 
     /// Which steps a redrive runs again: the chosen step, everything downstream of it, everything that did not
@@ -98,7 +120,7 @@ extension RunDecider {
     /// The attempts in flight (after a restart): each rebuilt with the same command id and idempotency key, so that
     /// carrying it out again is deduplicated by the service that receives it.
     public func inFlight(_ state: RunState) -> [(execution: StepExecution, startedAt: Date)] {
-        guard !state.status.isTerminal else { return [] }
+        guard !state.isSettled else { return [] }
         let context = Self.context(state)
         var out: [(StepExecution, Date)] = []
         for record in state.steps {

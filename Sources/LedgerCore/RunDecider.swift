@@ -62,6 +62,13 @@ public struct RunDecider: Sendable {
             if let fromStep, definition.step(fromStep) == nil {
                 return [.refuse("flow \(definition.id) has no step \"\(fromStep)\"")]
             }
+            if let undoing = state.steps.first(where: { $0.hasLateEffectToUndo && $0.compensation != nil }) {
+                return [
+                    .refuse(
+                        "run \(state.run_id) is still undoing the late effect of step \(undoing.step_id); redrive it once that compensation has ended"
+                    )
+                ]
+            }
             return [.append(.runRedriven(redrive(state, actor: actor, fromStep: fromStep)))]
         case (.running, .redrive), (.compensating, .redrive), (.cancelling, .redrive), (.succeeded, .redrive),
             (.cancelled, .redrive):
@@ -78,9 +85,9 @@ public struct RunDecider: Sendable {
                 )
             ]
 
-        case (.succeeded, .advance), (.failed, .advance), (.cancelled, .advance),
-            (.succeeded, .recordResult), (.failed, .recordResult), (.cancelled, .recordResult):
-            return []  // a finished run does nothing more; a late answer stays in the log
+        // A finished run does nothing more, but for undoing the late effects of abandoned steps.
+        case (.succeeded, .advance), (.failed, .advance), (.cancelled, .advance):
+            return undoLateEffects(state, now: now, random: random)
 
         case (.running, .advance):
             return advance(state, now: now, random: random)
@@ -88,12 +95,16 @@ public struct RunDecider: Sendable {
             return compensate(state, now: now, random: random)
 
         // Steps still running when a run starts compensating may still answer; cancelling abandoned them.
+        // A finished run records the late answers of abandoned attempts too (and undoes their effects).
         case (.running, .recordResult(.step(let id), let attempt, let result, let source)),
             (.compensating, .recordResult(.step(let id), let attempt, let result, let source)),
-            (.cancelling, .recordResult(.step(let id), let attempt, let result, let source)):
+            (.cancelling, .recordResult(.step(let id), let attempt, let result, let source)),
+            (.succeeded, .recordResult(.step(let id), let attempt, let result, let source)),
+            (.failed, .recordResult(.step(let id), let attempt, let result, let source)),
+            (.cancelled, .recordResult(.step(let id), let attempt, let result, let source)):
             guard let step = state.step(id), step.status == .running, let last = step.lastAttempt,
                 last.attempt == attempt, last.status == .running
-            else { return [] }
+            else { return lateResult(state, step: id, attempt: attempt, result: result, source: source, now: now) }
             switch result {
             case .success(let output):
                 return [
@@ -110,7 +121,10 @@ public struct RunDecider: Sendable {
             }
         case (.running, .recordResult(.compensation(of: let id), let attempt, let result, let source)),
             (.compensating, .recordResult(.compensation(of: let id), let attempt, let result, let source)),
-            (.cancelling, .recordResult(.compensation(of: let id), let attempt, let result, let source)):
+            (.cancelling, .recordResult(.compensation(of: let id), let attempt, let result, let source)),
+            (.succeeded, .recordResult(.compensation(of: let id), let attempt, let result, let source)),
+            (.failed, .recordResult(.compensation(of: let id), let attempt, let result, let source)),
+            (.cancelled, .recordResult(.compensation(of: let id), let attempt, let result, let source)):
             guard let compensation = state.step(id)?.compensation, compensation.status == .running,
                 let last = compensation.attempts.last, last.attempt == attempt, last.status == .running
             else { return [] }
@@ -249,8 +263,30 @@ public struct RunDecider: Sendable {
 
     /// The compensating phase: one compensation at a time, newest completed step first; then the run ends.
     func compensate(_ state: RunState, now: Date, random: () -> Double) -> [RunAction] {
+        if let next = undoNext(compensable(state), state, now: now, random: random) { return next }
+        // Nothing left to undo.
+        let failedCompensations = state.steps.filter { $0.compensation?.status == .failed }.map(\.step_id)
+        if case .cancelling(let actor) = state.phase {
+            return [.append(.runCancelled(FlowRunCancelled(actor: actor)))]
+        }
+        var error = state.error ?? RunError(code: "step_failed", message: "the run failed")
+        if !failedCompensations.isEmpty {
+            error.message +=
+                "; compensation failed for \(failedCompensations.joined(separator: ", ")) (see their attempts)"
+        }
+        return [.append(.runFailed(FlowRunFailed(error: error)))]
+    }
+
+    /// A finished run undoes the late effects of its abandoned steps, one at a time, and stays finished.
+    func undoLateEffects(_ state: RunState, now: Date, random: () -> Double) -> [RunAction] {
+        undoNext(state.steps.filter(\.hasLateEffectToUndo), state, now: now, random: random) ?? []
+    }
+
+    /// The next thing to do to undo `records` in order: wait for a running compensation, retry or start one; nil
+    /// when every one of them has ended (undone, or its attempts exhausted).
+    func undoNext(_ records: [StepRecord], _ state: RunState, now: Date, random: () -> Double) -> [RunAction]? {
         let context = Self.context(state)
-        for record in compensable(state) {
+        for record in records {
             guard let step = definition.step(record.step_id), let compensation = step.compensate else { continue }
             let current = record.compensation
             switch current?.status {
@@ -326,17 +362,7 @@ public struct RunDecider: Sendable {
                 ]
             }
         }
-        // Nothing left to undo.
-        let failedCompensations = state.steps.filter { $0.compensation?.status == .failed }.map(\.step_id)
-        if case .cancelling(let actor) = state.phase {
-            return [.append(.runCancelled(FlowRunCancelled(actor: actor)))]
-        }
-        var error = state.error ?? RunError(code: "step_failed", message: "the run failed")
-        if !failedCompensations.isEmpty {
-            error.message +=
-                "; compensation failed for \(failedCompensations.joined(separator: ", ")) (see their attempts)"
-        }
-        return [.append(.runFailed(FlowRunFailed(error: error)))]
+        return nil
     }
 
 }

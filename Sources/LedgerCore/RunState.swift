@@ -52,6 +52,9 @@ public struct StepRecord: Codable, Sendable, Equatable {
     /// Bumped when a redrive re-runs a step whose effect was compensated: its next attempts get a new
     /// idempotency key, since the old effect was undone.
     public var generation: Int
+    /// Answers to attempts the run had abandoned (cancelled or timed out) that arrived after all: their effects
+    /// happened. Absent until one arrives.
+    public var late_results: [LateResult]?
 
     public init(step_id: String) {
         self.step_id = step_id
@@ -61,6 +64,26 @@ public struct StepRecord: Codable, Sendable, Equatable {
     }
 
     public var lastAttempt: AttemptRecord? { attempts.last }
+
+    /// The step's effect arrived late but the step did not succeed: nothing else in the run accounts for that
+    /// effect, so it is undone when the step has a compensation (until its compensation ends, either way).
+    public var hasLateEffectToUndo: Bool {
+        guard status == .failed, (late_results ?? []).contains(where: \.compensable) else { return false }
+        switch compensation?.status {
+        case nil, .running?, .queued?: return true
+        default: return false
+        }
+    }
+}
+
+/// An answer to an abandoned attempt, recorded when it arrived.
+public struct LateResult: Codable, Sendable, Equatable {
+    public var attempt: Int
+    public var received_at: String
+    public var output: JSONValue
+    public var source_sequence: UInt64?
+    /// The step has a compensation (see `StepLateResultRecorded.compensable`).
+    public var compensable: Bool
 }
 
 /// Where a run is in its life: what the decider does with a command, and (derived) the run's status.
@@ -123,6 +146,10 @@ public struct RunState: Sendable, Equatable {
 
     /// `RUNNING` until the run finishes; then `SUCCEEDED`, `FAILED` or `CANCELLED`.
     public var status: RunStatus { phase.status }
+
+    /// Finished, with nothing left to do: a finished run still undoes the late effect of an abandoned step (see
+    /// `StepRecord.hasLateEffectToUndo`) before it is left alone.
+    public var isSettled: Bool { status.isTerminal && !steps.contains { $0.hasLateEffectToUndo } }
 
     /// Who asked to cancel the run, once someone did.
     public var cancel_requested_by: String? {
@@ -195,6 +222,17 @@ public struct RunState: Sendable, Equatable {
             state.updateStep(e.step_id) { step in
                 step.status = .skipped
                 step.skipped_reason = e.reason
+            }
+        case .stepLateResultRecorded(let e):
+            state.updateStep(e.step_id) { step in
+                var late = step.late_results ?? []
+                late.append(
+                    LateResult(
+                        attempt: e.attempt, received_at: e.received_at, output: e.output,
+                        source_sequence: e.source_sequence, compensable: e.compensable))
+                step.late_results = late
+                // A step that did not succeed shows what its late effect returned (its compensation reads it).
+                if step.status != .succeeded, step.output == nil { step.output = e.output }
             }
         case .runSucceeded(let e):
             state.phase = .succeeded
@@ -286,6 +324,9 @@ public struct RunState: Sendable, Equatable {
                     step.output = nil
                     step.compensation = nil
                     step.skipped_reason = nil
+                    // A late effect is either undone by now (a new generation) or reused by the step's next
+                    // attempt (same idempotency key): nothing about it is left for the run to do.
+                    step.late_results = nil
                 }
                 state.completion_order.removeAll { $0 == id }
             }

@@ -73,6 +73,7 @@ public enum EventType {
     public static let stepAttemptSucceeded = "StepAttemptSucceeded"
     public static let stepAttemptFailed = "StepAttemptFailed"
     public static let stepSkipped = "StepSkipped"
+    public static let stepLateResultRecorded = "StepLateResultRecorded"
     public static let runSucceeded = "FlowRunSucceeded"
     public static let runFailed = "FlowRunFailed"
     public static let messageRejected = "InboundMessageRejected"

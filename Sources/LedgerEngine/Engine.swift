@@ -136,7 +136,7 @@ public final class Engine: Service, Sendable {
     }
 
     /// The driver of a run, loading the run from the read model when this process is not driving it yet; nil when
-    /// the run is unknown or has finished. Throws when the read model cannot be read.
+    /// the run is unknown or has finished (and undone any late effect). Throws when the read model cannot be read.
     func driver(for runID: String, seenAt sequence: UInt64) async throws -> RunDriver? {
         if let driver = drivers.withLock({ $0[runID] }) { return driver }
         var state = try store.run(runID)
@@ -145,7 +145,7 @@ public final class Engine: Service, Sendable {
         {
             state = try store.run(runID)
         }
-        guard let state, !state.status.isTerminal, let definition = try pinnedDefinition(of: state) else { return nil }
+        guard let state, !state.isSettled, let definition = try pinnedDefinition(of: state) else { return nil }
         return launch(state: state, definition: definition, resume: false)
     }
 
@@ -184,13 +184,20 @@ public final class Engine: Service, Sendable {
         if let existing = drivers.withLock({ $0[runID] }) {
             driver = existing
         } else {
-            var state = try store.run(runID)
-            if state == nil, let end = try? await ledger.lastSequence(),
-                await store.progress.wait(for: end, timeout: configuration.projectionWait)
-            {
-                state = try store.run(runID)
+            // Not driven here: decided on the run as the log has it. The read model may not have the run's last
+            // events yet (it has just finished, or another process drove it); a command decided on that would be
+            // refused for a reason that no longer holds, or re-send attempts that were answered long ago.
+            let modelled = try store.run(runID)
+            var fromLog: RunState?
+            do {
+                fromLog = try await foldFromLog(runID)
+            } catch {
+                logger.warning(
+                    "could not read the run from the log; deciding on the read model",
+                    metadata: [LogKey.runID: "\(runID)", LogKey.error: "\(error)"])
             }
-            guard let state else { throw EngineError.runNotFound(runID) }
+            guard var state = fromLog ?? modelled else { throw EngineError.runNotFound(runID) }
+            if state.output_sequence == nil { state.output_sequence = modelled?.output_sequence }
             guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
                 throw EngineError.unavailable(
                     "run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have"
@@ -198,7 +205,7 @@ public final class Engine: Service, Sendable {
             }
             let refusal: String? = await withCheckedContinuation { continuation in
                 _ = launch(
-                    state: state, definition: definition, resume: !state.status.isTerminal,
+                    state: state, definition: definition, resume: !state.isSettled,
                     initial: .command(input) { continuation.resume(returning: $0) })
             }
             if let refusal { throw EngineError.invalidState(refusal) }

@@ -26,9 +26,14 @@ final class FlowCatalog: Sendable {
         self.registry = registry
     }
 
-    /// Active flows whose event trigger matches.
-    func matching(type: String, data: JSONValue) throws -> [Entry] {
-        try active().filter { $0.definition.trigger?.matches(type: type, data: data) ?? false }
+    /// Active flows whose event trigger matches an inbound message stored at log position `sequence` (0: unknown):
+    /// only flows activated before that position, so a message delivered again later (a recreated consumer, a
+    /// redelivery) never starts a flow activated after it was sent.
+    func matching(type: String, data: JSONValue, at sequence: UInt64) throws -> [Entry] {
+        try active().filter { entry in
+            if sequence > 0, let since = entry.record.active_since, since > sequence { return false }
+            return entry.definition.trigger?.matches(type: type, data: data) ?? false
+        }
     }
 
     func active() throws -> [Entry] {

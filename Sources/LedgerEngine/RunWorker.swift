@@ -84,10 +84,10 @@ extension Engine {
         } else {
             await process(.advance, &loop)
         }
-        if !loop.state.status.isTerminal {
+        if !loop.state.isSettled {
             for await mail in stream {
                 await handle(mail, &loop)
-                if loop.state.status.isTerminal || Task.isCancelled { break }
+                if loop.state.isSettled || Task.isCancelled { break }
             }
         }
         loop.timer?.task.cancel()
@@ -205,7 +205,7 @@ extension Engine {
                 continue
             }
             input = .advance
-            if !appended || loop.state.status.isTerminal { return nil }
+            if !appended || loop.state.isSettled { return nil }
         }
         logger.error("the decider kept producing events; stopping this pass", metadata: loop.state.logMetadata)
         return nil

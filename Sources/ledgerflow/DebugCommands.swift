@@ -51,6 +51,7 @@ struct Replay: AsyncParsableCommand {
             case .stepAttemptFailed(let e), .compensationFailed(let e):
                 if let s = e.source_sequence { related.insert(s) }
             case .compensationSucceeded(let e): if let s = e.source_sequence { related.insert(s) }
+            case .stepLateResultRecorded(let e): if let s = e.source_sequence { related.insert(s) }
             default: break
             }
         }
@@ -100,6 +101,9 @@ struct Replay: AsyncParsableCommand {
             return
                 "step \(e.step_id) attempt \(e.attempt): \(e.error.kind): \(e.error.message)\(e.retry_at.map { ", retry at \($0)" } ?? ", no retry")"
         case .stepSkipped(let e): return "step \(e.step_id): \(e.reason)"
+        case .stepLateResultRecorded(let e):
+            return
+                "step \(e.step_id) attempt \(e.attempt) answered after it was abandoned → \(clip(e.output.compactJSON))\(e.source_sequence.map { " (answer @\($0))" } ?? "")"
         case .runSucceeded(let e): return "output \(clip(e.output.compactJSON))"
         case .runFailed(let e): return "\(e.error.code): \(e.error.message)"
         case .runCompensating(let e): return "compensating after \(e.error.code): \(e.error.message)"

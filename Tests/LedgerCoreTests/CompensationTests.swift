@@ -218,10 +218,19 @@ import Testing
             .then([.refuse("run r is already being cancelled")])
     }
 
-    @Test func aLateAnswerOfAnAbandonedStepChangesNothing() {
-        run.given(Self.cRunning + [.runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil))])
-            .when(.recordResult(.step("c"), attempt: 1, result: .success([:]), sourceSequence: nil))
-            .then([])
+    @Test func aLateAnswerOfAnAbandonedStepIsRecordedWithoutChangingItsStatus() {
+        let recorded = run.given(
+            Self.cRunning + [.runCancelRequested(FlowRunCancelRequested(actor: "ops", reason: nil))]
+        )
+        .when(.recordResult(.step("c"), attempt: 1, result: .success([:]), sourceSequence: nil))
+        .then([
+            .append(
+                .stepLateResultRecorded(
+                    StepLateResultRecorded(
+                        step_id: "c", attempt: 1, output: [:], received_at: Run.text(Run.t0), compensable: false)))
+        ])
+        #expect(recorded.state.step("c")?.status == .failed)
+        #expect(recorded.state.phase == .cancelling(actor: "ops"))
     }
 
     // MARK: finished runs
