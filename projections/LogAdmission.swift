@@ -78,7 +78,7 @@ public enum LogAdmission: Equatable {
                 reason: "FlowRunStarted's run id is not the one its flow and dedup key derive", fold: position)
         case .runStarted, .stepAttemptStarted, .stepAttemptSucceeded, .stepAttemptFailed, .stepSkipped, .runSucceeded,
             .runFailed, .runCompensating, .compensationStarted, .compensationSucceeded, .compensationFailed,
-            .runCancelRequested, .runCancelled, .runRedriven:
+            .runCancelRequested, .runCancelled, .runRedriven, .runClaimed:
             if let named = event.runid, named != runID {
                 return .skipped(
                     reason: "\(event.type) names run \(named.prefix(64)) on the subject of run \(runID)", fold: position

@@ -19,6 +19,7 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case runCancelRequested(FlowRunCancelRequested)
         case runCancelled(FlowRunCancelled)
         case runRedriven(FlowRunRedriven)
+        case runClaimed(RunClaimed)
         /// The run's `FlowOutputProduced` was stored (read from the output subject's `Nats-Msg-Id`, not decoded).
         case outputPublished
         /// A type this version does not fold (kept in the log, ignored by the models), or a message on a run's
@@ -76,6 +77,7 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case EventType.runCancelRequested: body = .runCancelRequested(try data.read())
         case EventType.runCancelled: body = .runCancelled(try data.read())
         case EventType.runRedriven: body = .runRedriven(try data.read())
+        case EventType.runClaimed: body = .runClaimed(try data.read())
         default: body = .other
         }
     }
@@ -129,6 +131,7 @@ extension LedgerEvent.Body {
         case .runCancelRequested: return EventType.runCancelRequested
         case .runCancelled: return EventType.runCancelled
         case .runRedriven: return EventType.runRedriven
+        case .runClaimed: return EventType.runClaimed
         case .outputPublished: return EventType.outputProduced
         case .other: return "Unknown"
         }
@@ -178,6 +181,7 @@ extension LedgerEvent.Body {
         case .runCancelRequested(let e): return try event(e)
         case .runCancelled(let e): return try event(e)
         case .runRedriven(let e): return try event(e)
+        case .runClaimed(let e): return try event(e)
         case .outputPublished, .other: return try event(JSONValue.null)
         }
     }

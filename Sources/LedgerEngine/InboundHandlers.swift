@@ -133,24 +133,19 @@ struct CalendarOutcomeHandler: InboundHandler {
         } else {
             result = .success(event.data)
         }
-        let driver: RunDriver?
+        // Acknowledged once the run has applied it (or ignored it as late), wherever the run is driven.
+        let delivered: Bool
         do {
-            driver = try await engine.driver(for: runID, seenAt: sequence)
+            delivered = try await engine.deliverAnswer(
+                .recordResult(target, attempt: attempt, result: result, sourceSequence: sequence), runID: runID,
+                seenAt: sequence)
         } catch {
-            return .retry("could not load run \(runID): \(error)")
+            return .retry("could not hand the answer to run \(runID): \(error)")
         }
-        guard let driver else {
+        if !delivered {
             engine.logger.info(
                 "an answer arrived after its run finished (or for an unknown run); kept in the log",
                 metadata: [LogKey.runID: "\(runID)", LogKey.sequence: "\(sequence)"])
-            return .handled
-        }
-        // Acknowledged once the run has applied it (or ignored it as late).
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            driver.send(
-                .input(
-                    .recordResult(target, attempt: attempt, result: result, sourceSequence: sequence),
-                    done: { continuation.resume() }))
         }
         return .handled
     }

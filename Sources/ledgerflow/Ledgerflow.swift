@@ -54,7 +54,8 @@ struct Stack {
     let tokens: TokenStore
 
     static func open(
-        natsURL: String, dataDirectory: String, tokens: TokenStore, outbound: OutboundPolicy, logger: Logger
+        natsURL: String, dataDirectory: String, tokens: TokenStore, outbound: OutboundPolicy, worker: WorkerOptions,
+        logger: Logger
     ) async throws -> Stack {
         let ledger = try await Ledger.open(
             url: natsURL, clientName: "ledgerflow-engine", setup: .createOrUpdate, logger: logger)
@@ -62,6 +63,7 @@ struct Stack {
         let projector = Projector(ledger: ledger, store: store, logger: logger)
         var configuration = EngineConfiguration()
         configuration.outbound = outbound
+        try worker.apply(to: &configuration)
         let engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: logger)
         return Stack(ledger: ledger, store: store, projector: projector, engine: engine, tokens: tokens)
     }
@@ -122,6 +124,7 @@ struct Dev: AsyncParsableCommand {
     @Option(help: "Calendar simulator: delay before each answer, in ms.") var calendarLatencyMs = 50
     @Option(help: "Calendar simulator: probability of a (retryable) failure.") var calendarFailureRate = 0.0
     @OptionGroup var outbound: OutboundOptions
+    @OptionGroup var worker: WorkerOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -142,7 +145,7 @@ struct Dev: AsyncParsableCommand {
         let stack = try await Stack.open(
             natsURL: url, dataDirectory: dataDir,
             tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]),
-            outbound: try outbound.policy(allowLoopback: true), logger: logger)
+            outbound: try outbound.policy(allowLoopback: true), worker: worker, logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(calendarLatencyMs)
         settings.failureRate = calendarFailureRate
@@ -194,6 +197,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "JSON file of tokens: [{\"token\", \"subject\", \"role\"}].") var tokensFile: String?
     @Flag(help: "Also run the calendar and discovery simulators.") var simulators = false
     @OptionGroup var outbound: OutboundOptions
+    @OptionGroup var worker: WorkerOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -206,7 +210,7 @@ struct Serve: AsyncParsableCommand {
         }
         let stack = try await Stack.open(
             natsURL: nats.natsURL, dataDirectory: dataDir, tokens: TokenStore(grants),
-            outbound: try outbound.policy(allowLoopback: false), logger: logger)
+            outbound: try outbound.policy(allowLoopback: false), worker: worker, logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
         // The simulators stand for other services: each connects on its own.
         if simulators {
