@@ -13,13 +13,18 @@ public protocol ReadModel: Sendable {
     static var indexes: [ReadModelIndex<State>] { get }
 }
 
-/// A table of the keys whose state satisfies `includes` (values empty).
+/// A table of the keys whose state satisfies `includes`, each with a small value (`value`, empty by default).
 public struct ReadModelIndex<State>: Sendable {
     public let table: String
     public let includes: @Sendable (State) -> Bool
-    public init(table: String, includes: @escaping @Sendable (State) -> Bool) {
+    public let value: @Sendable (State) -> [UInt8]
+    public init(
+        table: String, includes: @escaping @Sendable (State) -> Bool,
+        value: @escaping @Sendable (State) -> [UInt8] = { _ in [] }
+    ) {
         self.table = table
         self.includes = includes
+        self.value = value
     }
 }
 
@@ -35,7 +40,8 @@ public enum RunStatusModel: ReadModel {
     public static let failedTable = "runs_failed"
     public static var indexes: [ReadModelIndex<RunState>] {
         [
-            ReadModelIndex(table: activeTable) { !$0.status.isTerminal },
+            ReadModelIndex(
+                table: activeTable, includes: { !$0.status.isTerminal }, value: { Array(($0.worker ?? "").utf8) }),
             ReadModelIndex(table: failedTable) { $0.status == .failed },
         ]
     }

@@ -89,6 +89,8 @@ public struct FlowRunStarted: Codable, Sendable, Equatable {
     /// `trigger.entities` when the run's input is the trigger's entities: then `input` holds only the defaults
     /// applied on top of them, so the event does not carry the same (possibly large) payload twice.
     public var input_source: String?
+    /// The worker that started the run and drives it (until a `RunClaimed` names another).
+    public var worker: String?
 
     /// The value of `input_source` for input taken from the trigger's `entities`.
     public static let inputFromTriggerEntities = "trigger.entities"
@@ -355,6 +357,23 @@ public struct FlowRunCancelRequested: Codable, Sendable, Equatable {
 public struct FlowRunCancelled: Codable, Sendable, Equatable {
     public var actor: String
     public init(actor: String) { self.actor = actor }
+}
+
+/// `RunClaimed`: a worker takes over driving a run whose worker stopped (its lease expired), or that no worker
+/// owned. Appended at the run's expected last sequence, so of two workers claiming the same run one wins; the
+/// winner re-sends the attempts in `in_flight` once, with their idempotency keys.
+public struct RunClaimed: Codable, Sendable, Equatable {
+    public var worker: String
+    public var previous_worker: String?
+    /// The attempts that were in flight when the run was claimed (`<step>` or `<step>#undo`).
+    public var in_flight: [String]
+    public var reason: String
+    public init(worker: String, previous_worker: String?, in_flight: [String], reason: String) {
+        self.worker = worker
+        self.previous_worker = previous_worker
+        self.in_flight = in_flight
+        self.reason = reason
+    }
 }
 
 /// A failed run is re-run from `from_step`: the steps in `reset_steps` run again; the others keep their results.

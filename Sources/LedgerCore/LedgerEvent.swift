@@ -20,6 +20,7 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case runCancelRequested(FlowRunCancelRequested)
         case runCancelled(FlowRunCancelled)
         case runRedriven(FlowRunRedriven)
+        case runClaimed(RunClaimed)
         /// The run's `FlowOutputProduced` was stored (read from the output subject's `Nats-Msg-Id`, not decoded).
         case outputPublished
         /// A type this version does not fold (kept in the log, ignored by the models), or a message on a run's
@@ -78,6 +79,7 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case EventType.runCancelRequested: body = .runCancelRequested(try data.read())
         case EventType.runCancelled: body = .runCancelled(try data.read())
         case EventType.runRedriven: body = .runRedriven(try data.read())
+        case EventType.runClaimed: body = .runClaimed(try data.read())
         default: body = .other
         }
     }
@@ -133,6 +135,7 @@ extension LedgerEvent.Body {
         case .runCancelRequested: return EventType.runCancelRequested
         case .runCancelled: return EventType.runCancelled
         case .runRedriven: return EventType.runRedriven
+        case .runClaimed: return EventType.runClaimed
         case .outputPublished: return EventType.outputProduced
         case .other: return "Unknown"
         }
@@ -184,6 +187,7 @@ extension LedgerEvent.Body {
         case .runCancelRequested(let e): return try event(e)
         case .runCancelled(let e): return try event(e)
         case .runRedriven(let e): return try event(e)
+        case .runClaimed(let e): return try event(e)
         case .outputPublished, .other: return try event(JSONValue.null)
         }
     }

@@ -4,7 +4,7 @@ extension RunState: Codable {
     enum CodingKeys: String, CodingKey {
         case run_id, flow_id, flow_version, definition_hash, status, mode, trigger, actor, input, dedup_key, message_id
         case channel, created_at, started_at, updated_at, finished_at, steps, output, error, phase, completion_order
-        case cancel_requested_by, redrives, last_sequence, output_sequence
+        case cancel_requested_by, redrives, last_sequence, output_sequence, worker
     }
 
     /// The stored value of `phase` while compensations run (after a failure or a cancel).
@@ -49,6 +49,7 @@ extension RunState: Codable {
         redrives = try c.decode(Int.self, forKey: .redrives)
         last_sequence = try c.decode(UInt64.self, forKey: .last_sequence)
         output_sequence = try c.decodeIfPresent(UInt64.self, forKey: .output_sequence)
+        worker = try c.decodeIfPresent(String.self, forKey: .worker)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -81,5 +82,6 @@ extension RunState: Codable {
         try c.encode(redrives, forKey: .redrives)
         try c.encode(last_sequence, forKey: .last_sequence)
         try c.encodeIfPresent(output_sequence, forKey: .output_sequence)
+        try c.encodeIfPresent(worker, forKey: .worker)
     }
 }

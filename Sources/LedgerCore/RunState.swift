@@ -143,6 +143,9 @@ public struct RunState: Sendable, Equatable {
     /// Where the run's `FlowOutputProduced` sits in the log, once it was published (so a run resumed after a
     /// crash, however late, never publishes its output twice).
     public var output_sequence: UInt64?
+    /// The worker driving the run: the one that started it, or the last to claim it (nil in logs from before
+    /// workers were recorded: any worker may claim such a run).
+    public var worker: String?
 
     /// `RUNNING` until the run finishes; then `SUCCEEDED`, `FAILED` or `CANCELLED`.
     public var status: RunStatus { phase.status }
@@ -187,7 +190,7 @@ public struct RunState: Sendable, Equatable {
                 message_id: started.message_id,
                 channel: started.channel, created_at: event.time, started_at: event.time, updated_at: event.time,
                 finished_at: nil, steps: started.step_ids.map(StepRecord.init(step_id:)), output: nil, error: nil,
-                completion_order: [], redrives: 0, last_sequence: sequence)
+                completion_order: [], redrives: 0, last_sequence: sequence, worker: started.worker)
         }
         guard var state else { return nil }
         switch event.body {
@@ -310,6 +313,10 @@ public struct RunState: Sendable, Equatable {
         case .other:
             // An event this version does not fold, on the run's subject: the run's position still moves past it,
             // or every later decision of the run would expect a stale sequence and be refused.
+            state.last_sequence = sequence
+            return state
+        case .runClaimed(let e):
+            state.worker = e.worker
             state.last_sequence = sequence
             return state
         case .runRedriven(let e):

@@ -85,4 +85,5 @@ public enum EventType {
     public static let runCancelRequested = "FlowRunCancelRequested"
     public static let runCancelled = "FlowRunCancelled"
     public static let runRedriven = "FlowRunRedriven"
+    public static let runClaimed = "RunClaimed"
 }

@@ -24,6 +24,10 @@ public struct EngineConfiguration: Sendable {
     public var outbound = OutboundPolicy()
     /// What runs decide at and wait on (a manual clock in tests).
     public var clock: any RunClock = SystemRunClock()
+    /// How long a worker may miss its heartbeat before the runs it drives are taken over by another worker.
+    public var leaseTTL: Duration = .seconds(5)
+    /// This worker's id among the workers sharing the log (default: `<host>-<pid>-<random>`, new each start).
+    public var workerID: String?
     public init() {}
 }
 
@@ -52,6 +56,13 @@ public final class Engine: Service, Sendable {
     public let inboundRetries = Atomic<Int>(0)
     /// Fault injection for tests: an outcome to use instead of handling an inbound message (never set in production).
     let inboundFailpoint = Mutex<(@Sendable (NATSMessage) -> InboundOutcome?)?>(nil)
+    /// This worker's lease: its id and heartbeat, and its view of the other workers'.
+    public let leases: WorkerLeases
+    /// Runs this worker took over from a worker that stopped (or from none).
+    public let runsClaimed = Atomic<Int>(0)
+
+    /// This worker's id, recorded in the runs it starts or claims.
+    public var workerID: String { leases.workerID }
 
     public init(
         ledger: Ledger, store: ReadModelStore, configuration: EngineConfiguration = EngineConfiguration(),
@@ -67,6 +78,11 @@ public final class Engine: Service, Sendable {
             ledger: ledger, registry: .builtIn, discoveryCacheTTL: configuration.discoveryCacheTTL, breakers: breakers,
             outbound: configuration.outbound, logger: logger)
         self.logger = logger
+        self.leases = WorkerLeases(
+            ledger: ledger, workerID: configuration.workerID, ttl: configuration.leaseTTL, logger: logger)
+        store.appliedObserver.withLock { observer in
+            observer = { [weak self] batch in self?.observe(batch) }
+        }
     }
 
     /// Runs currently driven by this process.
@@ -75,11 +91,15 @@ public final class Engine: Service, Sendable {
     // MARK: - Service
 
     public func run() async throws {
+        let heartbeat = Task { await self.leases.keepAlive() }
+        defer { heartbeat.cancel() }
         guard let requests = await cancelWhenGracefulShutdown({ await self.start() }) else { return }
         let answering = Task { await self.answerRunRequests(requests) }
+        let sweeping = Task { await self.keepSweeping() }
         defer {
             requests.stop()
             answering.cancel()
+            sweeping.cancel()
         }
         try await cancelWhenGracefulShutdown {
             try await self.consumeInbound()
@@ -109,8 +129,8 @@ public final class Engine: Service, Sendable {
         return nil
     }
 
-    /// Picks up every run that had not finished: waits for the read models to reach the end of the log as it is
-    /// now, then drives each unfinished run from its folded state, re-sending the attempts in flight.
+    /// Waits for the read models to reach the end of the log as it is now, and picks up the unfinished runs no live
+    /// worker drives (see `sweep`); later sweeps pick up the rest as the models and the other workers' leases move.
     public func recover() async throws {
         let end = try await ledger.lastSequence()
         if !(await store.progress.wait(for: end, timeout: .seconds(120))) {
@@ -118,35 +138,41 @@ public final class Engine: Service, Sendable {
                 "the read models did not reach the end of the log in time; recovering from what they have",
                 metadata: [LogKey.sequence: "\(end)"])
         }
-        var resumed = 0
-        for runID in try store.activeRunIDs() {
-            // One run that cannot be resumed (its state unreadable, its definition gone or no longer valid) is
-            // logged and left as it is; it never keeps the engine from starting.
-            do {
-                guard let state = try store.run(runID), !state.status.isTerminal else { continue }
-                guard let definition = try pinnedDefinition(of: state) else { continue }
-                _ = launch(state: state, definition: definition, resume: true)
-                resumed += 1
-            } catch {
-                logger.error("run cannot be resumed", metadata: [LogKey.runID: "\(runID)", LogKey.error: "\(error)"])
-            }
-        }
-        if resumed > 0 { logger.info("resumed unfinished runs from the log", metadata: ["ledger.runs": "\(resumed)"]) }
+        _ = await leases.beat()
+        await sweep()
         ready.store(true, ordering: .releasing)
     }
 
-    /// The driver of a run, loading the run from the read model when this process is not driving it yet; nil when
-    /// the run is unknown or has finished (and undone any late effect). Throws when the read model cannot be read.
-    func driver(for runID: String, seenAt sequence: UInt64) async throws -> RunDriver? {
-        if let driver = drivers.withLock({ $0[runID] }) { return driver }
-        var state = try store.run(runID)
-        if state == nil, sequence > 1,
-            await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait)
-        {
-            state = try store.run(runID)
+    /// Hands a service's answer (seen in the log at `sequence`) to its run, wherever it is driven, and returns once
+    /// the run has applied it (or ignored it). A finished run is driven again only for an answer that changes it (the
+    /// late effect of an abandoned attempt: recorded, and undone when the step has a compensation); the worker that
+    /// received that answer claims the run for it. False when the run is unknown, or finished and the answer changes
+    /// nothing (the answer stays in the log). Throws when the log or the read model cannot be read.
+    func deliverAnswer(_ input: RunCommand, runID: String, seenAt sequence: UInt64) async throws -> Bool {
+        if let driver = drivers.withLock({ $0[runID] }) {
+            _ = await Self.hand(input, command: false) { driver.send($0) }
+            return true
         }
-        guard let state, !state.isSettled, let definition = try pinnedDefinition(of: state) else { return nil }
-        return launch(state: state, definition: definition, resume: false)
+        // The answer is decided on the run as of the answer's place in the log (its command and the attempt that
+        // sent it come before it): the read models once they reach it, else the run's own subject.
+        let caughtUp =
+            sequence <= 1 || store.progress.position >= sequence - 1
+            ? true : await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait)
+        let current = caughtUp ? try store.run(runID) : try await foldFromLog(runID)
+        guard var state = current, let definition = try pinnedDefinition(of: state) else { return false }
+        if state.isSettled {
+            let decider = RunDecider(definition: definition, registry: registry)
+            guard !decider.decide(state, Self.checked(input), now: configuration.clock.now).isEmpty else {
+                return false
+            }
+            if !drives(state),
+                let mine = try await claim(state, definition: definition, reason: "a late answer changes the run")
+            {
+                state = mine
+            }
+        }
+        _ = try await deliver(input, to: state, definition: definition, command: false)
+        return true
     }
 
     /// The definition a run is pinned to; nil (logged) when the read model does not have it or it no longer
@@ -180,41 +206,46 @@ public final class Engine: Service, Sendable {
     }
 
     func command(_ runID: String, _ input: RunCommand) async throws {
-        let driver: RunDriver
-        if let existing = drivers.withLock({ $0[runID] }) {
-            driver = existing
-        } else {
-            // Not driven here: decided on the run as the log has it. The read model may not have the run's last
-            // events yet (it has just finished, or another process drove it); a command decided on that would be
-            // refused for a reason that no longer holds, or re-send attempts that were answered long ago.
-            let modelled = try store.run(runID)
-            var fromLog: RunState?
-            do {
-                fromLog = try await foldFromLog(runID)
-            } catch {
-                logger.warning(
-                    "could not read the run from the log; deciding on the read model",
-                    metadata: [LogKey.runID: "\(runID)", LogKey.error: "\(error)"])
+        if let driver = drivers.withLock({ $0[runID] }) {
+            if let refusal = await Self.hand(input, command: true, post: { driver.send($0) }) {
+                throw EngineError.invalidState(refusal)
             }
-            guard var state = fromLog ?? modelled else { throw EngineError.runNotFound(runID) }
-            if state.output_sequence == nil { state.output_sequence = modelled?.output_sequence }
-            guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
-                throw EngineError.unavailable(
-                    "run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have"
-                )
-            }
-            let refusal: String? = await withCheckedContinuation { continuation in
-                _ = launch(
-                    state: state, definition: definition, resume: !state.isSettled,
-                    initial: .command(input) { continuation.resume(returning: $0) })
-            }
-            if let refusal { throw EngineError.invalidState(refusal) }
             return
         }
-        let refusal: String? = await withCheckedContinuation { continuation in
-            driver.send(.command(input) { continuation.resume(returning: $0) })
+        // Not driven here: decided on the run as the log has it. The read model may not have the run's last events
+        // yet (it has just finished, or another worker drove it); a command decided on that would be refused for a
+        // reason that no longer holds.
+        let modelled = try store.run(runID)
+        var fromLog: RunState?
+        do {
+            fromLog = try await foldFromLog(runID)
+        } catch {
+            logger.warning(
+                "could not read the run from the log; deciding on the read model",
+                metadata: [LogKey.runID: "\(runID)", LogKey.error: "\(error)"])
         }
-        if let refusal { throw EngineError.invalidState(refusal) }
+        guard var state = fromLog ?? modelled else { throw EngineError.runNotFound(runID) }
+        if state.output_sequence == nil { state.output_sequence = modelled?.output_sequence }
+        guard let definition = try catalog.definition(flowID: state.flow_id, version: state.flow_version) else {
+            throw EngineError.unavailable(
+                "run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have"
+            )
+        }
+        // A finished run has no worker driving it: whoever redrives it claims it first, and drives it from there.
+        if case .redrive(let actor, _) = input, state.status.isTerminal, !drives(state) {
+            var mine: RunState?
+            for _ in 0..<5 where mine == nil {
+                mine = try await claim(state, definition: definition, reason: "redriven by \(actor)")
+                if mine == nil { state = try await foldFromLog(runID) ?? state }
+            }
+            guard let mine else {
+                throw EngineError.unavailable("run \(runID) kept changing while it was redriven; try again")
+            }
+            state = mine
+        }
+        if let refusal = try await deliver(input, to: state, definition: definition, command: true) {
+            throw EngineError.invalidState(refusal)
+        }
     }
 
     /// The run folded from its own subject in the log (the source of truth).

@@ -133,14 +133,14 @@ struct CalendarOutcomeHandler: InboundHandler {
         } else {
             result = .success(event.data)
         }
-        // Acknowledged once the run has applied it (or ignored it as late).
+        // Acknowledged once the run has applied it (or ignored it as late), wherever the run is driven.
         let delivered: Bool
         do {
-            delivered = try await engine.deliver(
-                .recordResult(target, attempt: attempt, result: result, sourceSequence: sequence), toRun: runID,
+            delivered = try await engine.deliverAnswer(
+                .recordResult(target, attempt: attempt, result: result, sourceSequence: sequence), runID: runID,
                 seenAt: sequence)
         } catch {
-            return .retry("could not load run \(runID): \(error)")
+            return .retry("could not hand the answer to run \(runID): \(error)")
         }
         if !delivered {
             engine.logger.info(

@@ -107,6 +107,7 @@ public final class Projector: Service, Sendable {
                 let record = self.recordsSkips
                 writing = Task { [batch] in
                     let skipped = try await store.apply(batch)
+                    store.notifyApplied(batch)
                     if record, !skipped.isEmpty { self.record(skipped) }
                     return batch.through
                 }

@@ -18,6 +18,13 @@ public final class ReadModelStore: Sendable {
     let recent = StateCache(capacity: 4096)
     /// Messages skipped so far.
     private let skippedTotal: Counter
+    /// Told of every batch once it is in the read models (the engine: runs other workers moved on).
+    let appliedObserver = Mutex<(@Sendable (Projector.Batch) -> Void)?>(nil)
+
+    /// Calls the observer of applied batches, if there is one.
+    func notifyApplied(_ batch: Projector.Batch) {
+        appliedObserver.withLock { $0 }?(batch)
+    }
 
     /// The map size read models open with unless told otherwise (`--lmdb-map-size`); the map grows when full.
     public static let defaultMapSize = 8 << 30
@@ -104,6 +111,20 @@ public final class ReadModelStore: Sendable {
 
     /// Runs that have not finished, for the engine to pick up after a restart.
     public func activeRunIDs() throws -> [String] { try keys(of: RunStatusModel.activeTable) }
+
+    /// Runs that have not finished, each with the worker driving it (nil when none is recorded).
+    public func activeRuns() throws -> [(runID: String, worker: String?)] {
+        try environment.read { txn in
+            var out: [(String, String?)] = []
+            try txn.scan(environment.table(RunStatusModel.activeTable)) { key, value in
+                out.append(
+                    (String(decoding: key, as: UTF8.self), value.isEmpty ? nil : String(decoding: value, as: UTF8.self))
+                )
+                return true
+            }
+            return out
+        }
+    }
 
     /// Failed runs: the dead letters.
     public func failedRunIDs() throws -> [String] { try keys(of: RunStatusModel.failedTable) }
@@ -283,7 +304,7 @@ public final class ReadModelStore: Sendable {
                 try txn.put(table, key: keyBytes, value: value)
                 for index in M.indexes {
                     if index.includes(state) {
-                        try txn.put(environment.table(index.table), key: keyBytes, value: [UInt8]())
+                        try txn.put(environment.table(index.table), key: keyBytes, value: index.value(state))
                     } else {
                         try txn.delete(environment.table(index.table), key: keyBytes)
                     }

@@ -50,6 +50,7 @@ extension Engine {
             run_id: runID, flow_id: flowID, flow_version: version, definition_hash: definitionHash, mode: mode,
             trigger: trigger, actor: actor, input: input, step_ids: definition.steps.map(\.id), dedup_key: dedupKey,
             message_id: messageID, channel: channel)
+        started.worker = workerID
         if inputFromTrigger {
             (started.input, started.input_source) = FlowRunStarted.input(input, over: trigger)
         }

@@ -11,15 +11,20 @@ enum RunMail: Sendable {
     case wake
     /// An operator's command (cancel, redrive): answered with nil once its event is in the log, or the refusal.
     case command(RunCommand, reply: @Sendable (String?) -> Void)
+    /// Another worker appended to the run (seen by the read models at this sequence): read it again and go on.
+    case refresh(UInt64)
 }
 
 /// The handle of a run being driven: its mailbox.
 final class RunDriver: Sendable {
     let runID: String
     let mailbox: AsyncStream<RunMail>.Continuation
-    init(runID: String, mailbox: AsyncStream<RunMail>.Continuation) {
+    /// The sequence of the run's last event this driver knows of.
+    let position: Atomic<UInt64>
+    init(runID: String, mailbox: AsyncStream<RunMail>.Continuation, position: UInt64) {
         self.runID = runID
         self.mailbox = mailbox
+        self.position = Atomic(position)
     }
     func send(_ mail: RunMail) {
         guard case .terminated = mailbox.yield(mail) else { return }
@@ -27,7 +32,7 @@ final class RunDriver: Sendable {
         switch mail {
         case .input(_, let done): done?()
         case .command(_, let reply): reply("run \(runID) finished meanwhile; read it again")
-        case .wake: break
+        case .wake, .refresh: break
         }
     }
 }
@@ -38,7 +43,7 @@ extension Engine {
     /// Starts the run's driver (unless one runs already) and returns it.
     func launch(state: RunState, definition: FlowDefinition, resume: Bool, initial: RunMail? = nil) -> RunDriver {
         let (stream, continuation) = AsyncStream<RunMail>.makeStream(bufferingPolicy: .unbounded)
-        let candidate = RunDriver(runID: state.run_id, mailbox: continuation)
+        let candidate = RunDriver(runID: state.run_id, mailbox: continuation, position: state.last_sequence)
         let (driver, isNew) = drivers.withLock { drivers -> (RunDriver, Bool) in
             if let existing = drivers[state.run_id] { return (existing, false) }
             drivers[state.run_id] = candidate
@@ -59,11 +64,24 @@ extension Engine {
     }
 
     struct RunLoop {
-        var state: RunState
+        var state: RunState {
+            didSet { driver.position.store(state.last_sequence, ordering: .relaxed) }
+        }
         let decider: RunDecider
         let driver: RunDriver
         var timer: (at: Date, task: Task<Void, Never>)?
         var executions: [Task<Void, Never>] = []
+        /// Another worker claimed the run: this one stops driving it.
+        var handedOver = false
+
+        init(state: RunState, decider: RunDecider, driver: RunDriver) {
+            self.state = state
+            self.decider = decider
+            self.driver = driver
+        }
+
+        /// Whether the loop has nothing more to do: the run finished, or another worker drives it now.
+        var isOver: Bool { state.isSettled || handedOver }
     }
 
     func drive(_ loop: inout RunLoop, stream: AsyncStream<RunMail>, resume: Bool, initial: RunMail?) async {
@@ -84,10 +102,10 @@ extension Engine {
         } else {
             await process(.advance, &loop)
         }
-        if !loop.state.isSettled {
+        if !loop.isOver {
             for await mail in stream {
                 await handle(mail, &loop)
-                if loop.state.isSettled || Task.isCancelled { break }
+                if loop.isOver || Task.isCancelled { break }
             }
         }
         loop.timer?.task.cancel()
@@ -101,8 +119,11 @@ extension Engine {
             switch mail {
             case .input(_, let done): done?()
             case .command(_, let reply):
-                reply("run \(runID) finished meanwhile (\(loop.state.status.rawValue)); read it again")
-            case .wake: break
+                reply(
+                    loop.handedOver
+                        ? "run \(runID) is driven by another worker now; try again"
+                        : "run \(runID) finished meanwhile (\(loop.state.status.rawValue)); read it again")
+            case .wake, .refresh: break
             }
         }
     }
@@ -117,6 +138,33 @@ extension Engine {
             await process(.advance, &loop)
         case .command(let input, let reply):
             reply(await process(input, &loop))
+        case .refresh(let sequence):
+            guard loop.state.last_sequence < sequence else { return }
+            do {
+                guard let stored = try store.run(loop.state.run_id), stored.last_sequence > loop.state.last_sequence
+                else { return }
+                adopt(stored, &loop)
+            } catch {
+                logger.warning(
+                    "could not read the run again after another worker appended to it",
+                    metadata: loop.state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
+                return
+            }
+            if !loop.handedOver { await process(.advance, &loop) }
+        }
+    }
+
+    /// Takes `state` (read again from the log or the read models) as the run's, keeping what only this driver knows
+    /// (that the output was published); notes when another worker claimed the run meanwhile.
+    func adopt(_ state: RunState, _ loop: inout RunLoop) {
+        let published = loop.state.output_sequence
+        loop.state = state
+        if loop.state.output_sequence == nil { loop.state.output_sequence = published }
+        if !drives(state) {
+            loop.handedOver = true
+            logger.info(
+                "another worker claimed the run; this one stops driving it",
+                metadata: state.logMetadata.merging(["ledger.worker": "\(state.worker ?? "-")"]) { $1 })
         }
     }
 
@@ -193,9 +241,8 @@ extension Engine {
             if conflict {
                 // Someone else appended to this run: fold it again from the log and decide anew on the same input.
                 do {
-                    let published = loop.state.output_sequence
-                    loop.state = try await foldFromLog(loop.state.run_id) ?? loop.state
-                    if loop.state.output_sequence == nil { loop.state.output_sequence = published }
+                    if let folded = try await foldFromLog(loop.state.run_id) { adopt(folded, &loop) }
+                    if loop.handedOver { return nil }
                 } catch {
                     logger.warning(
                         "could not re-read the run from the log",

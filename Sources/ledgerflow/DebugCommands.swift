@@ -117,6 +117,9 @@ struct Replay: AsyncParsableCommand {
         case .runCancelled(let e): return "by \(e.actor)"
         case .runRedriven(let e):
             return "by \(e.actor) from \(e.from_step), again: \(e.reset_steps.joined(separator: ", "))"
+        case .runClaimed(let e):
+            return
+                "driven by \(e.worker) now (was \(e.previous_worker ?? "nobody")): \(e.reason)\(e.in_flight.isEmpty ? "" : "; re-sending \(e.in_flight.joined(separator: ", "))")"
         default: return ""
         }
     }

@@ -71,7 +71,7 @@ struct Stack {
 
     static func open(
         natsURL: String, dataDirectory: String, mapSize: Int, tokens: TokenStore, outbound: OutboundPolicy,
-        logger: Logger
+        worker: WorkerOptions, logger: Logger
     ) async throws -> Stack {
         let ledger = try await Ledger.open(
             url: natsURL, clientName: "ledgerflow-engine", setup: .createOrUpdate, logger: logger)
@@ -79,6 +79,7 @@ struct Stack {
         let projector = Projector(ledger: ledger, store: store, logger: logger)
         var configuration = EngineConfiguration()
         configuration.outbound = outbound
+        try worker.apply(to: &configuration)
         let engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: logger)
         return Stack(ledger: ledger, store: store, projector: projector, engine: engine, tokens: tokens)
     }
@@ -140,6 +141,7 @@ struct Dev: AsyncParsableCommand {
     @Option(help: "Calendar simulator: probability of a (retryable) failure.") var calendarFailureRate = 0.0
     @OptionGroup var outbound: OutboundOptions
     @OptionGroup var lmdb: LMDBOptions
+    @OptionGroup var worker: WorkerOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -162,7 +164,7 @@ struct Dev: AsyncParsableCommand {
         let stack = try await Stack.open(
             natsURL: url, dataDirectory: dataDir, mapSize: try lmdb.mapSize(),
             tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]),
-            outbound: try outbound.policy(allowLoopback: true), logger: logger)
+            outbound: try outbound.policy(allowLoopback: true), worker: worker, logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(calendarLatencyMs)
         settings.failureRate = calendarFailureRate
@@ -215,6 +217,7 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Also run the calendar and discovery simulators.") var simulators = false
     @OptionGroup var outbound: OutboundOptions
     @OptionGroup var lmdb: LMDBOptions
+    @OptionGroup var worker: WorkerOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -229,7 +232,7 @@ struct Serve: AsyncParsableCommand {
         }
         let stack = try await Stack.open(
             natsURL: nats.natsURL, dataDirectory: dataDir, mapSize: try lmdb.mapSize(), tokens: TokenStore(grants),
-            outbound: try outbound.policy(allowLoopback: false), logger: logger)
+            outbound: try outbound.policy(allowLoopback: false), worker: worker, logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
         // The simulators stand for other services: each connects on its own.
         if simulators {

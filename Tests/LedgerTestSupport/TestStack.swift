@@ -67,6 +67,8 @@ public final class TestStack: @unchecked Sendable {
     public static let loopbackAllowed: EngineConfiguration = {
         var configuration = EngineConfiguration()
         configuration.outbound = OutboundPolicy(httpAllow: OutboundPolicy.loopback)
+        // A worker that stopped is taken over after a second (tests of takeovers wait for it).
+        configuration.leaseTTL = .seconds(1)
         return configuration
     }()
 
@@ -121,7 +123,8 @@ public final class TestStack: @unchecked Sendable {
         startEngine()
     }
 
-    private var others: [(ServiceGroup, Task<Void, any Error>, TemporaryDirectory)] = []
+    private var others:
+        [(group: ServiceGroup, task: Task<Void, any Error>, directory: TemporaryDirectory, engine: Engine)] = []
 
     /// Another engine process sharing the same NATS: its own connection, read models and projector.
     public func addEngine() async throws -> Engine {
@@ -130,8 +133,16 @@ public final class TestStack: @unchecked Sendable {
         let store = try ReadModelStore(path: directory.path, mapSize: 1 << 30)
         let engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: testLogger)
         let (group, task) = Self.run([Projector(ledger: ledger, store: store, logger: testLogger), engine])
-        others.append((group, task, directory))
+        others.append((group, task, directory, engine))
         return engine
+    }
+
+    /// Stops an engine made by `addEngine` (with its projector), as a clean shutdown would.
+    public func stopAddedEngine(_ engine: Engine) async {
+        guard let index = others.firstIndex(where: { $0.engine === engine }) else { return }
+        let (group, task, _, _) = others.remove(at: index)
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
     }
 
     /// Stops everything; every caller waits until it has stopped (a second caller waits for the first).
@@ -144,7 +155,7 @@ public final class TestStack: @unchecked Sendable {
     }
 
     private func stopNow() async {
-        for (group, task, _) in others {
+        for (group, task, _, _) in others {
             await group.triggerGracefulShutdown()
             _ = try? await task.value
         }

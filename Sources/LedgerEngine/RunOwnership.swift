@@ -1,0 +1,197 @@
+import Foundation
+import LedgerCore
+import LedgerNATS
+import Logging
+import Synchronization
+
+/// Which worker drives which run.
+///
+/// Exactly one worker drives a run: the one that started it, or the last one to claim it (`RunClaimed` in the
+/// run's subject, appended at the run's expected sequence, so of two claimants one wins). Only the driving worker
+/// starts attempts, re-sends attempts in flight, and acts on timers. Any worker may record into a run what it
+/// received for it (a service's answer, an operator's cancel), each an append at the run's expected sequence; the
+/// driving worker learns of it from its read models (`observe`) and carries on from there.
+///
+/// A run whose worker stopped (no heartbeat for a lease, see `WorkerLeases`) is claimed by the first worker whose
+/// sweep sees it, which re-sends the attempts that were in flight once, with their idempotency keys.
+extension Engine {
+    /// Whether this worker may drive the run: it started or claimed it.
+    func drives(_ state: RunState) -> Bool { state.worker == workerID }
+
+    /// Tells the drivers of this worker's runs that another worker appended to them (from the read models' batches).
+    func observe(_ batch: Projector.Batch) {
+        let behind: [String: (RunDriver, UInt64)] = drivers.withLock { drivers in
+            guard !drivers.isEmpty else { return [:] }
+            var out: [String: (RunDriver, UInt64)] = [:]
+            for (sequence, event) in batch.events {
+                guard let runID = event.runid, let driver = drivers[runID],
+                    driver.position.load(ordering: .relaxed) < sequence
+                else { continue }
+                out[runID] = (driver, sequence)
+            }
+            return out
+        }
+        for (driver, sequence) in behind.values { driver.send(.refresh(sequence)) }
+    }
+
+    /// Sweeps every half lease (at least every 100 ms) until cancelled.
+    func keepSweeping() async {
+        let interval = max(configuration.leaseTTL / 2, .milliseconds(100))
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            await sweep()
+        }
+    }
+
+    /// Picks up the unfinished runs in the read models that no live worker drives: runs of workers that stopped,
+    /// and runs that name no worker (logs from before workers were recorded), each claimed and then driven, its
+    /// attempts in flight re-sent once. Runs driven by live workers are left alone.
+    func sweep() async {
+        let rows: [(runID: String, worker: String?)]
+        do {
+            rows = try store.activeRuns()
+        } catch {
+            logger.error("could not list the unfinished runs", metadata: [LogKey.error: "\(error)"])
+            return
+        }
+        let driven = drivers.withLock { Set($0.keys) }
+        var stopped: [String: Bool] = [:]
+        var claimed = 0
+        for row in rows where !driven.contains(row.runID) && row.worker != workerID {
+            if Task.isCancelled { return }
+            if let worker = row.worker {
+                if stopped[worker] == nil { stopped[worker] = await leases.hasStopped(worker) }
+                guard stopped[worker] == true else { continue }
+            }
+            // One run that cannot be picked up (its state unreadable, its definition gone or no longer valid) is
+            // logged and left as it is; it never stops the sweep.
+            do {
+                guard let state = try store.run(row.runID), !state.status.isTerminal, state.worker == row.worker,
+                    let definition = try pinnedDefinition(of: state)
+                else { continue }
+                let reason =
+                    row.worker.map { "worker \($0) stopped (no heartbeat for \(configuration.leaseTTL))" }
+                    ?? "no worker was recorded for the run"
+                guard let mine = try await claim(state, definition: definition, reason: reason) else { continue }
+                _ = launch(state: mine, definition: definition, resume: true)
+                claimed += 1
+            } catch {
+                logger.error(
+                    "run cannot be picked up", metadata: [LogKey.runID: "\(row.runID)", LogKey.error: "\(error)"])
+            }
+        }
+        if claimed > 0 {
+            logger.info(
+                "took over unfinished runs no live worker drives",
+                metadata: ["ledger.runs": "\(claimed)", "ledger.worker": "\(workerID)"])
+        }
+    }
+
+    /// Appends `RunClaimed` for this worker at the run's last sequence. Nil when the run moved on meanwhile (the
+    /// read model was behind, or another worker claimed it first): nothing is claimed then.
+    func claim(_ state: RunState, definition: FlowDefinition, reason: String) async throws -> RunState? {
+        let inFlight = RunDecider(definition: definition, registry: registry).inFlight(state).map {
+            $0.execution.target.wireID
+        }
+        let claim = RunClaimed(worker: workerID, previous_worker: state.worker, in_flight: inFlight, reason: reason)
+        do {
+            let appended = try await ledger.append(
+                .runClaimed(claim), to: .run(id: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version),
+                expectedLastSequence: state.last_sequence, context: EventContext(correlationID: state.run_id))
+            runsClaimed.add(1, ordering: .relaxed)
+            logger.info(
+                "claimed a run", metadata: state.logMetadata.merging(["ledger.reason": "\(reason)"]) { $1 })
+            return RunState.evolve(state, appended.event, sequence: appended.sequence)
+        } catch let error as NATSError where error.isWrongLastSequence {
+            return nil
+        }
+    }
+
+    /// Hands an input to a run: to its driver in this worker (started when this worker drives the run and has none),
+    /// or, when another worker drives it, recorded into it. `command` is an operator's (cancel, redrive): its
+    /// refusal is returned; an answer's never is. Throws when the log or the read model cannot be read.
+    func deliver(
+        _ input: RunCommand, to state: RunState, definition: FlowDefinition, command: Bool
+    ) async throws
+        -> String?
+    {
+        var state = state
+        for _ in 0..<5 {
+            if let driver = drivers.withLock({ $0[state.run_id] }) {
+                return await Self.hand(input, command: command) { driver.send($0) }
+            }
+            if drives(state) {
+                // No driver here (the run finished, or this worker restarted its driver): start one with the input
+                // as its first mail, so it is never sent to a driver that has already stopped.
+                let definition = definition
+                let current = state
+                return await Self.hand(input, command: command) { mail in
+                    _ = self.launch(state: current, definition: definition, resume: false, initial: mail)
+                }
+            }
+            switch try await record(input, into: state, definition: definition) {
+            case .recorded(let refusal): return refusal
+            case .drivenHere(let fresh): state = fresh
+            }
+        }
+        throw EngineError.unavailable("run \(state.run_id) kept changing hands; try again")
+    }
+
+    /// Sends `input` as a mail (through `post`) and waits until the run has handled it; an operator's command
+    /// returns the run's refusal, if any.
+    static func hand(_ input: RunCommand, command: Bool, post: (RunMail) -> Void) async -> String? {
+        if command {
+            return await withCheckedContinuation { continuation in
+                post(.command(input) { continuation.resume(returning: $0) })
+            }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            post(.input(input, done: { continuation.resume() }))
+        }
+        return nil
+    }
+
+    enum Recorded {
+        /// Appended (or refused, with the reason).
+        case recorded(refusal: String?)
+        /// The run became this worker's meanwhile: hand the input to its driver instead.
+        case drivenHere(RunState)
+    }
+
+    /// Records `input` into a run another worker drives: decides on it from the run's state and appends what the
+    /// decision appends (a result, a cancel request), at the run's expected sequence, carrying out nothing else;
+    /// the driving worker carries on from the log.
+    func record(_ input: RunCommand, into state: RunState, definition: FlowDefinition) async throws -> Recorded {
+        let decider = RunDecider(definition: definition, registry: registry)
+        var state = state
+        for _ in 0..<50 {
+            var conflict = false
+            decision: for action in decider.decide(state, Self.checked(input), now: configuration.clock.now) {
+                switch action {
+                case .append(let body):
+                    do {
+                        let appended = try await ledger.append(
+                            body,
+                            to: .run(id: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version),
+                            expectedLastSequence: state.last_sequence,
+                            context: EventContext(correlationID: state.run_id))
+                        state = RunState.evolve(state, appended.event, sequence: appended.sequence) ?? state
+                        eventsAppended.add(1, ordering: .relaxed)
+                    } catch let error as NATSError where error.isWrongLastSequence {
+                        conflict = true
+                        break decision
+                    }
+                case .refuse(let reason):
+                    return .recorded(refusal: reason)
+                case .execute, .publishOutput, .wakeUp:
+                    continue  // the driving worker's part
+                }
+            }
+            guard conflict else { return .recorded(refusal: nil) }
+            guard let fresh = try await foldFromLog(state.run_id) else { return .recorded(refusal: nil) }
+            state = fresh
+            if drives(state) { return .drivenHere(state) }
+        }
+        throw EngineError.unavailable("run \(state.run_id) kept changing while an input was recorded; try again")
+    }
+}
