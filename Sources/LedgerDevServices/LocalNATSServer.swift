@@ -7,8 +7,11 @@ public final class LocalNATSServer: @unchecked Sendable {
     public let dataDirectory: String
     public let binary: String
     public let version: String
-    private let process: Process
-    private let lifeline: Pipe
+    private var process: Process
+    private var lifeline: Pipe
+    private let arguments: [String]
+    private let logPath: String
+    private let lock = NSLock()
     public var url: String { "nats://127.0.0.1:\(port)" }
 
     /// Why the server could not be started, in words for a person.
@@ -91,9 +94,20 @@ public final class LocalNATSServer: @unchecked Sendable {
                 toFile: config, atomically: true, encoding: .utf8)
             arguments = ["-c", config, "-a", "127.0.0.1", "-p", String(port)]
         }
-        // The server replaces a small shell that first leaves a watcher on a pipe whose write end only this process
-        // holds: when this process ends, however it ends (even SIGKILL), the pipe closes and the watcher stops the
-        // server. No orphans.
+        self.arguments = arguments
+        self.logPath = logFile ?? "\(dataDirectory)/nats-server.log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        (process, lifeline) = try Self.launch(binary: binary, arguments: arguments, log: logPath)
+        try waitUntilListening(timeout: timeout)
+        if let warning = Self.versionWarning(version) { logger.warning("\(warning)") }
+    }
+
+    deinit { stop() }
+
+    /// Starts `binary` behind a small shell that first leaves a watcher on a pipe whose write end only this process
+    /// holds: when this process ends, however it ends (even SIGKILL), the pipe closes and the watcher stops the
+    /// server. No orphans.
+    private static func launch(binary: String, arguments: [String], log: String) throws -> (Process, Pipe) {
         let guardScript = """
             exec 3<&0
             ( cat <&3 >/dev/null; kill -TERM $$ 2>/dev/null; sleep 5; kill -KILL $$ 2>/dev/null ) &
@@ -105,36 +119,58 @@ public final class LocalNATSServer: @unchecked Sendable {
         let lifeline = Pipe()
         // Only this process may hold the write end, or the pipe would never close.
         _ = fcntl(lifeline.fileHandleForWriting.fileDescriptor, F_SETFD, FD_CLOEXEC)
-        self.lifeline = lifeline
-        let log = logFile ?? "\(dataDirectory)/nats-server.log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        handle.seekToEndOfFile()
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = lifeline
         try process.run()
-        self.process = process
+        return (process, lifeline)
+    }
+
+    /// Waits until the server accepts connections; stops it and throws when it exits or `timeout` passes.
+    private func waitUntilListening(timeout: Duration) throws {
+        let process = lock.withLock { self.process }
         let deadline = ContinuousClock.now + timeout
         while !(Self.canConnect(port: port) && process.isRunning) {
             if !process.isRunning {
-                let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.suffix(2000) ?? ""
-                throw StartFailed("nats-server exited at start (see \(log)):\n\(tail)")
+                let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.suffix(2000) ?? ""
+                throw StartFailed("nats-server exited at start (see \(logPath)):\n\(tail)")
             }
             if ContinuousClock.now > deadline {
                 stop()
                 throw StartFailed(
-                    "nats-server did not accept connections on 127.0.0.1:\(port) within \(timeout) (see \(log))")
+                    "nats-server did not accept connections on 127.0.0.1:\(port) within \(timeout) (see \(logPath))")
             }
             usleep(20_000)
         }
-        if let warning = Self.versionWarning(version) { logger.warning("\(warning)") }
     }
 
-    deinit { stop() }
+    /// Kills the server (SIGKILL, as a crash would) and starts it again on the same port and store: what JetStream
+    /// had stored survives.
+    public func restart(timeout: Duration = .seconds(20)) throws {
+        kill()
+        let (process, lifeline) = try Self.launch(binary: binary, arguments: arguments, log: logPath)
+        lock.withLock { (self.process, self.lifeline) = (process, lifeline) }
+        try waitUntilListening(timeout: timeout)
+    }
+
+    /// Stops the server without ending it (SIGSTOP): connections stay open and nothing answers, as on a host that
+    /// hangs. `resume()` lets it go on.
+    public func pause() {
+        Glibc.kill(lock.withLock { process.processIdentifier }, SIGSTOP)
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    public func resume() {
+        Glibc.kill(lock.withLock { process.processIdentifier }, SIGCONT)
+    }
 
     /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it.
     public func stop() {
+        let (process, lifeline) = lock.withLock { (self.process, self.lifeline) }
         try? lifeline.fileHandleForWriting.close()
+        Glibc.kill(process.processIdentifier, SIGCONT)  // a paused server could not stop
         guard process.isRunning else { return }
         var waited = 0
         while process.isRunning, waited < 250 {
@@ -147,8 +183,12 @@ public final class LocalNATSServer: @unchecked Sendable {
 
     /// Kills the server at once (SIGKILL), as a crash would.
     public func kill() {
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        let pid = lock.withLock { process.processIdentifier }
+        Glibc.kill(pid, SIGKILL)
+        // Reaped here, not through Foundation's `waitUntilExit`, which can miss the exit of a child it did not see
+        // end (and then waits forever); ECHILD means it was reaped already.
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1, errno == EINTR {}
     }
 
     /// What an older server lacks, said plainly; nil for 2.10.23 and newer.

@@ -150,7 +150,7 @@ public final class Engine: Service, Sendable {
     /// nothing (the answer stays in the log). Throws when the log or the read model cannot be read.
     func deliverAnswer(_ input: RunCommand, runID: String, seenAt sequence: UInt64) async throws -> Bool {
         if let driver = drivers.withLock({ $0[runID] }) {
-            _ = await Self.hand(input, command: false) { driver.send($0) }
+            try await Self.handAnswer(input) { driver.send($0) }
             return true
         }
         // The answer is decided on the run as of the answer's place in the log (its command and the attempt that
@@ -207,7 +207,7 @@ public final class Engine: Service, Sendable {
 
     func command(_ runID: String, _ input: RunCommand) async throws {
         if let driver = drivers.withLock({ $0[runID] }) {
-            if let refusal = await Self.hand(input, command: true, post: { driver.send($0) }) {
+            if let refusal = await Self.handCommand(input, post: { driver.send($0) }) {
                 throw EngineError.invalidState(refusal)
             }
             return

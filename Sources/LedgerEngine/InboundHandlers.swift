@@ -140,6 +140,8 @@ struct CalendarOutcomeHandler: InboundHandler {
                 .recordResult(target, attempt: attempt, result: result, sourceSequence: sequence), runID: runID,
                 seenAt: sequence)
         } catch {
+            // Never acknowledged unless applied: when the engine is stopping the answer waits for the next start.
+            if Task.isCancelled { return .interrupted }
             return .retry("could not hand the answer to run \(runID): \(error)")
         }
         if !delivered {

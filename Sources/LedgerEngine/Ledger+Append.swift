@@ -162,6 +162,12 @@ extension Ledger {
 
     func appendOnce(_ message: OutgoingMessage) async throws -> PublishAck {
         try checkSize(message)
+        // While the connection is down, an append fails at once instead of waiting out its acknowledgement's
+        // timeout: a person gets a 503 to retry, and the engine's own appends back off and try again.
+        guard connection.isConnected else {
+            throw NATSError(
+                message: "NATS at \(connection.url) is not reachable right now (reconnecting); try again shortly")
+        }
         try failpoints.beforeAppend?(message)
         let ack: PublishAck
         do {
@@ -197,6 +203,11 @@ extension Ledger {
         while true {
             do {
                 return try await appendOnce(message)
+            } catch let error as NATSError where error.isWrongLastSequence && attempts > 0 {
+                // A try whose acknowledgement was lost may have landed; this retry then finds the subject moved
+                // on, by this very message. That is not a conflict: the message is in the log.
+                if let landed = try await landedEarlier(message) { return landed }
+                throw error
             } catch let error as NATSError where error.jetStreamError == nil {
                 attempts += 1
                 if attempts == 1 || attempts % 20 == 0 {
@@ -208,6 +219,17 @@ extension Ledger {
                 delay = min(delay * 2, .seconds(2))
             }
         }
+    }
+
+    /// Where `message` (appended with an id and an expected last sequence) was stored by an earlier try, if it was:
+    /// the first message on its subject after the expected sequence, when it is this message (the same bytes: the
+    /// reader leaves headers off the engine's own subjects, and every event's id is in its payload).
+    func landedEarlier(_ message: OutgoingMessage) async throws -> PublishAck? {
+        guard let expected = message.expectedLastSubjectSequence else { return nil }
+        guard let next = try await read(subject: message.subject, from: expected + 1, limit: 1).first,
+            next.payload == message.payload
+        else { return nil }
+        return PublishAck(sequence: next.sequence, duplicate: true)
     }
 
     /// The message at `sequence`, nil when there is none (never written, or deleted).

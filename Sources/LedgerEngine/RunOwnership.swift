@@ -118,14 +118,14 @@ extension Engine {
         var state = state
         for _ in 0..<5 {
             if let driver = drivers.withLock({ $0[state.run_id] }) {
-                return await Self.hand(input, command: command) { driver.send($0) }
+                return try await Self.hand(input, command: command) { driver.send($0) }
             }
             if drives(state) {
                 // No driver here (the run finished, or this worker restarted its driver): start one with the input
                 // as its first mail, so it is never sent to a driver that has already stopped.
                 let definition = definition
                 let current = state
-                return await Self.hand(input, command: command) { mail in
+                return try await Self.hand(input, command: command) { mail in
                     _ = self.launch(state: current, definition: definition, resume: false, initial: mail)
                 }
             }
@@ -137,17 +137,27 @@ extension Engine {
         throw EngineError.unavailable("run \(state.run_id) kept changing hands; try again")
     }
 
-    /// Sends `input` as a mail (through `post`) and waits until the run has handled it; an operator's command
-    /// returns the run's refusal, if any.
-    static func hand(_ input: RunCommand, command: Bool, post: (RunMail) -> Void) async -> String? {
-        if command {
-            return await withCheckedContinuation { continuation in
-                post(.command(input) { continuation.resume(returning: $0) })
-            }
+    /// Sends an operator's command as a mail (through `post`) and waits until the run has decided on it: nil, or the
+    /// run's refusal.
+    static func handCommand(_ input: RunCommand, post: (RunMail) -> Void) async -> String? {
+        await withCheckedContinuation { continuation in
+            post(.command(input) { continuation.resume(returning: $0) })
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            post(.input(input, done: { continuation.resume() }))
+    }
+
+    /// Sends an answer as a mail (through `post`) and waits until the run has handled it; throws when the run's
+    /// driver stopped before applying it (the engine is stopping, or another worker took the run over), so that
+    /// the answer is delivered again rather than acknowledged.
+    static func handAnswer(_ input: RunCommand, post: (RunMail) -> Void) async throws {
+        let applied = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            post(.input(input, done: { continuation.resume(returning: $0) }))
         }
+        if !applied { throw AnswerNotApplied() }
+    }
+
+    static func hand(_ input: RunCommand, command: Bool, post: (RunMail) -> Void) async throws -> String? {
+        if command { return await handCommand(input, post: post) }
+        try await handAnswer(input, post: post)
         return nil
     }
 
@@ -193,5 +203,12 @@ extension Engine {
             if drives(state) { return .drivenHere(state) }
         }
         throw EngineError.unavailable("run \(state.run_id) kept changing while an input was recorded; try again")
+    }
+}
+
+/// The run's driver stopped before it applied an answer: deliver the answer again.
+struct AnswerNotApplied: Error, CustomStringConvertible {
+    var description: String {
+        "the run's driver stopped before applying the answer (stopping, or the run changed hands)"
     }
 }

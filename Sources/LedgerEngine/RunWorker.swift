@@ -7,7 +7,9 @@ import Synchronization
 
 /// Messages into a run's mailbox.
 enum RunMail: Sendable {
-    case input(RunCommand, done: (@Sendable () -> Void)?)
+    /// A service's answer (or an attempt's own result); `done` says whether the run applied it (false: the driver
+    /// stopped first, so whoever delivered it must deliver it again, never acknowledge it).
+    case input(RunCommand, done: (@Sendable (_ applied: Bool) -> Void)?)
     case wake
     /// An operator's command (cancel, redrive): answered with nil once its event is in the log, or the refusal.
     case command(RunCommand, reply: @Sendable (String?) -> Void)
@@ -30,7 +32,7 @@ final class RunDriver: Sendable {
         guard case .terminated = mailbox.yield(mail) else { return }
         // The run finished meanwhile: a late answer is acknowledged (the log keeps it), a command is refused.
         switch mail {
-        case .input(_, let done): done?()
+        case .input(_, let done): done?(false)
         case .command(_, let reply): reply("run \(runID) finished meanwhile; read it again")
         case .wake, .refresh: break
         }
@@ -117,7 +119,7 @@ extension Engine {
         // answer operators' commands, so no caller waits for a run that has stopped.
         for await mail in stream {
             switch mail {
-            case .input(_, let done): done?()
+            case .input(_, let done): done?(false)
             case .command(_, let reply):
                 reply(
                     loop.handedOver
@@ -132,7 +134,7 @@ extension Engine {
         switch mail {
         case .input(let input, let done):
             await process(Self.checked(input), &loop)
-            done?()
+            done?(!Task.isCancelled && !loop.handedOver)
         case .wake:
             loop.timer = nil
             await process(.advance, &loop)

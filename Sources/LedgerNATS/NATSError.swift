@@ -1,3 +1,5 @@
+import CNATS
+
 /// An error from NATS or JetStream, carrying the C status, the JetStream error code and the server's text.
 public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The cnats `natsStatus` (0 when the error came from the server's JSON answer).
@@ -31,7 +33,9 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The append was refused because the subject's last sequence was not the expected one.
     public var isWrongLastSequence: Bool { jetStreamError == .wrongLastSequence }
     /// No reply arrived in time.
-    public var isTimeout: Bool { status == 7 /* NATS_TIMEOUT */ }
+    public var isTimeout: Bool { status == NATSStatus.timeout }
+    /// Nothing listens on the subject of a request.
+    public var isNoResponders: Bool { status == NATSStatus.noResponders }
 
     public var description: String {
         var text = "NATS error: \(message)"
@@ -61,4 +65,10 @@ public struct JetStreamErrorCode: RawRepresentable, Hashable, Sendable, CustomSt
     public static let noMessageFound = JetStreamErrorCode(rawValue: 10037)
 
     public var description: String { "JetStream error \(rawValue)" }
+}
+
+/// cnats statuses the Swift side tells apart (from `natsStatus`, so they cannot drift from the library's numbers).
+enum NATSStatus {
+    static let timeout = Int32(NATS_TIMEOUT.rawValue)
+    static let noResponders = Int32(NATS_NO_RESPONDERS.rawValue)
 }

@@ -193,8 +193,7 @@ struct Dev: AsyncParsableCommand {
             .init(service: calendar), .init(service: discovery),
             .init(service: examples, successTerminationBehavior: .ignore),
         ]
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
+        let group = ServiceGroup(configuration: Shutdown.configuration(services: services, logger: logger))
         try await group.run()
         stack.ledger.close()
         server?.stop()
@@ -241,7 +240,7 @@ struct Serve: AsyncParsableCommand {
         }
         logger.info("serving on http://\(host):\(httpPort), NATS \(nats.natsURL), read models in \(dataDir)/lmdb")
         let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
+            configuration: Shutdown.configuration(services: services.map { .init(service: $0) }, logger: logger))
         try await group.run()
         stack.ledger.close()
     }

@@ -2,6 +2,7 @@ import Foundation
 import LedgerCore
 import LedgerNATS
 import LedgerTestSupport
+import Synchronization
 import Testing
 
 @testable import LedgerEngine
@@ -19,6 +20,38 @@ extension Integration {
             #expect(read.count == 500)
             #expect(read.map(\.sequence) == Array(1...500))
             #expect(String(decoding: read[41].payload, as: UTF8.self) == "{\"n\":41}")
+        }
+
+        /// An append whose acknowledgement is lost (a server paused past the wait) is tried again; the retry finds
+        /// the subject moved on by this very message, which is no conflict: the append succeeds where it landed.
+        @Test func aRetriedAppendWhoseFirstTryLandedIsNotAConflict() async throws {
+            let ledger = try await freshLedger()
+            defer { ledger.close() }
+            let subject = Subjects.run("lost-ack")
+            let first = try await ledger.append(
+                OutgoingMessage(subject: subject, payload: [1], messageID: "a", expectedLastSubjectSequence: 0))
+            let lost = Mutex(true)
+            ledger.failpoints.afterAppend = { _ in
+                if lost.withLock({ value in
+                    defer { value = false }; return value
+                }) {
+                    throw NATSError(message: "injected: the acknowledgement was lost")
+                }
+            }
+            defer { ledger.failpoints.afterAppend = nil }
+            let second = try await ledger.append(
+                OutgoingMessage(
+                    subject: subject, payload: [2], messageID: "b", expectedLastSubjectSequence: first.sequence),
+                retry: .untilAnswered)
+            #expect(second.sequence == first.sequence + 1)
+            #expect(try await ledger.read(subject: subject).map(\.payload) == [[1], [2]])
+            // A real conflict is still one: another message in between.
+            await #expect(throws: NATSError.self) {
+                try await ledger.append(
+                    OutgoingMessage(
+                        subject: subject, payload: [3], messageID: "c", expectedLastSubjectSequence: first.sequence),
+                    retry: .untilAnswered)
+            }
         }
 
         @Test func aRepeatedMessageIDIsStoredOnce() async throws {

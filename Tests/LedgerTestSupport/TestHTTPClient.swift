@@ -44,6 +44,19 @@ public struct TestHTTPClient: Sendable {
         )
     }
 
+    /// As `json`, with the answer's headers too.
+    public func jsonWithHeaders(
+        _ method: String, _ path: String, _ body: JSONValue? = nil, token: Token = .client
+    ) async throws -> (Int, JSONValue, [String: String]) {
+        let (status, data, headers) = try await exchange(
+            method, path, body.map { Array($0.compactJSON.utf8) }, json: body != nil, token: token)
+        return (
+            status,
+            (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self)),
+            headers
+        )
+    }
+
     /// Sends raw bytes (not necessarily JSON); answers the status and the body's text.
     public func text(
         _ method: String, _ path: String, _ body: [UInt8]? = nil, token: Token = .client
@@ -59,7 +72,14 @@ public struct TestHTTPClient: Sendable {
 
     func send(_ method: String, _ path: String, _ body: [UInt8]?, json: Bool, token: Token) async throws -> (Int, Data)
     {
-        guard let url = URL(string: base + path) else { return (400, Data("bad url".utf8)) }
+        let (status, data, _) = try await exchange(method, path, body, json: json, token: token)
+        return (status, data)
+    }
+
+    func exchange(
+        _ method: String, _ path: String, _ body: [UInt8]?, json: Bool, token: Token
+    ) async throws -> (Int, Data, [String: String]) {
+        guard let url = URL(string: base + path) else { return (400, Data("bad url".utf8), [:]) }
         var request = URLRequest(url: url)
         request.httpMethod = method
         request.timeoutInterval = timeout
@@ -76,6 +96,10 @@ public struct TestHTTPClient: Sendable {
         }
         let (data, response) = try await URLSession.shared.data(for: request)
         guard let http = response as? HTTPURLResponse else { throw URLError(.badServerResponse) }
-        return (http.statusCode, data)
+        var headers: [String: String] = [:]
+        for (key, value) in http.allHeaderFields {
+            if let key = key as? String, let value = value as? String { headers[key] = value }
+        }
+        return (http.statusCode, data, headers)
     }
 }

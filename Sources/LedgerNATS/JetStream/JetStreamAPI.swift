@@ -47,9 +47,13 @@ public struct JetStreamAPI: Sendable {
         do {
             return try await connection.request(subject: "$JS.API.\(subject)", payload: payload, timeout: timeout)
                 .payload
-        } catch let error as NATSError
-            where error.status == 26 /* no responders */ || error.message.contains("no service")
-        {
+        } catch let error as NATSError where !connection.isConnected {
+            throw NATSError(
+                status: error.status,
+                message:
+                    "NATS at \(connection.url) is not reachable right now (reconnecting; \(error.message)); try again shortly"
+            )
+        } catch let error as NATSError where error.isNoResponders || error.message.contains("no service") {
             throw NATSError(
                 status: error.status,
                 message: "JetStream is not enabled on the server at \(connection.url) (start nats-server with -js)")
