@@ -164,6 +164,7 @@ extension Engine {
     func record(_ input: RunCommand, into state: RunState, definition: FlowDefinition) async throws -> Recorded {
         let decider = RunDecider(definition: definition, registry: registry)
         var state = state
+        var head: ChainLink?
         for _ in 0..<50 {
             var conflict = false
             decision: for action in decider.decide(state, Self.checked(input), now: configuration.clock.now) {
@@ -173,9 +174,10 @@ extension Engine {
                         let appended = try await ledger.append(
                             body,
                             to: .run(id: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version),
-                            expectedLastSequence: state.last_sequence,
+                            expectedLastSequence: state.last_sequence, previous: head,
                             context: EventContext(correlationID: state.run_id))
                         state = RunState.evolve(state, appended.event, sequence: appended.sequence) ?? state
+                        head = appended.link
                         eventsAppended.add(1, ordering: .relaxed)
                     } catch let error as NATSError where error.isWrongLastSequence {
                         conflict = true
@@ -188,8 +190,8 @@ extension Engine {
                 }
             }
             guard conflict else { return .recorded(refusal: nil) }
-            guard let fresh = try await foldFromLog(state.run_id) else { return .recorded(refusal: nil) }
-            state = fresh
+            guard let fresh = try await foldRunFromLog(state.run_id) else { return .recorded(refusal: nil) }
+            (state, head) = fresh
             if drives(state) { return .drivenHere(state) }
         }
         throw EngineError.unavailable("run \(state.run_id) kept changing while an input was recorded; try again")
