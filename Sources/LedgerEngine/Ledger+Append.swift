@@ -114,9 +114,12 @@ extension Ledger {
                 expectedLastSubjectSequence: expectedLastSequence),
             retry: retry)
         let event = LedgerEvent(id: id, type: body.type, time: time, runid: runID, flowid: flowID, body: body)
-        return AppendedEvent(
-            event: event, sequence: ack.sequence, duplicate: ack.duplicate,
-            link: ChainLink(sequence: ack.sequence, payload: payload))
+        var link = ChainLink(sequence: ack.sequence, payload: payload)
+        if ack.duplicate, chained, let stored = try? await api.message(stream: stream, sequence: ack.sequence) {
+            // Stored before under the same id: the next event names the bytes the log holds, whatever they are.
+            link = ChainLink(sequence: ack.sequence, payload: stored.payload)
+        }
+        return AppendedEvent(event: event, sequence: ack.sequence, duplicate: ack.duplicate, link: link)
     }
 
     /// The hash of the last message on `subject`, which must be at `expected`; a transport failure is retried as
