@@ -31,8 +31,12 @@ let package = Package(
         .systemLibrary(name: "CNATS", path: "Sources/CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
         .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
 
+        // SHA-256 blocks with the x86 SHA extensions, for LedgerCore's SHA256 when the CPU has them (the log's hash
+        // chain hashes every appended event); no I/O, no library.
+        .target(name: "CSHA256", path: "Sources/CSHA256"),
+
         // Pure domain: events, envelope codec, flow definitions, templates, the run fold and decider. No I/O.
-        .target(name: "LedgerCore", swiftSettings: strict),
+        .target(name: "LedgerCore", dependencies: ["CSHA256"], swiftSettings: strict),
         // Read models as pure folds over the log (run status, flow versions, dedup).
         .target(name: "LedgerProjections", dependencies: ["LedgerCore"], path: "projections", swiftSettings: strict),
         // Adapters: the only targets that import the C libraries.

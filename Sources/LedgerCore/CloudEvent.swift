@@ -18,6 +18,9 @@ public struct CloudEvent<Payload: Codable & Sendable>: Codable, Sendable {
     public var traceparent: String?
     /// The version of the shape of `data` (an extension attribute, `EventSchema`); absent means 1.
     public var schemaversion: Int?
+    /// `sha256:<hex>` of the stored bytes of the previous message on the same run's or flow's subject (an extension
+    /// attribute, `EventChain`); absent on a subject's first event and in logs written before the chain existed.
+    public var prevhash: String?
     public var data: Payload
 
     /// An event as Ledgerflow writes it: `schemaversion` is the current version of `type` unless given.
@@ -25,7 +28,7 @@ public struct CloudEvent<Payload: Codable & Sendable>: Codable, Sendable {
         id: String = EventID.make(), source: String = LedgerSource.engine, type: String, time: String = Timestamp.now(),
         runid: String? = nil, flowid: String? = nil, flowversion: Int? = nil, stepid: String? = nil,
         correlationid: String? = nil, causationid: String? = nil, traceparent: String? = nil, schemaversion: Int? = nil,
-        data: Payload
+        prevhash: String? = nil, data: Payload
     ) {
         self.specversion = "1.0"
         self.id = id
@@ -41,6 +44,7 @@ public struct CloudEvent<Payload: Codable & Sendable>: Codable, Sendable {
         self.causationid = causationid
         self.traceparent = traceparent
         self.schemaversion = schemaversion ?? EventSchema.currentVersion(of: type)
+        self.prevhash = prevhash
         self.data = data
     }
 }

@@ -159,14 +159,15 @@ extension LedgerEvent.Body {
     /// Encodes the body as a CloudEvent (encoded once, here, for the append).
     public func encode(
         id: String, time: String, runid: String?, flowid: String?, flowversion: Int?, correlationid: String? = nil,
-        causationid: String? = nil, traceparent: String? = nil, codec: EventCodec
+        causationid: String? = nil, traceparent: String? = nil, prevhash: String? = nil, codec: EventCodec
     ) throws -> [UInt8] {
         func event<P: Codable & Sendable>(_ data: P) throws -> [UInt8] {
             try codec.encode(
                 CloudEvent(
                     id: id, type: type, time: time, runid: runid, flowid: flowid, flowversion: flowversion,
                     stepid: stepID,
-                    correlationid: correlationid, causationid: causationid, traceparent: traceparent, data: data))
+                    correlationid: correlationid, causationid: causationid, traceparent: traceparent,
+                    prevhash: prevhash, data: data))
         }
         switch self {
         case .flowVersionRecorded(let e): return try event(e)

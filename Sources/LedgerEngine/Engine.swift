@@ -250,8 +250,16 @@ public final class Engine: Service, Sendable {
 
     /// The run folded from its own subject in the log (the source of truth).
     public func foldFromLog(_ runID: String) async throws -> RunState? {
+        try await foldRunFromLog(runID)?.state
+    }
+
+    /// The run folded from its own subject in the log, and the link of its last message (hashed once, at the end),
+    /// so the next append carries its hash without reading it again.
+    public func foldRunFromLog(_ runID: String) async throws -> (state: RunState, head: ChainLink)? {
         var state: RunState?
+        var last: LogMessage?
         for try await message in ledger.messages(subject: Subjects.run(runID)) {
+            last = message
             // Read as the projector reads it: what it skips moves the run's position and nothing else.
             switch LogAdmission.admit(subject: message.subject, payload: message.payload, messageID: message.messageID)
             {
@@ -260,6 +268,7 @@ public final class Engine: Service, Sendable {
             case .skipped(_, nil), .ignored: break
             }
         }
-        return state
+        guard let state, let last else { return nil }
+        return (state, ChainLink(sequence: last.sequence, payload: last.payload))
     }
 }

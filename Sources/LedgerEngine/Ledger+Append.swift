@@ -56,6 +56,15 @@ public struct AppendedEvent: Sendable {
     public var sequence: UInt64
     /// The server had stored this very event before (a retried append whose first try landed).
     public var duplicate: Bool
+    /// Its place and hash: the next append to the same subject carries the hash as `prevhash` (`EventChain`).
+    public var link: ChainLink
+
+    public init(event: LedgerEvent, sequence: UInt64, duplicate: Bool, link: ChainLink) {
+        self.event = event
+        self.sequence = sequence
+        self.duplicate = duplicate
+        self.link = link
+    }
 }
 
 extension Ledger {
@@ -63,31 +72,75 @@ extension Ledger {
     /// `expectedLastSequence`, only when the subject's last message is at that sequence (0: the subject is empty),
     /// so two writers can never both append to the same run or flow. A stale expected sequence and a message too
     /// large are thrown at once (see `NATSError.jetStreamError`): retrying cannot change them.
+    ///
+    /// On a run's or a flow's subject the event carries `prevhash`, the hash of the subject's message at
+    /// `expectedLastSequence`: `previous` when it is that message's link (what the appender kept of its last
+    /// append), else read from the log (one request; a subject whose last message is elsewhere is refused as a
+    /// stale expected sequence, as JetStream would refuse it).
     @discardableResult
     public func append(
-        _ body: LedgerEvent.Body, to address: EventAddress, expectedLastSequence: UInt64?, id: String = EventID.make(),
-        context: EventContext = EventContext(), retry: AppendRetry = .untilAnswered
+        _ body: LedgerEvent.Body, to address: EventAddress, expectedLastSequence: UInt64?, previous: ChainLink? = nil,
+        id: String = EventID.make(), context: EventContext = EventContext(), retry: AppendRetry = .untilAnswered
     ) async throws -> AppendedEvent {
         let time = Timestamp.now()
         var runID: String?
         var flowID: String?
         var flowVersion: Int?
+        var chained = false
         switch address {
-        case .run(let run, let flow, let version): (runID, flowID, flowVersion) = (run, flow, version)
-        case .flow(let flow): flowID = flow
+        case .run(let run, let flow, let version):
+            (runID, flowID, flowVersion) = (run, flow, version)
+            chained = true
+        case .flow(let flow):
+            flowID = flow
+            chained = true
         case .rejected: break
+        }
+        var prevhash: String?
+        if chained, let expected = expectedLastSequence, expected > 0 {
+            if let previous, previous.sequence == expected {
+                prevhash = previous.hash
+            } else {
+                prevhash = try await hashOfLastMessage(on: address.subject, expected: expected, retry: retry)
+            }
         }
         let payload = try body.encode(
             id: id, time: time, runid: runID, flowid: flowID, flowversion: flowVersion,
             correlationid: context.correlationID,
-            causationid: context.causationID, traceparent: context.traceparent, codec: EventCodec())
+            causationid: context.causationID, traceparent: context.traceparent, prevhash: prevhash, codec: EventCodec())
         let ack = try await append(
             OutgoingMessage(
                 subject: address.subject, payload: payload, messageID: id,
                 expectedLastSubjectSequence: expectedLastSequence),
             retry: retry)
         let event = LedgerEvent(id: id, type: body.type, time: time, runid: runID, flowid: flowID, body: body)
-        return AppendedEvent(event: event, sequence: ack.sequence, duplicate: ack.duplicate)
+        var link = ChainLink(sequence: ack.sequence, payload: payload)
+        if ack.duplicate, chained, let stored = try? await api.message(stream: stream, sequence: ack.sequence) {
+            // Stored before under the same id: the next event names the bytes the log holds, whatever they are.
+            link = ChainLink(sequence: ack.sequence, payload: stored.payload)
+        }
+        return AppendedEvent(event: event, sequence: ack.sequence, duplicate: ack.duplicate, link: link)
+    }
+
+    /// The hash of the last message on `subject`, which must be at `expected`; a transport failure is retried as
+    /// `retry` says.
+    func hashOfLastMessage(on subject: String, expected: UInt64, retry: AppendRetry) async throws -> String {
+        var delay: Duration = .milliseconds(50)
+        while true {
+            do {
+                guard let last = try await api.lastMessage(stream: stream, subject: subject),
+                    last.seq == expected
+                else {
+                    throw NATSError(
+                        jetStream: .wrongLastSequence,
+                        message: "\(subject): its last message is not at the expected sequence \(expected)")
+                }
+                return EventChain.hash(of: last.payload)
+            } catch let error as NATSError where error.jetStreamError == nil && retry == .untilAnswered {
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
     }
 
     /// Sends a command or an announcement to other services on `subject`. When the stream covers the subject the

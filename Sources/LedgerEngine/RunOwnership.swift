@@ -72,8 +72,10 @@ extension Engine {
                 let reason =
                     row.worker.map { "worker \($0) stopped (no heartbeat for \(configuration.leaseTTL))" }
                     ?? "no worker was recorded for the run"
-                guard let mine = try await claim(state, definition: definition, reason: reason) else { continue }
-                _ = launch(state: mine, definition: definition, resume: true)
+                guard let mine = try await claimWithLink(state, definition: definition, reason: reason) else {
+                    continue
+                }
+                _ = launch(state: mine.state, head: mine.head, definition: definition, resume: true)
                 claimed += 1
             } catch {
                 logger.error(
@@ -90,6 +92,14 @@ extension Engine {
     /// Appends `RunClaimed` for this worker at the run's last sequence. Nil when the run moved on meanwhile (the
     /// read model was behind, or another worker claimed it first): nothing is claimed then.
     func claim(_ state: RunState, definition: FlowDefinition, reason: String) async throws -> RunState? {
+        try await claimWithLink(state, definition: definition, reason: reason)?.state
+    }
+
+    /// `claim`, with the link of the appended `RunClaimed`, so the driver that takes the run over appends its next
+    /// event without reading the claim back.
+    func claimWithLink(
+        _ state: RunState, definition: FlowDefinition, reason: String
+    ) async throws -> (state: RunState, head: ChainLink)? {
         let inFlight = RunDecider(definition: definition, registry: registry).inFlight(state).map {
             $0.execution.target.wireID
         }
@@ -101,7 +111,7 @@ extension Engine {
             runsClaimed.add(1, ordering: .relaxed)
             logger.info(
                 "claimed a run", metadata: state.logMetadata.merging(["ledger.reason": "\(reason)"]) { $1 })
-            return RunState.evolve(state, appended.event, sequence: appended.sequence)
+            return RunState.evolve(state, appended.event, sequence: appended.sequence).map { ($0, appended.link) }
         } catch let error as NATSError where error.isWrongLastSequence {
             return nil
         }
@@ -174,6 +184,7 @@ extension Engine {
     func record(_ input: RunCommand, into state: RunState, definition: FlowDefinition) async throws -> Recorded {
         let decider = RunDecider(definition: definition, registry: registry)
         var state = state
+        var head: ChainLink?
         for _ in 0..<50 {
             var conflict = false
             decision: for action in decider.decide(state, Self.checked(input), now: configuration.clock.now) {
@@ -183,9 +194,10 @@ extension Engine {
                         let appended = try await ledger.append(
                             body,
                             to: .run(id: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version),
-                            expectedLastSequence: state.last_sequence,
+                            expectedLastSequence: state.last_sequence, previous: head,
                             context: EventContext(correlationID: state.run_id))
                         state = RunState.evolve(state, appended.event, sequence: appended.sequence) ?? state
+                        head = appended.link
                         eventsAppended.add(1, ordering: .relaxed)
                     } catch let error as NATSError where error.isWrongLastSequence {
                         conflict = true
@@ -198,8 +210,8 @@ extension Engine {
                 }
             }
             guard conflict else { return .recorded(refusal: nil) }
-            guard let fresh = try await foldFromLog(state.run_id) else { return .recorded(refusal: nil) }
-            state = fresh
+            guard let fresh = try await foldRunFromLog(state.run_id) else { return .recorded(refusal: nil) }
+            (state, head) = fresh
             if drives(state) { return .drivenHere(state) }
         }
         throw EngineError.unavailable("run \(state.run_id) kept changing while an input was recorded; try again")

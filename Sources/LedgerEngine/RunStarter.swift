@@ -70,7 +70,9 @@ extension Engine {
             }
             let existing = try? JSONTree.decode(LedgerEvent.self, from: first.payload)
             if let existing, existing.id == id {
-                appended = AppendedEvent(event: existing, sequence: first.sequence, duplicate: true)
+                appended = AppendedEvent(
+                    event: existing, sequence: first.sequence, duplicate: true,
+                    link: ChainLink(sequence: first.sequence, payload: first.payload))
             } else if case .runStarted(let other)? = existing?.body, other.run_id == runID {
                 return .duplicate(runID: runID)
             } else {
@@ -87,7 +89,7 @@ extension Engine {
             return .duplicate(runID: runID)
         }
         runsStarted.add(1, ordering: .relaxed)
-        _ = launch(state: state, definition: definition, resume: false)
+        _ = launch(state: state, head: appended.link, definition: definition, resume: false)
         return .started(runID: runID, sequence: appended.sequence)
     }
 }

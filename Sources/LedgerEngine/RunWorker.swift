@@ -43,7 +43,11 @@ extension Engine {
     // MARK: - Driving runs
 
     /// Starts the run's driver (unless one runs already) and returns it.
-    func launch(state: RunState, definition: FlowDefinition, resume: Bool, initial: RunMail? = nil) -> RunDriver {
+    /// `head` is the link of the run's last event when the caller has it (it appended it, or read it), so the
+    /// driver's first append carries its hash without reading it back.
+    func launch(
+        state: RunState, head: ChainLink? = nil, definition: FlowDefinition, resume: Bool, initial: RunMail? = nil
+    ) -> RunDriver {
         let (stream, continuation) = AsyncStream<RunMail>.makeStream(bufferingPolicy: .unbounded)
         let candidate = RunDriver(runID: state.run_id, mailbox: continuation, position: state.last_sequence)
         let (driver, isNew) = drivers.withLock { drivers -> (RunDriver, Bool) in
@@ -59,6 +63,7 @@ extension Engine {
         let task = Task {
             var loop = RunLoop(
                 state: state, decider: RunDecider(definition: definition, registry: registry), driver: driver)
+            loop.head = head
             await self.drive(&loop, stream: stream, resume: resume, initial: initial)
         }
         tasks.withLock { $0[state.run_id] = task }
@@ -69,6 +74,9 @@ extension Engine {
         var state: RunState {
             didSet { driver.position.store(state.last_sequence, ordering: .relaxed) }
         }
+        /// The place and hash of the last event this driver appended or read (`EventChain`): its next append
+        /// carries the hash as `prevhash` when the run is still at that place.
+        var head: ChainLink?
         let decider: RunDecider
         let driver: RunDriver
         var timer: (at: Date, task: Task<Void, Never>)?
@@ -158,9 +166,10 @@ extension Engine {
 
     /// Takes `state` (read again from the log or the read models) as the run's, keeping what only this driver knows
     /// (that the output was published); notes when another worker claimed the run meanwhile.
-    func adopt(_ state: RunState, _ loop: inout RunLoop) {
+    func adopt(_ state: RunState, head: ChainLink? = nil, _ loop: inout RunLoop) {
         let published = loop.state.output_sequence
         loop.state = state
+        if let head { loop.head = head }
         if loop.state.output_sequence == nil { loop.state.output_sequence = published }
         if !drives(state) {
             loop.handedOver = true
@@ -243,7 +252,9 @@ extension Engine {
             if conflict {
                 // Someone else appended to this run: fold it again from the log and decide anew on the same input.
                 do {
-                    if let folded = try await foldFromLog(loop.state.run_id) { adopt(folded, &loop) }
+                    if let folded = try await foldRunFromLog(loop.state.run_id) {
+                        adopt(folded.state, head: folded.head, &loop)
+                    }
                     if loop.handedOver { return nil }
                 } catch {
                     logger.warning(
@@ -273,11 +284,13 @@ extension Engine {
         do {
             appended = try await ledger.append(
                 body, to: .run(id: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version),
-                expectedLastSequence: state.last_sequence, context: EventContext(correlationID: state.run_id))
+                expectedLastSequence: state.last_sequence, previous: loop.head,
+                context: EventContext(correlationID: state.run_id))
         } catch let error as NATSError where error.jetStreamError == .messageTooLarge {
             throw UnstorableEvent(problem: "too_large", detail: error.message)
         }
         loop.state = RunState.evolve(state, appended.event, sequence: appended.sequence) ?? state
+        loop.head = appended.link
         eventsAppended.add(1, ordering: .relaxed)
         recordOutcome(body, loop.decider.definition)
     }

@@ -153,6 +153,9 @@ extension Integration {
                 #expect(starts.count == 1, "the attempt is sent again, not started again")
                 #expect(other.runsClaimed.load(ordering: .relaxed) == 1)
                 #expect(try stack.store.run(runID)?.worker == other.workerID)
+                // The chain runs whole through the claim and the other worker's appends.
+                let verified = try await stack.ledger.verify()
+                #expect(verified.isClean && verified.unchained == 0, "\(verified.problems.map(\.detail))")
             }
         }
 
@@ -205,6 +208,9 @@ extension Integration {
                 #expect(starts.count == runs * 2)
                 #expect(starts.values.allSatisfy { $0 == 1 })
                 #expect(claimed == 0, "no worker stopped, so no run was claimed")
+                // Workers recording into each other's runs (refused, folded again, appended) keep every chain whole.
+                let verified = try await stack.ledger.verify()
+                #expect(verified.isClean && verified.unchained == 0, "\(verified.problems.map(\.detail))")
             }
         }
     }

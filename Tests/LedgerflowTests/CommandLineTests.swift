@@ -1,6 +1,7 @@
 import Foundation
 import LedgerCore
 import LedgerDevServices
+import LedgerNATS
 import LedgerTestSupport
 import Testing
 
@@ -37,6 +38,35 @@ extension Integration {
                 let (missing, missingOutput) = try ledgerflow(["replay", "no-such-run", "--nats-url", TestServer.url])
                 #expect(missing != 0)
                 #expect(missingOutput.contains("No events for run no-such-run"))
+            }
+        }
+
+        @Test func verifyExitsZeroOnAWholeLogOneWhenAMessageIsDeletedAndTwoWhenItCannotRead() async throws {
+            try await withTestStack { stack in
+                try await stack.activateExample()
+                for i in 0..<2 { try stack.publishCommand(id: "verify-\(i)") }
+                let run = try #require(try await stack.waitForRuns(2).first)
+                let (clean, cleanOutput) = try ledgerflow(["verify", "--nats-url", TestServer.url])
+                #expect(clean == 0, "\(cleanOutput)")
+                #expect(cleanOutput.contains("no problems"), "\(cleanOutput)")
+
+                let messages = try await stack.ledger.read(subject: Subjects.run(run.run_id))
+                try #require(messages.count >= 3)
+                try await stack.ledger.api.deleteMessage(stream: stack.ledger.stream, sequence: messages[1].sequence)
+                let (broken, brokenOutput) = try ledgerflow(["verify", "--nats-url", TestServer.url])
+                #expect(broken == 1, "\(brokenOutput)")
+                #expect(brokenOutput.contains("broken_chain"), "\(brokenOutput)")
+                #expect(brokenOutput.contains("ledger.run.\(run.run_id) at \(messages[2].sequence)"), "\(brokenOutput)")
+                let (json, jsonOutput) = try ledgerflow(["verify", "--json", "--nats-url", TestServer.url])
+                #expect(json == 1)
+                let line = try #require(jsonOutput.split(separator: "\n").last { $0.hasPrefix("{") }, "\(jsonOutput)")
+                let report = try JSONDecoder().decode(JSONValue.self, from: Data(line.utf8))
+                #expect(report["ok"] == false, "\(jsonOutput)")
+
+                let nowhere = "nats://127.0.0.1:\(LocalNATSServer.freePort())"
+                let (unread, unreadOutput) = try ledgerflow(["verify", "--nats-url", nowhere])
+                #expect(unread == 2, "\(unreadOutput)")
+                #expect(unreadOutput.contains("Could not read the log"), "\(unreadOutput)")
             }
         }
 

@@ -34,6 +34,7 @@ struct Bench {
                 query: true)
         }
         if options.runs("rebuild") { try await rebuild(url: server.url, events: quick ? 10_000 : 1_000_000) }
+        if options.runs("chain") { chain(events: quick ? 10_000 : 200_000) }
         if options.runs("durability") {
             let synced = try LocalNATSServer(dataDirectory: "\(scratch)/nats-sync", syncAlways: true, logger: logger)
             defer { synced.stop() }

@@ -98,6 +98,24 @@ public struct JetStreamAPI: Sendable {
         try await call("STREAM.INFO.\(name)", as: StreamInfo.self)
     }
 
+    /// The stream's info with the list of its deleted sequences (`state.deleted`).
+    public func streamInfoWithDeleted(_ name: String) async throws -> StreamInfo {
+        struct Request: Encodable { var deleted_details = true }
+        return try await call("STREAM.INFO.\(name)", body: Request(), as: StreamInfo.self)
+    }
+
+    /// Deletes the message at `sequence` from the stream (`$JS.API.STREAM.MSG.DELETE`); false when there was none.
+    @discardableResult
+    public func deleteMessage(stream: String, sequence: UInt64) async throws -> Bool {
+        struct Request: Encodable { var seq: UInt64 }
+        do {
+            return try await call("STREAM.MSG.DELETE.\(stream)", body: Request(seq: sequence), as: SuccessResponse.self)
+                .success ?? false
+        } catch let error as NATSError where error.jetStreamError == .noMessageFound {
+            return false
+        }
+    }
+
     public func deleteStream(_ name: String) async throws {
         _ = try await call("STREAM.DELETE.\(name)", as: SuccessResponse.self)
     }
@@ -203,6 +221,10 @@ public struct StreamState: Decodable, Sendable {
     public var bytes: UInt64
     public var first_seq: UInt64
     public var last_seq: UInt64
+    /// How many sequences between the first and the last have no message (deleted).
+    public var num_deleted: Int?
+    /// Those sequences, when asked for (`streamInfoWithDeleted`).
+    public var deleted: [UInt64]?
 }
 
 public struct StreamInfo: Decodable, Sendable {
