@@ -41,7 +41,7 @@ public enum RunStatusModel: ReadModel {
     public static var indexes: [ReadModelIndex<RunState>] {
         [
             ReadModelIndex(
-                table: activeTable, includes: { !$0.status.isTerminal }, value: { Array(($0.worker ?? "").utf8) }),
+                table: activeTable, includes: { !$0.isSettled }, value: { Array(($0.worker ?? "").utf8) }),
             ReadModelIndex(table: failedTable) { $0.status == .failed },
         ]
     }

@@ -26,7 +26,9 @@ public struct EngineConfiguration: Sendable {
     public var clock: any RunClock = SystemRunClock()
     /// How long a worker may miss its heartbeat before the runs it drives are taken over by another worker.
     public var leaseTTL: Duration = .seconds(5)
-    /// This worker's id among the workers sharing the log (default: `<host>-<pid>-<random>`, new each start).
+    /// This worker's id among the workers sharing the log (default: `<host>-<pid>-<random>`, new each start). An id
+    /// must never be used by two live engines, nor reused by a restart: runs are taken over from an id only once
+    /// its heartbeat stops.
     public var workerID: String?
     public init() {}
 }
@@ -101,12 +103,27 @@ public final class Engine: Service, Sendable {
             answering.cancel()
             sweeping.cancel()
         }
-        try await cancelWhenGracefulShutdown {
-            try await self.consumeInbound()
+        // On shutdown the sweeps stop first (no run is claimed on the way out) and the runs' drivers stop at once,
+        // so an inbound handler waiting on a driver (NATS away, its append retrying) is answered "not applied" and
+        // the consumer can end; the message is delivered again after the next start.
+        try await withGracefulShutdownHandler {
+            try await cancelWhenGracefulShutdown {
+                try await self.consumeInbound()
+            }
+        } onGracefulShutdown: {
+            sweeping.cancel()
+            answering.cancel()
+            self.stopDrivers()
         }
+        sweeping.cancel()
+        stopDrivers()
+        await executor.shutdown()
+    }
+
+    /// Cancels every run's driver (each leaves its run as the log has it).
+    func stopDrivers() {
         let running = tasks.withLock { Array($0.values) }
         for task in running { task.cancel() }
-        await executor.shutdown()
     }
 
     /// Recovers and subscribes to run requests; a failure (NATS away) is retried with backoff, never stopping the
@@ -206,12 +223,27 @@ public final class Engine: Service, Sendable {
     }
 
     func command(_ runID: String, _ input: RunCommand) async throws {
-        if let driver = drivers.withLock({ $0[runID] }) {
-            if let refusal = await Self.handCommand(input, post: { driver.send($0) }) {
-                throw EngineError.invalidState(refusal)
+        for _ in 0..<3 {
+            let refusal: String?
+            if let driver = drivers.withLock({ $0[runID] }) {
+                refusal = await Self.handCommand(input, post: { driver.send($0) })
+            } else {
+                refusal = try await commandUndriven(runID, input)
             }
-            return
+            switch refusal {
+            case nil: return
+            case RunDriver.stopped?: continue  // the driver stopped first: decide again on the run as it is now
+            case RunDriver.notRecorded?:
+                throw EngineError.unavailable(
+                    "run \(runID): the command could not be recorded (NATS away, or stopping)")
+            case let refusal?: throw EngineError.invalidState(refusal)
+            }
         }
+        throw EngineError.unavailable("run \(runID) kept changing hands while the command was decided")
+    }
+
+    /// A command for a run this worker has no driver for: decided on the run as the log has it.
+    func commandUndriven(_ runID: String, _ input: RunCommand) async throws -> String? {
         // Not driven here: decided on the run as the log has it. The read model may not have the run's last events
         // yet (it has just finished, or another worker drove it); a command decided on that would be refused for a
         // reason that no longer holds.
@@ -231,8 +263,12 @@ public final class Engine: Service, Sendable {
                 "run \(runID) is pinned to \(state.flow_id) v\(state.flow_version), which the read model does not have"
             )
         }
-        // A finished run has no worker driving it: whoever redrives it claims it first, and drives it from there.
-        if case .redrive(let actor, _) = input, state.status.isTerminal, !drives(state) {
+        // A finished run has no worker driving it: whoever redrives it claims it first (only when the redrive is
+        // accepted), and drives it from there.
+        let accepted = RunDecider(definition: definition, registry: registry)
+            .decide(state, input, now: configuration.clock.now)
+            .contains { if case .append = $0 { true } else { false } }
+        if case .redrive(let actor, _) = input, state.isSettled, accepted, !drives(state) {
             var mine: RunState?
             for _ in 0..<5 where mine == nil {
                 mine = try await claim(state, definition: definition, reason: "redriven by \(actor)")
@@ -243,9 +279,7 @@ public final class Engine: Service, Sendable {
             }
             state = mine
         }
-        if let refusal = try await deliver(input, to: state, definition: definition, command: true) {
-            throw EngineError.invalidState(refusal)
-        }
+        return try await deliver(input, to: state, definition: definition, command: true)
     }
 
     /// The run folded from its own subject in the log (the source of truth).

@@ -55,18 +55,24 @@ extension Engine {
             return
         }
         let driven = drivers.withLock { Set($0.keys) }
-        var stopped: [String: Bool] = [:]
+        // A worker's judgement is reused within a quarter lease, then asked again (a long sweep must not go on
+        // claiming the runs of a worker that has started beating again).
+        var stopped: [String: (Bool, ContinuousClock.Instant)] = [:]
+        let reuse = configuration.leaseTTL / 4
         var claimed = 0
         for row in rows where !driven.contains(row.runID) && row.worker != workerID {
             if Task.isCancelled { return }
             if let worker = row.worker {
-                if stopped[worker] == nil { stopped[worker] = await leases.hasStopped(worker) }
-                guard stopped[worker] == true else { continue }
+                if let (_, at) = stopped[worker], ContinuousClock.now - at < reuse {
+                } else {
+                    stopped[worker] = (await leases.hasStopped(worker), ContinuousClock.now)
+                }
+                guard stopped[worker]?.0 == true else { continue }
             }
             // One run that cannot be picked up (its state unreadable, its definition gone or no longer valid) is
             // logged and left as it is; it never stops the sweep.
             do {
-                guard let state = try store.run(row.runID), !state.status.isTerminal, state.worker == row.worker,
+                guard let state = try store.run(row.runID), !state.isSettled, state.worker == row.worker,
                     let definition = try pinnedDefinition(of: state)
                 else { continue }
                 let reason =
@@ -213,6 +219,16 @@ extension Engine {
             guard let fresh = try await foldRunFromLog(state.run_id) else { return .recorded(refusal: nil) }
             (state, head) = fresh
             if drives(state) { return .drivenHere(state) }
+            // The run finished meanwhile: its worker no longer drives it, so an input that still changes it (a late
+            // effect to record and undo) is taken over here, or nobody would carry it out.
+            if state.isSettled,
+                decider.decide(state, Self.checked(input), now: configuration.clock.now).contains(where: {
+                    if case .append = $0 { true } else { false }
+                }),
+                let mine = try await claim(state, definition: definition, reason: "a late answer changes the run")
+            {
+                return .drivenHere(mine)
+            }
         }
         throw EngineError.unavailable("run \(state.run_id) kept changing while an input was recorded; try again")
     }

@@ -23,6 +23,11 @@ final class RunDriver: Sendable {
     let mailbox: AsyncStream<RunMail>.Continuation
     /// The sequence of the run's last event this driver knows of.
     let position: Atomic<UInt64>
+    /// A command's reply when its driver stopped first: the caller decides again on the run as the log has it.
+    static let stopped = "\u{0}stopped"
+    /// A command's reply when the decision could not be recorded (NATS away, the engine stopping).
+    static let notRecorded = "\u{0}not-recorded"
+
     init(runID: String, mailbox: AsyncStream<RunMail>.Continuation, position: UInt64) {
         self.runID = runID
         self.mailbox = mailbox
@@ -30,10 +35,11 @@ final class RunDriver: Sendable {
     }
     func send(_ mail: RunMail) {
         guard case .terminated = mailbox.yield(mail) else { return }
-        // The run finished meanwhile: a late answer is acknowledged (the log keeps it), a command is refused.
+        // The driver stopped meanwhile (the run finished or changed hands, or the engine is stopping): an answer is
+        // delivered again (never acknowledged unapplied), a command is answered so that its caller tries again.
         switch mail {
         case .input(_, let done): done?(false)
-        case .command(_, let reply): reply("run \(runID) finished meanwhile; read it again")
+        case .command(_, let reply): reply(RunDriver.stopped)
         case .wake, .refresh: break
         }
     }
@@ -83,6 +89,8 @@ extension Engine {
         var executions: [Task<Void, Never>] = []
         /// Another worker claimed the run: this one stops driving it.
         var handedOver = false
+        /// The last pass could not record its decision (NATS away, the engine stopping, an event refused).
+        var unrecorded = false
 
         init(state: RunState, decider: RunDecider, driver: RunDriver) {
             self.state = state
@@ -129,10 +137,7 @@ extension Engine {
             switch mail {
             case .input(_, let done): done?(false)
             case .command(_, let reply):
-                reply(
-                    loop.handedOver
-                        ? "run \(runID) is driven by another worker now; try again"
-                        : "run \(runID) finished meanwhile (\(loop.state.status.rawValue)); read it again")
+                reply(RunDriver.stopped)
             case .wake, .refresh: break
             }
         }
@@ -147,7 +152,14 @@ extension Engine {
             loop.timer = nil
             await process(.advance, &loop)
         case .command(let input, let reply):
-            reply(await process(input, &loop))
+            let refusal = await process(input, &loop)
+            if loop.handedOver {
+                reply(RunDriver.stopped)
+            } else if loop.unrecorded || Task.isCancelled {
+                reply(RunDriver.notRecorded)
+            } else {
+                reply(refusal)
+            }
         case .refresh(let sequence):
             guard loop.state.last_sequence < sequence else { return }
             do {
@@ -184,6 +196,7 @@ extension Engine {
     @discardableResult
     func process(_ input: RunCommand, _ loop: inout RunLoop) async -> String? {
         var input = input
+        loop.unrecorded = false
         for _ in 0..<10_000 {
             if Task.isCancelled { return nil }
             let steps = loop.decider.decide(loop.state, input, now: configuration.clock.now)
@@ -199,6 +212,7 @@ extension Engine {
                         conflict = true
                         break decision
                     } catch is CancellationError {
+                        loop.unrecorded = true
                         return nil  // shutting down while NATS was away; the log and a restart carry on
                     } catch let error as UnstorableEvent {
                         // The event can never be stored: record its failure instead (a smaller event), and decide
@@ -232,11 +246,12 @@ extension Engine {
                         // Refused by JetStream for another reason (resources, say): try again later from the log's
                         // state; the run is never left waiting for nothing.
                         logger.error(
-                            "JetStream refused an event of the run; deciding again in 5 s",
+                            "JetStream refused an event of the run (or it could not be read back); deciding again in 5 s",
                             metadata: loop.state.logMetadata.merging([
                                 LogKey.eventType: "\(body.type)", LogKey.error: "\(error)",
                             ]) { $1 })
                         schedule(configuration.clock.now.addingTimeInterval(5), &loop)
+                        loop.unrecorded = true
                         return nil
                     }
                 case .execute(let execution):

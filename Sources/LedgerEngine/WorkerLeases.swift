@@ -121,8 +121,11 @@ public final class WorkerLeases: Sendable {
                 s.seen[worker] = Seen(revision: revision, since: now)
                 return false
             }
-            guard let healthySince = s.healthySince else { return false }
-            let stopped = now - seen.since > ttl && now - healthySince > ttl
+            // Judged only when this worker's own heartbeats were answered all along, and one was answered after the
+            // whole lease had passed since the other's revision was first seen: a heartbeat still waiting for its
+            // acknowledgement (a slow or paused server) proves nothing about the other worker.
+            guard let healthySince = s.healthySince, let lastBeat = s.lastBeat else { return false }
+            let stopped = now - seen.since > ttl && now - healthySince > ttl && lastBeat - seen.since > ttl
             if stopped {
                 logger.info(
                     "a worker stopped beating; its runs may be taken over",
