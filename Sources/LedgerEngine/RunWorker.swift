@@ -107,7 +107,7 @@ extension Engine {
         if resume {
             for (execution, startedAt) in loop.decider.inFlight(loop.state) {
                 logger.info(
-                    "re-sending an attempt in flight after a restart",
+                    "re-sending an attempt that was in flight when the run was taken over",
                     metadata: [
                         LogKey.runID: "\(runID)", LogKey.stepID: "\(execution.target)",
                         LogKey.attempt: "\(execution.attempt)",

@@ -31,6 +31,8 @@ public final class WorkerLeases: Sendable {
         var lastBeat: ContinuousClock.Instant?
         var bucketReady = false
         var failures = 0
+        /// Workers already reported as stopped (each is logged once per silent revision).
+        var reported: [String: UInt64?] = [:]
     }
     let state = Mutex(State())
 
@@ -85,6 +87,7 @@ public final class WorkerLeases: Sendable {
         } catch {
             let first = state.withLock { s -> Bool in
                 s.healthySince = nil
+                s.bucketReady = false  // asked again next time: the bucket may have been deleted
                 s.seen.removeAll()
                 s.failures += 1
                 return s.failures == 1
@@ -126,7 +129,8 @@ public final class WorkerLeases: Sendable {
             // acknowledgement (a slow or paused server) proves nothing about the other worker.
             guard let healthySince = s.healthySince, let lastBeat = s.lastBeat else { return false }
             let stopped = now - seen.since > ttl && now - healthySince > ttl && lastBeat - seen.since > ttl
-            if stopped {
+            if stopped, s.reported[worker] != .some(revision) {
+                s.reported[worker] = .some(revision)
                 logger.info(
                     "a worker stopped beating; its runs may be taken over",
                     metadata: ["ledger.worker": "\(worker)", "ledger.silent_for": "\(now - seen.since)"])
