@@ -17,6 +17,7 @@ let package = Package(
     products: [
         .executable(name: "ledgerflow", targets: ["ledgerflow"]),
         .executable(name: "ledgerflow-bench", targets: ["LedgerBench"]),
+        .executable(name: "ledgerflow-chaos", targets: ["LedgerChaos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -95,6 +96,20 @@ let package = Package(
             ],
             path: "tools/LedgerBench",
             swiftSettings: strict),
+        // The chaos harness (tools/chaos): workers killed, nats-server restarted and paused under load; its verdict
+        // is a pure function of what it observed (ChaosAudit), which the tests feed made-up observations.
+        .target(name: "ChaosAudit", path: "tools/ChaosAudit", swiftSettings: strict),
+        .executableTarget(
+            name: "LedgerChaos",
+            dependencies: [
+                "ChaosAudit", "LedgerCore", "LedgerProjections", "LedgerNATS", "LedgerEngine", "LedgerDevServices",
+                "LedgerTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "tools/LedgerChaos",
+            swiftSettings: strict),
 
         // What the test targets and the benchmarks share: the test stack on one nats-server per process, the HTTP
         // client, the `ledgerflow serve` launcher, a manual clock and the example flows.
@@ -137,7 +152,7 @@ let package = Package(
         .testTarget(
             name: "LedgerflowTests",
             dependencies: [
-                "LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerDevServices", "LedgerTestSupport",
+                "ChaosAudit", "LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerDevServices", "LedgerTestSupport",
             ],
             swiftSettings: strict),
     ]

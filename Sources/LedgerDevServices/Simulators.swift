@@ -29,9 +29,20 @@ public final class CalendarSimulator: Service, Sendable {
         var canceled = false
     }
 
+    /// What the simulator received under one idempotency key: how often each command (by its `command_id`) came,
+    /// and of which type. The same command id received twice is a re-send of one attempt; each new command id under
+    /// the key is another attempt at the same effect.
+    public struct Received: Sendable, Equatable {
+        public var type: String
+        public var commands: [String: Int] = [:]
+        /// Whether the simulator created an event for the key (at most one, whatever came).
+        public var created = false
+    }
+
     struct Books: Sendable {
         var byKey: [String: CalendarEntry] = [:]
         var attemptsByKey: [String: Int] = [:]
+        var received: [String: Received] = [:]
         var commandsReceived = 0
         var eventsCreated = 0
     }
@@ -62,6 +73,8 @@ public final class CalendarSimulator: Service, Sendable {
     public var eventsCreated: Int { books.withLock { $0.eventsCreated } }
     public var commandsReceived: Int { books.withLock { $0.commandsReceived } }
     public func createdCount(forKey key: String) -> Int { books.withLock { $0.byKey[key] == nil ? 0 : 1 } }
+    /// Everything received so far, by idempotency key (for the chaos harness's count of effects and re-sends).
+    public func received() -> [String: Received] { books.withLock { $0.received } }
 
     public func run() async throws {
         defer { connection.close() }
@@ -97,6 +110,7 @@ public final class CalendarSimulator: Service, Sendable {
         let attempt = books.withLock { books -> Int in
             books.commandsReceived += 1
             books.attemptsByKey[key, default: 0] += 1
+            books.received[key, default: Received(type: command.type)].commands[commandID, default: 0] += 1
             return books.attemptsByKey[key]!
         }
         if attempt <= settings.failFirst
@@ -119,6 +133,7 @@ public final class CalendarSimulator: Service, Sendable {
                 let entry = CalendarEntry(eventID: "evt-" + DerivedID.uuid(key).prefix(13), fields: .object(fields))
                 books.byKey[key] = entry
                 books.eventsCreated += 1
+                books.received[key]?.created = true
                 return entry
             }
             var data = entry.fields.objectValue ?? [:]

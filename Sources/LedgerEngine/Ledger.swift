@@ -9,6 +9,8 @@ public struct LedgerConfiguration: Sendable {
     public var subjects: [String] = Subjects.streamSubjects
     /// `Nats-Msg-Id` duplicates inside this window are dropped by the server.
     public var duplicateWindow: Duration = .seconds(120)
+    /// Copies of the stream (and of the workers' bucket) a cluster keeps: 1 on a single server, 3 on a 3-node
+    /// cluster. On an existing stream it only ever raises the replicas, never lowers them.
     public var replicas: Int = 1
     public var maxMessageSize: Int32 = 1 << 20
 
@@ -23,13 +25,40 @@ public struct LedgerConfiguration: Sendable {
         return config
     }
 
-    /// What an existing stream lacks that Ledgerflow needs (its subjects, a message size that fits an event),
-    /// or nil when it can be used as it is. Everything else an operator set (replicas, limits, retention, placement,
-    /// compression, description) is theirs and is kept.
-    public func missing(in existing: StreamConfig) -> (subjects: [String], maxMessageSize: Int32?)? {
+    /// What an existing stream lacks that Ledgerflow needs (its subjects, a message size that fits an event, the
+    /// replicas asked for when it has fewer), or nil when it can be used as it is. Everything else an operator set
+    /// (more replicas than asked, limits, retention, placement, compression, description) is theirs and is kept:
+    /// replicas are raised, never lowered, since fewer copies is less protection against a lost node.
+    public func missing(in existing: StreamConfig) -> StreamAdditions? {
         let subjects = streamConfig.subjects.filter { wanted in !existing.subjects.contains(wanted) }
         let size: Int32? = existing.max_msg_size != -1 && existing.max_msg_size < maxMessageSize ? maxMessageSize : nil
-        return subjects.isEmpty && size == nil ? nil : (subjects, size)
+        let replicas: Int? = replicas > max(existing.num_replicas, 1) ? replicas : nil
+        let additions = StreamAdditions(subjects: subjects, maxMessageSize: size, replicas: replicas)
+        return additions.isEmpty ? nil : additions
+    }
+}
+
+/// What `serve` adds to an existing stream (see `LedgerConfiguration.missing(in:)`).
+public struct StreamAdditions: Sendable, Equatable {
+    public var subjects: [String]
+    public var maxMessageSize: Int32?
+    /// The replicas to raise the stream to.
+    public var replicas: Int?
+
+    public init(subjects: [String], maxMessageSize: Int32?, replicas: Int?) {
+        self.subjects = subjects
+        self.maxMessageSize = maxMessageSize
+        self.replicas = replicas
+    }
+
+    var isEmpty: Bool { subjects.isEmpty && maxMessageSize == nil && replicas == nil }
+
+    var summary: String {
+        var parts: [String] = []
+        if !subjects.isEmpty { parts.append("subjects \(subjects.joined(separator: ", "))") }
+        if let maxMessageSize { parts.append("max_msg_size \(maxMessageSize)") }
+        if let replicas { parts.append("replicas \(replicas)") }
+        return parts.joined(separator: ", ")
     }
 }
 
@@ -108,10 +137,32 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// `open`, waiting for a NATS that is not reachable yet (started together with this process, or restarting):
+    /// tried again with backoff (at most every 5 s) until it answers or the task is cancelled. Anything else
+    /// (JetStream off, a stream that cannot be used) is thrown at once.
+    public static func openWhenReachable(
+        url: String, clientName: String = "ledgerflow", configuration: LedgerConfiguration = LedgerConfiguration(),
+        setup: StreamSetup = .attach, logger: Logger
+    ) async throws -> Ledger {
+        var delay: Duration = .milliseconds(250)
+        while true {
+            do {
+                return try await open(
+                    url: url, clientName: clientName, configuration: configuration, setup: setup, logger: logger)
+            } catch let error as NATSError where error.isUnreachable || error.isTimeout {
+                logger.warning(
+                    "NATS is not reachable yet; trying again",
+                    metadata: ["ledger.nats": "\(url)", LogKey.error: "\(error.message)", LogKey.delay: "\(delay)"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
     /// Adds what the stream lacks, changing nothing else: the update is the stream's own configuration as the
     /// server sent it (every field, known to Ledgerflow or not) with only those keys changed.
     static func extend(
-        _ api: JetStreamAPI, _ name: String, _ missing: (subjects: [String], maxMessageSize: Int32?), logger: Logger
+        _ api: JetStreamAPI, _ name: String, _ missing: StreamAdditions, logger: Logger
     ) async throws {
         let info = try await api.callRaw("STREAM.INFO.\(name)")
         guard let object = try JSONSerialization.jsonObject(with: Data(info)) as? [String: Any],
@@ -119,15 +170,14 @@ public final class Ledger: Sendable {
         else { throw RuntimeError("the server's description of stream \(name) is not a JSON object") }
         config["subjects"] = ((config["subjects"] as? [String]) ?? []) + missing.subjects
         if let size = missing.maxMessageSize { config["max_msg_size"] = Int(size) }
+        if let replicas = missing.replicas { config["num_replicas"] = replicas }
         let payload = try JSONSerialization.data(withJSONObject: config)
-        logger.info(
-            "stream \(name): adding \(missing.subjects.isEmpty ? "" : "subjects \(missing.subjects.joined(separator: ", ")) ")\(missing.maxMessageSize.map { "max_msg_size \($0)" } ?? "")"
-        )
+        logger.info("stream \(name): adding \(missing.summary)")
         do {
             _ = try await api.callRaw("STREAM.UPDATE.\(name)", payload: Array(payload))
         } catch let error as NATSError {
             throw RuntimeError(
-                "stream \(name) lacks \(missing.subjects.isEmpty ? "room for Ledgerflow's events" : "the subjects \(missing.subjects.joined(separator: ", "))") and the server refused to add them (\(error.message)); change the stream by hand (nats stream edit \(name)) or let Ledgerflow create it"
+                "stream \(name) lacks \(missing.summary) and the server refused to add it (\(error.message)); change the stream by hand (nats stream edit \(name)) or let Ledgerflow create it"
             )
         }
     }

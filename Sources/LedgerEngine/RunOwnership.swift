@@ -44,8 +44,11 @@ extension Engine {
     }
 
     /// Picks up the unfinished runs in the read models that no live worker drives: runs of workers that stopped,
-    /// and runs that name no worker (logs from before workers were recorded), each claimed and then driven, its
-    /// attempts in flight re-sent once. Runs driven by live workers are left alone.
+    /// runs that name no worker (logs from before workers were recorded), and runs that name this worker but have no
+    /// driver in this process (this worker was started again under the same id: its heartbeat is live again, so no
+    /// other worker would ever take them), each claimed and then driven, its attempts in flight re-sent once. Runs
+    /// driven by live workers are left alone. Claiming at the run's last sequence in the read model fences off a
+    /// stale row: a run this process drove to its end meanwhile refuses the claim.
     func sweep() async {
         let rows: [(runID: String, worker: String?)]
         do {
@@ -60,9 +63,9 @@ extension Engine {
         var stopped: [String: (Bool, ContinuousClock.Instant)] = [:]
         let reuse = configuration.leaseTTL / 4
         var claimed = 0
-        for row in rows where !driven.contains(row.runID) && row.worker != workerID {
+        for row in rows where !driven.contains(row.runID) {
             if Task.isCancelled { return }
-            if let worker = row.worker {
+            if let worker = row.worker, worker != workerID {
                 if let (_, at) = stopped[worker], ContinuousClock.now - at < reuse {
                 } else {
                     stopped[worker] = (await leases.hasStopped(worker), ContinuousClock.now)
@@ -75,9 +78,12 @@ extension Engine {
                 guard let state = try store.run(row.runID), !state.isSettled, state.worker == row.worker,
                     let definition = try pinnedDefinition(of: state)
                 else { continue }
-                let reason =
-                    row.worker.map { "worker \($0) stopped (no heartbeat for \(configuration.leaseTTL))" }
-                    ?? "no worker was recorded for the run"
+                let reason: String
+                switch row.worker {
+                case workerID?: reason = "worker \(workerID) started again; it resumes the runs it drove"
+                case let worker?: reason = "worker \(worker) stopped (no heartbeat for \(configuration.leaseTTL))"
+                case nil: reason = "no worker was recorded for the run"
+                }
                 guard let mine = try await claimWithLink(state, definition: definition, reason: reason) else {
                     continue
                 }

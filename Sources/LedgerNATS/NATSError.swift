@@ -34,6 +34,8 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
     public var isWrongLastSequence: Bool { jetStreamError == .wrongLastSequence }
     /// No reply arrived in time.
     public var isTimeout: Bool { status == NATSStatus.timeout }
+    /// No server could be reached (at connect).
+    public var isUnreachable: Bool { status == NATSStatus.noServer }
     /// Nothing listens on the subject of a request.
     public var isNoResponders: Bool { status == NATSStatus.noResponders }
 
@@ -71,4 +73,5 @@ public struct JetStreamErrorCode: RawRepresentable, Hashable, Sendable, CustomSt
 enum NATSStatus {
     static let timeout = Int32(NATS_TIMEOUT.rawValue)
     static let noResponders = Int32(NATS_NO_RESPONDERS.rawValue)
+    static let noServer = Int32(NATS_NO_SERVER.rawValue)
 }

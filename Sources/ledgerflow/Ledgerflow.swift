@@ -71,10 +71,11 @@ struct Stack {
 
     static func open(
         natsURL: String, dataDirectory: String, mapSize: Int, tokens: TokenStore, outbound: OutboundPolicy,
-        worker: WorkerOptions, logger: Logger
+        worker: WorkerOptions, stream: StreamOptions, logger: Logger
     ) async throws -> Stack {
-        let ledger = try await Ledger.open(
-            url: natsURL, clientName: "ledgerflow-engine", setup: .createOrUpdate, logger: logger)
+        let ledger = try await Ledger.openWhenReachable(
+            url: natsURL, clientName: "ledgerflow-engine", configuration: try stream.configuration(),
+            setup: .createOrUpdate, logger: logger)
         let store = try ReadModelStore(path: "\(dataDirectory)/lmdb", mapSize: mapSize)
         let projector = Projector(ledger: ledger, store: store, logger: logger)
         var configuration = EngineConfiguration()
@@ -142,6 +143,7 @@ struct Dev: AsyncParsableCommand {
     @OptionGroup var outbound: OutboundOptions
     @OptionGroup var lmdb: LMDBOptions
     @OptionGroup var worker: WorkerOptions
+    @OptionGroup var stream: StreamOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -164,7 +166,7 @@ struct Dev: AsyncParsableCommand {
         let stack = try await Stack.open(
             natsURL: url, dataDirectory: dataDir, mapSize: try lmdb.mapSize(),
             tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]),
-            outbound: try outbound.policy(allowLoopback: true), worker: worker, logger: logger)
+            outbound: try outbound.policy(allowLoopback: true), worker: worker, stream: stream, logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(calendarLatencyMs)
         settings.failureRate = calendarFailureRate
@@ -217,6 +219,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var outbound: OutboundOptions
     @OptionGroup var lmdb: LMDBOptions
     @OptionGroup var worker: WorkerOptions
+    @OptionGroup var stream: StreamOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -231,7 +234,7 @@ struct Serve: AsyncParsableCommand {
         }
         let stack = try await Stack.open(
             natsURL: nats.natsURL, dataDirectory: dataDir, mapSize: try lmdb.mapSize(), tokens: TokenStore(grants),
-            outbound: try outbound.policy(allowLoopback: false), worker: worker, logger: logger)
+            outbound: try outbound.policy(allowLoopback: false), worker: worker, stream: stream, logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
         // The simulators stand for other services: each connects on its own.
         if simulators {

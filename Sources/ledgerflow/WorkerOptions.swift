@@ -12,15 +12,22 @@ struct WorkerOptions: ParsableArguments {
             valueName: "DURATION"))
     var leaseTTLOption: String?
 
+    @Option(
+        name: .customLong("worker-id"),
+        help: ArgumentHelp(
+            "This worker's id in the log (letters, digits, - and _; default <host>-<pid>-<random>, new at each start). Env LEDGERFLOW_WORKER_ID.",
+            valueName: "ID"))
+    var workerIDOption: String?
+
     var leaseTTLText: String? { leaseTTLOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_LEASE_TTL"] }
+    var workerIDText: String? { workerIDOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_WORKER_ID"] }
 
     func validate() throws {
         var configuration = EngineConfiguration()
         try apply(to: &configuration)
     }
 
-    /// Sets the lease of `configuration`, refusing values that cannot work. (A worker's id is new at every start, so
-    /// a restarted process never mistakes its predecessor's runs for its own while that one may still be alive.)
+    /// Sets the lease and the worker id of `configuration`, refusing values that cannot work.
     func apply(to configuration: inout EngineConfiguration) throws {
         if let text = leaseTTLText {
             guard case .success(let seconds) = DurationText.parse(text), seconds >= 0.5, seconds <= 600 else {
@@ -29,6 +36,17 @@ struct WorkerOptions: ParsableArguments {
                 )
             }
             configuration.leaseTTL = .milliseconds(Int64((seconds * 1000).rounded()))
+        }
+        if let id = workerIDText {
+            guard !id.isEmpty, id.utf8.count <= 64,
+                id.unicodeScalars.allSatisfy({
+                    $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_")
+                })
+            else {
+                throw ValidationError(
+                    "--worker-id / LEDGERFLOW_WORKER_ID: \"\(id.prefix(40))\" must be 1 to 64 letters, digits, - or _")
+            }
+            configuration.workerID = id
         }
     }
 }

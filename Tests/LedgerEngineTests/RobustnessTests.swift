@@ -308,6 +308,11 @@ extension Integration {
             var three = after
             three.num_replicas = 3
             #expect(LedgerConfiguration().missing(in: three) == nil)
+            // Asked for more replicas than the stream has, serve raises them; asked for fewer, it keeps them.
+            var clustered = LedgerConfiguration()
+            clustered.replicas = 3
+            #expect(clustered.missing(in: after) == StreamAdditions(subjects: [], maxMessageSize: nil, replicas: 3))
+            #expect(clustered.missing(in: three) == nil)
             // Attaching where there is no stream says what to do.
             try await ledger.api.deleteStream(ledger.stream)
             await #expect(throws: RuntimeError.self) {

@@ -159,6 +159,37 @@ extension Integration {
             }
         }
 
+        /// A worker started again under the same `--worker-id` (a supervisor restarting it after a crash) resumes
+        /// the runs it drove before: no other worker claims them, since the id beats again. Found by tools/chaos:
+        /// such runs stayed RUNNING for ever.
+        @Test func aWorkerRestartedUnderTheSameIDResumesItsRuns() async throws {
+            var configuration = TestStack.loopbackAllowed
+            configuration.workerID = "fixed-worker"
+            try await withTestStack(configuration: configuration) { stack in
+                let target = EffectTarget()
+                try await target.start()
+                defer { Task { await target.stop() } }
+                let runID = try await startRun(stack, Self.callFlow("same-id", "\(target.base)/slow"))
+                try await eventually("the worker calls the slow target") { target.total == 1 }
+
+                await stack.stopEngine()
+                stack.restartEngine()
+                #expect(stack.engine.workerID == "fixed-worker")
+                try await eventually("the restarted worker sends the call in flight again", timeout: .seconds(30)) {
+                    target.total == 2
+                }
+                target.gate.store(true, ordering: .releasing)
+                try await eventually("the run succeeds", timeout: .seconds(30)) {
+                    try stack.store.run(runID)?.status == .succeeded
+                }
+                #expect(target.keys == ["\(runID)/call": 2], "the same attempt, with the same key, sent again once")
+                let events = try await events(stack, runID)
+                let starts = events.filter { if case .stepAttemptStarted = $0.body { true } else { false } }
+                #expect(starts.count == 1, "the attempt is sent again, not started again")
+                #expect(claims(events).map(\.worker) == ["fixed-worker"])
+            }
+        }
+
         /// Workers share runs that cross them (a run started on one may get its calendar answer on another): every
         /// run ends once, no step is started twice, and each effect reaches its target once.
         @Test(arguments: [2, 3, 5])

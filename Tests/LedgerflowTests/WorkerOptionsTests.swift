@@ -11,4 +11,12 @@ import Testing
             #expect(output.contains("from 500ms to 10m"), "what a valid lease is: \(output)")
         }
     }
+
+    @Test func aWorkerIDThatIsNoSubjectTokenIsRefused() throws {
+        for value in ["a.b", "a b", "w*", String(repeating: "x", count: 65), "é"] {
+            let (status, output) = try ledgerflow(["serve", "--worker-id=\(value)", "--nats-url", "nats://127.0.0.1:1"])
+            #expect(status != 0, "\(value): \(output)")
+            #expect(output.contains("must be 1 to 64 letters, digits, - or _"), "\(value): \(output)")
+        }
+    }
 }

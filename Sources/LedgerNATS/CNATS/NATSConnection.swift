@@ -84,7 +84,14 @@ public final class NATSConnection: @unchecked Sendable {
         // Released by the closed callback; before a connection exists nothing else can release it.
         var handedToLibrary = false
         defer { if !handedToLibrary { Unmanaged<ConnectionEvents>.fromOpaque(eventsPointer).release() } }
-        s = natsOptions_SetURL(opts, url)
+        // A cluster is given as a comma-separated list of its nodes' URLs: cnats then connects to one of them and
+        // reconnects to any other (and to the nodes the server announces) when that one goes away.
+        let servers = Self.serverList(url)
+        if servers.count > 1 {
+            s = withServerList(servers) { natsOptions_SetServers(opts, $0, Int32(servers.count)) }
+        } else {
+            s = natsOptions_SetURL(opts, servers.first ?? url)
+        }
         if s == NATS_OK { s = natsOptions_SetName(opts, name) }
         if s == NATS_OK { s = natsOptions_SetTimeout(opts, Int64(timeout.components.seconds * 1000)) }
         if s == NATS_OK { s = natsOptions_SetMaxReconnect(opts, -1) }
@@ -134,6 +141,11 @@ public final class NATSConnection: @unchecked Sendable {
             throw natsLastError(s, "connecting to NATS at \(url) (is nats-server running there?)")
         }
         return NATSConnection(handle: conn, events: events, eventsPointer: eventsPointer, url: url)
+    }
+
+    /// The servers of a URL that may list several, separated by commas (`nats://a:4222,nats://b:4222`).
+    public static func serverList(_ url: String) -> [String] {
+        url.split(separator: ",").map { String($0.filter { $0 != " " }) }.filter { !$0.isEmpty }
     }
 
     deinit {
@@ -268,4 +280,19 @@ extension NATSError {
     public var isRefusedMessage: Bool {
         status == Int32(NATS_MAX_PAYLOAD.rawValue) || status == Int32(NATS_INVALID_SUBJECT.rawValue)
     }
+}
+
+/// Calls `body` with the servers as a C array of C strings, valid only during the call.
+private func withServerList(
+    _ servers: [String], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>) -> natsStatus
+) -> natsStatus {
+    let copies: [UnsafeMutablePointer<CChar>] = servers.map { server in
+        let bytes = Array(server.utf8CString)
+        let copy = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count)
+        copy.initialize(from: bytes, count: bytes.count)
+        return copy
+    }
+    defer { copies.forEach { $0.deallocate() } }
+    var pointers: [UnsafePointer<CChar>?] = copies.map { UnsafePointer($0) }
+    return pointers.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
 }

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import LedgerEngine
+
+/// How `serve` and `dev` create the ledger stream (and the workers' bucket).
+struct StreamOptions: ParsableArguments {
+    @Option(
+        name: .customLong("replicas"),
+        help: ArgumentHelp(
+            "Copies of the ledger stream and the workers' bucket on a nats-server cluster (1 to 5; default 1; 3 on a 3-node cluster). An existing stream with fewer is raised to this; one with more is never lowered. Env LEDGERFLOW_REPLICAS.",
+            valueName: "N"))
+    var replicasOption: Int?
+
+    static let environmentKey = "LEDGERFLOW_REPLICAS"
+
+    func validate() throws {
+        _ = try replicas()
+    }
+
+    /// The replicas asked for: the option, else the environment variable, else 1.
+    func replicas() throws -> Int {
+        let value: Int
+        let source: String
+        if let replicasOption {
+            (value, source) = (replicasOption, "--replicas")
+        } else if let text = ProcessInfo.processInfo.environment[Self.environmentKey] {
+            guard let parsed = Int(text.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError(
+                    "\(Self.environmentKey): \"\(text.prefix(20))\" is not a whole number from 1 to 5")
+            }
+            (value, source) = (parsed, Self.environmentKey)
+        } else {
+            return 1
+        }
+        guard (1...5).contains(value) else {
+            throw ValidationError("\(source): \(value) replicas; JetStream keeps 1 to 5 (3 on a 3-node cluster)")
+        }
+        return value
+    }
+
+    /// The stream's configuration with these settings.
+    func configuration() throws -> LedgerConfiguration {
+        var configuration = LedgerConfiguration()
+        configuration.replicas = try replicas()
+        return configuration
+    }
+}
