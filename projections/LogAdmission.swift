@@ -27,6 +27,14 @@ public enum LogAdmission: Equatable {
         if subject.hasPrefix(Subjects.flowPrefix) {
             return admitFlowEvent(flowID: String(subject.dropFirst(Subjects.flowPrefix.count)), payload: payload)
         }
+        if subject == Subjects.tokenAudit {
+            // Token changes feed the audit trail; anything else there is not theirs to fold.
+            guard let event = try? JSONTree.decode(LedgerEvent.self, from: payload), case .tokenChanged = event.body
+            else {
+                return .skipped(reason: "not a token change on \(Subjects.tokenAudit)", fold: nil)
+            }
+            return .event(event)
+        }
         return .ignored
     }
 
@@ -91,7 +99,7 @@ public enum LogAdmission: Equatable {
         case .other:
             return .skipped(
                 reason: "unknown event type \"\(event.type.prefix(64))\" on a run's subject", fold: position)
-        case .flowVersionRecorded, .flowStatusChanged, .rejected, .outputPublished:
+        case .flowVersionRecorded, .flowStatusChanged, .rejected, .outputPublished, .tokenChanged, .signalIssued:
             return .skipped(reason: "\(event.type) does not belong on a run's subject", fold: position)
         }
     }
@@ -131,10 +139,7 @@ public struct SkippedMessage: Codable, Sendable, Equatable {
     }
 
     /// The table's key: the sequence, zero-padded so keys sort in log order.
-    public var key: String {
-        let digits = String(sequence)
-        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
-    }
+    public var key: String { AuditTrail.key(sequence) }
 
     public static let table = "skipped"
 }

@@ -110,9 +110,9 @@ public enum FlowVersionsModel: ReadModel {
             record.active_since = e.status == .active ? sequence : nil
             record.history.append(
                 FlowChange(
-                    at: event.time, actor: e.actor, change: e.status == .active ? "activated" : "deactivated",
+                    at: event.time, actor: e.actor, change: FlowChange.change(to: e.status),
                     version: e.version,
-                    status_before: before, status_after: e.status, summary: nil))
+                    status_before: before, status_after: e.status, summary: e.reason))
             record.updated_at = event.time
             record.last_sequence = sequence
             return record
@@ -134,6 +134,14 @@ public struct FlowVersionEntry: Codable, Sendable, Equatable {
 
 /// One change of a flow's status, as its history lists it.
 public struct FlowChange: Codable, Sendable, Equatable {
+    static func change(to status: FlowStatus) -> String {
+        switch status {
+        case .active: return "activated"
+        case .broken: return "marked_broken"
+        case .draft, .deprecated: return "deactivated"
+        }
+    }
+
     public var at: String
     public var actor: String
     public var change: String
@@ -162,6 +170,8 @@ public struct FlowRecord: Codable, Sendable, Equatable {
     public var last_sequence: UInt64
 
     public func version(_ n: Int) -> FlowVersionEntry? { versions.first { $0.version == n } }
+    /// The version that was current when the flow was last marked broken.
+    public var brokenVersion: Int? { history.last { $0.change == "marked_broken" }?.version }
     public var current: FlowVersionEntry? { version(current_version) }
 }
 
@@ -194,7 +204,7 @@ public enum ReadModelTables {
     public static var all: [String] {
         [
             meta, RunStatusModel.table, RunStatusModel.activeTable, RunStatusModel.failedTable, FlowVersionsModel.table,
-            DedupModel.table, SkippedMessage.table,
+            DedupModel.table, SkippedMessage.table, AuditTrail.table,
         ]
     }
 }

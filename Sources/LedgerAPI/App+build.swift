@@ -9,13 +9,15 @@ public struct APIDependencies: Sendable {
     public var store: ReadModelStore
     public var engine: Engine
     public var admin: FlowAdmin
-    public var tokens: TokenStore
+    public var tokens: AccessTokens
 
-    public init(ledger: Ledger, store: ReadModelStore, engine: Engine, tokens: TokenStore) {
+    public init(ledger: Ledger, store: ReadModelStore, engine: Engine, tokens: AccessTokens) {
         self.ledger = ledger
         self.store = store
         self.engine = engine
-        self.admin = FlowAdmin(ledger: ledger, store: store)
+        var admin = FlowAdmin(ledger: ledger, store: store)
+        admin.registry = engine.configuration.registry
+        self.admin = admin
         self.tokens = tokens
     }
 }
@@ -34,15 +36,15 @@ public func buildApplication(
 /// The routes of SPEC §4 over the ledger, the read models and the engine.
 public func buildRouter(_ deps: APIDependencies) -> Router<LedgerRequestContext> {
     buildRouter(
-        flows: deps.admin, runs: deps.engine, queries: deps.store, log: deps.ledger, status: deps.engine,
-        tokens: deps.tokens)
+        flows: deps.admin, runs: deps.engine, queries: deps.store, audit: deps.store, log: deps.ledger,
+        status: deps.engine, tokens: deps.tokens)
 }
 
 /// The routes of SPEC §4, one controller per resource, each over the narrow protocol it needs. Every route but
 /// `/health` and `/ping` needs a bearer token; each controller puts its routes behind the role they need.
 public func buildRouter(
-    flows: some FlowRepository, runs: some RunService, queries: some RunQueries, log: some LogStatus,
-    status: some OperationsStatus, tokens: TokenStore
+    flows: some FlowRepository, runs: some RunService, queries: some RunQueries, audit: some AuditQueries,
+    log: some LogStatus, status: some OperationsStatus, tokens: AccessTokens
 ) -> Router<LedgerRequestContext> {
     let router = Router(context: LedgerRequestContext.self)
     router.add(middleware: ConcurrencyLimitMiddleware())
@@ -52,5 +54,8 @@ public func buildRouter(
     FlowsController(flows: flows).addRoutes(to: automation.group("flows"), access: access)
     RunsController(service: runs, queries: queries, log: log).addRoutes(to: automation, access: access)
     DeadLettersController(queries: queries).addRoutes(to: automation.group("dlq"), access: access)
+    AuditController(queries: audit).addRoutes(to: automation.group("audit"), access: access)
+    AutomationsController(flows: flows, service: runs, queries: queries).addRoutes(
+        to: router.group("admin/api/automations"), access: access)
     return router
 }

@@ -91,6 +91,10 @@ public struct FlowRunStarted: Codable, Sendable, Equatable {
     public var input_source: String?
     /// The worker that started the run and drives it (until a `RunClaimed` names another).
     public var worker: String?
+    /// The actor's type (`ActorRef`); absent in events recorded before the audit trail.
+    public var actor_type: String?
+    /// The user a `run_as: user` flow acts for: the chat user who triggered it, or the user an operator named.
+    public var on_behalf_of: String?
 
     /// The value of `input_source` for input taken from the trigger's `entities`.
     public static let inputFromTriggerEntities = "trigger.entities"
@@ -347,9 +351,12 @@ public struct FlowRunCompensating: Codable, Sendable, Equatable {
 public struct FlowRunCancelRequested: Codable, Sendable, Equatable {
     public var actor: String
     public var reason: String?
-    public init(actor: String, reason: String?) {
+    /// The actor's type (`ActorRef`); absent in events recorded before the audit trail.
+    public var actor_type: String?
+    public init(actor: String, reason: String?, actor_type: String? = nil) {
         self.actor = actor
         self.reason = reason
+        self.actor_type = actor_type
     }
 }
 
@@ -381,8 +388,11 @@ public struct FlowRunRedriven: Codable, Sendable, Equatable {
     public var actor: String
     public var from_step: String
     public var reset_steps: [String]
-    public init(actor: String, from_step: String, reset_steps: [String]) {
+    /// The actor's type (`ActorRef`); absent in events recorded before the audit trail.
+    public var actor_type: String?
+    public init(actor: String, from_step: String, reset_steps: [String], actor_type: String? = nil) {
         self.actor = actor
+        self.actor_type = actor_type
         self.from_step = from_step
         self.reset_steps = reset_steps
     }

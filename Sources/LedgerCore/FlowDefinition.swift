@@ -218,6 +218,13 @@ public struct ActionRegistry: Sendable {
 
     public subscript(name: String) -> ActionSpec? { actions[name] }
 
+    /// This registry without the actions named (`--disable-action`): flows that use them are marked broken.
+    public func without(_ names: some Sequence<String>) -> ActionRegistry {
+        var copy = self
+        for name in names { copy.actions[name] = nil }
+        return copy
+    }
+
     /// The built-in actions (SPEC §5).
     public static let builtIn = ActionRegistry([
         ActionSpec(

@@ -31,11 +31,14 @@ public struct FlowVersionRecorded: Codable, Sendable, Equatable {
     public var actor: String
     public var based_on: Int?
     public var summary: String?
+    /// The actor's type (`ActorRef`); absent in events recorded before the audit trail.
+    public var actor_type: String?
 
     public init(
         flow_id: String, version: Int, definition: JSONValue, definition_hash: String, actor: String,
-        based_on: Int? = nil, summary: String? = nil
+        based_on: Int? = nil, summary: String? = nil, actor_type: String? = nil
     ) {
+        self.actor_type = actor_type
         self.flow_id = flow_id
         self.version = version
         self.definition = definition
@@ -58,13 +61,22 @@ public enum FlowStatus: String, Codable, Sendable {
     case broken
 }
 
-/// `FlowActivated` / `FlowDeactivated`.
+/// `FlowActivated` / `FlowDeactivated` / `FlowMarkedBroken`.
 public struct FlowStatusChanged: Codable, Sendable, Equatable {
     public var flow_id: String
     public var version: Int
     public var actor: String
     public var status: FlowStatus
-    public init(flow_id: String, version: Int, actor: String, status: FlowStatus) {
+    /// The actor's type (`ActorRef`); absent in events recorded before the audit trail.
+    public var actor_type: String?
+    /// Why (a flow marked broken: what no longer validates).
+    public var reason: String?
+    public init(
+        flow_id: String, version: Int, actor: String, status: FlowStatus, actor_type: String? = nil,
+        reason: String? = nil
+    ) {
+        self.actor_type = actor_type
+        self.reason = reason
         self.flow_id = flow_id
         self.version = version
         self.actor = actor

@@ -167,7 +167,15 @@ public enum FlowValidator {
                     "unknown type \(quoted(type)); use one of \(inputTypes.sorted().joined(separator: ", "))")
             }
         }
-        if let trigger = definition.trigger { checkTrigger(trigger, problem) }
+        for found in SecretReferences.problems(in: definition) { problem(found.path, found.message) }
+        if let trigger = definition.trigger {
+            checkTrigger(trigger, problem)
+        } else {
+            problem(
+                "trigger",
+                "a flow needs a trigger: {\"event\": \"AssistantCommandIssued\", \"intent\": ...}, {\"cron\": ...}, {\"interval\": ...} or {\"manual\": true} (every flow can also be run by hand)"
+            )
+        }
 
         // Cycles and steps that can never run.
         let order = topologicalOrder(definition.steps)

@@ -173,7 +173,7 @@ extension FlowValidator {
     ) {
         let parts = reference.split(separator: ".").map(String.init)
         guard let root = parts.first, Template.roots.contains(root) else {
-            problem(at, "{{\(reference)}}: a reference starts with trigger, input, steps or run")
+            problem(at, "{{\(reference)}}: a reference starts with trigger, input, steps, run or secrets")
             return
         }
         switch root {
@@ -197,6 +197,10 @@ extension FlowValidator {
         case "input":
             if let inputs, parts.count >= 2, !inputs.contains(parts[1]) {
                 problem(at, "{{\(reference)}}: input \"\(parts[1])\" is not declared in inputs")
+            }
+        case SecretReferences.root:
+            if parts.count != 2 || !SecretReferences.isValidName(parts[1]) {
+                problem(at, "{{\(reference)}}: name one secret, as in secrets.crm_token (letters, digits and _)")
             }
         case "run":
             let known: Set<String> = ["id", "flow_id", "flow_version", "mode", "actor", "started_at"]

@@ -21,6 +21,8 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case runCancelled(FlowRunCancelled)
         case runRedriven(FlowRunRedriven)
         case runClaimed(RunClaimed)
+        case tokenChanged(AccessTokenChanged)
+        case signalIssued(ManualSignal)
         /// The run's `FlowOutputProduced` was stored (read from the output subject's `Nats-Msg-Id`, not decoded).
         case outputPublished
         /// A type this version does not fold (kept in the log, ignored by the models), or a message on a run's
@@ -80,6 +82,9 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case EventType.runCancelled: body = .runCancelled(try data.read())
         case EventType.runRedriven: body = .runRedriven(try data.read())
         case EventType.runClaimed: body = .runClaimed(try data.read())
+        case EventType.flowMarkedBroken: body = .flowStatusChanged(try data.read())
+        case EventType.tokenCreated, EventType.tokenRevoked: body = .tokenChanged(try data.read())
+        case EventType.manualSignalIssued: body = .signalIssued(try data.read())
         default: body = .other
         }
     }
@@ -109,6 +114,7 @@ extension LedgerEvent.Body {
         case .stepAttemptSucceeded(let e), .compensationSucceeded(let e): return e.output.depth
         case .stepLateResultRecorded(let e): return e.output.depth
         case .runSucceeded(let e): return e.output.depth
+        case .signalIssued(let e): return e.payload.depth
         default: return 0
         }
     }
@@ -118,7 +124,12 @@ extension LedgerEvent.Body {
         switch self {
         case .flowVersionRecorded(let e):
             return e.version == 1 ? EventType.flowRegistered : EventType.flowVersionCreated
-        case .flowStatusChanged(let e): return e.status == .active ? EventType.flowActivated : EventType.flowDeactivated
+        case .flowStatusChanged(let e):
+            switch e.status {
+            case .active: return EventType.flowActivated
+            case .broken: return EventType.flowMarkedBroken
+            case .draft, .deprecated: return EventType.flowDeactivated
+            }
         case .runStarted: return EventType.runStarted
         case .stepAttemptStarted: return EventType.stepAttemptStarted
         case .stepAttemptSucceeded: return EventType.stepAttemptSucceeded
@@ -136,6 +147,8 @@ extension LedgerEvent.Body {
         case .runCancelled: return EventType.runCancelled
         case .runRedriven: return EventType.runRedriven
         case .runClaimed: return EventType.runClaimed
+        case .tokenChanged(let e): return e.change == "revoked" ? EventType.tokenRevoked : EventType.tokenCreated
+        case .signalIssued: return EventType.manualSignalIssued
         case .outputPublished: return EventType.outputProduced
         case .other: return "Unknown"
         }
@@ -189,6 +202,8 @@ extension LedgerEvent.Body {
         case .runCancelled(let e): return try event(e)
         case .runRedriven(let e): return try event(e)
         case .runClaimed(let e): return try event(e)
+        case .tokenChanged(let e): return try event(e)
+        case .signalIssued(let e): return try event(e)
         case .outputPublished, .other: return try event(JSONValue.null)
         }
     }

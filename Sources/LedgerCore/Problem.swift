@@ -24,6 +24,18 @@ public struct Problem: Error, Sendable, Equatable {
         Problem(status: 400, code: "bad_request", title: "Bad request", detail: detail)
     }
 
+    /// No token, or one the server does not know.
+    public static func unauthorized(_ detail: String) -> Problem {
+        Problem(status: 401, code: "unauthorized", title: "Unauthorized", detail: detail)
+    }
+
+    /// A known token without the role the request needs.
+    public static func forbidden(needs role: String, has: String, to what: String = "This") -> Problem {
+        Problem(
+            status: 403, code: "forbidden", title: "Forbidden",
+            detail: "\(what) needs the \(role) role; the token has \(has).")
+    }
+
     /// Something the request needs is not reachable now; worth retrying in a second.
     public static func unavailable(title: String = "Unavailable", _ detail: String) -> Problem {
         var problem = Problem(status: 503, code: "unavailable", title: title, detail: detail)

@@ -8,9 +8,9 @@ public enum RunCommand: Sendable, Equatable {
     /// Another service (or the engine itself) answered an attempt of a step or of a step's compensation.
     case recordResult(AttemptTarget, attempt: Int, result: StepResult, sourceSequence: UInt64?)
     /// Cancel the run: running steps are abandoned, queued ones skipped, completed ones compensated.
-    case cancel(actor: String, reason: String?)
+    case cancel(actor: String, reason: String?, actorType: String? = nil)
     /// Re-run a failed run from `fromStep` (default: the failed step), keeping the results of the steps before it.
-    case redrive(actor: String, fromStep: String?)
+    case redrive(actor: String, fromStep: String?, actorType: String? = nil)
 }
 
 /// What an attempt is for: a step of the flow, or the compensation (undo) of a step.

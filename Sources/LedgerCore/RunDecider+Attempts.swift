@@ -95,7 +95,7 @@ extension RunDecider {
 
     /// Which steps a redrive runs again: the chosen step, everything downstream of it, everything that did not
     /// finish, and every step whose effect was compensated (undone).
-    func redrive(_ state: RunState, actor: String, fromStep: String?) -> FlowRunRedriven {
+    func redrive(_ state: RunState, actor: String, fromStep: String?, actorType: String? = nil) -> FlowRunRedriven {
         let from =
             fromStep ?? state.error?.step_id ?? state.steps.first { $0.status == .failed }?.step_id
             ?? definition.steps[0].id
@@ -114,7 +114,8 @@ extension RunDecider {
         }
         for record in state.steps where record.status == .compensated { reset.insert(record.step_id) }
         return FlowRunRedriven(
-            actor: actor, from_step: from, reset_steps: definition.steps.map(\.id).filter(reset.contains))
+            actor: actor, from_step: from, reset_steps: definition.steps.map(\.id).filter(reset.contains),
+            actor_type: actorType)
     }
 
     /// The attempts in flight (after a restart): each rebuilt with the same command id and idempotency key, so that
@@ -157,7 +158,10 @@ extension RunDecider {
     func onBehalfOf(_ state: RunState) -> JSONValue {
         definition.run_as == .service
             ? .object(["service": "ledgerflow"])
-            : .object(["user_id": state.trigger.data?[path: "user.id"] ?? .string(state.actor)])
+            : .object([
+                "user_id": state.on_behalf_of.map(JSONValue.string) ?? state.trigger.data?[path: "user.id"]
+                    ?? .string(state.actor)
+            ])
     }
 
     func start(

@@ -58,7 +58,7 @@ public struct RunDecider: Sendable {
         _ state: RunState, _ command: RunCommand, now: Date, random: () -> Double = { Double.random(in: 0..<1) }
     ) -> [RunAction] {
         switch (state.phase, command) {
-        case (.failed, .redrive(let actor, let fromStep)):
+        case (.failed, .redrive(let actor, let fromStep, let actorType)):
             if let fromStep, definition.step(fromStep) == nil {
                 return [.refuse("flow \(definition.id) has no step \"\(fromStep)\"")]
             }
@@ -69,13 +69,17 @@ public struct RunDecider: Sendable {
                     )
                 ]
             }
-            return [.append(.runRedriven(redrive(state, actor: actor, fromStep: fromStep)))]
+            return [.append(.runRedriven(redrive(state, actor: actor, fromStep: fromStep, actorType: actorType)))]
         case (.running, .redrive), (.compensating, .redrive), (.cancelling, .redrive), (.succeeded, .redrive),
             (.cancelled, .redrive):
             return [.refuse("run \(state.run_id) is \(state.status.rawValue); only FAILED runs can be redriven")]
 
-        case (.running, .cancel(let actor, let reason)), (.compensating, .cancel(let actor, let reason)):
-            return [.append(.runCancelRequested(FlowRunCancelRequested(actor: actor, reason: reason)))]
+        case (.running, .cancel(let actor, let reason, let actorType)),
+            (.compensating, .cancel(let actor, let reason, let actorType)):
+            return [
+                .append(
+                    .runCancelRequested(FlowRunCancelRequested(actor: actor, reason: reason, actor_type: actorType)))
+            ]
         case (.cancelling, .cancel):
             return [.refuse("run \(state.run_id) is already being cancelled")]
         case (.succeeded, .cancel), (.failed, .cancel), (.cancelled, .cancel):

@@ -4,7 +4,7 @@ extension RunState: Codable {
     enum CodingKeys: String, CodingKey {
         case run_id, flow_id, flow_version, definition_hash, status, mode, trigger, actor, input, dedup_key, message_id
         case channel, created_at, started_at, updated_at, finished_at, steps, output, error, phase, completion_order
-        case cancel_requested_by, redrives, last_sequence, output_sequence, worker
+        case cancel_requested_by, redrives, last_sequence, output_sequence, worker, actor_type, on_behalf_of
     }
 
     /// The stored value of `phase` while compensations run (after a failure or a cancel).
@@ -50,6 +50,8 @@ extension RunState: Codable {
         last_sequence = try c.decode(UInt64.self, forKey: .last_sequence)
         output_sequence = try c.decodeIfPresent(UInt64.self, forKey: .output_sequence)
         worker = try c.decodeIfPresent(String.self, forKey: .worker)
+        actor_type = try c.decodeIfPresent(String.self, forKey: .actor_type)
+        on_behalf_of = try c.decodeIfPresent(String.self, forKey: .on_behalf_of)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -83,5 +85,7 @@ extension RunState: Codable {
         try c.encode(last_sequence, forKey: .last_sequence)
         try c.encodeIfPresent(output_sequence, forKey: .output_sequence)
         try c.encodeIfPresent(worker, forKey: .worker)
+        try c.encodeIfPresent(actor_type, forKey: .actor_type)
+        try c.encodeIfPresent(on_behalf_of, forKey: .on_behalf_of)
     }
 }

@@ -146,6 +146,10 @@ public struct RunState: Sendable, Equatable {
     /// The worker driving the run: the one that started it, or the last to claim it (nil in logs from before
     /// workers were recorded: any worker may claim such a run).
     public var worker: String?
+    /// The actor's type (`ActorRef`): `admin`/`operator`/`viewer` for an API token, `user`, `service`, `system`.
+    public var actor_type: String?
+    /// The user a `run_as: user` flow acts for, when it is not the trigger's user (a manual run's `on_behalf_of`).
+    public var on_behalf_of: String?
 
     /// `RUNNING` until the run finishes; then `SUCCEEDED`, `FAILED` or `CANCELLED`.
     public var status: RunStatus { phase.status }
@@ -190,7 +194,8 @@ public struct RunState: Sendable, Equatable {
                 message_id: started.message_id,
                 channel: started.channel, created_at: event.time, started_at: event.time, updated_at: event.time,
                 finished_at: nil, steps: started.step_ids.map(StepRecord.init(step_id:)), output: nil, error: nil,
-                completion_order: [], redrives: 0, last_sequence: sequence, worker: started.worker)
+                completion_order: [], redrives: 0, last_sequence: sequence, worker: started.worker,
+                actor_type: started.actor_type, on_behalf_of: started.on_behalf_of)
         }
         guard var state else { return nil }
         switch event.body {

@@ -31,6 +31,11 @@ public enum Subjects {
     /// Requests and replies of request/reply subjects, recorded as events (`ledger.request.<kind>`).
     public static func requestRecord(_ kind: String) -> String { "ledger.request.\(kind)" }
 
+    /// Token changes (`AccessTokenCreated`/`AccessTokenRevoked`), recorded by `ledgerflow tokens`.
+    public static let tokenAudit = "ledger.audit.token"
+    /// The artificial signal of a manual `live_run` (`ManualSignalIssued`), one subject per signal.
+    public static func signal(_ signalID: String) -> String { "ledger.signal.\(signalID)" }
+
     /// The subjects the stream captures.
     public static let streamSubjects = [
         "ledger.>", assistantCommandIssued, calendarCommands, calendarEvents, outputProduced, notificationSend,
@@ -86,4 +91,8 @@ public enum EventType {
     public static let runCancelled = "FlowRunCancelled"
     public static let runRedriven = "FlowRunRedriven"
     public static let runClaimed = "RunClaimed"
+    public static let flowMarkedBroken = "FlowMarkedBroken"
+    public static let tokenCreated = "AccessTokenCreated"
+    public static let tokenRevoked = "AccessTokenRevoked"
+    public static let manualSignalIssued = "ManualSignalIssued"
 }

@@ -3,7 +3,7 @@ import Foundation
 /// Output and `with` templates: strings containing `{{ path }}` references to `trigger`, `input`,
 /// `steps.<id>.output` and `run`. A string that is exactly one reference keeps the referenced JSON type.
 public enum Template {
-    public static let roots: Set<String> = ["trigger", "input", "steps", "run"]
+    public static let roots: Set<String> = ["trigger", "input", "steps", "run", SecretReferences.root]
 
     /// Why a template could not be rendered against the run's scope (a missing value, a bad filter).
     public struct RenderError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -77,12 +77,16 @@ public enum Template {
             guard s.contains("{{") else { return value }
             let pieces = try parse(s, at: path.isEmpty ? "template" : path)
             if pieces.count == 1, case .reference(let r) = pieces[0] {
+                // A secret stays a reference: it is resolved only when the step executes, never recorded.
+                if r.hasPrefix(SecretReferences.root + ".") { return .string("{{\(r)}}") }
                 return context[path: r] ?? .null
             }
             var out = ""
             for piece in pieces {
                 switch piece {
                 case .text(let t): out += t
+                case .reference(let r) where r.hasPrefix(SecretReferences.root + "."):
+                    out += "{{\(r)}}"
                 case .reference(let r):
                     guard let v = context[path: r] else {
                         throw RenderError(

@@ -30,6 +30,12 @@ public struct EngineConfiguration: Sendable {
     /// must never be used by two live engines, nor reused by a restart: runs are taken over from an id only once
     /// its heartbeat stops.
     public var workerID: String?
+    /// The tokens `automation.flow.run` requests are checked against (nil: every request is refused).
+    public var tokens: AccessTokens?
+    /// Where `{{secrets.NAME}}` values come from (`--secrets FILE`, `LEDGERFLOW_SECRET_<NAME>`).
+    public var secrets = SecretStore()
+    /// The actions flows may use: the built-in ones, minus `--disable-action`.
+    public var registry: ActionRegistry = .builtIn
     public init() {}
 }
 
@@ -73,12 +79,13 @@ public final class Engine: Service, Sendable {
         self.ledger = ledger
         self.store = store
         self.configuration = configuration
-        self.registry = .builtIn
-        self.catalog = FlowCatalog(store: store, registry: .builtIn)
+        self.registry = configuration.registry
+        self.catalog = FlowCatalog(store: store, registry: configuration.registry)
         self.breakers = CircuitBreakers(settings: configuration.breakers)
         self.executor = StepExecutor(
-            ledger: ledger, registry: .builtIn, discoveryCacheTTL: configuration.discoveryCacheTTL, breakers: breakers,
-            outbound: configuration.outbound, logger: logger)
+            ledger: ledger, registry: configuration.registry, discoveryCacheTTL: configuration.discoveryCacheTTL,
+            breakers: breakers,
+            outbound: configuration.outbound, secrets: configuration.secrets, logger: logger)
         self.logger = logger
         self.leases = WorkerLeases(
             ledger: ledger, workerID: configuration.workerID, ttl: configuration.leaseTTL, logger: logger)
@@ -213,13 +220,13 @@ public final class Engine: Service, Sendable {
     // MARK: - Operators' commands
 
     /// Cancels a run that has not finished: running steps are abandoned, compensations run, status `CANCELLED`.
-    public func cancelRun(_ runID: String, actor: String, reason: String? = nil) async throws {
-        try await command(runID, .cancel(actor: actor, reason: reason))
+    public func cancelRun(_ runID: String, actor: ActorRef, reason: String? = nil) async throws {
+        try await command(runID, .cancel(actor: actor.id, reason: reason, actorType: actor.type))
     }
 
     /// Re-runs a failed run from `fromStep` (default: its failed step), reusing the recorded results before it.
-    public func redriveRun(_ runID: String, fromStep: String?, actor: String) async throws {
-        try await command(runID, .redrive(actor: actor, fromStep: fromStep))
+    public func redriveRun(_ runID: String, fromStep: String?, actor: ActorRef) async throws {
+        try await command(runID, .redrive(actor: actor.id, fromStep: fromStep, actorType: actor.type))
     }
 
     func command(_ runID: String, _ input: RunCommand) async throws {
@@ -268,7 +275,7 @@ public final class Engine: Service, Sendable {
         let accepted = RunDecider(definition: definition, registry: registry)
             .decide(state, input, now: configuration.clock.now)
             .contains { if case .append = $0 { true } else { false } }
-        if case .redrive(let actor, _) = input, state.isSettled, accepted, !drives(state) {
+        if case .redrive(let actor, _, _) = input, state.isSettled, accepted, !drives(state) {
             var mine: RunState?
             for _ in 0..<5 where mine == nil {
                 mine = try await claim(state, definition: definition, reason: "redriven by \(actor)")

@@ -35,6 +35,11 @@ public enum RunStart: Sendable, Equatable {
         case .started(let id, _), .duplicate(let id): return id
         }
     }
+
+    public var isDuplicate: Bool {
+        if case .duplicate = self { return true }
+        return false
+    }
 }
 
 /// A run that can never start (its subject in the log is taken by something else).

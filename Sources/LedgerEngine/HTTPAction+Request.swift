@@ -55,6 +55,10 @@ extension HTTPAction {
                 case "idempotency-key":
                     throw bad(
                         "with.headers.Idempotency-Key is set by Ledgerflow (the step's idempotency key); remove it")
+                case "ledgerflow-on-behalf-of":
+                    throw bad(
+                        "with.headers.Ledgerflow-On-Behalf-Of is set by Ledgerflow (the run's user or service); remove it"
+                    )
                 case "content-type":
                     hasContentType = true
                 default:
@@ -82,6 +86,15 @@ extension HTTPAction {
             throw bad("with.headers must be an object of header names to values")
         }
         headers.append(("Idempotency-Key", execution.idempotencyKey))
+        // Whose behalf the call is made on: the run's user for a `run_as: user` flow, else the service.
+        if let user = execution.onBehalfOf["user_id"]?.stringValue {
+            let printable = String(
+                String.UnicodeScalarView(
+                    user.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7f }.prefix(256)))
+            headers.append(("Ledgerflow-On-Behalf-Of", "user:\(printable)"))
+        } else if let service = execution.onBehalfOf["service"]?.stringValue {
+            headers.append(("Ledgerflow-On-Behalf-Of", "service:\(service)"))
+        }
         var body: [UInt8]?
         switch with["body"] {
         case nil, .null?:

@@ -335,7 +335,7 @@ public struct IncomingRequests: AsyncSequence, Sendable {
         var base: AsyncStream<NATSMessage>.Iterator
         public mutating func next() async -> IncomingRequest? {
             guard let message = await base.next() else { return nil }
-            return IncomingRequest(payload: message.payload, replySubject: message.reply)
+            return IncomingRequest(payload: message.payload, replySubject: message.reply, headers: message.headers)
         }
     }
 }
@@ -344,6 +344,8 @@ public struct IncomingRequests: AsyncSequence, Sendable {
 public struct IncomingRequest: Sendable {
     public var payload: [UInt8]
     public var replySubject: String?
+    /// The message's NATS headers (`Authorization: Bearer <token>` for `automation.flow.run`).
+    public var headers: [String: String] = [:]
 }
 
 /// Faults the tests inject into appends.

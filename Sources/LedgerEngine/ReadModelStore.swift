@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 public import LedgerCore
 public import LedgerLMDB
 public import LedgerProjections
@@ -251,6 +251,7 @@ public final class ReadModelStore: Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var added = 0
+            try ReadModelStore.audit(fresh, txn, environment, encoder)
             try ReadModelStore.fold(RunStatusModel.self, fresh, txn, environment, encoder, recent)
             try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder, recent)
             try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder, recent)
@@ -269,6 +270,48 @@ public final class ReadModelStore: Sendable {
         if touchedFlows { flowGeneration.add(1, ordering: .relaxed) }
         if added > 0 { skippedTotal.add(added) }
         progress.advance(to: through)
+    }
+
+    /// Appends the audit trail's entries of the batch. Flow events need the flow as it was before each of them:
+    /// read once per flow from the table (not yet folded for this batch) and evolved through the batch here.
+    static func audit(
+        _ events: [(sequence: UInt64, event: LedgerEvent)], _ txn: borrowing LMDBWriteTransaction,
+        _ environment: LMDBEnvironment, _ encoder: JSONEncoder
+    ) throws {
+        var flows: [String: FlowRecord?] = [:]
+        let table = environment.table(AuditTrail.table)
+        for (sequence, event) in events {
+            var before: FlowRecord?
+            if let flowID = AuditTrail.needsFlow(event) {
+                if let known = flows[flowID] {
+                    before = known
+                } else {
+                    before = try txn.withValue(environment.table(FlowVersionsModel.table), key: Array(flowID.utf8)) {
+                        try JSONTree.decode(FlowRecord.self, from: $0)
+                    }
+                }
+                flows[flowID] = .some(FlowVersionsModel.evolve(before, event, sequence: sequence))
+            }
+            guard let entry = AuditTrail.entry(event, sequence: sequence, flow: before) else { continue }
+            try txn.put(table, key: Array(AuditTrail.key(sequence).utf8), value: Array(try encoder.encode(entry)))
+        }
+    }
+
+    /// The audit trail, newest first: entries about `flowID`, by `actor` (its id, or `type:id`), at or after
+    /// `since`, at most `limit`.
+    public func audit(flowID: String?, actor: String?, since: Date?, limit: Int) throws -> [AuditEntry] {
+        try environment.read { txn in
+            var out: [AuditEntry] = []
+            try txn.scanBackward(environment.table(AuditTrail.table)) { _, value in
+                guard let entry = try? JSONTree.decode(AuditEntry.self, from: value) else { return true }
+                if let since, let at = Timestamp.parse(entry.at), at < since { return false }
+                if let flowID, entry.flow_id != flowID { return true }
+                if let actor, entry.actor.id != actor, "\(entry.actor.type):\(entry.actor.id)" != actor { return true }
+                out.append(entry)
+                return out.count < limit
+            }
+            return out
+        }
     }
 
     /// Folds one model over the batch: each key is read once, evolved through all its events, written once.

@@ -30,7 +30,9 @@ extension Engine {
         let decoded = decodeInbound(
             message.payload, expectedTypes: [EventType.flowRunRequested], required: ["flow_id"], codec: EventCodec())
         switch decoded.flatMap({ event in
-            InboundFields.identifierProblem(event.data, ["flow_id", "idempotency_key", "mode"], type: event.type).map {
+            InboundFields.identifierProblem(
+                event.data, ["flow_id", "idempotency_key", "mode", "on_behalf_of"], type: event.type
+            ).map {
                 .failure(EnvelopeProblem($0))
             } ?? .success(event)
         }) {
@@ -38,16 +40,11 @@ extension Engine {
             answer = ["error": Problem.badRequest(problem.reason).json]
         case .success(let event):
             requestEvent = event
-            let mode: RunMode = event.data["mode"]?.stringValue == "dry_run" ? .dry : .live
-            do {
-                let outcome = try await requestRun(
-                    flowID: event.data["flow_id"]?.stringValue ?? "", input: event.data["input"] ?? .object([:]),
-                    mode: mode,
-                    idempotencyKey: event.data["idempotency_key"]?.stringValue, actor: "service:\(event.source)")
-                answer = ["run_id": .string(outcome.runID)]
-                if case .duplicate = outcome { answer = ["run_id": .string(outcome.runID), "duplicate": true] }
-            } catch {
-                answer = ["error": (Problem(refusal: error) ?? .unavailable("\(error)")).json]
+            switch authorize(message.headers) {
+            case .failure(let problem):
+                answer = ["error": problem.json]
+            case .success(let grant):
+                answer = await startRequestedRun(event, grant: grant)
             }
         }
         let reply = CloudEvent(
@@ -64,6 +61,7 @@ extension Engine {
                 try? ledger.reply(reply, to: to)
             }
         }
+        // The token is never recorded: only who it stands for.
         let record: JSONValue = [
             "request": requestEvent.map { ["id": .string($0.id), "source": .string($0.source), "data": $0.data] } ?? [
                 "payload": .string(String(decoding: message.payload.prefix(65_536), as: UTF8.self))
@@ -73,5 +71,45 @@ extension Engine {
         ]
         let recordEvent = CloudEvent(type: "FlowRunRequestHandled", correlationid: requestEvent?.id, data: record)
         _ = try? await ledger.send(recordEvent, on: Subjects.requestRecord("flow_run"))
+    }
+
+    /// The grant of the request's `Authorization: Bearer <token>` header, checked like HTTP: `operator` runs.
+    func authorize(_ headers: [String: String]) -> Result<TokenGrant, Problem> {
+        let header = headers.first { $0.key.lowercased() == "authorization" }?.value
+        guard let token = AccessTokens.bearer(header) else {
+            return .failure(
+                .unauthorized(
+                    "Send the header Authorization: Bearer <token> with the request (a token with the operator role)."))
+        }
+        guard let grant = configuration.tokens?.grant(for: token) else {
+            return .failure(.unauthorized("The token is not known to this server."))
+        }
+        guard grant.role >= .`operator` else {
+            return .failure(.forbidden(needs: "operator", has: grant.role.rawValue, to: "Running a flow"))
+        }
+        return .success(grant)
+    }
+
+    func startRequestedRun(_ event: CloudEvent<JSONValue>, grant: TokenGrant) async -> JSONValue {
+        let mode: RunMode
+        switch event.data["mode"]?.stringValue ?? "live_run" {
+        case "live_run": mode = .live
+        case "dry_run": mode = .dry
+        case let other: return ["error": Problem.badRequest("mode must be live_run or dry_run, not \(other)").json]
+        }
+        if let onBehalfOf = event.data["on_behalf_of"], onBehalfOf.stringValue == nil, onBehalfOf != .null {
+            return ["error": Problem.badRequest("on_behalf_of must be a user id (a string)").json]
+        }
+        do {
+            let outcome = try await requestRun(
+                ManualRunRequest(
+                    flowID: event.data["flow_id"]?.stringValue ?? "", input: event.data["input"] ?? .object([:]),
+                    mode: mode, idempotencyKey: event.data["idempotency_key"]?.stringValue, actor: grant.actor,
+                    onBehalfOf: event.data["on_behalf_of"]?.stringValue))
+            if case .duplicate = outcome { return ["run_id": .string(outcome.runID), "duplicate": true] }
+            return ["run_id": .string(outcome.runID)]
+        } catch {
+            return ["error": (Problem(refusal: error) ?? .unavailable("\(error)")).json]
+        }
     }
 }

@@ -6,31 +6,85 @@ import Logging
 import Synchronization
 
 extension Engine {
-    /// Starts a run of an active flow on request (HTTP, NATS or CLI), as a manual signal with `actor`.
+    /// Starts a run of an active flow on request (tests and tools): `requestRun(_:)` with `actor` as recorded.
     public func requestRun(
         flowID: String, input: JSONValue, mode: RunMode, idempotencyKey: String?, actor: String
     ) async throws -> RunStart {
+        try await requestRun(
+            ManualRunRequest(
+                flowID: flowID, input: input, mode: mode, idempotencyKey: idempotencyKey,
+                actor: ActorRef.recorded(actor, type: nil)))
+    }
+
+    /// Starts a run of an active flow on request (HTTP, NATS, CLI), through the same path as a real signal (seed
+    /// 004 rules 1, 2 and 6): an artificial signal with its own `signal_id`, the flow's trigger type and the shape of
+    /// the trigger's event, marked `source: manual` with the actor; deduplicated by `signal_id` and flow like an
+    /// inbound event; started by the same start code. A `live_run` appends the signal to the log first
+    /// (`ledger.signal.<signal_id>`); a `dry_run` records only the run, marked dry, and performs nothing external.
+    /// The same idempotency key gives the same signal id, hence the same run.
+    public func requestRun(_ request: ManualRunRequest) async throws -> RunStart {
+        let flowID = request.flowID
         guard let record = try store.flow(flowID) else { throw EngineError.flowNotFound(flowID) }
         guard record.status == .active, let version = record.active_version,
             let (definition, hash) = try catalog.pinned(flowID: flowID, version: version)
         else {
             throw EngineError.invalidState(
-                "flow \(flowID) is \(record.status.rawValue); only active flows run (activate it first)")
+                "flow \(flowID) is \(record.status.rawValue): only active automations can be executed (activate it first)"
+            )
         }
-        let values = definition.applyingInputDefaults(to: input)
+        guard case .object = request.input else { throw EngineError.badRequest("input (context) must be an object") }
+        let values = definition.applyingInputDefaults(to: request.input)
         let problems = definition.inputProblems(values)
         if !problems.isEmpty { throw EngineError.badRequest(problems.joined(separator: "; ")) }
-        // The inputs stand where a chat command's entities stand, so `{{trigger.entities.<name>}}` renders the same
-        // for a manual run; the start carries them once (the input is taken from the trigger).
-        let trigger = RunTrigger(
-            kind: .manual, event_type: nil, event_id: nil, sequence: nil,
-            data: .object(["entities": values, "actor": .string(actor)]))
+        let onBehalfOf = try Self.onBehalfOf(definition, request)
+        let signal = ManualSignal.make(for: definition, request: request, entities: values, onBehalfOf: onBehalfOf)
+        var trigger = RunTrigger(kind: .manual, event_type: signal.signal_type, data: signal.triggerData)
+        if request.mode == .live {
+            // The signal goes into the log first, once (its id derives from the signal's, and its subject must be
+            // empty), so a retried request finds it there and starts the same run.
+            let event = CloudEvent(
+                id: DerivedID.uuid("signal/\(signal.signal_id)"), source: LedgerSource.api,
+                type: EventType.manualSignalIssued, data: signal)
+            let subject = Subjects.signal(signal.signal_id)
+            trigger.event_id = event.id
+            do {
+                trigger.sequence = try await ledger.send(event, on: subject, expectingEmptySubject: true, retry: .once)?
+                    .sequence
+            } catch let error as NATSError where error.isWrongLastSequence {
+                // The same request (same idempotency key) recorded its signal before: start from that one.
+                trigger.sequence = try await ledger.firstMessage(on: subject)?.sequence
+            }
+        }
         return try await startRun(
             flowID: flowID, version: version, definition: definition, definitionHash: hash, trigger: trigger,
-            input: values,
-            inputFromTrigger: true,
-            mode: mode, actor: actor,
-            dedupKey: idempotencyKey.map { "manual:\($0)" }, messageID: nil, channel: nil)
+            input: values, inputFromTrigger: true, mode: request.mode, actor: request.actor.id,
+            actorType: request.actor.type, onBehalfOf: onBehalfOf, dedupKey: signal.signal_id, messageID: nil,
+            channel: nil)
+    }
+
+    /// Whose behalf a manual run acts on. A flow declared `run_as: user` needs the user named (`on_behalf_of`): it is
+    /// never run as the operator who asked. A `service` flow acts as the service and takes no user.
+    static func onBehalfOf(_ definition: FlowDefinition, _ request: ManualRunRequest) throws -> String? {
+        let named = request.onBehalfOf.flatMap { $0.isEmpty ? nil : $0 }
+        if let named, named.utf8.count > Limits.identifierBytes {
+            throw EngineError.badRequest("on_behalf_of is longer than \(Limits.identifierBytes) bytes")
+        }
+        switch definition.run_as {
+        case .user?:
+            if let named { return named }
+            if request.actor.type == "user" { return request.actor.id }
+            throw EngineError.badRequest(
+                "flow \(definition.id) runs as a user (run_as: user): name the user it acts for with on_behalf_of (the user's id); it is never run as the \(request.actor.type) \(request.actor.id)"
+            )
+        case .service?:
+            if named != nil {
+                throw EngineError.badRequest(
+                    "flow \(definition.id) runs as the service (run_as: service): leave on_behalf_of out")
+            }
+            return nil
+        case nil:
+            return named
+        }
     }
 
     /// Appends `FlowRunStarted` as the first event of the run's subject and starts driving the run. With a dedup
@@ -40,7 +94,8 @@ extension Engine {
         flowID: String, version: Int, definition: FlowDefinition, definitionHash: String, trigger: RunTrigger,
         input: JSONValue,
         inputFromTrigger: Bool = false, mode: RunMode,
-        actor: String, dedupKey: String?, messageID: String?, channel: JSONValue?
+        actor: String, actorType: String? = nil, onBehalfOf: String? = nil, dedupKey: String?, messageID: String?,
+        channel: JSONValue?
     ) async throws -> RunStart {
         let runID = dedupKey.map { DerivedID.uuid("\(flowID)/\($0)") } ?? EventID.make()
         if let dedupKey, let existing = try store.dedup(flowID: flowID, key: dedupKey) {
@@ -51,6 +106,8 @@ extension Engine {
             trigger: trigger, actor: actor, input: input, step_ids: definition.steps.map(\.id), dedup_key: dedupKey,
             message_id: messageID, channel: channel)
         started.worker = workerID
+        started.actor_type = actorType
+        started.on_behalf_of = onBehalfOf
         if inputFromTrigger {
             (started.input, started.input_source) = FlowRunStarted.input(input, over: trigger)
         }
@@ -91,5 +148,62 @@ extension Engine {
         runsStarted.add(1, ordering: .relaxed)
         _ = launch(state: state, head: appended.link, definition: definition, resume: false)
         return .started(runID: runID, sequence: appended.sequence)
+    }
+}
+
+/// A manual run asked for over HTTP, NATS or the CLI.
+public struct ManualRunRequest: Sendable {
+    public var flowID: String
+    /// The context: the signal's payload (the entities of a chat command's shape).
+    public var input: JSONValue
+    public var mode: RunMode
+    public var idempotencyKey: String?
+    public var actor: ActorRef
+    /// The user a `run_as: user` flow acts for.
+    public var onBehalfOf: String?
+
+    public init(
+        flowID: String, input: JSONValue, mode: RunMode, idempotencyKey: String?, actor: ActorRef,
+        onBehalfOf: String? = nil
+    ) {
+        self.flowID = flowID
+        self.input = input
+        self.mode = mode
+        self.idempotencyKey = idempotencyKey
+        self.actor = actor
+        self.onBehalfOf = onBehalfOf
+    }
+}
+
+extension ManualSignal {
+    /// The artificial signal of a manual run, in the shape of the flow's trigger event: a chat command's
+    /// (`intent`, `entities`, `user`, `channel`) for an `AssistantCommandIssued` trigger, else `{entities}`.
+    static func make(
+        for definition: FlowDefinition, request: ManualRunRequest, entities: JSONValue, onBehalfOf: String?
+    ) -> ManualSignal {
+        let signalID =
+            request.idempotencyKey.map {
+                ManualSignal.signalID(flowID: definition.id, mode: request.mode, idempotencyKey: $0)
+            } ?? EventID.make()
+        let trigger = definition.trigger
+        let type: String
+        if let event = trigger?.event {
+            type = event
+        } else if trigger?.cron != nil || trigger?.interval != nil {
+            type = "Schedule"
+        } else {
+            type = "ManualRun"
+        }
+        var payload: [String: JSONValue] = ["entities": entities]
+        if type == EventType.assistantCommandIssued {
+            if let intent = trigger?.intent { payload["intent"] = .string(intent) }
+            payload["user"] = ["id": .string(onBehalfOf ?? request.actor.id)]
+            payload["channel"] = ["type": "manual", "conversation_id": .string(signalID)]
+        }
+        return ManualSignal(
+            signal_id: signalID, signal_type: type, flow_id: definition.id, payload: .object(payload),
+            metadata: Metadata(
+                source: Source(actor: request.actor), trace_id: EventID.make(), executed_at: Timestamp.now(),
+                mode: request.mode == .dry ? "dry_run" : "live_run", on_behalf_of: onBehalfOf))
     }
 }

@@ -17,13 +17,16 @@ final class StepExecutor: Sendable {
     /// Where `http.request` and `emit` may send beyond the defaults.
     let outbound: OutboundPolicy
     let http: HTTPAction
+    /// Where `{{secrets.NAME}}` values come from.
+    let secrets: SecretStore
 
     init(
         ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration,
         breakers: CircuitBreakers<ContinuousClock>, outbound: OutboundPolicy = OutboundPolicy(),
-        logger: Logger
+        secrets: SecretStore = SecretStore(), logger: Logger
     ) {
         self.ledger = ledger
+        self.secrets = secrets
         self.breakers = breakers
         self.outbound = outbound
         self.http = HTTPAction(policy: outbound, breakers: breakers, logger: logger)
@@ -31,6 +34,36 @@ final class StepExecutor: Sendable {
         self.discoveryCacheTTL = discoveryCacheTTL
         self.discoveryCache = ResultCache(ttl: discoveryCacheTTL)
         self.logger = logger
+    }
+
+    /// Carries out `execution` with its `{{secrets.NAME}}` resolved, and redacts whatever of their values its
+    /// answer (or error) echoes before it is recorded. A secret that is not set fails the attempt for good.
+    func withSecrets(
+        _ execution: StepExecution, _ perform: (StepExecution) async throws -> StepResult
+    ) async throws -> StepResult {
+        var resolved = execution
+        let used: [String]
+        do {
+            (resolved.request, used) = try SecretReferences.resolve(execution.request) { secrets.value($0) }
+        } catch {
+            throw StepError(
+                kind: .badRequest,
+                message:
+                    "secret \(error.name) is not set: give it in the --secrets file or as \(SecretStore.environmentPrefix)\(error.name.uppercased())",
+                retryable: false)
+        }
+        if used.isEmpty { return try await perform(execution) }
+        do {
+            switch try await perform(resolved) {
+            case .success(let output): return .success(SecretReferences.redact(output, used))
+            case .failure(var error):
+                error.message = SecretReferences.redact(error.message, used)
+                return .failure(error)
+            }
+        } catch var error as StepError {
+            error.message = SecretReferences.redact(error.message, used)
+            throw error
+        }
     }
 
     /// Closes outbound connections (when the engine stops).
@@ -165,7 +198,7 @@ final class StepExecutor: Sendable {
             try await ledger.send(event, on: subject, retry: .once)
             return .success(["subject": .string(subject), "event_id": .string(execution.commandID)])
         case "http.request":
-            return try await http.perform(execution)
+            return try await withSecrets(execution) { try await http.perform($0) }
         default:
             throw StepError(kind: .unknownAction, message: "no executor for \(execution.action)", retryable: false)
         }

@@ -227,6 +227,26 @@ public struct LMDBReadTransaction: ~Copyable {
         try lmdbScan(txn, table, from: from, body)
     }
 
+    /// Visits keys from the last to the first; `body` returns false to stop.
+    public func scanBackward(
+        _ table: LMDBTable, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(txn, table.dbi, &cursor), "opening a cursor on \(table.name)")
+        defer { mdb_cursor_close(cursor) }
+        var mk = MDB_val()
+        var mv = MDB_val()
+        var rc = mdb_cursor_get(cursor, &mk, &mv, MDB_LAST)
+        while rc == 0 {
+            let keep = try body(
+                UnsafeRawBufferPointer(start: mk.mv_data, count: mk.mv_size),
+                UnsafeRawBufferPointer(start: mv.mv_data, count: mv.mv_size))
+            if !keep { return }
+            rc = mdb_cursor_get(cursor, &mk, &mv, MDB_PREV)
+        }
+        if rc != MDB_NOTFOUND { try check(rc, "scanning \(table.name)") }
+    }
+
     /// Number of entries in `table`.
     public func count(_ table: LMDBTable) throws -> Int {
         try lmdbCount(txn, table)

@@ -134,6 +134,7 @@ struct RunFlow: AsyncParsableCommand {
     @Option(help: "The run's input (a JSON object).") var input = "{}"
     @Flag(help: "Walk the graph without side effects.") var dryRun = false
     @Option(help: "The same key never starts a second run.") var idempotencyKey: String?
+    @Option(help: "The user a run_as: user flow acts for (required for such flows).") var onBehalfOf: String?
     @Flag(help: "Wait for the run to finish and print it.") var wait = false
 
     func run() async throws {
@@ -143,6 +144,7 @@ struct RunFlow: AsyncParsableCommand {
         }
         var body: [String: JSONValue] = ["input": inputValue, "mode": .string(dryRun ? "dry_run" : "live_run")]
         if let idempotencyKey { body["idempotency_key"] = .string(idempotencyKey) }
+        if let onBehalfOf { body["on_behalf_of"] = .string(onBehalfOf) }
         let answer = try await client.call(
             "POST", "/automation/flows/\(flow)/run", body: Data(JSONValue.object(body).compactJSON.utf8))
         guard wait, answer.0 == 202, let runID = answer.1["run_id"]?.stringValue else { return try client.show(answer) }
@@ -225,6 +227,42 @@ struct DLQ: AsyncParsableCommand {
             try APIClient(options: server).show(
                 try await APIClient(options: server).call(
                     "POST", "/automation/runs/\(run)/redrive", body: Data(JSONValue.object(body).compactJSON.utf8)))
+        }
+    }
+}
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The audit trail, newest first: who created, changed, (de)activated, ran, cancelled, redrove what.")
+    @OptionGroup var server: ServerOptions
+    @Option(help: "Only this flow.") var flow: String?
+    @Option(help: "Only this actor (an id, or type:id).") var actor: String?
+    @Option(help: "Only entries at or after this RFC 3339 time.") var since: String?
+    @Option(help: "At most this many entries.") var limit = 50
+    @Flag(help: "As JSON.") var json = false
+
+    func run() async throws {
+        var query: [String] = ["limit=\(limit)"]
+        func add(_ name: String, _ value: String?) {
+            guard let value else { return }
+            query.append("\(name)=\(value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? value)")
+        }
+        add("flow_id", flow)
+        add("actor", actor)
+        add("since", since)
+        let client = APIClient(options: server)
+        let answer = try await client.call("GET", "/automation/audit?" + query.joined(separator: "&"))
+        guard answer.0 == 200, !json, case .array(let entries)? = answer.1["entries"] else {
+            return try client.show(answer)
+        }
+        for entry in entries {
+            let actor =
+                "\(entry[path: "actor.type"]?.stringValue ?? "?"):\(entry[path: "actor.id"]?.stringValue ?? "?")"
+            let target = [entry["flow_id"], entry["run_id"], entry["token_id"]].compactMap { $0?.stringValue }.joined(
+                separator: " ")
+            print(
+                "\(entry["at"]?.stringValue ?? "")  \(entry["action"]?.stringValue ?? "")  \(actor)  \(target)\(entry["mode"]?.stringValue.map { " (\($0))" } ?? "")"
+            )
         }
     }
 }

@@ -16,7 +16,7 @@ struct Ledgerflow: AsyncParsableCommand {
         abstract: "An event-sourced automation engine on NATS JetStream and LMDB.",
         subcommands: [
             Dev.self, Serve.self, Replay.self, Projections.self, Publish.self, Flows.self, RunFlow.self, Runs.self,
-            DLQ.self, Tail.self, Verify.self, CalendarSim.self,
+            DLQ.self, Tail.self, Verify.self, CalendarSim.self, Tokens.self, Audit.self,
         ])
 }
 
@@ -67,11 +67,11 @@ struct Stack {
     let store: ReadModelStore
     let projector: Projector
     let engine: Engine
-    let tokens: TokenStore
+    let tokens: AccessTokens
 
     static func open(
-        natsURL: String, dataDirectory: String, mapSize: Int, tokens: TokenStore, outbound: OutboundPolicy,
-        worker: WorkerOptions, stream: StreamOptions, logger: Logger
+        natsURL: String, dataDirectory: String, mapSize: Int, tokens: AccessTokens, outbound: OutboundPolicy,
+        worker: WorkerOptions, stream: StreamOptions, secrets: SecretOptions, logger: Logger
     ) async throws -> Stack {
         let ledger = try await Ledger.openWhenReachable(
             url: natsURL, clientName: "ledgerflow-engine", configuration: try stream.configuration(),
@@ -80,21 +80,27 @@ struct Stack {
         let projector = Projector(ledger: ledger, store: store, logger: logger)
         var configuration = EngineConfiguration()
         configuration.outbound = outbound
+        configuration.tokens = tokens
         try worker.apply(to: &configuration)
+        try secrets.apply(to: &configuration)
         let engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: logger)
         return Stack(ledger: ledger, store: store, projector: projector, engine: engine, tokens: tokens)
     }
 
-    func services(host: String, port: Int, logger: Logger) -> [any Service] {
-        let app = buildApplication(
-            APIDependencies(ledger: ledger, store: store, engine: engine, tokens: tokens), host: host, port: port,
-            logger: logger)
-        return [projector, engine, app]
+    func services(host: String, port: Int, logger: Logger) -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        let dependencies = APIDependencies(ledger: ledger, store: store, engine: engine, tokens: tokens)
+        let app = buildApplication(dependencies, host: host, port: port, logger: logger)
+        return [.init(service: projector), .init(service: engine), .init(service: app)] + [
+            .init(
+                service: BrokenFlowsCheck(admin: dependencies.admin, logger: logger),
+                successTerminationBehavior: .ignore)
+        ]
     }
 }
 
 /// Registers and activates the example flows that are not there yet.
 struct ExampleFlows: Service {
+    static let actor = ActorRef(type: "system", id: "ledgerflow-dev")
     let admin: FlowAdmin
     let directory: String
     let logger: Logger
@@ -111,8 +117,8 @@ struct ExampleFlows: Service {
                 let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(file)"))
                 let json = try JSONDecoder().decode(JSONValue.self, from: data)
                 guard let id = json["id"]?.stringValue else { continue }
-                if try admin.store.flow(id) == nil { _ = try await admin.register(json, actor: "ledgerflow-dev") }
-                let record = try await admin.activate(id, actor: "ledgerflow-dev")
+                if try admin.store.flow(id) == nil { _ = try await admin.register(json, actor: Self.actor) }
+                let record = try await admin.activate(id, actor: Self.actor)
                 print(
                     "  flow        \(id) v\(record.current_version) \(record.status.rawValue) (from \(directory)/\(file))"
                 )
@@ -137,6 +143,7 @@ struct Dev: AsyncParsableCommand {
         help: "The admin token to create (env LEDGERFLOW_ADMIN_TOKEN); a fresh one is printed otherwise.")
     var adminTokenOption: String?
     var adminToken: String? { adminTokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_ADMIN_TOKEN"] }
+    @OptionGroup var tokenOptions: TokenFileOptions
     @Option(help: "Directory of example flows to load.") var examples = "examples"
     @Option(help: "Calendar simulator: delay before each answer, in ms.") var calendarLatencyMs = 50
     @Option(help: "Calendar simulator: probability of a (retryable) failure.") var calendarFailureRate = 0.0
@@ -144,6 +151,7 @@ struct Dev: AsyncParsableCommand {
     @OptionGroup var lmdb: LMDBOptions
     @OptionGroup var worker: WorkerOptions
     @OptionGroup var stream: StreamOptions
+    @OptionGroup var secrets: SecretOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -162,11 +170,13 @@ struct Dev: AsyncParsableCommand {
             }
             url = server!.url
         }
-        let token = adminToken ?? TokenStore.generate()
+        let token = adminToken ?? AccessTokens.generate()
+        let tokens = try tokenOptions.tokens(
+            admin: [AccessToken(token: token, subject: "admin", role: .admin)], dataDirectory: dataDir)
         let stack = try await Stack.open(
-            natsURL: url, dataDirectory: dataDir, mapSize: try lmdb.mapSize(),
-            tokens: TokenStore([TokenGrant(token: token, subject: "admin", role: .admin)]),
-            outbound: try outbound.policy(allowLoopback: true), worker: worker, stream: stream, logger: logger)
+            natsURL: url, dataDirectory: dataDir, mapSize: try lmdb.mapSize(), tokens: tokens,
+            outbound: try outbound.policy(allowLoopback: true), worker: worker, stream: stream, secrets: secrets,
+            logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(calendarLatencyMs)
         settings.failureRate = calendarFailureRate
@@ -180,17 +190,14 @@ struct Dev: AsyncParsableCommand {
               read models \(dataDir)/lmdb
               simulators  calendar (\(calendarLatencyMs) ms latency), discovery
               admin token \(token)
+              tokens file \(tokens.file ?? "none") (ledgerflow tokens create --role viewer --subject alice --data-dir \(dataDir))
 
             export LEDGERFLOW_URL=http://127.0.0.1:\(httpPort) LEDGERFLOW_TOKEN=\(token) LEDGERFLOW_NATS_URL=\(url)
             """)
         fflush(nil)
         let examples = ExampleFlows(
             admin: FlowAdmin(ledger: stack.ledger, store: stack.store), directory: examples, logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = stack.services(
-            host: "127.0.0.1", port: httpPort, logger: logger
-        ).map {
-            .init(service: $0)
-        }
+        var services = stack.services(host: "127.0.0.1", port: httpPort, logger: logger)
         services += [
             .init(service: calendar), .init(service: discovery),
             .init(service: examples, successTerminationBehavior: .ignore),
@@ -214,36 +221,39 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("admin-token"), help: "Admin token (env LEDGERFLOW_ADMIN_TOKEN).") var adminTokenOption:
         String?
     var adminToken: String? { adminTokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_ADMIN_TOKEN"] }
-    @Option(help: "JSON file of tokens: [{\"token\", \"subject\", \"role\"}].") var tokensFile: String?
+    @OptionGroup var tokenOptions: TokenFileOptions
     @Flag(help: "Also run the calendar and discovery simulators.") var simulators = false
     @OptionGroup var outbound: OutboundOptions
     @OptionGroup var lmdb: LMDBOptions
     @OptionGroup var worker: WorkerOptions
     @OptionGroup var stream: StreamOptions
+    @OptionGroup var secrets: SecretOptions
 
     func run() async throws {
         let logger = makeLogger()
         // Held until the process ends: no other serve, dev or rebuild writes these read models meanwhile.
         _ = try lockDataDirectory(dataDir, command: "ledgerflow serve")
-        var grants: [TokenGrant] = []
-        if let adminToken { grants.append(TokenGrant(token: adminToken, subject: "admin", role: .admin)) }
-        if let tokensFile { grants += try TokenStore.load(file: tokensFile) }
-        if grants.isEmpty {
+        let tokens = try tokenOptions.tokens(
+            admin: adminToken.map { [AccessToken(token: $0, subject: "admin", role: .admin)] } ?? [],
+            dataDirectory: dataDir)
+        if tokens.count == 0 {
             logger.warning(
-                "no tokens configured (--admin-token or --tokens-file): every API call but /health will be refused")
+                "no tokens yet (--admin-token, or ledgerflow tokens create): every API call but /health is refused until one exists",
+                metadata: ["ledger.tokens_file": "\(tokens.file ?? "")"])
         }
         let stack = try await Stack.open(
-            natsURL: nats.natsURL, dataDirectory: dataDir, mapSize: try lmdb.mapSize(), tokens: TokenStore(grants),
-            outbound: try outbound.policy(allowLoopback: false), worker: worker, stream: stream, logger: logger)
+            natsURL: nats.natsURL, dataDirectory: dataDir, mapSize: try lmdb.mapSize(), tokens: tokens,
+            outbound: try outbound.policy(allowLoopback: false), worker: worker, stream: stream, secrets: secrets,
+            logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
         // The simulators stand for other services: each connects on its own.
         if simulators {
-            services.append(try await CalendarSimulator.connect(url: nats.natsURL, logger: logger))
-            services.append(try await DiscoverySimulator.connect(url: nats.natsURL, logger: logger))
+            services.append(.init(service: try await CalendarSimulator.connect(url: nats.natsURL, logger: logger)))
+            services.append(.init(service: try await DiscoverySimulator.connect(url: nats.natsURL, logger: logger)))
         }
         logger.info("serving on http://\(host):\(httpPort), NATS \(nats.natsURL), read models in \(dataDir)/lmdb")
         let group = ServiceGroup(
-            configuration: Shutdown.configuration(services: services.map { .init(service: $0) }, logger: logger))
+            configuration: Shutdown.configuration(services: services, logger: logger))
         try await group.run()
         stack.ledger.close()
     }

@@ -12,9 +12,9 @@ import Testing
 /// The router of the API driven in-process (`app.test(.router)`) over a test stack's real engine, NATS and LMDB,
 /// with a token for each role.
 struct RouterClient: Sendable {
-    static let admin = TokenGrant(token: "router-admin", subject: "ada", role: .admin)
-    static let `operator` = TokenGrant(token: "router-operator", subject: "otto", role: .`operator`)
-    static let viewer = TokenGrant(token: "router-viewer", subject: "vera", role: .viewer)
+    static let admin = AccessToken(token: "router-admin", subject: "ada", role: .admin)
+    static let `operator` = AccessToken(token: "router-operator", subject: "otto", role: .`operator`)
+    static let viewer = AccessToken(token: "router-viewer", subject: "vera", role: .viewer)
 
     struct Answer {
         var status: Int
@@ -29,7 +29,7 @@ struct RouterClient: Sendable {
         buildRouter(
             APIDependencies(
                 ledger: stack.ledger, store: stack.store, engine: stack.engine,
-                tokens: TokenStore([admin, `operator`, viewer])))
+                tokens: try! AccessTokens([admin, `operator`, viewer])))
     }
 
     /// Runs `test` against the router over `stack`.
@@ -53,7 +53,7 @@ struct RouterClient: Sendable {
     }
 
     func call(
-        _ method: HTTPRequest.Method, _ path: String, as grant: TokenGrant, body: JSONValue? = nil
+        _ method: HTTPRequest.Method, _ path: String, as grant: AccessToken, body: JSONValue? = nil
     ) async throws -> Answer {
         try await call(method, path, token: grant.token, body: body)
     }
@@ -141,6 +141,27 @@ extension Integration {
                     method: .post, template: "/automation/runs/{runId}/redrive", path: "/automation/runs/nope/redrive",
                     role: .`operator`, allowed: 404),
                 Route(method: .get, template: "/automation/dlq", path: "/automation/dlq", role: .viewer, allowed: 200),
+                Route(
+                    method: .get, template: "/automation/audit", path: "/automation/audit", role: .viewer, allowed: 200),
+                Route(
+                    method: .post, template: "/admin/api/automations", path: "/admin/api/automations", role: .admin,
+                    body: [
+                        "automation_key": .string(flow), "name": "again",
+                        "definition": Fixtures.calendarCreateEvent,
+                    ], allowed: 409),
+                Route(
+                    method: .put, template: "/admin/api/automations/{id}", path: "/admin/api/automations/\(flow)",
+                    role: .admin, body: ["version": 99, "name": "stale"], allowed: 409),
+                Route(
+                    method: .post, template: "/admin/api/automations/{id}/activate",
+                    path: "/admin/api/automations/nope/activate", role: .admin, allowed: 404),
+                Route(
+                    method: .post, template: "/admin/api/automations/{id}/deactivate",
+                    path: "/admin/api/automations/nope/deactivate", role: .admin, allowed: 404),
+                Route(
+                    method: .post, template: "/admin/api/automations/{id}/execute",
+                    path: "/admin/api/automations/nope/execute", role: .`operator`, body: ["mode": "dry_run"],
+                    allowed: 404),
             ]
         }()
 
@@ -251,7 +272,9 @@ extension Integration {
                     #expect(versions.json[path: "versions.1.actor"] == "ada")
 
                     // The operator runs and cancels; the run waits for the (slow) calendar meanwhile.
-                    let input: JSONValue = ["input": ["title": "Standup", "start": "2026-11-24T10:00:00Z"]]
+                    let input: JSONValue = [
+                        "input": ["title": "Standup", "start": "2026-11-24T10:00:00Z"], "on_behalf_of": "u-1",
+                    ]
                     #expect(try await client.call(.post, "\(flow)/run", as: viewer, body: input).status == 403)
                     let started = try await client.call(.post, "\(flow)/run", as: op, body: input)
                     #expect(started.status == 202)
@@ -309,7 +332,7 @@ extension Integration {
                             data: ["flow_id": .string(flowID), "input": input] as JSONValue)
                         let reply = try await stack.outside.request(
                             subject: Subjects.flowRunRequest, payload: try EventCodec().encode(request),
-                            timeout: .seconds(5))
+                            headers: ["Authorization": "Bearer \(TestStack.operatorToken)"], timeout: .seconds(5))
                         let nats = try EventCodec().decode(CloudEvent<JSONValue>.self, from: reply.payload).data[
                             "error"]
                         #expect(http.status == (flowID == "nope" ? 404 : 409))

@@ -317,10 +317,16 @@ import Testing
 
     // MARK: Definitions
 
+    /// The problems of a definition; one given without a trigger is checked as a manual flow (these tests are about
+    /// other fields).
     func validate(_ text: String) -> [ValidationProblem] {
-        guard let value = try? json(text) else {
+        guard var value = try? json(text) else {
             Issue.record("not JSON: \(text)")
             return []
+        }
+        if case .object(var fields) = value, fields["trigger"] == nil {
+            fields["trigger"] = ["manual": true]
+            value = .object(fields)
         }
         if case .failure(let failure) = FlowValidator.validate(value) { return failure.problems }
         return []

@@ -56,7 +56,7 @@ extension Integration {
                 for i in 0..<4 { try stack.publishCommand(id: "clean-\(i)", suggestions: i % 2 == 0) }
                 let (accepted, _) = try await stack.http(
                     "POST", "/automation/flows/calendar-create-event/run",
-                    ["input": ["title": "Standup", "start": "2026-11-25T09:00:00Z"]])
+                    ["input": ["title": "Standup", "start": "2026-11-25T09:00:00Z"], "on_behalf_of": "u-1"])
                 #expect(accepted == 202)
                 _ = try await stack.waitForRuns(5)
                 var second = try #require(try Fixtures.flow("parallel-steps").objectValue)

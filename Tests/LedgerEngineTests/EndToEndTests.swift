@@ -162,10 +162,10 @@ extension Integration {
                 // Manual runs with an idempotency key: the same key, the same run.
                 let first = try await stack.http(
                     "POST", "/automation/flows/calendar-create-event/run",
-                    ["input": ["title": "x", "start": "s"], "idempotency_key": "k1"])
+                    ["input": ["title": "x", "start": "s"], "idempotency_key": "k1", "on_behalf_of": "u-1"])
                 let second = try await stack.http(
                     "POST", "/automation/flows/calendar-create-event/run",
-                    ["input": ["title": "x", "start": "s"], "idempotency_key": "k1"])
+                    ["input": ["title": "x", "start": "s"], "idempotency_key": "k1", "on_behalf_of": "u-1"])
                 #expect(first.0 == 202)
                 #expect(second.0 == 202)
                 #expect(first.1["run_id"] == second.1["run_id"])
@@ -179,30 +179,42 @@ extension Integration {
         @Test func aManualRunOverNATSIsAnsweredAndRecorded() async throws {
             try await withTestStack { stack in
                 try await stack.activateExample()
-                func ask(_ data: JSONValue) async throws -> JSONValue {
+                func ask(_ data: JSONValue, token: String? = TestStack.operatorToken) async throws -> JSONValue {
                     let request = CloudEvent(source: "ops-script", type: EventType.flowRunRequested, data: data)
                     let payload = try EventCodec().encode(request)
                     let reply = try await stack.outside.request(
-                        subject: Subjects.flowRunRequest, payload: payload, timeout: .seconds(5))
+                        subject: Subjects.flowRunRequest, payload: payload,
+                        headers: token.map { ["Authorization": "Bearer \($0)"] } ?? [:], timeout: .seconds(5))
                     let answer = try EventCodec().decode(CloudEvent<JSONValue>.self, from: reply.payload)
                     return answer.data
                 }
                 let started = try await ask([
                     "flow_id": "calendar-create-event", "input": ["title": "N", "start": "s"], "mode": "live_run",
-                    "idempotency_key": "nats-1",
+                    "idempotency_key": "nats-1", "on_behalf_of": "u-1",
                 ])
                 let runID = try #require(started["run_id"]?.stringValue)
                 #expect(
                     try await ask([
                         "flow_id": "calendar-create-event", "input": ["title": "N", "start": "s"],
-                        "idempotency_key": "nats-1",
+                        "idempotency_key": "nats-1", "on_behalf_of": "u-1",
                     ])["run_id"]?.stringValue == runID)
                 #expect(try await ask(["flow_id": "nope"])[path: "error.code"] == "flow_not_found")
                 #expect(try await ask(["input": [:]])[path: "error.code"] == "bad_request")
+                // Checked like HTTP: no token, an unknown one, a viewer's.
+                let run: JSONValue = ["flow_id": "calendar-create-event", "input": ["title": "N", "start": "s"]]
+                #expect(try await ask(run, token: nil)[path: "error.code"] == "unauthorized")
+                #expect(try await ask(run, token: "lf_not-a-token")[path: "error.code"] == "unauthorized")
+                #expect(try await ask(run, token: TestStack.viewerToken)[path: "error.code"] == "forbidden")
                 try await eventually("the run succeeds") { try stack.store.run(runID)?.status == .succeeded }
-                #expect(try stack.store.run(runID)?.actor == "service:ops-script")
+                // The token's subject is the actor.
+                #expect(try stack.store.run(runID)?.actor == "otto")
+                #expect(try stack.store.run(runID)?.actor_type == "operator")
                 try await eventually("requests and replies are recorded") {
-                    try await stack.ledger.read(subject: Subjects.requestRecord("flow_run")).count == 4
+                    try await stack.ledger.read(subject: Subjects.requestRecord("flow_run")).count == 7
+                }
+                // The token itself is never recorded.
+                for message in try await stack.ledger.read(subject: nil, from: 1) {
+                    #expect(!String(decoding: message.payload, as: UTF8.self).contains(TestStack.operatorToken))
                 }
             }
         }

@@ -299,7 +299,7 @@ extension Integration {
                 try await stack.activateExample()
                 let (accepted, answer) = try await stack.http(
                     "POST", "/automation/flows/calendar-create-event/run",
-                    ["input": ["title": "Dry", "start": "s"], "mode": "dry_run"])
+                    ["input": ["title": "Dry", "start": "s"], "mode": "dry_run", "on_behalf_of": "u-1"])
                 #expect(accepted == 202)
                 let runID = try #require(answer["run_id"]?.stringValue)
                 try await eventually("the dry run finishes") { try stack.store.run(runID)?.status == .succeeded }

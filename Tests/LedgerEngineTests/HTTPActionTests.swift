@@ -39,6 +39,8 @@ final class TestHTTPService: Sendable {
                 "cookie": request.headers[.cookie].map(JSONValue.string) ?? .null,
                 "authorization": request.headers[.authorization].map(JSONValue.string) ?? .null,
                 "idempotency_key": request.headers[HTTPField.Name("Idempotency-Key")!].map(JSONValue.string) ?? .null,
+                "on_behalf_of": request.headers[HTTPField.Name("Ledgerflow-On-Behalf-Of")!].map(JSONValue.string)
+                    ?? .null,
                 "method": .string(request.method.rawValue),
             ]
             return Response(
@@ -395,6 +397,74 @@ extension Integration {
                             ]
                         ]))
                 #expect(ordinary.status == .succeeded)
+            }
+        }
+
+        /// `{{secrets.NAME}}` in a header is resolved only when the call is made: the target gets the value, and
+        /// nothing in the log or in any LMDB table holds it (not even the target's echo of it, which is redacted).
+        @Test func aSecretReachesTheTargetAndNothingThatIsRecorded() async throws {
+            let secret = "s3cr3t-CRM-value-\(EventID.make())"
+            var configuration = TestStack.loopbackAllowed
+            configuration.secrets = SecretStore(values: ["crm_token": secret], environment: [:])
+            try await withTestStack(configuration: configuration) { stack in
+                let service = TestHTTPService()
+                try await service.start()
+                defer { Task { await service.stop() } }
+                var flow = Self.flow(
+                    "with-secret",
+                    [
+                        Self.call(
+                            "call", "\(service.base)/echo",
+                            extra: ["headers": ["Authorization": "Bearer {{secrets.crm_token}}"]])
+                    ]
+                ).objectValue!
+                flow["run_as"] = "service"
+                let run = try await run(stack, .object(flow))
+                #expect(run.status == .succeeded)
+                let output = try #require(run.step("call")?.output)
+                // The target got the value (its echo, redacted before it was recorded, says so).
+                #expect(output[path: "body.authorization"] == "Bearer [redacted]", "\(output.compactJSON)")
+                #expect(output[path: "body.on_behalf_of"] == "service:ledgerflow")
+                let started = try await stack.log().compactMap(\.event).first {
+                    $0.type == EventType.stepAttemptStarted
+                }
+                #expect(started?.data[path: "request.headers.Authorization"] == "Bearer {{secrets.crm_token}}")
+                // Every message of the stream, every LMDB table: the value is nowhere.
+                for message in try await stack.ledger.read(subject: nil) {
+                    #expect(!String(decoding: message.payload, as: UTF8.self).contains(secret), "\(message.subject)")
+                }
+                for (table, rows) in try stack.store.dump() {
+                    for row in rows {
+                        let text = String(decoding: row.key + row.value, as: UTF8.self)
+                        #expect(!text.contains(secret), "LMDB table \(table)")
+                    }
+                }
+                // A secret that is not set fails the step for good, naming where to set it.
+                var missing = Self.flow(
+                    "missing-secret",
+                    [
+                        Self.call(
+                            "call", "\(service.base)/echo", extra: ["headers": ["X-Key": "{{secrets.not_there}}"]])
+                    ]
+                ).objectValue!
+                missing["run_as"] = "service"
+                let failed = try await self.run(stack, .object(missing))
+                #expect(failed.status == .failed)
+                #expect(error(failed, "call")?.message.contains("LEDGERFLOW_SECRET_NOT_THERE") == true)
+                #expect(service.count("/echo") == 1)
+                // Secrets only where they cannot be recorded: a transform, an output, a condition are refused.
+                for (where_, step) in [
+                    (
+                        "steps[0].with.value",
+                        ["id": "t", "action": "transform", "with": ["value": "{{secrets.crm_token}}"]]
+                    ),
+                    ("steps[0].with.url", Self.call("t", "https://example.com/{{secrets.crm_token}}")),
+                ] as [(String, JSONValue)] {
+                    let (status, problem) = try await stack.http(
+                        "POST", "/automation/flows", Self.flow("refused-\(where_.count)", [step]))
+                    #expect(status == 422)
+                    #expect(problem[path: "errors.0.path"] == .string(where_), "\(problem.compactJSON)")
+                }
             }
         }
 

@@ -14,7 +14,7 @@ extension Integration {
                 // The README's own example: the inputs reach `{{trigger.entities.title}}`.
                 let (status, answer) = try await stack.http(
                     "POST", "/automation/flows/calendar-create-event/run",
-                    ["input": ["title": "Standup", "start": "2026-11-25T09:00:00Z"]])
+                    ["input": ["title": "Standup", "start": "2026-11-25T09:00:00Z"], "on_behalf_of": "u-1"])
                 #expect(status == 202)
                 let runID = try #require(answer["run_id"]?.stringValue)
                 try await eventually("the manual run is SUCCEEDED") {

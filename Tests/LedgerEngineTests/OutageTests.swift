@@ -44,6 +44,33 @@ extension Integration {
                 #expect(
                     headers.contains { $0.key.lowercased() == "retry-after" }, "a refused write says when to try again")
                 #expect(problem["detail"]?.stringValue?.contains("NATS") == true)
+                // Every other write too: answered (within the client's deadline) 503 with Retry-After, nothing half done.
+                var changed = Fixtures.calendarCreateEvent.objectValue!
+                changed["version"] = 1
+                let writes: [(String, String, JSONValue?)] = [
+                    ("PUT", "/automation/flows/calendar-create-event", .object(changed)),
+                    ("POST", "/automation/flows/calendar-create-event/deactivate", nil),
+                    ("POST", "/automation/flows/across-outage/deactivate", nil),
+                    (
+                        "POST", "/automation/flows/calendar-create-event/run",
+                        ["input": ["title": "x", "start": "s"], "on_behalf_of": "u-1"]
+                    ),
+                    ("POST", "/automation/runs/\(waiting)/cancel", nil),
+                    (
+                        "POST", "/admin/api/automations",
+                        [
+                            "automation_key": "k", "name": "K",
+                            "definition": WorkerTests.callFlow("k", "\(target.base)/x"),
+                        ]
+                    ),
+                    ("POST", "/admin/api/automations/calendar-create-event/execute", ["mode": "dry_run"]),
+                ]
+                for (method, path, body) in writes {
+                    let (status, answer, fields) = try await stack.client.jsonWithHeaders(method, path, body)
+                    #expect(status == 503, "\(method) \(path): \(answer.compactJSON)")
+                    #expect(answer["code"] == "unavailable", "\(method) \(path)")
+                    #expect(fields.contains { $0.key.lowercased() == "retry-after" }, "\(method) \(path)")
+                }
 
                 try TestServer.shared.restart()
                 try await eventually("/health is ok again", timeout: .seconds(30)) {
@@ -58,6 +85,12 @@ extension Integration {
                 let (created, _) = try await stack.http(
                     "POST", "/automation/flows", WorkerTests.callFlow("after-outage", "\(target.base)/effect"))
                 #expect(created == 201, "writes are accepted again")
+                // Nothing the refused writes asked for happened.
+                let (_, flow) = try await stack.http("GET", "/automation/flows/calendar-create-event")
+                #expect(flow["version"] == 1)
+                #expect(flow["status"] == "active")
+                #expect(try await stack.http("GET", "/automation/flows/k").0 == 404)
+                #expect(try stack.store.run(waiting)?.cancel_requested_by == nil)
             }
         }
 

@@ -80,7 +80,7 @@ extension Integration {
                 let outcome = try await answer("the start is answered") {
                     try await stack.engine.requestRun(
                         flowID: "calendar-create-event", input: Self.input, mode: .live, idempotencyKey: "dup-ack",
-                        actor: "tester")
+                        actor: "user:tester")
                 }.get()
                 #expect(lost.answer.withLock { $0 != nil })
                 try await expectStartedAndDriven(stack, outcome)
@@ -100,7 +100,7 @@ extension Integration {
                 let outcome = try await answer("the start is answered") {
                     try await stack.engine.requestRun(
                         flowID: "calendar-create-event", input: Self.input, mode: .live, idempotencyKey: "late-retry",
-                        actor: "tester")
+                        actor: "user:tester")
                 }.get()
                 #expect(lost.answer.withLock { $0 != nil })
                 try await expectStartedAndDriven(stack, outcome)
@@ -139,7 +139,7 @@ extension Integration {
                         let fails = round % 2 == 1
                         let start = try await engine.requestRun(
                             flowID: fails ? "fails-fast" : "calendar-create-event", input: fails ? [:] : Self.input,
-                            mode: .live, idempotencyKey: "race-\(round)", actor: "tester")
+                            mode: .live, idempotencyKey: "race-\(round)", actor: "user:tester")
                         let runID = start.runID
                         let pause = Duration.milliseconds(3 * (round / 2))
                         group.addTask {
@@ -193,7 +193,7 @@ extension Integration {
                 try await stack.activateExample()
                 let runID = try await stack.engine.requestRun(
                     flowID: "calendar-create-event", input: Self.input, mode: .live, idempotencyKey: "late-effect",
-                    actor: "tester"
+                    actor: "user:tester"
                 ).runID
                 try await eventually("the calendar step is running") {
                     try stack.store.run(runID)?.step("create")?.status == .running
@@ -265,7 +265,7 @@ extension Integration {
                 #expect(try await stack.http("POST", "/automation/flows", Self.failingFlow(port: closed)).0 == 201)
                 #expect(try await stack.http("POST", "/automation/flows/fails-fast/activate").0 == 200)
                 let runID = try await stack.engine.requestRun(
-                    flowID: "fails-fast", input: [:], mode: .live, idempotencyKey: "stale", actor: "tester"
+                    flowID: "fails-fast", input: [:], mode: .live, idempotencyKey: "stale", actor: "user:tester"
                 ).runID
                 _ = try await stack.waitForRuns(1, status: .failed)
                 // Another process whose read models have the run only up to its attempt in flight (they lag

@@ -41,6 +41,15 @@ public final class TestStack: @unchecked Sendable {
     /// A connection of the world outside Ledgerflow (the assistant): it publishes commands and observes.
     public let outside: NATSConnection
     public let token = "test-admin-token"
+    /// Tokens with the lower roles, known to the API and to `automation.flow.run`.
+    public static let operatorToken = "test-operator-token"
+    public static let viewerToken = "test-viewer-token"
+    /// The stack's tokens: the admin token (subject `tester`), an operator (`otto`) and a viewer (`vera`).
+    public static let tokens: AccessTokens = try! AccessTokens([
+        AccessToken(token: "test-admin-token", subject: "tester", role: .admin),
+        AccessToken(token: operatorToken, subject: "otto", role: .`operator`),
+        AccessToken(token: viewerToken, subject: "vera", role: .viewer),
+    ])
     /// A client of the stack's API, with the admin token.
     public let client: TestHTTPClient
     public private(set) var engine: Engine
@@ -76,6 +85,8 @@ public final class TestStack: @unchecked Sendable {
         calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings(),
         configuration: EngineConfiguration = TestStack.loopbackAllowed
     ) async throws {
+        var configuration = configuration
+        if configuration.tokens == nil { configuration.tokens = Self.tokens }
         self.configuration = configuration
         ledger = try await freshLedger()
         lmdb = TemporaryDirectory()
@@ -90,7 +101,7 @@ public final class TestStack: @unchecked Sendable {
         let app = buildApplication(
             APIDependencies(
                 ledger: ledger, store: store, engine: engine,
-                tokens: TokenStore([TokenGrant(token: token, subject: "tester", role: .admin)])),
+                tokens: configuration.tokens ?? Self.tokens),
             port: port, logger: testLogger)
         infra = Self.run([projector, app, calendar, discovery])
         startEngine()

@@ -9,6 +9,53 @@ import Testing
 
 extension Integration {
     @Suite struct CommandLineTests {
+        /// `ledgerflow tokens create|list|revoke`: the token printed once, only its hash in the file, each change
+        /// recorded in the log first (and so in the audit trail); nothing changes when the log cannot be reached.
+        @Test func tokensAreCreatedListedAndRevokedWithEveryChangeAudited() async throws {
+            try await withTestStack { stack in
+                let directory = TemporaryDirectory()
+                let file = "\(directory.path)/tokens.json"
+                let common = ["--tokens-file", file, "--nats-url", TestServer.url, "--actor", "ci"]
+                let (created, output) = try ledgerflow(
+                    ["tokens", "create", "--role", "viewer", "--subject", "alice"] + common)
+                #expect(created == 0, "\(output)")
+                let token = try #require(output.split(separator: "\n").first { $0.hasPrefix("lf_") }.map(String.init))
+                let records = try TokenFile.read(file)
+                #expect(records.count == 1)
+                #expect(!(try String(contentsOfFile: file, encoding: .utf8)).contains(token))
+                let id = try #require(records.first?.id)
+                #expect(try AccessTokens([], file: file).grant(for: token)?.subject == "alice")
+                let (listed, list) = try ledgerflow(["tokens", "list", "--tokens-file", file])
+                #expect(listed == 0)
+                #expect(list.contains(id) && list.contains("alice") && !list.contains(token), "\(list)")
+                let (bad, badOutput) = try ledgerflow(
+                    ["tokens", "create", "--role", "root", "--subject", "x"] + common)
+                #expect(bad != 0)
+                #expect(badOutput.contains("viewer, operator, admin"), "\(badOutput)")
+                // The log unreachable: nothing changes.
+                let (offline, offlineOutput) = try ledgerflow([
+                    "tokens", "revoke", id, "--tokens-file", file, "--nats-url",
+                    "nats://127.0.0.1:\(LocalNATSServer.freePort())",
+                ])
+                #expect(offline != 0)
+                #expect(offlineOutput.contains("Nothing was changed"), "\(offlineOutput)")
+                #expect(try TokenFile.read(file).count == 1)
+                let (revoked, revokedOutput) = try ledgerflow(["tokens", "revoke", id] + common)
+                #expect(revoked == 0, "\(revokedOutput)")
+                #expect(try TokenFile.read(file).isEmpty)
+                try await eventually("both changes are in the audit trail") {
+                    try stack.store.audit(flowID: nil, actor: "cli:ci", since: nil, limit: 10).count == 2
+                }
+                let trail = try stack.store.audit(flowID: nil, actor: "cli:ci", since: nil, limit: 10)
+                #expect(trail.map(\.action) == ["token_revoke", "token_create"])
+                #expect(trail.allSatisfy { $0.token_id == id })
+                #expect(trail.last?.after == ["subject": "alice", "role": "viewer"])
+                for message in try await stack.ledger.read(subject: Subjects.tokenAudit) {
+                    #expect(!String(decoding: message.payload, as: UTF8.self).contains(token))
+                }
+            }
+        }
+
         @Test func replayShowsTheRunFromTheLogAndItsStateAtAnyPosition() async throws {
             try await withTestStack { stack in
                 try await stack.activateExample()

@@ -167,7 +167,11 @@ final class Load: Sendable {
             {
                 if status == 202 {
                     acceptedTriggers.withLock {
-                        $0.append(AcceptedTrigger(flowID: ChaosFlows.manual, dedupKey: "manual:\(key)"))
+                        $0.append(
+                            AcceptedTrigger(
+                                flowID: ChaosFlows.manual,
+                                dedupKey: ManualSignal.signalID(
+                                    flowID: ChaosFlows.manual, mode: .live, idempotencyKey: key)))
                     }
                     return
                 }

@@ -1,5 +1,6 @@
 public import Hummingbird
 import LedgerCore
+import LedgerEngine
 
 /// `/automation/dlq`: the failed runs, with what is needed to understand and redrive them.
 public struct DeadLettersController<Queries: RunQueries>: Sendable {

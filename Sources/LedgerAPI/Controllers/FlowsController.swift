@@ -28,7 +28,7 @@ public struct FlowsController<Flows: FlowRepository>: Sendable {
     func register(_ request: Request, _ context: LedgerRequestContext) async throws -> Response {
         let grant = try context.requireGrant()
         let definition = try await JSONExchange.body(request)
-        let record = try await refusingAsProblem { try await flows.register(definition, actor: grant.subject) }
+        let record = try await refusingAsProblem { try await flows.register(definition, actor: grant.actor) }
         return try JSONExchange.response(.created, try FlowView(record))
     }
 
@@ -55,7 +55,7 @@ public struct FlowsController<Flows: FlowRepository>: Sendable {
                     "\"version\" must be a number: the version this change is based on (the flow's current_version).")
         }
         let record = try await refusingAsProblem {
-            try await flows.update(id, definition, basedOn: basedOn, actor: grant.subject)
+            try await flows.update(id, definition, basedOn: basedOn, actor: grant.actor)
         }
         return try JSONExchange.response(.ok, try FlowView(record))
     }
@@ -65,8 +65,8 @@ public struct FlowsController<Flows: FlowRepository>: Sendable {
         let id = try context.parameters.require("id")
         let record = try await refusingAsProblem {
             active
-                ? try await flows.activate(id, actor: grant.subject)
-                : try await flows.deactivate(id, actor: grant.subject)
+                ? try await flows.activate(id, actor: grant.actor)
+                : try await flows.deactivate(id, actor: grant.actor)
         }
         return try JSONExchange.response(.ok, try FlowView(record))
     }

@@ -33,23 +33,28 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
         let id = try context.parameters.require("id")
         let body = try await JSONExchange.body(request)
         guard case .object = body else {
-            throw Problem.badRequest("The body must be an object: {input, mode, idempotency_key?}.")
+            throw Problem.badRequest("The body must be an object: {input, mode, idempotency_key?, on_behalf_of?}.")
         }
-        let mode: RunMode
-        switch body["mode"]?.stringValue ?? "live_run" {
-        case "live_run": mode = .live
-        case "dry_run": mode = .dry
-        case let other: throw Problem.badRequest("mode must be live_run or dry_run, not \(other).")
-        }
-        let input = body["input"] ?? .object([:])
-        guard case .object = input else { throw Problem.badRequest("input must be an object.") }
-        let key = try JSONExchange.shortString(body, "idempotency_key")
-        let outcome = try await refusingAsProblem {
-            try await service.requestRun(
-                flowID: id, input: input, mode: mode, idempotencyKey: key, actor: grant.subject)
-        }
-        if case .started(_, let sequence) = outcome {
-            _ = await queries.waitForPosition(sequence, timeout: visibilityWait)
+        return try await startManualRun(
+            flowID: id, body: body, inputField: "input", grant: grant,
+            wait: try ManualRuns<Service, Queries>.wait(request))
+    }
+
+    /// A manual run (SPEC's `run`): 202 with the run id, or with `wait` the run once finished (200), or as it is
+    /// when the wait ends first (202).
+    func startManualRun(
+        flowID: String, body: JSONValue, inputField: String, grant: TokenGrant, wait: Duration?
+    ) async throws -> Response {
+        let outcome = try await ManualRuns(service: service, queries: queries).start(
+            flowID: flowID, body: body, inputField: inputField, grant: grant)
+        if let wait {
+            let finished = try await ManualRuns(service: service, queries: queries).finished(
+                outcome.runID, within: wait)
+            if let current = try queries.withRunJSON(
+                outcome.runID, { JSONExchange.response(finished ? .ok : .accepted, bytes: $0) })
+            {
+                return current
+            }
         }
         var answer: [String: JSONValue] = ["run_id": .string(outcome.runID)]
         if case .duplicate = outcome { answer["duplicate"] = true }
@@ -83,7 +88,7 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
         let id = try context.parameters.require("runId")
         let body = try await JSONExchange.optionalObject(request)
         let reason = try JSONExchange.shortString(body, "reason", limit: Limits.reasonBytes)
-        try await refusingAsProblem { try await service.cancelRun(id, actor: grant.subject, reason: reason) }
+        try await refusingAsProblem { try await service.cancelRun(id, actor: grant.actor, reason: reason) }
         return try JSONExchange.response(.accepted, ["run_id": JSONValue.string(id), "status": "CANCELLING"])
     }
 
@@ -92,7 +97,77 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
         let id = try context.parameters.require("runId")
         let body = try await JSONExchange.optionalObject(request)
         let fromStep = try JSONExchange.shortString(body, "from_step")
-        try await refusingAsProblem { try await service.redriveRun(id, fromStep: fromStep, actor: grant.subject) }
+        try await refusingAsProblem { try await service.redriveRun(id, fromStep: fromStep, actor: grant.actor) }
         return try JSONExchange.response(.accepted, ["run_id": JSONValue.string(id)])
+    }
+}
+
+/// Manual runs as both SPEC's `run` and seed 004's `execute` ask for them: read from the body, started as an
+/// artificial signal, and waited for.
+struct ManualRuns<Service: RunService, Queries: RunQueries> {
+    let service: Service
+    let queries: Queries
+    /// How long an answer waits for the read models to show a run that was just accepted.
+    let visibilityWait: Duration = .seconds(2)
+
+    /// Starts the run the body asks for: `mode` (`live_run` unless `required`), the context under `inputField`,
+    /// `idempotency_key` and `on_behalf_of`; returns once the read models show it (or a short wait passed).
+    func start(
+        flowID: String, body: JSONValue, inputField: String, grant: TokenGrant, modeRequired: Bool = false
+    ) async throws -> RunStart {
+        let mode: RunMode
+        switch body["mode"] {
+        case nil where !modeRequired, .null? where !modeRequired: mode = .live
+        case .string("live_run")?: mode = .live
+        case .string("dry_run")?: mode = .dry
+        default: throw Problem.badRequest("mode must be \"live_run\" or \"dry_run\".")
+        }
+        let input = body[inputField] ?? .null
+        guard input == .null || input.objectValue != nil else {
+            throw Problem.badRequest("\(inputField) must be an object.")
+        }
+        let key = try JSONExchange.shortString(body, "idempotency_key")
+        let onBehalfOf = try JSONExchange.shortString(body, "on_behalf_of")
+        let outcome = try await refusingAsProblem {
+            try await service.requestRun(
+                ManualRunRequest(
+                    flowID: flowID, input: input == .null ? .object([:]) : input, mode: mode, idempotencyKey: key,
+                    actor: grant.actor, onBehalfOf: onBehalfOf))
+        }
+        if case .started(_, let sequence) = outcome {
+            _ = await queries.waitForPosition(sequence, timeout: visibilityWait)
+        }
+        return outcome
+    }
+
+    /// How long `?wait=true` waits for the run to finish (`wait_sec` bounds it: at most 300 s, 30 s by default);
+    /// nil without `wait`.
+    static func wait(_ request: Request) throws -> Duration? {
+        let query = request.uri.queryParameters
+        switch query.get("wait")?.lowercased() {
+        case nil, "false", "0": return nil
+        case "true", "1", "": break
+        case let other?: throw Problem.badRequest("wait must be true or false, not \(other.prefix(40)).")
+        }
+        guard let text = query.get("wait_sec") else { return .seconds(30) }
+        guard let seconds = Int(text), (1...300).contains(seconds) else {
+            throw Problem.badRequest("wait_sec must be a whole number of seconds from 1 to 300.")
+        }
+        return .seconds(seconds)
+    }
+
+    /// Waits (at most `wait`) until the read models hold the run finished; true if they do.
+    func finished(_ runID: String, within wait: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + wait
+        while true {
+            let position = queries.position
+            let done = try queries.withRunJSON(runID) { raw in
+                (try? JSONTree.decode(RunState.self, from: raw))?.status.isTerminal ?? false
+            }
+            if done == true { return true }
+            let now = ContinuousClock.now
+            if now >= deadline { return false }
+            _ = await queries.waitForPosition(position + 1, timeout: min(deadline - now, .seconds(1)))
+        }
     }
 }

@@ -1,5 +1,6 @@
 public import Hummingbird
 import LedgerCore
+public import LedgerEngine
 
 /// The request context of the API: Hummingbird's core context and the grant of the caller's bearer token.
 public struct LedgerRequestContext: RequestContext {

@@ -1,15 +1,16 @@
 public import Hummingbird
 import LedgerCore
+public import LedgerEngine
 
 /// Puts a route group behind a bearer token with at least `role`: resolves `Authorization: Bearer <token>` to its
 /// grant and puts it on the context; 401 without a known token, 403 without the role. One middleware does both,
-/// so a request pays one hop for its access check.
+/// so a request pays one hop (and one SHA-256) for its access check.
 public struct RequireRole: RouterMiddleware {
     public typealias Context = LedgerRequestContext
-    let tokens: TokenStore
+    let tokens: AccessTokens
     let role: Role
 
-    public init(_ role: Role, tokens: TokenStore) {
+    public init(_ role: Role, tokens: AccessTokens) {
         self.role = role
         self.tokens = tokens
     }
@@ -19,16 +20,14 @@ public struct RequireRole: RouterMiddleware {
     )
         async throws -> Response
     {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+        guard let token = AccessTokens.bearer(request.headers[.authorization]) else {
             throw Problem.unauthorized("Send Authorization: Bearer <token> (ledgerflow dev prints one).")
         }
-        guard let grant = tokens.grant(for: String(header.dropFirst(7).drop { $0 == " " })) else {
+        guard let grant = tokens.grant(for: token) else {
             throw Problem.unauthorized("The token is not known to this server.")
         }
         guard grant.role >= role else {
-            throw Problem(
-                status: 403, code: "forbidden", title: "Forbidden",
-                detail: "This needs the \(role.rawValue) role; the token has \(grant.role.rawValue).")
+            throw Problem.forbidden(needs: role.rawValue, has: grant.role.rawValue)
         }
         var context = context
         context.grant = grant
@@ -38,20 +37,14 @@ public struct RequireRole: RouterMiddleware {
 
 /// How the controllers put their route groups behind a role.
 public struct AccessControl: Sendable {
-    let tokens: TokenStore
+    let tokens: AccessTokens
 
-    public init(tokens: TokenStore) {
+    public init(tokens: AccessTokens) {
         self.tokens = tokens
     }
 
     /// The middleware that lets through only callers with `role` or a higher one.
     public func require(_ role: Role) -> RequireRole {
         RequireRole(role, tokens: tokens)
-    }
-}
-
-extension Problem {
-    static func unauthorized(_ detail: String) -> Problem {
-        Problem(status: 401, code: "unauthorized", title: "Unauthorized", detail: detail)
     }
 }

@@ -1,5 +1,7 @@
+public import Foundation
 public import LedgerCore
 public import LedgerEngine
+public import LedgerProjections
 
 /// The read models of runs: one run as stored, recent runs, failed runs, and how far the models have read the log.
 public protocol RunQueries: Sendable {
@@ -26,3 +28,11 @@ extension ReadModelStore: RunQueries {
         await progress.wait(for: sequence, timeout: timeout)
     }
 }
+
+/// The audit trail's read model.
+public protocol AuditQueries: Sendable {
+    /// Entries newest first, filtered by flow, actor (id or `type:id`) and time.
+    func audit(flowID: String?, actor: String?, since: Date?, limit: Int) throws -> [AuditEntry]
+}
+
+extension ReadModelStore: AuditQueries {}
