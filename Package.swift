@@ -129,7 +129,7 @@ let package = Package(
             name: "LedgerProjectionsTests", dependencies: ["LedgerCore", "LedgerProjections"], swiftSettings: strict),
         .testTarget(
             name: "LedgerNATSTests",
-            dependencies: ["LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerTestSupport"],
+            dependencies: ["LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerDevServices", "LedgerTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "LedgerEngineTests",

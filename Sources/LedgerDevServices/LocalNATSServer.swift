@@ -70,9 +70,14 @@ public final class LocalNATSServer: @unchecked Sendable {
     }
 
     /// Starts the server and waits until it accepts connections (at most `timeout`).
+    ///
+    /// `configuration` is the text of a nats-server configuration file to start it with (written to
+    /// `dataDirectory/ledgerflow-nats.conf`): authorization, TLS, permissions. It listens on 127.0.0.1:`port`
+    /// whatever the text says; a text without a `jetstream` block gets one storing in `dataDirectory` (a text with
+    /// one keeps its own `store_dir`, which nats-server does not let a flag override).
     public init(
         port: Int? = nil, dataDirectory: String, binary: String? = nil, syncAlways: Bool = false,
-        logFile: String? = nil,
+        configuration: String? = nil, logFile: String? = nil,
         timeout: Duration = .seconds(20), logger: Logger = Logger(label: "ledgerflow.nats-server")
     ) throws {
         guard let binary = binary ?? Self.locateBinary() else { throw NotFound() }
@@ -88,10 +93,14 @@ public final class LocalNATSServer: @unchecked Sendable {
         self.binary = binary
         self.version = Self.versionOf(binary) ?? "unknown"
         var arguments = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dataDirectory]
-        if syncAlways {
+        if syncAlways || configuration != nil {
             let config = "\(dataDirectory)/ledgerflow-nats.conf"
-            try "jetstream { store_dir: \"\(dataDirectory)\", sync_interval: always }\n".write(
-                toFile: config, atomically: true, encoding: .utf8)
+            var text = configuration ?? ""
+            if !text.contains("jetstream") {
+                text +=
+                    "\njetstream { store_dir: \"\(dataDirectory)\"\(syncAlways ? ", sync_interval: always" : "") }\n"
+            }
+            try text.write(toFile: config, atomically: true, encoding: .utf8)
             arguments = ["-c", config, "-a", "127.0.0.1", "-p", String(port)]
         }
         self.arguments = arguments

@@ -1,5 +1,5 @@
 import Foundation
-import LedgerCore
+public import LedgerCore
 import LedgerNATS
 public import Logging
 public import ServiceLifecycle
@@ -60,9 +60,10 @@ public final class CalendarSimulator: Service, Sendable {
 
     /// Connects to the NATS server at `url` as the calendar service would; `run()` then answers its commands.
     public static func connect(
-        url: String, settings: Settings = Settings(), logger: Logger
+        url: String, settings: Settings = Settings(), connectOptions: NATSConnectOptions = .none, logger: Logger
     ) async throws -> CalendarSimulator {
-        let connection = try await NATSConnection.connect(url: url, name: "calendar-simulator", logger: logger)
+        let connection = try await NATSConnection.connect(
+            url: url, name: "calendar-simulator", logger: logger, credentials: NATSCredentials(connectOptions))
         return CalendarSimulator(connection: connection, settings: settings, logger: logger)
     }
 
@@ -182,8 +183,11 @@ public final class DiscoverySimulator: Service, Sendable {
     }
 
     /// Connects to the NATS server at `url` as the discovery service would; `run()` then answers its requests.
-    public static func connect(url: String, logger: Logger) async throws -> DiscoverySimulator {
-        let connection = try await NATSConnection.connect(url: url, name: "discovery-simulator", logger: logger)
+    public static func connect(
+        url: String, connectOptions: NATSConnectOptions = .none, logger: Logger
+    ) async throws -> DiscoverySimulator {
+        let connection = try await NATSConnection.connect(
+            url: url, name: "discovery-simulator", logger: logger, credentials: NATSCredentials(connectOptions))
         return DiscoverySimulator(connection: connection, logger: logger)
     }
 
@@ -231,5 +235,16 @@ public final class DiscoverySimulator: Service, Sendable {
         }
         let event = CloudEvent(source: LedgerSource.discoverySimulator, type: "DiscoverySearchResult", data: data)
         try? connection.publish(subject: reply, payload: (try? EventCodec().encode(event)) ?? [])
+    }
+}
+
+extension NATSCredentials {
+    /// The adapter's form of the command line's connect options.
+    init(_ options: NATSConnectOptions) {
+        self.init(
+            user: options.user, password: options.password, token: options.token,
+            credentialsFile: options.credentialsFile, nkeySeedFile: options.nkeySeedFile,
+            tlsCAFile: options.tlsCAFile, tlsCertificateFile: options.tlsCertificateFile, tlsKeyFile: options.tlsKeyFile
+        )
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import LedgerCore
+public import LedgerCore
 public import LedgerNATS
 public import Logging
 
@@ -95,12 +95,13 @@ public final class Ledger: Sendable {
         case createOrUpdate
     }
 
-    /// Connects, checks JetStream, and attaches to the stream (or, with `.createOrUpdate`, creates or updates it).
+    /// Connects (with `connectOptions`: credentials, TLS), checks JetStream, and attaches to the stream (or, with
+    /// `.createOrUpdate`, creates or updates it). Refused credentials or TLS throw `NATSAccessRefused`.
     public static func open(
         url: String, clientName: String = "ledgerflow", configuration: LedgerConfiguration = LedgerConfiguration(),
-        setup: StreamSetup = .attach, logger: Logger
+        setup: StreamSetup = .attach, connectOptions: NATSConnectOptions = .none, logger: Logger
     ) async throws -> Ledger {
-        let connection = try await NATSConnection.connect(url: url, name: clientName, logger: logger)
+        let connection = try await connect(url: url, name: clientName, options: connectOptions, logger: logger)
         do {
             let api = JetStreamAPI(connection: connection)
             let info = try await api.accountInfo()
@@ -118,7 +119,7 @@ public final class Ledger: Sendable {
             switch (setup, existing) {
             case (.attach, nil):
                 throw RuntimeError(
-                    "there is no \(configuration.streamName) stream on \(url): start `ledgerflow serve` (or `ledgerflow dev`) once to create it, or pass the --nats-url of the server that has it"
+                    "there is no \(configuration.streamName) stream on \(displayURL(url)): start `ledgerflow serve` (or `ledgerflow dev`) once to create it, or pass the --nats-url of the server that has it"
                 )
             case (.attach, _?):
                 break
@@ -139,20 +140,23 @@ public final class Ledger: Sendable {
 
     /// `open`, waiting for a NATS that is not reachable yet (started together with this process, or restarting):
     /// tried again with backoff (at most every 5 s) until it answers or the task is cancelled. Anything else
-    /// (JetStream off, a stream that cannot be used) is thrown at once.
+    /// (refused credentials or TLS, JetStream off, a stream that cannot be used) is thrown at once.
     public static func openWhenReachable(
         url: String, clientName: String = "ledgerflow", configuration: LedgerConfiguration = LedgerConfiguration(),
-        setup: StreamSetup = .attach, logger: Logger
+        setup: StreamSetup = .attach, connectOptions: NATSConnectOptions = .none, logger: Logger
     ) async throws -> Ledger {
         var delay: Duration = .milliseconds(250)
         while true {
             do {
                 return try await open(
-                    url: url, clientName: clientName, configuration: configuration, setup: setup, logger: logger)
+                    url: url, clientName: clientName, configuration: configuration, setup: setup,
+                    connectOptions: connectOptions, logger: logger)
             } catch let error as NATSError where error.isUnreachable || error.isTimeout {
                 logger.warning(
                     "NATS is not reachable yet; trying again",
-                    metadata: ["ledger.nats": "\(url)", LogKey.error: "\(error.message)", LogKey.delay: "\(delay)"])
+                    metadata: [
+                        "ledger.nats": "\(displayURL(url))", LogKey.error: "\(error.message)", LogKey.delay: "\(delay)",
+                    ])
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
             }

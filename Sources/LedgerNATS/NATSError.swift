@@ -36,6 +36,23 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
     public var isTimeout: Bool { status == NATSStatus.timeout }
     /// No server could be reached (at connect).
     public var isUnreachable: Bool { status == NATSStatus.noServer }
+    /// The server refused the connection's credentials (wrong, missing or not allowed): trying again cannot help.
+    public var isAuthorizationFailure: Bool { status == NATSStatus.authFailed }
+    /// The TLS handshake failed (a certificate not trusted or not accepted, TLS asked on one side only).
+    public var isTLSFailure: Bool { status == NATSStatus.sslError }
+
+    static func isAuthorizationFailure(status: Int32, text: String) -> Bool {
+        let lower = text.lowercased()
+        return status == NATSStatus.authFailed || lower.contains("authorization violation")
+            || lower.contains("authentication") || lower.contains("user authentication expired")
+    }
+
+    static func isTLSFailure(status: Int32, text: String) -> Bool {
+        let lower = text.lowercased()
+        return status == NATSStatus.sslError || lower.contains("ssl") || lower.contains("tls")
+            || lower.contains("certificate") || lower.contains("secure connection")
+    }
+
     /// Nothing listens on the subject of a request.
     public var isNoResponders: Bool { status == NATSStatus.noResponders }
 
@@ -74,4 +91,6 @@ enum NATSStatus {
     static let timeout = Int32(NATS_TIMEOUT.rawValue)
     static let noResponders = Int32(NATS_NO_RESPONDERS.rawValue)
     static let noServer = Int32(NATS_NO_SERVER.rawValue)
+    static let authFailed = Int32(NATS_CONNECTION_AUTH_FAILED.rawValue)
+    static let sslError = Int32(NATS_SSL_ERROR.rawValue)
 }

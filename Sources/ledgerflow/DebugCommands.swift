@@ -15,10 +15,11 @@ struct Replay: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger()
-        let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-replay", logger: logger)
+        let ledger = try await Ledger.open(
+            url: nats.natsURL, clientName: "ledgerflow-replay", connectOptions: nats.connectOptions, logger: logger)
         let entries = try await ledger.read(subject: Subjects.run(run))
         guard !entries.isEmpty else {
-            print("No events for run \(run) in the log (stream \(ledger.stream) at \(nats.natsURL)).")
+            print("No events for run \(run) in the log (stream \(ledger.stream) at \(nats.displayURL)).")
             throw ExitCode(1)
         }
         let decoder = JSONDecoder()
@@ -202,7 +203,9 @@ struct Projections: AsyncParsableCommand {
                 }
             }
             defer { lock?.release() }
-            let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-rebuild", logger: logger)
+            let ledger = try await Ledger.open(
+                url: nats.natsURL, clientName: "ledgerflow-rebuild", connectOptions: nats.connectOptions, logger: logger
+            )
             let scratch = "\(dataDir)/lmdb.rebuild-\(getpid())"
             try? FileManager.default.removeItem(atPath: scratch)
             var liveStore: ReadModelStore?
@@ -330,7 +333,8 @@ struct Publish: AsyncParsableCommand {
         {
             id = given
         }
-        let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-publish", logger: logger)
+        let ledger = try await Ledger.open(
+            url: nats.natsURL, clientName: "ledgerflow-publish", connectOptions: nats.connectOptions, logger: logger)
         defer { ledger.close() }
         if let sent = try await ledger.send(payload: payload, id: id, on: subject, retry: .once) {
             print(
@@ -353,7 +357,8 @@ struct Tail: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger()
-        let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-tail", logger: logger)
+        let ledger = try await Ledger.open(
+            url: nats.natsURL, clientName: "ledgerflow-tail", connectOptions: nats.connectOptions, logger: logger)
         defer { ledger.close() }
         let start: UInt64
         if let from { start = from } else { start = try await ledger.lastSequence() + 1 }

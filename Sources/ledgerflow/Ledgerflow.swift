@@ -20,12 +20,6 @@ struct Ledgerflow: AsyncParsableCommand {
         ])
 }
 
-/// Options of commands that read the log directly.
-struct NATSOptions: ParsableArguments {
-    @Option(name: .customLong("nats-url"), help: "NATS server URL (env LEDGERFLOW_NATS_URL).")
-    var natsURL: String = ProcessInfo.processInfo.environment["LEDGERFLOW_NATS_URL"] ?? "nats://127.0.0.1:4222"
-}
-
 /// Options of commands that talk to a running server.
 struct ServerOptions: ParsableArguments {
     @Option(help: "Ledgerflow HTTP API (env LEDGERFLOW_URL).")
@@ -70,12 +64,12 @@ struct Stack {
     let tokens: AccessTokens
 
     static func open(
-        natsURL: String, dataDirectory: String, mapSize: Int, tokens: AccessTokens, outbound: OutboundPolicy,
-        worker: WorkerOptions, stream: StreamOptions, secrets: SecretOptions, logger: Logger
+        natsURL: String, connectOptions: NATSConnectOptions, dataDirectory: String, mapSize: Int, tokens: AccessTokens,
+        outbound: OutboundPolicy, worker: WorkerOptions, stream: StreamOptions, secrets: SecretOptions, logger: Logger
     ) async throws -> Stack {
         let ledger = try await Ledger.openWhenReachable(
             url: natsURL, clientName: "ledgerflow-engine", configuration: try stream.configuration(),
-            setup: .createOrUpdate, logger: logger)
+            setup: .createOrUpdate, connectOptions: connectOptions, logger: logger)
         let store = try ReadModelStore(path: "\(dataDirectory)/lmdb", mapSize: mapSize)
         let projector = Projector(ledger: ledger, store: store, logger: logger)
         var configuration = EngineConfiguration()
@@ -152,11 +146,18 @@ struct Dev: AsyncParsableCommand {
     @OptionGroup var worker: WorkerOptions
     @OptionGroup var stream: StreamOptions
     @OptionGroup var secrets: SecretOptions
+    @OptionGroup var natsAccess: NATSAccessOptions
+
+    func validate() throws {
+        try natsAccess.checkForDev(natsURL: natsURL)
+    }
 
     func run() async throws {
         let logger = makeLogger()
         // Held until the process ends: no other serve, dev or rebuild writes these read models meanwhile.
         _ = try lockDataDirectory(dataDir, command: "ledgerflow dev")
+        // Its own nats-server has no authorization: the credentials are for a server given with --nats-url.
+        let connectOptions = natsURL == nil ? .none : natsAccess.connectOptions
         var server: LocalNATSServer?
         let url: String
         if let natsURL {
@@ -174,25 +175,26 @@ struct Dev: AsyncParsableCommand {
         let tokens = try tokenOptions.tokens(
             admin: [AccessToken(token: token, subject: "admin", role: .admin)], dataDirectory: dataDir)
         let stack = try await Stack.open(
-            natsURL: url, dataDirectory: dataDir, mapSize: try lmdb.mapSize(), tokens: tokens,
-            outbound: try outbound.policy(allowLoopback: true), worker: worker, stream: stream, secrets: secrets,
-            logger: logger)
+            natsURL: url, connectOptions: connectOptions, dataDirectory: dataDir, mapSize: try lmdb.mapSize(),
+            tokens: tokens, outbound: try outbound.policy(allowLoopback: true), worker: worker, stream: stream,
+            secrets: secrets, logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(calendarLatencyMs)
         settings.failureRate = calendarFailureRate
-        let calendar = try await CalendarSimulator.connect(url: url, settings: settings, logger: logger)
-        let discovery = try await DiscoverySimulator.connect(url: url, logger: logger)
+        let calendar = try await CalendarSimulator.connect(
+            url: url, settings: settings, connectOptions: connectOptions, logger: logger)
+        let discovery = try await DiscoverySimulator.connect(url: url, connectOptions: connectOptions, logger: logger)
         print(
             """
             Ledgerflow dev is running (Ctrl-C stops all of it)
-              NATS        \(url)\(server.map { " (nats-server \($0.version), data in \($0.dataDirectory))" } ?? "")
+              NATS        \(Ledger.displayURL(url))\(server.map { " (nats-server \($0.version), data in \($0.dataDirectory))" } ?? "")
               HTTP API    http://127.0.0.1:\(httpPort)
               read models \(dataDir)/lmdb
               simulators  calendar (\(calendarLatencyMs) ms latency), discovery
               admin token \(token)
               tokens file \(tokens.file ?? "none") (ledgerflow tokens create --role viewer --subject alice --data-dir \(dataDir))
 
-            export LEDGERFLOW_URL=http://127.0.0.1:\(httpPort) LEDGERFLOW_TOKEN=\(token) LEDGERFLOW_NATS_URL=\(url)
+            export LEDGERFLOW_URL=http://127.0.0.1:\(httpPort) LEDGERFLOW_TOKEN=\(token) LEDGERFLOW_NATS_URL=\(Ledger.displayURL(url))
             """)
         fflush(nil)
         let examples = ExampleFlows(
@@ -242,16 +244,23 @@ struct Serve: AsyncParsableCommand {
                 metadata: ["ledger.tokens_file": "\(tokens.file ?? "")"])
         }
         let stack = try await Stack.open(
-            natsURL: nats.natsURL, dataDirectory: dataDir, mapSize: try lmdb.mapSize(), tokens: tokens,
-            outbound: try outbound.policy(allowLoopback: false), worker: worker, stream: stream, secrets: secrets,
-            logger: logger)
+            natsURL: nats.natsURL, connectOptions: nats.connectOptions, dataDirectory: dataDir,
+            mapSize: try lmdb.mapSize(), tokens: tokens, outbound: try outbound.policy(allowLoopback: false),
+            worker: worker, stream: stream, secrets: secrets, logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
         // The simulators stand for other services: each connects on its own.
         if simulators {
-            services.append(.init(service: try await CalendarSimulator.connect(url: nats.natsURL, logger: logger)))
-            services.append(.init(service: try await DiscoverySimulator.connect(url: nats.natsURL, logger: logger)))
+            services.append(
+                .init(
+                    service: try await CalendarSimulator.connect(
+                        url: nats.natsURL, connectOptions: nats.connectOptions, logger: logger)))
+            services.append(
+                .init(
+                    service: try await DiscoverySimulator.connect(
+                        url: nats.natsURL, connectOptions: nats.connectOptions, logger: logger)))
         }
-        logger.info("serving on http://\(host):\(httpPort), NATS \(nats.natsURL), read models in \(dataDir)/lmdb")
+        logger.info(
+            "serving on http://\(host):\(httpPort), NATS \(nats.displayURL), read models in \(dataDir)/lmdb")
         let group = ServiceGroup(
             configuration: Shutdown.configuration(services: services, logger: logger))
         try await group.run()
@@ -277,7 +286,8 @@ struct CalendarSim: AsyncParsableCommand {
         settings.failureRate = failureRate
         settings.failFirst = failFirst
         settings.permanentFailures = permanent
-        let simulator = try await CalendarSimulator.connect(url: nats.natsURL, settings: settings, logger: logger)
+        let simulator = try await CalendarSimulator.connect(
+            url: nats.natsURL, settings: settings, connectOptions: nats.connectOptions, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: simulator)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))

@@ -65,7 +65,8 @@ struct Tokens: AsyncParsableCommand {
     static func record(_ change: AccessTokenChanged, nats: NATSOptions) async throws {
         let logger = makeLogger()
         do {
-            let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-tokens", logger: logger)
+            let ledger = try await Ledger.open(
+                url: nats.natsURL, clientName: "ledgerflow-tokens", connectOptions: nats.connectOptions, logger: logger)
             defer { ledger.close() }
             let event = CloudEvent(
                 source: LedgerSource.cli,
@@ -73,7 +74,7 @@ struct Tokens: AsyncParsableCommand {
             try await ledger.send(event, on: Subjects.tokenAudit, retry: .once)
         } catch {
             print(
-                "Nothing was changed: the token change could not be recorded in the log at \(nats.natsURL) (\(error)). Every token change is audited; start NATS (or give --nats-url / LEDGERFLOW_NATS_URL) and run the command again."
+                "Nothing was changed: the token change could not be recorded in the log at \(nats.displayURL) (\(error)). Every token change is audited; start NATS (or give --nats-url / LEDGERFLOW_NATS_URL) and run the command again."
             )
             throw ExitCode(1)
         }

@@ -36,7 +36,8 @@ struct Verify: AsyncParsableCommand {
         let logger = makeLogger()
         let verifier: LogVerifier
         do {
-            let ledger = try await Ledger.open(url: nats.natsURL, clientName: "ledgerflow-verify", logger: logger)
+            let ledger = try await Ledger.open(
+                url: nats.natsURL, clientName: "ledgerflow-verify", connectOptions: nats.connectOptions, logger: logger)
             defer { ledger.close() }
             let interactive = !json && isatty(STDERR_FILENO) != 0
             verifier = try await ledger.verify(subject: subject) { read in
@@ -47,7 +48,7 @@ struct Verify: AsyncParsableCommand {
             if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         } catch {
             print(
-                "Could not read the log at \(nats.natsURL): \(error). Check that nats-server runs there with JetStream and the LEDGER stream (--nats-url or LEDGERFLOW_NATS_URL), then run verify again; nothing was checked."
+                "Could not read the log at \(nats.displayURL): \(error). Check that nats-server runs there with JetStream and the LEDGER stream (--nats-url or LEDGERFLOW_NATS_URL), then run verify again; nothing was checked."
             )
             throw ExitCode(2)
         }

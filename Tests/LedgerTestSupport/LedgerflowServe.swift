@@ -15,8 +15,10 @@ public final class LedgerflowServe: @unchecked Sendable {
 
     /// Starts `binary serve` against `natsURL` on `port` (a free one unless given), its log appended to
     /// `dataDirectory/serve.log`. `LOG_LEVEL` is `logLevel` (env `LEDGERFLOW_CHILD_LOG` overrides it).
+    /// `arguments` are added to its command line and `environment` to its environment (credentials, TLS).
     public init(
-        binary: String, natsURL: String, port: Int? = nil, dataDirectory: String, logLevel: String = "warning"
+        binary: String, natsURL: String, port: Int? = nil, dataDirectory: String, logLevel: String = "warning",
+        arguments extraArguments: [String] = [], environment extraEnvironment: [String: String] = [:]
     ) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw RuntimeError(
@@ -30,11 +32,12 @@ public final class LedgerflowServe: @unchecked Sendable {
             _ = FileManager.default.createFile(atPath: logFile, contents: nil)
         }
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [
-            "serve", "--nats-url", natsURL, "--http-port", String(self.port), "--data-dir", dataDirectory,
-            "--admin-token", Self.token,
-        ]
-        var environment = ProcessInfo.processInfo.environment
+        process.arguments =
+            [
+                "serve", "--nats-url", natsURL, "--http-port", String(self.port), "--data-dir", dataDirectory,
+                "--admin-token", Self.token,
+            ] + extraArguments
+        var environment = ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 }
         environment["LOG_LEVEL"] = environment["LEDGERFLOW_CHILD_LOG"] ?? logLevel
         process.environment = environment
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
@@ -100,7 +103,9 @@ public final class LedgerflowServe: @unchecked Sendable {
 }
 
 /// Runs the built `ledgerflow` executable, as a person would.
-public func ledgerflow(_ arguments: [String]) throws -> (status: Int32, output: String) {
+public func ledgerflow(
+    _ arguments: [String], environment extraEnvironment: [String: String] = [:]
+) throws -> (status: Int32, output: String) {
     let binary = Fixtures.ledgerflowBinary
     guard FileManager.default.isExecutableFile(atPath: binary) else {
         throw RuntimeError("build the ledgerflow executable first (swift build --build-tests)")
@@ -108,7 +113,7 @@ public func ledgerflow(_ arguments: [String]) throws -> (status: Int32, output: 
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
+    var environment = ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 }
     environment["LOG_LEVEL"] = "warning"
     process.environment = environment
     let pipe = Pipe()

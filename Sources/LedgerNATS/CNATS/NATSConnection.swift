@@ -1,5 +1,6 @@
 import CNATS
 import Dispatch
+import Foundation
 public import Logging
 import Synchronization
 
@@ -12,6 +13,12 @@ enum NATSLibrary {
 
 /// Reads the calling thread's last cnats error; call it in the same synchronous function as the failing call.
 func natsLastError(_ status: natsStatus, _ context: String, file: String = #fileID, line: Int = #line) -> NATSError {
+    NATSError(
+        status: Int32(status.rawValue), message: "\(context): \(natsLastErrorText(status))", file: file, line: line)
+}
+
+/// The calling thread's last cnats error text (else the status' own text).
+func natsLastErrorText(_ status: natsStatus) -> String {
     var text = ""
     if let cText = nats_GetLastError(nil) {
         text = String(cString: cText)
@@ -19,7 +26,15 @@ func natsLastError(_ status: natsStatus, _ context: String, file: String = #file
     if text.isEmpty, let statusText = natsStatus_GetText(status) {
         text = String(cString: statusText)
     }
-    return NATSError(status: Int32(status.rawValue), message: "\(context): \(text)", file: file, line: line)
+    return withoutSourceLocation(text)
+}
+
+/// cnats' error text without the source location it starts with (`(conn.c:1905): Authorization Violation`).
+func withoutSourceLocation(_ text: String) -> String {
+    guard text.hasPrefix("("), let close = text.firstIndex(of: ")"), text[close...].hasPrefix("): "),
+        text[..<close].contains(".c:")
+    else { return text }
+    return String(text[text.index(close, offsetBy: 3)...])
 }
 
 /// Runs blocking C calls on threads of their own, never on Swift's cooperative pool.
@@ -44,6 +59,9 @@ final class ConnectionEvents: Sendable {
     let connected = Atomic<Bool>(true)
     let closing = Atomic<Bool>(false)
     let logger: Logger
+    /// The last error the server reported outside of a call (a permissions violation on a publish or a
+    /// subscription): cnats reports those through the error handler only.
+    let lastAsyncError = Mutex<String?>(nil)
     init(logger: Logger) { self.logger = logger }
 }
 
@@ -62,18 +80,23 @@ public final class NATSConnection: @unchecked Sendable {
         self.url = url
     }
 
-    /// Connects (blocking work runs off the cooperative pool). Reconnects forever once connected.
+    /// Connects (blocking work runs off the cooperative pool) with `credentials` (user and password, token, creds or
+    /// nkey, TLS). Reconnects forever once connected. A server refusing the credentials or the TLS handshake is
+    /// thrown at once (`isAuthorizationFailure`, `isTLSFailure`), never taken for an unreachable server.
     public static func connect(
-        url: String, name: String, logger: Logger, timeout: Duration = .seconds(5)
+        url: String, name: String, logger: Logger, timeout: Duration = .seconds(5),
+        credentials: NATSCredentials = .none
     ) async throws
         -> NATSConnection
     {
         try await NATSBlocking.run {
-            try connectBlocking(url: url, name: name, logger: logger, timeout: timeout)
+            try connectBlocking(url: url, name: name, logger: logger, timeout: timeout, credentials: credentials)
         }
     }
 
-    static func connectBlocking(url: String, name: String, logger: Logger, timeout: Duration) throws -> NATSConnection {
+    static func connectBlocking(
+        url: String, name: String, logger: Logger, timeout: Duration, credentials: NATSCredentials = .none
+    ) throws -> NATSConnection {
         guard NATSLibrary.opened else { throw NATSError(message: "the NATS C library could not be initialised") }
         var opts: OpaquePointer?
         var s = natsOptions_Create(&opts)
@@ -100,6 +123,31 @@ public final class NATSConnection: @unchecked Sendable {
         // cnats otherwise holds every write up to 1 ms in its buffer "to accumulate more" (its flusher thread):
         // a run's decisions are sequential appends, so that millisecond would be paid at each one.
         if s == NATS_OK { s = natsOptions_SetSendAsap(opts, true) }
+        guard s == NATS_OK else { throw natsLastError(s, "setting NATS options") }
+        try credentials.apply(to: opts)
+        if s == NATS_OK {
+            // Errors the server sends outside of a call: a permissions violation is otherwise silent (the message
+            // is dropped), so it is logged and kept.
+            s = natsOptions_SetErrorHandler(
+                opts,
+                { nc, _, status, closure in
+                    guard let closure else { return }
+                    let events = Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue()
+                    var cText: UnsafePointer<CChar>?
+                    if let nc { _ = natsConnection_GetLastError(nc, &cText) }
+                    let text =
+                        cText.map { String(cString: $0) } ?? natsStatus_GetText(status).map { String(cString: $0) }
+                        ?? "error \(status.rawValue)"
+                    events.lastAsyncError.withLock { $0 = text }
+                    if status == NATS_NOT_PERMITTED {
+                        events.logger.error(
+                            "NATS refused an operation of this connection: \(text); the server's permissions for this user do not allow it"
+                        )
+                    } else {
+                        events.logger.debug("NATS reported: \(text)")
+                    }
+                }, eventsPointer)
+        }
         if s == NATS_OK {
             s = natsOptions_SetDisconnectedCB(
                 opts,
@@ -138,10 +186,50 @@ public final class NATSConnection: @unchecked Sendable {
         handedToLibrary = true
         s = natsConnection_Connect(&conn, opts)
         guard s == NATS_OK, let conn else {
-            throw natsLastError(s, "connecting to NATS at \(url) (is nats-server running there?)")
+            let shown = redacted(url)
+            let text = natsLastErrorText(s)
+            let status = Int32(s.rawValue)
+            if NATSError.isAuthorizationFailure(status: status, text: text) {
+                // Whatever cnats' status (it may say no server could be used), this is no reason to try again.
+                throw NATSError(
+                    status: NATSStatus.authFailed, message: "NATS at \(shown) refused the credentials: \(text)")
+            }
+            // A server that verifies clients ends a TLS connection without a certificate it accepts right after
+            // the handshake, before answering the client's first PING.
+            let usesTLS = credentials.usesTLS || servers.contains { $0.lowercased().hasPrefix("tls://") }
+            if usesTLS, text.contains("Expected 'PONG'") {
+                throw NATSError(
+                    status: NATSStatus.sslError,
+                    message:
+                        "NATS at \(shown) closed the TLS connection before it was up (\(text)): a server that verifies clients does so when no client certificate, or one signed by a CA it does not trust, is given"
+                )
+            }
+            if NATSError.isTLSFailure(status: status, text: text) {
+                throw NATSError(
+                    status: NATSStatus.sslError, message: "the TLS handshake with NATS at \(shown) failed: \(text)")
+            }
+            throw NATSError(
+                status: status, message: "connecting to NATS at \(shown): \(text) (is nats-server running there?)")
         }
-        return NATSConnection(handle: conn, events: events, eventsPointer: eventsPointer, url: url)
+        return NATSConnection(handle: conn, events: events, eventsPointer: eventsPointer, url: redacted(url))
     }
+
+    /// The URL with any password or token written in it replaced by `***` (`nats://user:***@host`), for logs,
+    /// errors and `/health`.
+    public static func redacted(_ url: String) -> String {
+        url.split(separator: ",", omittingEmptySubsequences: false).map { server -> String in
+            let text = String(server)
+            let start = text.range(of: "://")?.upperBound ?? text.startIndex
+            let authorityEnd = text[start...].firstIndex(of: "/") ?? text.endIndex
+            guard let at = text[start..<authorityEnd].lastIndex(of: "@") else { return text }
+            let userInfo = text[start..<at]
+            let shown = userInfo.firstIndex(of: ":").map { "\(userInfo[..<$0]):***" } ?? "***"
+            return text[..<start] + shown + text[at...]
+        }.joined(separator: ",")
+    }
+
+    /// The last error the server reported outside of a call (a permissions violation of a publish), or nil.
+    public var lastAsyncError: String? { events.lastAsyncError.withLock { $0 } }
 
     /// The servers of a URL that may list several, separated by commas (`nats://a:4222,nats://b:4222`).
     public static func serverList(_ url: String) -> [String] {
