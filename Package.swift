@@ -73,6 +73,9 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            // The OpenAPI document, compiled into the binary (`PackageResources.openapi_json`): served at
+            // /openapi.json with no bundle to find at run time.
+            resources: [.embedInCode("Resources/openapi.json")],
             swiftSettings: strict),
         .executableTarget(
             name: "ledgerflow",

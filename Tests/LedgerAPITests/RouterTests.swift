@@ -104,6 +104,7 @@ extension Integration {
             return [
                 Route(method: .get, template: "/ping", path: "/ping", role: nil, allowed: 200),
                 Route(method: .get, template: "/health", path: "/health", role: nil, allowed: 200),
+                Route(method: .get, template: "/openapi.json", path: "/openapi.json", role: nil, allowed: 200),
                 Route(method: .get, template: "/metrics", path: "/metrics", role: .viewer, allowed: 200),
                 Route(
                     method: .get, template: "/automation/flows", path: "/automation/flows", role: .viewer, allowed: 200),
@@ -231,6 +232,24 @@ extension Integration {
                     // An unknown route is not found before any token is asked for, as before.
                     #expect(try await client.call(.get, "/automation/nothing", token: nil).status == 404)
                     #expect(try await client.call(.get, "/ping", token: nil).text == "pong")
+                }
+            }
+        }
+
+        /// A body past what the server reads is refused like every other request: a problem, not a bare 413.
+        @Test func aBodyTooLargeIsAProblem() async throws {
+            try await withTestStack { stack in
+                try await RouterClient.test(stack) { client in
+                    let big: JSONValue = ["input": ["text": .string(String(repeating: "a", count: 1 << 20))]]
+                    for (method, path) in [
+                        (HTTPRequest.Method.post, "/automation/flows"), (.post, "/automation/flows/\(Self.flow)/run"),
+                        (.post, "/automation/runs/nope/cancel"),
+                    ] {
+                        let answer = try await client.call(method, path, as: RouterClient.admin, body: big)
+                        #expect(answer.status == 413, "\(path)")
+                        #expect(answer.headers[.contentType] == "application/problem+json", "\(path)")
+                        #expect(answer.json["code"] == "too_large", "\(path): \(answer.text.prefix(200))")
+                    }
                 }
             }
         }

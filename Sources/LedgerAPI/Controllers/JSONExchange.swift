@@ -24,8 +24,7 @@ enum JSONExchange {
 
     /// The body as JSON; 400 unless it is usable JSON.
     static func body(_ request: Request) async throws -> JSONValue {
-        var request = request
-        let buffer = try await request.collectBody(upTo: Limits.streamMessageBytes)
+        let buffer = try await collect(request)
         do {
             return try JSONTree.parse(buffer.readableBytesView, maxDepth: Limits.inboundJSONDepth)
         } catch {
@@ -37,8 +36,7 @@ enum JSONExchange {
 
     /// The body as a JSON object, `{}` when empty; 400 otherwise.
     static func optionalObject(_ request: Request) async throws -> JSONValue {
-        var request = request
-        let buffer = try await request.collectBody(upTo: 1 << 20)
+        let buffer = try await collect(request)
         if buffer.readableBytes == 0 { return .object([:]) }
         guard let value = try? JSONTree.parse(buffer.readableBytesView, maxDepth: Limits.inboundJSONDepth),
             case .object = value
@@ -47,6 +45,21 @@ enum JSONExchange {
                 "The body must be a JSON object (or empty), nested at most \(Limits.inboundJSONDepth) levels.")
         }
         return value
+    }
+
+    /// The whole body, up to what the log takes in one message; 413 `too_large` (a problem, like every refusal)
+    /// past it.
+    static func collect(_ request: Request) async throws -> ByteBuffer {
+        var request = request
+        do {
+            return try await request.collectBody(upTo: Limits.streamMessageBytes)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            // NIO's "too many bytes", which Hummingbird would answer 413 with no body.
+            throw Problem(
+                status: 413, code: "too_large", title: "Body too large",
+                detail:
+                    "The body is larger than the \(Limits.streamMessageBytes) bytes this server reads; send less data.")
+        }
     }
 
     /// An optional string field of at most `limit` bytes.

@@ -2,7 +2,8 @@ public import Hummingbird
 import LedgerCore
 import LedgerEngine
 
-/// `/health`, `/ping` (public) and `/metrics` (`viewer`): how the process, the log and the read models are doing.
+/// `/health`, `/ping`, `/openapi.json` (public) and `/metrics` (`viewer`): how the process, the log and the read
+/// models are doing, and what the API is.
 public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Sendable {
     let log: Log
     let status: Status
@@ -12,11 +13,13 @@ public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Se
         self.status = status
     }
 
-    /// Adds `/health` and `/ping` to `router` as they are, and `/metrics` behind the `viewer` role.
+    /// Adds `/health`, `/ping` and `/openapi.json` to `router` as they are, and `/metrics` behind the `viewer` role.
     public func addRoutes(to router: Router<LedgerRequestContext>, access: AccessControl) {
         router.get("/health", use: health)
         // A static route with no dependencies: a liveness probe, and the benchmarks' ceiling for a bare route.
         router.get("/ping") { _, _ in "pong" }
+        // Public, like /health: the document describes the API and holds no data (README, "OpenAPI").
+        router.get("/openapi.json", use: OpenAPIDocument.response)
         router.group().add(middleware: access.require(.viewer))
             .get("metrics", use: metrics)
     }
