@@ -155,7 +155,8 @@ let package = Package(
         .testTarget(
             name: "LedgerflowTests",
             dependencies: [
-                "ChaosAudit", "LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerDevServices", "LedgerTestSupport",
+                "ChaosAudit", "LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerDevServices", "LedgerProjections",
+                "LedgerTestSupport",
             ],
             swiftSettings: strict),
     ]

@@ -2,6 +2,7 @@ import Foundation
 import LedgerCore
 import LedgerDevServices
 import LedgerNATS
+import LedgerProjections
 import LedgerTestSupport
 import Testing
 
