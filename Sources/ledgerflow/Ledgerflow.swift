@@ -1,4 +1,5 @@
 import ArgumentParser
+import CoreMetrics
 import Foundation
 import LedgerAPI
 import LedgerCore
@@ -7,6 +8,7 @@ import LedgerEngine
 import LedgerProjections
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 @main
@@ -82,6 +84,7 @@ struct Stack {
         configuration.outbound = outbound
         try worker.apply(to: &configuration)
         let engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: logger)
+        ProcessMetrics.bootstrap(engine.metrics.factory)
         return Stack(ledger: ledger, store: store, projector: projector, engine: engine, tokens: tokens)
     }
 
@@ -90,6 +93,20 @@ struct Stack {
             APIDependencies(ledger: ledger, store: store, engine: engine, tokens: tokens), host: host, port: port,
             logger: logger)
         return [projector, engine, app]
+    }
+}
+
+/// The process-wide `MetricsSystem`, bootstrapped with the engine's factory, so metrics the libraries make with it
+/// land in the engine's registry and on `GET /metrics`. `MetricsSystem.bootstrap` may run once per process.
+enum ProcessMetrics {
+    static let bootstrapped = Mutex(false)
+
+    static func bootstrap(_ factory: any MetricsFactory) {
+        bootstrapped.withLock { done in
+            guard !done else { return }
+            MetricsSystem.bootstrap(factory)
+            done = true
+        }
     }
 }
 
