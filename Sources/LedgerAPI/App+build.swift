@@ -47,6 +47,8 @@ public func buildRouter(
     log: some LogStatus, status: some OperationsStatus, tokens: AccessTokens
 ) -> Router<LedgerRequestContext> {
     let router = Router(context: LedgerRequestContext.self)
+    // First, so every request is counted: refused at the concurrency limit, unauthorized, or matching no route.
+    router.add(middleware: HTTPMetricsMiddleware(factory: status.metrics.factory))
     router.add(middleware: ConcurrencyLimitMiddleware())
     let access = AccessControl(tokens: tokens)
     OperationsController(log: log, status: status).addRoutes(to: router, access: access)

@@ -3,6 +3,7 @@ public import LedgerCore
 import LedgerNATS
 import LedgerProjections
 public import Logging
+public import Prometheus
 public import ServiceLifecycle
 public import Synchronization
 
@@ -36,6 +37,8 @@ public struct EngineConfiguration: Sendable {
     public var secrets = SecretStore()
     /// The actions flows may use: the built-in ones, minus `--disable-action`.
     public var registry: ActionRegistry = .builtIn
+    /// Where the engine keeps its metrics (default: a registry of its own, see `EngineMetrics`).
+    public var metricsRegistry: PrometheusCollectorRegistry?
     public init() {}
 }
 
@@ -68,6 +71,8 @@ public final class Engine: Service, Sendable {
     public let leases: WorkerLeases
     /// Runs this worker took over from a worker that stopped (or from none).
     public let runsClaimed = Atomic<Int>(0)
+    /// What `GET /metrics` shows: runs, step attempts, inbound refusals, the read models' progress.
+    public let metrics: EngineMetrics
 
     /// This worker's id, recorded in the runs it starts or claims.
     public var workerID: String { leases.workerID }
@@ -87,6 +92,7 @@ public final class Engine: Service, Sendable {
             breakers: breakers,
             outbound: configuration.outbound, secrets: configuration.secrets, logger: logger)
         self.logger = logger
+        self.metrics = EngineMetrics(registry: configuration.metricsRegistry ?? PrometheusCollectorRegistry())
         self.leases = WorkerLeases(
             ledger: ledger, workerID: configuration.workerID, ttl: configuration.leaseTTL, logger: logger)
         store.appliedObserver.withLock { observer in

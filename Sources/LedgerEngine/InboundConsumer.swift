@@ -81,9 +81,11 @@ extension Engine {
         let sequence = meta?.streamSequence ?? 0
         let delivered = Int(clamping: meta?.numDelivered ?? 1)
         let outcome: InboundOutcome
+        var refusal = InboundRejectClass.refused
         if let injected = inboundFailpoint.withLock({ $0 })?(message) {
             outcome = injected
         } else if delivered > configuration.maxDeliveries {
+            refusal = .deliveryLimit
             outcome = .refused(
                 "delivered \(delivered) times without an answer (the engine stopped each time while handling it); given up"
             )
@@ -97,13 +99,15 @@ extension Engine {
         case .handled:
             ack(message, subscription)
         case .refused(let reason):
-            if await reject(message, sequence: sequence, reason: reason) { ack(message, subscription) }
+            if await reject(message, sequence: sequence, reason: reason, class: refusal) { ack(message, subscription) }
         case .retry(let reason) where delivered >= configuration.maxDeliveries:
             let recorded = await reject(
-                message, sequence: sequence, reason: "given up after \(delivered) deliveries: \(reason)")
+                message, sequence: sequence, reason: "given up after \(delivered) deliveries: \(reason)",
+                class: .retriesExhausted)
             if recorded { ack(message, subscription) }
         case .retry(let reason):
             inboundRetries.add(1, ordering: .relaxed)
+            metrics.retried()
             let delay = Self.backoff(delivered)
             logger.warning(
                 "inbound message could not be handled; delivering it again later",
@@ -148,8 +152,11 @@ extension Engine {
     /// Records a refused inbound message with its reason (the message itself stays in the log at `sequence`).
     /// Returns false when the record could not be written (the message is then not acknowledged).
     @discardableResult
-    func reject(_ message: NATSMessage, sequence: UInt64, reason: String) async -> Bool {
+    func reject(
+        _ message: NATSMessage, sequence: UInt64, reason: String, class refusal: InboundRejectClass = .refused
+    ) async -> Bool {
         messagesRejected.add(1, ordering: .relaxed)
+        metrics.rejected(refusal)
         logger.warning(
             "refused an inbound message; recording it",
             metadata: [LogKey.sequence: "\(sequence)", LogKey.subject: "\(message.subject)", LogKey.error: "\(reason)"])

@@ -211,6 +211,7 @@ extension Engine {
                         state = RunState.evolve(state, appended.event, sequence: appended.sequence) ?? state
                         head = appended.link
                         eventsAppended.add(1, ordering: .relaxed)
+                        metrics.appended(body, flowID: state.flow_id, definition: definition)
                     } catch let error as NATSError where error.isWrongLastSequence {
                         conflict = true
                         break decision

@@ -146,6 +146,7 @@ extension Engine {
             return .duplicate(runID: runID)
         }
         runsStarted.add(1, ordering: .relaxed)
+        metrics.runStarted(flowID: flowID)
         _ = launch(state: state, head: appended.link, definition: definition, resume: false)
         return .started(runID: runID, sequence: appended.sequence)
     }

@@ -307,6 +307,7 @@ extension Engine {
         loop.state = RunState.evolve(state, appended.event, sequence: appended.sequence) ?? state
         loop.head = appended.link
         eventsAppended.add(1, ordering: .relaxed)
+        metrics.appended(body, flowID: state.flow_id, definition: loop.decider.definition)
         recordOutcome(body, loop.decider.definition)
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CoreMetrics
 import Foundation
 import LedgerAPI
 import LedgerCore
@@ -7,6 +8,7 @@ import LedgerEngine
 import LedgerProjections
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 @main
@@ -78,6 +80,7 @@ struct Stack {
         try worker.apply(to: &configuration)
         try secrets.apply(to: &configuration)
         let engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: logger)
+        ProcessMetrics.bootstrap(engine.metrics.factory)
         return Stack(ledger: ledger, store: store, projector: projector, engine: engine, tokens: tokens)
     }
 
@@ -89,6 +92,20 @@ struct Stack {
                 service: BrokenFlowsCheck(admin: dependencies.admin, logger: logger),
                 successTerminationBehavior: .ignore)
         ]
+    }
+}
+
+/// The process-wide `MetricsSystem`, bootstrapped with the engine's factory, so metrics the libraries make with it
+/// land in the engine's registry and on `GET /metrics`. `MetricsSystem.bootstrap` may run once per process.
+enum ProcessMetrics {
+    static let bootstrapped = Mutex(false)
+
+    static func bootstrap(_ factory: any MetricsFactory) {
+        bootstrapped.withLock { done in
+            guard !done else { return }
+            MetricsSystem.bootstrap(factory)
+            done = true
+        }
     }
 }
 

@@ -53,7 +53,8 @@ extension Integration {
                 let (metricsStatus, metrics) = try await stack.http("GET", "/metrics")
                 #expect(metricsStatus == 200)
                 #expect(metrics.stringValue?.contains("ledgerflow_projection_lag ") == true)
-                #expect(metrics.stringValue?.contains("# TYPE ledgerflow_runs_started_total counter") == true)
+                #expect(metrics.stringValue?.contains("# TYPE ledgerflow_projection_checkpoint gauge") == true)
+                #expect(metrics.stringValue?.contains("# TYPE ledgerflow_http_requests_total counter") == true)
             }
         }
     }

@@ -293,7 +293,7 @@ extension Integration {
                 let (_, metrics) = try await serve.http.text("GET", "/metrics")
                 let checkpoint =
                     (try await serve.http.json("GET", "/health")).1[path: "projection.checkpoint"]?.numberValue ?? 0
-                return metrics.contains("\nledgerflow_runs_in_memory 0\n") && checkpoint >= Double(end)
+                return PrometheusText(metrics).value("ledgerflow_runs_in_memory") == 0 && checkpoint >= Double(end)
             }
             let succeeded = try await Self.succeededRuns(ledger)
             #expect(succeeded == storm.validCommands)
@@ -311,7 +311,7 @@ extension Integration {
             #expect(rejections.allSatisfy { !$0.reason.isEmpty })
             // Every forged engine event is skipped by the read models and recorded once in the log.
             let (_, metrics) = try await serve.http.text("GET", "/metrics")
-            #expect(metrics.contains("\nledgerflow_projection_skipped_total \(storm.forged)\n"))
+            #expect(PrometheusText(metrics).value("ledgerflow_projection_skipped_total") == Double(storm.forged))
             try await eventually("every skip is recorded in the log") {
                 try await ledger.read(subject: "ledger.skipped.>").count == storm.forged
             }

@@ -51,42 +51,15 @@ public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Se
         return try JSONExchange.response(healthy ? .ok : .serviceUnavailable, body)
     }
 
-    /// Prometheus text exposition of the engine's and the read models' counters and gauges.
+    /// Prometheus text exposition of the engine's registry (see `EngineMetrics` and README.md, "Metrics"): what
+    /// was counted where it happened, and the gauges sampled now.
     func metrics(_ request: Request, _ context: LedgerRequestContext) async throws -> Response {
-        let counters = status.counters
-        let position = status.projectionPosition
-        var lines: [String] = []
-        func metric(_ name: String, _ type: String, _ help: String, _ value: Double) {
-            lines.append("# HELP \(name) \(help)")
-            lines.append("# TYPE \(name) \(type)")
-            lines.append("\(name) \(value.exactInt().map(String.init) ?? String(value))")
-        }
-        metric("ledgerflow_runs_started_total", "counter", "Runs this process started.", Double(counters.runsStarted))
-        metric(
-            "ledgerflow_run_events_appended_total", "counter", "Events this process appended to runs.",
-            Double(counters.eventsAppended))
-        metric(
-            "ledgerflow_inbound_rejected_total", "counter", "Inbound messages refused and recorded.",
-            Double(counters.messagesRejected))
-        metric(
-            "ledgerflow_inbound_retries_total", "counter",
-            "Inbound deliveries handed back to be tried again (a transient failure).", Double(counters.inboundRetries))
-        metric(
-            "ledgerflow_projection_skipped_total", "counter",
-            "Log messages the read models could not apply (recorded in the skipped table).",
-            Double(status.projectionSkipped))
-        metric(
-            "ledgerflow_runs_in_memory", "gauge", "Unfinished runs this process is driving.", Double(status.activeRuns))
-        metric("ledgerflow_projection_checkpoint", "gauge", "Log sequence the read models reflect.", Double(position))
-        if let last = try? await log.lastSequence() {
-            metric("ledgerflow_log_last_sequence", "gauge", "Last sequence of the log.", Double(last))
-            metric(
-                "ledgerflow_projection_lag", "gauge", "Log messages the read models have not applied yet.",
-                Double(last > position ? last - position : 0))
-        }
-        metric("ledgerflow_nats_connected", "gauge", "1 while the NATS connection is up.", log.isConnected ? 1 : 0)
+        let metrics = status.metrics
+        metrics.sample(
+            runsInMemory: status.activeRuns, checkpoint: status.projectionPosition, skipped: status.projectionSkipped,
+            lastSequence: try? await log.lastSequence(), natsConnected: log.isConnected)
         return Response(
-            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-            body: .init(byteBuffer: ByteBuffer(string: lines.joined(separator: "\n") + "\n")))
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
     }
 }

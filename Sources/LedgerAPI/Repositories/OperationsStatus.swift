@@ -21,38 +21,17 @@ public protocol OperationsStatus: Sendable {
     var isReady: Bool { get }
     /// Unfinished runs this process is driving.
     var activeRuns: Int { get }
-    /// The engine's counters since this process started.
-    var counters: EngineCounters { get }
+    /// The engine's metrics: what it counted since this process started, in a registry of its own.
+    var metrics: EngineMetrics { get }
     /// The log sequence the read models reflect.
     var projectionPosition: UInt64 { get }
     /// Log messages the read models could not apply.
     var projectionSkipped: Int { get }
 }
 
-/// The engine's counters since this process started.
-public struct EngineCounters: Sendable, Equatable {
-    public var runsStarted: Int
-    public var eventsAppended: Int
-    public var messagesRejected: Int
-    public var inboundRetries: Int
-
-    public init(runsStarted: Int, eventsAppended: Int, messagesRejected: Int, inboundRetries: Int) {
-        self.runsStarted = runsStarted
-        self.eventsAppended = eventsAppended
-        self.messagesRejected = messagesRejected
-        self.inboundRetries = inboundRetries
-    }
-}
-
 extension Engine: OperationsStatus {
     public var isReady: Bool { ready.load(ordering: .acquiring) }
     public var activeRuns: Int { activeRunCount }
-    public var counters: EngineCounters {
-        EngineCounters(
-            runsStarted: runsStarted.load(ordering: .relaxed), eventsAppended: eventsAppended.load(ordering: .relaxed),
-            messagesRejected: messagesRejected.load(ordering: .relaxed),
-            inboundRetries: inboundRetries.load(ordering: .relaxed))
-    }
     public var projectionPosition: UInt64 { store.progress.position }
     public var projectionSkipped: Int { store.skippedCount }
 }

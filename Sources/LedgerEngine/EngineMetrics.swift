@@ -1,0 +1,254 @@
+import CoreMetrics
+import Foundation
+import LedgerCore
+public import Prometheus
+import Synchronization
+
+/// The engine's metrics (swift-metrics over swift-prometheus), kept in a Prometheus registry of the engine's own, so
+/// two engines in one process (tests, a second worker) never count into each other's and nothing here depends on
+/// the process-wide `MetricsSystem`. `GET /metrics` renders `registry`; `ledgerflow serve` also bootstraps the
+/// global `MetricsSystem` with `factory`, so metrics of the libraries land in the same page. Names and labels are
+/// listed in README.md ("Metrics"); every label value comes from a bounded set (registered flows, registered
+/// actions, fixed outcome and status words), never from a run.
+public final class EngineMetrics: Sendable {
+    /// Where the engine's metrics are kept, and what `GET /metrics` renders.
+    public let registry: PrometheusCollectorRegistry
+    /// Makes swift-metrics metrics in `registry`.
+    public let factory: PrometheusMetricsFactory
+
+    /// Metric names (the README lists them with their labels).
+    public enum Name {
+        public static let runsStarted = "ledgerflow_runs_started_total"
+        public static let runsFinished = "ledgerflow_runs_finished_total"
+        public static let stepAttempts = "ledgerflow_step_attempts_total"
+        public static let stepDuration = "ledgerflow_step_duration_seconds"
+        public static let compensationAttempts = "ledgerflow_compensation_attempts_total"
+        public static let eventsAppended = "ledgerflow_run_events_appended_total"
+        public static let inboundRejected = "ledgerflow_inbound_rejected_total"
+        public static let inboundRetries = "ledgerflow_inbound_retries_total"
+        public static let projectionSkipped = "ledgerflow_projection_skipped_total"
+        public static let projectionCheckpoint = "ledgerflow_projection_checkpoint"
+        public static let projectionLag = "ledgerflow_projection_lag"
+        public static let logLastSequence = "ledgerflow_log_last_sequence"
+        public static let runsInMemory = "ledgerflow_runs_in_memory"
+        public static let natsConnected = "ledgerflow_nats_connected"
+        public static let httpRequests = "ledgerflow_http_requests_total"
+    }
+
+    /// Buckets of the step latency histogram: from a local step (milliseconds) to a service answering within the
+    /// longest step timeout.
+    static let stepBuckets: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+        .seconds(30), .seconds(60), .seconds(300), .seconds(900), .seconds(3600),
+    ]
+
+    /// The counters of one flow, made the first time the flow is seen (label values formatted once).
+    struct FlowCounters: Sendable {
+        let started: CoreMetrics.Counter
+        let succeeded: CoreMetrics.Counter
+        let failed: CoreMetrics.Counter
+        let cancelled: CoreMetrics.Counter
+    }
+
+    /// The attempt counters (one per outcome) and the latency histogram of one action.
+    struct ActionMetrics: Sendable {
+        let outcomes: [StepOutcome: CoreMetrics.Counter]
+        let duration: CoreMetrics.Timer?
+    }
+
+    struct ActionKey: Hashable {
+        var action: String
+        var compensation: Bool
+    }
+
+    /// How a step's (or a compensation's) attempt ended, as counted.
+    enum StepOutcome: String, Sendable, CaseIterable {
+        case succeeded
+        case failed
+        case timedOut = "timed_out"
+        case circuitOpen = "circuit_open"
+        case cancelled
+
+        init(_ kind: StepErrorKind) {
+            switch kind {
+            case .timeout: self = .timedOut
+            case .circuitOpen: self = .circuitOpen
+            case .cancelled: self = .cancelled
+            default: self = .failed
+            }
+        }
+    }
+
+    private let flows = Mutex<[String: FlowCounters]>([:])
+    /// By action, and whether the attempts are compensations.
+    private let actions = Mutex<[ActionKey: ActionMetrics]>([:])
+    let eventsAppended: CoreMetrics.Counter
+    let inboundRetries: CoreMetrics.Counter
+    let inboundRejected: [InboundRejectClass: CoreMetrics.Counter]
+    private let projectionSkipped: CoreMetrics.Counter
+    /// The skipped count already added to `projectionSkipped` (the store keeps the count; scrapes add the rest).
+    private let projectionSkippedSeen = Atomic<Int>(0)
+    private let projectionCheckpoint: CoreMetrics.Gauge
+    private let projectionLag: CoreMetrics.Gauge
+    private let logLastSequence: CoreMetrics.Gauge
+    private let runsInMemory: CoreMetrics.Gauge
+    private let natsConnected: CoreMetrics.Gauge
+
+    /// Metrics kept in `registry` (a new one by default).
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[Name.stepDuration] = Self.stepBuckets
+        self.factory = factory
+        eventsAppended = CoreMetrics.Counter(label: Name.eventsAppended, factory: factory)
+        inboundRetries = CoreMetrics.Counter(label: Name.inboundRetries, factory: factory)
+        var rejected: [InboundRejectClass: CoreMetrics.Counter] = [:]
+        for reason in InboundRejectClass.allCases {
+            rejected[reason] = CoreMetrics.Counter(
+                label: Name.inboundRejected, dimensions: [("reason", reason.rawValue)], factory: factory)
+        }
+        inboundRejected = rejected
+        projectionSkipped = CoreMetrics.Counter(label: Name.projectionSkipped, factory: factory)
+        projectionCheckpoint = CoreMetrics.Gauge(label: Name.projectionCheckpoint, factory: factory)
+        projectionLag = CoreMetrics.Gauge(label: Name.projectionLag, factory: factory)
+        logLastSequence = CoreMetrics.Gauge(label: Name.logLastSequence, factory: factory)
+        runsInMemory = CoreMetrics.Gauge(label: Name.runsInMemory, factory: factory)
+        natsConnected = CoreMetrics.Gauge(label: Name.natsConnected, factory: factory)
+    }
+
+    /// The Prometheus text exposition of every metric in `registry`.
+    public func render() -> [UInt8] { registry.emitToBuffer() }
+
+    // MARK: - Counted where it happens
+
+    func flow(_ flowID: String) -> FlowCounters {
+        flows.withLock { flows in
+            if let known = flows[flowID] { return known }
+            let factory = self.factory
+            func finished(_ status: String) -> CoreMetrics.Counter {
+                CoreMetrics.Counter(
+                    label: Name.runsFinished, dimensions: [("flow_id", flowID), ("status", status)], factory: factory)
+            }
+            let made = FlowCounters(
+                started: CoreMetrics.Counter(
+                    label: Name.runsStarted, dimensions: [("flow_id", flowID)], factory: factory),
+                succeeded: finished(RunStatus.succeeded.rawValue), failed: finished(RunStatus.failed.rawValue),
+                cancelled: finished(RunStatus.cancelled.rawValue))
+            flows[flowID] = made
+            return made
+        }
+    }
+
+    func action(_ action: String, compensation: Bool) -> ActionMetrics {
+        let key = ActionKey(action: action, compensation: compensation)
+        return actions.withLock { known in
+            if let metrics = known[key] { return metrics }
+            let factory = self.factory
+            var outcomes: [StepOutcome: CoreMetrics.Counter] = [:]
+            for outcome in StepOutcome.allCases {
+                outcomes[outcome] = CoreMetrics.Counter(
+                    label: compensation ? Name.compensationAttempts : Name.stepAttempts,
+                    dimensions: [("action", action), ("outcome", outcome.rawValue)], factory: factory)
+            }
+            let duration =
+                compensation
+                ? nil : CoreMetrics.Timer(label: Name.stepDuration, dimensions: [("action", action)], factory: factory)
+            let made = ActionMetrics(outcomes: outcomes, duration: duration)
+            known[key] = made
+            return made
+        }
+    }
+
+    /// A run this process started.
+    func runStarted(flowID: String) {
+        flow(flowID).started.increment()
+    }
+
+    /// An event this process appended to a run of `definition`: counts the run's end and the steps' attempts.
+    func appended(_ body: LedgerEvent.Body, flowID: String, definition: FlowDefinition) {
+        eventsAppended.increment()
+        switch body {
+        case .runSucceeded: flow(flowID).succeeded.increment()
+        case .runFailed: flow(flowID).failed.increment()
+        case .runCancelled: flow(flowID).cancelled.increment()
+        case .stepAttemptSucceeded(let e):
+            attempt(e.step_id, .succeeded, e.started_at, e.finished_at, definition, compensation: false)
+        case .stepAttemptFailed(let e):
+            attempt(e.step_id, StepOutcome(e.error.kind), e.started_at, e.finished_at, definition, compensation: false)
+        case .compensationSucceeded(let e):
+            attempt(e.step_id, .succeeded, e.started_at, e.finished_at, definition, compensation: true)
+        case .compensationFailed(let e):
+            attempt(e.step_id, StepOutcome(e.error.kind), e.started_at, e.finished_at, definition, compensation: true)
+        default:
+            break
+        }
+    }
+
+    private func attempt(
+        _ stepID: String, _ outcome: StepOutcome, _ startedAt: String, _ finishedAt: String,
+        _ definition: FlowDefinition, compensation: Bool
+    ) {
+        guard let step = definition.step(stepID),
+            let name = compensation ? step.compensate?.action : step.action
+        else { return }
+        let metrics = action(name, compensation: compensation)
+        metrics.outcomes[outcome]?.increment()
+        if let duration = metrics.duration, let start = Timestamp.parse(startedAt),
+            let end = Timestamp.parse(finishedAt)
+        {
+            // At most a year (timestamps out of order or absurdly far apart are not worth a trap).
+            let seconds = min(max(0, end.timeIntervalSince(start)), 86_400 * 365)
+            duration.recordNanoseconds(Int64(seconds * 1_000_000_000))
+        }
+    }
+
+    /// An inbound delivery handed back to be tried again.
+    func retried() {
+        inboundRetries.increment()
+    }
+
+    /// An inbound message refused and recorded, by why.
+    func rejected(_ reason: InboundRejectClass) {
+        inboundRejected[reason]?.increment()
+    }
+
+    // MARK: - Sampled when scraped
+
+    /// Sets the gauges (and the skipped counter) from what the engine, the read models and the log report now;
+    /// `lastSequence` nil (the log unreachable) leaves the log's gauges as they were.
+    public func sample(
+        runsInMemory: Int, checkpoint: UInt64, skipped: Int, lastSequence: UInt64?, natsConnected: Bool
+    ) {
+        self.runsInMemory.record(runsInMemory)
+        projectionCheckpoint.record(checkpoint)
+        self.natsConnected.record(natsConnected ? 1 : 0)
+        if let lastSequence {
+            logLastSequence.record(lastSequence)
+            projectionLag.record(lastSequence > checkpoint ? lastSequence - checkpoint : 0)
+        }
+        // The store counts skipped messages (across restarts); the counter is moved up to that count, once per
+        // increase even when two scrapes race.
+        var seen = projectionSkippedSeen.load(ordering: .relaxed)
+        while skipped > seen {
+            let (exchanged, original) = projectionSkippedSeen.compareExchange(
+                expected: seen, desired: skipped, ordering: .relaxed)
+            if exchanged {
+                projectionSkipped.increment(by: skipped - seen)
+                break
+            }
+            seen = original
+        }
+    }
+}
+
+/// Why an inbound message was refused, as counted (the reason itself is recorded in the log).
+public enum InboundRejectClass: String, Sendable, CaseIterable {
+    /// It cannot be handled: not a CloudEvent, a type nobody handles, fields missing or invalid, or its handler
+    /// refused it.
+    case refused
+    /// Delivered more times than allowed without an answer (the engine stopped each time while handling it).
+    case deliveryLimit = "delivery_limit"
+    /// Its handling kept failing for a reason that may pass, until the deliveries ran out.
+    case retriesExhausted = "retries_exhausted"
+}
