@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import LedgerAPI
 import LedgerCore
+import LedgerEngine
 import LedgerTestSupport
 import Testing
 
