@@ -235,7 +235,18 @@ public final class Engine: Service, Sendable {
         try await command(runID, .redrive(actor: actor.id, fromStep: fromStep, actorType: actor.type))
     }
 
+    /// A person's write (a command, a manual run) is refused at once while the log is unreachable: answered 503
+    /// with `Retry-After` instead of waiting on appends that retry until NATS is back.
+    func requireReachableLog() throws {
+        guard ledger.isConnected else {
+            throw EngineError.unavailable(
+                "NATS at \(Ledger.displayURL(ledger.url)) is not reachable right now (reconnecting); nothing was recorded, try again shortly"
+            )
+        }
+    }
+
     func command(_ runID: String, _ input: RunCommand) async throws {
+        try requireReachableLog()
         for _ in 0..<3 {
             let refusal: String?
             if let driver = drivers.withLock({ $0[runID] }) {

@@ -37,6 +37,7 @@ extension Engine {
         let problems = definition.inputProblems(values)
         if !problems.isEmpty { throw EngineError.badRequest(problems.joined(separator: "; ")) }
         let onBehalfOf = try Self.onBehalfOf(definition, request)
+        try requireReachableLog()
         let signal = ManualSignal.make(for: definition, request: request, entities: values, onBehalfOf: onBehalfOf)
         var trigger = RunTrigger(kind: .manual, event_type: signal.signal_type, data: signal.triggerData)
         if request.mode == .live {

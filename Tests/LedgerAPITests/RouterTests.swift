@@ -306,6 +306,9 @@ extension Integration {
                         .post, "/automation/runs/\(runID)/cancel", as: op, body: ["reason": "moved"])
                     #expect(cancelled.status == 202)
                     #expect(cancelled.json == ["run_id": .string(runID), "status": "CANCELLING"])
+                    // Read your writes: the run read right after the answer shows the cancel.
+                    let afterCancel = try await client.call(.get, "/automation/runs/\(runID)", as: viewer)
+                    #expect(afterCancel.json["cancel_requested_by"] == "otto", "\(afterCancel.text)")
                     try await eventually("the run is cancelled") { try stack.store.run(runID)?.status == .cancelled }
 
                     // An admin may run too; the calendar refuses, the run is a dead letter, the operator redrives it.

@@ -76,6 +76,14 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
         throw Problem(.runNotFound(id))
     }
 
+    /// After a command was recorded: waits (briefly) until the read models include the end of the log as it is
+    /// now, so a `GET` right after the answer shows the change.
+    func readYourWrite() async {
+        if let end = try? await log.lastSequence(), end > queries.position {
+            _ = await queries.waitForPosition(end, timeout: visibilityWait)
+        }
+    }
+
     func list(_ request: Request, _ context: LedgerRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
         let runs = try queries.runs(
@@ -89,6 +97,7 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
         let body = try await JSONExchange.optionalObject(request)
         let reason = try JSONExchange.shortString(body, "reason", limit: Limits.reasonBytes)
         try await refusingAsProblem { try await service.cancelRun(id, actor: grant.actor, reason: reason) }
+        await readYourWrite()
         return try JSONExchange.response(.accepted, ["run_id": JSONValue.string(id), "status": "CANCELLING"])
     }
 
@@ -98,6 +107,7 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
         let body = try await JSONExchange.optionalObject(request)
         let fromStep = try JSONExchange.shortString(body, "from_step")
         try await refusingAsProblem { try await service.redriveRun(id, fromStep: fromStep, actor: grant.actor) }
+        await readYourWrite()
         return try JSONExchange.response(.accepted, ["run_id": JSONValue.string(id)])
     }
 }
