@@ -82,7 +82,10 @@ struct Tokens: AsyncParsableCommand {
 
     /// Who runs the command, as the audit trail records it: `--actor`, else the login name.
     static func actor(_ given: String?) -> ActorRef {
-        ActorRef(type: "cli", id: given ?? ProcessInfo.processInfo.environment["USER"] ?? "unknown")
+        let login =
+            ProcessInfo.processInfo.environment["USER"]
+            ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) }
+        return ActorRef(type: "cli", id: given ?? login ?? "unknown")
     }
 
     struct Create: AsyncParsableCommand {
