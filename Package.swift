@@ -45,7 +45,7 @@ let package = Package(
         // Adapters: the only targets that import the C libraries.
         .target(
             name: "LedgerNATS",
-            dependencies: ["CNATS", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CNATS", "LedgerCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(name: "LedgerLMDB", dependencies: ["CLMDB"], swiftSettings: strict),
         // The ledger (log + projectors) and the engine.

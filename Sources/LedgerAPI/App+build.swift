@@ -51,7 +51,7 @@ public func buildRouter(
     router.add(middleware: HTTPMetricsMiddleware(factory: status.metrics.factory))
     router.add(middleware: ConcurrencyLimitMiddleware())
     let access = AccessControl(tokens: tokens)
-    OperationsController(log: log, status: status).addRoutes(to: router, access: access)
+    OperationsController(log: log, status: status, tokens: tokens).addRoutes(to: router, access: access)
     let automation = router.group("automation")
     FlowsController(flows: flows).addRoutes(to: automation.group("flows"), access: access)
     RunsController(service: runs, queries: queries, log: log).addRoutes(to: automation, access: access)

@@ -39,6 +39,11 @@ public enum JSONTree {
     }
 
     /// Decodes `T` from JSON bytes through the tree (containers nested at most `maxDepth` levels).
+    /// A value already parsed, read as `T` (no bytes in between).
+    public static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue) throws -> T {
+        try T(from: TreeDecoder(value: value, codingPath: []))
+    }
+
     public static func decode<T: Decodable>(
         _ type: T.Type, from bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth
     ) throws -> T {

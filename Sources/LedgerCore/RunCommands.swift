@@ -71,11 +71,15 @@ public struct StepExecution: Sendable, Equatable {
     public var commandID: String
     public var deadline: Date
     public var onBehalfOf: JSONValue
+    /// The `http.request` headers whose definition references `{{secrets.NAME}}`: the only places a secret is
+    /// resolved (whatever run data renders elsewhere is sent as it is, so data can never name a secret).
+    public var secretHeaders: [String] = []
 
     public init(
         runID: String, target: AttemptTarget, attempt: Int, action: String, request: JSONValue, idempotencyKey: String,
-        commandID: String, deadline: Date, onBehalfOf: JSONValue
+        commandID: String, deadline: Date, onBehalfOf: JSONValue, secretHeaders: [String] = []
     ) {
+        self.secretHeaders = secretHeaders
         self.runID = runID
         self.target = target
         self.attempt = attempt

@@ -149,19 +149,23 @@ extension RunDecider {
                         idempotencyKey: Self.idempotencyKey(
                             runID: state.run_id, target: target, generation: record.generation),
                         commandID: Self.commandID(runID: state.run_id, target: target, attempt: last.attempt),
-                        deadline: started.addingTimeInterval(timeout(step)), onBehalfOf: onBehalfOf(state)), started
+                        deadline: started.addingTimeInterval(timeout(step)), onBehalfOf: onBehalfOf(state),
+                        secretHeaders: SecretReferences.headerNames(in: template)), started
                 ))
         }
         return out
     }
 
+    /// Whose behalf the run's side effects act on: the service for a `run_as: service` flow; else the user named
+    /// for the run (`on_behalf_of`) or its trigger's user; a run with neither (a manual run of a flow that declares
+    /// no `run_as`) acts as the service, never as the operator who started it.
     func onBehalfOf(_ state: RunState) -> JSONValue {
-        definition.run_as == .service
-            ? .object(["service": "ledgerflow"])
-            : .object([
-                "user_id": state.on_behalf_of.map(JSONValue.string) ?? state.trigger.data?[path: "user.id"]
-                    ?? .string(state.actor)
-            ])
+        let service: JSONValue = .object(["service": "ledgerflow"])
+        guard definition.run_as != .service else { return service }
+        if let user = state.on_behalf_of ?? state.trigger.data?[path: "user.id"]?.stringValue {
+            return .object(["user_id": .string(user)])
+        }
+        return service
     }
 
     func start(
@@ -217,7 +221,8 @@ extension RunDecider {
                 StepExecution(
                     runID: state.run_id, target: .step(step.id), attempt: attempt, action: step.action,
                     request: request, idempotencyKey: key,
-                    commandID: commandID, deadline: now.addingTimeInterval(timeout), onBehalfOf: onBehalfOf)),
+                    commandID: commandID, deadline: now.addingTimeInterval(timeout), onBehalfOf: onBehalfOf,
+                    secretHeaders: SecretReferences.headerNames(in: step.with))),
             .wakeUp(at: now.addingTimeInterval(timeout)),
         ]
     }

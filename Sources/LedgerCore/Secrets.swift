@@ -22,6 +22,15 @@ public enum SecretReferences {
         var out: [ValidationProblem] = []
         func check(_ value: JSONValue?, at path: String, headersAllowed: Bool) {
             guard let value, let found = try? Template.references(in: value, at: path) else { return }
+            let secretPlaces = Set(found.filter { $0.reference.hasPrefix(root + ".") }.map(\.path))
+            for (place, reference) in found where secretPlaces.contains(place) && !reference.hasPrefix(root + ".") {
+                out.append(
+                    ValidationProblem(
+                        path: place,
+                        message:
+                            "{{\(reference)}}: a header that holds a secret may hold only text and secrets, no run data (which could name another secret)"
+                    ))
+            }
             for (place, reference) in found where reference.hasPrefix(root + ".") {
                 let inHeaders = place.hasPrefix("\(path).headers.")
                 if !(headersAllowed && inHeaders) {
@@ -48,6 +57,25 @@ public enum SecretReferences {
         }
         check(definition.output, at: "output", headersAllowed: false)
         return out
+    }
+
+    /// The names of the headers in a step's `with` (its definition, not the rendered request) whose value
+    /// references a secret.
+    public static func headerNames(in with: JSONValue?) -> [String] {
+        guard case .object(let headers)? = with?["headers"] else { return [] }
+        return headers.compactMap { name, value in
+            guard let text = value.stringValue, references(text) else { return nil }
+            return name
+        }.sorted()
+    }
+
+    /// Whether a template string references a secret.
+    static func references(_ text: String) -> Bool {
+        guard let pieces = try? Template.parse(text) else { return false }
+        return pieces.contains { piece in
+            if case .reference(let reference) = piece { return reference.hasPrefix(root + ".") }
+            return false
+        }
     }
 
     /// A secret that is not set.

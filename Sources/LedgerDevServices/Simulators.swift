@@ -63,7 +63,7 @@ public final class CalendarSimulator: Service, Sendable {
         url: String, settings: Settings = Settings(), connectOptions: NATSConnectOptions = .none, logger: Logger
     ) async throws -> CalendarSimulator {
         let connection = try await NATSConnection.connect(
-            url: url, name: "calendar-simulator", logger: logger, credentials: NATSCredentials(connectOptions))
+            url: url, name: "calendar-simulator", logger: logger, credentials: connectOptions)
         return CalendarSimulator(connection: connection, settings: settings, logger: logger)
     }
 
@@ -187,7 +187,7 @@ public final class DiscoverySimulator: Service, Sendable {
         url: String, connectOptions: NATSConnectOptions = .none, logger: Logger
     ) async throws -> DiscoverySimulator {
         let connection = try await NATSConnection.connect(
-            url: url, name: "discovery-simulator", logger: logger, credentials: NATSCredentials(connectOptions))
+            url: url, name: "discovery-simulator", logger: logger, credentials: connectOptions)
         return DiscoverySimulator(connection: connection, logger: logger)
     }
 
@@ -235,16 +235,5 @@ public final class DiscoverySimulator: Service, Sendable {
         }
         let event = CloudEvent(source: LedgerSource.discoverySimulator, type: "DiscoverySearchResult", data: data)
         try? connection.publish(subject: reply, payload: (try? EventCodec().encode(event)) ?? [])
-    }
-}
-
-extension NATSCredentials {
-    /// The adapter's form of the command line's connect options.
-    init(_ options: NATSConnectOptions) {
-        self.init(
-            user: options.user, password: options.password, token: options.token,
-            credentialsFile: options.credentialsFile, nkeySeedFile: options.nkeySeedFile,
-            tlsCAFile: options.tlsCAFile, tlsCertificateFile: options.tlsCertificateFile, tlsKeyFile: options.tlsKeyFile
-        )
     }
 }

@@ -107,6 +107,33 @@ public enum TokenFile {
         return contents.tokens
     }
 
+    /// Runs `body` holding an exclusive lock on `<path>.lock`, so two `ledgerflow tokens` commands never undo each
+    /// other's change (each reads, changes and writes the file under the lock).
+    public static func withLock<R>(_ path: String, _ body: () async throws -> R) async throws -> R {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let descriptor = open("\(path).lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw Problem(description: "cannot open \(path).lock: \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        // Never waits in the kernel (no thread is blocked): tries again for up to ten seconds.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK, ContinuousClock.now < deadline else {
+                throw Problem(
+                    description:
+                        "cannot lock \(path).lock (another `ledgerflow tokens` holds it, or \(String(cString: strerror(errno)))); try again"
+                )
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        defer { flock(descriptor, LOCK_UN) }
+        return try await body()
+    }
+
     /// Replaces the file in one rename, readable by its owner only.
     public static func write(_ tokens: [TokenRecord], to path: String) throws {
         let encoder = JSONEncoder()
@@ -234,7 +261,7 @@ public final class AccessTokens: Sendable {
     /// How many tokens are known (the process's and the file's).
     public var count: Int { fixed.count + state.withLock { $0.fromFile.count } }
 
-    /// The last problem reading the tokens file again (the previous tokens stay in force meanwhile), or nil.
+    /// The last problem reading the tokens file again (none of its tokens is accepted until it is fixed), or nil.
     public var fileProblem: String? { state.withLock { $0.problem } }
 
     /// The grant of `token`, or nil when it is not known.
@@ -249,7 +276,7 @@ public final class AccessTokens: Sendable {
     }
 
     /// Reads the file again when it changed since the last look, at most once a second.
-    func refreshIfDue() {
+    public func refreshIfDue() {
         guard let file else { return }
         let now = ContinuousClock.now
         let due = state.withLock { state -> Bool in
@@ -268,7 +295,10 @@ public final class AccessTokens: Sendable {
                 $0.problem = nil
             }
         } catch {
+            // Fail closed: a file that cannot be read grants nothing (a revocation written by hand must not be
+            // undone by a typo elsewhere in the file). The tokens given to the process still work.
             state.withLock {
+                $0.fromFile = [:]
                 $0.problem = "\(error)"
                 $0.stamp = stamp
             }

@@ -127,7 +127,7 @@ extension HTTPAction {
         }
         return Request(
             method: HTTPMethod(rawValue: methodText), url: url, headers: headers, body: body, expected: expected,
-            followRedirects: follow)
+            followRedirects: follow, secretHeaders: Set(execution.secretHeaders.map { $0.lowercased() }))
     }
 
     static func isToken(_ name: String) -> Bool {

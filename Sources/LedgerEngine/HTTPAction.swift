@@ -75,6 +75,8 @@ final class HTTPAction: Sendable {
         var body: [UInt8]?
         var expected: [Int]?
         var followRedirects: Bool
+        /// Headers that carry a secret (lowercased): like credentials, never handed to another origin.
+        var secretHeaders: Set<String> = []
     }
 
     /// The answer of the last hop.
@@ -200,7 +202,10 @@ final class HTTPAction: Sendable {
             }
             // Credentials meant for one origin are not handed to another.
             if nextTarget.origin != target.origin {
-                headers.removeAll { ["authorization", "cookie", "proxy-authorization"].contains($0.name.lowercased()) }
+                headers.removeAll {
+                    ["authorization", "cookie", "proxy-authorization"].contains($0.name.lowercased())
+                        || request.secretHeaders.contains($0.name.lowercased())
+                }
             }
             logger.debug(
                 "http.request follows a redirect",

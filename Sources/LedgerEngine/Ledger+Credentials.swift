@@ -2,16 +2,6 @@ import LedgerCore
 import LedgerNATS
 import Logging
 
-extension NATSCredentials {
-    /// The adapter's form of the command line's connect options.
-    init(_ options: NATSConnectOptions) {
-        self.init(
-            user: options.user, password: options.password, token: options.token,
-            credentialsFile: options.credentialsFile, nkeySeedFile: options.nkeySeedFile,
-            tlsCAFile: options.tlsCAFile, tlsCertificateFile: options.tlsCertificateFile, tlsKeyFile: options.tlsKeyFile
-        )
-    }
-}
 
 extension Ledger {
     /// The NATS URL as it may be shown: a password or token written in it is replaced by `***`.
@@ -24,7 +14,7 @@ extension Ledger {
     ) async throws -> NATSConnection {
         do {
             return try await NATSConnection.connect(
-                url: url, name: name, logger: logger, credentials: NATSCredentials(options))
+                url: url, name: name, logger: logger, credentials: options)
         } catch let error as NATSError where error.isAuthorizationFailure {
             throw NATSAccessRefused(
                 "\(error.message); \(Self.credentialsHint(options, url: url))", reason: .credentials)

@@ -39,6 +39,15 @@ extension Engine {
         let onBehalfOf = try Self.onBehalfOf(definition, request)
         try requireReachableLog()
         let signal = ManualSignal.make(for: definition, request: request, entities: values, onBehalfOf: onBehalfOf)
+        // The same matching as an inbound event of the trigger's type: a context the trigger's `match` refuses
+        // starts nothing (an operator sees why).
+        if let trigger = definition.trigger, trigger.event != nil,
+            !trigger.matches(type: signal.signal_type, data: signal.payload)
+        {
+            throw EngineError.badRequest(
+                "the context does not match the trigger of flow \(flowID) (\((trigger.match ?? [:]).map { "\($0.key) = \($0.value.compactJSON)" }.sorted().joined(separator: ", "))): a manual run goes through the same matching as the event"
+            )
+        }
         var trigger = RunTrigger(kind: .manual, event_type: signal.signal_type, data: signal.triggerData)
         if request.mode == .live {
             // The signal goes into the log first, once (its id derives from the signal's, and its subject must be
@@ -57,10 +66,20 @@ extension Engine {
             }
         }
         return try await startRun(
-            flowID: flowID, version: version, definition: definition, definitionHash: hash, trigger: trigger,
-            input: values, inputFromTrigger: true, mode: request.mode, actor: request.actor.id,
-            actorType: request.actor.type, onBehalfOf: onBehalfOf, dedupKey: signal.signal_id, messageID: nil,
-            channel: nil)
+            from: signal, trigger: trigger, mode: request.mode, flow: (version, definition, hash), input: values)
+    }
+
+    /// Starts the run of a manual signal (the API's request, or the signal read back from the log by the inbound
+    /// consumer): one run per signal and flow, by the same start code as an inbound event.
+    func startRun(
+        from signal: ManualSignal, trigger: RunTrigger, mode: RunMode,
+        flow: (version: Int, definition: FlowDefinition, hash: String), input: JSONValue
+    ) async throws -> RunStart {
+        let actor = signal.metadata.source.actor
+        return try await startRun(
+            flowID: signal.flow_id, version: flow.version, definition: flow.definition, definitionHash: flow.hash,
+            trigger: trigger, input: input, inputFromTrigger: true, mode: mode, actor: actor.id, actorType: actor.type,
+            onBehalfOf: signal.metadata.on_behalf_of, dedupKey: signal.signal_id, messageID: nil, channel: nil)
     }
 
     /// Whose behalf a manual run acts on. A flow declared `run_as: user` needs the user named (`on_behalf_of`): it is
@@ -199,8 +218,10 @@ extension ManualSignal {
         var payload: [String: JSONValue] = ["entities": entities]
         if type == EventType.assistantCommandIssued {
             if let intent = trigger?.intent { payload["intent"] = .string(intent) }
-            payload["user"] = ["id": .string(onBehalfOf ?? request.actor.id)]
+            // The user the run acts for, when there is one: never the operator who asked.
+            if let onBehalfOf { payload["user"] = ["id": .string(onBehalfOf)] }
             payload["channel"] = ["type": "manual", "conversation_id": .string(signalID)]
+            payload["message_id"] = .string(signalID)
         }
         return ManualSignal(
             signal_id: signalID, signal_type: type, flow_id: definition.id, payload: .object(payload),

@@ -42,9 +42,20 @@ final class StepExecutor: Sendable {
         _ execution: StepExecution, _ perform: (StepExecution) async throws -> StepResult
     ) async throws -> StepResult {
         var resolved = execution
-        let used: [String]
+        var used: [String] = []
         do {
-            (resolved.request, used) = try SecretReferences.resolve(execution.request) { secrets.value($0) }
+            // Only the headers whose definition names a secret; run data anywhere else is sent as it is.
+            if case .object(var headers)? = execution.request["headers"], case .object(var request) = execution.request
+            {
+                for name in execution.secretHeaders {
+                    guard let value = headers[name] else { continue }
+                    let (filled, found) = try SecretReferences.resolve(value) { secrets.value($0) }
+                    headers[name] = filled
+                    used += found
+                }
+                request["headers"] = .object(headers)
+                resolved.request = .object(request)
+            }
         } catch {
             throw StepError(
                 kind: .badRequest,

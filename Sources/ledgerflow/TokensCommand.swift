@@ -108,6 +108,11 @@ struct Tokens: AsyncParsableCommand {
                 throw ValidationError(
                     "--subject must be 1 to \(Limits.identifierBytes) bytes without spaces or control characters")
             }
+            let path = shared.path
+            try await TokenFile.withLock(path) { try await create(role) }
+        }
+
+        func create(_ role: Role) async throws {
             var tokens = try shared.read()
             let by = Tokens.actor(actor)
             let (token, record) = TokenFile.mint(
@@ -165,6 +170,10 @@ struct Tokens: AsyncParsableCommand {
         @OptionGroup var nats: NATSOptions
 
         func run() async throws {
+            try await TokenFile.withLock(shared.path) { try await revoke() }
+        }
+
+        func revoke() async throws {
             var tokens = try shared.read()
             guard let record = tokens.first(where: { $0.id == id }) else {
                 print("No token \(id) in \(shared.path); `ledgerflow tokens list` shows the ids.")

@@ -244,6 +244,23 @@ extension Integration {
                 #expect(again == 202)
                 #expect(same["run_id"] == finished["run_id"])
                 #expect(same["duplicate"] == true)
+                // The same matching as the event: a context the trigger's `match` refuses starts nothing.
+                var picky = Self.echoFlow("picky").objectValue!
+                picky["trigger"] = [
+                    "event": "AssistantCommandIssued", "intent": "echo.picky", "match": ["entities.priority": "high"],
+                ]
+                picky["output"] = ["text": "{{trigger.message_id}}"]
+                #expect(try await stack.http("POST", "/automation/flows", .object(picky)).0 == 201)
+                #expect(try await stack.http("POST", "/automation/flows/picky/activate").0 == 200)
+                let (unmatched, matchProblem) = try await stack.http(
+                    "POST", "/automation/flows/picky/run", ["input": ["priority": "low"]])
+                #expect(unmatched == 400)
+                #expect(matchProblem["detail"]?.stringValue?.contains("entities.priority") == true)
+                // The signal has the event's shape: `message_id` too (the signal's id).
+                let (matched, pickyRun) = try await stack.http(
+                    "POST", "/automation/flows/picky/run?wait=true", ["input": ["priority": "high"]])
+                #expect(matched == 200, "\(pickyRun.compactJSON)")
+                #expect(pickyRun[path: "output.text"] == pickyRun["dedup_key"])
                 // A service flow takes no user.
                 var service = Self.echoFlow("svc", runAs: "service").objectValue!
                 service["output"] = ["text": "done"]
@@ -303,6 +320,8 @@ extension Integration {
                     try await stack.http("GET", "/automation/audit?since=2999-01-01T00:00:00%2B01:00").1["entries"]
                         == [])
                 #expect(try await stack.http("GET", "/automation/audit?since=yesterday").0 == 400)
+                // The trail is a fold of the log like every read model: a rebuild gives the same table.
+                try await stack.expectRebuildEqualsLive()
             }
         }
 

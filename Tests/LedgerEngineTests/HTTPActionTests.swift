@@ -201,7 +201,7 @@ extension Integration {
                 #expect(echoed?["host"] == .string("127.0.0.1:\(service.port)"))
                 #expect(echoed?["cookie"] == .null, "no cookie kept from the earlier request")
                 #expect(echoed?["idempotency_key"]?.stringValue?.hasSuffix("/follow") == true)
-                #expect(service.count("/echo") == 1)
+                #expect(service.count("/echo") == 2)
                 service.received.withLock { $0.removeAll() }
 
                 // A hop to the metadata address is refused before connecting, like a first request would be.
@@ -439,6 +439,25 @@ extension Integration {
                         #expect(!text.contains(secret), "LMDB table \(table)")
                     }
                 }
+                // Run data can never name a secret: a header rendered from input is sent as it is.
+                var injected = Self.flow(
+                    "injected", [Self.call("call", "\(service.base)/echo", extra: ["headers": ["Authorization": "{{input.note}}"]])]
+                ).objectValue!
+                injected["run_as"] = "service"
+                let sneaky = try await self.run(stack, .object(injected), input: ["note": "{{secrets.crm_token}}"])
+                #expect(sneaky.step("call")?.output?[path: "body.authorization"] == "{{secrets.crm_token}}")
+                // A header that holds a secret holds nothing else from the run.
+                let (mixed, mixedProblem) = try await stack.http(
+                    "POST", "/automation/flows",
+                    Self.flow(
+                        "mixed",
+                        [
+                            Self.call(
+                                "call", "https://example.com",
+                                extra: ["headers": ["Authorization": "{{secrets.crm_token}} {{input.x}}"]])
+                        ]))
+                #expect(mixed == 422)
+                #expect(mixedProblem[path: "errors.0.path"] == "steps[0].with.headers.Authorization")
                 // A secret that is not set fails the step for good, naming where to set it.
                 var missing = Self.flow(
                     "missing-secret",

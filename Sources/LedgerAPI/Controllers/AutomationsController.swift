@@ -32,6 +32,7 @@ public struct AutomationsController<Flows: FlowRepository, Service: RunService, 
 
     static var createFields: Set<String> { ["automation_key", "name", "definition", "description", "status"] }
     static var updateFields: Set<String> { ["name", "definition", "description", "status", "version"] }
+    static var executeFields: Set<String> { ["mode", "context", "idempotency_key", "on_behalf_of"] }
 
     func create(_ request: Request, _ context: LedgerRequestContext) async throws -> Response {
         let grant = try context.requireGrant()
@@ -134,9 +135,13 @@ public struct AutomationsController<Flows: FlowRepository, Service: RunService, 
         guard case .object = body else {
             throw Problem.badRequest("The body must be an object: {mode: \"dry_run\"|\"live_run\", context?}.")
         }
+        let problems = Self.unknownFields(body.objectValue ?? [:], allowed: Self.executeFields)
+        if !problems.isEmpty { throw Problem(.invalidDefinition(problems)) }
+        // Waits by default (30 s); `wait=false` answers at once, `wait_sec` bounds the wait.
+        let query = request.uri.queryParameters
         let wait: Duration? =
-            request.uri.queryParameters.get("wait") == nil
-            ? .seconds(30) : try ManualRuns<Service, Queries>.wait(request)
+            query.get("wait") == nil && query.get("wait_sec") == nil
+            ? .seconds(30) : try ManualRuns<Service, Queries>.wait(request, impliedByWaitSeconds: true)
         let runs = ManualRuns(service: service, queries: queries)
         let outcome = try await runs.start(
             flowID: id, body: body, inputField: "context", grant: grant, modeRequired: true)

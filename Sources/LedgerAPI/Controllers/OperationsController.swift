@@ -1,16 +1,19 @@
 public import Hummingbird
 import LedgerCore
-import LedgerEngine
+public import LedgerEngine
 
 /// `/health`, `/ping`, `/openapi.json` (public) and `/metrics` (`viewer`): how the process, the log and the read
 /// models are doing, and what the API is.
 public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Sendable {
     let log: Log
     let status: Status
+    /// The tokens: `/health` says when their file cannot be read (none of its tokens is accepted meanwhile).
+    let tokens: AccessTokens?
 
-    public init(log: Log, status: Status) {
+    public init(log: Log, status: Status, tokens: AccessTokens? = nil) {
         self.log = log
         self.status = status
+        self.tokens = tokens
     }
 
     /// Adds `/health`, `/ping` and `/openapi.json` to `router` as they are, and `/metrics` behind the `viewer` role.
@@ -38,7 +41,16 @@ public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Se
             lag = .number(Double(state.lastSequence > position ? state.lastSequence - position : 0))
         }
         let healthy = connected && stream != .null
+        var tokenState: JSONValue = .null
+        if let tokens {
+            tokens.refreshIfDue()
+            tokenState = [
+                "file": tokens.file.map(JSONValue.string) ?? .null,
+                "problem": tokens.fileProblem.map(JSONValue.string) ?? .null,
+            ]
+        }
         let body: JSONValue = [
+            "tokens": tokenState,
             "status": healthy ? "ok" : "degraded",
             "nats": ["connected": .bool(connected), "url": .string(log.url)],
             "stream": stream,

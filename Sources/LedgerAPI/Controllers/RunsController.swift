@@ -152,9 +152,10 @@ struct ManualRuns<Service: RunService, Queries: RunQueries> {
 
     /// How long `?wait=true` waits for the run to finish (`wait_sec` bounds it: at most 300 s, 30 s by default);
     /// nil without `wait`.
-    static func wait(_ request: Request) throws -> Duration? {
+    static func wait(_ request: Request, impliedByWaitSeconds: Bool = false) throws -> Duration? {
         let query = request.uri.queryParameters
         switch query.get("wait")?.lowercased() {
+        case nil where impliedByWaitSeconds && query.get("wait_sec") != nil: break
         case nil, "false", "0": return nil
         case "true", "1", "": break
         case let other?: throw Problem.badRequest("wait must be true or false, not \(other.prefix(40)).")

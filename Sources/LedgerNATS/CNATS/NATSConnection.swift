@@ -1,6 +1,7 @@
 import CNATS
 import Dispatch
 import Foundation
+public import LedgerCore
 public import Logging
 import Synchronization
 

@@ -1,39 +1,13 @@
 import CNATS
 import Foundation
+public import LedgerCore
 
-/// How a connection authenticates and whether it uses TLS: applied to cnats' options at connect (see
-/// `NATSConnection.connect`). The default, `.none`, adds nothing (credentials in the URL still work).
-public struct NATSCredentials: Sendable, Equatable {
-    public var user: String?
-    public var password: String?
-    public var token: String?
-    /// A `.creds` file (user JWT, and the nkey seed unless `nkeySeedFile` holds it).
-    public var credentialsFile: String?
-    /// A user nkey seed file (`SU...`): the public key is derived from the seed.
-    public var nkeySeedFile: String?
-    public var tlsCAFile: String?
-    public var tlsCertificateFile: String?
-    public var tlsKeyFile: String?
+/// How a connection authenticates and whether it uses TLS (LedgerCore's `NATSConnectOptions`, the command line's
+/// value): applied to cnats' options at connect (see `NATSConnection.connect`). `.none` adds nothing (credentials in
+/// the URL still work).
+public typealias NATSCredentials = NATSConnectOptions
 
-    public init(
-        user: String? = nil, password: String? = nil, token: String? = nil, credentialsFile: String? = nil,
-        nkeySeedFile: String? = nil, tlsCAFile: String? = nil, tlsCertificateFile: String? = nil,
-        tlsKeyFile: String? = nil
-    ) {
-        self.user = user
-        self.password = password
-        self.token = token
-        self.credentialsFile = credentialsFile
-        self.nkeySeedFile = nkeySeedFile
-        self.tlsCAFile = tlsCAFile
-        self.tlsCertificateFile = tlsCertificateFile
-        self.tlsKeyFile = tlsKeyFile
-    }
-
-    public static let none = NATSCredentials()
-
-    var usesTLS: Bool { tlsCAFile != nil || tlsCertificateFile != nil || tlsKeyFile != nil }
-
+extension NATSConnectOptions {
     /// Sets these on cnats' options; the error says which setting failed (never its secret).
     func apply(to opts: OpaquePointer) throws {
         var s = NATS_OK
