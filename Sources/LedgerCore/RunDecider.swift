@@ -361,7 +361,8 @@ public struct RunDecider: Sendable {
                             runID: state.run_id, target: target, attempt: attempt, action: compensation.action,
                             request: request,
                             idempotencyKey: key, commandID: commandID, deadline: now.addingTimeInterval(timeout(step)),
-                            onBehalfOf: onBehalfOf(state), secretHeaders: SecretReferences.headerNames(in: compensation.with))),
+                            onBehalfOf: onBehalfOf(state),
+                            secretHeaders: SecretReferences.headerNames(in: compensation.with))),
                     .wakeUp(at: now.addingTimeInterval(timeout(step))),
                 ]
             }

@@ -35,9 +35,6 @@ public enum Subjects {
     public static let tokenAudit = "ledger.audit.token"
     /// The artificial signal of a manual `live_run` (`ManualSignalIssued`), one subject per signal.
     public static func signal(_ signalID: String) -> String { "ledger.signal.\(signalID)" }
-    /// Every manual signal: the inbound consumer reads them back, so a signal whose run did not start (the process
-    /// stopped in between) still starts it.
-    public static let signals = "ledger.signal.>"
 
     /// The subjects the stream captures.
     public static let streamSubjects = [
@@ -45,7 +42,7 @@ public enum Subjects {
     ]
 
     /// The inbound subjects the engine consumes.
-    public static let engineInbound = [assistantCommandIssued, calendarEvents, signals]
+    public static let engineInbound = [assistantCommandIssued, calendarEvents]
 
     /// Whether `token` can be used as one subject token (flow ids, run ids, step ids).
     public static func isValidToken(_ token: String) -> Bool {

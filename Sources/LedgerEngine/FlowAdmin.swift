@@ -165,8 +165,12 @@ public struct FlowAdmin: Sendable {
         let ack: AppendedEvent
         do {
             ack = try await ledger.append(body, to: .flow(id: flowID), expectedLastSequence: expected, retry: .once)
+        } catch let error as NATSError where error.isTimeout {
+            throw EngineError.unavailable(
+                "NATS did not answer in time (\(error.message)); the change may still be recorded: read the flow before trying again."
+            )
         } catch let error as NATSError where !error.isWrongLastSequence {
-            throw EngineError.unavailable("NATS did not accept the change: \(error.message)")
+            throw EngineError.unavailable("NATS did not accept the change (\(error.message)); nothing was recorded.")
         }
         guard await store.progress.wait(for: ack.sequence, timeout: projectionWait), let record = try store.flow(flowID)
         else {

@@ -33,7 +33,6 @@ struct InboundHandlers: Sendable {
         var handlers = InboundHandlers()
         handlers.register(AssistantCommandHandler(), for: [EventType.assistantCommandIssued])
         handlers.register(CalendarOutcomeHandler(), for: CalendarOutcomeHandler.types)
-        handlers.register(ManualSignalHandler(), for: [EventType.manualSignalIssued])
         return handlers
     }()
 }
@@ -151,52 +150,5 @@ struct CalendarOutcomeHandler: InboundHandler {
                 metadata: [LogKey.runID: "\(runID)", LogKey.sequence: "\(sequence)"])
         }
         return .handled
-    }
-}
-
-/// `ManualSignalIssued` read back from the log: the run of a manual `live_run` starts from its signal. The API
-/// starts it at once; this makes sure a signal whose run never started (the process stopped in between) still
-/// starts it, once, on whichever worker reads it.
-struct ManualSignalHandler: InboundHandler {
-    let requiredFields = ["signal_id", "signal_type", "flow_id", "metadata.source.actor.id"]
-    let identifierFields = ["signal_id", "signal_type", "flow_id"]
-
-    func handle(_ event: CloudEvent<JSONValue>, at sequence: UInt64, engine: Engine) async -> InboundOutcome {
-        let signal: ManualSignal
-        do {
-            signal = try JSONTree.decode(ManualSignal.self, from: event.data)
-        } catch {
-            return .refused("not a manual signal: \(error)")
-        }
-        guard event.source == LedgerSource.api else {
-            return .refused("a manual signal is recorded by Ledgerflow's API only, not by \(event.source.prefix(64))")
-        }
-        if sequence > 1 { _ = await engine.store.progress.wait(for: sequence - 1, timeout: engine.configuration.projectionWait) }
-        do {
-            let flowID = signal.flow_id
-            if try engine.store.dedup(flowID: flowID, key: signal.signal_id) != nil { return .handled }
-            let runID = DerivedID.uuid("\(flowID)/\(signal.signal_id)")
-            if try await engine.ledger.firstMessage(on: Subjects.run(runID)) != nil { return .handled }
-            guard let record = try engine.store.flow(flowID), record.status == .active,
-                let version = record.active_version,
-                let (definition, hash) = try engine.catalog.pinned(flowID: flowID, version: version)
-            else {
-                return .refused("manual signal \(signal.signal_id): flow \(flowID) is not active any more; no run started")
-            }
-            let entities = signal.payload["entities"] ?? .object([:])
-            let trigger = RunTrigger(
-                kind: .manual, event_type: signal.signal_type, event_id: event.id, sequence: sequence,
-                data: signal.triggerData)
-            _ = try await engine.startRun(
-                from: signal, trigger: trigger, mode: .live, flow: (version, definition, hash),
-                input: definition.applyingInputDefaults(to: entities))
-            return .handled
-        } catch is CancellationError {
-            return .interrupted
-        } catch let error as StartRefused {
-            return .refused("manual signal \(signal.signal_id): \(error.reason)")
-        } catch {
-            return .retry("manual signal \(signal.signal_id): \(error)")
-        }
     }
 }

@@ -2,7 +2,6 @@ import LedgerCore
 import LedgerNATS
 import Logging
 
-
 extension Ledger {
     /// The NATS URL as it may be shown: a password or token written in it is replaced by `***`.
     public static func displayURL(_ url: String) -> String { NATSConnection.redacted(url) }

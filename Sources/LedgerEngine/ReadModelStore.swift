@@ -304,7 +304,9 @@ public final class ReadModelStore: Sendable {
             var out: [AuditEntry] = []
             try txn.scanBackward(environment.table(AuditTrail.table)) { _, value in
                 guard let entry = try? JSONTree.decode(AuditEntry.self, from: value) else { return true }
-                if let since, let at = Timestamp.parse(entry.at), at < since { return false }
+                // Entries are in log order; their times come from the clocks of whoever recorded them, so an older
+                // time is skipped, not taken as the end.
+                if let since, let at = Timestamp.parse(entry.at), at < since { return true }
                 if let flowID, entry.flow_id != flowID { return true }
                 if let actor, entry.actor.id != actor, "\(entry.actor.type):\(entry.actor.id)" != actor { return true }
                 out.append(entry)

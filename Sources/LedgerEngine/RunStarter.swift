@@ -39,15 +39,6 @@ extension Engine {
         let onBehalfOf = try Self.onBehalfOf(definition, request)
         try requireReachableLog()
         let signal = ManualSignal.make(for: definition, request: request, entities: values, onBehalfOf: onBehalfOf)
-        // The same matching as an inbound event of the trigger's type: a context the trigger's `match` refuses
-        // starts nothing (an operator sees why).
-        if let trigger = definition.trigger, trigger.event != nil,
-            !trigger.matches(type: signal.signal_type, data: signal.payload)
-        {
-            throw EngineError.badRequest(
-                "the context does not match the trigger of flow \(flowID) (\((trigger.match ?? [:]).map { "\($0.key) = \($0.value.compactJSON)" }.sorted().joined(separator: ", "))): a manual run goes through the same matching as the event"
-            )
-        }
         var trigger = RunTrigger(kind: .manual, event_type: signal.signal_type, data: signal.triggerData)
         if request.mode == .live {
             // The signal goes into the log first, once (its id derives from the signal's, and its subject must be

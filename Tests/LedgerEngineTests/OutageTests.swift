@@ -90,8 +90,17 @@ extension Integration {
                     try stack.store.run(waiting)?.status == .succeeded
                 }
                 #expect(target.total == 1, "the call was not sent again")
-                try stack.publishCommand(id: "after-outage")
-                _ = try await stack.waitForRuns(3, timeout: .seconds(60))
+                do {
+                    try await eventually("after-outage", timeout: .seconds(60)) {
+                        try stack.publishCommand(id: "after-outage")
+                        return try stack.runs().filter { $0.status == .succeeded }.count >= 3
+                    }
+                } catch {
+                    Issue.record(
+                        "runs after the outage: \(try stack.runs().map { "\($0.flow_id) \($0.status.rawValue) \($0.trigger.event_id ?? "-")" })"
+                    )
+                    throw error
+                }
                 let (created, _) = try await stack.http(
                     "POST", "/automation/flows", WorkerTests.callFlow("after-outage", "\(target.base)/effect"))
                 #expect(created == 201, "writes are accepted again")

@@ -135,8 +135,12 @@ public struct AutomationsController<Flows: FlowRepository, Service: RunService, 
         guard case .object = body else {
             throw Problem.badRequest("The body must be an object: {mode: \"dry_run\"|\"live_run\", context?}.")
         }
-        let problems = Self.unknownFields(body.objectValue ?? [:], allowed: Self.executeFields)
-        if !problems.isEmpty { throw Problem(.invalidDefinition(problems)) }
+        let unknown = (body.objectValue ?? [:]).keys.filter { !Self.executeFields.contains($0) }.sorted()
+        if !unknown.isEmpty {
+            throw Problem.badRequest(
+                "\(unknown.map { "\"\($0.prefix(40))\"" }.prefix(5).joined(separator: ", ")) is not a field of execute; send {mode, context?, idempotency_key?, on_behalf_of?}."
+            )
+        }
         // Waits by default (30 s); `wait=false` answers at once, `wait_sec` bounds the wait.
         let query = request.uri.queryParameters
         let wait: Duration? =
