@@ -7,7 +7,7 @@ public struct AuditEntry: Codable, Sendable, Equatable {
     public var sequence: UInt64
     public var at: String
     /// `create`, `update`, `activate`, `deactivate`, `mark_broken`, `execute`, `cancel`, `redrive`, `token_create`,
-    /// `token_revoke`.
+    /// `token_revoke`, `schedule_pause`, `schedule_resume`.
     public var action: String
     public var actor: ActorRef
     public var flow_id: String?
@@ -113,6 +113,12 @@ public enum AuditTrail {
                 after: [
                     "from_step": .string(e.from_step), "reset_steps": .array(e.reset_steps.map(JSONValue.string)),
                 ])
+        case .scheduleStateChanged(let e):
+            return AuditEntry(
+                sequence: sequence, at: event.time, action: e.paused ? "schedule_pause" : "schedule_resume",
+                actor: ActorRef.recorded(e.actor, type: e.actor_type), flow_id: e.flow_id,
+                before: ["paused": .bool(!e.paused)],
+                after: ["paused": .bool(e.paused), "reason": e.reason.map(JSONValue.string) ?? .null])
         case .tokenChanged(let e):
             let token: JSONValue = ["subject": .string(e.subject), "role": .string(e.role)]
             let revoked = e.change == "revoked"

@@ -27,6 +27,9 @@ public enum LogAdmission: Equatable {
         if subject.hasPrefix(Subjects.flowPrefix) {
             return admitFlowEvent(flowID: String(subject.dropFirst(Subjects.flowPrefix.count)), payload: payload)
         }
+        if subject.hasPrefix(Subjects.firingPrefix) || subject.hasPrefix(Subjects.schedulePrefix) {
+            return admitScheduleEvent(subject: subject, payload: payload)
+        }
         if subject == Subjects.tokenAudit {
             // Token changes feed the audit trail; anything else there is not theirs to fold.
             guard let event = try? JSONTree.decode(LedgerEvent.self, from: payload), case .tokenChanged = event.body
@@ -99,8 +102,36 @@ public enum LogAdmission: Equatable {
         case .other:
             return .skipped(
                 reason: "unknown event type \"\(event.type.prefix(64))\" on a run's subject", fold: position)
-        case .flowVersionRecorded, .flowStatusChanged, .rejected, .outputPublished, .tokenChanged, .signalIssued:
+        case .flowVersionRecorded, .flowStatusChanged, .rejected, .outputPublished, .tokenChanged, .signalIssued,
+            .scheduleFiring, .scheduleStateChanged:
             return .skipped(reason: "\(event.type) does not belong on a run's subject", fold: position)
+        }
+    }
+
+    /// A firing's outcome on `ledger.firing.<flow>.<nominal_ms>`, a pause or resume on `ledger.schedule.<flow>`:
+    /// the event must name the flow of its subject.
+    static func admitScheduleEvent(subject: String, payload: [UInt8]) -> LogAdmission {
+        let firing = subject.hasPrefix(Subjects.firingPrefix)
+        let rest = subject.dropFirst(firing ? Subjects.firingPrefix.count : Subjects.schedulePrefix.count)
+        let tokens = rest.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard tokens.count == (firing ? 2 : 1), Subjects.isValidToken(tokens[0]) else {
+            return .skipped(
+                reason: "not a schedule subject (ledger.firing.<flow>.<ms>, ledger.schedule.<flow>)", fold: nil)
+        }
+        guard let event = try? JSONTree.decode(LedgerEvent.self, from: payload) else {
+            return .skipped(reason: "not a readable schedule event", fold: nil)
+        }
+        switch event.body {
+        case .scheduleFiring(let e)
+        where firing && e.flow_id == tokens[0]
+            && Timestamp.parse(e.nominal_time).map({ String(ScheduleSpec.millis($0)) }) == tokens[1]:
+            return .event(event)
+        case .scheduleStateChanged(let e) where !firing && e.flow_id == tokens[0]:
+            return .event(event)
+        default:
+            return .skipped(
+                reason: "\(event.type.prefix(64)) does not belong on \(firing ? "a firing's" : "a schedule's") subject",
+                fold: nil)
         }
     }
 

@@ -204,7 +204,7 @@ public enum ReadModelTables {
     public static var all: [String] {
         [
             meta, RunStatusModel.table, RunStatusModel.activeTable, RunStatusModel.failedTable, FlowVersionsModel.table,
-            DedupModel.table, SkippedMessage.table, AuditTrail.table,
+            DedupModel.table, SkippedMessage.table, AuditTrail.table, ScheduleModel.table,
         ]
     }
 }

@@ -37,14 +37,14 @@ public func buildApplication(
 public func buildRouter(_ deps: APIDependencies) -> Router<LedgerRequestContext> {
     buildRouter(
         flows: deps.admin, runs: deps.engine, queries: deps.store, audit: deps.store, log: deps.ledger,
-        status: deps.engine, tokens: deps.tokens)
+        status: deps.engine, schedules: deps.engine, tokens: deps.tokens)
 }
 
 /// The routes of SPEC §4, one controller per resource, each over the narrow protocol it needs. Every route but
 /// `/health` and `/ping` needs a bearer token; each controller puts its routes behind the role they need.
 public func buildRouter(
     flows: some FlowRepository, runs: some RunService, queries: some RunQueries, audit: some AuditQueries,
-    log: some LogStatus, status: some OperationsStatus, tokens: AccessTokens
+    log: some LogStatus, status: some OperationsStatus, schedules: some ScheduleService, tokens: AccessTokens
 ) -> Router<LedgerRequestContext> {
     let router = Router(context: LedgerRequestContext.self)
     // First, so every request is counted: refused at the concurrency limit, unauthorized, or matching no route.
@@ -57,6 +57,7 @@ public func buildRouter(
     RunsController(service: runs, queries: queries, log: log).addRoutes(to: automation, access: access)
     DeadLettersController(queries: queries).addRoutes(to: automation.group("dlq"), access: access)
     AuditController(queries: audit).addRoutes(to: automation.group("audit"), access: access)
+    SchedulesController(service: schedules).addRoutes(to: automation.group("schedules"), access: access)
     AutomationsController(flows: flows, service: runs, queries: queries).addRoutes(
         to: router.group("admin/api/automations"), access: access)
     return router

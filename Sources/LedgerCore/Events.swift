@@ -58,6 +58,8 @@ public struct RunTrigger: Codable, Sendable, Equatable {
     public var sequence: UInt64?
     /// The triggering event's `data` (what `{{trigger...}}` reads).
     public var data: JSONValue?
+    /// A scheduled run's nominal firing time (RFC 3339, UTC), also in `data` as `scheduled_at`.
+    public var scheduled_at: String?
 
     public init(
         kind: Kind, event_type: String? = nil, event_id: String? = nil, sequence: UInt64? = nil, data: JSONValue? = nil

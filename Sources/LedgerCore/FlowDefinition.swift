@@ -48,12 +48,28 @@ public struct FlowTrigger: Codable, Sendable, Equatable {
     public var timezone: String?
     public var interval: String?
     public var manual: Bool?
+    /// A schedule's overlap policy: `skip` (the default), `buffer_one`, `allow_all`, `cancel_other`.
+    public var overlap: String?
+    /// How far back after downtime a schedule's missed firings still run (default `1m`); older ones are recorded as
+    /// skipped (`missed_catchup_window`).
+    public var catchup_window: String?
+    /// A schedule's jitter: each firing starts up to this much later (a fixed share per firing, the same on every
+    /// scheduler).
+    public var jitter: String?
+    /// The user a `run_as: user` flow on a schedule acts for (its delegated user): required for such flows.
+    public var on_behalf_of: String?
 
     public init(event: String? = nil, intent: String? = nil, match: [String: JSONValue]? = nil) {
         self.event = event
         self.intent = intent
         self.match = match
     }
+
+    /// Whether the trigger is a schedule (cron or interval).
+    public var isSchedule: Bool { cron != nil || interval != nil }
+
+    /// The overlap policy (`skip` when absent or unknown; validation refuses unknown ones).
+    public var overlapPolicy: OverlapPolicy { overlap.flatMap(OverlapPolicy.init(rawValue:)) ?? .skip }
 
     /// Whether an inbound event of `type` with `data` starts this flow.
     public func matches(type: String, data: JSONValue) -> Bool {
@@ -65,6 +81,18 @@ public struct FlowTrigger: Codable, Sendable, Equatable {
         }
         return true
     }
+}
+
+/// What a schedule does with a firing while its previous run has not finished.
+public enum OverlapPolicy: String, Codable, Sendable, CaseIterable {
+    /// The firing is skipped and recorded (`skip_overlap`).
+    case skip
+    /// One firing waits and starts when the running one ends; further ones are skipped.
+    case buffer_one
+    /// Every firing starts.
+    case allow_all
+    /// The running run is cancelled and the firing starts.
+    case cancel_other
 }
 
 /// One declared input of a flow: its type, whether it is required, its default.

@@ -169,7 +169,7 @@ public enum FlowValidator {
         }
         for found in SecretReferences.problems(in: definition) { problem(found.path, found.message) }
         if let trigger = definition.trigger {
-            checkTrigger(trigger, problem)
+            checkTrigger(trigger, runAs: definition.run_as, problem)
         } else {
             problem(
                 "trigger",

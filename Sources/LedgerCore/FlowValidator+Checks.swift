@@ -138,7 +138,7 @@ extension FlowValidator {
         }
     }
 
-    static func checkTrigger(_ trigger: FlowTrigger, _ problem: (String, String) -> Void) {
+    static func checkTrigger(_ trigger: FlowTrigger, runAs: RunAs?, _ problem: (String, String) -> Void) {
         let kinds = [trigger.event != nil, trigger.cron != nil, trigger.interval != nil, trigger.manual == true].filter
         { $0 }.count
         if kinds == 0 { problem("trigger", "give one of event, cron, interval or manual: true") }
@@ -146,9 +146,90 @@ extension FlowValidator {
         if trigger.intent != nil, trigger.event == nil {
             problem("trigger.intent", "only event triggers take an intent")
         }
-        if let cron = trigger.cron, let message = CronCheck.problem(cron) { problem("trigger.cron", message) }
-        if let interval = trigger.interval, case .failure(let failure) = DurationText.parse(interval) {
-            problem("trigger.interval", failure.message)
+        if let cron = trigger.cron {
+            do throws(CronProblem) {
+                _ = try CronExpression(cron)
+            } catch {
+                problem("trigger.cron", error.message)
+            }
+        }
+        if let timezone = trigger.timezone {
+            if trigger.cron == nil {
+                problem("trigger.timezone", "only cron triggers take a time zone (an interval counts in UTC)")
+            }
+            do throws(CronProblem) { _ = try ScheduleSpec.zone(timezone) } catch {
+                problem("trigger.timezone", error.message)
+            }
+        }
+        var intervalMillis: Int64?
+        if let interval = trigger.interval {
+            do throws(CronProblem) {
+                if case .interval(let millis) = try ScheduleSpec.interval(interval) { intervalMillis = millis }
+            } catch {
+                problem("trigger.interval", error.message)
+            }
+        }
+        checkSchedulePolicies(trigger, runAs: runAs, intervalMillis: intervalMillis, problem)
+    }
+
+    /// The schedule-only fields: overlap, catch-up window, jitter and the delegated user.
+    static func checkSchedulePolicies(
+        _ trigger: FlowTrigger, runAs: RunAs?, intervalMillis: Int64?, _ problem: (String, String) -> Void
+    ) {
+        let fields: [(String, Bool)] = [
+            ("overlap", trigger.overlap != nil), ("catchup_window", trigger.catchup_window != nil),
+            ("jitter", trigger.jitter != nil), ("on_behalf_of", trigger.on_behalf_of != nil),
+        ]
+        if !trigger.isSchedule {
+            for (name, present) in fields where present {
+                problem("trigger.\(name)", "only cron and interval triggers take \(name)")
+            }
+            return
+        }
+        if let overlap = trigger.overlap, OverlapPolicy(rawValue: overlap) == nil {
+            problem(
+                "trigger.overlap",
+                "unknown overlap policy \(quoted(overlap)); use one of \(OverlapPolicy.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
+        }
+        if let window = trigger.catchup_window {
+            switch DurationText.parse(window) {
+            case .failure(let failure): problem("trigger.catchup_window", failure.message)
+            case .success(let seconds) where seconds > 7 * 86_400:
+                problem("trigger.catchup_window", "\(quoted(window)) is longer than the longest catch-up window, 7d")
+            case .success: break
+            }
+        }
+        if let jitter = trigger.jitter {
+            switch DurationText.parse(jitter) {
+            case .failure(let failure): problem("trigger.jitter", failure.message)
+            case .success(let seconds) where seconds > 3600:
+                problem("trigger.jitter", "\(quoted(jitter)) is longer than the longest jitter, 1h")
+            case .success(let seconds):
+                if let intervalMillis, seconds * 1000 >= Double(intervalMillis) {
+                    problem(
+                        "trigger.jitter",
+                        "\(quoted(jitter)) is not shorter than the interval \(quoted(trigger.interval ?? "")); a firing would start after the next one is due"
+                    )
+                }
+            }
+        }
+        switch runAs {
+        case .user?:
+            if (trigger.on_behalf_of ?? "").isEmpty {
+                problem(
+                    "trigger.on_behalf_of",
+                    "a run_as: user flow on a schedule needs its delegated user: name the user's id (\"on_behalf_of\": \"u-1\")"
+                )
+            }
+        case .service?:
+            if trigger.on_behalf_of != nil {
+                problem("trigger.on_behalf_of", "a run_as: service flow acts as the service; leave on_behalf_of out")
+            }
+        case nil: break
+        }
+        if let user = trigger.on_behalf_of, user.utf8.count > Limits.identifierBytes {
+            problem("trigger.on_behalf_of", "longer than \(Limits.identifierBytes) bytes")
         }
     }
 

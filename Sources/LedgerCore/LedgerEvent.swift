@@ -23,6 +23,8 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case runClaimed(RunClaimed)
         case tokenChanged(AccessTokenChanged)
         case signalIssued(ManualSignal)
+        case scheduleFiring(ScheduleFiring)
+        case scheduleStateChanged(ScheduleStateChanged)
         /// The run's `FlowOutputProduced` was stored (read from the output subject's `Nats-Msg-Id`, not decoded).
         case outputPublished
         /// A type this version does not fold (kept in the log, ignored by the models), or a message on a run's
@@ -85,6 +87,9 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case EventType.flowMarkedBroken: body = .flowStatusChanged(try data.read())
         case EventType.tokenCreated, EventType.tokenRevoked: body = .tokenChanged(try data.read())
         case EventType.manualSignalIssued: body = .signalIssued(try data.read())
+        case EventType.scheduleFiringStarted, EventType.scheduleFiringSkipped, EventType.scheduleFiringBuffered:
+            body = .scheduleFiring(try data.read())
+        case EventType.schedulePaused, EventType.scheduleResumed: body = .scheduleStateChanged(try data.read())
         default: body = .other
         }
     }
@@ -149,6 +154,8 @@ extension LedgerEvent.Body {
         case .runClaimed: return EventType.runClaimed
         case .tokenChanged(let e): return e.change == "revoked" ? EventType.tokenRevoked : EventType.tokenCreated
         case .signalIssued: return EventType.manualSignalIssued
+        case .scheduleFiring(let e): return e.type
+        case .scheduleStateChanged(let e): return e.paused ? EventType.schedulePaused : EventType.scheduleResumed
         case .outputPublished: return EventType.outputProduced
         case .other: return "Unknown"
         }
@@ -204,6 +211,8 @@ extension LedgerEvent.Body {
         case .runClaimed(let e): return try event(e)
         case .tokenChanged(let e): return try event(e)
         case .signalIssued(let e): return try event(e)
+        case .scheduleFiring(let e): return try event(e)
+        case .scheduleStateChanged(let e): return try event(e)
         case .outputPublished, .other: return try event(JSONValue.null)
         }
     }

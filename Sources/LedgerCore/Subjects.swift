@@ -36,6 +36,15 @@ public enum Subjects {
     /// The artificial signal of a manual `live_run` (`ManualSignalIssued`), one subject per signal.
     public static func signal(_ signalID: String) -> String { "ledger.signal.\(signalID)" }
 
+    /// The outcome of one nominal firing of a flow's schedule (`ledger.firing.<flow_id>.<nominal_ms>`), recorded once.
+    public static func firing(_ flowID: String, nominalMillis: Int64) -> String {
+        "ledger.firing.\(flowID).\(nominalMillis)"
+    }
+    public static let firingPrefix = "ledger.firing."
+    /// Pauses and resumes of a flow's schedule (`ledger.schedule.<flow_id>`).
+    public static func schedule(_ flowID: String) -> String { "ledger.schedule.\(flowID)" }
+    public static let schedulePrefix = "ledger.schedule."
+
     /// The subjects the stream captures.
     public static let streamSubjects = [
         "ledger.>", assistantCommandIssued, calendarCommands, calendarEvents, outputProduced, notificationSend,
@@ -95,4 +104,9 @@ public enum EventType {
     public static let tokenCreated = "AccessTokenCreated"
     public static let tokenRevoked = "AccessTokenRevoked"
     public static let manualSignalIssued = "ManualSignalIssued"
+    public static let scheduleFiringStarted = "ScheduleFiringStarted"
+    public static let scheduleFiringSkipped = "ScheduleFiringSkipped"
+    public static let scheduleFiringBuffered = "ScheduleFiringBuffered"
+    public static let schedulePaused = "SchedulePaused"
+    public static let scheduleResumed = "ScheduleResumed"
 }

@@ -73,6 +73,10 @@ public final class Engine: Service, Sendable {
     public let runsClaimed = Atomic<Int>(0)
     /// What `GET /metrics` shows: runs, step attempts, inbound refusals, the read models' progress.
     public let metrics: EngineMetrics
+    /// The scheduler's leader lease: the schedules fire on its holder only.
+    public let schedulerLease: SchedulerLease
+    /// The last firing this process decided per flow (a shortcut: the log fences every firing anyway).
+    let scheduleCursors = Mutex<[String: Int64]>([:])
 
     /// This worker's id, recorded in the runs it starts or claims.
     public var workerID: String { leases.workerID }
@@ -95,6 +99,8 @@ public final class Engine: Service, Sendable {
         self.metrics = EngineMetrics(registry: configuration.metricsRegistry ?? PrometheusCollectorRegistry())
         self.leases = WorkerLeases(
             ledger: ledger, workerID: configuration.workerID, ttl: configuration.leaseTTL, logger: logger)
+        self.schedulerLease = SchedulerLease(
+            ledger: ledger, holder: leases.workerID, ttl: configuration.leaseTTL, logger: logger)
         store.appliedObserver.withLock { observer in
             observer = { [weak self] batch in self?.observe(batch) }
         }
@@ -111,10 +117,12 @@ public final class Engine: Service, Sendable {
         guard let requests = await cancelWhenGracefulShutdown({ await self.start() }) else { return }
         let answering = Task { await self.answerRunRequests(requests) }
         let sweeping = Task { await self.keepSweeping() }
+        let scheduling = Task { await self.keepScheduling() }
         defer {
             requests.stop()
             answering.cancel()
             sweeping.cancel()
+            scheduling.cancel()
         }
         // On shutdown the sweeps stop first (no run is claimed on the way out) and the runs' drivers stop at once,
         // so an inbound handler waiting on a driver (NATS away, its append retrying) is answered "not applied" and
@@ -124,6 +132,7 @@ public final class Engine: Service, Sendable {
                 try await self.consumeInbound()
             }
         } onGracefulShutdown: {
+            scheduling.cancel()
             sweeping.cancel()
             answering.cancel()
             self.stopDrivers()

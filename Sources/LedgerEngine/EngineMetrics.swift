@@ -33,6 +33,9 @@ public final class EngineMetrics: Sendable {
         public static let runsInMemory = "ledgerflow_runs_in_memory"
         public static let natsConnected = "ledgerflow_nats_connected"
         public static let httpRequests = "ledgerflow_http_requests_total"
+        public static let scheduleSkipped = "ledgerflow_schedule_firings_skipped_total"
+        public static let scheduleStarted = "ledgerflow_schedule_firings_started_total"
+        public static let scheduleLateness = "ledgerflow_schedule_firing_late_seconds_total"
     }
 
     /// Buckets of the step latency histogram: from a local step (milliseconds) to a service answering within the
@@ -158,6 +161,23 @@ public final class EngineMetrics: Sendable {
             known[key] = made
             return made
         }
+    }
+
+    /// Firings of a flow's schedule this process recorded as not started, by class (`skip_overlap`,
+    /// `missed_catchup_window`, `paused`, `inactive`).
+    func firingsSkipped(flowID: String, class skipClass: String, count: Int) {
+        CoreMetrics.Counter(
+            label: Name.scheduleSkipped, dimensions: [("flow_id", flowID), ("class", skipClass)], factory: factory
+        ).increment(by: max(count, 1))
+    }
+
+    /// A firing this process started, and how late (beyond its jitter) it was decided.
+    func firingStarted(flowID: String, lateMillis: Int64) {
+        CoreMetrics.Counter(label: Name.scheduleStarted, dimensions: [("flow_id", flowID)], factory: factory)
+            .increment()
+        CoreMetrics.FloatingPointCounter(
+            label: Name.scheduleLateness, dimensions: [("flow_id", flowID)], factory: factory
+        ).increment(by: Double(max(lateMillis, 0)) / 1000)
     }
 
     /// A run this process started.

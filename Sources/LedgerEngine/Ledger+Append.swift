@@ -12,9 +12,15 @@ public enum EventAddress: Sendable, Equatable {
     case flow(id: String)
     /// The record of the inbound message at `sequence` that was refused (`ledger.rejected.<sequence>`).
     case rejected(sequence: UInt64)
+    /// The outcome of one firing of a flow's schedule (`ledger.firing.<flow>.<nominal_ms>`).
+    case firing(flowID: String, nominalMillis: Int64)
+    /// Pauses and resumes of a flow's schedule (`ledger.schedule.<flow>`).
+    case schedule(flowID: String)
 
     public var subject: String {
         switch self {
+        case .firing(let flow, let millis): return Subjects.firing(flow, nominalMillis: millis)
+        case .schedule(let flow): return Subjects.schedule(flow)
         case .run(let id, _, _): return Subjects.run(id)
         case .flow(let id): return Subjects.flow(id)
         case .rejected(let sequence): return Subjects.rejected(sequence)
@@ -95,6 +101,7 @@ extension Ledger {
             flowID = flow
             chained = true
         case .rejected: break
+        case .firing(let flow, _), .schedule(let flow): flowID = flow
         }
         var prevhash: String?
         if chained, let expected = expectedLastSequence, expected > 0 {

@@ -98,6 +98,9 @@ public final class ReadModelStore: Sendable {
         try value(DedupModel.self, key: DedupModel.dedupKey(flowID: flowID, key: key))
     }
 
+    /// A flow's schedule as the read models hold it (nil before its first firing, pause or scheduled run).
+    public func schedule(_ flowID: String) throws -> ScheduleState? { try value(ScheduleModel.self, key: flowID) }
+
     public func flows() throws -> [FlowRecord] {
         try environment.read { txn in
             var out: [FlowRecord] = []
@@ -255,6 +258,7 @@ public final class ReadModelStore: Sendable {
             try ReadModelStore.fold(RunStatusModel.self, fresh, txn, environment, encoder, recent)
             try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder, recent)
             try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder, recent)
+            try ReadModelStore.fold(ScheduleModel.self, fresh, txn, environment, encoder, recent)
             for row in skipped where row.sequence > current {
                 try txn.put(
                     environment.table(SkippedMessage.table), key: Array(row.key.utf8),

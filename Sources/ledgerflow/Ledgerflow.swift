@@ -18,7 +18,7 @@ struct Ledgerflow: AsyncParsableCommand {
         abstract: "An event-sourced automation engine on NATS JetStream and LMDB.",
         subcommands: [
             Dev.self, Serve.self, Replay.self, Projections.self, Publish.self, Flows.self, RunFlow.self, Runs.self,
-            DLQ.self, Tail.self, Verify.self, CalendarSim.self, Tokens.self, Audit.self,
+            DLQ.self, Tail.self, Verify.self, CalendarSim.self, Tokens.self, Audit.self, Schedules.self,
         ])
 }
 

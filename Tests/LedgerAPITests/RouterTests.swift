@@ -145,6 +145,22 @@ extension Integration {
                 Route(
                     method: .get, template: "/automation/audit", path: "/automation/audit", role: .viewer, allowed: 200),
                 Route(
+                    method: .get, template: "/automation/schedules", path: "/automation/schedules", role: .viewer,
+                    allowed: 200),
+                Route(
+                    method: .get, template: "/automation/schedules/preview",
+                    path: "/automation/schedules/preview?cron=0%209%20*%20*%20*", role: .viewer, allowed: 200),
+                Route(
+                    method: .post, template: "/automation/schedules/{id}/pause",
+                    path: "/automation/schedules/nope/pause", role: .`operator`, allowed: 404),
+                Route(
+                    method: .post, template: "/automation/schedules/{id}/resume",
+                    path: "/automation/schedules/nope/resume", role: .`operator`, allowed: 404),
+                Route(
+                    method: .post, template: "/automation/schedules/{id}/backfill",
+                    path: "/automation/schedules/nope/backfill", role: .`operator`,
+                    body: ["from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"], allowed: 404),
+                Route(
                     method: .post, template: "/admin/api/automations", path: "/admin/api/automations", role: .admin,
                     body: [
                         "automation_key": .string(flow), "name": "again",
