@@ -231,20 +231,7 @@ public struct LMDBReadTransaction: ~Copyable {
     public func scanBackward(
         _ table: LMDBTable, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
     ) throws {
-        var cursor: OpaquePointer?
-        try check(mdb_cursor_open(txn, table.dbi, &cursor), "opening a cursor on \(table.name)")
-        defer { mdb_cursor_close(cursor) }
-        var mk = MDB_val()
-        var mv = MDB_val()
-        var rc = mdb_cursor_get(cursor, &mk, &mv, MDB_LAST)
-        while rc == 0 {
-            let keep = try body(
-                UnsafeRawBufferPointer(start: mk.mv_data, count: mk.mv_size),
-                UnsafeRawBufferPointer(start: mv.mv_data, count: mv.mv_size))
-            if !keep { return }
-            rc = mdb_cursor_get(cursor, &mk, &mv, MDB_PREV)
-        }
-        if rc != MDB_NOTFOUND { try check(rc, "scanning \(table.name)") }
+        try lmdbScan(txn, table, from: nil, backward: true, body)
     }
 
     /// Number of entries in `table`.
@@ -326,8 +313,9 @@ private func lmdbGet<R>(
     }
 }
 
+/// Visits keys in order from `from` (or the first key), or from the last key backwards; `body` returns false to stop.
 private func lmdbScan(
-    _ txn: OpaquePointer, _ table: LMDBTable, from: [UInt8]?,
+    _ txn: OpaquePointer, _ table: LMDBTable, from: [UInt8]?, backward: Bool = false,
     _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
 ) throws {
     var cursor: OpaquePointer?
@@ -343,14 +331,14 @@ private func lmdbScan(
             return mdb_cursor_get(cursor, &mk, &mv, MDB_SET_RANGE)
         }
     } else {
-        rc = mdb_cursor_get(cursor, &mk, &mv, MDB_FIRST)
+        rc = mdb_cursor_get(cursor, &mk, &mv, backward ? MDB_LAST : MDB_FIRST)
     }
     while rc == 0 {
         let keep = try body(
             UnsafeRawBufferPointer(start: mk.mv_data, count: mk.mv_size),
             UnsafeRawBufferPointer(start: mv.mv_data, count: mv.mv_size))
         if !keep { return }
-        rc = mdb_cursor_get(cursor, &mk, &mv, MDB_NEXT)
+        rc = mdb_cursor_get(cursor, &mk, &mv, backward ? MDB_PREV : MDB_NEXT)
     }
     if rc != MDB_NOTFOUND { try check(rc, "scanning \(table.name)") }
 }
