@@ -102,7 +102,8 @@ public enum LogAdmission: Equatable {
         case .other:
             return .skipped(
                 reason: "unknown event type \"\(event.type.prefix(64))\" on a run's subject", fold: position)
-        case .flowVersionRecorded, .flowStatusChanged, .rejected, .outputPublished, .tokenChanged, .signalIssued,
+        case .flowVersionRecorded, .flowStatusChanged, .rejected, .unhandled, .outputPublished, .tokenChanged,
+            .signalIssued,
             .scheduleFiring, .scheduleStateChanged:
             return .skipped(reason: "\(event.type) does not belong on a run's subject", fold: position)
         }

@@ -49,7 +49,7 @@ public enum RunStatusModel: ReadModel {
     public static func key(for event: LedgerEvent) -> String? {
         switch event.body {
         case .runStarted(let e): return e.run_id
-        case .flowVersionRecorded, .flowStatusChanged, .rejected: return nil
+        case .flowVersionRecorded, .flowStatusChanged, .rejected, .unhandled: return nil
         default: return event.runid
         }
     }

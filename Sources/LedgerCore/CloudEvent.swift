@@ -55,6 +55,7 @@ public enum LedgerSource {
     public static let api = "ledgerflow/api"
     public static let calendarSimulator = "ledgerflow/calendar-simulator"
     public static let discoverySimulator = "ledgerflow/discovery-simulator"
+    public static let notificationSimulator = "ledgerflow/notification-simulator"
     public static let cli = "ledgerflow/cli"
 }
 
@@ -111,11 +112,11 @@ struct LenientEnvelope: Decodable {
 }
 
 /// Reads an inbound message as a CloudEvents 1.0 document (one JSON parse) and checks that its type is one of
-/// `expectedTypes` and that `data` has every path in `required`. Enforces the inbound limits: at most
+/// `expectedTypes` (any type when nil) and that `data` has every path in `required`. Enforces the inbound limits: at most
 /// `Limits.inboundMessageBytes`, JSON nested at most `Limits.inboundJSONDepth` deep, attributes at most
 /// `Limits.identifierBytes` long. Every refusal says what was wrong and what to do.
 public func decodeInbound(
-    _ bytes: [UInt8], expectedTypes: [String], required: [String] = [], codec: EventCodec
+    _ bytes: [UInt8], expectedTypes: [String]?, required: [String] = [], codec: EventCodec
 ) -> Result<CloudEvent<JSONValue>, EnvelopeProblem> {
     guard bytes.count <= Limits.inboundMessageBytes else {
         return .failure(
@@ -169,7 +170,7 @@ public func decodeInbound(
         return .failure(EnvelopeProblem("specversion must be \"1.0\", got \"\(envelope.specversion ?? "")\""))
     }
     let type = envelope.type!
-    if !expectedTypes.contains(type) {
+    if let expectedTypes, !expectedTypes.contains(type) {
         return .failure(
             EnvelopeProblem(
                 "unknown event type \"\(type)\": nothing here handles it (the types handled are \(expectedTypes.joined(separator: ", "))); publish it with one of those types, or to the service that handles it"

@@ -22,6 +22,24 @@ public struct InboundMessageRejected: Codable, Sendable, Equatable {
     }
 }
 
+/// A valid inbound event that no handler took (no active flow's trigger names it); the event itself stays in the
+/// log at `sequence`.
+public struct InboundEventUnhandled: Codable, Sendable, Equatable {
+    public var event_id: String
+    public var type: String
+    public var source: String
+    public var sequence: UInt64?
+    public var reason: String
+
+    public init(event_id: String, type: String, source: String, sequence: UInt64?, reason: String) {
+        self.event_id = event_id
+        self.type = type
+        self.source = source
+        self.sequence = sequence
+        self.reason = reason
+    }
+}
+
 enum Base64 {
     static func encode(_ bytes: [UInt8]) -> String {
         let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)

@@ -13,6 +13,7 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case runSucceeded(FlowRunSucceeded)
         case runFailed(FlowRunFailed)
         case rejected(InboundMessageRejected)
+        case unhandled(InboundEventUnhandled)
         case runCompensating(FlowRunCompensating)
         case compensationStarted(StepAttemptStarted)
         case compensationSucceeded(StepAttemptSucceeded)
@@ -76,6 +77,7 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case EventType.runSucceeded: body = .runSucceeded(try data.read())
         case EventType.runFailed: body = .runFailed(try data.read())
         case EventType.messageRejected: body = .rejected(try data.read())
+        case EventType.eventUnhandled: body = .unhandled(try data.read())
         case EventType.runCompensating: body = .runCompensating(try data.read())
         case EventType.compensationStarted: body = .compensationStarted(try data.read())
         case EventType.compensationSucceeded: body = .compensationSucceeded(try data.read())
@@ -144,6 +146,7 @@ extension LedgerEvent.Body {
         case .runSucceeded: return EventType.runSucceeded
         case .runFailed: return EventType.runFailed
         case .rejected: return EventType.messageRejected
+        case .unhandled: return EventType.eventUnhandled
         case .runCompensating: return EventType.runCompensating
         case .compensationStarted: return EventType.compensationStarted
         case .compensationSucceeded: return EventType.compensationSucceeded
@@ -201,6 +204,7 @@ extension LedgerEvent.Body {
         case .runSucceeded(let e): return try event(e)
         case .runFailed(let e): return try event(e)
         case .rejected(let e): return try event(e)
+        case .unhandled(let e): return try event(e)
         case .runCompensating(let e): return try event(e)
         case .compensationStarted(let e): return try event(e)
         case .compensationSucceeded(let e): return try event(e)

@@ -79,6 +79,30 @@ extension RunDecider {
     func lateResult(
         _ state: RunState, step id: String, attempt: Int, result: StepResult, source: UInt64?, now: Date
     ) -> [RunAction] {
+        // A service's answer to a step that succeeded when its request was stored (`notify`): recorded once, on
+        // the step, whatever the run has done since.
+        if source != nil, let step = state.step(id), step.status == .succeeded,
+            let action = definition.step(id)?.action, Self.answeredLater.contains(action),
+            step.attempts.contains(where: { $0.attempt == attempt && $0.status == .succeeded }),
+            !(step.late_results ?? []).contains(where: { $0.attempt == attempt })
+        {
+            let output: JSONValue
+            switch result {
+            case .success(let answer): output = answer
+            case .failure(let error):
+                output = [
+                    "status": "failed",
+                    "error": ["kind": .string(error.kind.rawValue), "message": .string(error.message)],
+                ]
+            }
+            return [
+                .append(
+                    .stepLateResultRecorded(
+                        StepLateResultRecorded(
+                            step_id: id, attempt: attempt, output: output, received_at: Timestamp.format(now),
+                            source_sequence: source, compensable: false)))
+            ]
+        }
         guard case .success(let output) = result, let step = state.step(id),
             let abandoned = step.attempts.last(where: { $0.attempt == attempt }), abandoned.status == .failed,
             abandoned.error?.kind == .cancelled || abandoned.error?.kind == .timeout,
@@ -92,6 +116,10 @@ extension RunDecider {
                         source_sequence: source, compensable: definition.step(id)?.compensate != nil)))
         ]
     }
+
+    /// Actions whose step succeeds once its request is stored, and whose service may answer later: the answer is
+    /// recorded on the step (`StepLateResultRecorded`) and changes nothing else.
+    static let answeredLater: Set<String> = ["notify"]
 
     /// Which steps a redrive runs again: the chosen step, everything downstream of it, everything that did not
     /// finish, and every step whose effect was compensated (undone).

@@ -6,7 +6,8 @@ public enum EmitSubjectPolicy {
 
     /// The engine's inbound subjects: publishing there would feed a run's own events back into the engine.
     public static let engineInbound = [
-        Subjects.assistantCommandIssued, Subjects.calendarEvents, Subjects.flowRunRequest,
+        Subjects.assistantCommandIssued, Subjects.calendarEvents, Subjects.flowRunRequest, Subjects.events,
+        Subjects.notificationEvents,
     ]
 
     /// Why `emit` may not publish on `subject`, or nil when it may. `allowed` lists inbound subjects the operator
@@ -119,5 +120,64 @@ extension String {
         while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
         while let l = s.last, l == " " || l == "\t" { s.removeLast() }
         return String(s)
+    }
+}
+
+/// Which subjects may carry other services' events (`--event-subjects`): a pure check, run at start.
+public enum EventSubjectPolicy {
+    public static let maxSubjects = 32
+
+    /// What is wrong with `subjects`, or nil when the engine can consume them.
+    public static func problem(_ subjects: [String]) -> String? {
+        if subjects.isEmpty { return "give at least one subject, e.g. events.>" }
+        if subjects.count > maxSubjects { return "\(subjects.count) subjects; give at most \(maxSubjects)" }
+        for (index, subject) in subjects.enumerated() {
+            let shown = subject.count > 80 ? "\"\(subject.prefix(80))…\"" : "\"\(subject)\""
+            if subject.utf8.count > EmitSubjectPolicy.maxBytes {
+                return "the subject \(shown) is longer than \(EmitSubjectPolicy.maxBytes) bytes"
+            }
+            let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+            if tokens.contains(where: \.isEmpty)
+                || subject.unicodeScalars.contains(where: {
+                    $0.properties.isWhitespace || $0.properties.generalCategory == .control
+                })
+            {
+                return "\(shown) is not a subject: write tokens separated by single dots, e.g. events.> or orders.*"
+            }
+            if tokens.dropLast().contains(">")
+                || tokens.contains(where: { $0 != ">" && $0 != "*" && ($0.contains(">") || $0.contains("*")) })
+            {
+                return
+                    "\(shown) has a wildcard inside a token or \">\" before the last token; write e.g. events.> or orders.*.created"
+            }
+            if subject.hasPrefix("$") || subject.uppercased().hasPrefix("_INBOX") || tokens[0] == ">"
+                || tokens[0] == "*"
+            {
+                return
+                    "\(shown) would capture NATS system, API or reply subjects; start it with an application token, e.g. events.>"
+            }
+            let builtIn = Subjects.streamSubjects + [Subjects.flowRunRequest, Subjects.discoverySearch]
+            if let clash = builtIn.first(where: { subjectsOverlap($0, subject) }) {
+                return
+                    "\(shown) overlaps \(clash), which Ledgerflow already uses; choose subjects of your own, e.g. events.>"
+            }
+            if let other = subjects[..<index].first(where: { subjectsOverlap($0, subject) }) {
+                return "\(shown) overlaps \"\(other)\" (a stream may not hold overlapping subjects); give one of them"
+            }
+        }
+        return nil
+    }
+
+    /// Whether some subject matches both patterns.
+    public static func subjectsOverlap(_ a: String, _ b: String) -> Bool {
+        let x = a.split(separator: ".", omittingEmptySubsequences: false)
+        let y = b.split(separator: ".", omittingEmptySubsequences: false)
+        var i = 0
+        while i < x.count, i < y.count {
+            if x[i] == ">" || y[i] == ">" { return true }
+            if x[i] != "*", y[i] != "*", x[i] != y[i] { return false }
+            i += 1
+        }
+        return x.count == y.count
     }
 }

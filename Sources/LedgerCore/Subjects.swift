@@ -14,6 +14,13 @@ public enum Subjects {
     public static let discoverySearch = "discovery.search"
     public static let outputProduced = "automation.output.produced"
     public static let notificationSend = "notifications.command.send"
+    /// The notification service's answers (`Notification.Sent` / `Notification.Failed`), when it sends them.
+    public static let notificationEvents = "notifications.event.>"
+    public static let notificationSent = "notifications.event.sent"
+    public static let notificationFailed = "notifications.event.failed"
+    /// Events of other services (seed 002): any CloudEvents `type`, routed to the flows whose trigger names it
+    /// (the default of `--event-subjects`).
+    public static let events = "events.>"
 
     /// Every event of one run: the run's own subject, so `Nats-Expected-Last-Subject-Sequence` orders its decisions.
     public static func run(_ runID: String) -> String { "ledger.run.\(runID)" }
@@ -26,6 +33,9 @@ public enum Subjects {
     public static func rejected(_ sequence: UInt64) -> String { "ledger.rejected.\(sequence)" }
     /// Every refusal.
     public static let rejected = "ledger.rejected.>"
+    /// Inbound events no handler took (no active flow is triggered by them), one subject each
+    /// (`ledger.unhandled.<sequence>`), recorded once with the reason.
+    public static func unhandled(_ sequence: UInt64) -> String { "ledger.unhandled.\(sequence)" }
     /// Log messages the read models skipped, one subject each (`ledger.skipped.<sequence>`), recorded once.
     public static func skipped(_ sequence: UInt64) -> String { "ledger.skipped.\(sequence)" }
     /// Requests and replies of request/reply subjects, recorded as events (`ledger.request.<kind>`).
@@ -48,10 +58,11 @@ public enum Subjects {
     /// The subjects the stream captures.
     public static let streamSubjects = [
         "ledger.>", assistantCommandIssued, calendarCommands, calendarEvents, outputProduced, notificationSend,
+        notificationEvents,
     ]
 
-    /// The inbound subjects the engine consumes.
-    public static let engineInbound = [assistantCommandIssued, calendarEvents]
+    /// The inbound subjects the engine consumes besides the event subjects (`--event-subjects`, default `events.>`).
+    public static let engineInbound = [assistantCommandIssued, calendarEvents, notificationEvents]
 
     /// Whether `token` can be used as one subject token (flow ids, run ids, step ids).
     public static func isValidToken(_ token: String) -> Bool {
@@ -77,6 +88,9 @@ public enum EventType {
     public static let calendarCancel = "CalendarCommand.CancelEvent"
     public static let outputProduced = "FlowOutputProduced"
     public static let notificationRequested = "NotificationRequested"
+    // Inbound answers of the notification service (documented in README "Notifications")
+    public static let notificationSent = "Notification.Sent"
+    public static let notificationFailed = "Notification.Failed"
     // The engine's own
     public static let flowRegistered = "FlowRegistered"
     public static let flowVersionCreated = "FlowVersionCreated"
@@ -91,6 +105,7 @@ public enum EventType {
     public static let runSucceeded = "FlowRunSucceeded"
     public static let runFailed = "FlowRunFailed"
     public static let messageRejected = "InboundMessageRejected"
+    public static let eventUnhandled = "InboundEventUnhandled"
     public static let logMessageSkipped = "LogMessageSkipped"
     public static let runCompensating = "FlowRunCompensating"
     public static let compensationStarted = "CompensationAttemptStarted"

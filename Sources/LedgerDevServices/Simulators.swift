@@ -78,18 +78,10 @@ public final class CalendarSimulator: Service, Sendable {
     public func received() -> [String: Received] { books.withLock { $0.received } }
 
     public func run() async throws {
-        defer { connection.close() }
-        let subscription = try connection.subscribe(subject: Subjects.calendarCommands, queue: "calendar-simulator")
-        try await connection.flush()
-        logger.info("calendar simulator answering on \(Subjects.calendarCommands)")
-        await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                for await message in subscription.messages {
-                    group.addTask { await self.answer(message) }
-                }
-            }
-        } onGracefulShutdown: {
-            subscription.unsubscribe()
+        try await answerEach(
+            on: connection, subject: Subjects.calendarCommands, queue: "calendar-simulator", logger: logger
+        ) {
+            await self.answer($0)
         }
     }
 
@@ -173,53 +165,82 @@ public final class CalendarSimulator: Service, Sendable {
 /// Stands in for the discovery service: answers `discovery.search` requests with deterministic results, over a
 /// NATS connection of its own (closed when `run()` ends).
 public final class DiscoverySimulator: Service, Sendable {
+    public struct Settings: Sendable {
+        /// Delay before each answer.
+        public var latency: Duration = .zero
+        /// Probability that a request is refused (a 503 problem: the step retries it).
+        public var failureRate: Double = 0
+        /// Refuse with a 400 problem instead (the step fails at once).
+        public var permanentFailures = false
+        /// Do not answer at all (the step's request times out).
+        public var silent = false
+        public init() {}
+    }
+
     let connection: NATSConnection
     let logger: Logger
+    let settings: Mutex<Settings>
     private let served = Atomic<Int>(0)
 
-    init(connection: NATSConnection, logger: Logger) {
+    init(connection: NATSConnection, settings: Settings, logger: Logger) {
         self.connection = connection
+        self.settings = Mutex(settings)
         self.logger = logger
     }
 
     /// Connects to the NATS server at `url` as the discovery service would; `run()` then answers its requests.
     public static func connect(
-        url: String, connectOptions: NATSConnectOptions = .none, logger: Logger
+        url: String, settings: Settings = Settings(), connectOptions: NATSConnectOptions = .none, logger: Logger
     ) async throws -> DiscoverySimulator {
         let connection = try await NATSConnection.connect(
             url: url, name: "discovery-simulator", logger: logger, credentials: connectOptions)
-        return DiscoverySimulator(connection: connection, logger: logger)
+        return DiscoverySimulator(connection: connection, settings: settings, logger: logger)
     }
 
+    /// Changes the switches while running.
+    public func update(_ change: (inout Settings) -> Void) { settings.withLock { change(&$0) } }
+
+    /// Requests received (answered or not).
     public var requestsServed: Int { served.load(ordering: .relaxed) }
 
     public func run() async throws {
-        defer { connection.close() }
-        let subscription = try connection.subscribe(subject: Subjects.discoverySearch, queue: "discovery-simulator")
-        try await connection.flush()
-        await withGracefulShutdownHandler {
-            for await message in subscription.messages {
-                self.answer(message)
-            }
-        } onGracefulShutdown: {
-            subscription.unsubscribe()
+        try await answerEach(
+            on: connection, subject: Subjects.discoverySearch, queue: "discovery-simulator", logger: logger
+        ) {
+            await self.answer($0)
         }
     }
 
-    func answer(_ message: NATSMessage) {
+    static func problem(status: Int, title: String, detail: String, code: String) -> JSONValue {
+        [
+            "error": [
+                "type": "about:blank", "title": .string(title), "status": .number(Double(status)),
+                "detail": .string(detail), "code": .string(code),
+            ]
+        ]
+    }
+
+    func answer(_ message: NATSMessage) async {
         guard let reply = message.reply else { return }
         served.add(1, ordering: .relaxed)
+        let settings = self.settings.withLock { $0 }
+        if settings.silent { return }
+        if settings.latency > .zero { try? await Task.sleep(for: settings.latency) }
         let data: JSONValue
         switch decodeInbound(
             message.payload, expectedTypes: ["DiscoverySearch"], required: ["query"], codec: EventCodec())
         {
         case .failure(let problem):
-            data = [
-                "error": [
-                    "type": "about:blank", "title": "Bad request", "status": 400, "detail": .string(problem.reason),
-                    "code": "bad_request",
-                ]
-            ]
+            data = Self.problem(status: 400, title: "Bad request", detail: problem.reason, code: "bad_request")
+        case .success where settings.failureRate > 0 && Double.random(in: 0..<1) < settings.failureRate:
+            data =
+                settings.permanentFailures
+                ? Self.problem(
+                    status: 400, title: "Bad request", detail: "the search refused the query (simulated)",
+                    code: "bad_request")
+                : Self.problem(
+                    status: 503, title: "Unavailable", detail: "search temporarily unavailable (simulated)",
+                    code: "unavailable")
         case .success(let request):
             let query = request.data["query"]?.interpolated ?? ""
             let topN = (request.data["top_n"]?.numberValue ?? 3).exactInt(in: 0...100) ?? 3
@@ -235,5 +256,133 @@ public final class DiscoverySimulator: Service, Sendable {
         }
         let event = CloudEvent(source: LedgerSource.discoverySimulator, type: "DiscoverySearchResult", data: data)
         try? connection.publish(subject: reply, payload: (try? EventCodec().encode(event)) ?? [])
+    }
+}
+
+/// Stands in for the notification service ("Avisos"): takes `NotificationRequested` from
+/// `notifications.command.send` and answers `Notification.Sent` (or `Notification.Failed`) on
+/// `notifications.event.sent|failed` with the command's `command_id`, once per idempotency key. Its own NATS
+/// connection, closed when `run()` ends.
+public final class NotificationSimulator: Service, Sendable {
+    public struct Settings: Sendable {
+        /// Delay before each answer.
+        public var latency: Duration = .zero
+        /// Probability that a notification fails (`Notification.Failed`).
+        public var failureRate: Double = 0
+        /// Never answer (the service takes requests and says nothing).
+        public var silent = false
+        public init() {}
+    }
+
+    struct Books: Sendable {
+        var sent: [String: String] = [:]
+        var received = 0
+    }
+
+    let connection: NATSConnection
+    let logger: Logger
+    let settings: Mutex<Settings>
+    private let books = Mutex(Books())
+
+    init(connection: NATSConnection, settings: Settings, logger: Logger) {
+        self.connection = connection
+        self.settings = Mutex(settings)
+        self.logger = logger
+    }
+
+    /// Connects to the NATS server at `url` as the notification service would; `run()` then answers.
+    public static func connect(
+        url: String, settings: Settings = Settings(), connectOptions: NATSConnectOptions = .none, logger: Logger
+    ) async throws -> NotificationSimulator {
+        let connection = try await NATSConnection.connect(
+            url: url, name: "notification-simulator", logger: logger, credentials: connectOptions)
+        return NotificationSimulator(connection: connection, settings: settings, logger: logger)
+    }
+
+    /// Changes the switches while running.
+    public func update(_ change: (inout Settings) -> Void) { settings.withLock { change(&$0) } }
+
+    /// Requests received, and notifications really sent (one per idempotency key).
+    public var requestsReceived: Int { books.withLock { $0.received } }
+    public var notificationsSent: Int { books.withLock { $0.sent.count } }
+
+    public func run() async throws {
+        try await answerEach(
+            on: connection, subject: Subjects.notificationSend, queue: "notification-simulator", logger: logger
+        ) {
+            await self.answer($0)
+        }
+    }
+
+    func answer(_ message: NATSMessage) async {
+        guard
+            case .success(let request) = decodeInbound(
+                message.payload, expectedTypes: [EventType.notificationRequested],
+                required: ["command_id", "idempotency_key"], codec: EventCodec())
+        else {
+            logger.warning("notification simulator ignored an unreadable request on \(message.subject)")
+            return
+        }
+        let settings = self.settings.withLock { $0 }
+        if settings.silent { return }
+        if settings.latency > .zero { try? await Task.sleep(for: settings.latency) }
+        let key = request.data["idempotency_key"]?.stringValue ?? ""
+        let commandID = request.data["command_id"]?.stringValue ?? ""
+        let failed = settings.failureRate > 0 && Double.random(in: 0..<1) < settings.failureRate
+        let notificationID = books.withLock { books -> String? in
+            books.received += 1
+            if failed { return nil }
+            if let first = books.sent[key] { return first }
+            let id = "ntf-" + DerivedID.uuid(key).prefix(13)
+            books.sent[key] = id
+            return id
+        }
+        let event: CloudEvent<JSONValue>
+        let subject: String
+        if let notificationID {
+            subject = Subjects.notificationSent
+            event = CloudEvent(
+                source: LedgerSource.notificationSimulator, type: EventType.notificationSent, causationid: request.id,
+                data: [
+                    "command_id": .string(commandID), "notification_id": .string(notificationID), "status": "sent",
+                    "channel": request.data["channel"] ?? "chat",
+                ])
+        } else {
+            subject = Subjects.notificationFailed
+            event = CloudEvent(
+                source: LedgerSource.notificationSimulator, type: EventType.notificationFailed,
+                causationid: request.id,
+                data: [
+                    "command_id": .string(commandID), "status": "failed",
+                    "reason": "the recipient could not be reached (simulated failure)",
+                ])
+        }
+        do {
+            try connection.publish(
+                subject: subject, payload: try EventCodec().encode(event), headers: ["Nats-Msg-Id": event.id])
+        } catch {
+            logger.warning("notification simulator could not answer: \(error)")
+        }
+    }
+}
+
+/// Answers each message on `subject` (in the queue group `queue`, so several copies share the work) with `answer`,
+/// concurrently, until a graceful shutdown; closes `connection` when done.
+func answerEach(
+    on connection: NATSConnection, subject: String, queue: String, logger: Logger,
+    _ answer: @escaping @Sendable (NATSMessage) async -> Void
+) async throws {
+    defer { connection.close() }
+    let subscription = try connection.subscribe(subject: subject, queue: queue)
+    try await connection.flush()
+    logger.info("\(queue) answering on \(subject)")
+    await withGracefulShutdownHandler {
+        await withTaskGroup(of: Void.self) { group in
+            for await message in subscription.messages {
+                group.addTask { await answer(message) }
+            }
+        }
+    } onGracefulShutdown: {
+        subscription.unsubscribe()
     }
 }

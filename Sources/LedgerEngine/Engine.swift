@@ -15,8 +15,15 @@ public struct EngineConfiguration: Sendable {
     public var ackWait: Duration = .seconds(30)
     /// How long a decision waits for the read models to reach the log position it is decided at.
     public var projectionWait: Duration = .seconds(5)
-    /// How long `discovery.search` results are reused for the same query.
+    /// How long `discovery.search` results are reused for the same (normalised) query; zero turns the cache off.
     public var discoveryCacheTTL: Duration = .seconds(60)
+    /// How many queries the discovery cache holds at most (its bytes are bounded too).
+    public var discoveryCacheEntries = 1_000
+    /// Subjects other services publish their events on (seed 002): each event there starts the active flows whose
+    /// trigger names its type (`--event-subjects`; the stream must capture them).
+    public var eventSubjects = [Subjects.events]
+    /// Every subject the inbound consumer reads.
+    public var inboundSubjects: [String] { Subjects.engineInbound + eventSubjects }
     /// Circuit breakers per action (and per host for `http.request`).
     public var breakers = CircuitBreakerSettings()
     /// Deliveries of an inbound message whose handling keeps failing before it is recorded and given up.
@@ -91,12 +98,13 @@ public final class Engine: Service, Sendable {
         self.registry = configuration.registry
         self.catalog = FlowCatalog(store: store, registry: configuration.registry)
         self.breakers = CircuitBreakers(settings: configuration.breakers)
+        let metrics = EngineMetrics(registry: configuration.metricsRegistry ?? PrometheusCollectorRegistry())
+        self.metrics = metrics
         self.executor = StepExecutor(
             ledger: ledger, registry: configuration.registry, discoveryCacheTTL: configuration.discoveryCacheTTL,
-            breakers: breakers,
-            outbound: configuration.outbound, secrets: configuration.secrets, logger: logger)
+            discoveryCacheEntries: configuration.discoveryCacheEntries, breakers: breakers,
+            outbound: configuration.outbound, secrets: configuration.secrets, metrics: metrics, logger: logger)
         self.logger = logger
-        self.metrics = EngineMetrics(registry: configuration.metricsRegistry ?? PrometheusCollectorRegistry())
         self.leases = WorkerLeases(
             ledger: ledger, workerID: configuration.workerID, ttl: configuration.leaseTTL, logger: logger)
         self.schedulerLease = SchedulerLease(

@@ -26,6 +26,8 @@ public final class EngineMetrics: Sendable {
         public static let eventsAppended = "ledgerflow_run_events_appended_total"
         public static let inboundRejected = "ledgerflow_inbound_rejected_total"
         public static let inboundRetries = "ledgerflow_inbound_retries_total"
+        public static let inboundUnhandled = "ledgerflow_inbound_unhandled_total"
+        public static let discoveryCache = "ledgerflow_discovery_cache_total"
         public static let projectionSkipped = "ledgerflow_projection_skipped_total"
         public static let projectionCheckpoint = "ledgerflow_projection_checkpoint"
         public static let projectionLag = "ledgerflow_projection_lag"
@@ -88,6 +90,9 @@ public final class EngineMetrics: Sendable {
     private let actions = Mutex<[ActionKey: ActionMetrics]>([:])
     let eventsAppended: CoreMetrics.Counter
     let inboundRetries: CoreMetrics.Counter
+    let inboundUnhandled: CoreMetrics.Counter
+    let discoveryHits: CoreMetrics.Counter
+    let discoveryMisses: CoreMetrics.Counter
     let inboundRejected: [InboundRejectClass: CoreMetrics.Counter]
     private let projectionSkipped: CoreMetrics.Counter
     /// The skipped count already added to `projectionSkipped` (the store keeps the count; scrapes add the rest).
@@ -106,6 +111,11 @@ public final class EngineMetrics: Sendable {
         self.factory = factory
         eventsAppended = CoreMetrics.Counter(label: Name.eventsAppended, factory: factory)
         inboundRetries = CoreMetrics.Counter(label: Name.inboundRetries, factory: factory)
+        inboundUnhandled = CoreMetrics.Counter(label: Name.inboundUnhandled, factory: factory)
+        discoveryHits = CoreMetrics.Counter(
+            label: Name.discoveryCache, dimensions: [("result", "hit")], factory: factory)
+        discoveryMisses = CoreMetrics.Counter(
+            label: Name.discoveryCache, dimensions: [("result", "miss")], factory: factory)
         var rejected: [InboundRejectClass: CoreMetrics.Counter] = [:]
         for reason in InboundRejectClass.allCases {
             rejected[reason] = CoreMetrics.Counter(
@@ -232,6 +242,12 @@ public final class EngineMetrics: Sendable {
     func rejected(_ reason: InboundRejectClass) {
         inboundRejected[reason]?.increment()
     }
+
+    /// A valid inbound event no handler took (recorded as `InboundEventUnhandled`).
+    func unhandled() { inboundUnhandled.increment() }
+
+    /// A `discovery.search` answered from the cache (`hit`) or by the service (`miss`).
+    func discoveryLookup(hit: Bool) { (hit ? discoveryHits : discoveryMisses).increment() }
 
     // MARK: - Sampled when scraped
 

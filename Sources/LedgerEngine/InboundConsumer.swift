@@ -34,7 +34,7 @@ extension Engine {
         // without an answer (the process stopped while handling it), and is recorded as given up.
         config.max_deliver = configuration.maxDeliveries + 1
         if ledger.apiLevel >= 1 {
-            config.filter_subjects = Subjects.engineInbound
+            config.filter_subjects = configuration.inboundSubjects
         }
         return try await ledger.durableConsumer(config)
     }
@@ -89,7 +89,9 @@ extension Engine {
             outcome = .refused(
                 "delivered \(delivered) times without an answer (the engine stopped each time while handling it); given up"
             )
-        } else if !Subjects.engineInbound.contains(where: { subjectMatches(pattern: $0, subject: message.subject) }) {
+        } else if !configuration.inboundSubjects.contains(where: {
+            subjectMatches(pattern: $0, subject: message.subject)
+        }) {
             // On servers without multiple filter subjects the consumer sees every subject; those are not inbound.
             outcome = .handled
         } else {
@@ -127,12 +129,16 @@ extension Engine {
     /// Decodes the envelope once and hands the event to the handler of its type; a type nobody handles, or an
     /// event its handler cannot read, is refused (and so recorded and logged as a warning).
     func dispatch(_ message: NATSMessage, sequence: UInt64) async -> InboundOutcome {
+        // Other services' events may have any type: the flows whose trigger names it take them.
+        let isEvent = configuration.eventSubjects.contains { subjectMatches(pattern: $0, subject: message.subject) }
         let event: CloudEvent<JSONValue>
-        switch decodeInbound(message.payload, expectedTypes: inboundHandlers.types, codec: EventCodec()) {
+        switch decodeInbound(message.payload, expectedTypes: isEvent ? nil : inboundHandlers.types, codec: EventCodec())
+        {
         case .failure(let problem): return .refused(problem.reason)
         case .success(let decoded): event = decoded
         }
-        guard let handler = inboundHandlers.handler(for: event.type) else {
+        let found: (any InboundHandler)? = isEvent ? FlowEventHandler() : inboundHandlers.handler(for: event.type)
+        guard let handler = found else {
             return .refused("no handler for event type \(event.type)")
         }
         if let problem = InboundFields.problem(

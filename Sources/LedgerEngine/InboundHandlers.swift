@@ -32,7 +32,7 @@ struct InboundHandlers: Sendable {
     static let builtIn: InboundHandlers = {
         var handlers = InboundHandlers()
         handlers.register(AssistantCommandHandler(), for: [EventType.assistantCommandIssued])
-        handlers.register(CalendarOutcomeHandler(), for: CalendarOutcomeHandler.types)
+        handlers.register(CommandAnswerHandler(), for: CommandAnswerHandler.types)
         return handlers
     }()
 }
@@ -46,46 +46,76 @@ struct AssistantCommandHandler: InboundHandler {
         guard case .object = event.data["entities"] else {
             return .refused("\(event.type): data.entities must be an object")
         }
+        let entities = event.data["entities"] ?? .object([:])
+        return await engine.startTriggeredFlows(
+            by: event, at: sequence, dedupKey: event.data["signal_id"]?.stringValue ?? event.id,
+            actor: "user:\(event.data[path: "user.id"]?.stringValue ?? "unknown")",
+            messageID: event.data["message_id"]?.stringValue, channel: event.data["channel"],
+            unmatched: "no active flow is triggered by intent \(event.data["intent"]?.stringValue ?? "?")",
+            input: { entities })
+    }
+}
+
+/// Any event of another service on the event subjects (`events.>` by default; seed 002): starts every active flow
+/// whose trigger names its `type` (and whose `match` holds), once per event id and flow. The run's input is the
+/// event's `data` (an object).
+struct FlowEventHandler: InboundHandler {
+    let requiredFields: [String] = []
+    let identifierFields = ["signal_id"]
+
+    func handle(_ event: CloudEvent<JSONValue>, at sequence: UInt64, engine: Engine) async -> InboundOutcome {
+        guard case .object = event.data else {
+            return .refused(
+                "\(event.type): data must be a JSON object (flows read its fields), got \(event.data.compactJSON.prefix(40))"
+            )
+        }
+        let source = String(event.source.prefix(Limits.identifierBytes))
+        return await engine.startTriggeredFlows(
+            by: event, at: sequence, dedupKey: event.data["signal_id"]?.stringValue ?? event.id,
+            actor: "service:\(source)", messageID: nil, channel: nil,
+            unmatched: "no active flow's trigger names event type \(event.type) (or its match conditions)",
+            input: { event.data })
+    }
+}
+
+extension Engine {
+    /// Starts every active flow whose trigger matches `event` (stored at `sequence`), once per dedup key and flow.
+    /// An event no flow takes is recorded (`InboundEventUnhandled`, with `unmatched` as the reason) and logged as a
+    /// warning: nothing is skipped in silence.
+    func startTriggeredFlows(
+        by event: CloudEvent<JSONValue>, at sequence: UInt64, dedupKey: String, actor: String, messageID: String?,
+        channel: JSONValue?, unmatched: String, input: () -> JSONValue
+    ) async -> InboundOutcome {
         // Decide as of this log position: the flows' read model must include everything before it.
-        if sequence > 1,
-            !(await engine.store.progress.wait(for: sequence - 1, timeout: engine.configuration.projectionWait))
-        {
-            engine.logger.warning(
+        if sequence > 1, !(await store.progress.wait(for: sequence - 1, timeout: configuration.projectionWait)) {
+            logger.warning(
                 "flow read model lags behind the message; matching against what it has",
                 metadata: [LogKey.sequence: "\(sequence)"])
         }
         let matches: [FlowCatalog.Entry]
         do {
-            matches = try engine.catalog.matching(type: event.type, data: event.data, at: sequence)
+            matches = try catalog.matching(type: event.type, data: event.data, at: sequence)
         } catch {
             return .retry("could not read the flows: \(error)")
         }
         if matches.isEmpty {
-            engine.logger.info(
-                "no active flow is triggered by this intent",
-                metadata: [
-                    LogKey.sequence: "\(sequence)", "ledger.intent": "\(event.data["intent"]?.stringValue ?? "?")",
-                ])
-            return .handled
+            return await recordUnhandled(event, at: sequence, reason: unmatched)
         }
-        let entities = event.data["entities"] ?? .object([:])
+        let values = input()
         var refusals: [String] = []
         var transient: [String] = []
         for entry in matches {
             let flowID = entry.record.flow_id
-            let dedupKey = event.data["signal_id"]?.stringValue ?? event.id
             let trigger = RunTrigger(
                 kind: .event, event_type: event.type, event_id: event.id, sequence: sequence, data: event.data)
             do {
-                let outcome = try await engine.startRun(
+                let outcome = try await startRun(
                     flowID: flowID, version: entry.version, definition: entry.definition,
                     definitionHash: entry.definitionHash, trigger: trigger,
-                    input: entry.definition.applyingInputDefaults(to: entities), inputFromTrigger: true, mode: .live,
-                    actor: "user:\(event.data[path: "user.id"]?.stringValue ?? "unknown")", dedupKey: dedupKey,
-                    messageID: event.data["message_id"]?.stringValue,
-                    channel: event.data["channel"])
+                    input: entry.definition.applyingInputDefaults(to: values), inputFromTrigger: true, mode: .live,
+                    actor: actor, dedupKey: dedupKey, messageID: messageID, channel: channel)
                 if case .duplicate(let runID) = outcome {
-                    engine.logger.info(
+                    logger.info(
                         "the signal already started this flow; not starting it again",
                         metadata: [
                             LogKey.flowID: "\(flowID)", LogKey.runID: "\(runID)", "ledger.signal": "\(dedupKey)",
@@ -107,13 +137,40 @@ struct AssistantCommandHandler: InboundHandler {
         if !refusals.isEmpty { return .refused(refusals.joined(separator: "; ")) }
         return .handled
     }
+
+    /// Records that no handler took the event at `sequence` (once, on `ledger.unhandled.<sequence>`) and logs a
+    /// warning. The event itself stays in the log; it was valid, so it is not a refusal.
+    func recordUnhandled(_ event: CloudEvent<JSONValue>, at sequence: UInt64, reason: String) async -> InboundOutcome {
+        metrics.unhandled()
+        logger.warning(
+            "no handler took an inbound event; recording it",
+            metadata: [
+                LogKey.sequence: "\(sequence)", "ledger.event_type": "\(event.type)", LogKey.error: "\(reason)",
+            ])
+        let body = LedgerEvent.Body.unhandled(
+            InboundEventUnhandled(
+                event_id: event.id, type: event.type, source: event.source, sequence: sequence, reason: reason))
+        do {
+            try await ledger.append(
+                body, to: .unhandled(sequence: sequence), expectedLastSequence: 0, id: "unhandled-\(sequence)")
+            return .handled
+        } catch let error as NATSError where error.isWrongLastSequence {
+            return .handled  // recorded before (an earlier delivery, or another engine)
+        } catch is CancellationError {
+            return .interrupted
+        } catch {
+            return .retry("could not record the unhandled event: \(error)")
+        }
+    }
 }
 
-/// `CalendarEvent.Created|Updated|Canceled|CreateFailed`: the answer to a calendar command, handed to its run.
-struct CalendarOutcomeHandler: InboundHandler {
+/// `CalendarEvent.Created|Updated|Canceled|CreateFailed` and `Notification.Sent|Failed`: the answer to a command a
+/// step sent, handed to its run by the command's `command_id`. A calendar outcome settles the waiting step; a
+/// notification answer is recorded on its (already succeeded) `notify` step.
+struct CommandAnswerHandler: InboundHandler {
     static let types = [
         EventType.calendarCreated, EventType.calendarUpdated, EventType.calendarCanceled,
-        EventType.calendarCreateFailed,
+        EventType.calendarCreateFailed, EventType.notificationSent, EventType.notificationFailed,
     ]
     let requiredFields = ["command_id"]
     let identifierFields = ["command_id", "event_id"]
@@ -130,6 +187,12 @@ struct CalendarOutcomeHandler: InboundHandler {
                     kind: .calendarCreateFailed,
                     message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
                     retryable: event.data["retryable"]?.boolValue ?? false))
+        } else if event.type == EventType.notificationFailed {
+            result = .failure(
+                StepError(
+                    kind: .refused,
+                    message: event.data["reason"]?.stringValue ?? "the notification service could not deliver it",
+                    retryable: false))
         } else {
             result = .success(event.data)
         }

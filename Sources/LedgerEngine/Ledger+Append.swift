@@ -12,6 +12,8 @@ public enum EventAddress: Sendable, Equatable {
     case flow(id: String)
     /// The record of the inbound message at `sequence` that was refused (`ledger.rejected.<sequence>`).
     case rejected(sequence: UInt64)
+    /// An inbound event no handler took (`ledger.unhandled.<sequence>`).
+    case unhandled(sequence: UInt64)
     /// The outcome of one firing of a flow's schedule (`ledger.firing.<flow>.<nominal_ms>`).
     case firing(flowID: String, nominalMillis: Int64)
     /// Pauses and resumes of a flow's schedule (`ledger.schedule.<flow>`).
@@ -24,6 +26,7 @@ public enum EventAddress: Sendable, Equatable {
         case .run(let id, _, _): return Subjects.run(id)
         case .flow(let id): return Subjects.flow(id)
         case .rejected(let sequence): return Subjects.rejected(sequence)
+        case .unhandled(let sequence): return Subjects.unhandled(sequence)
         }
     }
 }
@@ -100,7 +103,7 @@ extension Ledger {
         case .flow(let flow):
             flowID = flow
             chained = true
-        case .rejected: break
+        case .rejected, .unhandled: break
         case .firing(let flow, _), .schedule(let flow): flowID = flow
         }
         var prevhash: String?

@@ -6,7 +6,8 @@ public import Logging
 /// The stream every message lands in (documented in README, "The log").
 public struct LedgerConfiguration: Sendable {
     public var streamName: String = "LEDGER"
-    public var subjects: [String] = Subjects.streamSubjects
+    /// The stream's subjects: Ledgerflow's own and the event subjects (`events.>` unless `--event-subjects`).
+    public var subjects: [String] = Subjects.streamSubjects + [Subjects.events]
     /// `Nats-Msg-Id` duplicates inside this window are dropped by the server.
     public var duplicateWindow: Duration = .seconds(120)
     /// Copies of the stream (and of the workers' bucket) a cluster keeps: 1 on a single server, 3 on a 3-node

@@ -1,8 +1,8 @@
 import LedgerCore
 import Synchronization
 
-/// Results kept for a while per key (discovery searches), bounded in entries' bytes: the oldest go first, and an
-/// entry expires after `ttl`. Whatever the services answer, the cache never holds more than `byteLimit`.
+/// Results kept for a while per key (discovery searches), bounded in entries' bytes and count: the oldest go first,
+/// and an entry expires after `ttl`. Whatever the services answer, the cache never holds more than `byteLimit`.
 final class ResultCache: Sendable {
     struct Entry {
         var at: ContinuousClock.Instant
@@ -18,12 +18,18 @@ final class ResultCache: Sendable {
 
     let ttl: Duration
     let byteLimit: Int
+    /// At most this many keys are held (the oldest go first).
+    let entryLimit: Int
     private let state = Mutex(State())
 
-    init(ttl: Duration, byteLimit: Int = Limits.discoveryCacheBytes) {
+    init(ttl: Duration, byteLimit: Int = Limits.discoveryCacheBytes, entryLimit: Int = 1_000) {
         self.ttl = ttl
         self.byteLimit = byteLimit
+        self.entryLimit = max(0, entryLimit)
     }
+
+    /// Keys held now (some may have expired but not yet been removed).
+    var count: Int { state.withLock { $0.entries.count } }
 
     /// Bytes held now.
     var bytes: Int { state.withLock { $0.bytes } }
@@ -45,7 +51,7 @@ final class ResultCache: Sendable {
     /// Keeps `value` (whose encoded size is `size` bytes) unless it alone is over a quarter of the limit.
     func set(_ key: String, _ value: JSONValue, size: Int, now: ContinuousClock.Instant = .now) {
         let bytes = size + key.utf8.count
-        guard bytes <= byteLimit / 4 else { return }
+        guard bytes <= byteLimit / 4, entryLimit > 0, ttl > .zero else { return }
         state.withLock { state in
             if let old = state.entries.updateValue(Entry(at: now, value: value, bytes: bytes), forKey: key) {
                 state.bytes -= old.bytes
@@ -53,7 +59,7 @@ final class ResultCache: Sendable {
                 state.order.append(key)
             }
             state.bytes += bytes
-            while state.bytes > byteLimit, state.head < state.order.count {
+            while state.bytes > byteLimit || state.entries.count > entryLimit, state.head < state.order.count {
                 let oldest = state.order[state.head]
                 state.head += 1
                 if let old = state.entries.removeValue(forKey: oldest) { state.bytes -= old.bytes }

@@ -189,7 +189,8 @@ public struct ManualRunRequest: Sendable {
 
 extension ManualSignal {
     /// The artificial signal of a manual run, in the shape of the flow's trigger event: a chat command's
-    /// (`intent`, `entities`, `user`, `channel`) for an `AssistantCommandIssued` trigger, else `{entities}`.
+    /// (`intent`, `entities`, `user`, `channel`) for an `AssistantCommandIssued` trigger, the context itself as the
+    /// event's data for another event type, else `{entities}`.
     static func make(
         for definition: FlowDefinition, request: ManualRunRequest, entities: JSONValue, onBehalfOf: String?
     ) -> ManualSignal {
@@ -206,7 +207,10 @@ extension ManualSignal {
         } else {
             type = "ManualRun"
         }
-        var payload: [String: JSONValue] = ["entities": entities]
+        // Another service's event: the context is the event's data, as the flow's templates read it.
+        var payload: [String: JSONValue] =
+            trigger?.event != nil && type != EventType.assistantCommandIssued
+            ? (entities.objectValue ?? [:]) : ["entities": entities]
         if type == EventType.assistantCommandIssued {
             if let intent = trigger?.intent { payload["intent"] = .string(intent) }
             // The user the run acts for, when there is one: never the operator who asked.

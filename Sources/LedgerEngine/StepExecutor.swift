@@ -12,6 +12,8 @@ final class StepExecutor: Sendable {
     let logger: Logger
     let discoveryCacheTTL: Duration
     private let discoveryCache: ResultCache
+    /// Counts cache hits and misses (`ledgerflow_discovery_cache_total`).
+    let metrics: EngineMetrics?
 
     let breakers: CircuitBreakers<ContinuousClock>
     /// Where `http.request` and `emit` may send beyond the defaults.
@@ -21,10 +23,11 @@ final class StepExecutor: Sendable {
     let secrets: SecretStore
 
     init(
-        ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration,
+        ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration, discoveryCacheEntries: Int = 1_000,
         breakers: CircuitBreakers<ContinuousClock>, outbound: OutboundPolicy = OutboundPolicy(),
-        secrets: SecretStore = SecretStore(), logger: Logger
+        secrets: SecretStore = SecretStore(), metrics: EngineMetrics? = nil, logger: Logger
     ) {
+        self.metrics = metrics
         self.ledger = ledger
         self.secrets = secrets
         self.breakers = breakers
@@ -32,7 +35,7 @@ final class StepExecutor: Sendable {
         self.http = HTTPAction(policy: outbound, breakers: breakers, logger: logger)
         self.registry = registry
         self.discoveryCacheTTL = discoveryCacheTTL
-        self.discoveryCache = ResultCache(ttl: discoveryCacheTTL)
+        self.discoveryCache = ResultCache(ttl: discoveryCacheTTL, entryLimit: discoveryCacheEntries)
         self.logger = logger
     }
 
@@ -135,13 +138,27 @@ final class StepExecutor: Sendable {
         try await ledger.send(event, on: subject, retry: .once)
     }
 
+    /// A `discovery.search`: answered from the cache when the same query (normalised: case, surrounding and repeated
+    /// spaces) was answered for at least as many results within the cache's time, else by the service (request/reply
+    /// with the step's deadline). The recorded output says which (`cached`); only the top N results are kept.
     func request(_ execution: StepExecution, subject: String) async -> StepResult {
-        let query = execution.request
-        let cacheKey = query.compactJSON
-        if let hit = discoveryCache.get(cacheKey) { return .success(hit) }
+        let search: DiscoveryQuery
+        switch DiscoveryQuery.read(execution.request) {
+        case .success(let value): search = value
+        case .failure(let error): return .failure(error)
+        }
+        if case .object(let hit)? = discoveryCache.get(search.key), let cachedTopN = hit["top_n"]?.numberValue,
+            Int(cachedTopN) >= search.topN, case .object(var answer)? = hit["answer"]
+        {
+            metrics?.discoveryLookup(hit: true)
+            answer["results"] = (answer["results"]?.arrayValue).map { .array(Array($0.prefix(search.topN))) }
+            answer["cached"] = true
+            return .success(.object(answer))
+        }
+        metrics?.discoveryLookup(hit: false)
         let event = CloudEvent(
             id: execution.commandID, type: "DiscoverySearch", runid: execution.runID, stepid: execution.target.wireID,
-            correlationid: execution.runID, data: query)
+            correlationid: execution.runID, data: execution.request)
         do {
             let timeout = max(0.05, execution.deadline.timeIntervalSinceNow)
             let reply = try await ledger.request(
@@ -155,8 +172,18 @@ final class StepExecutor: Sendable {
                         kind: .refused, message: "\(subject) refused the request: \(detail)",
                         retryable: (problem["status"]?.numberValue ?? 500) >= 500))
             }
-            discoveryCache.set(cacheKey, answer.data, size: reply.count)
-            return .success(answer.data)
+            guard case .object(var data) = answer.data, case .array(let results)? = data["results"] else {
+                return .failure(
+                    StepError(
+                        kind: .badReply,
+                        message: "\(subject) answered without a results array: \(answer.data.compactJSON.prefix(80))",
+                        retryable: true))
+            }
+            data["results"] = .array(Array(results.prefix(search.topN)))
+            discoveryCache.set(
+                search.key, ["top_n": .number(Double(search.topN)), "answer": .object(data)], size: reply.count)
+            data["cached"] = false
+            return .success(.object(data))
         } catch let error as StepError {
             return .failure(error)
         } catch let error as NATSError {
@@ -257,5 +284,44 @@ extension StepExecutor {
                     "\(what) is \(bytes) bytes; a step's output is recorded in the log and may be at most \(maxOutputBytes) bytes",
                 retryable: false)
         }
+    }
+}
+
+/// The query of a `discovery.search` step, read from its rendered `with`.
+struct DiscoveryQuery: Equatable {
+    static let maxQueryBytes = 1_024
+    static let maxTopN = 100
+    static let defaultTopN = 3
+
+    /// The cache key: the query lower-cased, trimmed, its runs of whitespace as one space.
+    let key: String
+    let topN: Int
+
+    static func normalise(_ text: String) -> String {
+        text.lowercased().split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+    }
+
+    static func read(_ request: JSONValue) -> Result<DiscoveryQuery, StepError> {
+        func refuse(_ message: String) -> Result<DiscoveryQuery, StepError> {
+            .failure(StepError(kind: .badRequest, message: message, retryable: false))
+        }
+        guard case .string(let text)? = request["query"] else {
+            return refuse("discovery.search needs with.query as text, e.g. \"{{trigger.entities.title}}\"")
+        }
+        let key = normalise(text)
+        if key.isEmpty { return refuse("discovery.search's with.query is empty (after trimming spaces)") }
+        if text.utf8.count > maxQueryBytes {
+            return refuse("discovery.search's with.query is \(text.utf8.count) bytes; at most \(maxQueryBytes)")
+        }
+        var topN = defaultTopN
+        if let value = request["top_n"], value != .null {
+            guard let n = value.numberValue?.exactInt(in: 1...maxTopN) else {
+                return refuse(
+                    "discovery.search's with.top_n must be a whole number from 1 to \(maxTopN), got \(value.compactJSON.prefix(40))"
+                )
+            }
+            topN = n
+        }
+        return .success(DiscoveryQuery(key: key, topN: topN))
     }
 }

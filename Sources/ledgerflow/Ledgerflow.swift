@@ -18,7 +18,8 @@ struct Ledgerflow: AsyncParsableCommand {
         abstract: "An event-sourced automation engine on NATS JetStream and LMDB.",
         subcommands: [
             Dev.self, Serve.self, Replay.self, Projections.self, Publish.self, Flows.self, RunFlow.self, Runs.self,
-            DLQ.self, Tail.self, Verify.self, CalendarSim.self, Tokens.self, Audit.self, Schedules.self,
+            DLQ.self, Tail.self, Verify.self, Simulate.self, CalendarSimAlias.self, Tokens.self, Audit.self,
+            Schedules.self,
         ])
 }
 
@@ -67,7 +68,8 @@ struct Stack {
 
     static func open(
         natsURL: String, connectOptions: NATSConnectOptions, dataDirectory: String, mapSize: Int, tokens: AccessTokens,
-        outbound: OutboundPolicy, worker: WorkerOptions, stream: StreamOptions, secrets: SecretOptions, logger: Logger
+        outbound: OutboundPolicy, worker: WorkerOptions, stream: StreamOptions, secrets: SecretOptions,
+        integrations: IntegrationOptions, logger: Logger
     ) async throws -> Stack {
         let ledger = try await Ledger.openWhenReachable(
             url: natsURL, clientName: "ledgerflow-engine", configuration: try stream.configuration(),
@@ -79,6 +81,8 @@ struct Stack {
         configuration.tokens = tokens
         try worker.apply(to: &configuration)
         try secrets.apply(to: &configuration)
+        try integrations.apply(to: &configuration)
+        configuration.eventSubjects = try stream.eventSubjects()
         let engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: logger)
         ProcessMetrics.bootstrap(engine.metrics.factory)
         return Stack(ledger: ledger, store: store, projector: projector, engine: engine, tokens: tokens)
@@ -163,6 +167,7 @@ struct Dev: AsyncParsableCommand {
     @OptionGroup var worker: WorkerOptions
     @OptionGroup var stream: StreamOptions
     @OptionGroup var secrets: SecretOptions
+    @OptionGroup var integrations: IntegrationOptions
     @OptionGroup var natsAccess: NATSAccessOptions
 
     func validate() throws {
@@ -194,20 +199,22 @@ struct Dev: AsyncParsableCommand {
         let stack = try await Stack.open(
             natsURL: url, connectOptions: connectOptions, dataDirectory: dataDir, mapSize: try lmdb.mapSize(),
             tokens: tokens, outbound: try outbound.policy(allowLoopback: true), worker: worker, stream: stream,
-            secrets: secrets, logger: logger)
+            secrets: secrets, integrations: integrations, logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(calendarLatencyMs)
         settings.failureRate = calendarFailureRate
         let calendar = try await CalendarSimulator.connect(
             url: url, settings: settings, connectOptions: connectOptions, logger: logger)
         let discovery = try await DiscoverySimulator.connect(url: url, connectOptions: connectOptions, logger: logger)
+        let notifications = try await NotificationSimulator.connect(
+            url: url, connectOptions: connectOptions, logger: logger)
         print(
             """
             Ledgerflow dev is running (Ctrl-C stops all of it)
               NATS        \(Ledger.displayURL(url))\(server.map { " (nats-server \($0.version), data in \($0.dataDirectory))" } ?? "")
               HTTP API    http://127.0.0.1:\(httpPort)
               read models \(dataDir)/lmdb
-              simulators  calendar (\(calendarLatencyMs) ms latency), discovery
+              simulators  calendar (\(calendarLatencyMs) ms latency), discovery, notifications
               admin token \(token)
               tokens file \(tokens.file ?? "none") (ledgerflow tokens create --role viewer --subject alice --data-dir \(dataDir))
 
@@ -218,7 +225,7 @@ struct Dev: AsyncParsableCommand {
             admin: FlowAdmin(ledger: stack.ledger, store: stack.store), directory: examples, logger: logger)
         var services = stack.services(host: "127.0.0.1", port: httpPort, logger: logger)
         services += [
-            .init(service: calendar), .init(service: discovery),
+            .init(service: calendar), .init(service: discovery), .init(service: notifications),
             .init(service: examples, successTerminationBehavior: .ignore),
         ]
         let group = ServiceGroup(configuration: Shutdown.configuration(services: services, logger: logger))
@@ -241,12 +248,13 @@ struct Serve: AsyncParsableCommand {
         String?
     var adminToken: String? { adminTokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_ADMIN_TOKEN"] }
     @OptionGroup var tokenOptions: TokenFileOptions
-    @Flag(help: "Also run the calendar and discovery simulators.") var simulators = false
+    @Flag(help: "Also run the calendar, discovery and notification simulators.") var simulators = false
     @OptionGroup var outbound: OutboundOptions
     @OptionGroup var lmdb: LMDBOptions
     @OptionGroup var worker: WorkerOptions
     @OptionGroup var stream: StreamOptions
     @OptionGroup var secrets: SecretOptions
+    @OptionGroup var integrations: IntegrationOptions
 
     func run() async throws {
         let logger = makeLogger()
@@ -263,7 +271,7 @@ struct Serve: AsyncParsableCommand {
         let stack = try await Stack.open(
             natsURL: nats.natsURL, connectOptions: nats.connectOptions, dataDirectory: dataDir,
             mapSize: try lmdb.mapSize(), tokens: tokens, outbound: try outbound.policy(allowLoopback: false),
-            worker: worker, stream: stream, secrets: secrets, logger: logger)
+            worker: worker, stream: stream, secrets: secrets, integrations: integrations, logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
         // The simulators stand for other services: each connects on its own.
         if simulators {
@@ -275,6 +283,10 @@ struct Serve: AsyncParsableCommand {
                 .init(
                     service: try await DiscoverySimulator.connect(
                         url: nats.natsURL, connectOptions: nats.connectOptions, logger: logger)))
+            services.append(
+                .init(
+                    service: try await NotificationSimulator.connect(
+                        url: nats.natsURL, connectOptions: nats.connectOptions, logger: logger)))
         }
         logger.info(
             "serving on http://\(host):\(httpPort), NATS \(nats.displayURL), read models in \(dataDir)/lmdb")
@@ -285,29 +297,117 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
+/// `ledgerflow simulate calendar|discovery|notifications`: stand in for one of the other services, with switches.
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Answer as the calendar, discovery or notification service would (for demos, tests and benchmarks).",
+        subcommands: [CalendarSim.self, DiscoverySim.self, NotificationSim.self])
+}
+
+/// The switches every simulator has.
+struct SimulatorSwitches: ParsableArguments {
+    @Option(help: "Delay before each answer, in ms (0 to 600000).") var latencyMs = 0
+    @Option(help: "Probability of a failure answer (0 to 1).") var failureRate = 0.0
+    @Flag(help: "Failures are not retryable (the step fails at once instead of retrying).") var permanent = false
+    @Flag(help: "Never answer (the steps time out).") var silent = false
+
+    func validate() throws {
+        guard (0...600_000).contains(latencyMs) else {
+            throw ValidationError("--latency-ms \(latencyMs): give a delay from 0 to 600000 ms")
+        }
+        guard failureRate.isFinite, (0...1).contains(failureRate) else {
+            throw ValidationError("--failure-rate \(failureRate): give a probability from 0 to 1 (e.g. 0.2)")
+        }
+    }
+
+    var latency: Duration { .milliseconds(latencyMs) }
+}
+
+/// Runs one simulator until SIGINT or SIGTERM.
+func runSimulator(_ service: some Service, logger: Logger) async throws {
+    let group = ServiceGroup(
+        configuration: .init(
+            services: [.init(service: service)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
+    try await group.run()
+}
+
 struct CalendarSim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "calendar-simulator",
-        abstract: "Answer calendar commands as the calendar service would (for demos and tests).")
+        commandName: "calendar",
+        abstract: "Answer calendar commands as the calendar service would, honouring idempotency keys.")
 
     @OptionGroup var nats: NATSOptions
-    @Option(help: "Delay before each answer, in ms.") var latencyMs = 0
-    @Option(help: "Probability of a failure answer.") var failureRate = 0.0
+    @OptionGroup var switches: SimulatorSwitches
     @Option(help: "The first N commands of each idempotency key fail.") var failFirst = 0
-    @Flag(help: "Failures are not retryable.") var permanent = false
+
+    func run() async throws {
+        try await Self.run(nats: nats, switches: switches, failFirst: failFirst)
+    }
+
+    static func run(nats: NATSOptions, switches: SimulatorSwitches, failFirst: Int) async throws {
+        let logger = makeLogger()
+        var settings = CalendarSimulator.Settings()
+        settings.latency = switches.latency
+        settings.failureRate = switches.failureRate
+        settings.failFirst = failFirst
+        settings.permanentFailures = switches.permanent
+        settings.silent = switches.silent
+        let simulator = try await CalendarSimulator.connect(
+            url: nats.natsURL, settings: settings, connectOptions: nats.connectOptions, logger: logger)
+        try await runSimulator(simulator, logger: logger)
+    }
+}
+
+struct DiscoverySim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "discovery", abstract: "Answer discovery.search requests as the search service would.")
+
+    @OptionGroup var nats: NATSOptions
+    @OptionGroup var switches: SimulatorSwitches
 
     func run() async throws {
         let logger = makeLogger()
-        var settings = CalendarSimulator.Settings()
-        settings.latency = .milliseconds(latencyMs)
-        settings.failureRate = failureRate
-        settings.failFirst = failFirst
-        settings.permanentFailures = permanent
-        let simulator = try await CalendarSimulator.connect(
+        var settings = DiscoverySimulator.Settings()
+        settings.latency = switches.latency
+        settings.failureRate = switches.failureRate
+        settings.permanentFailures = switches.permanent
+        settings.silent = switches.silent
+        let simulator = try await DiscoverySimulator.connect(
             url: nats.natsURL, settings: settings, connectOptions: nats.connectOptions, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: simulator)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
-        try await group.run()
+        try await runSimulator(simulator, logger: logger)
+    }
+}
+
+struct NotificationSim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "notifications",
+        abstract: "Take notification requests and answer Notification.Sent|Failed as the notification service would.")
+
+    @OptionGroup var nats: NATSOptions
+    @OptionGroup var switches: SimulatorSwitches
+
+    func run() async throws {
+        let logger = makeLogger()
+        var settings = NotificationSimulator.Settings()
+        settings.latency = switches.latency
+        settings.failureRate = switches.failureRate
+        settings.silent = switches.silent
+        let simulator = try await NotificationSimulator.connect(
+            url: nats.natsURL, settings: settings, connectOptions: nats.connectOptions, logger: logger)
+        try await runSimulator(simulator, logger: logger)
+    }
+}
+
+/// The former name of `simulate calendar`, kept for scripts that use it.
+struct CalendarSimAlias: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "calendar-simulator", abstract: "Same as simulate calendar.", shouldDisplay: false)
+
+    @OptionGroup var nats: NATSOptions
+    @OptionGroup var switches: SimulatorSwitches
+    @Option(help: "The first N commands of each idempotency key fail.") var failFirst = 0
+
+    func run() async throws {
+        try await CalendarSim.run(nats: nats, switches: switches, failFirst: failFirst)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LedgerCore
 import LedgerEngine
 
 /// How `serve` and `dev` create the ledger stream (and the workers' bucket).
@@ -13,8 +14,36 @@ struct StreamOptions: ParsableArguments {
 
     static let environmentKey = "LEDGERFLOW_REPLICAS"
 
+    @Option(
+        name: .customLong("event-subjects"),
+        help: ArgumentHelp(
+            "Subjects other services publish their events on, comma-separated (default events.>): each is added to the ledger stream, and an event there starts every active flow whose trigger names its type. Env LEDGERFLOW_EVENT_SUBJECTS.",
+            valueName: "SUBJECTS"))
+    var eventSubjectsOption: String?
+
+    static let eventSubjectsKey = "LEDGERFLOW_EVENT_SUBJECTS"
+
     func validate() throws {
         _ = try replicas()
+        _ = try eventSubjects()
+    }
+
+    /// The event subjects asked for: the option, else the environment variable, else `events.>`.
+    func eventSubjects() throws -> [String] {
+        let text: String
+        let source: String
+        if let eventSubjectsOption {
+            (text, source) = (eventSubjectsOption, "--event-subjects")
+        } else if let value = ProcessInfo.processInfo.environment[Self.eventSubjectsKey] {
+            (text, source) = (value, Self.eventSubjectsKey)
+        } else {
+            return [Subjects.events]
+        }
+        let subjects = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            !$0.isEmpty
+        }
+        if let problem = EventSubjectPolicy.problem(subjects) { throw ValidationError("\(source): \(problem)") }
+        return subjects
     }
 
     /// The replicas asked for: the option, else the environment variable, else 1.
@@ -42,6 +71,7 @@ struct StreamOptions: ParsableArguments {
     func configuration() throws -> LedgerConfiguration {
         var configuration = LedgerConfiguration()
         configuration.replicas = try replicas()
+        configuration.subjects = Subjects.streamSubjects + (try eventSubjects())
         return configuration
     }
 }

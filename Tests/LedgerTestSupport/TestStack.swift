@@ -38,6 +38,7 @@ public final class TestStack: @unchecked Sendable {
     public let port: Int
     public let calendar: CalendarSimulator
     public let discovery: DiscoverySimulator
+    public let notifications: NotificationSimulator
     /// A connection of the world outside Ledgerflow (the assistant): it publishes commands and observes.
     public let outside: NATSConnection
     public let token = "test-admin-token"
@@ -96,6 +97,7 @@ public final class TestStack: @unchecked Sendable {
         outside = try await NATSConnection.connect(url: TestServer.url, name: "test-outside", logger: testLogger)
         calendar = try await CalendarSimulator.connect(url: TestServer.url, settings: settings, logger: testLogger)
         discovery = try await DiscoverySimulator.connect(url: TestServer.url, logger: testLogger)
+        notifications = try await NotificationSimulator.connect(url: TestServer.url, logger: testLogger)
         engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: testLogger)
         let projector = Projector(ledger: ledger, store: store, logger: testLogger)
         let app = buildApplication(
@@ -103,7 +105,7 @@ public final class TestStack: @unchecked Sendable {
                 ledger: ledger, store: store, engine: engine,
                 tokens: configuration.tokens ?? Self.tokens),
             port: port, logger: testLogger)
-        infra = Self.run([projector, app, calendar, discovery])
+        infra = Self.run([projector, app, calendar, discovery, notifications])
         startEngine()
         Self.live.withLock { $0.append(self) }
         try await waitForHTTP()
@@ -200,10 +202,11 @@ public final class TestStack: @unchecked Sendable {
 
     /// Publishes an `AssistantCommandIssued` the way the assistant would (a plain NATS publish).
     public func publishCommand(
-        id: String = EventID.make(), title: String = "Dentist", signalID: String? = nil, suggestions: Bool = false
+        id: String = EventID.make(), title: String = "Dentist", signalID: String? = nil, suggestions: Bool = false,
+        intent: String = "calendar.create_event"
     ) throws {
         var data: [String: JSONValue] = [
-            "message_id": .string("m-\(id)"), "intent": "calendar.create_event",
+            "message_id": .string("m-\(id)"), "intent": .string(intent),
             "entities": [
                 "title": .string(title), "start": "2026-11-24T10:00:00Z", "with_suggestions": .bool(suggestions),
             ],

@@ -17,6 +17,8 @@ import Testing
         for command in [
             ["serve"], ["dev", "--nats-url", "nats://127.0.0.1:1"], ["tail"], ["verify"], ["replay", "run-1"],
             ["publish", "assistant.command.issued", "{}"], ["projections", "rebuild"], ["calendar-simulator"],
+            ["simulate", "calendar"],
+            ["simulate", "discovery"], ["simulate", "notifications"],
         ] {
             let (status, output) = try ledgerflow(command + Self.unreachable + ["--nats-tls-cert", certificate])
             #expect(status != 0, "\(command): \(output)")
