@@ -20,6 +20,8 @@ public final class CalendarSimulator: Service, Sendable {
         public var permanentFailures = false
         /// Do not answer at all (the engine's step timeout takes over).
         public var silent = false
+        /// Commands whose data this holds for fail (as `permanentFailures` says), whatever the other switches.
+        public var failWhen: (@Sendable (JSONValue) -> Bool)?
         public init() {}
     }
 
@@ -106,7 +108,7 @@ public final class CalendarSimulator: Service, Sendable {
             books.received[key, default: Received(type: command.type)].commands[commandID, default: 0] += 1
             return books.attemptsByKey[key]!
         }
-        if attempt <= settings.failFirst
+        if attempt <= settings.failFirst || settings.failWhen?(command.data) == true
             || (settings.failureRate > 0 && Double.random(in: 0..<1) < settings.failureRate)
         {
             await publish(

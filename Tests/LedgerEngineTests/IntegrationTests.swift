@@ -207,6 +207,52 @@ extension Integration {
             }
         }
 
+        @Test func aCreateFailedThatIsNotRetryableFailsTheStepAtOnceAndCompensates() async throws {
+            var settings = CalendarSimulator.Settings()
+            settings.permanentFailures = true
+            settings.failWhen = { $0["title"]?.stringValue?.hasPrefix("refused") == true }
+            try await withTestStack(calendar: settings) { stack in
+                try await register(
+                    stack,
+                    [
+                        "id": "two-events", "trigger": ["event": "AssistantCommandIssued", "intent": "two.events"],
+                        "defaults": [
+                            "retry": ["max_attempts": 3, "initial_ms": 50, "max_ms": 100], "timeout_sec": 30,
+                        ],
+                        "steps": [
+                            [
+                                "id": "first", "action": "calendar.schedule_event",
+                                "with": [
+                                    "title": "kept {{trigger.entities.title}}", "start": "{{trigger.entities.start}}",
+                                ],
+                                "compensate": [
+                                    "action": "calendar.cancel_event",
+                                    "with": ["event_id": "{{steps.first.output.event_id}}"],
+                                ],
+                            ],
+                            [
+                                "id": "second", "action": "calendar.schedule_event", "depends_on": ["first"],
+                                "with": [
+                                    "title": "refused {{trigger.entities.title}}",
+                                    "start": "{{trigger.entities.start}}",
+                                ],
+                            ],
+                        ],
+                        "output": ["text": "both"],
+                    ])
+                try stack.publishCommand(id: "two-1", intent: "two.events")
+                let run = try #require(try await stack.waitForRuns(1, status: .failed).first)
+                let attempts = run.step("second")?.attempts ?? []
+                #expect(attempts.count == 1, "a non-retryable CreateFailed is not retried")
+                #expect(attempts.first?.error?.kind == .calendarCreateFailed)
+                #expect(attempts.first?.error?.retryable == false)
+                #expect(run.step("first")?.status == .compensated)
+                let cancels = try await stack.log().filter { $0.subject == Subjects.calendarCancel }
+                #expect(cancels.count == 1)
+                #expect(cancels.first?.event?.data["event_id"] == run.step("first")?.output?["event_id"])
+            }
+        }
+
         static let searchFlow: JSONValue = [
             "id": "search-twice", "trigger": ["event": "AssistantCommandIssued", "intent": "search.twice"],
             "steps": [
