@@ -101,6 +101,18 @@ public final class ReadModelStore: Sendable {
     /// A flow's schedule as the read models hold it (nil before its first firing, pause or scheduled run).
     public func schedule(_ flowID: String) throws -> ScheduleState? { try value(ScheduleModel.self, key: flowID) }
 
+    /// Every schedule the read models hold.
+    public func schedules() throws -> [ScheduleState] {
+        try environment.read { txn in
+            var out: [ScheduleState] = []
+            try txn.scan(environment.table(ScheduleModel.table)) { _, value in
+                out.append(try JSONTree.decode(ScheduleState.self, from: value))
+                return true
+            }
+            return out
+        }
+    }
+
     public func flows() throws -> [FlowRecord] {
         try environment.read { txn in
             var out: [FlowRecord] = []
