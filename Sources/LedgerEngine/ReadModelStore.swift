@@ -102,22 +102,16 @@ public final class ReadModelStore: Sendable {
     public func schedule(_ flowID: String) throws -> ScheduleState? { try value(ScheduleModel.self, key: flowID) }
 
     /// Every schedule the read models hold.
-    public func schedules() throws -> [ScheduleState] {
-        try environment.read { txn in
-            var out: [ScheduleState] = []
-            try txn.scan(environment.table(ScheduleModel.table)) { _, value in
-                out.append(try JSONTree.decode(ScheduleState.self, from: value))
-                return true
-            }
-            return out
-        }
-    }
+    public func schedules() throws -> [ScheduleState] { try all(ScheduleModel.self) }
 
-    public func flows() throws -> [FlowRecord] {
+    public func flows() throws -> [FlowRecord] { try all(FlowVersionsModel.self) }
+
+    /// Every value of a model's table, in key order.
+    func all<M: ReadModel>(_ model: M.Type) throws -> [M.State] {
         try environment.read { txn in
-            var out: [FlowRecord] = []
-            try txn.scan(environment.table(FlowVersionsModel.table)) { _, value in
-                out.append(try JSONTree.decode(FlowRecord.self, from: value))
+            var out: [M.State] = []
+            try txn.scan(environment.table(M.table)) { _, value in
+                out.append(try JSONTree.decode(M.State.self, from: value))
                 return true
             }
             return out

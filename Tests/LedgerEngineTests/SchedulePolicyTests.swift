@@ -97,6 +97,23 @@ struct ScheduleHarness {
         event.data["nominal_time"]?.stringValue.flatMap(Timestamp.parse).map(ScheduleSpec.millis)
     }
 
+    /// The listing's started and skipped counts of a schedule, then the read models rebuilt from the log equal the
+    /// live ones.
+    static func expectCounts(
+        _ stack: TestStack, _ flowID: String, started: Int, skipped: [String: Int],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let listed = try #require(
+            try await Integration.ScheduleTests.schedule(stack, flowID), sourceLocation: sourceLocation)
+        #expect(listed["started"] == .number(Double(started)), "\(listed)", sourceLocation: sourceLocation)
+        for (skipClass, count) in skipped {
+            #expect(
+                listed[path: "skipped.\(skipClass)"] == .number(Double(count)), "\(listed)",
+                sourceLocation: sourceLocation)
+        }
+        try await stack.expectRebuildEqualsLive(sourceLocation: sourceLocation)
+    }
+
     static func waitStatus(_ stack: TestStack, _ runID: String, _ status: RunStatus) async throws {
         try await eventually("run \(runID) is \(status.rawValue)", timeout: .seconds(60)) {
             try stack.store.run(runID)?.status == status
@@ -145,10 +162,7 @@ extension Integration {
                 let starts = try await ScheduleHarness.runStarts(stack, "ov-skip")
                 #expect(starts.map(\.runID) == [r1])
                 #expect(try stack.store.run(ScheduleHarness.runID("ov-skip", b1 + Self.minute)) == nil)
-                let listed = try #require(try await ScheduleTests.schedule(stack, "ov-skip"))
-                #expect(listed[path: "skipped.skip_overlap"] == 1)
-                #expect(listed["started"] == 1)
-                try await stack.expectRebuildEqualsLive()
+                try await ScheduleHarness.expectCounts(stack, "ov-skip", started: 1, skipped: ["skip_overlap": 1])
             }
         }
 
@@ -306,10 +320,8 @@ extension Integration {
                 #expect(started.compactMap(ScheduleHarness.nominal) == [b1] + window, "in order, once each")
                 let starts = try await ScheduleHarness.runStarts(stack, "catchup-stop")
                 #expect(starts.map(\.runID) == ([b1] + window).map { ScheduleHarness.runID("catchup-stop", $0) })
-                let listed = try #require(try await ScheduleTests.schedule(stack, "catchup-stop"))
-                #expect(listed[path: "skipped.missed_catchup_window"] == 3)
-                #expect(listed["started"] == 4)
-                try await stack.expectRebuildEqualsLive()
+                try await ScheduleHarness.expectCounts(
+                    stack, "catchup-stop", started: 4, skipped: ["missed_catchup_window": 3])
             }
         }
 
