@@ -19,9 +19,16 @@ public struct ScheduleState: Codable, Sendable, Equatable {
     public var unstarted_ms: Int64?
     /// A buffered firing waiting for the running run to end (nominal time, Unix ms).
     public var buffered_ms: Int64?
-    /// Firings that did not start, by class.
+    /// Firings that did not start, by class (a collapsed event counts as its `count`).
     public var skipped: [String: Int]
+    /// Firings that started a run: recorded as started, or buffered and then started.
     public var started: Int
+    /// The lateness of the started firings, summed (milliseconds; nil before the first).
+    public var late_ms_total: Int64?
+    /// The first `inactive` firing of the flow's current inactive period (nominal time, Unix ms): while it is set
+    /// the scheduler records no more `inactive` firings; when the flow is active again it records the rest of the
+    /// period as one event (`count`, `last_nominal_time`), which clears it, as does any other outcome.
+    public var inactive_from_ms: Int64?
 
     public struct LastFiring: Codable, Sendable, Equatable {
         public var nominal_time: String
@@ -65,10 +72,16 @@ public enum ScheduleModel: ReadModel {
             case .started:
                 s.started += 1
                 s.unstarted_ms = nominal
+                s.late_ms_total = (s.late_ms_total ?? 0) &+ max(e.late_ms ?? 0, 0)
+                s.inactive_from_ms = nil
             case .buffered:
                 s.buffered_ms = nominal
+                s.inactive_from_ms = nil
             case .skipped:
                 s.skipped[e.class ?? "unknown", default: 0] += max(e.count ?? 1, 1)
+                // The first inactive firing of a period opens it; the event closing it names its last firing.
+                let opens = e.class == ScheduleFiring.SkipClass.inactive && e.last_nominal_time == nil
+                s.inactive_from_ms = opens ? nominal : nil
             }
             s.last_firing = ScheduleState.LastFiring(
                 nominal_time: e.last_nominal_time ?? e.nominal_time, outcome: e.outcome.rawValue, class: e.class,
@@ -91,6 +104,7 @@ public enum ScheduleModel: ReadModel {
                 }
                 if let pending = s.buffered_ms, key == ScheduleFiring.dedupKey(nominalMillis: pending) {
                     s.buffered_ms = nil
+                    s.started += 1
                     if s.last_firing?.run_id == nil, s.last_firing?.outcome == "buffered" {
                         s.last_firing?.run_id = e.run_id
                     }

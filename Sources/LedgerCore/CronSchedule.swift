@@ -165,6 +165,51 @@ public enum ScheduleSpec: Sendable, Equatable {
         return out
     }
 
+    /// How many firings lie after `date` and at or before `through`, and the last of them, without listing them:
+    /// an interval by arithmetic, a cron day by day (a day without a daylight-saving transition that lies wholly in
+    /// the range counts as hours × minutes; other days are counted firing by firing). Exactly the firings `firings`
+    /// would list; the work grows with the days in the range, not with the firings.
+    public func tally(after date: Date, through: Date) -> (count: Int, last: Date?) {
+        guard through > date else { return (0, nil) }
+        switch self {
+        case .interval(let step):
+            let last = Self.millis(through).floorDiv(step)
+            let count = last - Self.millis(date).floorDiv(step)
+            return count > 0 ? (Int(count), Self.date(millis: last * step)) : (0, nil)
+        case .cron(let e, let zone):
+            let from = Int64(date.timeIntervalSince1970.rounded(.down))
+            let to = Int64(through.timeIntervalSince1970.rounded(.down))
+            func local(_ t: Int64) -> Int64 {
+                t + Int64(zone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(t))))
+            }
+            // A day either side: local days and instants are offset by hours at most.
+            var day = local(from).floorDiv(86_400) - 1
+            let lastDay = min(local(to).floorDiv(86_400) + 1, day + 366 * 400)
+            let minutes = e.hours.flatMap { hour in e.minutes.map { hour * 60 + $0 } }
+            guard let earliest = minutes.first, let latest = minutes.last else { return (0, nil) }
+            var count = 0
+            var last: Int64?
+            while day <= lastDay {
+                let (y, m, d) = Civil.date(fromDays: day)
+                if e.matches(year: y, month: m, day: d, weekday: Int((day + 4).floorMod(7))) {
+                    let first = Self.instantOf(day: day, minute: earliest, zone)
+                    let final = Self.instantOf(day: day, minute: latest, zone)
+                    if first > from, final <= to, final - first == Int64(latest - earliest) * 60 {
+                        count += minutes.count
+                        last = final
+                    } else {
+                        let inRange = Set(minutes.map { Self.instantOf(day: day, minute: $0, zone) })
+                            .filter { $0 > from && $0 <= to }
+                        count += inRange.count
+                        if let top = inRange.max() { last = max(last ?? top, top) }
+                    }
+                }
+                day += 1
+            }
+            return (count, last.map { Date(timeIntervalSince1970: Double($0)) })
+        }
+    }
+
     /// The next `count` firings after `date` (at most `maxCount`).
     public func preview(after date: Date, count: Int) -> [Date] {
         firings(after: date, through: .distantFuture, limit: min(max(count, 0), Self.maxCount))

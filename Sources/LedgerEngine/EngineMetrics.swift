@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import LedgerCore
+public import LedgerProjections
 public import Prometheus
 import Synchronization
 
@@ -173,22 +174,13 @@ public final class EngineMetrics: Sendable {
         }
     }
 
-    /// Firings of a flow's schedule this process recorded as not started, by class (`skip_overlap`,
-    /// `missed_catchup_window`, `paused`, `inactive`).
-    func firingsSkipped(flowID: String, class skipClass: String, count: Int) {
-        CoreMetrics.Counter(
-            label: Name.scheduleSkipped, dimensions: [("flow_id", flowID), ("class", skipClass)], factory: factory
-        ).increment(by: max(count, 1))
+    /// What `sampleSchedules` already added to the schedule counters, by flow.
+    private struct ScheduleSeen {
+        var skipped: [String: Int] = [:]
+        var started = 0
+        var lateMillis: Int64 = 0
     }
-
-    /// A firing this process started, and how late (beyond its jitter) it was decided.
-    func firingStarted(flowID: String, lateMillis: Int64) {
-        CoreMetrics.Counter(label: Name.scheduleStarted, dimensions: [("flow_id", flowID)], factory: factory)
-            .increment()
-        CoreMetrics.FloatingPointCounter(
-            label: Name.scheduleLateness, dimensions: [("flow_id", flowID)], factory: factory
-        ).increment(by: Double(max(lateMillis, 0)) / 1000)
-    }
+    private let schedulesSeen = Mutex<[String: ScheduleSeen]>([:])
 
     /// A run this process started.
     func runStarted(flowID: String) {
@@ -250,6 +242,44 @@ public final class EngineMetrics: Sendable {
     func discoveryLookup(hit: Bool) { (hit ? discoveryHits : discoveryMisses).increment() }
 
     // MARK: - Sampled when scraped
+
+    /// Moves the schedule counters up to the counts of the schedules read model (firings skipped by flow and class,
+    /// started, lateness): the totals of every scheduler there was, the same on every process whose read models
+    /// have reached the same log position, and kept across restarts. Every class of a scheduled flow is listed
+    /// (zero until one is skipped). A count never goes down here (a read model rebuilt in place starts again from
+    /// what it already reported).
+    public func sampleSchedules(_ states: [ScheduleState]) {
+        let factory = self.factory
+        schedulesSeen.withLock { seen in
+            for state in states {
+                let flowID = state.flow_id
+                var known = seen[flowID] ?? ScheduleSeen()
+                for skipClass in Set(ScheduleFiring.SkipClass.all).union(state.skipped.keys) {
+                    let counter = CoreMetrics.Counter(
+                        label: Name.scheduleSkipped, dimensions: [("flow_id", flowID), ("class", skipClass)],
+                        factory: factory)
+                    let total = state.skipped[skipClass] ?? 0
+                    if total > known.skipped[skipClass] ?? 0 {
+                        counter.increment(by: total - (known.skipped[skipClass] ?? 0))
+                        known.skipped[skipClass] = total
+                    }
+                }
+                let started = CoreMetrics.Counter(
+                    label: Name.scheduleStarted, dimensions: [("flow_id", flowID)], factory: factory)
+                if state.started > known.started {
+                    started.increment(by: state.started - known.started)
+                    known.started = state.started
+                }
+                let late = CoreMetrics.FloatingPointCounter(
+                    label: Name.scheduleLateness, dimensions: [("flow_id", flowID)], factory: factory)
+                if let total = state.late_ms_total, total > known.lateMillis {
+                    late.increment(by: Double(total - known.lateMillis) / 1000)
+                    known.lateMillis = total
+                }
+                seen[flowID] = known
+            }
+        }
+    }
 
     /// Sets the gauges (and the skipped counter) from what the engine, the read models and the log report now;
     /// `lastSequence` nil (the log unreachable) leaves the log's gauges as they were.

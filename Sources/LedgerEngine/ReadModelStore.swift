@@ -101,11 +101,17 @@ public final class ReadModelStore: Sendable {
     /// A flow's schedule as the read models hold it (nil before its first firing, pause or scheduled run).
     public func schedule(_ flowID: String) throws -> ScheduleState? { try value(ScheduleModel.self, key: flowID) }
 
-    public func flows() throws -> [FlowRecord] {
+    /// Every schedule the read models hold.
+    public func schedules() throws -> [ScheduleState] { try all(ScheduleModel.self) }
+
+    public func flows() throws -> [FlowRecord] { try all(FlowVersionsModel.self) }
+
+    /// Every value of a model's table, in key order.
+    func all<M: ReadModel>(_ model: M.Type) throws -> [M.State] {
         try environment.read { txn in
-            var out: [FlowRecord] = []
-            try txn.scan(environment.table(FlowVersionsModel.table)) { _, value in
-                out.append(try JSONTree.decode(FlowRecord.self, from: value))
+            var out: [M.State] = []
+            try txn.scan(environment.table(M.table)) { _, value in
+                out.append(try JSONTree.decode(M.State.self, from: value))
                 return true
             }
             return out

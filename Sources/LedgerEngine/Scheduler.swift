@@ -93,6 +93,8 @@ extension Engine {
         let flowID = flow.record.flow_id
         var state = try store.schedule(flowID) ?? ScheduleState(flow_id: flowID)
         let now = ScheduleSpec.millis(configuration.clock.now)
+        guard flow.active else { return try await recordInactive(flow, state: state, now: now) }
+        if let from = state.inactive_from_ms { try await closeInactive(flow, from: from) }
         // A firing recorded as started whose run is not in the models yet: start it (a repeat is refused by the log).
         if flow.active, let pending = state.unstarted_ms,
             try store.dedup(flowID: flowID, key: ScheduleFiring.dedupKey(nominalMillis: pending)) == nil
@@ -116,8 +118,12 @@ extension Engine {
         guard !due.isEmpty else { return }
         let window = Self.catchupMillis(flow.trigger)
         let nominals = due.map { ScheduleSpec.millis($0) }
-        // Firings older than the catch-up window: recorded together as missed.
-        let missed = nominals.filter { now - $0 > window }
+        // Firings more than the catch-up window late (after their jitter): recorded together as missed. Nominal
+        // time plus jitter grows with the nominal time (the jitter is shorter than the interval), so they lead.
+        func late(_ nominal: Int64) -> Int64 {
+            now - nominal - Self.jitterMillis(flow.trigger, flowID: flowID, nominal: nominal)
+        }
+        let missed = Array(nominals.prefix { late($0) > window })
         if let first = missed.first, let last = missed.last {
             let firing = ScheduleFiring(
                 flow_id: flowID, nominal_time: Timestamp.format(millis: first), outcome: .skipped,
@@ -127,10 +133,52 @@ extension Engine {
                 worker: workerID)
             _ = try await record(firing, nominal: first, through: last)
         }
-        for nominal in nominals where now - nominal <= window {
+        for nominal in nominals.dropFirst(missed.count) {
             let jitter = Self.jitterMillis(flow.trigger, flowID: flowID, nominal: nominal)
             if now < nominal + jitter { break }  // later ones wait too: firings are decided in order
             try await decide(flow, nominal: nominal, jitter: jitter, now: now, state: &state)
+        }
+    }
+
+    /// A flow that is not active (deactivated, broken): the first firing due after its last decided one is recorded
+    /// as skipped, class `inactive`, and opens its inactive period (`ScheduleState.inactive_from_ms`); no more are
+    /// recorded while the period is open (`closeInactive` records the rest once the flow is active again).
+    func recordInactive(_ flow: ScheduledFlow, state: ScheduleState, now: Int64) async throws {
+        guard state.inactive_from_ms == nil else { return }
+        let flowID = flow.record.flow_id
+        let known = scheduleCursors.withLock { $0[flowID] }
+        let cursor = max(state.cursor_ms ?? flow.activatedMillis, known ?? .min, flow.activatedMillis)
+        guard let next = flow.spec.next(after: ScheduleSpec.date(millis: cursor)) else { return }
+        let nominal = ScheduleSpec.millis(next)
+        guard nominal <= now else { return }
+        let firing = ScheduleFiring(
+            flow_id: flowID, nominal_time: Timestamp.format(millis: nominal), outcome: .skipped,
+            class: ScheduleFiring.SkipClass.inactive,
+            reason:
+                "flow \(flowID) is \(flow.record.status.rawValue): its firings are not recorded again until it is active, then all of them at once",
+            worker: workerID)
+        // Wait for the read models to show the period open, so the next tick does not open another.
+        if let sequence = try await record(firing, nominal: nominal) {
+            _ = await store.progress.wait(for: sequence, timeout: configuration.projectionWait)
+        }
+    }
+
+    /// The flow is active again after an inactive period opened at `from`: the firings after it up to the flow's
+    /// activation are recorded as one event (class `inactive`, `count`, `last_nominal_time`) on the subject of the
+    /// first of them, so the skipped count by class holds every firing of the period.
+    func closeInactive(_ flow: ScheduledFlow, from: Int64) async throws {
+        let (count, last) = flow.spec.tally(
+            after: ScheduleSpec.date(millis: from), through: ScheduleSpec.date(millis: flow.activatedMillis))
+        guard count > 0, let last, let first = flow.spec.next(after: ScheduleSpec.date(millis: from)) else { return }
+        let flowID = flow.record.flow_id
+        let (firstMillis, lastMillis) = (ScheduleSpec.millis(first), ScheduleSpec.millis(last))
+        let firing = ScheduleFiring(
+            flow_id: flowID, nominal_time: Timestamp.format(millis: firstMillis), outcome: .skipped,
+            class: ScheduleFiring.SkipClass.inactive,
+            reason: "the rest of the inactive period of flow \(flowID), recorded when it was active again",
+            count: count, last_nominal_time: Timestamp.format(millis: lastMillis), worker: workerID)
+        if let sequence = try await record(firing, nominal: firstMillis, through: lastMillis) {
+            _ = await store.progress.wait(for: sequence, timeout: configuration.projectionWait)
         }
     }
 
@@ -143,12 +191,6 @@ extension Engine {
             ScheduleFiring(
                 flow_id: flowID, nominal_time: Timestamp.format(millis: nominal), outcome: .skipped, class: skipClass,
                 reason: reason, jitter_ms: jitter > 0 ? jitter : nil, worker: workerID)
-        }
-        if !flow.active {
-            _ = try await record(
-                skip(ScheduleFiring.SkipClass.inactive, "flow \(flowID) is \(flow.record.status.rawValue)"),
-                nominal: nominal)
-            return
         }
         if state.paused {
             _ = try await record(
@@ -178,7 +220,7 @@ extension Engine {
                         flow_id: flowID, nominal_time: Timestamp.format(millis: nominal), outcome: .buffered,
                         reason: "waits for run \(previous) to end (overlap: buffer_one)",
                         jitter_ms: jitter > 0 ? jitter : nil, worker: workerID)
-                    if try await record(buffered, nominal: nominal) { state.buffered_ms = nominal }
+                    if try await record(buffered, nominal: nominal) != nil { state.buffered_ms = nominal }
                 }
                 return
             case .cancel_other:
@@ -200,43 +242,41 @@ extension Engine {
         let started = ScheduleFiring(
             flow_id: flowID, nominal_time: Timestamp.format(millis: nominal), outcome: .started, run_id: runID,
             late_ms: late, jitter_ms: jitter > 0 ? jitter : nil, worker: workerID)
-        guard try await record(started, nominal: nominal) else { return }
+        guard try await record(started, nominal: nominal) != nil else { return }
         if let run = try await startFiring(flow, nominal: nominal, now: now) {
             state.last_run_id = run
             state.last_run_sequence = nil
         }
     }
 
-    /// Appends a firing's outcome on its own subject, expecting it empty. False when the firing already had one
-    /// (another scheduler, or this one before a restart, decided it). Moves this process's cursor past it.
+    /// Appends a firing's outcome on its own subject, expecting it empty, and answers its log sequence; nil when the
+    /// firing already had one (another scheduler, or this one before a restart, decided it). Moves this process's
+    /// cursor past it. The schedule metrics are not counted here but from the read model (`sampleSchedules`).
     @discardableResult
-    func record(_ firing: ScheduleFiring, nominal: Int64, through: Int64? = nil) async throws -> Bool {
+    func record(_ firing: ScheduleFiring, nominal: Int64, through: Int64? = nil) async throws -> UInt64? {
         let flowID = firing.flow_id
         defer {
             scheduleCursors.withLock { cursors in
                 cursors[flowID] = max(cursors[flowID] ?? .min, through ?? nominal)
             }
         }
+        let appended: AppendedEvent
         do {
-            try await ledger.append(
+            appended = try await ledger.append(
                 .scheduleFiring(firing), to: .firing(flowID: flowID, nominalMillis: nominal), expectedLastSequence: 0,
                 id: DerivedID.uuid("firing/\(flowID)/\(nominal)"), retry: .once)
         } catch let error as NATSError where error.isWrongLastSequence {
-            return false
+            return nil
         }
-        switch firing.outcome {
-        case .skipped:
-            metrics.firingsSkipped(flowID: flowID, class: firing.class ?? "unknown", count: firing.count ?? 1)
+        if firing.outcome == .skipped {
             logger.info(
                 "a scheduled firing did not start",
                 metadata: [
                     LogKey.flowID: "\(flowID)", "ledger.nominal_time": "\(firing.nominal_time)",
                     "ledger.class": "\(firing.class ?? "")", "ledger.count": "\(firing.count ?? 1)",
                 ])
-        case .started: metrics.firingStarted(flowID: flowID, lateMillis: firing.late_ms ?? 0)
-        case .buffered: break
         }
-        return true
+        return appended.sequence
     }
 
     /// Starts the run of a firing (its id derived from flow and nominal time). Returns its run id, nil when it
@@ -329,13 +369,25 @@ extension Engine {
         guard let flow = try scheduledFlow(record), flow.active else {
             throw EngineError.invalidState("flow \(flowID) has no active schedule: activate it first")
         }
-        guard from < to else { throw EngineError.badRequest("from must be before to") }
+        guard from.timeIntervalSince1970 >= 0, to.timeIntervalSince1970 < 7_258_118_400 else {
+            throw EngineError.badRequest("from and to must lie between 1970 and 2199")
+        }
+        guard from < to else {
+            throw EngineError.badRequest(
+                "from (\(Timestamp.format(from))) must be before to (\(Timestamp.format(to))): swap them"
+            )
+        }
         let now = configuration.clock.now
-        guard to <= now else { throw EngineError.badRequest("a backfill covers the past only: to is in the future") }
+        guard to <= now else {
+            throw EngineError.badRequest(
+                "a backfill covers the past only: to is after now (\(Timestamp.format(now))); the scheduler fires what is still to come"
+            )
+        }
         let firings = flow.spec.firings(after: from.addingTimeInterval(-0.001), through: to, limit: 1001)
         guard firings.count <= ScheduleSpec.maxCount else {
             throw EngineError.badRequest(
-                "the range holds more than \(ScheduleSpec.maxCount) firings; backfill less at once")
+                "the range holds more than \(ScheduleSpec.maxCount) firings; backfill a shorter range at once (several requests)"
+            )
         }
         try requireReachableLog()
         var out: [JSONValue] = []
@@ -348,7 +400,7 @@ extension Engine {
                 reason: "backfill by \(actor.type) \(actor.id)", run_id: runID, late_ms: max(0, nowMillis - nominal),
                 worker: workerID)
             // A firing that already has an outcome keeps it (never started twice).
-            guard try await self.record(firing, nominal: nominal) else {
+            guard try await self.record(firing, nominal: nominal) != nil else {
                 out.append(["nominal_time": .string(firing.nominal_time), "outcome": "already_decided"])
                 continue
             }

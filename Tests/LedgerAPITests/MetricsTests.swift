@@ -1,3 +1,4 @@
+import LedgerAPI
 import LedgerCore
 import LedgerEngine
 import LedgerNATS
@@ -123,6 +124,81 @@ extension Integration {
                 #expect(!metrics.text.contains("no-such"), "a path no route has is not a label")
                 let routes = metrics.series(of: "ledgerflow_http_requests_total")
                 #expect(routes.count == Set(routes).count)
+            }
+        }
+
+        /// The value of a schedule counter of `flow` (and `skipClass`), whatever the order of the labels.
+        static func scheduleValue(
+            _ page: PrometheusText, _ name: String, _ flow: String, _ skipClass: String? = nil
+        )
+            -> Double?
+        {
+            page.samples.first { sample in
+                sample.series.hasPrefix("\(name){") && sample.series.contains(#"flow_id="\#(flow)""#)
+                    && (skipClass.map { sample.series.contains(#"class="\#($0)""#) } ?? true)
+            }?.value
+        }
+
+        /// The schedule counters come from the schedules read model, not from what one process did: the page shows
+        /// the read model's counts by class, and a second process (its own read models, not the scheduler's leader
+        /// or maybe it is) shows the same totals; scraping again adds nothing.
+        @Test func scheduleCountersAreTheReadModelsTotalsOnEveryProcess() async throws {
+            try await withTestStack { stack in
+                let flow: JSONValue = [
+                    "id": "metered", "trigger": ["interval": "1s", "overlap": "allow_all"],
+                    "steps": [["id": "a", "action": "transform", "with": ["value": 1]]],
+                ]
+                #expect(try await stack.http("POST", "/automation/flows", flow).0 == 201)
+                #expect(try await stack.http("POST", "/automation/flows/metered/activate").0 == 200)
+                func listed() async throws -> JSONValue? {
+                    try await stack.http("GET", "/automation/schedules").1["schedules"]?.arrayValue?.first {
+                        $0["flow_id"] == "metered"
+                    }
+                }
+                try await eventually("two firings started") { (try await listed()?["started"]?.numberValue ?? 0) >= 2 }
+                #expect(try await stack.http("POST", "/automation/schedules/metered/pause").0 == 200)
+                try await eventually("two paused firings") {
+                    (try await listed()?[path: "skipped.paused"]?.numberValue ?? 0) >= 2
+                }
+                // Deactivated: one inactive firing, then nothing more is recorded and the counts stand still.
+                #expect(try await stack.http("POST", "/automation/flows/metered/deactivate").0 == 200)
+                try await eventually("the inactive firing is recorded") {
+                    (try await listed()?[path: "skipped.inactive"]?.numberValue ?? 0) == 1
+                }
+                let model = try #require(try await listed())
+                let scraped = try await page(stack)
+                let skipped = EngineMetrics.Name.scheduleSkipped
+                for skipClass in ["skip_overlap", "missed_catchup_window", "paused", "inactive"] {
+                    #expect(
+                        Self.scheduleValue(scraped, skipped, "metered", skipClass)
+                            == model[path: "skipped.\(skipClass)"]?.numberValue,
+                        "\(skipClass): \(scraped.series(of: skipped))")
+                }
+                #expect(
+                    Self.scheduleValue(scraped, EngineMetrics.Name.scheduleStarted, "metered")
+                        == model["started"]?.numberValue)
+                #expect(scraped.type(of: skipped) == "counter")
+                let late = try #require(Self.scheduleValue(scraped, EngineMetrics.Name.scheduleLateness, "metered"))
+                #expect(late >= 0)
+
+                // A second process with read models of its own reports the same totals.
+                let other = try await stack.addEngine()
+                let position = stack.engine.projectionPosition
+                try await eventually("the second process's read models reach the same position") {
+                    other.projectionPosition >= position
+                }
+                other.sampleScheduleMetrics()
+                let second = PrometheusText(String(decoding: other.metrics.render(), as: UTF8.self))
+                for name in [skipped, EngineMetrics.Name.scheduleStarted, EngineMetrics.Name.scheduleLateness] {
+                    let mine = scraped.series(of: name).filter { $0.contains(#"flow_id="metered""#) }.sorted()
+                    #expect(!mine.isEmpty)
+                    for series in mine {
+                        #expect(second.value(series) == scraped.value(series), "\(series)")
+                    }
+                }
+                // Scraping again adds nothing.
+                let again = try await page(stack)
+                for series in scraped.series(of: skipped) { #expect(again.value(series) == scraped.value(series)) }
             }
         }
     }

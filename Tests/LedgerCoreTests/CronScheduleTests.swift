@@ -145,4 +145,41 @@ import Testing
         #expect(problems(["interval": "1m", "on_behalf_of": "u-1"], runAs: "user") == [])
         #expect(problems(["interval": "1m", "on_behalf_of": "u-1"], runAs: "service") == ["trigger.on_behalf_of"])
     }
+
+    /// `tally` (an inactive period's firings, counted without listing them) agrees with listing them, across both
+    /// daylight-saving transitions in two zones, partial first and last days, and intervals.
+    @Test(arguments: [
+        ("*/30 * * * *", "Europe/Madrid", "2026-03-28T13:17:00Z", "2026-03-30T08:00:00Z"),
+        ("*/30 * * * *", "Europe/Madrid", "2026-10-24T22:05:00Z", "2026-10-26T01:00:00Z"),
+        ("0 * * * *", "America/New_York", "2026-10-31T12:00:00Z", "2026-11-02T12:00:00Z"),
+        ("30 2 * * *", "America/New_York", "2026-03-07T00:00:00Z", "2026-03-10T00:00:00Z"),
+        ("0 9 * * MON-FRI", "Europe/Madrid", "2026-01-01T00:00:00Z", "2026-05-01T09:00:00+02:00"),
+        ("0 0 13 * FRI", "UTC", "2026-01-01T00:00:00Z", "2027-12-31T00:00:00Z"),
+        ("* * * * *", "Europe/Madrid", "2026-06-01T10:00:30Z", "2026-06-02T03:00:00Z"),
+        ("0 0 29 2 *", "UTC", "2026-01-01T00:00:00Z", "2033-01-01T00:00:00Z"),
+    ])
+    func tallyCountsWhatFiringsLists(cron: String, zone: String, from: String, to: String) throws {
+        let spec = try ScheduleSpec.cron(cron, timezone: zone)
+        let (start, end) = (try #require(RFC3339.parse(from)), try #require(RFC3339.parse(to)))
+        let listed = spec.firings(after: start, through: end, limit: 100_000)
+        let (count, last) = spec.tally(after: start, through: end)
+        #expect(count == listed.count)
+        #expect(last == listed.last)
+        #expect(count > 0)
+    }
+
+    @Test func tallyOfAnIntervalIsArithmetic() throws {
+        let spec = try ScheduleSpec.interval("15m")
+        let start = try #require(RFC3339.parse("2026-01-01T00:07:00Z"))
+        for hours: Double in [0, 0.1, 1, 24, 9600] {
+            let end = start.addingTimeInterval(hours * 3600)
+            let (count, last) = spec.tally(after: start, through: end)
+            let listed = spec.firings(after: start, through: end, limit: 100_000)
+            #expect(count == listed.count)
+            #expect(last == listed.last)
+        }
+        // A firing exactly at `through` counts; one exactly at `after` does not.
+        let onTheHour = try #require(RFC3339.parse("2026-01-01T00:00:00Z"))
+        #expect(spec.tally(after: onTheHour, through: onTheHour.addingTimeInterval(1800)).count == 2)
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import LedgerCore
+import LedgerProjections
 import LedgerTestSupport
 import Testing
 
@@ -63,12 +64,13 @@ extension Integration {
                     let listed = try await Self.schedule(stack, "pausable")
                     return (listed?[path: "skipped.paused"]?.numberValue ?? 0) >= 2
                 }
-                let metrics = String(decoding: stack.engine.metrics.render(), as: UTF8.self)
-                #expect(
-                    metrics.contains(#"ledgerflow_schedule_firings_skipped_total{class="paused",flow_id="pausable"}"#)
-                        || metrics.contains(
-                            #"ledgerflow_schedule_firings_skipped_total{flow_id="pausable",class="paused"}"#),
-                    "\(metrics)")
+                let (status, text) = try await stack.client.text("GET", "/metrics")
+                #expect(status == 200)
+                let pausedSample = PrometheusText(text).samples.first {
+                    $0.series.hasPrefix("ledgerflow_schedule_firings_skipped_total{")
+                        && $0.series.contains(#"flow_id="pausable""#) && $0.series.contains(#"class="paused""#)
+                }
+                #expect((pausedSample?.value ?? 0) >= 2, "\(text)")
                 let before = try stack.runs().filter { $0.flow_id == "pausable" }.count
                 #expect(try await stack.http("POST", "/automation/schedules/pausable/resume").0 == 200)
                 try await eventually("runs start again after resume") {
@@ -104,6 +106,145 @@ extension Integration {
             }
         }
 
+        /// A deactivated flow's schedule records its first firing as `inactive` and then nothing while it stays
+        /// inactive; activated again, the rest of the period is one event with its count, so the count by class
+        /// holds every firing and every nominal second has exactly one outcome.
+        @Test func anInactiveFlowRecordsOneFiringThenTheRestOfThePeriodWhenActiveAgain() async throws {
+            try await withTestStack { stack in
+                try await Self.activate(
+                    stack, Self.flow("dormant", trigger: ["interval": "1s", "overlap": "allow_all"]))
+                try await eventually("a firing started") { (try stack.store.schedule("dormant")?.started ?? 0) >= 1 }
+                #expect(try await stack.http("POST", "/automation/flows/dormant/deactivate").0 == 200)
+                try await eventually("the first inactive firing is recorded") {
+                    try stack.store.schedule("dormant")?.inactive_from_ms != nil
+                }
+                let opened = try #require(try stack.store.schedule("dormant")?.inactive_from_ms)
+                func inactive() async throws -> [ScheduleHarness.LoggedEvent] {
+                    try await ScheduleHarness.firings(stack, "dormant").filter { $0.data["class"] == "inactive" }
+                }
+                // More firings fall due and the scheduler looks at them: nothing more is recorded.
+                try await eventually("three more firings are due", timeout: .seconds(30)) {
+                    ScheduleSpec.millis(Date()) > opened + 3500
+                }
+                for _ in 0..<3 { try await stack.engine.scheduleTick() }
+                let first = try await inactive()
+                #expect(first.count == 1)
+                #expect(first.first.flatMap(ScheduleHarness.nominal) == opened)
+                #expect(first.first?.data["count"] == nil)
+                #expect(try await Self.schedule(stack, "dormant")?[path: "skipped.inactive"] == 1)
+                #expect(try await Self.schedule(stack, "dormant")?["next_firings"] == [])
+
+                #expect(try await stack.http("POST", "/automation/flows/dormant/activate").0 == 200)
+                let activated = try ScheduleHarness.activatedMillis(stack, "dormant")
+                try await eventually("the rest of the inactive period is recorded") { try await inactive().count == 2 }
+                let closer = try #require(try await inactive().last)
+                let count = Int(activated / 1000 - opened / 1000)
+                #expect(count >= 3)
+                #expect(closer.data["count"] == .number(Double(count)))
+                #expect(ScheduleHarness.nominal(closer) == opened + 1000)
+                #expect(closer.data["last_nominal_time"] == .string(Timestamp.format(millis: activated / 1000 * 1000)))
+                try await eventually("firings start again after the activation") {
+                    try stack.runs().contains {
+                        $0.flow_id == "dormant"
+                            && ($0.trigger.scheduled_at.flatMap(Timestamp.parse).map(ScheduleSpec.millis) ?? 0)
+                                > activated
+                    }
+                }
+                try await eventually("the read model counts every firing of the period") {
+                    try stack.store.schedule("dormant")?.skipped["inactive"] == 1 + count
+                }
+                #expect(try stack.store.schedule("dormant")?.inactive_from_ms == nil)
+                // No firing without an event: each second from the first firing to the last decided has one outcome.
+                var covered: [Int64: Int] = [:]
+                for event in try await ScheduleHarness.firings(stack, "dormant") {
+                    let from = try #require(ScheduleHarness.nominal(event))
+                    let through =
+                        event.data["last_nominal_time"]?.stringValue.flatMap(Timestamp.parse).map(ScheduleSpec.millis)
+                        ?? from
+                    for second in stride(from: from, through: through, by: 1000) { covered[second, default: 0] += 1 }
+                }
+                let low = try #require(covered.keys.min())
+                let high = try #require(covered.keys.max())
+                let holes = stride(from: low, through: high, by: 1000).filter { covered[$0] != 1 }
+                #expect(holes.isEmpty, "seconds without exactly one outcome: \(holes.prefix(5))")
+                try await stack.expectRebuildEqualsLive()
+            }
+        }
+
+        /// Backfill: a past range starts exactly its firings, once each; the same backfill again starts nothing;
+        /// hostile input answers 400 (or 404/409) saying what is wrong.
+        @Test func backfillStartsAPastRangeOnceAndRefusesHostileInput() async throws {
+            try await withTestStack { stack in
+                try await Self.activate(stack, Self.flow("backfilled", trigger: ["interval": "1h"]))
+                let range: JSONValue = ["from": "2026-01-01T00:00:00Z", "to": "2026-01-01T03:00:00+00:00"]
+                let (status, answer) = try await stack.http(
+                    "POST", "/automation/schedules/backfilled/backfill", range, token: .bearer(TestStack.operatorToken))
+                #expect(status == 200, "\(answer)")
+                let nominals = (0..<4).map { Int64(1_767_225_600_000) + Int64($0) * 3_600_000 }
+                let runIDs = nominals.map { ScheduleHarness.runID("backfilled", $0) }
+                let firings = try #require(answer["firings"]?.arrayValue)
+                #expect(
+                    firings.compactMap { $0["nominal_time"]?.stringValue }
+                        == nominals.map { Timestamp.format(millis: $0) })
+                #expect(firings.compactMap { $0["run_id"]?.stringValue } == runIDs)
+                #expect(firings.allSatisfy { $0["outcome"] == "started" })
+                for runID in runIDs { try await ScheduleHarness.waitStatus(stack, runID, .succeeded) }
+                for (runID, nominal) in zip(runIDs, nominals) {
+                    #expect(try stack.store.run(runID)?.trigger.scheduled_at == Timestamp.format(millis: nominal))
+                }
+                // Again: every firing already has its outcome; nothing new starts.
+                let (again, repeated) = try await stack.http(
+                    "POST", "/automation/schedules/backfilled/backfill", range)
+                #expect(again == 200)
+                #expect(repeated["firings"]?.arrayValue?.allSatisfy { $0["outcome"] == "already_decided" } == true)
+                #expect(repeated["firings"]?.arrayValue?.count == 4)
+                let starts = try await ScheduleHarness.runStarts(stack, "backfilled").filter {
+                    runIDs.contains($0.runID ?? "")
+                }
+                #expect(starts.compactMap(\.runID).sorted() == runIDs.sorted(), "each started once")
+                for nominal in nominals {
+                    let outcome = try await ScheduleHarness.firing(stack, "backfilled", nominal)
+                    #expect(outcome?.type == EventType.scheduleFiringStarted)
+                    #expect(outcome?.data["reason"]?.stringValue?.contains("backfill") == true)
+                }
+
+                let hostile: [(JSONValue, Int, String)] = [
+                    (["from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"], 400, "swap them"),
+                    (["from": "2026-01-01T00:00:00Z", "to": "2199-01-01T00:00:00Z"], 400, "past only"),
+                    (["from": "1971-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"], 400, "more than 1000 firings"),
+                    (["from": "yesterday", "to": "2026-01-01T00:00:00Z"], 400, "from is not an RFC 3339 time"),
+                    (["from": "2026-01-01T00:00:00Z"], 400, "to is missing"),
+                    (["from": 5, "to": "2026-01-01T00:00:00Z"], 400, "from is not an RFC 3339 time"),
+                    (["from": .string(String(repeating: "9", count: 100_000)), "to": "x"], 400, "from is not"),
+                    (["from": "1969-12-31T00:00:00Z", "to": "2026-01-01T00:00:00Z"], 400, "between 1970 and 2199"),
+                    (["2026-01-01T00:00:00Z"], 400, "from is missing"),
+                ]
+                for (body, expected, words) in hostile {
+                    let (code, problem) = try await stack.http(
+                        "POST", "/automation/schedules/backfilled/backfill", body)
+                    #expect(code == expected, "\(body.compactJSON.prefix(80)): \(problem)")
+                    #expect(
+                        problem["detail"]?.stringValue?.contains(words) == true,
+                        "\(body.compactJSON.prefix(80)): \(problem)")
+                }
+                let (unknown, _) = try await stack.http("POST", "/automation/schedules/no-such/backfill", range)
+                #expect(unknown == 404)
+                let (created, _) = try await stack.http(
+                    "POST", "/automation/flows", Self.flow("not-scheduled", trigger: ["manual": true]))
+                #expect(created == 201)
+                let (unscheduled, problem) = try await stack.http(
+                    "POST", "/automation/schedules/not-scheduled/backfill", range)
+                #expect(unscheduled == 409, "\(problem)")
+                let (viewer, _) = try await stack.http(
+                    "POST", "/automation/schedules/backfilled/backfill", range, token: .bearer(TestStack.viewerToken))
+                #expect(viewer == 403)
+                let starts2 = try await ScheduleHarness.runStarts(stack, "backfilled").filter {
+                    runIDs.contains($0.runID ?? "")
+                }
+                #expect(starts2.count == 4, "hostile requests started nothing")
+            }
+        }
+
         /// With a manual clock: missed firings beyond the catch-up window are recorded as skipped, those within it
         /// run once each; a running run makes the next firing skip (overlap skip).
         @Test func catchUpAndOverlapSkip() async throws {
@@ -125,7 +266,7 @@ extension Integration {
                 }
                 let listed = try #require(try await Self.schedule(stack, "catchup"))
                 // 10 firings: the 8 older than the window (as one event or more), 2 within it: one started, the next
-                // skipped because the first is still running (its delay waits on the manual clock).
+                // skipped because the first is still running (its delay of an hour outlasts the test).
                 let missed = listed[path: "skipped.missed_catchup_window"]?.numberValue ?? 0
                 let overlap = listed[path: "skipped.skip_overlap"]?.numberValue ?? 0
                 let started = listed["started"]?.numberValue ?? 0

@@ -57,6 +57,79 @@ extension Integration {
             }
         }
 
+        /// `ledgerflow schedules list|preview|pause|resume|backfill` against a running stack, and what a bad
+        /// argument says.
+        @Test func schedulesSubcommandsListPreviewPauseResumeAndBackfill() async throws {
+            try await withTestStack { stack in
+                let flow: JSONValue = [
+                    "id": "cli-sched", "trigger": ["interval": "1h"],
+                    "steps": [["id": "a", "action": "transform", "with": ["value": "{{trigger.scheduled_at}}"]]],
+                ]
+                #expect(try await stack.http("POST", "/automation/flows", flow).0 == 201)
+                #expect(try await stack.http("POST", "/automation/flows/cli-sched/activate").0 == 200)
+                let server = ["--url", "http://127.0.0.1:\(stack.port)", "--token", stack.token]
+
+                let (listed, list) = try ledgerflow(["schedules", "list"] + server)
+                #expect(listed == 0, "\(list)")
+                let answer = try JSONTree.parse(Array(list.utf8), maxDepth: 64)
+                let entry = try #require(answer["schedules"]?.arrayValue?.first { $0["flow_id"] == "cli-sched" })
+                #expect(entry[path: "schedule.interval"] == "1h")
+                #expect(entry[path: "policy.overlap"] == "skip")
+                #expect(entry["next_firings"]?.arrayValue?.count == 3)
+                #expect(entry["paused"] == false)
+
+                let (previewed, preview) = try ledgerflow(
+                    [
+                        "schedules", "preview", "0 9 * * MON-FRI", "--timezone", "Europe/Madrid", "--count", "3",
+                        "--from", "2026-03-27T00:00:00Z",
+                    ] + server)
+                #expect(previewed == 0, "\(preview)")
+                #expect(
+                    preview.split(separator: "\n").map(String.init)
+                        == ["2026-03-27T09:00:00+01:00", "2026-03-30T09:00:00+02:00", "2026-03-31T09:00:00+02:00"])
+
+                let (paused, pauseOutput) = try ledgerflow(
+                    ["schedules", "pause", "cli-sched", "--reason", "maintenance"] + server)
+                #expect(paused == 0, "\(pauseOutput)")
+                #expect(try stack.store.schedule("cli-sched")?.paused == true)
+                #expect(try stack.store.schedule("cli-sched")?.pause_reason == "maintenance")
+                let (resumed, resumeOutput) = try ledgerflow(["schedules", "resume", "cli-sched"] + server)
+                #expect(resumed == 0, "\(resumeOutput)")
+                #expect(try stack.store.schedule("cli-sched")?.paused == false)
+
+                let (backfilled, backfill) = try ledgerflow(
+                    [
+                        "schedules", "backfill", "cli-sched", "--from", "2026-01-01T00:00:00Z", "--to",
+                        "2026-01-01T01:00:00Z",
+                    ] + server)
+                #expect(backfilled == 0, "\(backfill)")
+                let firings = try JSONTree.parse(Array(backfill.utf8), maxDepth: 64)["firings"]?.arrayValue ?? []
+                #expect(firings.compactMap { $0["outcome"]?.stringValue } == ["started", "started"], "\(backfill)")
+                for firing in firings {
+                    let runID = try #require(firing["run_id"]?.stringValue)
+                    try await eventually("the backfilled run \(runID) succeeded") {
+                        try stack.store.run(runID)?.status == .succeeded
+                    }
+                }
+
+                // Bad arguments: what is wrong, and a non-zero exit.
+                let (badCron, badCronOutput) = try ledgerflow(["schedules", "preview", "*/0 * * * *"] + server)
+                #expect(badCron != 0)
+                #expect(badCronOutput.contains("minute field"), "\(badCronOutput)")
+                let (badTime, badTimeOutput) = try ledgerflow(
+                    ["schedules", "backfill", "cli-sched", "--from", "last week", "--to", "2026-01-01T00:00:00Z"]
+                        + server)
+                #expect(badTime != 0)
+                #expect(badTimeOutput.contains("from is not an RFC 3339 time"), "\(badTimeOutput)")
+                let (unknown, unknownOutput) = try ledgerflow(["schedules", "pause", "no-such-flow"] + server)
+                #expect(unknown != 0)
+                #expect(unknownOutput.contains("no-such-flow"), "\(unknownOutput)")
+                let (missing, missingOutput) = try ledgerflow(["schedules", "backfill", "cli-sched"] + server)
+                #expect(missing != 0)
+                #expect(missingOutput.contains("--from"), "\(missingOutput)")
+            }
+        }
+
         @Test func replayShowsTheRunFromTheLogAndItsStateAtAnyPosition() async throws {
             try await withTestStack { stack in
                 try await stack.activateExample()

@@ -70,6 +70,7 @@ public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Se
         metrics.sample(
             runsInMemory: status.activeRuns, checkpoint: status.projectionPosition, skipped: status.projectionSkipped,
             lastSequence: try? await log.lastSequence(), natsConnected: log.isConnected)
+        status.sampleScheduleMetrics()
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))

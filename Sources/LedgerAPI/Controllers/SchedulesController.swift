@@ -103,11 +103,20 @@ public struct SchedulesController<Service: ScheduleService>: Sendable {
         let grant = try context.requireGrant()
         let id = try context.parameters.require("id")
         let body = try await JSONExchange.body(request)
-        guard let fromText = body["from"]?.stringValue, let toText = body["to"]?.stringValue,
-            let from = RFC3339.parse(fromText), let to = RFC3339.parse(toText)
-        else {
-            throw Problem.badRequest("The body must be {from, to}: RFC 3339 times with their offsets.")
+        func time(_ name: String) throws -> Date {
+            guard let value = body[name] else {
+                throw Problem.badRequest(
+                    "The body must be {\"from\": ..., \"to\": ...}: \(name) is missing. Give RFC 3339 times with their offsets, such as 2026-03-29T00:00:00Z."
+                )
+            }
+            guard let text = value.stringValue, text.utf8.count <= 64, let date = RFC3339.parse(text) else {
+                throw Problem.badRequest(
+                    "\(name) is not an RFC 3339 time with its offset; give one such as 2026-03-29T00:00:00Z or 2026-03-29T02:00:00+02:00."
+                )
+            }
+            return date
         }
+        let (from, to) = (try time("from"), try time("to"))
         let started = try await refusingAsProblem {
             try await service.backfillSchedule(id, from: from, to: to, actor: grant.actor)
         }
