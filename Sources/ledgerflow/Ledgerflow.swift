@@ -159,7 +159,7 @@ struct Dev: AsyncParsableCommand {
     var adminTokenOption: String?
     var adminToken: String? { adminTokenOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_ADMIN_TOKEN"] }
     @OptionGroup var tokenOptions: TokenFileOptions
-    @Option(help: "Directory of example flows to load.") var examples = "examples"
+    @Option(help: "Directory of example flows to load.") var examples = "examples/flows"
     @Option(help: "Calendar simulator: delay before each answer, in ms.") var calendarLatencyMs = 50
     @Option(help: "Calendar simulator: probability of a (retryable) failure.") var calendarFailureRate = 0.0
     @OptionGroup var outbound: OutboundOptions

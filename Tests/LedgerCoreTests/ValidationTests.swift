@@ -7,7 +7,7 @@ import Testing
 
     @Test func theSpecExampleIsValid() throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-            "../../examples/calendar-create-event.json")
+            "../../examples/flows/calendar-create-event.json")
         let value = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: url))
         let definition = try FlowValidator.validate(value).get()
         #expect(definition.steps.map(\.id) == ["create", "related"])
@@ -60,10 +60,10 @@ import Testing
 }
 
 @Suite struct ExampleTests {
-    /// Every example in examples/ is a valid definition (README points to them as the reference).
+    /// Every example in examples/flows/ is a valid definition (README points to them as the reference).
     @Test func everyExampleValidates() throws {
         let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-            "../../examples"
+            "../../examples/flows"
         ).standardized
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".json") }
         #expect(files.count >= 4)

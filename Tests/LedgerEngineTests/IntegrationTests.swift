@@ -332,6 +332,57 @@ extension Integration {
     }
 }
 
+extension Integration.IntegrationTests {
+    /// The outputs published for the assistant (`FlowOutputProduced` on `automation.output.produced`).
+    func outputs(_ stack: TestStack) async throws -> [CloudEvent<JSONValue>] {
+        try await stack.log().filter { $0.subject == Subjects.outputProduced }.compactMap(\.event)
+    }
+
+    /// `examples/flows/search-and-reply.json` end to end: a chat question, a search, a reply in the user's channel.
+    @Test func theSearchAndReplyExampleAnswersInTheUsersChannel() async throws {
+        try await withTestStack { stack in
+            try await register(stack, try Fixtures.flow("search-and-reply"))
+            let data: JSONValue = [
+                "message_id": "m-search", "intent": "search.find", "entities": ["query": "Parques  en Madrid"],
+                "user": ["id": "u-7"], "channel": ["type": "telegram", "conversation_id": "tg-1"],
+            ]
+            try publish(
+                stack, subject: Subjects.assistantCommandIssued, type: EventType.assistantCommandIssued, id: "q-1",
+                data: data)
+            let run = try #require(try await stack.waitForRuns(1).first)
+            #expect(run.step("search")?.output?["cached"] == false)
+            #expect(run.step("search")?.output?["results"]?.arrayValue?.count == 3)
+            try await eventually("the reply") { try await !outputs(stack).isEmpty }
+            let reply = try #require(try await outputs(stack).first)
+            #expect(reply.data["message_id"] == "m-search")
+            #expect(reply.data["channel"] == ["type": "telegram", "conversation_id": "tg-1"])
+            #expect(reply.data["text"] == "Esto es lo que encontré: Parques  en Madrid — result 1")
+            #expect(reply.data[path: "data.cached"] == false)
+        }
+    }
+
+    /// `examples/flows/notify-on-order-shipped.json` end to end: another service's event, a notification, its answer.
+    @Test func theOrderShippedExampleNotifiesTheCustomer() async throws {
+        try await withTestStack { stack in
+            try await register(stack, try Fixtures.flow("notify-on-order-shipped"))
+            try publish(
+                stack, subject: "events.orders.shipped", type: "OrderShipped", id: "ship-1",
+                data: ["order_id": "A-1", "customer_id": "c-42", "country": "ES"])
+            let run = try #require(try await stack.waitForRuns(1).first)
+            #expect(run.output?["text"] == "Avisado c-42 del pedido A-1")
+            let request = try #require(
+                try await stack.log().first { $0.subject == Subjects.notificationSend }?.event)
+            #expect(request.type == EventType.notificationRequested)
+            #expect(request.data["message"] == "Tu pedido A-1 está en camino.")
+            #expect(request.data["idempotency_key"] != nil)
+            try await eventually("the service's answer") {
+                try await stack.log().contains { $0.subject == Subjects.notificationSent }
+            }
+            #expect(stack.notifications.notificationsSent == 1)
+        }
+    }
+}
+
 @Suite struct EventSubjectPolicyTests {
     @Test func subjectsThatWouldClashOrCaptureTooMuchAreRefused() {
         #expect(EventSubjectPolicy.problem(["events.>"]) == nil)

@@ -1,22 +1,22 @@
 public import Foundation
 public import LedgerCore
 
-/// The example flows under `examples/`, as the tests and the benchmarks load them.
+/// The example flows under `examples/flows/`, as the tests and the benchmarks load them.
 public enum Fixtures {
-    /// The repository's `examples/` directory.
+    /// The repository's `examples/flows/` directory.
     public static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../examples").standardized
+        .appendingPathComponent("../../examples/flows").standardized
 
-    /// `examples/<name>.json`, decoded.
+    /// `examples/flows/<name>.json`, decoded.
     public static func flow(_ name: String) throws -> JSONValue {
         try JSONDecoder().decode(
             JSONValue.self, from: Data(contentsOf: examples.appendingPathComponent("\(name).json")))
     }
 
-    /// The calendar flow of the README (`examples/calendar-create-event.json`).
+    /// The calendar flow of the README (`examples/flows/calendar-create-event.json`).
     public static let calendarCreateEvent: JSONValue = {
         do { return try flow("calendar-create-event") } catch {
-            fatalError("examples/calendar-create-event.json: \(error)")
+            fatalError("examples/flows/calendar-create-event.json: \(error)")
         }
     }()
 
