@@ -13,12 +13,11 @@ import Testing
 
 /// An OTLP/HTTP collector stand-in: keeps every `POST /v1/traces` (body and content type).
 final class OTLPReceiver: Sendable {
-    let port: Int
+    let http: LoopbackHTTP
     let requests = Mutex<[(contentType: String, body: [UInt8])]>([])
-    private let running = Mutex<(ServiceGroup, Task<Void, any Error>)?>(nil)
-    var base: String { "http://127.0.0.1:\(port)" }
+    var base: String { http.base }
 
-    init(port: Int = LocalNATSServer.freePort()) { self.port = port }
+    init(port: Int = LocalNATSServer.freePort()) { http = LoopbackHTTP(port: port) }
 
     func start() async throws {
         let router = Router()
@@ -31,18 +30,10 @@ final class OTLPReceiver: Sendable {
                 status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer()))
         }
         router.get("/ready") { _, _ in "ready" }
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: testLogger)
-        running.withLock { $0 = TestStack.run([app]) }
-        let client = TestHTTPClient(base: base, timeout: 2)
-        try await eventually("the OTLP receiver on port \(port) answers") { await client.status("/ready") == 200 }
+        try await http.start(router, ready: "/ready")
     }
 
-    func stop() async {
-        guard let (group, task) = running.withLock({ $0.take() }) else { return }
-        await group.triggerGracefulShutdown()
-        _ = try? await task.value
-    }
+    func stop() async { await http.stop() }
 
     /// The spans received, from OTLP/JSON bodies: ids as lowercase hex (OTLP/JSON writes them as hex; protobuf's
     /// JSON mapping as base64: both are read).
@@ -96,17 +87,7 @@ extension Integration {
                 #expect(
                     try await serve.http.json("POST", "/automation/flows/calendar-create-event/activate").0 == 200)
             }
-            var event = CloudEvent(
-                id: commandID, source: "assistant", type: EventType.assistantCommandIssued,
-                data: [
-                    "message_id": .string("m-\(commandID)"), "intent": "calendar.create_event",
-                    "entities": ["title": "Dentist", "start": "2026-11-24T10:00:00Z", "with_suggestions": false],
-                    "user": ["id": "u-1"], "channel": ["type": "chat", "conversation_id": "c-9"],
-                ] as JSONValue)
-            event.traceparent = Self.inbound
-            try outside.publish(
-                subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(event),
-                headers: ["Nats-Msg-Id": commandID])
+            try publishTracedCommand(outside, id: commandID, traceparent: Self.inbound)
             try await outside.flush()
             let runID = DerivedID.uuid("calendar-create-event/\(commandID)")
             try await eventually("run \(runID) succeeds in serve", timeout: .seconds(30)) {

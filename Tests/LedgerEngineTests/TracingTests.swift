@@ -12,7 +12,7 @@ import Testing
 @testable import LedgerEngine
 
 /// A chat command as the assistant sends it, with `traceparent` (the CloudEvents extension) when given.
-func publishTracedCommand(_ stack: TestStack, id: String, traceparent: String?) throws {
+func tracedCommand(id: String, traceparent: String?) -> CloudEvent<JSONValue> {
     var event = CloudEvent(
         id: id, source: "assistant", type: EventType.assistantCommandIssued,
         data: [
@@ -21,9 +21,39 @@ func publishTracedCommand(_ stack: TestStack, id: String, traceparent: String?) 
             "user": ["id": "u-1"], "channel": ["type": "chat", "conversation_id": "c-9"],
         ] as JSONValue)
     event.traceparent = traceparent
-    try stack.outside.publish(
-        subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(event),
+    return event
+}
+
+/// Publishes `tracedCommand` on the assistant's subject from `connection`.
+func publishTracedCommand(_ connection: NATSConnection, id: String, traceparent: String?) throws {
+    try connection.publish(
+        subject: Subjects.assistantCommandIssued,
+        payload: try EventCodec().encode(tracedCommand(id: id, traceparent: traceparent)),
         headers: ["Nats-Msg-Id": id])
+}
+
+/// A test's HTTP service: a router served on a loopback port until `stop()`.
+final class LoopbackHTTP: Sendable {
+    let port: Int
+    private let running = Mutex<(ServiceGroup, Task<Void, any Error>)?>(nil)
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    init(port: Int = LocalNATSServer.freePort()) { self.port = port }
+
+    /// Serves `router`; returns once `GET readyPath` answers 200.
+    func start(_ router: Router<BasicRequestContext>, ready readyPath: String) async throws {
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: testLogger)
+        running.withLock { $0 = TestStack.run([app]) }
+        let client = TestHTTPClient(base: base, timeout: 2)
+        try await eventually("the test HTTP service on port \(port) answers") { await client.status(readyPath) == 200 }
+    }
+
+    func stop() async {
+        guard let (group, task) = running.withLock({ $0.take() }) else { return }
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
 }
 
 extension Integration {
@@ -51,7 +81,7 @@ extension Integration {
         @Test func aChatCommandsTraceReachesTheRunsEventsAndItsCalendarCommand() async throws {
             try await withTestStack { stack in
                 try await stack.activateExample()
-                try publishTracedCommand(stack, id: "cmd-traced", traceparent: Self.inbound)
+                try publishTracedCommand(stack.outside, id: "cmd-traced", traceparent: Self.inbound)
                 let run = try #require(try await stack.waitForRuns(1).first)
                 #expect(run.traceparent == Self.inbound, "the run keeps the inbound trace")
 
@@ -85,7 +115,7 @@ extension Integration {
             try await withTestStack(calendar: settings) { stack in
                 try await stack.activateExample()
                 // No traceparent: the run starts a new trace, stored with it.
-                try publishTracedCommand(stack, id: "cmd-untraced", traceparent: nil)
+                try publishTracedCommand(stack.outside, id: "cmd-untraced", traceparent: nil)
                 try await eventually("the calendar command is in the log") {
                     try await stack.log().contains { $0.event?.type == EventType.calendarSchedule }
                 }
@@ -115,9 +145,9 @@ extension Integration {
                 try await stack.activateExample()
                 let zeros = "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
                 let huge = Self.inbound + String(repeating: "-ab", count: 20_000)
-                try publishTracedCommand(stack, id: "cmd-zeros", traceparent: zeros)
-                try publishTracedCommand(stack, id: "cmd-huge", traceparent: huge)
-                try publishTracedCommand(stack, id: "cmd-upper", traceparent: Self.inbound.uppercased())
+                try publishTracedCommand(stack.outside, id: "cmd-zeros", traceparent: zeros)
+                try publishTracedCommand(stack.outside, id: "cmd-huge", traceparent: huge)
+                try publishTracedCommand(stack.outside, id: "cmd-upper", traceparent: Self.inbound.uppercased())
                 let runs = try await stack.waitForRuns(3)
                 #expect(
                     try await stack.ledger.read(subject: Subjects.rejected).isEmpty, "a traceparent refused a message")
@@ -158,10 +188,9 @@ extension Integration {
 
 /// Records the `traceparent` header of every request it answers.
 final class TraceHeaderService: Sendable {
-    let port = LocalNATSServer.freePort()
+    let http = LoopbackHTTP()
     let headers = Mutex<[String]>([])
-    private let running = Mutex<(ServiceGroup, Task<Void, any Error>)?>(nil)
-    var base: String { "http://127.0.0.1:\(port)" }
+    var base: String { http.base }
 
     func start() async throws {
         let router = Router()
@@ -173,17 +202,9 @@ final class TraceHeaderService: Sendable {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"ok":true}"#)))
         }
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: testLogger)
-        running.withLock { $0 = TestStack.run([app]) }
-        let client = TestHTTPClient(base: base, timeout: 2)
-        try await eventually("the trace header service answers") { await client.status("/echo") == 200 }
-        headers.withLock { $0.removeAll() }
+        router.get("/ready") { _, _ in "ready" }
+        try await http.start(router, ready: "/ready")
     }
 
-    func stop() async {
-        guard let (group, task) = running.withLock({ $0.take() }) else { return }
-        await group.triggerGracefulShutdown()
-        _ = try? await task.value
-    }
+    func stop() async { await http.stop() }
 }
