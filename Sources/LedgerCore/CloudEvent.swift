@@ -114,7 +114,8 @@ struct LenientEnvelope: Decodable {
 /// Reads an inbound message as a CloudEvents 1.0 document (one JSON parse) and checks that its type is one of
 /// `expectedTypes` (any type when nil) and that `data` has every path in `required`. Enforces the inbound limits: at most
 /// `Limits.inboundMessageBytes`, JSON nested at most `Limits.inboundJSONDepth` deep, attributes at most
-/// `Limits.identifierBytes` long. Every refusal says what was wrong and what to do.
+/// `Limits.identifierBytes` long. Every refusal says what was wrong and what to do. A `traceparent` is never a
+/// reason to refuse a message: one that is malformed or too long is ignored by whoever reads it (`TraceParent`).
 public func decodeInbound(
     _ bytes: [UInt8], expectedTypes: [String]?, required: [String] = [], codec: EventCodec
 ) -> Result<CloudEvent<JSONValue>, EnvelopeProblem> {
@@ -148,7 +149,7 @@ public func decodeInbound(
         ("type", envelope.type),
         ("time", envelope.time), ("datacontenttype", envelope.datacontenttype), ("subject", envelope.subject),
         ("runid", envelope.runid), ("flowid", envelope.flowid), ("correlationid", envelope.correlationid),
-        ("causationid", envelope.causationid), ("traceparent", envelope.traceparent),
+        ("causationid", envelope.causationid),
     ]
     for (name, value) in attributes {
         if let value, value.utf8.count > Limits.identifierBytes {

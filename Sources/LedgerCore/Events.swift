@@ -97,6 +97,9 @@ public struct FlowRunStarted: Codable, Sendable, Equatable {
     public var actor_type: String?
     /// The user a `run_as: user` flow acts for: the chat user who triggered it, or the user an operator named.
     public var on_behalf_of: String?
+    /// The run's trace (a W3C `traceparent`): the triggering message's, else a new trace's. Every worker that drives
+    /// the run continues this trace; absent in runs started before tracing.
+    public var traceparent: String?
 
     /// The value of `input_source` for input taken from the trigger's `entities`.
     public static let inputFromTriggerEntities = "trigger.entities"

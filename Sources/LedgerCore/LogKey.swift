@@ -4,6 +4,8 @@ public enum LogKey {
     public static let runID = "ledger.run.id"
     public static let flowID = "ledger.flow.id"
     public static let flowVersion = "ledger.flow.version"
+    /// The W3C trace id of the run's trace (32 hex digits), as tracing backends show it.
+    public static let traceID = "ledger.trace.id"
     public static let stepID = "ledger.step.id"
     public static let attempt = "ledger.step.attempt"
     public static let sequence = "ledger.sequence"

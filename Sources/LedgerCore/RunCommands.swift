@@ -74,6 +74,9 @@ public struct StepExecution: Sendable, Equatable {
     /// The `http.request` headers whose definition references `{{secrets.NAME}}`: the only places a secret is
     /// resolved (whatever run data renders elsewhere is sent as it is, so data can never name a secret).
     public var secretHeaders: [String] = []
+    /// The attempt's trace context (W3C `traceparent`, the attempt's span as the parent), set by the engine when it
+    /// carries the attempt out: every command, request and HTTP call of the attempt carries it.
+    public var traceparent: String?
 
     public init(
         runID: String, target: AttemptTarget, attempt: Int, action: String, request: JSONValue, idempotencyKey: String,

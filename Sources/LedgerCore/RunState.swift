@@ -150,6 +150,8 @@ public struct RunState: Sendable, Equatable {
     public var actor_type: String?
     /// The user a `run_as: user` flow acts for, when it is not the trigger's user (a manual run's `on_behalf_of`).
     public var on_behalf_of: String?
+    /// The run's trace (`FlowRunStarted.traceparent`).
+    public var traceparent: String?
 
     /// `RUNNING` until the run finishes; then `SUCCEEDED`, `FAILED` or `CANCELLED`.
     public var status: RunStatus { phase.status }
@@ -195,7 +197,7 @@ public struct RunState: Sendable, Equatable {
                 channel: started.channel, created_at: event.time, started_at: event.time, updated_at: event.time,
                 finished_at: nil, steps: started.step_ids.map(StepRecord.init(step_id:)), output: nil, error: nil,
                 completion_order: [], redrives: 0, last_sequence: sequence, worker: started.worker,
-                actor_type: started.actor_type, on_behalf_of: started.on_behalf_of)
+                actor_type: started.actor_type, on_behalf_of: started.on_behalf_of, traceparent: started.traceparent)
         }
         guard var state else { return nil }
         switch event.body {

@@ -6,6 +6,7 @@ public import Logging
 public import Prometheus
 public import ServiceLifecycle
 public import Synchronization
+public import Tracing
 
 /// Settings of the engine.
 public struct EngineConfiguration: Sendable {
@@ -46,6 +47,9 @@ public struct EngineConfiguration: Sendable {
     public var registry: ActionRegistry = .builtIn
     /// Where the engine keeps its metrics (default: a registry of its own, see `EngineMetrics`).
     public var metricsRegistry: PrometheusCollectorRegistry?
+    /// Records the spans of runs and step attempts (`ledgerflow serve` gives the OTLP exporter's when
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set). Nil: no spans are recorded; the W3C trace context still travels.
+    public var tracer: (any Tracer)?
     public init() {}
 }
 
@@ -84,6 +88,8 @@ public final class Engine: Service, Sendable {
     public let schedulerLease: SchedulerLease
     /// The last firing this process decided per flow (a shortcut: the log fences every firing anyway).
     let scheduleCursors = Mutex<[String: Int64]>([:])
+    /// The spans of runs and attempts (`RunTracing`).
+    let tracing: RunTracing
 
     /// This worker's id, recorded in the runs it starts or claims.
     public var workerID: String { leases.workerID }
@@ -105,6 +111,7 @@ public final class Engine: Service, Sendable {
             discoveryCacheEntries: configuration.discoveryCacheEntries, breakers: breakers,
             outbound: configuration.outbound, secrets: configuration.secrets, metrics: metrics, logger: logger)
         self.logger = logger
+        self.tracing = RunTracing(tracer: configuration.tracer)
         self.leases = WorkerLeases(
             ledger: ledger, workerID: configuration.workerID, ttl: configuration.leaseTTL, logger: logger)
         self.schedulerLease = SchedulerLease(

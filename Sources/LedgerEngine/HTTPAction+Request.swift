@@ -86,6 +86,12 @@ extension HTTPAction {
             throw bad("with.headers must be an object of header names to values")
         }
         headers.append(("Idempotency-Key", execution.idempotencyKey))
+        // The attempt's trace context: the receiving service's spans nest under the step's (it replaces one the
+        // definition sets).
+        if let traceparent = execution.traceparent {
+            headers.removeAll { $0.name.lowercased() == "traceparent" }
+            headers.append(("traceparent", traceparent))
+        }
         // Whose behalf the call is made on: the run's user for a `run_as: user` flow, else the service.
         if let user = execution.onBehalfOf["user_id"]?.stringValue {
             let printable = String(

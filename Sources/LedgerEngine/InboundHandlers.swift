@@ -102,6 +102,7 @@ extension Engine {
             return await recordUnhandled(event, at: sequence, reason: unmatched)
         }
         let values = input()
+        let parent = inboundTrace(event.traceparent, from: event.type, sequence: sequence)
         var refusals: [String] = []
         var transient: [String] = []
         for entry in matches {
@@ -113,13 +114,13 @@ extension Engine {
                     flowID: flowID, version: entry.version, definition: entry.definition,
                     definitionHash: entry.definitionHash, trigger: trigger,
                     input: entry.definition.applyingInputDefaults(to: values), inputFromTrigger: true, mode: .live,
-                    actor: actor, dedupKey: dedupKey, messageID: messageID, channel: channel)
+                    actor: actor, dedupKey: dedupKey, messageID: messageID, channel: channel, traceparent: parent)
                 if case .duplicate(let runID) = outcome {
-                    logger.info(
-                        "the signal already started this flow; not starting it again",
-                        metadata: [
-                            LogKey.flowID: "\(flowID)", LogKey.runID: "\(runID)", "ledger.signal": "\(dedupKey)",
-                        ])
+                    var metadata: Logger.Metadata = [
+                        LogKey.flowID: "\(flowID)", LogKey.runID: "\(runID)", "ledger.signal": "\(dedupKey)",
+                    ]
+                    if let parent { metadata[LogKey.traceID] = "\(parent.traceID)" }
+                    logger.info("the signal already started this flow; not starting it again", metadata: metadata)
                 }
             } catch is CancellationError {
                 return .interrupted

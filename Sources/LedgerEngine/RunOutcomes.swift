@@ -92,8 +92,13 @@ extension Engine {
 }
 
 extension RunState {
-    /// The run's identity as log metadata (`ledger.run.id`, `ledger.flow.id`, `ledger.flow.version`).
+    /// The run's identity as log metadata (`ledger.run.id`, `ledger.flow.id`, `ledger.flow.version`, and
+    /// `ledger.trace.id` when the run has a trace).
     var logMetadata: Logger.Metadata {
-        [LogKey.runID: "\(run_id)", LogKey.flowID: "\(flow_id)", LogKey.flowVersion: "\(flow_version)"]
+        var metadata: Logger.Metadata = [
+            LogKey.runID: "\(run_id)", LogKey.flowID: "\(flow_id)", LogKey.flowVersion: "\(flow_version)",
+        ]
+        if let traceID = TraceParent.traceID(in: traceparent) { metadata[LogKey.traceID] = "\(traceID)" }
+        return metadata
     }
 }

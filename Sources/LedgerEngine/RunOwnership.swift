@@ -119,7 +119,8 @@ extension Engine {
         do {
             let appended = try await ledger.append(
                 .runClaimed(claim), to: .run(id: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version),
-                expectedLastSequence: state.last_sequence, context: EventContext(correlationID: state.run_id))
+                expectedLastSequence: state.last_sequence,
+                context: EventContext(correlationID: state.run_id, traceparent: state.traceparent))
             runsClaimed.add(1, ordering: .relaxed)
             logger.info(
                 "claimed a run", metadata: state.logMetadata.merging(["ledger.reason": "\(reason)"]) { $1 })
@@ -207,7 +208,8 @@ extension Engine {
                             body,
                             to: .run(id: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version),
                             expectedLastSequence: state.last_sequence, previous: head,
-                            context: EventContext(correlationID: state.run_id))
+                            // In the run's trace (this worker has no span of the run: its driver has).
+                            context: EventContext(correlationID: state.run_id, traceparent: state.traceparent))
                         state = RunState.evolve(state, appended.event, sequence: appended.sequence) ?? state
                         head = appended.link
                         eventsAppended.add(1, ordering: .relaxed)

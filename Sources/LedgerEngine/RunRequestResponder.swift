@@ -105,7 +105,7 @@ extension Engine {
                 ManualRunRequest(
                     flowID: event.data["flow_id"]?.stringValue ?? "", input: event.data["input"] ?? .object([:]),
                     mode: mode, idempotencyKey: event.data["idempotency_key"]?.stringValue, actor: grant.actor,
-                    onBehalfOf: event.data["on_behalf_of"]?.stringValue))
+                    onBehalfOf: event.data["on_behalf_of"]?.stringValue, traceparent: event.traceparent))
             if case .duplicate = outcome { return ["run_id": .string(outcome.runID), "duplicate": true] }
             return ["run_id": .string(outcome.runID)]
         } catch {

@@ -38,6 +38,7 @@ extension Engine {
         if !problems.isEmpty { throw EngineError.badRequest(problems.joined(separator: "; ")) }
         let onBehalfOf = try Self.onBehalfOf(definition, request)
         try requireReachableLog()
+        let parent = inboundTrace(request.traceparent, from: "manual run of \(flowID) by \(request.actor.id)")
         let signal = ManualSignal.make(for: definition, request: request, entities: values, onBehalfOf: onBehalfOf)
         var trigger = RunTrigger(kind: .manual, event_type: signal.signal_type, data: signal.triggerData)
         if request.mode == .live {
@@ -45,7 +46,7 @@ extension Engine {
             // empty), so a retried request finds it there and starts the same run.
             let event = CloudEvent(
                 id: DerivedID.uuid("signal/\(signal.signal_id)"), source: LedgerSource.api,
-                type: EventType.manualSignalIssued, data: signal)
+                type: EventType.manualSignalIssued, traceparent: parent?.description, data: signal)
             let subject = Subjects.signal(signal.signal_id)
             trigger.event_id = event.id
             do {
@@ -57,20 +58,22 @@ extension Engine {
             }
         }
         return try await startRun(
-            from: signal, trigger: trigger, mode: request.mode, flow: (version, definition, hash), input: values)
+            from: signal, trigger: trigger, mode: request.mode, flow: (version, definition, hash), input: values,
+            traceparent: parent)
     }
 
     /// Starts the run of a manual signal (the API's request, or the signal read back from the log by the inbound
     /// consumer): one run per signal and flow, by the same start code as an inbound event.
     func startRun(
         from signal: ManualSignal, trigger: RunTrigger, mode: RunMode,
-        flow: (version: Int, definition: FlowDefinition, hash: String), input: JSONValue
+        flow: (version: Int, definition: FlowDefinition, hash: String), input: JSONValue, traceparent: TraceParent?
     ) async throws -> RunStart {
         let actor = signal.metadata.source.actor
         return try await startRun(
             flowID: signal.flow_id, version: flow.version, definition: flow.definition, definitionHash: flow.hash,
             trigger: trigger, input: input, inputFromTrigger: true, mode: mode, actor: actor.id, actorType: actor.type,
-            onBehalfOf: signal.metadata.on_behalf_of, dedupKey: signal.signal_id, messageID: nil, channel: nil)
+            onBehalfOf: signal.metadata.on_behalf_of, dedupKey: signal.signal_id, messageID: nil, channel: nil,
+            traceparent: traceparent)
     }
 
     /// Whose behalf a manual run acts on. A flow declared `run_as: user` needs the user named (`on_behalf_of`): it is
@@ -100,13 +103,14 @@ extension Engine {
 
     /// Appends `FlowRunStarted` as the first event of the run's subject and starts driving the run. With a dedup
     /// key, the run id is derived from flow and key, so a second start is refused by the log itself (the subject
-    /// already has a message), however long ago the first one was.
+    /// already has a message), however long ago the first one was. `traceparent` is the triggering message's trace
+    /// (checked, see `inboundTrace`): the run continues it, or starts a new trace without one.
     public func startRun(
         flowID: String, version: Int, definition: FlowDefinition, definitionHash: String, trigger: RunTrigger,
         input: JSONValue,
         inputFromTrigger: Bool = false, mode: RunMode,
         actor: String, actorType: String? = nil, onBehalfOf: String? = nil, dedupKey: String?, messageID: String?,
-        channel: JSONValue?
+        channel: JSONValue?, traceparent: TraceParent? = nil
     ) async throws -> RunStart {
         let runID = dedupKey.map { DerivedID.uuid("\(flowID)/\($0)") } ?? EventID.make()
         if let dedupKey, let existing = try store.dedup(flowID: flowID, key: dedupKey) {
@@ -122,13 +126,27 @@ extension Engine {
         if inputFromTrigger {
             (started.input, started.input_source) = FlowRunStarted.input(input, over: trigger)
         }
+        // The run's first span: a child of the triggering message's span, or the root of a new trace, whose context
+        // is then the run's stored trace (so the spans of workers that take the run over nest under it).
+        let segment = startSegment(
+            runID: runID, flowID: flowID, flowVersion: version, parent: traceparent, resumed: false)
+        started.traceparent = (traceparent ?? segment.context).description
+        var launched = false
+        defer {
+            // Not started here (a repeat, or the start failed): the span covers nothing of a run.
+            if !launched {
+                segment.set("ledger.run.not_started", "true")
+                segment.end()
+            }
+        }
         let id = EventID.make()
         let address = EventAddress.run(id: runID, flowID: flowID, flowVersion: version)
         let appended: AppendedEvent
         do {
             appended = try await ledger.append(
                 .runStarted(started), to: address, expectedLastSequence: 0, id: id,
-                context: EventContext(correlationID: runID, causationID: trigger.event_id))
+                context: EventContext(
+                    correlationID: runID, causationID: trigger.event_id, traceparent: segment.header))
         } catch let error as NATSError where error.isWrongLastSequence {
             // The run's subject has a first event. When it is this very event (a retried publish whose first try
             // landed but whose acknowledgement was lost), the run is ours to drive; otherwise it is a repeat.
@@ -158,7 +176,8 @@ extension Engine {
         }
         runsStarted.add(1, ordering: .relaxed)
         metrics.runStarted(flowID: flowID)
-        _ = launch(state: state, head: appended.link, definition: definition, resume: false)
+        launched = true
+        _ = launch(state: state, head: appended.link, definition: definition, resume: false, segment: segment)
         return .started(runID: runID, sequence: appended.sequence)
     }
 }
@@ -173,10 +192,13 @@ public struct ManualRunRequest: Sendable {
     public var actor: ActorRef
     /// The user a `run_as: user` flow acts for.
     public var onBehalfOf: String?
+    /// The caller's W3C `traceparent` (the HTTP request's header, the NATS request's CloudEvents attribute): the
+    /// run continues that trace; a malformed one is logged and ignored.
+    public var traceparent: String?
 
     public init(
         flowID: String, input: JSONValue, mode: RunMode, idempotencyKey: String?, actor: ActorRef,
-        onBehalfOf: String? = nil
+        onBehalfOf: String? = nil, traceparent: String? = nil
     ) {
         self.flowID = flowID
         self.input = input
@@ -184,6 +206,7 @@ public struct ManualRunRequest: Sendable {
         self.idempotencyKey = idempotencyKey
         self.actor = actor
         self.onBehalfOf = onBehalfOf
+        self.traceparent = traceparent
     }
 }
 

@@ -50,9 +50,11 @@ extension Engine {
 
     /// Starts the run's driver (unless one runs already) and returns it.
     /// `head` is the link of the run's last event when the caller has it (it appended it, or read it), so the
-    /// driver's first append carries its hash without reading it back.
+    /// driver's first append carries its hash without reading it back. `segment` is the span of the run's start when
+    /// the caller started the run; otherwise the driver starts a span continuing the run's trace.
     func launch(
-        state: RunState, head: ChainLink? = nil, definition: FlowDefinition, resume: Bool, initial: RunMail? = nil
+        state: RunState, head: ChainLink? = nil, definition: FlowDefinition, resume: Bool, initial: RunMail? = nil,
+        segment: TraceSpan? = nil
     ) -> RunDriver {
         let (stream, continuation) = AsyncStream<RunMail>.makeStream(bufferingPolicy: .unbounded)
         let candidate = RunDriver(runID: state.run_id, mailbox: continuation, position: state.last_sequence)
@@ -63,12 +65,15 @@ extension Engine {
         }
         guard isNew else {
             continuation.finish()
+            segment?.end()
             if let initial { driver.send(initial) }
             return driver
         }
+        let segment = segment ?? startSegment(of: state, resumed: true)
         let task = Task {
             var loop = RunLoop(
-                state: state, decider: RunDecider(definition: definition, registry: registry), driver: driver)
+                state: state, decider: RunDecider(definition: definition, registry: registry), driver: driver,
+                segment: segment)
             loop.head = head
             await self.drive(&loop, stream: stream, resume: resume, initial: initial)
         }
@@ -91,11 +96,16 @@ extension Engine {
         var handedOver = false
         /// The last pass could not record its decision (NATS away, the engine stopping, an event refused).
         var unrecorded = false
+        /// This worker's span of the run (`RunTracing`): the parent of its attempts' spans.
+        let segment: TraceSpan
+        /// The spans of the attempts in flight.
+        var attempts: [AttemptKey: TraceSpan] = [:]
 
-        init(state: RunState, decider: RunDecider, driver: RunDriver) {
+        init(state: RunState, decider: RunDecider, driver: RunDriver, segment: TraceSpan) {
             self.state = state
             self.decider = decider
             self.driver = driver
+            self.segment = segment
         }
 
         /// Whether the loop has nothing more to do: the run finished, or another worker drives it now.
@@ -108,10 +118,9 @@ extension Engine {
             for (execution, startedAt) in loop.decider.inFlight(loop.state) {
                 logger.info(
                     "re-sending an attempt that was in flight when the run was taken over",
-                    metadata: [
-                        LogKey.runID: "\(runID)", LogKey.stepID: "\(execution.target)",
-                        LogKey.attempt: "\(execution.attempt)",
-                    ])
+                    metadata: loop.state.logMetadata.merging([
+                        LogKey.stepID: "\(execution.target)", LogKey.attempt: "\(execution.attempt)",
+                    ]) { $1 })
                 execute(execution, startedAt: startedAt, &loop)
             }
         }
@@ -128,6 +137,7 @@ extension Engine {
         }
         loop.timer?.task.cancel()
         for execution in loop.executions { execution.cancel() }
+        loop.endSpans()
         drivers.withLock { _ = $0.removeValue(forKey: runID) }
         tasks.withLock { _ = $0.removeValue(forKey: runID) }
         loop.driver.mailbox.finish()
@@ -295,23 +305,31 @@ extension Engine {
             throw UnstorableEvent(
                 problem: "too_deep", detail: "nested \(depth) levels deep; at most \(Limits.stepOutputDepth) are kept")
         }
+        let traceparent = loop.traceparent(for: body, tracing: tracing)
         let appended: AppendedEvent
         do {
             appended = try await ledger.append(
                 body, to: .run(id: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version),
                 expectedLastSequence: state.last_sequence, previous: loop.head,
-                context: EventContext(correlationID: state.run_id))
+                context: EventContext(correlationID: state.run_id, traceparent: traceparent))
         } catch let error as NATSError where error.jetStreamError == .messageTooLarge {
             throw UnstorableEvent(problem: "too_large", detail: error.message)
         }
         loop.state = RunState.evolve(state, appended.event, sequence: appended.sequence) ?? state
         loop.head = appended.link
+        loop.recorded(body)
         eventsAppended.add(1, ordering: .relaxed)
         metrics.appended(body, flowID: state.flow_id, definition: loop.decider.definition)
         recordOutcome(body, loop.decider.definition)
     }
 
-    func execute(_ execution: StepExecution, startedAt: Date, _ loop: inout RunLoop) {
+    func execute(_ planned: StepExecution, startedAt: Date, _ loop: inout RunLoop) {
+        var traced = planned
+        // The attempt's span is its commands' parent (started with its first event, or now for an attempt re-sent
+        // by a worker that took the run over).
+        traced.traceparent =
+            loop.attemptSpan(planned.target, attempt: planned.attempt, tracing: tracing).header
+        let execution = traced
         let driver = loop.driver
         let executor = self.executor
         if execution.action != "http.request", let refusal = breakers.refuse(execution.action) {
@@ -342,18 +360,19 @@ extension Engine {
         if let sequence = loop.state.output_sequence {
             logger.info(
                 "the run's output is already in the log; not publishing it again",
-                metadata: [LogKey.runID: "\(output.run_id)", LogKey.sequence: "\(sequence)"])
+                metadata: loop.state.logMetadata.merging([LogKey.sequence: "\(sequence)"]) { $1 })
             return
         }
         let event = CloudEvent(
             id: "\(output.run_id)/output", type: EventType.outputProduced, runid: output.run_id, flowid: output.flow_id,
-            flowversion: output.flow_version, correlationid: output.run_id, data: output)
+            flowversion: output.flow_version, correlationid: output.run_id,
+            traceparent: loop.segment.header, data: output)
         do {
             try await ledger.send(event, on: Subjects.outputProduced)
         } catch {
             logger.error(
                 "could not publish the run's output",
-                metadata: [LogKey.runID: "\(output.run_id)", LogKey.error: "\(error)"])
+                metadata: loop.state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
         }
     }
 

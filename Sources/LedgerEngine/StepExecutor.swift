@@ -133,7 +133,7 @@ final class StepExecutor: Sendable {
     func sendCommand(_ execution: StepExecution, subject: String, type: String) async throws {
         let event = CloudEvent(
             id: execution.commandID, type: type, runid: execution.runID, stepid: execution.target.wireID,
-            correlationid: execution.runID, data: commandData(execution))
+            correlationid: execution.runID, traceparent: execution.traceparent, data: commandData(execution))
         // Its id is the command id: a command re-sent after a restart is stored once.
         try await ledger.send(event, on: subject, retry: .once)
     }
@@ -158,7 +158,7 @@ final class StepExecutor: Sendable {
         metrics?.discoveryLookup(hit: false)
         let event = CloudEvent(
             id: execution.commandID, type: "DiscoverySearch", runid: execution.runID, stepid: execution.target.wireID,
-            correlationid: execution.runID, data: execution.request)
+            correlationid: execution.runID, traceparent: execution.traceparent, data: execution.request)
         do {
             let timeout = max(0.05, execution.deadline.timeIntervalSinceNow)
             let reply = try await ledger.request(
@@ -205,7 +205,7 @@ final class StepExecutor: Sendable {
             let event = CloudEvent(
                 id: execution.commandID, type: EventType.notificationRequested, runid: execution.runID,
                 stepid: execution.target.wireID,
-                correlationid: execution.runID, data: commandData(execution))
+                correlationid: execution.runID, traceparent: execution.traceparent, data: commandData(execution))
             try await ledger.send(event, on: Subjects.notificationSend, retry: .once)
             return .success(["notification_id": .string(execution.commandID), "status": "queued"])
         case "emit":
@@ -231,7 +231,7 @@ final class StepExecutor: Sendable {
             }
             let event = CloudEvent(
                 id: execution.commandID, type: type, runid: execution.runID, stepid: execution.target.wireID,
-                correlationid: execution.runID,
+                correlationid: execution.runID, traceparent: execution.traceparent,
                 data: execution.request["data"] ?? .null)
             try await ledger.send(event, on: subject, retry: .once)
             return .success(["subject": .string(subject), "event_id": .string(execution.commandID)])

@@ -65,6 +65,8 @@ struct Stack {
     let projector: Projector
     let engine: Engine
     let tokens: AccessTokens
+    /// The OTLP export of spans, when the environment asks for it.
+    let spans: SpanExport?
 
     static func open(
         natsURL: String, connectOptions: NATSConnectOptions, dataDirectory: String, mapSize: Int, tokens: AccessTokens,
@@ -76,7 +78,9 @@ struct Stack {
             setup: .createOrUpdate, connectOptions: connectOptions, logger: logger)
         let store = try ReadModelStore(path: "\(dataDirectory)/lmdb", mapSize: mapSize)
         let projector = Projector(ledger: ledger, store: store, logger: logger)
+        let spans = try SpanExport.fromEnvironment(logger: logger)
         var configuration = EngineConfiguration()
+        configuration.tracer = spans?.tracer
         configuration.outbound = outbound
         configuration.tokens = tokens
         try worker.apply(to: &configuration)
@@ -85,13 +89,19 @@ struct Stack {
         configuration.eventSubjects = try stream.eventSubjects()
         let engine = Engine(ledger: ledger, store: store, configuration: configuration, logger: logger)
         ProcessMetrics.bootstrap(engine.metrics.factory)
-        return Stack(ledger: ledger, store: store, projector: projector, engine: engine, tokens: tokens)
+        return Stack(
+            ledger: ledger, store: store, projector: projector, engine: engine, tokens: tokens, spans: spans)
     }
 
     func services(host: String, port: Int, logger: Logger) -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let dependencies = APIDependencies(ledger: ledger, store: store, engine: engine, tokens: tokens)
         let app = buildApplication(dependencies, host: host, port: port, logger: logger)
-        return [.init(service: projector), .init(service: engine), .init(service: app)] + [
+        // The span export first: a service group stops its services in reverse order, so the spans the engine ends
+        // on its way out are exported before the exporter stops.
+        let export = spans.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0.service)] } ?? []
+        return export + [
+            .init(service: projector), .init(service: engine), .init(service: app),
+        ] + [
             .init(
                 service: BrokenFlowsCheck(admin: dependencies.admin, logger: logger),
                 successTerminationBehavior: .ignore)

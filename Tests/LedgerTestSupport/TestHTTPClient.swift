@@ -32,12 +32,14 @@ public struct TestHTTPClient: Sendable {
         public init(nilLiteral: ()) { self = .none }
     }
 
-    /// Sends `body` as JSON; answers the status and the body as JSON (a string when it is not JSON).
+    /// Sends `body` as JSON (with `headers` besides the token's); answers the status and the body as JSON (a string
+    /// when it is not JSON).
     public func json(
-        _ method: String, _ path: String, _ body: JSONValue? = nil, token: Token = .client
+        _ method: String, _ path: String, _ body: JSONValue? = nil, token: Token = .client,
+        headers: [String: String] = [:]
     ) async throws -> (Int, JSONValue) {
-        let (status, data) = try await send(
-            method, path, body.map { Array($0.compactJSON.utf8) }, json: body != nil, token: token)
+        let (status, data, _) = try await exchange(
+            method, path, body.map { Array($0.compactJSON.utf8) }, json: body != nil, token: token, headers: headers)
         return (
             status,
             (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
@@ -77,7 +79,7 @@ public struct TestHTTPClient: Sendable {
     }
 
     func exchange(
-        _ method: String, _ path: String, _ body: [UInt8]?, json: Bool, token: Token
+        _ method: String, _ path: String, _ body: [UInt8]?, json: Bool, token: Token, headers: [String: String] = [:]
     ) async throws -> (Int, Data, [String: String]) {
         guard let url = URL(string: base + path) else { return (400, Data("bad url".utf8), [:]) }
         var request = URLRequest(url: url)
@@ -90,6 +92,7 @@ public struct TestHTTPClient: Sendable {
         case .bearer(let value): bearer = value
         }
         if let bearer { request.setValue("Bearer \(bearer)", forHTTPHeaderField: "Authorization") }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         if let body {
             request.httpBody = Data(body)
             if json { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }

@@ -148,7 +148,8 @@ public struct AutomationsController<Flows: FlowRepository, Service: RunService, 
             ? .seconds(30) : try ManualRuns<Service, Queries>.wait(request, impliedByWaitSeconds: true)
         let runs = ManualRuns(service: service, queries: queries)
         let outcome = try await runs.start(
-            flowID: id, body: body, inputField: "context", grant: grant, modeRequired: true)
+            flowID: id, body: body, inputField: "context", grant: grant, modeRequired: true,
+            traceparent: request.headers.traceparent)
         var finished = false
         if let wait { finished = try await runs.finished(outcome.runID, within: wait) }
         let run = try queries.withRunJSON(outcome.runID) { try? JSONTree.decode(RunState.self, from: $0) } ?? nil

@@ -37,16 +37,16 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
         }
         return try await startManualRun(
             flowID: id, body: body, inputField: "input", grant: grant,
-            wait: try ManualRuns<Service, Queries>.wait(request))
+            wait: try ManualRuns<Service, Queries>.wait(request), traceparent: request.headers.traceparent)
     }
 
     /// A manual run (SPEC's `run`): 202 with the run id, or with `wait` the run once finished (200), or as it is
     /// when the wait ends first (202).
     func startManualRun(
-        flowID: String, body: JSONValue, inputField: String, grant: TokenGrant, wait: Duration?
+        flowID: String, body: JSONValue, inputField: String, grant: TokenGrant, wait: Duration?, traceparent: String?
     ) async throws -> Response {
         let outcome = try await ManualRuns(service: service, queries: queries).start(
-            flowID: flowID, body: body, inputField: inputField, grant: grant)
+            flowID: flowID, body: body, inputField: inputField, grant: grant, traceparent: traceparent)
         if let wait {
             let finished = try await ManualRuns(service: service, queries: queries).finished(
                 outcome.runID, within: wait)
@@ -121,9 +121,11 @@ struct ManualRuns<Service: RunService, Queries: RunQueries> {
     let visibilityWait: Duration = .seconds(2)
 
     /// Starts the run the body asks for: `mode` (`live_run` unless `required`), the context under `inputField`,
-    /// `idempotency_key` and `on_behalf_of`; returns once the read models show it (or a short wait passed).
+    /// `idempotency_key` and `on_behalf_of`; returns once the read models show it (or a short wait passed). The run
+    /// continues the request's `traceparent` header's trace (a malformed one is logged and ignored).
     func start(
-        flowID: String, body: JSONValue, inputField: String, grant: TokenGrant, modeRequired: Bool = false
+        flowID: String, body: JSONValue, inputField: String, grant: TokenGrant, modeRequired: Bool = false,
+        traceparent: String? = nil
     ) async throws -> RunStart {
         let mode: RunMode
         switch body["mode"] {
@@ -142,7 +144,7 @@ struct ManualRuns<Service: RunService, Queries: RunQueries> {
             try await service.requestRun(
                 ManualRunRequest(
                     flowID: flowID, input: input == .null ? .object([:]) : input, mode: mode, idempotencyKey: key,
-                    actor: grant.actor, onBehalfOf: onBehalfOf))
+                    actor: grant.actor, onBehalfOf: onBehalfOf, traceparent: traceparent))
         }
         if case .started(_, let sequence) = outcome {
             _ = await queries.waitForPosition(sequence, timeout: visibilityWait)
@@ -181,4 +183,10 @@ struct ManualRuns<Service: RunService, Queries: RunQueries> {
             _ = await queries.waitForPosition(position + 1, timeout: min(deadline - now, .seconds(1)))
         }
     }
+}
+
+extension HTTPFields {
+    static let traceparentName = Element.Name("traceparent")!
+    /// The W3C Trace Context header a manual run's trace continues.
+    var traceparent: String? { self[Self.traceparentName] }
 }
