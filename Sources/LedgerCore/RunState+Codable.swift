@@ -5,6 +5,7 @@ extension RunState: Codable {
         case run_id, flow_id, flow_version, definition_hash, status, mode, trigger, actor, input, dedup_key, message_id
         case channel, created_at, started_at, updated_at, finished_at, steps, output, error, phase, completion_order
         case cancel_requested_by, redrives, last_sequence, output_sequence, worker, actor_type, on_behalf_of
+        case ack, delivery
     }
 
     /// The stored value of `phase` while compensations run (after a failure or a cancel).
@@ -52,6 +53,8 @@ extension RunState: Codable {
         worker = try c.decodeIfPresent(String.self, forKey: .worker)
         actor_type = try c.decodeIfPresent(String.self, forKey: .actor_type)
         on_behalf_of = try c.decodeIfPresent(String.self, forKey: .on_behalf_of)
+        ack = try c.decodeIfPresent(FlowRunAcknowledged.self, forKey: .ack)
+        delivery = try c.decodeIfPresent(DeliveryRecord.self, forKey: .delivery)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -87,5 +90,7 @@ extension RunState: Codable {
         try c.encodeIfPresent(worker, forKey: .worker)
         try c.encodeIfPresent(actor_type, forKey: .actor_type)
         try c.encodeIfPresent(on_behalf_of, forKey: .on_behalf_of)
+        try c.encodeIfPresent(ack, forKey: .ack)
+        try c.encodeIfPresent(delivery, forKey: .delivery)
     }
 }
