@@ -25,7 +25,9 @@ extension Engine {
     func post(_ delivery: WebhookDelivery) async -> StepResult {
         do {
             return try await executor.http.perform(try await request(for: delivery))
-        } catch let error as StepError {
+        } catch var error as StepError {
+            // The http.request client's words, said of the webhook.
+            if !error.message.hasPrefix("secret ") { error.message = "output.webhook: \(error.message)" }
             return .failure(error)
         } catch {
             return .failure(
