@@ -4,7 +4,6 @@ import Hummingbird
 import LedgerDevServices
 import LedgerNATS
 import LedgerTestSupport
-import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -31,7 +30,7 @@ final class WebhookReceiver: Sendable {
     let down = Atomic<Bool>(true)
     /// `/hold` keeps its first request until this opens (or a minute passes).
     let gate = Atomic<Bool>(false)
-    private let running = Mutex<(ServiceGroup, Task<Void, any Error>)?>(nil)
+    private let services = RunningServices()
 
     init(secret: String) { self.secret = secret }
 
@@ -82,7 +81,7 @@ final class WebhookReceiver: Sendable {
         }
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: testLogger)
-        running.withLock { $0 = TestStack.run([app]) }
+        services.start([app])
         let client = TestHTTPClient(base: base, timeout: 2)
         try await eventually("the webhook receiver answers") { await client.status("/nothing") == 404 }
     }
@@ -105,9 +104,7 @@ final class WebhookReceiver: Sendable {
 
     func stop() async {
         gate.store(true, ordering: .releasing)
-        guard let (group, task) = running.withLock({ $0.take() }) else { return }
-        await group.triggerGracefulShutdown()
-        _ = try? await task.value
+        await services.stop()
     }
 }
 
@@ -141,6 +138,31 @@ extension Integration {
                     ],
                 ],
             ]
+        }
+
+        /// A test stack whose engine knows the secret, and a receiver that shares it (both always stopped).
+        func withReceiver(_ body: (TestStack, WebhookReceiver) async throws -> Void) async throws {
+            try await withTestStack(configuration: Self.configuration) { stack in
+                let receiver = WebhookReceiver(secret: Self.secret)
+                try await receiver.start()
+                do {
+                    try await body(stack, receiver)
+                } catch {
+                    await receiver.stop()
+                    throw error
+                }
+                await receiver.stop()
+            }
+        }
+
+        /// `count` deliveries, each signed with the shared secret and carrying the run's one idempotency key.
+        func expectSigned(
+            _ received: [WebhookReceiver.Delivery], count: Int, runID: String,
+            sourceLocation: SourceLocation = #_sourceLocation
+        ) {
+            #expect(received.count == count, sourceLocation: sourceLocation)
+            #expect(Set(received.compactMap(\.key)) == ["\(runID)/webhook"], sourceLocation: sourceLocation)
+            #expect(received.allSatisfy { $0.verified }, "the signature verifies", sourceLocation: sourceLocation)
         }
 
         func register(_ stack: TestStack, _ flow: JSONValue) async throws {
@@ -183,10 +205,7 @@ extension Integration {
         }
 
         @Test func aChatRunAcknowledgesAtOnceThenPostsItsSignedOutputToTheWebhook() async throws {
-            try await withTestStack(configuration: Self.configuration) { stack in
-                let receiver = WebhookReceiver(secret: Self.secret)
-                try await receiver.start()
-                defer { Task { await receiver.stop() } }
+            try await withReceiver { stack, receiver in
                 try await register(stack, Self.flow("report-failure", url: "\(receiver.base)/hook"))
                 let runID = try chat(stack, intent: "report-failure", id: "msg-1")
                 let run = try await delivered(stack, runID, .succeeded)
@@ -268,10 +287,7 @@ extension Integration {
         }
 
         @Test func aReceiverFailingTwiceGetsTheSameKeyOnThreeRecordedAttempts() async throws {
-            try await withTestStack(configuration: Self.configuration) { stack in
-                let receiver = WebhookReceiver(secret: Self.secret)
-                try await receiver.start()
-                defer { Task { await receiver.stop() } }
+            try await withReceiver { stack, receiver in
                 receiver.failuresLeft.store(2, ordering: .relaxed)
                 try await register(stack, Self.flow("flaky", url: "\(receiver.base)/flaky"))
                 let runID = try chat(stack, intent: "flaky")
@@ -282,9 +298,7 @@ extension Integration {
                 #expect(attempts.map(\.status) == [.failed, .failed, .succeeded])
                 #expect(attempts.dropLast().allSatisfy { $0.retry_at != nil })
                 let received = receiver.received("/flaky")
-                #expect(received.count == 3)
-                #expect(Set(received.compactMap(\.key)) == ["\(runID)/webhook"])
-                #expect(received.allSatisfy { $0.verified })
+                expectSigned(received, count: 3, runID: runID)
                 let types = try await types(stack, runID)
                 #expect(types.filter { $0 == EventType.deliveryStarted }.count == 3)
                 #expect(types.filter { $0 == EventType.deliveryFailed }.count == 2)
@@ -293,10 +307,7 @@ extension Integration {
         }
 
         @Test func aDeadLetterIsListedAndARedriveDeliversWithTheSameKey() async throws {
-            try await withTestStack(configuration: Self.configuration) { stack in
-                let receiver = WebhookReceiver(secret: Self.secret)
-                try await receiver.start()
-                defer { Task { await receiver.stop() } }
+            try await withReceiver { stack, receiver in
                 try await register(
                     stack, Self.flow("down", url: "\(receiver.base)/down", retry: ["max_attempts": 2]))
                 let runID = try chat(stack, intent: "down")
@@ -319,9 +330,7 @@ extension Integration {
                 #expect(run.delivery?.redrives == 1)
                 #expect(run.delivery?.attempts.map(\.http_status) == [500, 500, 200])
                 let received = receiver.received("/down")
-                #expect(received.count == 3)
-                #expect(Set(received.compactMap(\.key)) == ["\(runID)/webhook"])
-                #expect(received.allSatisfy { $0.verified })
+                expectSigned(received, count: 3, runID: runID)
                 #expect(try await types(stack, runID).contains(EventType.deliveryRedriven))
                 let (_, after) = try await stack.http("GET", "/automation/dlq")
                 #expect(after["dead_letters"]?.arrayValue?.contains { $0["run_id"]?.stringValue == runID } == false)
@@ -332,10 +341,7 @@ extension Integration {
         }
 
         @Test func aDeliveryInProgressContinuesAfterARestart() async throws {
-            try await withTestStack(configuration: Self.configuration) { stack in
-                let receiver = WebhookReceiver(secret: Self.secret)
-                try await receiver.start()
-                defer { Task { await receiver.stop() } }
+            try await withReceiver { stack, receiver in
                 try await register(stack, Self.flow("held", url: "\(receiver.base)/hold", timeout: 30))
                 let runID = try chat(stack, intent: "held")
                 try await eventually("the receiver holds the first delivery") { receiver.received("/hold").count == 1 }
@@ -345,9 +351,7 @@ extension Integration {
                 let run = try await delivered(stack, runID, .succeeded)
                 receiver.gate.store(true, ordering: .releasing)
                 let received = receiver.received("/hold")
-                #expect(received.count == 2, "the attempt in flight was sent again")
-                #expect(Set(received.compactMap(\.key)) == ["\(runID)/webhook"])
-                #expect(received.allSatisfy { $0.verified })
+                expectSigned(received, count: 2, runID: runID)
                 #expect(run.delivery?.attempts.last?.http_status == 200)
                 #expect(try await types(stack, runID).contains(EventType.runClaimed))
                 try await stack.expectRebuildEqualsLive()
@@ -355,12 +359,7 @@ extension Integration {
         }
 
         @Test func hostileReceiversAndURLsEndInDeadLettersWithoutBlockingOtherRuns() async throws {
-            var configuration = Self.configuration
-            configuration.outbound = OutboundPolicy(httpAllow: OutboundPolicy.loopback)
-            try await withTestStack(configuration: configuration) { stack in
-                let receiver = WebhookReceiver(secret: Self.secret)
-                try await receiver.start()
-                defer { Task { await receiver.stop() } }
+            try await withReceiver { stack, receiver in
                 let once: JSONValue = ["max_attempts": 1]
                 let cases: [(String, JSONValue, StepErrorKind)] = [
                     ("slow", Self.flow("slow", url: "\(receiver.base)/slow", retry: once, timeout: 1), .timeout),
