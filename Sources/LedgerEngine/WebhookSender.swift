@@ -25,14 +25,29 @@ extension Engine {
     func post(_ delivery: WebhookDelivery) async -> StepResult {
         do {
             return try await executor.http.perform(try await request(for: delivery))
-        } catch var error as StepError {
-            // The http.request client's words, said of the webhook.
-            if !error.message.hasPrefix("secret ") { error.message = "output.webhook: \(error.message)" }
-            return .failure(error)
+        } catch let error as StepError {
+            return .failure(Self.said(of: delivery, error))
         } catch {
             return .failure(
                 StepError(kind: .unavailable, message: "POST \(delivery.url) failed: \(error)", retryable: true))
         }
+    }
+
+    /// The `http.request` client's error, said of the webhook (what went wrong and what to do about it there).
+    static func said(of delivery: WebhookDelivery, _ error: StepError) -> StepError {
+        var error = error
+        if error.message.hasPrefix("secret ") { return error }
+        if error.kind == .outputTooLarge {
+            error.message =
+                "POST \(delivery.url) answered with more than Ledgerflow reads of an answer: a receiver should answer a "
+                + "delivery with a short body (or none); it is not retried"
+        } else if let redirects = error.message.range(of: "; redirects are not followed") {
+            error.message =
+                String(error.message[..<redirects.lowerBound])
+                + "; a webhook's redirects are not followed: set output.webhook.url to the final URL"
+        }
+        error.message = "output.webhook: \(error.message)"
+        return error
     }
 
     /// The attempt as an `http.request` execution: its body the stored output, its headers signed now.

@@ -390,7 +390,13 @@ extension Integration {
                     #expect(error.kind == kind, "\(id): \(error)")
                     #expect(run.delivery?.attempts.count == 1, "\(id) is final at once")
                 }
-                let missing = try #require(try stack.store.run(runs[4].1)?.delivery?.attempts.last?.error?.message)
+                let messages = try runs.map { run in
+                    try #require(try stack.store.run(run.1)?.delivery?.attempts.last?.error?.message)
+                }
+                #expect(messages[1].contains("set output.webhook.url to the final URL"), "\(messages[1])")
+                #expect(messages[2].contains("short body"), "\(messages[2])")
+                #expect(messages[3].contains("refused"), "\(messages[3])")
+                let missing = messages[4]
                 #expect(missing.contains("not_set") && missing.contains("LEDGERFLOW_SECRET_NOT_SET"), "\(missing)")
                 #expect(receiver.received("/hook").count == 1, "only the fine run was posted to /hook")
                 // Registration refuses what can never be delivered.

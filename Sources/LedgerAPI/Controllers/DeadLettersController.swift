@@ -82,7 +82,8 @@ struct DeadLetter: Encodable {
             error = RunError(
                 code: last?.error?.kind.rawValue ?? "webhook_failed",
                 message:
-                    "the webhook delivery to \(delivery.url) failed after \(delivery.attempts.count) attempt(s): \(last?.error?.message ?? "unknown error")"
+                    "the webhook delivery to \(delivery.url) failed after \(delivery.attempts.count) attempt(s): \(last?.error?.message ?? "unknown error"); "
+                    + "once the receiver (or the secret) is fixed, redrive it: POST /automation/runs/\(run.run_id)/redrive"
             )
             redrives = delivery.redrives
         }
