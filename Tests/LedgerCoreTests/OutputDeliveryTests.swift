@@ -254,6 +254,40 @@ import Testing
         #expect(running.decider.deliveryInFlight(running.state) == expected)
     }
 
+    // MARK: - The events
+
+    @Test(arguments: [
+        LedgerEvent.Body.runAcknowledged(FlowRunAcknowledged(text: "Estoy en ello")),
+        .runAcknowledged(FlowRunAcknowledged(text: nil, error: "{{x}} has no value in this run")),
+        started(1, sequence: 9),
+        failed(1, sequence: 9, busy, status: 503, at: Run.at(1), retryAt: Run.at(2)),
+        .deliverySucceeded(
+            WebhookDeliveryAttempt(
+                attempt: 2, url: url, idempotency_key: "r/webhook", output_sequence: 9, started_at: "t",
+                finished_at: "u", http_status: 200)),
+        .deliveryRedriven(WebhookDeliveryRedriven(actor: "ops", actor_type: "operator")),
+        .runSucceeded(FlowRunSucceeded(output: ["text": "x"], webhook: url)),
+    ])
+    func theNewEventsAreReadBackAsWritten(body: LedgerEvent.Body) throws {
+        let bytes = try body.encode(
+            id: "e", time: "t", runid: "r", flowid: "f", flowversion: 1, codec: EventCodec())
+        let event = try JSONTree.decode(LedgerEvent.self, from: bytes)
+        #expect(event.body == body)
+        #expect(event.type == body.type)
+        #expect(EventSchema.currentVersion(of: body.type) == 1)
+    }
+
+    @Test func outputsAndSuccessesWrittenBeforeWebhooksReadAsBefore() throws {
+        let succeeded = try JSONTree.decode(
+            LedgerEvent.self,
+            from: Array(#"{"id":"e","type":"FlowRunSucceeded","time":"t","data":{"output":{"text":"x"}}}"#.utf8))
+        #expect(succeeded.body == .runSucceeded(FlowRunSucceeded(output: ["text": "x"])))
+        let output = try JSONDecoder().decode(
+            FlowOutputProduced.self,
+            from: Data(#"{"run_id":"r","flow_id":"f","flow_version":1,"text":"x"}"#.utf8))
+        #expect(output.kind == nil, "an output recorded before acknowledgements existed is a final one")
+    }
+
     // MARK: - Registration
 
     static func problems(_ output: JSONValue) -> [ValidationProblem] {
