@@ -113,6 +113,11 @@ public enum AuditTrail {
                 after: [
                     "from_step": .string(e.from_step), "reset_steps": .array(e.reset_steps.map(JSONValue.string)),
                 ])
+        case .deliveryRedriven(let e):
+            return AuditEntry(
+                sequence: sequence, at: event.time, action: "redrive",
+                actor: ActorRef.recorded(e.actor, type: e.actor_type), flow_id: event.flowid, run_id: event.runid,
+                after: ["webhook": true])
         case .scheduleStateChanged(let e):
             return AuditEntry(
                 sequence: sequence, at: event.time, action: e.paused ? "schedule_pause" : "schedule_resume",

@@ -90,7 +90,8 @@ public enum LogAdmission: Equatable {
         case .runStarted, .stepAttemptStarted, .stepAttemptSucceeded, .stepAttemptFailed, .stepSkipped,
             .stepLateResultRecorded, .runSucceeded,
             .runFailed, .runCompensating, .compensationStarted, .compensationSucceeded, .compensationFailed,
-            .runCancelRequested, .runCancelled, .runRedriven, .runClaimed:
+            .runCancelRequested, .runCancelled, .runRedriven, .runClaimed, .runAcknowledged, .deliveryStarted,
+            .deliverySucceeded, .deliveryFailed, .deliveryRedriven:
             if let named = event.runid, named != runID {
                 return .skipped(
                     reason: "\(event.type) names run \(named.prefix(64)) on the subject of run \(runID)", fold: position

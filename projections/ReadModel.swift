@@ -36,13 +36,13 @@ extension ReadModel {
 public enum RunStatusModel: ReadModel {
     public static let table = "runs"
     public static let activeTable = "runs_active"
-    /// The dead letters: failed runs.
+    /// The dead letters: failed runs, and succeeded runs whose webhook delivery was given up on.
     public static let failedTable = "runs_failed"
     public static var indexes: [ReadModelIndex<RunState>] {
         [
             ReadModelIndex(
                 table: activeTable, includes: { !$0.isSettled }, value: { Array(($0.worker ?? "").utf8) }),
-            ReadModelIndex(table: failedTable) { $0.status == .failed },
+            ReadModelIndex(table: failedTable) { $0.status == .failed || $0.delivery?.isDeadLetter == true },
         ]
     }
 

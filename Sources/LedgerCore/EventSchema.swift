@@ -25,7 +25,10 @@ public struct EventSchema: Sendable {
     }
 
     /// Ledgerflow's events as this version writes them. Every type is still at version 1: when the shape of one
-    /// changes, bump its version here and add the upcaster from the older shapes.
+    /// changes, bump its version here and add the upcaster from the older shapes. New types start at version 1
+    /// (`FlowRunAcknowledged`, `WebhookDeliveryAttemptStarted`/`Succeeded`/`Failed`, `WebhookDeliveryRedriven`), and
+    /// an optional field added to a type keeps its version, since data written without it reads as it always did
+    /// (`FlowRunSucceeded.webhook`: no delivery; `FlowOutputProduced.kind`: a final output).
     public static let ledger = EventSchema(current: [:], upcasters: [:])
 
     /// The version this Ledgerflow writes of `type`.

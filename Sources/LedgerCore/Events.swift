@@ -337,7 +337,13 @@ public struct RunError: Codable, Sendable, Equatable {
 /// `FlowRunSucceeded`: every step done; the run's rendered output.
 public struct FlowRunSucceeded: Codable, Sendable, Equatable {
     public var output: JSONValue
-    public init(output: JSONValue) { self.output = output }
+    /// The URL the final output is to be delivered to (`output.webhook.url`), for a live run of a flow that has one:
+    /// the run's webhook delivery starts here (absent otherwise, and in logs from before webhooks).
+    public var webhook: String?
+    public init(output: JSONValue, webhook: String? = nil) {
+        self.output = output
+        self.webhook = webhook
+    }
 }
 
 /// `FlowRunFailed`: the run ended failed (after its compensations, if any).

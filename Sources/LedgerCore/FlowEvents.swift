@@ -7,11 +7,21 @@ public struct FlowOutputProduced: Codable, Sendable, Equatable {
     public var channel: JSONValue?
     public var text: String?
     public var data: JSONValue?
+    /// `ack`: the immediate acknowledgement (`output.ack`), sent as soon as the run starts; `final`: the run's
+    /// output once every step is done. Absent in outputs recorded before acknowledgements existed (all final).
+    public var kind: Kind?
+
+    /// Which of a run's outputs a `FlowOutputProduced` is.
+    public enum Kind: String, Codable, Sendable {
+        case ack
+        case final
+    }
 
     public init(
         run_id: String, flow_id: String, flow_version: Int, message_id: String?, channel: JSONValue?, text: String?,
-        data: JSONValue?
+        data: JSONValue?, kind: Kind? = .final
     ) {
+        self.kind = kind
         self.run_id = run_id
         self.flow_id = flow_id
         self.flow_version = flow_version

@@ -217,11 +217,12 @@ public enum FlowValidator {
                     inputs: definition.inputs == nil ? nil : inputNames, problem)
             }
         }
-        if let output = definition.output {
+        if let output = FlowOutputSpec(definition.output).final {
             checkTemplates(
                 output, at: "output", allowedSteps: ids, ids: ids, inputs: definition.inputs == nil ? nil : inputNames,
                 problem)
         }
+        FlowOutputSpec.problems(definition.output, inputs: definition.inputs == nil ? nil : inputNames, problem)
         return problems.isEmpty ? .success(definition) : .failure(ValidationFailure(problems: problems))
     }
 }

@@ -26,6 +26,11 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case signalIssued(ManualSignal)
         case scheduleFiring(ScheduleFiring)
         case scheduleStateChanged(ScheduleStateChanged)
+        case runAcknowledged(FlowRunAcknowledged)
+        case deliveryStarted(WebhookDeliveryAttempt)
+        case deliverySucceeded(WebhookDeliveryAttempt)
+        case deliveryFailed(WebhookDeliveryAttempt)
+        case deliveryRedriven(WebhookDeliveryRedriven)
         /// The run's `FlowOutputProduced` was stored (read from the output subject's `Nats-Msg-Id`, not decoded).
         case outputPublished
         /// A type this version does not fold (kept in the log, ignored by the models), or a message on a run's
@@ -92,6 +97,11 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
         case EventType.scheduleFiringStarted, EventType.scheduleFiringSkipped, EventType.scheduleFiringBuffered:
             body = .scheduleFiring(try data.read())
         case EventType.schedulePaused, EventType.scheduleResumed: body = .scheduleStateChanged(try data.read())
+        case EventType.runAcknowledged: body = .runAcknowledged(try data.read())
+        case EventType.deliveryStarted: body = .deliveryStarted(try data.read())
+        case EventType.deliverySucceeded: body = .deliverySucceeded(try data.read())
+        case EventType.deliveryFailed: body = .deliveryFailed(try data.read())
+        case EventType.deliveryRedriven: body = .deliveryRedriven(try data.read())
         default: body = .other
         }
     }
@@ -159,6 +169,11 @@ extension LedgerEvent.Body {
         case .signalIssued: return EventType.manualSignalIssued
         case .scheduleFiring(let e): return e.type
         case .scheduleStateChanged(let e): return e.paused ? EventType.schedulePaused : EventType.scheduleResumed
+        case .runAcknowledged: return EventType.runAcknowledged
+        case .deliveryStarted: return EventType.deliveryStarted
+        case .deliverySucceeded: return EventType.deliverySucceeded
+        case .deliveryFailed: return EventType.deliveryFailed
+        case .deliveryRedriven: return EventType.deliveryRedriven
         case .outputPublished: return EventType.outputProduced
         case .other: return "Unknown"
         }
@@ -217,6 +232,9 @@ extension LedgerEvent.Body {
         case .signalIssued(let e): return try event(e)
         case .scheduleFiring(let e): return try event(e)
         case .scheduleStateChanged(let e): return try event(e)
+        case .runAcknowledged(let e): return try event(e)
+        case .deliveryStarted(let e), .deliverySucceeded(let e), .deliveryFailed(let e): return try event(e)
+        case .deliveryRedriven(let e): return try event(e)
         case .outputPublished, .other: return try event(JSONValue.null)
         }
     }

@@ -11,6 +11,9 @@ public enum RunCommand: Sendable, Equatable {
     case cancel(actor: String, reason: String?, actorType: String? = nil)
     /// Re-run a failed run from `fromStep` (default: the failed step), keeping the results of the steps before it.
     case redrive(actor: String, fromStep: String?, actorType: String? = nil)
+    /// The webhook answered a delivery attempt of the run's final output (`success` with `{"status": <code>}`), or
+    /// the attempt failed.
+    case recordDelivery(attempt: Int, result: StepResult)
 }
 
 /// What an attempt is for: a step of the flow, or the compensation (undo) of a step.
@@ -104,8 +107,37 @@ public enum RunAction: Sendable, Equatable {
     /// Publish the run's output for the assistant (before the run's final event, so a crash repeats it rather than
     /// losing it).
     case publishOutput(FlowOutputProduced)
+    /// `POST` the run's final output to its webhook (its `WebhookDeliveryAttemptStarted` was appended just before).
+    case deliver(WebhookDelivery)
     /// Come back with `.advance` at this time (a retry's backoff or a step's deadline).
     case wakeUp(at: Date)
     /// The command cannot be carried out in the run's phase: tell whoever asked, and change nothing.
     case refuse(String)
+}
+
+/// A webhook delivery attempt for the engine to carry out: the stored bytes of the `FlowOutputProduced` at
+/// `outputSequence`, posted to `url` and signed with the secret named `secret` (resolved only when it is sent).
+public struct WebhookDelivery: Sendable, Equatable {
+    public var runID: String
+    public var attempt: Int
+    public var url: String
+    public var idempotencyKey: String
+    public var outputSequence: UInt64
+    /// The secret's name (`{{secrets.NAME}}` in the definition).
+    public var secret: String
+    /// How long the attempt may take.
+    public var timeoutSeconds: Double
+
+    public init(
+        runID: String, attempt: Int, url: String, idempotencyKey: String, outputSequence: UInt64, secret: String,
+        timeoutSeconds: Double
+    ) {
+        self.runID = runID
+        self.attempt = attempt
+        self.url = url
+        self.idempotencyKey = idempotencyKey
+        self.outputSequence = outputSequence
+        self.secret = secret
+        self.timeoutSeconds = timeoutSeconds
+    }
 }

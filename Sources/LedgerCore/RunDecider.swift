@@ -70,8 +70,9 @@ public struct RunDecider: Sendable {
                 ]
             }
             return [.append(.runRedriven(redrive(state, actor: actor, fromStep: fromStep, actorType: actorType)))]
-        case (.running, .redrive), (.compensating, .redrive), (.cancelling, .redrive), (.succeeded, .redrive),
-            (.cancelled, .redrive):
+        case (.succeeded, .redrive(let actor, let fromStep, let actorType)):
+            return redriveDelivery(state, actor: actor, fromStep: fromStep, actorType: actorType)
+        case (.running, .redrive), (.compensating, .redrive), (.cancelling, .redrive), (.cancelled, .redrive):
             return [.refuse("run \(state.run_id) is \(state.status.rawValue); only FAILED runs can be redriven")]
 
         case (.running, .cancel(let actor, let reason, let actorType)),
@@ -89,9 +90,18 @@ public struct RunDecider: Sendable {
                 )
             ]
 
-        // A finished run does nothing more, but for undoing the late effects of abandoned steps.
-        case (.succeeded, .advance), (.failed, .advance), (.cancelled, .advance):
+        // A finished run does nothing more, but for undoing the late effects of abandoned steps and delivering a
+        // succeeded run's output to its webhook.
+        case (.succeeded, .advance):
+            return undoLateEffects(state, now: now, random: random) + deliverOutput(state, now: now, random: random)
+        case (.failed, .advance), (.cancelled, .advance):
             return undoLateEffects(state, now: now, random: random)
+
+        case (.succeeded, .recordDelivery(let attempt, let result)):
+            return recordDelivery(state, attempt: attempt, result: result, now: now, random: random)
+        case (.running, .recordDelivery), (.compensating, .recordDelivery), (.cancelling, .recordDelivery),
+            (.failed, .recordDelivery), (.cancelled, .recordDelivery):
+            return []
 
         case (.running, .advance):
             return advance(state, now: now, random: random)
@@ -191,6 +201,9 @@ public struct RunDecider: Sendable {
         }
         if out.contains(where: { if case .append = $0 { return true } else { return false } }) { return out }
 
+        // The immediate acknowledgement, before any step starts.
+        if let ack = acknowledge(state, context: context) { return ack }
+
         // A step failed for good: compensate what was done, or fail at once when there is nothing to undo.
         if let failed = state.steps.first(where: { $0.status == .failed }) {
             let error = failed.lastAttempt?.error
@@ -242,7 +255,7 @@ public struct RunDecider: Sendable {
         guard state.steps.allSatisfy({ $0.status.isDone }) else { return out }
         let output: JSONValue
         do {
-            output = try Template.render(definition.output ?? .null, context: context, at: "output")
+            output = try Template.render(outputSpec.final ?? .null, context: context, at: "output")
         } catch {
             let runError = RunError(code: "output_template", message: "the output template failed: \(error)")
             return [
@@ -253,15 +266,10 @@ public struct RunDecider: Sendable {
             ]
         }
         var steps: [RunAction] = []
-        if state.mode == .live {
-            steps.append(
-                .publishOutput(
-                    FlowOutputProduced(
-                        run_id: state.run_id, flow_id: state.flow_id, flow_version: state.flow_version,
-                        message_id: state.message_id,
-                        channel: state.channel, text: output["text"]?.stringValue, data: output["data"] ?? output)))
-        }
-        steps.append(.append(.runSucceeded(FlowRunSucceeded(output: output))))
+        if state.mode == .live { steps.append(.publishOutput(Self.finalOutput(state, output))) }
+        // A dry run performs no side effect: it records its output and delivers nothing.
+        let webhook = state.mode == .live ? outputSpec.webhook?.url : nil
+        steps.append(.append(.runSucceeded(FlowRunSucceeded(output: output, webhook: webhook))))
         return steps
     }
 

@@ -6,6 +6,7 @@ extension RunState: Codable {
         case channel, created_at, started_at, updated_at, finished_at, steps, output, error, phase, completion_order
         case cancel_requested_by, redrives, last_sequence, output_sequence, worker, actor_type, on_behalf_of
         case traceparent
+        case ack, delivery
     }
 
     /// The stored value of `phase` while compensations run (after a failure or a cancel).
@@ -54,6 +55,8 @@ extension RunState: Codable {
         actor_type = try c.decodeIfPresent(String.self, forKey: .actor_type)
         on_behalf_of = try c.decodeIfPresent(String.self, forKey: .on_behalf_of)
         traceparent = try c.decodeIfPresent(String.self, forKey: .traceparent)
+        ack = try c.decodeIfPresent(FlowRunAcknowledged.self, forKey: .ack)
+        delivery = try c.decodeIfPresent(DeliveryRecord.self, forKey: .delivery)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -90,5 +93,7 @@ extension RunState: Codable {
         try c.encodeIfPresent(actor_type, forKey: .actor_type)
         try c.encodeIfPresent(on_behalf_of, forKey: .on_behalf_of)
         try c.encodeIfPresent(traceparent, forKey: .traceparent)
+        try c.encodeIfPresent(ack, forKey: .ack)
+        try c.encodeIfPresent(delivery, forKey: .delivery)
     }
 }

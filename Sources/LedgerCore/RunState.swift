@@ -29,6 +29,8 @@ public struct AttemptRecord: Codable, Sendable, Equatable {
     public var status: StepStatus
     public var error: StepError?
     public var retry_at: String?
+    /// The receiver's HTTP status (webhook delivery attempts only).
+    public var http_status: Int?
 }
 
 /// The compensation of a completed step, once the run failed or was cancelled.
@@ -152,13 +154,20 @@ public struct RunState: Sendable, Equatable {
     public var on_behalf_of: String?
     /// The run's trace (`FlowRunStarted.traceparent`).
     public var traceparent: String?
+    /// The immediate acknowledgement (`output.ack`), once the run recorded it.
+    public var ack: FlowRunAcknowledged?
+    /// The webhook delivery of the final output (`output.webhook`), once the run succeeded.
+    public var delivery: DeliveryRecord?
 
     /// `RUNNING` until the run finishes; then `SUCCEEDED`, `FAILED` or `CANCELLED`.
     public var status: RunStatus { phase.status }
 
     /// Finished, with nothing left to do: a finished run still undoes the late effect of an abandoned step (see
     /// `StepRecord.hasLateEffectToUndo`) before it is left alone.
-    public var isSettled: Bool { status.isTerminal && !steps.contains { $0.hasLateEffectToUndo } }
+    /// A succeeded run also delivers its output to its webhook before it is left alone (a dead letter is settled).
+    public var isSettled: Bool {
+        status.isTerminal && !steps.contains { $0.hasLateEffectToUndo } && !(delivery?.isPending ?? false)
+    }
 
     /// Who asked to cancel the run, once someone did.
     public var cancel_requested_by: String? {
@@ -248,6 +257,12 @@ public struct RunState: Sendable, Equatable {
             state.phase = .succeeded
             state.output = e.output
             state.finished_at = event.time
+            if let url = e.webhook { state.delivery = DeliveryRecord(url: url) }
+        case .runAcknowledged(let e):
+            state.ack = e
+        case .deliveryStarted, .deliverySucceeded, .deliveryFailed, .deliveryRedriven:
+            guard state.delivery != nil else { break }
+            state.delivery?.evolve(event.body)
         case .runFailed(let e):
             state.phase = .failed
             state.error = e.error
@@ -376,6 +391,37 @@ extension [AttemptRecord] {
                 AttemptRecord(
                     attempt: attempt, started_at: startedAt, finished_at: finishedAt, status: status, error: error,
                     retry_at: retryAt))
+        }
+    }
+}
+
+extension DeliveryRecord {
+    /// The delivery after one of its events.
+    mutating func evolve(_ body: LedgerEvent.Body) {
+        switch body {
+        case .deliveryStarted(let e):
+            status = .running
+            idempotency_key = e.idempotency_key
+            output_sequence = e.output_sequence
+            attempts.append(
+                AttemptRecord(
+                    attempt: e.attempt, started_at: e.started_at, finished_at: nil, status: .running, error: nil,
+                    retry_at: nil))
+        case .deliverySucceeded(let e), .deliveryFailed(let e):
+            let succeeded = e.error == nil
+            status = succeeded ? .succeeded : (e.retry_at == nil ? .failed : .queued)
+            attempts.finish(
+                e.attempt, startedAt: e.started_at, finishedAt: e.finished_at ?? e.started_at,
+                status: succeeded ? .succeeded : .failed, error: e.error, retryAt: e.retry_at)
+            if let index = attempts.lastIndex(where: { $0.attempt == e.attempt }) {
+                attempts[index].http_status = e.http_status
+            }
+        case .deliveryRedriven:
+            status = .queued
+            redrives += 1
+            round_start = (attempts.last?.attempt ?? 0) + 1
+        default:
+            break
         }
     }
 }

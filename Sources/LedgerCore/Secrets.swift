@@ -55,7 +55,8 @@ public enum SecretReferences {
                     ValidationProblem(path: "steps[\(i)].when", message: "secrets may not be used in conditions"))
             }
         }
-        check(definition.output, at: "output", headersAllowed: false)
+        // The webhook's secret is checked with the webhook (`WebhookSpec`): it signs, and is never rendered.
+        check(FlowOutputSpec.withoutWebhook(definition.output), at: "output", headersAllowed: false)
         return out
     }
 

@@ -124,4 +124,9 @@ public enum EventType {
     public static let scheduleFiringBuffered = "ScheduleFiringBuffered"
     public static let schedulePaused = "SchedulePaused"
     public static let scheduleResumed = "ScheduleResumed"
+    public static let runAcknowledged = "FlowRunAcknowledged"
+    public static let deliveryStarted = "WebhookDeliveryAttemptStarted"
+    public static let deliverySucceeded = "WebhookDeliveryAttemptSucceeded"
+    public static let deliveryFailed = "WebhookDeliveryAttemptFailed"
+    public static let deliveryRedriven = "WebhookDeliveryRedriven"
 }

@@ -220,7 +220,7 @@ extension Engine {
                     }
                 case .refuse(let reason):
                     return .recorded(refusal: reason)
-                case .execute, .publishOutput, .wakeUp:
+                case .execute, .publishOutput, .deliver, .wakeUp:
                     continue  // the driving worker's part
                 }
             }

@@ -72,7 +72,9 @@ extension Engine {
         return try await startRun(
             flowID: signal.flow_id, version: flow.version, definition: flow.definition, definitionHash: flow.hash,
             trigger: trigger, input: input, inputFromTrigger: true, mode: mode, actor: actor.id, actorType: actor.type,
-            onBehalfOf: signal.metadata.on_behalf_of, dedupKey: signal.signal_id, messageID: nil, channel: nil,
+            onBehalfOf: signal.metadata.on_behalf_of, dedupKey: signal.signal_id,
+            // The signal of a chat flow carries a message id and a channel of its own: its outputs name them.
+            messageID: signal.payload["message_id"]?.stringValue, channel: signal.payload["channel"],
             traceparent: traceparent)
     }
 

@@ -123,6 +123,12 @@ extension Engine {
                     ]) { $1 })
                 execute(execution, startedAt: startedAt, &loop)
             }
+            if let delivery = loop.decider.deliveryInFlight(loop.state) {
+                logger.info(
+                    "re-sending a webhook delivery that was in flight when the run was taken over",
+                    metadata: [LogKey.runID: "\(runID)", LogKey.attempt: "\(delivery.attempt)"])
+                deliver(delivery, &loop)
+            }
         }
         if let initial {
             await handle(initial, &loop)
@@ -268,6 +274,8 @@ extension Engine {
                     execute(execution, startedAt: configuration.clock.now, &loop)
                 case .publishOutput(let output):
                     await publishOutput(output, &loop)
+                case .deliver(let delivery):
+                    deliver(delivery, &loop)
                 case .wakeUp(let at):
                     schedule(at, &loop)
                 case .refuse(let reason):
@@ -354,25 +362,37 @@ extension Engine {
             })
     }
 
+    /// Publishes one of the run's outputs on `automation.output.produced`: the acknowledgement (id `<run>/ack`) or
+    /// the final output (id `<run>/output`, whose place in the log the run keeps: its webhook posts those bytes).
     func publishOutput(_ output: FlowOutputProduced, _ loop: inout RunLoop) async {
+        let isFinal = output.kind != .ack
         // Published before (the read model saw it in the log): a run resumed after a crash, however much later
         // than the stream's duplicate window, never sends its reply twice.
-        if let sequence = loop.state.output_sequence {
+        if isFinal, let sequence = loop.state.output_sequence {
             logger.info(
                 "the run's output is already in the log; not publishing it again",
                 metadata: loop.state.logMetadata.merging([LogKey.sequence: "\(sequence)"]) { $1 })
             return
         }
+        let suffix = isFinal ? LogAdmission.outputSuffix : "/ack"
         let event = CloudEvent(
-            id: "\(output.run_id)/output", type: EventType.outputProduced, runid: output.run_id, flowid: output.flow_id,
-            flowversion: output.flow_version, correlationid: output.run_id,
+            id: "\(output.run_id)\(suffix)", type: EventType.outputProduced, runid: output.run_id,
+            flowid: output.flow_id, flowversion: output.flow_version, correlationid: output.run_id,
             traceparent: loop.segment.header, data: output)
+        // A succeeded run publishes here only when its webhook needs the output in the log: it goes on from there.
+        let afterwards = loop.state.status == .succeeded
         do {
-            try await ledger.send(event, on: Subjects.outputProduced)
+            let sent = try await ledger.send(event, on: Subjects.outputProduced)
+            if isFinal, let sequence = sent?.sequence { loop.state.output_sequence = sequence }
+            if afterwards {
+                let stored = loop.state.output_sequence != nil
+                schedule(configuration.clock.now.addingTimeInterval(stored ? 0 : 5), &loop)
+            }
         } catch {
             logger.error(
                 "could not publish the run's output",
                 metadata: loop.state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
+            if afterwards { schedule(configuration.clock.now.addingTimeInterval(5), &loop) }
         }
     }
 

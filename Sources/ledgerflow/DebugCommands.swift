@@ -121,6 +121,16 @@ struct Replay: AsyncParsableCommand {
         case .runClaimed(let e):
             return
                 "driven by \(e.worker) now (was \(e.previous_worker ?? "nobody")): \(e.reason)\(e.in_flight.isEmpty ? "" : "; re-sending \(e.in_flight.joined(separator: ", "))")"
+        case .runAcknowledged(let e):
+            return e.text.map { "acknowledged: \(clip($0))" } ?? "acknowledgement not sent: \(e.error ?? "")"
+        case .deliveryStarted(let e):
+            return "webhook attempt \(e.attempt) to \(e.url), output @\(e.output_sequence), key \(e.idempotency_key)"
+        case .deliverySucceeded(let e), .deliveryFailed(let e):
+            let answer = e.http_status.map { "HTTP \($0)" } ?? "no answer"
+            guard let error = e.error else { return "webhook attempt \(e.attempt): \(answer), delivered" }
+            return
+                "webhook attempt \(e.attempt): \(answer), \(error.kind): \(error.message)\(e.retry_at.map { ", retry at \($0)" } ?? ", dead letter")"
+        case .deliveryRedriven(let e): return "webhook delivery redriven by \(e.actor)"
         default: return ""
         }
     }

@@ -206,7 +206,8 @@ struct Runs: AsyncParsableCommand {
 
 struct DLQ: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dlq", abstract: "Dead letters: failed runs.", subcommands: [List.self, Redrive.self])
+        commandName: "dlq", abstract: "Dead letters: failed runs, and webhook deliveries given up on.",
+        subcommands: [List.self, Redrive.self])
 
     struct List: AsyncParsableCommand {
         @OptionGroup var server: ServerOptions
@@ -217,7 +218,9 @@ struct DLQ: AsyncParsableCommand {
 
     struct Redrive: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Re-run a failed run from its failed step (or --from-step), reusing earlier results.")
+            abstract:
+                "Re-run a failed run from its failed step (or --from-step), reusing earlier results; or deliver a dead-lettered webhook delivery again (no --from-step)."
+        )
         @OptionGroup var server: ServerOptions
         @Argument var run: String
         @Option var fromStep: String?

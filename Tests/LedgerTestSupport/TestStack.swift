@@ -238,3 +238,22 @@ public final class TestStack: @unchecked Sendable {
         return try runs().filter { $0.status == status }
     }
 }
+
+/// Services a test started (a local HTTP service, say), stopped once by whichever caller comes first.
+public final class RunningServices: Sendable {
+    private let running = Mutex<(ServiceGroup, Task<Void, any Error>)?>(nil)
+
+    public init() {}
+
+    /// Runs `services` in a service group of their own (see `TestStack.run`).
+    public func start(_ services: [any Service]) {
+        running.withLock { $0 = TestStack.run(services) }
+    }
+
+    /// Shuts them down gracefully and waits until they have stopped.
+    public func stop() async {
+        guard let (group, task) = running.withLock({ $0.take() }) else { return }
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
+}

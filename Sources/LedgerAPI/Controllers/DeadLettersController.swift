@@ -2,7 +2,8 @@ public import Hummingbird
 import LedgerCore
 import LedgerEngine
 
-/// `/automation/dlq`: the failed runs, with what is needed to understand and redrive them.
+/// `/automation/dlq`: the failed runs and the dead-lettered webhook deliveries, with what is needed to understand and
+/// redrive them.
 public struct DeadLettersController<Queries: RunQueries>: Sendable {
     let queries: Queries
 
@@ -25,8 +26,14 @@ public struct DeadLettersController<Queries: RunQueries>: Sendable {
     }
 }
 
-/// A failed run with what is needed to understand it (and redrive it).
+/// A failed run (`kind: run`) or a succeeded run's webhook delivery given up on (`kind: webhook`), with what is
+/// needed to understand it (and redrive it).
 struct DeadLetter: Encodable {
+    enum Kind: String, Encodable {
+        case run
+        case webhook
+    }
+
     struct Compensation: Encodable {
         var step_id: String
         var status: String
@@ -44,6 +51,9 @@ struct DeadLetter: Encodable {
     var input: JSONValue
     var compensations: [Compensation]
     var redrives: Int
+    var kind: Kind
+    /// The webhook delivery (`kind: webhook`): its URL, attempts and statuses.
+    var delivery: DeliveryRecord?
 
     init(_ run: RunState) {
         let failed = run.error?.step_id.flatMap { run.step($0) } ?? run.steps.first { $0.status == .failed }
@@ -62,6 +72,21 @@ struct DeadLetter: Encodable {
             }
         }
         redrives = run.redrives
+        kind = .run
+        if run.status == .succeeded, let delivery = run.delivery, delivery.isDeadLetter {
+            kind = .webhook
+            self.delivery = delivery
+            let last = delivery.attempts.last
+            failed_at = last?.finished_at
+            attempts = delivery.attempts
+            error = RunError(
+                code: last?.error?.kind.rawValue ?? "webhook_failed",
+                message:
+                    "the webhook delivery to \(delivery.url) failed after \(delivery.attempts.count) attempt(s): \(last?.error?.message ?? "unknown error"); "
+                    + "once the receiver (or the secret) is fixed, redrive it: POST /automation/runs/\(run.run_id)/redrive"
+            )
+            redrives = delivery.redrives
+        }
     }
 }
 
