@@ -310,8 +310,9 @@ struct Serve: AsyncParsableCommand {
 /// `ledgerflow simulate calendar|discovery|notifications`: stand in for one of the other services, with switches.
 struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Answer as the calendar, discovery or notification service would (for demos, tests and benchmarks).",
-        subcommands: [CalendarSim.self, DiscoverySim.self, NotificationSim.self])
+        abstract:
+            "Answer as the calendar, discovery or notification service would, or receive webhook deliveries (for demos, tests and benchmarks).",
+        subcommands: [CalendarSim.self, DiscoverySim.self, NotificationSim.self, WebhookSim.self])
 }
 
 /// The switches every simulator has.

@@ -421,7 +421,7 @@ import Testing
 
     @Test func theExamplesStillValidate() throws {
         let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-            "../../examples")
+            "../../examples/flows")
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".json") }
         #expect(!files.isEmpty)
         for file in files {

@@ -414,3 +414,74 @@ extension Integration {
         }
     }
 }
+
+extension Integration.WebhookTests {
+    /// `examples/flows/reminder-with-ack.json` end to end: the acknowledgement reaches the user's channel before the
+    /// calendar has answered, then the final reply.
+    @Test func theReminderExampleAcknowledgesAtOnceThenReplies() async throws {
+        try await withTestStack { stack in
+            let flow = try Fixtures.flow("reminder-with-ack")
+            try #require(try await stack.http("POST", "/automation/flows", flow).0 == 201)
+            try #require(try await stack.http("POST", "/automation/flows/reminder-with-ack/activate").0 == 200)
+            try stack.publishCommand(id: "remind-1", title: "Dentista", intent: "calendar.remind")
+            let run = try #require(try await stack.waitForRuns(1).first)
+            let outputs = try await stack.log().filter { $0.subject == Subjects.outputProduced }.compactMap(\.event)
+            #expect(outputs.compactMap { $0.data["kind"]?.stringValue } == ["ack", "final"])
+            #expect(outputs.first?.data["text"] == "Estoy en ello: un recordatorio para «Dentista».")
+            #expect(outputs.last?.data["text"] == "Listo, te lo recordaré: Recordatorio: Dentista.")
+            #expect(outputs.allSatisfy { $0.data["message_id"] == "m-remind-1" })
+            #expect(outputs.allSatisfy { $0.data["channel"] == ["type": "chat", "conversation_id": "c-9"] })
+            // The acknowledgement was out before the calendar command was answered.
+            let log = try await stack.log()
+            let ack = try #require(log.firstIndex { $0.event?.id == "\(run.run_id)/ack" })
+            let created = try #require(log.firstIndex { $0.subject == Subjects.calendarCreated })
+            #expect(ack < created)
+        }
+    }
+
+    /// `examples/flows/deliver-to-webhook.json` (seed 003) end to end, its URL pointed at a receiver of the test's own
+    /// that checks the signature with the secret `GATEWAY_WEBHOOK`.
+    @Test func theFailureReportExampleAnswersAtOnceThenPostsItsSignedReplyToTheGateway() async throws {
+        let secret = "gateway-\(EventID.make())"
+        var configuration = TestStack.loopbackAllowed
+        configuration.secrets = SecretStore(values: ["GATEWAY_WEBHOOK": secret], environment: [:])
+        try await withTestStack(configuration: configuration) { stack in
+            let receiver = WebhookReceiver(secret: secret)
+            try await receiver.start()
+            defer { Task { await receiver.stop() } }
+            var flow = try Fixtures.flow("deliver-to-webhook").objectValue!
+            var output = flow["output"]!.objectValue!
+            var webhook = output["webhook"]!.objectValue!
+            #expect(webhook["url"] == "http://127.0.0.1:9000/replies")
+            webhook["url"] = .string("\(receiver.base)/hook")
+            output["webhook"] = .object(webhook)
+            flow["output"] = .object(output)
+            try #require(try await stack.http("POST", "/automation/flows", .object(flow)).0 == 201)
+            try #require(try await stack.http("POST", "/automation/flows/failure-report/activate").0 == 200)
+            let data: JSONValue = [
+                "message_id": "m-failure", "intent": "maintenance.report_failure",
+                "entities": ["asset": "Bomba 3", "problem": "vibración"], "user": ["id": "u-2"],
+                "channel": ["type": "whatsapp", "conversation_id": "wa-7"],
+            ]
+            let event = CloudEvent(
+                id: "failure-1", source: "gateway", type: EventType.assistantCommandIssued, data: data)
+            try stack.outside.publish(
+                subject: Subjects.assistantCommandIssued, payload: try EventCodec().encode(event))
+            let run = try #require(try await stack.waitForRuns(1).first)
+            try await eventually("the signed delivery") { receiver.received("/hook").count == 1 }
+            let delivery = try #require(receiver.received("/hook").first)
+            #expect(delivery.verified)
+            #expect(delivery.key == "\(run.run_id)/webhook")
+            let posted = try JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(delivery.body))
+            #expect(posted.type == EventType.outputProduced)
+            #expect(posted.data["message_id"] == "m-failure")
+            #expect(
+                posted.data["text"]?.stringValue?.hasPrefix("Avería de Bomba 3 registrada con prioridad high") == true)
+            let ack = try await stack.log().first { $0.event?.id == "\(run.run_id)/ack" }?.event
+            #expect(ack?.data["text"] == "Recibido: estoy registrando la avería de Bomba 3.")
+            try await eventually("the delivery recorded") {
+                try stack.store.run(run.run_id)?.delivery?.status.rawValue == "SUCCEEDED"
+            }
+        }
+    }
+}

@@ -19,7 +19,7 @@ public func withConfiguredServer<R>(
 
 /// The repository's `examples/nats/server.conf` with its port and store directory replaced for a test server.
 public func exampleServerConfiguration(storeDirectory: String) throws -> String {
-    let path = Fixtures.examples.appendingPathComponent("nats/server.conf").path
+    let path = Fixtures.examples.appendingPathComponent("../nats/server.conf").standardized.path
     let text = try String(contentsOfFile: path, encoding: .utf8)
     guard text.contains("store_dir: /var/lib/nats") else {
         throw RuntimeError("\(path) no longer says store_dir: /var/lib/nats; update exampleServerConfiguration")
