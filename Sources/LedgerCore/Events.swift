@@ -88,8 +88,8 @@ public struct FlowRunStarted: Codable, Sendable, Equatable {
     public var dedup_key: String?
     public var message_id: String?
     public var channel: JSONValue?
-    /// `trigger.entities` when the run's input is the trigger's entities: then `input` holds only the defaults
-    /// applied on top of them, so the event does not carry the same (possibly large) payload twice.
+    /// `trigger.entities` (or `trigger.data`) when the run's input is the trigger's entities (or data): then `input`
+    /// holds only the defaults applied on top of them, so the event does not carry the same payload twice.
     public var input_source: String?
     /// The worker that started the run and drives it (until a `RunClaimed` names another).
     public var worker: String?
@@ -103,22 +103,35 @@ public struct FlowRunStarted: Codable, Sendable, Equatable {
 
     /// The value of `input_source` for input taken from the trigger's `entities`.
     public static let inputFromTriggerEntities = "trigger.entities"
+    /// The value of `input_source` for input taken from the trigger's whole `data` (another service's event).
+    public static let inputFromTriggerData = "trigger.data"
 
-    /// The run's whole input: `input`, or the trigger's entities with `input` on top.
+    /// The run's whole input: `input`, or the trigger's entities (or data) with `input` on top.
     public var effectiveInput: JSONValue {
-        guard input_source == Self.inputFromTriggerEntities, case .object(var values)? = trigger.data?["entities"]
-        else { return input }
+        let base: JSONValue?
+        switch input_source {
+        case Self.inputFromTriggerEntities?: base = trigger.data?["entities"]
+        case Self.inputFromTriggerData?: base = trigger.data
+        default: base = nil
+        }
+        guard case .object(var values)? = base else { return input }
         for (key, value) in input.objectValue ?? [:] { values[key] = value }
         return .object(values)
     }
 
-    /// A start whose input came from the trigger's entities, storing only what differs from them.
+    /// A start whose input came from the trigger's entities (a chat command) or its whole data (another service's
+    /// event), storing only what differs from them.
     public static func input(_ input: JSONValue, over trigger: RunTrigger) -> (stored: JSONValue, source: String?) {
-        guard case .object(let entities)? = trigger.data?["entities"], case .object(let values) = input else {
-            return (input, nil)
+        guard case .object(let values) = input else { return (input, nil) }
+        for (source, base) in [
+            (inputFromTriggerEntities, trigger.data?["entities"]), (inputFromTriggerData, trigger.data),
+        ] {
+            guard case .object(let fields)? = base, fields.allSatisfy({ values[$0.key] == $0.value }) else {
+                continue
+            }
+            return (.object(values.filter { fields[$0.key] != $0.value }), source)
         }
-        guard entities.allSatisfy({ values[$0.key] == $0.value }) else { return (input, nil) }
-        return (.object(values.filter { entities[$0.key] != $0.value }), inputFromTriggerEntities)
+        return (input, nil)
     }
 
     public init(

@@ -7,6 +7,11 @@ public enum RunCommand: Sendable, Equatable {
     case advance
     /// Another service (or the engine itself) answered an attempt of a step or of a step's compensation.
     case recordResult(AttemptTarget, attempt: Int, result: StepResult, sourceSequence: UInt64?)
+    /// A service's answer (from the log at `sourceSequence`) to the command an attempt sent: applied as
+    /// `recordResult` only when `service` is the one that attempt's action talks to, else ignored (the answer stays
+    /// in the log), so no service's message can settle another's step.
+    case recordAnswer(
+        AttemptTarget, attempt: Int, result: StepResult, sourceSequence: UInt64, service: AnsweringService)
     /// Cancel the run: running steps are abandoned, queued ones skipped, completed ones compensated.
     case cancel(actor: String, reason: String?, actorType: String? = nil)
     /// Re-run a failed run from `fromStep` (default: the failed step), keeping the results of the steps before it.
@@ -14,6 +19,22 @@ public enum RunCommand: Sendable, Equatable {
     /// The webhook answered a delivery attempt of the run's final output (`success` with `{"status": <code>}`), or
     /// the attempt failed.
     case recordDelivery(attempt: Int, result: StepResult)
+}
+
+/// The service an inbound answer comes from.
+public enum AnsweringService: String, Sendable, Equatable {
+    /// `CalendarEvent.*`: answers `calendar.*` actions.
+    case calendar
+    /// `Notification.*`: answers `notify`.
+    case notifications
+
+    /// Whether this service answers commands of `action`.
+    public func answers(_ action: String) -> Bool {
+        switch self {
+        case .calendar: return action.hasPrefix("calendar.")
+        case .notifications: return action == "notify"
+        }
+    }
 }
 
 /// What an attempt is for: a step of the flow, or the compensation (undo) of a step.

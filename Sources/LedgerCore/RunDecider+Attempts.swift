@@ -86,15 +86,7 @@ extension RunDecider {
             step.attempts.contains(where: { $0.attempt == attempt && $0.status == .succeeded }),
             !(step.late_results ?? []).contains(where: { $0.attempt == attempt })
         {
-            let output: JSONValue
-            switch result {
-            case .success(let answer): output = answer
-            case .failure(let error):
-                output = [
-                    "status": "failed",
-                    "error": ["kind": .string(error.kind.rawValue), "message": .string(error.message)],
-                ]
-            }
+            guard case .success(let output) = result else { return [] }
             return [
                 .append(
                     .stepLateResultRecorded(

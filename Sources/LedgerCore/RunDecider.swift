@@ -57,7 +57,19 @@ public struct RunDecider: Sendable {
     public func decide(
         _ state: RunState, _ command: RunCommand, now: Date, random: () -> Double = { Double.random(in: 0..<1) }
     ) -> [RunAction] {
+        if case .recordAnswer(let target, let attempt, let result, let source, let service) = command {
+            let action: String?
+            switch target {
+            case .step(let id): action = definition.step(id)?.action
+            case .compensation(of: let id): action = definition.step(id)?.compensate?.action
+            }
+            guard let action, service.answers(action) else { return [] }
+            return decide(
+                state, .recordResult(target, attempt: attempt, result: result, sourceSequence: source), now: now,
+                random: random)
+        }
         switch (state.phase, command) {
+        case (_, .recordAnswer): return []
         case (.failed, .redrive(let actor, let fromStep, let actorType)):
             if let fromStep, definition.step(fromStep) == nil {
                 return [.refuse("flow \(definition.id) has no step \"\(fromStep)\"")]

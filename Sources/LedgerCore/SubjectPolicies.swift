@@ -13,7 +13,9 @@ public enum EmitSubjectPolicy {
     /// Why `emit` may not publish on `subject`, or nil when it may. `allowed` lists inbound subjects the operator
     /// permits (`--emit-allow`); `checkInbound: false` skips that rule (definitions are checked before the engine's
     /// settings are known).
-    public static func refusal(_ subject: String, allowed: [String] = [], checkInbound: Bool = true) -> String? {
+    public static func refusal(
+        _ subject: String, allowed: [String] = [], checkInbound: Bool = true, eventSubjects: [String] = []
+    ) -> String? {
         let shown = subject.count > 80 ? "\"\(subject.prefix(80))…\"" : "\"\(subject)\""
         if subject.isEmpty { return "the subject is empty: write the subject to publish on, e.g. orders.shipped" }
         if subject.utf8.count > maxBytes {
@@ -49,7 +51,9 @@ public enum EmitSubjectPolicy {
             return
                 "the subject \(shown) is under ledger.>, Ledgerflow's own log; emit may not write there, choose an application subject"
         }
-        if checkInbound, let inbound = engineInbound.first(where: { subjectMatches(pattern: $0, subject: subject) }),
+        if checkInbound,
+            let inbound = (engineInbound + eventSubjects).first(where: { subjectMatches(pattern: $0, subject: subject) }
+            ),
             !allowed.contains(where: { subjectMatches(pattern: $0, subject: subject) })
         {
             return

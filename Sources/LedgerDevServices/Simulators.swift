@@ -273,6 +273,8 @@ public final class NotificationSimulator: Service, Sendable {
         public var failureRate: Double = 0
         /// Never answer (the service takes requests and says nothing).
         public var silent = false
+        /// Failures say `retryable: false` (the recipient can never be reached) instead of `true`.
+        public var permanentFailures = false
         public init() {}
     }
 
@@ -357,6 +359,7 @@ public final class NotificationSimulator: Service, Sendable {
                 data: [
                     "command_id": .string(commandID), "status": "failed",
                     "reason": "the recipient could not be reached (simulated failure)",
+                    "retryable": .bool(!settings.permanentFailures),
                 ])
         }
         do {

@@ -109,7 +109,8 @@ public final class Engine: Service, Sendable {
         self.executor = StepExecutor(
             ledger: ledger, registry: configuration.registry, discoveryCacheTTL: configuration.discoveryCacheTTL,
             discoveryCacheEntries: configuration.discoveryCacheEntries, breakers: breakers,
-            outbound: configuration.outbound, secrets: configuration.secrets, metrics: metrics, logger: logger)
+            outbound: configuration.outbound, secrets: configuration.secrets, metrics: metrics,
+            eventSubjects: configuration.eventSubjects, logger: logger)
         self.logger = logger
         self.tracing = RunTracing(tracer: configuration.tracer)
         self.leases = WorkerLeases(

@@ -63,7 +63,15 @@ struct FlowEventHandler: InboundHandler {
     let requiredFields: [String] = []
     let identifierFields = ["signal_id"]
 
+    /// Types with subjects of their own: on the event subjects they would reach flows their own handlers guard.
+    static let reservedTypes: Set<String> = Set(InboundHandlers.builtIn.types + [EventType.flowRunRequested])
+
     func handle(_ event: CloudEvent<JSONValue>, at sequence: UInt64, engine: Engine) async -> InboundOutcome {
+        if Self.reservedTypes.contains(event.type) {
+            return .refused(
+                "\(event.type) is not taken on the event subjects: it has a subject of its own (see SPEC §3), publish it there"
+            )
+        }
         guard case .object = event.data else {
             return .refused(
                 "\(event.type): data must be a JSON object (flows read its fields), got \(event.data.compactJSON.prefix(40))"
@@ -189,11 +197,11 @@ struct CommandAnswerHandler: InboundHandler {
                     message: event.data["reason"]?.stringValue ?? "the calendar refused the event",
                     retryable: event.data["retryable"]?.boolValue ?? false))
         } else if event.type == EventType.notificationFailed {
-            result = .failure(
-                StepError(
-                    kind: .refused,
-                    message: event.data["reason"]?.stringValue ?? "the notification service could not deliver it",
-                    retryable: false))
+            // The request reached the service (it answered): the notify step did its part; the answer, failed or
+            // not, is recorded on it and changes nothing else.
+            var data = event.data.objectValue ?? [:]
+            data["status"] = data["status"] ?? "failed"
+            result = .success(.object(data))
         } else {
             result = .success(event.data)
         }
@@ -201,7 +209,9 @@ struct CommandAnswerHandler: InboundHandler {
         let delivered: Bool
         do {
             delivered = try await engine.deliverAnswer(
-                .recordResult(target, attempt: attempt, result: result, sourceSequence: sequence), runID: runID,
+                .recordAnswer(
+                    target, attempt: attempt, result: result, sourceSequence: sequence,
+                    service: event.type.hasPrefix("Notification.") ? .notifications : .calendar), runID: runID,
                 seenAt: sequence)
         } catch {
             // Never acknowledged unless applied: when the engine is stopping the answer waits for the next start.

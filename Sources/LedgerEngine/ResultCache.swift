@@ -8,10 +8,13 @@ final class ResultCache: Sendable {
         var at: ContinuousClock.Instant
         var value: JSONValue
         var bytes: Int
+        /// Its place in `order`: an older place of the same key (expired, or set again) is stale.
+        var place: Int = 0
     }
     struct State {
         var entries: [String: Entry] = [:]
-        var order: [String] = []
+        var order: [(key: String, place: Int)] = []
+        var places = 0
         var head = 0
         var bytes = 0
     }
@@ -53,27 +56,28 @@ final class ResultCache: Sendable {
         let bytes = size + key.utf8.count
         guard bytes <= byteLimit / 4, entryLimit > 0, ttl > .zero else { return }
         state.withLock { state in
-            if let old = state.entries.updateValue(Entry(at: now, value: value, bytes: bytes), forKey: key) {
+            state.places += 1
+            let place = state.places
+            if let old = state.entries.updateValue(
+                Entry(at: now, value: value, bytes: bytes, place: place), forKey: key)
+            {
                 state.bytes -= old.bytes
-            } else {
-                state.order.append(key)
             }
+            state.order.append((key, place))
             state.bytes += bytes
+            // The oldest live entries go first; a stale place (its key expired or was set again since) removes
+            // nothing.
             while state.bytes > byteLimit || state.entries.count > entryLimit, state.head < state.order.count {
                 let oldest = state.order[state.head]
                 state.head += 1
-                if let old = state.entries.removeValue(forKey: oldest) { state.bytes -= old.bytes }
-            }
-            // Keys removed on expiry (or set again) leave stale places in `order`: compact it before it outgrows
-            // the entries, keeping each live key's newest place.
-            if state.order.count - state.head > 2 * state.entries.count + 64 {
-                var seen = Set<String>()
-                var compacted: [String] = []
-                for key in state.order[state.head...].reversed()
-                where state.entries[key] != nil && seen.insert(key).inserted {
-                    compacted.append(key)
+                if let old = state.entries[oldest.key], old.place == oldest.place {
+                    state.entries.removeValue(forKey: oldest.key)
+                    state.bytes -= old.bytes
                 }
-                state.order = compacted.reversed()
+            }
+            // Stale places are dropped before `order` outgrows the entries.
+            if state.order.count - state.head > 2 * state.entries.count + 64 {
+                state.order = state.order[state.head...].filter { state.entries[$0.key]?.place == $0.place }
                 state.head = 0
             } else if state.head > 1024, state.head * 2 > state.order.count {
                 state.order.removeFirst(state.head)

@@ -33,18 +33,23 @@ extension Engine {
     /// A step's result as the run may record it: an output nested deeper than the log's documents allow is a
     /// failure of the attempt (the event could not be read back otherwise).
     static func checked(_ input: RunCommand) -> RunCommand {
+        if case .recordAnswer(let target, let attempt, .success(let output), let source, let service) = input,
+            output.depth > Limits.stepOutputDepth
+        {
+            return .recordAnswer(
+                target, attempt: attempt, result: tooDeep, sourceSequence: source, service: service)
+        }
         guard case .recordResult(let target, let attempt, .success(let output), let source) = input,
             output.depth > Limits.stepOutputDepth
         else { return input }
-        return .recordResult(
-            target, attempt: attempt,
-            result: .failure(
-                StepError(
-                    kind: .outputTooDeep,
-                    message: "the step's output is nested more than \(Limits.stepOutputDepth) levels deep",
-                    retryable: false)),
-            sourceSequence: source)
+        return .recordResult(target, attempt: attempt, result: tooDeep, sourceSequence: source)
     }
+
+    static let tooDeep = StepResult.failure(
+        StepError(
+            kind: .outputTooDeep,
+            message: "the step's output is nested more than \(Limits.stepOutputDepth) levels deep",
+            retryable: false))
 
     /// What to record instead of an event the log can never store (larger or deeper than it keeps).
     static func replacement(for body: LedgerEvent.Body, _ problem: UnstorableEvent) -> LedgerEvent.Body? {

@@ -273,7 +273,13 @@ extension Engine {
                 case .execute(let execution):
                     execute(execution, startedAt: configuration.clock.now, &loop)
                 case .publishOutput(let output):
-                    await publishOutput(output, &loop)
+                    // An output that could not be published is not recorded as sent: decide again in 5 s (the
+                    // decision publishes it again, and only then records what follows it).
+                    if !(await publishOutput(output, &loop)) {
+                        schedule(configuration.clock.now.addingTimeInterval(5), &loop)
+                        loop.unrecorded = true
+                        return nil
+                    }
                 case .deliver(let delivery):
                     deliver(delivery, &loop)
                 case .wakeUp(let at):
@@ -364,7 +370,9 @@ extension Engine {
 
     /// Publishes one of the run's outputs on `automation.output.produced`: the acknowledgement (id `<run>/ack`) or
     /// the final output (id `<run>/output`, whose place in the log the run keeps: its webhook posts those bytes).
-    func publishOutput(_ output: FlowOutputProduced, _ loop: inout RunLoop) async {
+    /// Returns false when it could not be published (NATS away): nothing after it in the decision is carried out.
+    @discardableResult
+    func publishOutput(_ output: FlowOutputProduced, _ loop: inout RunLoop) async -> Bool {
         let isFinal = output.kind != .ack
         // Published before (the read model saw it in the log): a run resumed after a crash, however much later
         // than the stream's duplicate window, never sends its reply twice.
@@ -372,7 +380,7 @@ extension Engine {
             logger.info(
                 "the run's output is already in the log; not publishing it again",
                 metadata: loop.state.logMetadata.merging([LogKey.sequence: "\(sequence)"]) { $1 })
-            return
+            return true
         }
         let suffix = isFinal ? LogAdmission.outputSuffix : "/ack"
         let event = CloudEvent(
@@ -388,11 +396,19 @@ extension Engine {
                 let stored = loop.state.output_sequence != nil
                 schedule(configuration.clock.now.addingTimeInterval(stored ? 0 : 5), &loop)
             }
+            return true
+        } catch let error as NATSError where error.jetStreamError == .messageTooLarge {
+            // It can never be stored: the run's own record of the output gets the replacement that says so.
+            logger.error(
+                "the run's output is too large to publish",
+                metadata: loop.state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
+            return true
         } catch {
             logger.error(
                 "could not publish the run's output",
                 metadata: loop.state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
             if afterwards { schedule(configuration.clock.now.addingTimeInterval(5), &loop) }
+            return false
         }
     }
 

@@ -14,6 +14,8 @@ final class StepExecutor: Sendable {
     private let discoveryCache: ResultCache
     /// Counts cache hits and misses (`ledgerflow_discovery_cache_total`).
     let metrics: EngineMetrics?
+    /// The engine's event subjects: `emit` may not publish there (a flow would trigger itself) unless allowed.
+    let eventSubjects: [String]
 
     let breakers: CircuitBreakers<ContinuousClock>
     /// Where `http.request` and `emit` may send beyond the defaults.
@@ -25,9 +27,11 @@ final class StepExecutor: Sendable {
     init(
         ledger: Ledger, registry: ActionRegistry, discoveryCacheTTL: Duration, discoveryCacheEntries: Int = 1_000,
         breakers: CircuitBreakers<ContinuousClock>, outbound: OutboundPolicy = OutboundPolicy(),
-        secrets: SecretStore = SecretStore(), metrics: EngineMetrics? = nil, logger: Logger
+        secrets: SecretStore = SecretStore(), metrics: EngineMetrics? = nil, eventSubjects: [String] = [],
+        logger: Logger
     ) {
         self.metrics = metrics
+        self.eventSubjects = eventSubjects
         self.ledger = ledger
         self.secrets = secrets
         self.breakers = breakers
@@ -156,9 +160,12 @@ final class StepExecutor: Sendable {
             return .success(.object(answer))
         }
         metrics?.discoveryLookup(hit: false)
+        // The request as SPEC §3 has it: `{query, top_n}` (with the step's other fields), top_n always given.
+        var request = execution.request.objectValue ?? [:]
+        request["top_n"] = .number(Double(search.topN))
         let event = CloudEvent(
             id: execution.commandID, type: "DiscoverySearch", runid: execution.runID, stepid: execution.target.wireID,
-            correlationid: execution.runID, traceparent: execution.traceparent, data: execution.request)
+            correlationid: execution.runID, traceparent: execution.traceparent, data: JSONValue.object(request))
         do {
             let timeout = max(0.05, execution.deadline.timeIntervalSinceNow)
             let reply = try await ledger.request(
@@ -215,7 +222,9 @@ final class StepExecutor: Sendable {
                 throw StepError(kind: .badRequest, message: "emit needs with.subject and with.type", retryable: false)
             }
             // The definition's subject was checked at registration; the rendered one is checked again here.
-            if let why = EmitSubjectPolicy.refusal(subject, allowed: outbound.emitAllow) {
+            if let why = EmitSubjectPolicy.refusal(
+                subject, allowed: outbound.emitAllow, eventSubjects: eventSubjects)
+            {
                 throw StepError(kind: .forbiddenSubject, message: "emit refused: \(why)", retryable: false)
             }
             guard !type.isEmpty, type.utf8.count <= Limits.identifierBytes,
@@ -293,7 +302,8 @@ struct DiscoveryQuery: Equatable {
     static let maxTopN = 100
     static let defaultTopN = 3
 
-    /// The cache key: the query lower-cased, trimmed, its runs of whitespace as one space.
+    /// The cache key: the query lower-cased, trimmed, its runs of whitespace as one space; then the step's other
+    /// fields (filters, language...) as canonical JSON, so searches that differ in them never share answers.
     let key: String
     let topN: Int
 
@@ -322,6 +332,10 @@ struct DiscoveryQuery: Equatable {
             }
             topN = n
         }
-        return .success(DiscoveryQuery(key: key, topN: topN))
+        var others = request.objectValue ?? [:]
+        others["query"] = nil
+        others["top_n"] = nil
+        let fullKey = others.isEmpty ? key : key + "\u{1}" + JSONValue.object(others).compactJSON
+        return .success(DiscoveryQuery(key: fullKey, topN: topN))
     }
 }

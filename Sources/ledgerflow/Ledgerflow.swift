@@ -403,6 +403,7 @@ struct NotificationSim: AsyncParsableCommand {
         settings.latency = switches.latency
         settings.failureRate = switches.failureRate
         settings.silent = switches.silent
+        settings.permanentFailures = switches.permanent
         let simulator = try await NotificationSimulator.connect(
             url: nats.natsURL, settings: settings, connectOptions: nats.connectOptions, logger: logger)
         try await runSimulator(simulator, logger: logger)

@@ -53,12 +53,23 @@ struct SpanExport {
             let backend = try OTel.makeTracingBackend(configuration: configuration)
             logger.info(
                 "exporting the spans of runs over OTLP/HTTP",
-                metadata: ["ledger.otlp.endpoint": "\(environment[variable] ?? "")"])
+                metadata: ["ledger.otlp.endpoint": "\(Self.shown(environment[variable] ?? ""))"])
             return SpanExport(tracer: backend.factory, service: backend.service)
         } catch {
             throw RuntimeError(
-                "the OTLP span export (\(variable)=\(environment[variable] ?? "")) cannot be set up: \(error); fix the OTEL_* variables, or unset \(variable) to export nothing"
+                "the OTLP span export (\(variable)=\(Self.shown(environment[variable] ?? ""))) cannot be set up: \(error); fix the OTEL_* variables, or unset \(variable) to export nothing"
             )
         }
+    }
+
+    /// An endpoint as it may be logged: without a user, password or query (which may carry credentials).
+    static func shown(_ endpoint: String) -> String {
+        guard var parts = URLComponents(string: endpoint) else { return "(unparsable URL)" }
+        if parts.user != nil || parts.password != nil {
+            parts.user = nil
+            parts.password = nil
+        }
+        if parts.query != nil { parts.query = "***" }
+        return parts.string ?? "(unparsable URL)"
     }
 }

@@ -76,12 +76,12 @@ final class WebhookReceiver: Sendable {
             seen[key, default: 0] += 1
             return seen[key]!
         }
-        let event = try? JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(body))
+        let event = try? JSONDecoder().decode(JSONValue.self, from: Data(body))
         let status: HTTPResponse.Status =
             !verified ? .unauthorized : count <= failFirst ? .serviceUnavailable : .ok
-        let text = event?.data["text"]?.stringValue.map { "\"\($0.prefix(200))\"" } ?? "-"
+        let text = event?["data"]?["text"]?.stringValue.map { "\"\($0.prefix(200))\"" } ?? "-"
         print(
-            "\(Timestamp.now())  POST \(request.uri.path)  key=\(key) delivery=\(count) signature=\(verified ? "verified" : "INVALID") kind=\(event?.data["kind"]?.stringValue ?? "-") text=\(text) -> \(status.code)"
+            "\(Timestamp.now())  POST \(request.uri.path)  key=\(key) delivery=\(count) signature=\(verified ? "verified" : "INVALID") kind=\(event?["data"]?["kind"]?.stringValue ?? "-") text=\(text) -> \(status.code)"
         )
         fflush(nil)
         return Response(status: status)

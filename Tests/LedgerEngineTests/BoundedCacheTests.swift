@@ -37,6 +37,21 @@ import Testing
         #expect(cache.placesHeld < 200)
     }
 
+    @Test func aKeySetAgainAfterExpiringIsNotEvictedByItsOldPlace() {
+        let cache = ResultCache(ttl: .seconds(10), byteLimit: 100_000, entryLimit: 3)
+        let then = ContinuousClock.now
+        cache.set("a", "old", size: 10, now: then)
+        cache.set("b", "b", size: 10, now: then + .seconds(5))
+        #expect(cache.get("a", now: then + .seconds(11)) == nil)
+        cache.set("a", "fresh", size: 10, now: then + .seconds(11))
+        cache.set("c", "c", size: 10, now: then + .seconds(12))
+        cache.set("d", "d", size: 10, now: then + .seconds(12))
+        // Over three entries: "b" (the oldest live one) goes, not the fresh "a" through its stale place.
+        #expect(cache.count == 3)
+        #expect(cache.get("a", now: then + .seconds(12)) == "fresh")
+        #expect(cache.get("b", now: then + .seconds(12)) == nil)
+    }
+
     @Test func recentStatesStayWithinTheirByteBudget() {
         let cache = StateCache(capacity: 4096, byteCapacity: 1000)
         for i in 0..<100 { cache.set("runs", "r\(i)", i, bytes: 100) }

@@ -383,6 +383,80 @@ extension Integration.IntegrationTests {
     }
 }
 
+extension Integration.IntegrationTests {
+    /// No service's message settles another's step: a notification answer naming a calendar step's command is
+    /// ignored (kept in the log); the calendar's own answer then settles it. A chat command published on the event
+    /// subjects is refused there.
+    @Test func anAnswerOfTheWrongServiceOrOnTheWrongSubjectChangesNothing() async throws {
+        var silent = CalendarSimulator.Settings()
+        silent.silent = true
+        try await withTestStack(calendar: silent) { stack in
+            try await register(stack, Self.calendarFlow(timeout: 60))
+            try stack.publishCommand(id: "cross-1", intent: "calendar.reschedule")
+            try await eventually("the run waits on the calendar") {
+                try stack.runs().contains { $0.step("create")?.status == .running }
+            }
+            let runID = try #require(try stack.runs().first?.run_id)
+            let commandID = "\(runID)/create/1"
+            let forged = CloudEvent(
+                source: "not-the-notification-service", type: EventType.notificationSent,
+                data: ["command_id": .string(commandID), "status": "sent"] as JSONValue)
+            try stack.outside.publish(subject: Subjects.notificationSent, payload: try EventCodec().encode(forged))
+            try publish(
+                stack, subject: "events.chat", type: EventType.assistantCommandIssued, id: "smuggled",
+                data: [
+                    "message_id": "m", "intent": "calendar.reschedule", "entities": [:], "user": ["id": "u"],
+                    "channel": ["type": "chat", "conversation_id": "c"],
+                ])
+            try await eventually("both consumed") {
+                let log = try await stack.log()
+                let last = log.last { $0.event?.id == "smuggled" }?.sequence ?? .max
+                let refused = try await records(stack, prefix: "ledger.rejected.").count
+                return stack.store.progress.position >= last && refused == 1
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try stack.store.run(runID)?.step("create")?.status == .running)
+            #expect(try stack.runs().count == 1)
+            let refusal = try #require(try await records(stack, prefix: "ledger.rejected.").first)
+            #expect(refusal.data["reason"]?.stringValue?.contains("has a subject of its own") == true)
+
+            let real = CloudEvent(
+                source: "calendar", type: EventType.calendarCreated,
+                data: ["command_id": .string(commandID), "event_id": "evt-1", "title": "T"] as JSONValue)
+            try stack.outside.publish(subject: Subjects.calendarCreated, payload: try EventCodec().encode(real))
+            try await eventually("the calendar's answer settles the step") {
+                try stack.store.run(runID)?.step("create")?.status == .succeeded
+            }
+            #expect(try stack.store.run(runID)?.step("create")?.output?["event_id"] == "evt-1")
+        }
+    }
+
+    /// `emit` may not publish on the engine's event subjects, whichever they are (a flow would trigger itself).
+    @Test func emitOntoTheConfiguredEventSubjectsIsRefused() async throws {
+        var configuration = TestStack.loopbackAllowed
+        configuration.eventSubjects = ["orders.>"]
+        try await withTestStack(configuration: configuration) { stack in
+            try await register(
+                stack,
+                [
+                    "id": "echo", "trigger": ["event": "AssistantCommandIssued", "intent": "echo"],
+                    "steps": [
+                        [
+                            "id": "loop", "action": "emit", "retry": ["max_attempts": 1],
+                            "with": ["subject": "orders.created", "type": "OrderCreated", "data": ["n": 1]],
+                        ]
+                    ],
+                    "output": ["text": "x"],
+                ])
+            try stack.publishCommand(id: "echo-1", intent: "echo")
+            let run = try #require(try await stack.waitForRuns(1, status: .failed).first)
+            let error = try #require(run.step("loop")?.attempts.last?.error)
+            #expect(error.message.contains("is one the engine consumes (orders.>)"), "\(error.message)")
+            #expect(try await stack.log().allSatisfy { $0.subject != "orders.created" })
+        }
+    }
+}
+
 @Suite struct EventSubjectPolicyTests {
     @Test func subjectsThatWouldClashOrCaptureTooMuchAreRefused() {
         #expect(EventSubjectPolicy.problem(["events.>"]) == nil)
@@ -403,6 +477,27 @@ extension Integration.IntegrationTests {
         #expect(!EventSubjectPolicy.subjectsOverlap("a.x.c", "a.y.>"))
     }
 
+    /// Another service's event is stored once in its run's start: the input refers to the trigger's data.
+    @Test func anEventsDataIsNotStoredTwiceInItsRunsStart() {
+        let data: JSONValue = ["order_id": "A-1", "lines": .array(Array(repeating: "x", count: 100))]
+        let trigger = RunTrigger(kind: .event, event_type: "OrderShipped", event_id: "e", sequence: 1, data: data)
+        var input = data.objectValue!
+        input["priority"] = "normal"  // a default of the flow's inputs
+        let (stored, source) = FlowRunStarted.input(.object(input), over: trigger)
+        #expect(source == FlowRunStarted.inputFromTriggerData)
+        #expect(stored == ["priority": "normal"])
+        var started = FlowRunStarted(
+            run_id: "r", flow_id: "f", flow_version: 1, definition_hash: "h", mode: .live, trigger: trigger, actor: "a",
+            input: stored, step_ids: [], dedup_key: nil, message_id: nil, channel: nil)
+        started.input_source = source
+        #expect(started.effectiveInput == .object(input))
+        // A chat command's input still refers to its entities.
+        let chat = RunTrigger(
+            kind: .event, event_type: "AssistantCommandIssued", event_id: "c", sequence: 2,
+            data: ["entities": ["title": "T"], "message_id": "m"])
+        #expect(FlowRunStarted.input(["title": "T"], over: chat).source == FlowRunStarted.inputFromTriggerEntities)
+    }
+
     @Test func discoveryQueriesAreNormalisedAndBounded() {
         #expect(DiscoveryQuery.normalise("  Budget \t  REVIEW\n") == "budget review")
         guard case .success(let query) = DiscoveryQuery.read(["query": " A  b ", "top_n": 7]) else {
@@ -410,6 +505,15 @@ extension Integration.IntegrationTests {
             return
         }
         #expect(query == DiscoveryQuery(key: "a b", topN: 7))
+        // The step's other fields are part of the key: searches differing in them never share answers.
+        guard case .success(let spanish) = DiscoveryQuery.read(["query": "A b", "lang": "es"]),
+            case .success(let english) = DiscoveryQuery.read(["query": "a  B", "lang": "en"])
+        else {
+            Issue.record("refused a query with extra fields")
+            return
+        }
+        #expect(spanish.key != english.key)
+        #expect(spanish.key.hasPrefix("a b"))
         for bad: JSONValue in [
             ["query": "   "], ["query": 5], [:], ["query": "x", "top_n": 0], ["query": "x", "top_n": 2.5],
             ["query": "x", "top_n": "3"], ["query": .string(String(repeating: "q", count: 2000))],

@@ -1,4 +1,6 @@
 import Foundation
+import LedgerCore
+import LedgerDevServices
 import LedgerTestSupport
 import Testing
 
@@ -25,9 +27,15 @@ import Testing
             (["simulate", "calendar", "--failure-rate", "2"], [:], "give a probability from 0 to 1"),
             (["simulate", "discovery", "--failure-rate", "nan"], [:], "give a probability from 0 to 1"),
             (["simulate", "notifications", "--latency-ms=-5"], [:], "give a delay from 0 to 600000 ms"),
+            (
+                ["simulate", "webhook"], [:],
+                "give the secret the flow signs with: --secret S or LEDGERFLOW_WEBHOOK_SECRET"
+            ),
+            (["simulate", "webhook", "--secret", "s", "--port", "0"], [:], "--port 0: give a port from 1 to 65535"),
         ]
         for (arguments, environment, expected) in cases {
-            let (status, output) = try ledgerflow(arguments + Self.unreachable, environment: environment)
+            let unreachable = arguments.contains("webhook") ? [] : Self.unreachable
+            let (status, output) = try ledgerflow(arguments + unreachable, environment: environment)
             #expect(status != 0, "\(arguments) \(environment): \(output)")
             #expect(output.contains(expected), "\(arguments) \(environment): \(output)")
         }
@@ -39,5 +47,48 @@ import Testing
             #expect(status == 0, "\(name): \(output)")
             #expect(output.contains("--failure-rate") && output.contains("--latency-ms"), "\(name): \(output)")
         }
+    }
+
+    /// `ledgerflow simulate webhook`: a signed delivery is verified (503 first with --fail-first 1, then 200 for the
+    /// same key); a bad signature is 401; each delivery is printed.
+    @Test func theWebhookReceiverChecksSignaturesAndFailsFirstWhenAsked() async throws {
+        let port = LocalNATSServer.freePort()
+        let directory = TemporaryDirectory("webhook-receiver")
+        let log = "\(directory.path)/receiver.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Fixtures.ledgerflowBinary)
+        process.arguments = ["simulate", "webhook", "--port", String(port), "--fail-first", "1"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["LEDGERFLOW_WEBHOOK_SECRET": "s3cret"]) {
+            $1
+        }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        let client = TestHTTPClient(port: port, timeout: 5)
+        try await eventually("the receiver answers") { await client.status("/") != nil }
+        let body: JSONValue = ["type": "FlowOutputProduced", "data": ["kind": "final", "text": "hola"]]
+        func post(secret: String) async throws -> Int {
+            let signature = WebhookSignature.value(
+                secret: secret, timestamp: Int64(Date().timeIntervalSince1970), body: Array(body.compactJSON.utf8))
+            return try await client.json(
+                "POST", "/replies", body, token: nil,
+                headers: ["Ledgerflow-Signature": signature, "Idempotency-Key": "run-1/webhook"]
+            ).0
+        }
+        #expect(try await post(secret: "s3cret") == 503)
+        #expect(try await post(secret: "s3cret") == 200)
+        #expect(try await post(secret: "wrong") == 401)
+        let printed = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(
+            printed.contains("key=run-1/webhook delivery=1 signature=verified kind=final text=\"hola\" -> 503"),
+            "\(printed)")
+        #expect(printed.contains("delivery=2 signature=verified kind=final text=\"hola\" -> 200"), "\(printed)")
+        #expect(printed.contains("signature=INVALID"), "\(printed)")
     }
 }
