@@ -30,9 +30,12 @@ struct MessageStorm {
     var forged = 0
     var serial = 0
 
+    /// Valid events no handler takes (another service's event no flow names): recorded as unhandled, not refused.
+    var unhandled = 0
+
     static let consumed = [
         Subjects.assistantCommandIssued, Subjects.calendarCreated, Subjects.calendarUpdated, Subjects.calendarCanceled,
-        Subjects.calendarCreateFailed,
+        Subjects.calendarCreateFailed, Subjects.notificationSent, Subjects.notificationFailed, "events.storm",
     ]
 
     mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) } }
@@ -64,8 +67,13 @@ struct MessageStorm {
             Subjects.calendarCreated: EventType.calendarCreated,
             Subjects.calendarUpdated: EventType.calendarUpdated, Subjects.calendarCanceled: EventType.calendarCanceled,
             Subjects.calendarCreateFailed: EventType.calendarCreateFailed,
+            Subjects.notificationSent: EventType.notificationSent,
+            Subjects.notificationFailed: EventType.notificationFailed, "events.storm": "StormHappened",
         ]
         let type = typeFor[inbound]!
+        // On the event subjects any type is valid: a readable event with object data is unhandled (no flow names
+        // it), not refused.
+        let isEvent = inbound == "events.storm"
         switch kind {
         case 0:  // random bytes
             invalidInbound += 1
@@ -93,7 +101,7 @@ struct MessageStorm {
             ]
             return (inbound, Array(variants[Int.random(in: 0..<variants.count, using: &random)].utf8))
         case 4:  // huge fields
-            invalidInbound += 1
+            invalidInbound += 1  // over the inbound size limit, or an id over the attribute limit
             if Int.random(in: 0..<20, using: &random) == 0 {
                 return (
                     inbound,
@@ -108,27 +116,30 @@ struct MessageStorm {
                     id: String(repeating: "i", count: Int.random(in: 257...4000, using: &random)))
             )
         case 5:  // unknown event type on an inbound subject
-            invalidInbound += 1
+            if isEvent { unhandled += 1 } else { invalidInbound += 1 }
             return (
                 inbound,
                 envelope(type: "Unknown.\(Int.random(in: 0...99, using: &random))", data: .object(command(title: "?")))
             )
         case 6:  // a valid envelope whose data misses what the type needs
-            invalidInbound += 1
+            if isEvent { unhandled += 1 } else { invalidInbound += 1 }
             var data = command(title: "missing")
             data.removeValue(
                 forKey: ["message_id", "intent", "entities", "user", "channel"][Int.random(in: 0..<5, using: &random)])
             if inbound != Subjects.assistantCommandIssued { data = ["command_id": .number(7)] }
             return (inbound, envelope(type: type, data: .object(data)))
         case 7:  // numbers out of range, broken escapes
-            invalidInbound += 1
             let variants = [
                 #"{"specversion":"1.0","id":"n-\#(serial)","source":"f","type":"\#(type)","data":{"command_id":1e999}}"#,
                 #"{"specversion":"1.0","id":"n-\#(serial)","source":"f","type":"\#(type)","data":{"command_id":-1e400}}"#,
                 #"{"specversion":"1.0","id":"\ud800\ud800","source":"f","type":"\#(type)","data":{"command_id":"\u0000"}}"#,
                 #"{"specversion":"1.0","id":"e-\#(serial)","source":"f","type":"\#(type)","data":{"command_id":"\x"}}"#,
             ]
-            return (inbound, Array(variants[Int.random(in: 0..<variants.count, using: &random)].utf8))
+            let pick = Int.random(in: 0..<variants.count, using: &random)
+            // Lone surrogates are read as U+FFFD and a NUL is a valid string: on the event subjects that third
+            // variant is a readable event no flow takes; elsewhere its command_id names no command.
+            if isEvent && pick == 2 { unhandled += 1 } else { invalidInbound += 1 }
+            return (inbound, Array(variants[pick].utf8))
         case 8, 9:  // forged engine events, on subjects of runs and flows no one started
             forged += 1
             let id = "forged-\(Int.random(in: 0...999_999, using: &random))"
@@ -309,6 +320,10 @@ extension Integration {
             #expect(rejections.count == storm.invalidInbound)
             #expect(Set(rejections.compactMap(\.sequence)).count == rejections.count)
             #expect(rejections.allSatisfy { !$0.reason.isEmpty })
+            // Every valid event no handler took is recorded as unhandled, once.
+            try await eventually("every unhandled event is recorded") {
+                try await ledger.read(subject: "ledger.unhandled.>").count == storm.unhandled
+            }
             // Every forged engine event is skipped by the read models and recorded once in the log.
             let (_, metrics) = try await serve.http.text("GET", "/metrics")
             #expect(PrometheusText(metrics).value("ledgerflow_projection_skipped_total") == Double(storm.forged))
@@ -317,7 +332,7 @@ extension Integration {
             }
             let elapsed = ContinuousClock.now - started
             print(
-                "message storm: \(Self.count) messages (seed \(Self.seed)), \(storm.invalidInbound) refused and recorded, \(storm.forged) forged engine events, \(storm.validCommands) runs completed meanwhile, in \(elapsed); \(Self.malformedRequests(&random).count) malformed HTTP requests, no 5xx"
+                "message storm: \(Self.count) messages (seed \(Self.seed)), \(storm.invalidInbound) refused and recorded, \(storm.unhandled) unhandled and recorded, \(storm.forged) forged engine events, \(storm.validCommands) runs completed meanwhile, in \(elapsed); \(Self.malformedRequests(&random).count) malformed HTTP requests, no 5xx"
             )
 
             // A restart on the same data serves normally.
