@@ -138,7 +138,8 @@ public final class JetStreamPublisher: @unchecked Sendable {
 
     deinit {
         inFlight.failAll(NATSError(message: "the publisher was closed before the append was acknowledged"))
-        jsCtx_Destroy(js)
+        let context = ContextHandle(pointer: js)
+        DeferredRelease.afterPendingMessages(of: connection) { jsCtx_Destroy(context.pointer) }
         // `inFlight` is not released: cnats may still deliver a late acknowledgement to it on its own thread,
         // and offers no callback saying it will not. One small object per publisher, which lives as long as its
         // connection in practice.
@@ -195,3 +196,6 @@ public final class JetStreamPublisher: @unchecked Sendable {
         }
     }
 }
+
+/// A JetStream context handed to the thread that destroys it.
+private struct ContextHandle: @unchecked Sendable { let pointer: OpaquePointer }

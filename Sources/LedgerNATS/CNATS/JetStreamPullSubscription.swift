@@ -33,7 +33,7 @@ public final class JetStreamPullSubscription: @unchecked Sendable {
 
     deinit {
         natsSubscription_Unsubscribe(sub)
-        natsSubscription_Destroy(sub)
+        DeferredRelease.destroy(subscription: sub, of: connection)
     }
 
     /// Up to `batch` messages: what has arrived, else the first to arrive within `maxWait`; empty when none did.

@@ -55,6 +55,38 @@ enum NATSBlocking {
     }
 }
 
+/// Frees what cnats may still be using on the connection's read thread. cnats 3.4.1 (Debian's) looks a
+/// subscription up for an arriving message, lets go of its lock without taking a reference, and locks the
+/// subscription's mutex later (nats.c issue #637, fixed in 3.6.1): destroying a subscription (or a JetStream context,
+/// which destroys its own) right after unsubscribing it can free it under that thread, which then locks freed
+/// memory. So the destroy waits until the read thread has handled everything that arrived before: a flush's answer
+/// comes back on that same thread after them; a closed connection has no read thread left; when the flush fails
+/// (reconnecting), a pause longer than the read of one message.
+enum DeferredRelease {
+    private struct Handle: @unchecked Sendable { let pointer: OpaquePointer }
+
+    static func destroy(subscription: OpaquePointer, of connection: NATSConnection) {
+        let handle = Handle(pointer: subscription)
+        afterPendingMessages(of: connection) { natsSubscription_Destroy(handle.pointer) }
+    }
+
+    static func afterPendingMessages(of connection: NATSConnection, _ release: @escaping @Sendable () -> Void) {
+        NATSBlocking.shared.async {
+            if natsConnection_IsClosed(connection.handle)
+                || natsConnection_FlushTimeout(connection.handle, 2_000) == NATS_OK
+            {
+                release()
+                withExtendedLifetime(connection) {}
+            } else {
+                NATSBlocking.shared.asyncAfter(deadline: .now() + .seconds(2)) {
+                    release()
+                    withExtendedLifetime(connection) {}
+                }
+            }
+        }
+    }
+}
+
 /// Connection state changes reported by cnats on its own threads.
 final class ConnectionEvents: Sendable {
     let connected = Atomic<Bool>(true)

@@ -61,7 +61,7 @@ public final class NATSSubscription: @unchecked Sendable {
     deinit {
         if let handle {
             natsSubscription_Unsubscribe(handle)
-            natsSubscription_Destroy(handle)
+            DeferredRelease.destroy(subscription: handle, of: connection)
         }
         sink.continuation.finish()
     }
