@@ -140,7 +140,9 @@ let package = Package(
             swiftSettings: strict),
 
         // One test target per source target.
-        .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerProjections"], swiftSettings: strict),
+        .testTarget(
+            name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerProjections"], exclude: ["Fixtures"],
+            swiftSettings: strict),
         .testTarget(
             name: "LedgerProjectionsTests", dependencies: ["LedgerCore", "LedgerProjections"], swiftSettings: strict),
         .testTarget(

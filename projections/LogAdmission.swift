@@ -32,7 +32,7 @@ public enum LogAdmission: Equatable {
         }
         if subject == Subjects.tokenAudit {
             // Token changes feed the audit trail; anything else there is not theirs to fold.
-            guard let event = try? JSONTree.decode(LedgerEvent.self, from: payload), case .tokenChanged = event.body
+            guard let event = try? LedgerEvent(bytes: payload), case .tokenChanged = event.body
             else {
                 return .skipped(reason: "not a token change on \(Subjects.tokenAudit)", fold: nil)
             }
@@ -57,7 +57,7 @@ public enum LogAdmission: Equatable {
                     fold: nil))
         }
         do {
-            return .success(try JSONTree.decode(LedgerEvent.self, from: payload))
+            return .success(try LedgerEvent(bytes: payload))
         } catch let error as EventSchemaError {
             return .failure(LogSkip(reason: error.description, fold: position))
         } catch {
@@ -120,7 +120,7 @@ public enum LogAdmission: Equatable {
             return .skipped(
                 reason: "not a schedule subject (ledger.firing.<flow>.<ms>, ledger.schedule.<flow>)", fold: nil)
         }
-        guard let event = try? JSONTree.decode(LedgerEvent.self, from: payload) else {
+        guard let event = try? LedgerEvent(bytes: payload) else {
             return .skipped(reason: "not a readable schedule event", fold: nil)
         }
         switch event.body {

@@ -1,3 +1,4 @@
+public import Foundation
 public import LedgerCore
 
 /// A read model: a pure fold of the log, one state per key, stored as JSON in its own LMDB table.
@@ -11,6 +12,10 @@ public protocol ReadModel: Sendable {
     static func evolve(_ state: State?, _ event: LedgerEvent, sequence: UInt64) -> State?
     /// Secondary tables listing the keys whose state satisfies a condition (runs in progress, failed runs).
     static var indexes: [ReadModelIndex<State>] { get }
+    /// The stored JSON of a state (compact, sorted keys). `encoder` is the store's, for states coded by `Codable`.
+    static func stored(_ state: State, encoder: JSONEncoder) throws -> [UInt8]
+    /// A state read back from its stored JSON.
+    static func state(stored bytes: UnsafeRawBufferPointer) throws -> State
 }
 
 /// A table of the keys whose state satisfies `includes`, each with a small value (`value`, empty by default).
@@ -30,6 +35,21 @@ public struct ReadModelIndex<State>: Sendable {
 
 extension ReadModel {
     public static var indexes: [ReadModelIndex<State>] { [] }
+
+    public static func stored(_ state: State, encoder: JSONEncoder) throws -> [UInt8] {
+        Array(try encoder.encode(state))
+    }
+
+    public static func state(stored bytes: UnsafeRawBufferPointer) throws -> State {
+        try JSONTree.decode(State.self, from: bytes)
+    }
+}
+
+/// States coded by hand (the run status, on the hot path): written and read without `Codable`.
+extension ReadModel where State: JSONWritable & JSONReadable {
+    public static func stored(_ state: State, encoder: JSONEncoder) throws -> [UInt8] { state.jsonBytes }
+
+    public static func state(stored bytes: UnsafeRawBufferPointer) throws -> State { try State(jsonBytes: bytes) }
 }
 
 /// Run status: `run_id → RunState`, plus `runs_active`, the runs that have not finished.

@@ -59,7 +59,9 @@ public enum LedgerSource {
     public static let cli = "ledgerflow/cli"
 }
 
-/// Encodes and decodes events. One encoder/decoder per instance; not shared across threads.
+/// Encodes and decodes events: by hand (`JSONWritable`, `JSONReadable`) for every type that is coded so, which is
+/// every event of the log and every message the engine sends; through Foundation's coders for anything else (the
+/// bytes are the same: compact, sorted keys, slashes unescaped). Not shared across threads.
 public struct EventCodec {
     private let encoder: JSONEncoder
     private let decoder: JSONDecoder
@@ -71,19 +73,23 @@ public struct EventCodec {
     }
 
     public func encode<P>(_ event: CloudEvent<P>) throws -> [UInt8] {
-        try Array(encoder.encode(event))
+        if let writable = event as? any JSONWritable { return writable.jsonBytes }
+        return try Array(encoder.encode(event))
     }
 
     public func encode(_ value: some Encodable) throws -> [UInt8] {
-        try Array(encoder.encode(value))
+        if let writable = value as? any JSONWritable { return writable.jsonBytes }
+        return try Array(encoder.encode(value))
     }
 
     public func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws -> T {
-        try decoder.decode(T.self, from: Data(bytes))
+        if let readable = T.self as? any JSONReadable.Type { return try readable.init(jsonBytes: bytes) as! T }
+        return try decoder.decode(T.self, from: Data(bytes))
     }
 
     public func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
-        try decoder.decode(T.self, from: data)
+        if let readable = T.self as? any JSONReadable.Type { return try readable.init(jsonBytes: data) as! T }
+        return try decoder.decode(T.self, from: data)
     }
 }
 
@@ -95,7 +101,7 @@ public struct EnvelopeProblem: Error, Sendable, Equatable, CustomStringConvertib
 }
 
 /// An inbound document read leniently, so that every missing piece can be named.
-struct LenientEnvelope: Decodable {
+struct LenientEnvelope {
     var specversion: String?
     var id: String?
     var source: String?
@@ -109,6 +115,24 @@ struct LenientEnvelope: Decodable {
     var causationid: String?
     var traceparent: String?
     var data: JSONValue?
+
+    /// The attributes as strings (a wrong type is named by `JSONShapeError`'s path); `data` as it is.
+    init(_ document: JSONValue) throws(JSONShapeError) {
+        let f = try JSONFields(document)
+        specversion = try f.optionalString("specversion")
+        id = try f.optionalString("id")
+        source = try f.optionalString("source")
+        type = try f.optionalString("type")
+        time = try f.optionalString("time")
+        datacontenttype = try f.optionalString("datacontenttype")
+        subject = try f.optionalString("subject")
+        runid = try f.optionalString("runid")
+        flowid = try f.optionalString("flowid")
+        correlationid = try f.optionalString("correlationid")
+        causationid = try f.optionalString("causationid")
+        traceparent = try f.optionalString("traceparent")
+        data = try f.optional("data")
+    }
 }
 
 /// Reads an inbound message as a CloudEvents 1.0 document (one JSON parse) and checks that its type is one of
@@ -127,14 +151,14 @@ public func decodeInbound(
     }
     let envelope: LenientEnvelope
     do {
-        envelope = try JSONTree.decode(LenientEnvelope.self, from: bytes, maxDepth: Limits.inboundJSONDepth)
-    } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
+        envelope = try LenientEnvelope(try JSONTree.parse(bytes, maxDepth: Limits.inboundJSONDepth))
+    } catch let error as JSONShapeError where error.path.isEmpty {
         return .failure(
             EnvelopeProblem("the message is JSON but not an object; send a CloudEvents 1.0 document (a JSON object)"))
-    } catch DecodingError.typeMismatch(_, let context) {
+    } catch let error as JSONShapeError {
         return .failure(
             EnvelopeProblem(
-                "attribute \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type; CloudEvents attributes are strings"
+                "attribute \(error.path.joined(separator: ".")) has the wrong type; CloudEvents attributes are strings"
             ))
     } catch let error as JSONTree.ParseError {
         return .failure(

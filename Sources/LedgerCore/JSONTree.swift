@@ -22,32 +22,40 @@ public enum JSONTree {
     public static func parse(
         _ bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth
     ) throws(ParseError) -> JSONValue {
-        let array = Array(bytes)
-        let result: Result<JSONValue, ParseError> = array.withUnsafeBufferPointer { buffer in
-            var parser = Parser(bytes: buffer, maxDepth: maxDepth)
-            do throws(ParseError) {
-                parser.skipSpace()
-                let value = try parser.value(depth: 0)
-                parser.skipSpace()
-                guard parser.index == buffer.count else { throw parser.fail("unexpected text after the value") }
-                return .success(value)
-            } catch {
-                return .failure(error)
-            }
+        // Parsed in place when the bytes are contiguous (an array, LMDB's memory), else copied once.
+        if let raw = bytes as? UnsafeRawBufferPointer {
+            return try parse(buffer: raw.assumingMemoryBound(to: UInt8.self), maxDepth: maxDepth).get()
         }
-        return try result.get()
+        if let result = bytes.withContiguousStorageIfAvailable({ parse(buffer: $0, maxDepth: maxDepth) }) {
+            return try result.get()
+        }
+        return try Array(bytes).withUnsafeBufferPointer { parse(buffer: $0, maxDepth: maxDepth) }.get()
+    }
+
+    static func parse(buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int) -> Result<JSONValue, ParseError> {
+        var parser = Parser(bytes: buffer, maxDepth: maxDepth)
+        do throws(ParseError) {
+            parser.skipSpace()
+            let value = try parser.value(depth: 0)
+            parser.skipSpace()
+            guard parser.index == buffer.count else { throw parser.fail("unexpected text after the value") }
+            return .success(value)
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// Decodes `T` from JSON bytes through the tree (containers nested at most `maxDepth` levels).
     /// A value already parsed, read as `T` (no bytes in between).
     public static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue) throws -> T {
-        try T(from: TreeDecoder(value: value, codingPath: []))
+        if let readable = T.self as? any JSONReadable.Type { return try readable.init(json: value) as! T }
+        return try T(from: TreeDecoder(value: value, codingPath: []))
     }
 
     public static func decode<T: Decodable>(
         _ type: T.Type, from bytes: some Collection<UInt8>, maxDepth: Int = Limits.storedJSONDepth
     ) throws -> T {
-        try T(from: TreeDecoder(value: try parse(bytes, maxDepth: maxDepth), codingPath: []))
+        try decode(T.self, from: try parse(bytes, maxDepth: maxDepth))
     }
 
     /// The value of `text` when it is a JSON number (RFC 8259 grammar: no sign but a leading `-`, no leading

@@ -76,66 +76,8 @@ public enum JSONValue: Sendable, Hashable {
         }
     }
 
-    /// Compact JSON text with sorted keys (deterministic).
-    public var compactJSON: String {
-        var out = ""
-        write(to: &out)
-        return out
-    }
-
-    private func write(to out: inout String) {
-        switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .number(let n): out += JSONValue.numberText(n)
-        case .string(let s): JSONValue.writeString(s, to: &out)
-        case .array(let a):
-            out += "["
-            for (i, v) in a.enumerated() {
-                if i > 0 { out += "," }
-                v.write(to: &out)
-            }
-            out += "]"
-        case .object(let o):
-            out += "{"
-            for (i, key) in o.keys.sorted().enumerated() {
-                if i > 0 { out += "," }
-                JSONValue.writeString(key, to: &out)
-                out += ":"
-                o[key]!.write(to: &out)
-            }
-            out += "}"
-        }
-    }
-
-    /// A number as JSON text: integers below 1e15 without a fraction, other finite numbers in Swift's shortest
-    /// round-tripping form (valid JSON), and NaN or an infinity, which JSON cannot carry, as `null`.
-    static func numberText(_ n: Double) -> String {
-        guard n.isFinite else { return "null" }
-        if abs(n) < 1e15, let integer = Int64(exactly: n) { return String(integer) }
-        return String(n)
-    }
-
-    private static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
-    }
+    /// Compact JSON text with sorted keys (deterministic): `JSONWriter`'s bytes.
+    public var compactJSON: String { String(decoding: jsonBytes, as: UTF8.self) }
 }
 
 extension JSONValue: Codable {

@@ -194,48 +194,13 @@ extension LedgerEvent.Body {
         }
     }
 
-    /// Encodes the body as a CloudEvent (encoded once, here, for the append).
+    /// Encodes the body as a CloudEvent (the hand-written coder: `eventBytes`).
     public func encode(
         id: String, time: String, runid: String?, flowid: String?, flowversion: Int?, correlationid: String? = nil,
         causationid: String? = nil, traceparent: String? = nil, prevhash: String? = nil, codec: EventCodec
     ) throws -> [UInt8] {
-        func event<P: Codable & Sendable>(_ data: P) throws -> [UInt8] {
-            try codec.encode(
-                CloudEvent(
-                    id: id, type: type, time: time, runid: runid, flowid: flowid, flowversion: flowversion,
-                    stepid: stepID,
-                    correlationid: correlationid, causationid: causationid, traceparent: traceparent,
-                    prevhash: prevhash, data: data))
-        }
-        switch self {
-        case .flowVersionRecorded(let e): return try event(e)
-        case .flowStatusChanged(let e): return try event(e)
-        case .runStarted(let e): return try event(e)
-        case .stepAttemptStarted(let e): return try event(e)
-        case .stepAttemptSucceeded(let e): return try event(e)
-        case .stepAttemptFailed(let e): return try event(e)
-        case .stepSkipped(let e): return try event(e)
-        case .stepLateResultRecorded(let e): return try event(e)
-        case .runSucceeded(let e): return try event(e)
-        case .runFailed(let e): return try event(e)
-        case .rejected(let e): return try event(e)
-        case .unhandled(let e): return try event(e)
-        case .runCompensating(let e): return try event(e)
-        case .compensationStarted(let e): return try event(e)
-        case .compensationSucceeded(let e): return try event(e)
-        case .compensationFailed(let e): return try event(e)
-        case .runCancelRequested(let e): return try event(e)
-        case .runCancelled(let e): return try event(e)
-        case .runRedriven(let e): return try event(e)
-        case .runClaimed(let e): return try event(e)
-        case .tokenChanged(let e): return try event(e)
-        case .signalIssued(let e): return try event(e)
-        case .scheduleFiring(let e): return try event(e)
-        case .scheduleStateChanged(let e): return try event(e)
-        case .runAcknowledged(let e): return try event(e)
-        case .deliveryStarted(let e), .deliverySucceeded(let e), .deliveryFailed(let e): return try event(e)
-        case .deliveryRedriven(let e): return try event(e)
-        case .outputPublished, .other: return try event(JSONValue.null)
-        }
+        eventBytes(
+            id: id, time: time, runid: runid, flowid: flowid, flowversion: flowversion, correlationid: correlationid,
+            causationid: causationid, traceparent: traceparent, prevhash: prevhash)
     }
 }

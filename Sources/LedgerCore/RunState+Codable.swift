@@ -12,6 +12,18 @@ extension RunState: Codable {
     /// The stored value of `phase` while compensations run (after a failure or a cancel).
     static let compensatingPhase = "compensating"
 
+    /// The phase from what is stored: `status`, `phase` ("compensating" or absent) and `cancel_requested_by`.
+    static func phase(status: RunStatus, stored: String?, cancelledBy: String?) -> RunPhase {
+        switch status {
+        case .pending, .running:
+            if let cancelledBy { return .cancelling(actor: cancelledBy) }
+            return stored == compensatingPhase ? .compensating : .running
+        case .succeeded: return .succeeded
+        case .failed: return .failed
+        case .cancelled: return .cancelled(actor: cancelledBy ?? "")
+        }
+    }
+
     // The phase is stored as it always was: `status`, `phase` ("compensating" or absent) and `cancel_requested_by`.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -19,20 +31,10 @@ extension RunState: Codable {
         flow_id = try c.decode(String.self, forKey: .flow_id)
         flow_version = try c.decode(Int.self, forKey: .flow_version)
         definition_hash = try c.decode(String.self, forKey: .definition_hash)
-        let status = try c.decode(RunStatus.self, forKey: .status)
-        let storedPhase = try c.decodeIfPresent(String.self, forKey: .phase)
-        let cancelledBy = try c.decodeIfPresent(String.self, forKey: .cancel_requested_by)
-        switch status {
-        case .pending, .running:
-            if let cancelledBy {
-                phase = .cancelling(actor: cancelledBy)
-            } else {
-                phase = storedPhase == Self.compensatingPhase ? .compensating : .running
-            }
-        case .succeeded: phase = .succeeded
-        case .failed: phase = .failed
-        case .cancelled: phase = .cancelled(actor: cancelledBy ?? "")
-        }
+        phase = Self.phase(
+            status: try c.decode(RunStatus.self, forKey: .status),
+            stored: try c.decodeIfPresent(String.self, forKey: .phase),
+            cancelledBy: try c.decodeIfPresent(String.self, forKey: .cancel_requested_by))
         mode = try c.decode(RunMode.self, forKey: .mode)
         trigger = try c.decode(RunTrigger.self, forKey: .trigger)
         actor = try c.decode(String.self, forKey: .actor)

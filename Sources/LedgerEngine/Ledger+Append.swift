@@ -114,10 +114,10 @@ extension Ledger {
                 prevhash = try await hashOfLastMessage(on: address.subject, expected: expected, retry: retry)
             }
         }
-        let payload = try body.encode(
+        let payload = body.eventBytes(
             id: id, time: time, runid: runID, flowid: flowID, flowversion: flowVersion,
-            correlationid: context.correlationID,
-            causationid: context.causationID, traceparent: context.traceparent, prevhash: prevhash, codec: EventCodec())
+            correlationid: context.correlationID, causationid: context.causationID, traceparent: context.traceparent,
+            prevhash: prevhash)
         let ack = try await append(
             OutgoingMessage(
                 subject: address.subject, payload: payload, messageID: id,

@@ -73,9 +73,7 @@ public final class ReadModelStore: Sendable {
 
     func value<M: ReadModel>(_ model: M.Type, key: String) throws -> M.State? {
         try environment.read { txn in
-            try txn.withValue(environment.table(M.table), key: Array(key.utf8)) { raw in
-                try JSONTree.decode(M.State.self, from: raw)
-            }
+            try txn.withValue(environment.table(M.table), key: Array(key.utf8)) { raw in try M.state(stored: raw) }
         }
     }
 
@@ -111,7 +109,7 @@ public final class ReadModelStore: Sendable {
         try environment.read { txn in
             var out: [M.State] = []
             try txn.scan(environment.table(M.table)) { _, value in
-                out.append(try JSONTree.decode(M.State.self, from: value))
+                out.append(try M.state(stored: value))
                 return true
             }
             return out
@@ -343,9 +341,7 @@ public final class ReadModelStore: Sendable {
                 before = remembered
                 order.append(key)
             } else {
-                before = try txn.withValue(table, key: Array(key.utf8)) { raw in
-                    try JSONTree.decode(M.State.self, from: raw)
-                }
+                before = try txn.withValue(table, key: Array(key.utf8)) { raw in try M.state(stored: raw) }
                 order.append(key)
             }
             states[key] = .some(M.evolve(before, event, sequence: sequence))
@@ -354,7 +350,7 @@ public final class ReadModelStore: Sendable {
             let keyBytes = Array(key.utf8)
             let state = states[key] ?? nil
             if let state {
-                let value = Array(try encoder.encode(state))
+                let value = try M.stored(state, encoder: encoder)
                 recent.set(M.table, key, state, bytes: value.count)
                 try txn.put(table, key: keyBytes, value: value)
                 for index in M.indexes {

@@ -156,7 +156,7 @@ extension Engine {
                 throw StartRefused(
                     reason: "the run's subject \(address.subject) refused its first event but holds none")
             }
-            let existing = try? JSONTree.decode(LedgerEvent.self, from: first.payload)
+            let existing = try? LedgerEvent(bytes: first.payload)
             if let existing, existing.id == id {
                 appended = AppendedEvent(
                     event: existing, sequence: first.sequence, duplicate: true,

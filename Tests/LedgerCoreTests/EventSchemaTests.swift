@@ -86,6 +86,13 @@ import Testing
             try decoder.decode(LedgerEvent.self, from: Data(old.utf8)).body
                 == .runSucceeded(FlowRunSucceeded(output: "ok")))
         #expect(throws: (any Error).self) { try JSONDecoder().decode(LedgerEvent.self, from: Data(old.utf8)) }
+        // The hand-written reader (the one the projector uses) upcasts the same way.
+        #expect(
+            try LedgerEvent(bytes: Array(old.utf8), schema: schema).body
+                == .runSucceeded(FlowRunSucceeded(output: "ok")))
+        #expect(throws: (any Error).self) { try LedgerEvent(bytes: Array(old.utf8)) }
+        let newer = old.replacingOccurrences(of: #""schemaversion":1"#, with: #""schemaversion":3"#)
+        #expect(throws: EventSchemaError.self) { try LedgerEvent(bytes: Array(newer.utf8), schema: schema) }
         // Ledgerflow's own schema: every type at version 1, read as written.
         #expect(EventSchema.currentVersion(of: EventType.runStarted) == 1)
         #expect(try EventSchema.ledger.upcast(["x": 1], type: EventType.runStarted, from: 1) == ["x": 1])
