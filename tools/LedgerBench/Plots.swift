@@ -15,10 +15,12 @@ struct Plots {
         ("Airflow", 116),
     ]
 
+    /// gnuplot on the PATH, if any.
     static func gnuplot() -> String? {
-        for path in ["/usr/bin/gnuplot", "/usr/local/bin/gnuplot"]
-        where FileManager.default.isExecutableFile(atPath: path) {
-            return path
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for directory in path.split(separator: ":") {
+            let candidate = "\(directory)/gnuplot"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
         return nil
     }
