@@ -56,8 +56,8 @@ extension Bench {
                 try await checkListing(port: started.port, path: query.path, check: query.check)
                 results[query.key] = try await closedLoop(
                     port: started.port, path: query.path, connections: 2,
-                    duration: quick ? .milliseconds(300) : .seconds(5), minimum: quick ? 3 : 6,
-                    cap: quick ? .seconds(30) : .seconds(120))
+                    duration: quick ? .milliseconds(300) : .seconds(5), minimum: quick ? 3 : 4,
+                    cap: quick ? .seconds(30) : .seconds(60))
             }
             measured[size] = results
         }

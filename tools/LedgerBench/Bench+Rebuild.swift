@@ -86,12 +86,15 @@ extension Bench {
         report.add(
             Figure(
                 scenario: "5. memory",
-                metric: "heap (RssAnon) of ledgerflow serve after catching up with \(events) events",
+                metric: String(
+                    format:
+                        "heap (RssAnon) of ledgerflow serve after catching up with %d events (beside it: %.1f MB of mapped LMDB and binary pages, RssFile)",
+                    events, mapped),
                 value: heap, unit: "MB", target: "≤ 100 MB", met: heap <= 100,
                 note: String(
                     format:
-                        "beside it %.1f MB of mapped LMDB and binary pages (RssFile, reclaimable page cache); peak RSS of both (VmHWM) %.1f MB",
-                    mapped, serve.peakRSSMegabytes()),
+                        "the mapped pages (RssFile) are page cache the kernel reclaims under pressure; peak RSS of both (VmHWM) %.1f MB",
+                    serve.peakRSSMegabytes()),
                 key: "memory.rebuild"))
     }
 }

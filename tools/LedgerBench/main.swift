@@ -19,6 +19,8 @@ struct Options {
     var limits = "tools/bench-limits.json"
     /// Where BENCHMARKS.md links the pictures (tools/bench copies them there).
     var picturesLink = "docs/bench"
+    /// The run listing's sizes, smallest first (default 10,000 and 1,000,000; --quick 1,000 and 10,000).
+    var listSizes: [Int]?
 
     init(_ args: [String]) {
         var i = 0
@@ -30,6 +32,7 @@ struct Options {
             case "--only": i += 1; only = Set(args[i].split(separator: ",").map(String.init))
             case "--limits": i += 1; limits = args[i]
             case "--pictures-link": i += 1; picturesLink = args[i]
+            case "--list-sizes": i += 1; listSizes = args[i].split(separator: ",").compactMap { Int($0) }.sorted()
             default: FileHandle.standardError.write(Data("unknown option \(args[i])\n".utf8))
             }
             i += 1
