@@ -114,9 +114,8 @@ struct Plots {
             set xtics rotate by -20 left noenhanced
             set bmargin 6
             unset key
-            set arrow 1 from graph 0, first 0.01 to graph 1, first 0.01 nohead dashtype 2 lc rgb 'gray40'
-            set label 2 'Ledgerflow target p50 ≤ 10 ms' at graph 0.99, first 0.013 right font ',9' tc rgb 'gray40'
-            set label 1 "Ledgerflow: this machine, measured now. Others: their published figures (2-vCPU AWS m4.large, one worker)" at graph 0.01, graph 0.96 font ',9'
+            set arrow 1 from graph 0, first 0.01 to graph 1, first 0.01 nohead front dashtype 2 lc rgb 'gray30'
+            set label 1 "Ledgerflow: this machine, now (dashed: its target p50 ≤ 10 ms). Others: published figures (2-vCPU AWS m4.large, one worker)" at graph 0.01, graph 0.96 font ',9'
             plot 'seq40.dat' using 1:3:($1 < \(series.count) ? 2 : 3):xtic(2) with boxes lc variable, \\
               '' using 1:3:(sprintf(\"%.3g s\", $3)) with labels offset 0,0.8 font ',9'
 
