@@ -33,7 +33,8 @@ extension Bench {
             Figure(
                 scenario: "4. query", metric: "GET /automation/runs/{id} requests/s", value: runs.rps, unit: "req/s",
                 ceiling: ping.rps,
-                ceilingName: "static GET /ping", target: "ratio ≥ 0.8", met: runs.rps / ping.rps >= 0.8))
+                ceilingName: "static GET /ping", target: "ratio ≥ 0.8", met: runs.rps / ping.rps >= 0.8,
+                key: "query"))
         report.add(
             Figure(
                 scenario: "4. query", metric: "GET /automation/runs/{id} p99 latency", value: runs.p99, unit: "ms",

@@ -72,8 +72,8 @@ extension Bench {
             Figure(
                 scenario: "3. rebuild", metric: "events replayed into LMDB/s", value: rate, unit: "events/s",
                 ceiling: rawRate,
-                ceilingName: "raw ordered consumer, no processing", target: "ratio ≥ 0.6 and ≥ 100000/s",
-                met: rate / rawRate >= 0.6 && rate >= 100_000))
+                ceilingName: "raw ordered consumer, no processing", target: "ratio ≥ 0.8 and ≥ 100000/s",
+                met: rate / rawRate >= 0.8 && rate >= 100_000, key: "rebuild"))
 
         // 5. A fresh `serve` catching up with the whole log: its peak memory.
         let serve = try LedgerflowServe(
@@ -81,10 +81,20 @@ extension Bench {
         defer { serve.stop() }
         try await serve.waitAnswering()
         try await serve.waitCaughtUp(timeout: .seconds(900))
-        let rss = serve.peakRSSMegabytes()
+        let heap = serve.statusField("RssAnon:")
+        let mapped = serve.statusField("RssFile:")
         report.add(
             Figure(
-                scenario: "5. memory", metric: "peak RSS of ledgerflow serve after catching up with \(events) events",
-                value: rss, unit: "MB", target: "≤ 150 MB", met: rss <= 150, note: serve.residentSplit()))
+                scenario: "5. memory",
+                metric: String(
+                    format:
+                        "heap (RssAnon) of ledgerflow serve after catching up with %d events (beside it: %.1f MB of mapped LMDB and binary pages, RssFile)",
+                    events, mapped),
+                value: heap, unit: "MB", target: "≤ 100 MB", met: heap <= 100,
+                note: String(
+                    format:
+                        "the mapped pages (RssFile) are page cache the kernel reclaims under pressure; peak RSS of both (VmHWM) %.1f MB",
+                    serve.peakRSSMegabytes()),
+                key: "memory.rebuild"))
     }
 }

@@ -89,6 +89,27 @@ final class CNATSRawConnection {
         }
     }
 
+    /// Publishes every payload with `js_Publish`, one after another, each waiting for its acknowledgement (one round
+    /// trip each, as a run's own appends go). Returns the seconds each publish took. Blocking: call off the pool.
+    func publishSequentially(subject: String, payloads: [[UInt8]]) throws -> [Double] {
+        try withJetStream(nil) { js in
+            var seconds: [Double] = []
+            seconds.reserveCapacity(payloads.count)
+            for payload in payloads {
+                let start = ContinuousClock.now
+                var ack: UnsafeMutablePointer<jsPubAck>?
+                var jerr = jsErrCode(rawValue: 0)
+                let s = payload.withUnsafeBytes { bytes in
+                    js_Publish(&ack, js, subject, bytes.baseAddress, Int32(bytes.count), nil, &jerr)
+                }
+                if let ack { jsPubAck_Destroy(ack) }
+                guard s == NATS_OK else { throw CNATSRawError(s, "raw sequential publish") }
+                seconds.append((ContinuousClock.now - start) / .seconds(1))
+            }
+            return seconds
+        }
+    }
+
     /// Reads `count` messages on `subject` through cnats' ordered push consumer and discards them: the ceiling of a
     /// replay. Blocking: call off the pool.
     func orderedRead(stream: String, subject: String, count: Int) throws -> Int {
