@@ -18,17 +18,38 @@ public protocol ReadModel: Sendable {
     static func state(stored bytes: UnsafeRawBufferPointer) throws -> State
 }
 
-/// A table of the keys whose state satisfies `includes`, each with a small value (`value`, empty by default).
+/// A secondary table derived from a model's states: each key of the model has at most one entry there, whose key
+/// and value depend on the key and its state (`entry`, nil when the state is not listed). When a state changes, the
+/// store deletes the entry of the state before (when its key differs) and writes the entry of the state after, in
+/// the same transaction, so an index never holds an entry of a state that is gone.
 public struct ReadModelIndex<State>: Sendable {
     public let table: String
-    public let includes: @Sendable (State) -> Bool
-    public let value: @Sendable (State) -> [UInt8]
+    public let entry: @Sendable (_ key: String, _ state: State) -> ReadModelIndexEntry?
+
+    public init(table: String, entry: @escaping @Sendable (_ key: String, _ state: State) -> ReadModelIndexEntry?) {
+        self.table = table
+        self.entry = entry
+    }
+
+    /// The keys whose state satisfies `includes`, each under the model's own key with a small value (`value`, empty
+    /// by default).
     public init(
         table: String, includes: @escaping @Sendable (State) -> Bool,
         value: @escaping @Sendable (State) -> [UInt8] = { _ in [] }
     ) {
-        self.table = table
-        self.includes = includes
+        self.init(table: table) { key, state in
+            includes(state) ? ReadModelIndexEntry(key: Array(key.utf8), value: value(state)) : nil
+        }
+    }
+}
+
+/// One entry of a `ReadModelIndex`.
+public struct ReadModelIndexEntry: Sendable, Equatable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+
+    public init(key: [UInt8], value: [UInt8]) {
+        self.key = key
         self.value = value
     }
 }
@@ -63,6 +84,16 @@ public enum RunStatusModel: ReadModel {
             ReadModelIndex(
                 table: activeTable, includes: { !$0.isSettled }, value: { Array(($0.worker ?? "").utf8) }),
             ReadModelIndex(table: failedTable) { $0.status == .failed || $0.delivery?.isDeadLetter == true },
+            ReadModelIndex(table: RunListing.byTime) { key, run in RunListing.entry(run, key: key) },
+            ReadModelIndex(table: RunListing.byFlow) { key, run in
+                RunListing.entry(run, key: key, prefix: RunListing.prefix(flowID: run.flow_id))
+            },
+            ReadModelIndex(table: RunListing.byStatus) { key, run in
+                RunListing.entry(run, key: key, prefix: RunListing.prefix(status: run.status))
+            },
+            ReadModelIndex(table: RunListing.byFlowStatus) { key, run in
+                RunListing.entry(run, key: key, prefix: RunListing.prefix(flowID: run.flow_id, status: run.status))
+            },
         ]
     }
 
@@ -224,7 +255,14 @@ public enum ReadModelTables {
     public static var all: [String] {
         [
             meta, RunStatusModel.table, RunStatusModel.activeTable, RunStatusModel.failedTable, FlowVersionsModel.table,
-            DedupModel.table, SkippedMessage.table, AuditTrail.table, ScheduleModel.table,
+            DedupModel.table, SkippedMessage.table, AuditTrail.table, ScheduleModel.table, RunListing.byTime,
+            RunListing.byFlow, RunListing.byStatus, RunListing.byFlowStatus,
         ]
     }
+    /// `meta`'s key of the version of the index tables (`indexVersion`). A store whose version differs (one written
+    /// before the run listing's indexes, which has none) has its index tables derived again from the models' tables
+    /// before its next batch; until then the run listing reads the `runs` table itself.
+    public static let indexVersionKey = "index_version"
+    /// The version of the index tables: bumped whenever an index is added or its keys change.
+    public static let indexVersion = "1"
 }

@@ -66,6 +66,8 @@ public final class Projector: Service, Sendable {
     /// Runs until cancelled (or, with `until`, until the models reach that sequence). `onBatch` reports progress.
     /// A read that fails (NATS away) starts again from the checkpoint; a write that fails is thrown.
     public func follow(until target: UInt64? = nil, onBatch: (@Sendable (UInt64) -> Void)? = nil) async throws {
+        // Models written before this version's index tables have them derived before anything is read.
+        try await store.upgradeIndexes()
         while !Task.isCancelled {
             do {
                 if try await follow(from: try store.checkpoint() + 1, until: target, onBatch: onBatch) { return }

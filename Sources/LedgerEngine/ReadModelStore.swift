@@ -147,18 +147,140 @@ public final class ReadModelStore: Sendable {
         }
     }
 
-    /// Recent runs, newest first, optionally filtered.
+    /// Recent runs, newest first by `(created_at, run_id)`, optionally filtered by flow and status; at most `limit`.
     public func runs(flowID: String?, status: String?, limit: Int) throws -> [RunState] {
+        try withRunsJSON(flowID: flowID, status: status, limit: limit) { runs in
+            try runs.map { try JSONTree.decode(RunState.self, from: $0) }
+        }
+    }
+
+    /// The stored JSON of the runs `runs(flowID:status:limit:)` lists, in its order, handed to `body` inside the
+    /// read transaction (valid only there): the listing reads `limit` entries of an index and the runs they name,
+    /// however many runs the models hold. An unknown status lists nothing.
+    public func withRunsJSON<R>(
+        flowID: String?, status: String?, limit: Int, _ body: ([UnsafeRawBufferPointer]) throws -> R
+    ) throws -> R {
         try environment.read { txn in
-            var out: [RunState] = []
-            try txn.scan(environment.table(RunStatusModel.table)) { _, value in
-                let run = try JSONTree.decode(RunState.self, from: value)
-                if let flowID, run.flow_id != flowID { return true }
-                if let status, run.status.rawValue != status { return true }
-                out.append(run)
-                return true
+            let wanted = status.map { RunStatus(rawValue: $0) }
+            guard limit > 0, wanted != .some(nil) else { return try body([]) }
+            let ids: [[UInt8]]
+            if try Self.indexesAreCurrent(txn, environment) {
+                ids = try Self.listedRunIDs(txn, environment, flowID: flowID, status: wanted ?? nil, limit: limit)
+            } else {
+                ids = try Self.scannedRunIDs(txn, environment, flowID: flowID, status: wanted ?? nil, limit: limit)
             }
-            return Array(out.sorted { ($0.created_at, $0.run_id) > ($1.created_at, $1.run_id) }.prefix(limit))
+            let table = environment.table(RunStatusModel.table)
+            var runs: [UnsafeRawBufferPointer] = []
+            runs.reserveCapacity(ids.count)
+            for id in ids {
+                // An index entry names a run of the same transaction: always there.
+                if let raw = try txn.withValue(table, key: id, { $0 }) { runs.append(raw) }
+            }
+            return try body(runs)
+        }
+    }
+
+    /// The ids of the runs listed, newest first, from the listing's index.
+    static func listedRunIDs(
+        _ txn: borrowing LMDBReadTransaction, _ environment: LMDBEnvironment, flowID: String?, status: RunStatus?,
+        limit: Int
+    ) throws -> [[UInt8]] {
+        let index = RunListing.index(flowID: flowID, status: status)
+        var ids: [[UInt8]] = []
+        try txn.scanBackward(environment.table(index.table), prefix: index.prefix) { _, value in
+            ids.append(Array(value))
+            return ids.count < limit
+        }
+        return ids
+    }
+
+    /// The ids of the runs listed, newest first, from every run (read models written before the listing's
+    /// indexes, until their next batch derives them).
+    static func scannedRunIDs(
+        _ txn: borrowing LMDBReadTransaction, _ environment: LMDBEnvironment, flowID: String?, status: RunStatus?,
+        limit: Int
+    ) throws -> [[UInt8]] {
+        var out: [(created: String, id: String)] = []
+        try txn.scan(environment.table(RunStatusModel.table)) { _, value in
+            let run = try JSONTree.decode(RunState.self, from: value)
+            if let flowID, run.flow_id != flowID { return true }
+            if let status, run.status != status { return true }
+            out.append((run.created_at, run.run_id))
+            return true
+        }
+        return out.sorted { ($0.created, $0.id) > ($1.created, $1.id) }.prefix(limit).map { Array($0.id.utf8) }
+    }
+
+    /// Whether the index tables are those of this version (`ReadModelTables.indexVersion`).
+    static func indexesAreCurrent(_ txn: borrowing LMDBReadTransaction, _ environment: LMDBEnvironment) throws -> Bool {
+        try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.indexVersionKey.utf8)) {
+            $0.elementsEqual(ReadModelTables.indexVersion.utf8)
+        } ?? false
+    }
+
+    /// Derives the index tables of read models written before this version's indexes (`ReadModelTables.indexVersion`)
+    /// from their models' tables, on the writer; nothing when they are current or the models are empty (their first
+    /// batch marks them). The projector calls it before it reads the log.
+    public func upgradeIndexes() async throws {
+        guard try indexesNeedUpgrade() else { return }
+        let environment = self.environment
+        try await environment.writer.write { txn in try Self.upgradeIndexes(txn, environment) }
+    }
+
+    /// Whether models were written (a checkpoint) with index tables of another version.
+    func indexesNeedUpgrade() throws -> Bool {
+        try environment.read { txn in
+            try !Self.indexesAreCurrent(txn, environment)
+                && txn.withValue(
+                    environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8), { _ in }
+                ) != nil
+        }
+    }
+
+    /// Inside a write transaction: when the index tables are not of this version, empties them, writes every
+    /// model's entries again from its table, and records the version. The entries depend on the states alone, so
+    /// they equal those a replay of the log writes.
+    static func upgradeIndexes(_ txn: borrowing LMDBWriteTransaction, _ environment: LMDBEnvironment) throws {
+        let meta = environment.table(ReadModelTables.meta)
+        let versionKey = Array(ReadModelTables.indexVersionKey.utf8)
+        let current = try txn.withValue(meta, key: versionKey) { $0.elementsEqual(ReadModelTables.indexVersion.utf8) }
+        guard current != true else { return }
+        try reindex(RunStatusModel.self, txn, environment)
+        try reindex(FlowVersionsModel.self, txn, environment)
+        try reindex(DedupModel.self, txn, environment)
+        try reindex(ScheduleModel.self, txn, environment)
+        try txn.put(meta, key: versionKey, value: Array(ReadModelTables.indexVersion.utf8))
+    }
+
+    /// Empties a model's index tables and writes each of its states' entries again, a chunk of states at a time
+    /// (nothing is written while the cursor reads).
+    static func reindex<M: ReadModel>(
+        _ model: M.Type, _ txn: borrowing LMDBWriteTransaction, _ environment: LMDBEnvironment
+    ) throws {
+        let indexes = M.indexes
+        guard !indexes.isEmpty else { return }
+        for index in indexes { try txn.clear(environment.table(index.table)) }
+        let table = environment.table(M.table)
+        var from: [UInt8]?
+        while true {
+            var chunk: [(table: String, entry: ReadModelIndexEntry)] = []
+            var last: [UInt8]?
+            var read = 0
+            try txn.scan(table, from: from) { key, value in
+                let name = String(decoding: key, as: UTF8.self)
+                let state = try M.state(stored: value)
+                for index in indexes {
+                    if let entry = index.entry(name, state) { chunk.append((index.table, entry)) }
+                }
+                last = Array(key)
+                read += 1
+                return read < 1024
+            }
+            for (name, entry) in chunk {
+                try txn.put(environment.table(name), key: entry.key, value: entry.value)
+            }
+            guard let last, read == 1024 else { return }
+            from = last + [0]  // the least key after `last`
         }
     }
 
@@ -255,6 +377,7 @@ public final class ReadModelStore: Sendable {
             // A batch at or behind the checkpoint was applied before (a retried batch after a crash or reconnect).
             let fresh = events.filter { $0.sequence > current }
             guard through > current else { return 0 }
+            try ReadModelStore.upgradeIndexes(txn, environment)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var added = 0
@@ -331,6 +454,8 @@ public final class ReadModelStore: Sendable {
     ) throws {
         let table = environment.table(M.table)
         var states: [String: M.State?] = [:]
+        // Each key's state as stored before the batch: its index entries are those to replace.
+        var stored: [String: M.State?] = [:]
         var order: [String] = []
         for (sequence, event) in events {
             guard let key = M.key(for: event) else { continue }
@@ -339,13 +464,16 @@ public final class ReadModelStore: Sendable {
                 before = cached
             } else if let remembered = recent.get(M.table, key) as? M.State {
                 before = remembered
+                stored[key] = .some(remembered)
                 order.append(key)
             } else {
                 before = try txn.withValue(table, key: Array(key.utf8)) { raw in try M.state(stored: raw) }
+                stored[key] = .some(before)
                 order.append(key)
             }
             states[key] = .some(M.evolve(before, event, sequence: sequence))
         }
+        let indexes = M.indexes
         for key in order {
             let keyBytes = Array(key.utf8)
             let state = states[key] ?? nil
@@ -353,17 +481,18 @@ public final class ReadModelStore: Sendable {
                 let value = try M.stored(state, encoder: encoder)
                 recent.set(M.table, key, state, bytes: value.count)
                 try txn.put(table, key: keyBytes, value: value)
-                for index in M.indexes {
-                    if index.includes(state) {
-                        try txn.put(environment.table(index.table), key: keyBytes, value: index.value(state))
-                    } else {
-                        try txn.delete(environment.table(index.table), key: keyBytes)
-                    }
-                }
             } else {
                 recent.set(M.table, key, nil, bytes: 0)
                 try txn.delete(table, key: keyBytes)
-                for index in M.indexes { try txn.delete(environment.table(index.table), key: keyBytes) }
+            }
+            guard !indexes.isEmpty else { continue }
+            let previous = stored[key] ?? nil
+            for index in indexes {
+                let old = previous.flatMap { index.entry(key, $0) }
+                let new = state.flatMap { index.entry(key, $0) }
+                guard old != new else { continue }
+                if let old, old.key != new?.key { try txn.delete(environment.table(index.table), key: old.key) }
+                if let new { try txn.put(environment.table(index.table), key: new.key, value: new.value) }
             }
         }
     }

@@ -234,6 +234,14 @@ public struct LMDBReadTransaction: ~Copyable {
         try lmdbScan(txn, table, from: nil, backward: true, body)
     }
 
+    /// Visits the keys that begin with `prefix`, from the last to the first (the cursor starts at the end of the
+    /// prefix's range, never walking the keys after it); `body` returns false to stop.
+    public func scanBackward(
+        _ table: LMDBTable, prefix: [UInt8], _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        try lmdbScanBackward(txn, table, prefix: prefix, body)
+    }
+
     /// Number of entries in `table`.
     public func count(_ table: LMDBTable) throws -> Int {
         try lmdbCount(txn, table)
@@ -341,6 +349,44 @@ private func lmdbScan(
         rc = mdb_cursor_get(cursor, &mk, &mv, backward ? MDB_PREV : MDB_NEXT)
     }
     if rc != MDB_NOTFOUND { try check(rc, "scanning \(table.name)") }
+}
+
+/// Visits the keys beginning with `prefix` from the last to the first: the cursor seeks the first key past the
+/// prefix's range (`MDB_SET_RANGE` on the least key greater than every key with the prefix) and steps back from it.
+private func lmdbScanBackward(
+    _ txn: OpaquePointer, _ table: LMDBTable, prefix: [UInt8],
+    _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
+) throws {
+    var cursor: OpaquePointer?
+    try check(mdb_cursor_open(txn, table.dbi, &cursor), "opening a cursor on \(table.name)")
+    defer { mdb_cursor_close(cursor) }
+    var mk = MDB_val()
+    var mv = MDB_val()
+    var rc: Int32
+    // The prefix without its trailing 0xFF bytes, its last byte plus one; none when it is all 0xFF (or empty).
+    var bound = prefix
+    while bound.last == 0xFF { bound.removeLast() }
+    if bound.isEmpty {
+        rc = mdb_cursor_get(cursor, &mk, &mv, MDB_LAST)
+    } else {
+        bound[bound.count - 1] += 1
+        rc = bound.withUnsafeBytes { k in
+            mk = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            return mdb_cursor_get(cursor, &mk, &mv, MDB_SET_RANGE)
+        }
+        if rc == 0 {
+            rc = mdb_cursor_get(cursor, &mk, &mv, MDB_PREV)
+        } else if rc == MDB_NOTFOUND {
+            rc = mdb_cursor_get(cursor, &mk, &mv, MDB_LAST)
+        }
+    }
+    while rc == 0 {
+        let key = UnsafeRawBufferPointer(start: mk.mv_data, count: mk.mv_size)
+        guard key.starts(with: prefix) else { break }
+        if !(try body(key, UnsafeRawBufferPointer(start: mv.mv_data, count: mv.mv_size))) { return }
+        rc = mdb_cursor_get(cursor, &mk, &mv, MDB_PREV)
+    }
+    if rc != 0 && rc != MDB_NOTFOUND { try check(rc, "scanning \(table.name)") }
 }
 
 private func lmdbCount(_ txn: OpaquePointer, _ table: LMDBTable) throws -> Int {

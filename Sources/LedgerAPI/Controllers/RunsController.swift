@@ -86,9 +86,22 @@ public struct RunsController<Service: RunService, Queries: RunQueries, Log: LogS
 
     func list(_ request: Request, _ context: LedgerRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
-        let runs = try queries.runs(
-            flowID: query.get("flow_id"), status: query.get("status"), limit: JSONExchange.limit(request, default: 50))
-        return try JSONExchange.response(.ok, ["runs": runs])
+        // `{"runs":[...]}` around the stored JSON of each run, copied once from the LMDB pages into the response
+        // buffer (as `get` answers one run).
+        let buffer = try queries.withRunsJSON(
+            flowID: query.get("flow_id"), status: query.get("status"), limit: JSONExchange.limit(request, default: 50)
+        ) { runs in
+            var buffer = ByteBuffer()
+            buffer.reserveCapacity(runs.reduce(11) { $0 + $1.count + 1 })
+            buffer.writeStaticString("{\"runs\":[")
+            for (index, run) in runs.enumerated() {
+                if index > 0 { buffer.writeStaticString(",") }
+                buffer.writeBytes(run)
+            }
+            buffer.writeStaticString("]}")
+            return buffer
+        }
+        return Response(status: .ok, headers: JSONExchange.jsonHeaders, body: .init(byteBuffer: buffer))
     }
 
     func cancel(_ request: Request, _ context: LedgerRequestContext) async throws -> Response {

@@ -9,6 +9,10 @@ public protocol RunQueries: Sendable {
     func withRunJSON<R>(_ runID: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R?
     /// Recent runs, newest first, optionally filtered by flow and status.
     func runs(flowID: String?, status: String?, limit: Int) throws -> [RunState]
+    /// The stored JSON of the runs `runs(flowID:status:limit:)` lists, in its order, valid only inside `body`.
+    func withRunsJSON<R>(
+        flowID: String?, status: String?, limit: Int, _ body: ([UnsafeRawBufferPointer]) throws -> R
+    ) throws -> R
     /// The failed runs: the dead letters.
     func failedRuns() throws -> [RunState]
     /// The log sequence the read models reflect.
