@@ -259,10 +259,13 @@ public enum ReadModelTables {
             RunListing.byFlow, RunListing.byStatus, RunListing.byFlowStatus,
         ]
     }
-    /// `meta`'s key of the version of the index tables (`indexVersion`). A store whose version differs (one written
-    /// before the run listing's indexes, which has none) has its index tables derived again from the models' tables
+    /// `meta`'s key of the version of the index tables and the checkpoint of the last batch that kept them
+    /// (`indexStamp`). A store whose stamp differs (one written before the run listing's indexes, which has none,
+    /// or one a version without them moved on from) has its index tables derived again from the models' tables
     /// before its next batch; until then the run listing reads the `runs` table itself.
     public static let indexVersionKey = "index_version"
     /// The version of the index tables: bumped whenever an index is added or its keys change.
-    public static let indexVersion = "1"
+    public static let indexVersion = "2"
+    /// `index_version`'s value when the indexes are those of this version, kept through `checkpoint` (its text).
+    public static func indexStamp(checkpoint: [UInt8]) -> [UInt8] { Array("\(indexVersion) ".utf8) + checkpoint }
 }

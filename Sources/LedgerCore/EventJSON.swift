@@ -953,7 +953,7 @@ extension CloudEvent: JSONReadable where Payload: JSONReadable {
         traceparent = try f.optionalString("traceparent")
         schemaversion = try f.optional("schemaversion")
         prevhash = try f.optionalString("prevhash")
-        data = try f.value("data")
+        data = try f.present("data")
     }
 }
 

@@ -44,7 +44,14 @@ public struct JSONFields {
 
     /// A field that must be there (and not `null`).
     public func value<T: JSONReadable>(_ key: String) throws(JSONShapeError) -> T {
-        guard let value = object[key], value != .null else { throw JSONShapeError(path: [key], message: "missing") }
+        guard let value = object[key] else { throw JSONShapeError(path: [key], message: "missing") }
+        guard value != .null else { throw JSONShapeError(path: [key], message: "is null") }
+        do throws(JSONShapeError) { return try T(json: value) } catch { throw error.inside(key) }
+    }
+
+    /// A field that must be there, read whatever it holds (`null` too, for a `T` that takes it).
+    public func present<T: JSONReadable>(_ key: String) throws(JSONShapeError) -> T {
+        guard let value = object[key] else { throw JSONShapeError(path: [key], message: "missing") }
         do throws(JSONShapeError) { return try T(json: value) } catch { throw error.inside(key) }
     }
 
@@ -97,30 +104,35 @@ extension Double: JSONReadable {
     }
 }
 
-extension Int: JSONReadable {
-    public init(json: JSONValue) throws(JSONShapeError) {
-        guard case .number(let n) = json, let value = Int(exactly: n) else {
-            throw .expected("an integer", found: json)
+/// Integers are read from JSON numbers, which carry integers exactly only up to 2^53 in size: a larger one was
+/// rounded when it was parsed, so it is refused rather than read as a neighbour of what was written.
+enum JSONInteger {
+    static let limit = 9_007_199_254_740_992.0  // 2^53
+
+    static func read<T: BinaryInteger>(_ json: JSONValue, _ what: String) throws(JSONShapeError) -> T {
+        guard case .number(let n) = json, n.rounded(.towardZero) == n else { throw .expected(what, found: json) }
+        guard abs(n) < limit, let value = T(exactly: n) else {
+            throw JSONShapeError(
+                message: "\(what) out of range: \(json.compactJSON.prefix(40)) (integers up to 2^53 - 1 in size)")
         }
-        self = value
+        return value
     }
+
+    /// `n` as a `T` when it is an integer a JSON number carries exactly.
+    static func exact<T: BinaryInteger>(_ n: Double) -> T? { abs(n) < limit ? T(exactly: n) : nil }
+}
+
+extension Int: JSONReadable {
+    public init(json: JSONValue) throws(JSONShapeError) { self = try JSONInteger.read(json, "an integer") }
 }
 
 extension Int64: JSONReadable {
-    public init(json: JSONValue) throws(JSONShapeError) {
-        guard case .number(let n) = json, let value = Int64(exactly: n) else {
-            throw .expected("an integer", found: json)
-        }
-        self = value
-    }
+    public init(json: JSONValue) throws(JSONShapeError) { self = try JSONInteger.read(json, "an integer") }
 }
 
 extension UInt64: JSONReadable {
     public init(json: JSONValue) throws(JSONShapeError) {
-        guard case .number(let n) = json, let value = UInt64(exactly: n) else {
-            throw .expected("a sequence number (an integer ≥ 0)", found: json)
-        }
-        self = value
+        self = try JSONInteger.read(json, "a sequence number (an integer ≥ 0)")
     }
 }
 

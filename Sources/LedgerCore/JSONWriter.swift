@@ -238,7 +238,8 @@ extension JSONValue: JSONWritable {
                     value.write(to: &w)
                     return
                 }
-                for key in o.keys.sorted() {
+                // Foundation sorts keys by their UTF-8 bytes (not `String`'s order, which compares NFC forms).
+                for key in o.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
                     w.key(key)
                     o[key].unsafelyUnwrapped.write(to: &w)
                 }

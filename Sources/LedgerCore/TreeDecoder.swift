@@ -150,16 +150,16 @@ struct TreeDecoder: Decoder {
 
         func decode(_ type: Double.Type) throws -> Double { try number(type) { $0 } }
         func decode(_ type: Float.Type) throws -> Float { try number(type) { Float($0) } }
-        func decode(_ type: Int.Type) throws -> Int { try number(type) { Int(exactly: $0) } }
+        func decode(_ type: Int.Type) throws -> Int { try number(type) { JSONInteger.exact($0) } }
         func decode(_ type: Int8.Type) throws -> Int8 { try number(type) { Int8(exactly: $0) } }
         func decode(_ type: Int16.Type) throws -> Int16 { try number(type) { Int16(exactly: $0) } }
         func decode(_ type: Int32.Type) throws -> Int32 { try number(type) { Int32(exactly: $0) } }
-        func decode(_ type: Int64.Type) throws -> Int64 { try number(type) { Int64(exactly: $0) } }
-        func decode(_ type: UInt.Type) throws -> UInt { try number(type) { UInt(exactly: $0) } }
+        func decode(_ type: Int64.Type) throws -> Int64 { try number(type) { JSONInteger.exact($0) } }
+        func decode(_ type: UInt.Type) throws -> UInt { try number(type) { JSONInteger.exact($0) } }
         func decode(_ type: UInt8.Type) throws -> UInt8 { try number(type) { UInt8(exactly: $0) } }
         func decode(_ type: UInt16.Type) throws -> UInt16 { try number(type) { UInt16(exactly: $0) } }
         func decode(_ type: UInt32.Type) throws -> UInt32 { try number(type) { UInt32(exactly: $0) } }
-        func decode(_ type: UInt64.Type) throws -> UInt64 { try number(type) { UInt64(exactly: $0) } }
+        func decode(_ type: UInt64.Type) throws -> UInt64 { try number(type) { JSONInteger.exact($0) } }
 
         func decode<T: Decodable>(_ type: T.Type) throws -> T {
             if T.self == JSONValue.self { return decoder.value as! T }

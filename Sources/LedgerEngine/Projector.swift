@@ -67,7 +67,9 @@ public final class Projector: Service, Sendable {
     /// A read that fails (NATS away) starts again from the checkpoint; a write that fails is thrown.
     public func follow(until target: UInt64? = nil, onBatch: (@Sendable (UInt64) -> Void)? = nil) async throws {
         // Models written before this version's index tables have them derived before anything is read.
-        try await store.upgradeIndexes()
+        for row in try await store.upgradeIndexes() {
+            logger.error("\(ReadModelStore.UnreadableState.logMessage)", metadata: [LogKey.error: "\(row)"])
+        }
         while !Task.isCancelled {
             do {
                 if try await follow(from: try store.checkpoint() + 1, until: target, onBatch: onBatch) { return }

@@ -2,6 +2,7 @@ public import Foundation
 public import LedgerCore
 public import LedgerLMDB
 public import LedgerProjections
+import Logging
 public import Synchronization
 
 /// The LMDB read models (run status, flow versions, dedup) and the log position they reflect.
@@ -18,6 +19,8 @@ public final class ReadModelStore: Sendable {
     let recent = StateCache(capacity: 4096)
     /// Messages skipped so far.
     private let skippedTotal: Counter
+    /// Reports stored states that cannot be read back.
+    let logger = Logger(label: "ledgerflow.readmodels")
     /// Told of every batch once it is in the read models (the engine: runs other workers moved on).
     let appliedObserver = Mutex<(@Sendable (Projector.Batch) -> Void)?>(nil)
 
@@ -202,7 +205,8 @@ public final class ReadModelStore: Sendable {
     ) throws -> [[UInt8]] {
         var out: [(created: String, id: String)] = []
         try txn.scan(environment.table(RunStatusModel.table)) { _, value in
-            let run = try JSONTree.decode(RunState.self, from: value)
+            // A run that cannot be read is not listed (`upgradeIndexes` names it).
+            guard let run = try? JSONTree.decode(RunState.self, from: value) else { return true }
             if let flowID, run.flow_id != flowID { return true }
             if let status, run.status != status { return true }
             out.append((run.created_at, run.run_id))
@@ -211,23 +215,31 @@ public final class ReadModelStore: Sendable {
         return out.sorted { ($0.created, $0.id) > ($1.created, $1.id) }.prefix(limit).map { Array($0.id.utf8) }
     }
 
-    /// Whether the index tables are those of this version (`ReadModelTables.indexVersion`).
+    /// Whether the index tables are those of this version (`ReadModelTables.indexVersion`) and were kept by every
+    /// batch up to the checkpoint: `index_version` holds the version and the checkpoint of the last batch that wrote
+    /// them, so models a version without the indexes moved on from (a downgrade, then this version again) are
+    /// derived again rather than trusted.
     static func indexesAreCurrent(_ txn: borrowing LMDBReadTransaction, _ environment: LMDBEnvironment) throws -> Bool {
-        try txn.withValue(environment.table(ReadModelTables.meta), key: Array(ReadModelTables.indexVersionKey.utf8)) {
-            $0.elementsEqual(ReadModelTables.indexVersion.utf8)
+        let meta = environment.table(ReadModelTables.meta)
+        let checkpoint = try txn.withValue(meta, key: Array(ReadModelTables.checkpointKey.utf8)) { Array($0) } ?? []
+        return try txn.withValue(meta, key: Array(ReadModelTables.indexVersionKey.utf8)) {
+            $0.elementsEqual(ReadModelTables.indexStamp(checkpoint: checkpoint))
         } ?? false
     }
 
     /// Derives the index tables of read models written before this version's indexes (`ReadModelTables.indexVersion`)
     /// from their models' tables, on the writer; nothing when they are current or the models are empty (their first
-    /// batch marks them). The projector calls it before it reads the log.
-    public func upgradeIndexes() async throws {
-        guard try indexesNeedUpgrade() else { return }
+    /// batch marks them). The projector calls it before it reads the log. A stored state that cannot be read is left
+    /// out of the indexes and returned (the caller logs it), never stopping the upgrade.
+    @discardableResult
+    public func upgradeIndexes() async throws -> [UnreadableState] {
+        guard try indexesNeedUpgrade() else { return [] }
         let environment = self.environment
-        try await environment.writer.write { txn in try Self.upgradeIndexes(txn, environment) }
+        return try await environment.writer.write { txn in try Self.upgradeIndexes(txn, environment) }
     }
 
-    /// Whether models were written (a checkpoint) with index tables of another version.
+    /// Whether models were written (a checkpoint) with index tables of another version, or not kept to the
+    /// checkpoint.
     func indexesNeedUpgrade() throws -> Bool {
         try environment.read { txn in
             try !Self.indexesAreCurrent(txn, environment)
@@ -237,25 +249,46 @@ public final class ReadModelStore: Sendable {
         }
     }
 
-    /// Inside a write transaction: when the index tables are not of this version, empties them, writes every
-    /// model's entries again from its table, and records the version. The entries depend on the states alone, so
-    /// they equal those a replay of the log writes.
-    static func upgradeIndexes(_ txn: borrowing LMDBWriteTransaction, _ environment: LMDBEnvironment) throws {
+    /// A stored state that could not be read back: where, and why.
+    public struct UnreadableState: Error, Sendable, Equatable, CustomStringConvertible {
+        public var table: String
+        public var key: String
+        public var reason: String
+        public var description: String {
+            "read model table \(table), key \(key.debugDescription.prefix(200)): the stored state cannot be read "
+                + "(\(reason.prefix(300))); derive the read models again from the log: ledgerflow projections rebuild"
+        }
+        static let logMessage = "a stored read model state cannot be read; left out of its indexes"
+    }
+
+    /// Inside a write transaction: when the index tables are not current (`indexesAreCurrent`), empties them,
+    /// writes every model's entries again from its table, and records the version. The entries depend on the states
+    /// alone, so they equal those a replay of the log writes. Returns the states it could not read (left out).
+    @discardableResult
+    static func upgradeIndexes(
+        _ txn: borrowing LMDBWriteTransaction, _ environment: LMDBEnvironment
+    ) throws
+        -> [UnreadableState]
+    {
         let meta = environment.table(ReadModelTables.meta)
+        let checkpoint = try txn.withValue(meta, key: Array(ReadModelTables.checkpointKey.utf8)) { Array($0) } ?? []
+        let stamp = ReadModelTables.indexStamp(checkpoint: checkpoint)
         let versionKey = Array(ReadModelTables.indexVersionKey.utf8)
-        let current = try txn.withValue(meta, key: versionKey) { $0.elementsEqual(ReadModelTables.indexVersion.utf8) }
-        guard current != true else { return }
-        try reindex(RunStatusModel.self, txn, environment)
-        try reindex(FlowVersionsModel.self, txn, environment)
-        try reindex(DedupModel.self, txn, environment)
-        try reindex(ScheduleModel.self, txn, environment)
-        try txn.put(meta, key: versionKey, value: Array(ReadModelTables.indexVersion.utf8))
+        guard try txn.withValue(meta, key: versionKey, { $0.elementsEqual(stamp) }) != true else { return [] }
+        var unreadable: [UnreadableState] = []
+        try reindex(RunStatusModel.self, txn, environment, &unreadable)
+        try reindex(FlowVersionsModel.self, txn, environment, &unreadable)
+        try reindex(DedupModel.self, txn, environment, &unreadable)
+        try reindex(ScheduleModel.self, txn, environment, &unreadable)
+        try txn.put(meta, key: versionKey, value: stamp)
+        return unreadable
     }
 
     /// Empties a model's index tables and writes each of its states' entries again, a chunk of states at a time
     /// (nothing is written while the cursor reads).
     static func reindex<M: ReadModel>(
-        _ model: M.Type, _ txn: borrowing LMDBWriteTransaction, _ environment: LMDBEnvironment
+        _ model: M.Type, _ txn: borrowing LMDBWriteTransaction, _ environment: LMDBEnvironment,
+        _ unreadable: inout [UnreadableState]
     ) throws {
         let indexes = M.indexes
         guard !indexes.isEmpty else { return }
@@ -268,12 +301,16 @@ public final class ReadModelStore: Sendable {
             var read = 0
             try txn.scan(table, from: from) { key, value in
                 let name = String(decoding: key, as: UTF8.self)
-                let state = try M.state(stored: value)
-                for index in indexes {
-                    if let entry = index.entry(name, state) { chunk.append((index.table, entry)) }
-                }
                 last = Array(key)
                 read += 1
+                do {
+                    let state = try M.state(stored: value)
+                    for index in indexes {
+                        if let entry = index.entry(name, state) { chunk.append((index.table, entry)) }
+                    }
+                } catch {
+                    unreadable.append(UnreadableState(table: M.table, key: name, reason: "\(error)"))
+                }
                 return read < 1024
             }
             for (name, entry) in chunk {
@@ -365,6 +402,7 @@ public final class ReadModelStore: Sendable {
         let environment = self.environment
         let failpoint = self.failpoint.withLock { $0 }
         let recent = self.recent
+        let logger = self.logger
         // A transaction that does not commit (a failure, or a full map, which grows and writes the batch again)
         // leaves the cache holding states that were never committed: drop them.
         let added = try await environment.writer.write(aborted: { recent.clear() }) { txn -> Int in
@@ -377,7 +415,8 @@ public final class ReadModelStore: Sendable {
             // A batch at or behind the checkpoint was applied before (a retried batch after a crash or reconnect).
             let fresh = events.filter { $0.sequence > current }
             guard through > current else { return 0 }
-            try ReadModelStore.upgradeIndexes(txn, environment)
+            let unreadable = try ReadModelStore.upgradeIndexes(txn, environment)
+            for row in unreadable { logger.error("\(UnreadableState.logMessage)", metadata: [LogKey.error: "\(row)"]) }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var added = 0
@@ -393,9 +432,14 @@ public final class ReadModelStore: Sendable {
                 added += 1
             }
             try failpoint?(through)
+            let checkpoint = Array(String(through).utf8)
             try txn.put(
                 environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8),
-                value: Array(String(through).utf8))
+                value: checkpoint)
+            // The indexes were kept by this batch too.
+            try txn.put(
+                environment.table(ReadModelTables.meta), key: Array(ReadModelTables.indexVersionKey.utf8),
+                value: ReadModelTables.indexStamp(checkpoint: checkpoint))
             return added
         }
         if touchedFlows { flowGeneration.add(1, ordering: .relaxed) }
@@ -467,7 +511,14 @@ public final class ReadModelStore: Sendable {
                 stored[key] = .some(remembered)
                 order.append(key)
             } else {
-                before = try txn.withValue(table, key: Array(key.utf8)) { raw in try M.state(stored: raw) }
+                before = try txn.withValue(table, key: Array(key.utf8)) { raw in
+                    do {
+                        return try M.state(stored: raw)
+                    } catch {
+                        // Not the event's fault: the models are damaged, and only a rebuild mends them.
+                        throw UnreadableState(table: M.table, key: key, reason: "\(error)")
+                    }
+                }
                 stored[key] = .some(before)
                 order.append(key)
             }

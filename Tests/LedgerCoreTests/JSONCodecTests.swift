@@ -30,6 +30,8 @@ import Testing
             let alphabet: [Unicode.Scalar] = [
                 "a", "b", "Z", "_", "0", " ", "\"", "\\", "/", "\n", "\t", "\r", "\u{08}", "\u{0C}", "\u{01}", "\u{1F}",
                 "\u{7F}", "é", "ß", "\u{2028}", "😀", "中", "{", "}", ":", ",",
+                // A combining mark: `String` orders "e\u{301}" (NFC "é") after "f", its UTF-8 bytes before.
+                "e", "f", "\u{301}", "\u{212B}",
             ]
             var out = String.UnicodeScalarView()
             for _ in 0..<int(0...12) { out.append(alphabet[int(0...(alphabet.count - 1))]) }
@@ -333,6 +335,70 @@ import Testing
         #expect(throws: JSONShapeError.self) { try RunState(jsonBytes: Array("[1]".utf8)) }
         let unknown = #"{"id":"i","type":"SomethingNew","data":{"x":1},"extra":[1,2]}"#
         #expect(try LedgerEvent(bytes: Array(unknown.utf8)).body == .other)
+        let null = #"{"id":"i","type":"StepAttemptSucceeded","data":{"step_id":null,"attempt":1,"output":{}}}"#
+        #expect(throws: JSONShapeError(path: ["data", "step_id"], message: "is null")) {
+            try LedgerEvent(bytes: Array(null.utf8))
+        }
+    }
+
+    /// Keys that differ in `String`'s order (NFC) and in their bytes: sorted as Foundation sorts them, by bytes.
+    @Test func objectKeysAreSortedByTheirBytesAsFoundationSortsThem() throws {
+        let value: JSONValue = ["e\u{301}": 1, "f": 2, "\u{C5}": 3, "B": 4, "ea": 5]
+        #expect(value.jsonBytes == (try Self.foundation(value)))
+        #expect(value.compactJSON == #"{"B":4,"ea":5,"e\#u{301}":1,"f":2,"\#u{C5}":3}"#)
+    }
+
+    /// `data` may be `null`: a payload that takes it (free-form JSON) reads it, as Foundation's decoder does; one
+    /// that does not says so; a missing `data` is missing.
+    @Test func anEnvelopeWhoseDataIsNullIsReadAsFoundationReadsIt() throws {
+        let text = #"{"specversion":"1.0","id":"i","source":"s","type":"t","data":null}"#
+        let ours = try CloudEvent<JSONValue>(jsonBytes: Array(text.utf8))
+        let theirs = try JSONDecoder().decode(CloudEvent<JSONValue>.self, from: Data(text.utf8))
+        #expect(ours.data == .null)
+        #expect(theirs.data == .null)
+        #expect(ours.jsonBytes == (try Self.foundation(theirs)))
+        #expect(throws: JSONShapeError(path: ["data"], message: "expected an object, found null")) {
+            try CloudEvent<StepError>(jsonBytes: Array(text.utf8))
+        }
+        let missing = #"{"specversion":"1.0","id":"i","source":"s","type":"t"}"#
+        #expect(throws: JSONShapeError(path: ["data"], message: "missing")) {
+            try CloudEvent<JSONValue>(jsonBytes: Array(missing.utf8))
+        }
+    }
+
+    /// A JSON number carries integers exactly up to 2^53 in size; a larger one was rounded when it was parsed, so
+    /// an integer field refuses it (saying so) rather than reading a neighbour of what was written.
+    @Test func integersBeyondWhatANumberCarriesExactlyAreRefused() throws {
+        func attempt(_ text: String) throws -> Int {
+            let event =
+                #"{"id":"i","type":"StepAttemptStarted","data":{"step_id":"s","attempt":\#(text),"idempotency_key":"k","started_at":"t"}}"#
+            guard case .stepAttemptStarted(let e) = try LedgerEvent(bytes: Array(event.utf8)).body else {
+                throw JSONShapeError(message: "not a step start")
+            }
+            return e.attempt
+        }
+        #expect(try attempt("9007199254740991") == 9_007_199_254_740_991)
+        #expect(try attempt("-9007199254740991") == -9_007_199_254_740_991)
+        for text in ["9007199254740992", "9007199254740993", "9223372036854775807", "18446744073709551615", "1e300"] {
+            do {
+                let read = try attempt(text)
+                Issue.record("\(text) read as \(read)")
+            } catch let error as JSONShapeError {
+                #expect(error.path == ["data", "attempt"])
+                #expect(error.message.contains("out of range"), "\(error)")
+            }
+        }
+        #expect(throws: JSONShapeError.self) { try attempt("1.5") }
+        #expect(throws: (any Error).self) { try TreeDecoderProbe.read(#"{"n":9007199254740993}"#) }
+        #expect(try TreeDecoderProbe.read(#"{"n":9007199254740991}"#) == 9_007_199_254_740_991)
+    }
+
+    /// Read through `Codable` over the parsed tree (the path definitions take).
+    struct TreeDecoderProbe: Decodable {
+        var n: Int64
+        static func read(_ text: String) throws -> Int64 {
+            try JSONTree.decode(TreeDecoderProbe.self, from: Array(text.utf8)).n
+        }
     }
 }
 

@@ -217,7 +217,7 @@ import Testing
         #expect(String(decoding: dump[ReadModelTables.meta]?.first?.key ?? [], as: UTF8.self) == "checkpoint")
         #expect(
             dump[ReadModelTables.meta]?.map { String(decoding: $0.key + [61] + $0.value, as: UTF8.self) }
-                == ["checkpoint=\(log.sequence)", "index_version=\(ReadModelTables.indexVersion)"])
+                == ["checkpoint=\(log.sequence)", "index_version=\(ReadModelTables.indexVersion) \(log.sequence)"])
         try expectSameModels(dump, try b.dump())
     }
 
@@ -326,6 +326,87 @@ import Testing
             try expectSameModels(try store.dump(), try reference.dump())
             #expect(try Self.listed(store, flowID: "beta", status: nil, limit: 1) == ["zz-new"])
         }
+    }
+
+    /// Models this version indexed, which a version without the indexes then moved on (a downgrade), and this
+    /// version opens again: the stale indexes are not trusted, and are derived again.
+    @Test func indexesAVersionWithoutThemLeftBehindAreDerivedAgain() async throws {
+        let log = Self.manyRuns(400)
+        let half = Array(log.events.prefix(300))
+        let reference = TemporaryDirectory("listing-downgrade-ref")
+        let complete = try ReadModelStore(path: reference.path, durability: .noSync, mapSize: 1 << 27)
+        try await Self.apply(log, to: complete, batch: 50)
+        let all = try complete.all(RunStatusModel.self)
+        let directory = TemporaryDirectory("listing-downgrade")
+        do {
+            let store = try ReadModelStore(path: directory.path, durability: .noSync, mapSize: 1 << 27)
+            try await store.apply(half, through: half.last!.sequence)
+            #expect(try !store.indexesNeedUpgrade())
+            // The older version writes the tables it knows (the models and the checkpoint), not the indexes.
+            let older = ReadModelTables.all.filter { !$0.hasPrefix("runs_by_") }
+            try await store.environment.writer.write { txn in
+                for table in older {
+                    for row in try complete.dump()[table] ?? []
+                    where row.key != Array(ReadModelTables.indexVersionKey.utf8) {
+                        try txn.put(store.environment.table(table), key: row.key, value: row.value)
+                    }
+                }
+            }
+        }
+        let store = try ReadModelStore(path: directory.path, durability: .noSync, mapSize: 1 << 27)
+        #expect(try store.indexesNeedUpgrade())
+        for (flowID, status) in [(nil, nil), ("beta", nil), (nil, "SUCCEEDED"), ("alpha", "CANCELLED")] {
+            #expect(
+                try Self.listed(store, flowID: flowID, status: status, limit: 500)
+                    == Self.expected(all, flowID: flowID, status: status, limit: 500))
+        }
+        #expect(try await store.upgradeIndexes() == [])
+        try expectSameModels(try store.dump(), try complete.dump())
+    }
+
+    /// A stored state that cannot be read (damaged models) is named, with what to do, and never stops the upgrade
+    /// of the indexes or the listing; a batch that must fold it says the same.
+    @Test func anUnreadableStoredStateIsNamedAndLeftOut() async throws {
+        let log = Self.manyRuns(50)
+        let directory = TemporaryDirectory("listing-unreadable")
+        let store = try ReadModelStore(path: directory.path, durability: .noSync, mapSize: 1 << 26)
+        try await Self.apply(log, to: store, batch: 10)
+        let runs = store.environment.table(RunStatusModel.table)
+        let meta = store.environment.table(ReadModelTables.meta)
+        try await store.environment.writer.write { txn in
+            try txn.put(runs, key: Array("broken".utf8), value: Array(#"{"run_id":"broken","status":"#.utf8))
+            try txn.put(runs, key: Array("odd".utf8), value: Array(#"{"run_id":7}"#.utf8))
+            try txn.delete(meta, key: Array(ReadModelTables.indexVersionKey.utf8))
+        }
+        let all = try Set(log.events.compactMap { $0.event.runid }).compactMap { try store.run($0) }
+        #expect(
+            try Self.listed(store, flowID: nil, status: nil, limit: 100)
+                == Self.expected(all, flowID: nil, status: nil, limit: 100))
+        let unreadable = try await store.upgradeIndexes()
+        #expect(unreadable.map(\.key) == ["broken", "odd"])
+        #expect(unreadable.allSatisfy { $0.table == RunStatusModel.table })
+        #expect(unreadable.last?.description.contains("run_id: expected a string, found 7") == true)
+        #expect(unreadable.first?.description.contains("ledgerflow projections rebuild") == true)
+        #expect(
+            try Self.listed(store, flowID: nil, status: nil, limit: 100)
+                == Self.expected(all, flowID: nil, status: nil, limit: 100))
+        var more = Log()
+        more.events = [
+            (
+                log.sequence + 1,
+                LedgerEvent(
+                    id: "x", type: EventType.runCancelled, time: "t", runid: "broken",
+                    body: .runCancelled(FlowRunCancelled(actor: "t")))
+            )
+        ]
+        do {
+            try await store.apply(more.events, through: more.sequence)
+            Issue.record("folded an event into a state it could not read")
+        } catch let error as ReadModelStore.UnreadableState {
+            #expect(error.key == "broken")
+            #expect(error.description.contains("ledgerflow projections rebuild"))
+        }
+        #expect(try store.checkpoint() == log.sequence)
     }
 
     @Test func aBackwardScanOfAPrefixStaysInsideIt() throws {

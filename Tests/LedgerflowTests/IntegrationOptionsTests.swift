@@ -71,7 +71,18 @@ import Testing
             process.waitUntilExit()
         }
         let client = TestHTTPClient(port: port, timeout: 5)
-        try await eventually("the receiver answers") { await client.status("/") != nil }
+        // A process of its own, started while the other suites load both cores: a generous deadline, and what it
+        // printed when it does not answer.
+        do {
+            try await eventually("the receiver answers", timeout: .seconds(60)) {
+                guard process.isRunning else { return true }
+                return await client.status("/") != nil
+            }
+        } catch {
+            Issue.record("the receiver printed: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+            throw error
+        }
+        #expect(process.isRunning, "the receiver exited: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         let body: JSONValue = ["type": "FlowOutputProduced", "data": ["kind": "final", "text": "hola"]]
         func post(secret: String) async throws -> Int {
             let signature = WebhookSignature.value(

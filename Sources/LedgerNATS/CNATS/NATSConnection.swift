@@ -62,8 +62,18 @@ enum NATSBlocking {
 /// memory. So the destroy waits until the read thread has handled everything that arrived before: a flush's answer
 /// comes back on that same thread after them; a closed connection has no read thread left; when the flush fails
 /// (reconnecting), a pause longer than the read of one message.
+///
+/// One thread does this for the whole process, and one flush per connection covers every release asked for before
+/// it, so however many subscriptions end at once (or however long a connection is away) no more threads are held.
 enum DeferredRelease {
     private struct Handle: @unchecked Sendable { let pointer: OpaquePointer }
+    private struct Pending: Sendable {
+        let connection: NATSConnection
+        let release: @Sendable () -> Void
+    }
+
+    private static let queue = DispatchQueue(label: "ledgerflow.nats.release")
+    private static let pending = Mutex<[Pending]>([])
 
     static func destroy(subscription: OpaquePointer, of connection: NATSConnection) {
         let handle = Handle(pointer: subscription)
@@ -71,16 +81,35 @@ enum DeferredRelease {
     }
 
     static func afterPendingMessages(of connection: NATSConnection, _ release: @escaping @Sendable () -> Void) {
-        NATSBlocking.shared.async {
+        let first = pending.withLock { list in
+            list.append(Pending(connection: connection, release: release))
+            return list.count == 1
+        }
+        if first { queue.async { drain() } }
+    }
+
+    /// Releases everything asked for so far, one flush per connection.
+    private static func drain() {
+        let batch = pending.withLock { list in
+            defer { list.removeAll() }
+            return list
+        }
+        var connections: [ObjectIdentifier: [Pending]] = [:]
+        var order: [ObjectIdentifier] = []
+        for item in batch {
+            let id = ObjectIdentifier(item.connection)
+            if connections[id] == nil { order.append(id) }
+            connections[id, default: []].append(item)
+        }
+        for id in order {
+            guard let items = connections[id], let connection = items.first?.connection else { continue }
             if natsConnection_IsClosed(connection.handle)
                 || natsConnection_FlushTimeout(connection.handle, 2_000) == NATS_OK
             {
-                release()
-                withExtendedLifetime(connection) {}
+                for item in items { item.release() }
             } else {
-                NATSBlocking.shared.asyncAfter(deadline: .now() + .seconds(2)) {
-                    release()
-                    withExtendedLifetime(connection) {}
+                queue.asyncAfter(deadline: .now() + .seconds(2)) {
+                    for item in items { item.release() }
                 }
             }
         }
