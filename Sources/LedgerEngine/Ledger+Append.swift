@@ -132,6 +132,69 @@ extension Ledger {
         return AppendedEvent(event: event, sequence: ack.sequence, duplicate: ack.duplicate, link: link)
     }
 
+    /// Appends several events of one run together, as one atomic batch (`atomicBatches`): all are stored, one
+    /// after another, or none is; the first only when the run's last message is at `expectedLastSequence`, so a
+    /// batch never lands beside another writer's events. Each event carries the hash of the one before it (the
+    /// first, that of `previous` or of the log's last message), all share `time`, and one acknowledgement answers
+    /// for all. One try: any failure is thrown (a stale expected sequence as `wrongLastSequence`, an event too
+    /// large as `messageTooLarge` before anything is sent) and the caller decides again from the log.
+    public func appendAtomically(
+        _ events: [(body: LedgerEvent.Body, context: EventContext)], run runID: String, flowID: String,
+        flowVersion: Int, expectedLastSequence: UInt64, previous: ChainLink?, time: String
+    ) async throws -> [AppendedEvent] {
+        guard atomicBatches, !events.isEmpty else {
+            throw NATSError(message: "atomic batches are not available on this stream")
+        }
+        let subject = Subjects.run(runID)
+        var prevhash: String?
+        if expectedLastSequence > 0 {
+            if let previous, previous.sequence == expectedLastSequence {
+                prevhash = previous.hash
+            } else {
+                prevhash = try await hashOfLastMessage(on: subject, expected: expectedLastSequence, retry: .once)
+            }
+        }
+        var messages: [OutgoingMessage] = []
+        var written: [(id: String, payload: [UInt8])] = []
+        messages.reserveCapacity(events.count)
+        for (index, (body, context)) in events.enumerated() {
+            let id = EventID.make()
+            let payload = body.eventBytes(
+                id: id, time: time, runid: runID, flowid: flowID, flowversion: flowVersion,
+                correlationid: context.correlationID, causationid: context.causationID,
+                traceparent: context.traceparent, prevhash: prevhash)
+            prevhash = EventChain.hash(of: payload)
+            let message = OutgoingMessage(
+                subject: subject, payload: payload, messageID: id,
+                expectedLastSubjectSequence: index == 0 ? expectedLastSequence : nil)
+            try checkSize(message)
+            messages.append(message)
+            written.append((id, payload))
+        }
+        guard connection.isConnected else {
+            throw NATSError(
+                message: "NATS at \(connection.url) is not reachable right now (reconnecting); try again shortly")
+        }
+        for message in messages { try failpoints.beforeAppend?(message) }
+        let ack = try await publisher.publishAtomically(messages, batchID: EventID.make()).get()
+        guard !ack.duplicate else {
+            // Fresh ids are never duplicates: the log holds something else than this batch; read it again.
+            throw NATSError(message: "\(subject): the batch was taken for one stored before")
+        }
+        for message in messages { try failpoints.afterAppend?(message) }
+        // The batch is stored contiguously, its last message at the acknowledged sequence.
+        let first = ack.sequence - UInt64(events.count - 1)
+        return events.enumerated().map { index, item in
+            let sequence = first + UInt64(index)
+            let event = LedgerEvent(
+                id: written[index].id, type: item.body.type, time: time, runid: runID, flowid: flowID,
+                body: item.body)
+            return AppendedEvent(
+                event: event, sequence: sequence, duplicate: ack.duplicate,
+                link: ChainLink(sequence: sequence, payload: written[index].payload))
+        }
+    }
+
     /// The hash of the last message on `subject`, which must be at `expected`; a transport failure is retried as
     /// `retry` says.
     func hashOfLastMessage(on subject: String, expected: UInt64, retry: AppendRetry) async throws -> String {

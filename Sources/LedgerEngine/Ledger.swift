@@ -14,6 +14,9 @@ public struct LedgerConfiguration: Sendable {
     /// cluster. On an existing stream it only ever raises the replicas, never lowers them.
     public var replicas: Int = 1
     public var maxMessageSize: Int32 = 1 << 20
+    /// Whether the engine may append several events of a run as one atomic batch where the stream allows it
+    /// (`serve --no-atomic-batches` turns it off).
+    public var atomicBatches: Bool = true
 
     public init() {}
 
@@ -72,18 +75,25 @@ public final class Ledger: Sendable {
     public let configuration: LedgerConfiguration
     /// The server's JetStream API level (0 before nats-server 2.10).
     public let apiLevel: Int
+    /// Whether the stream takes atomic batches (`allow_atomic`, nats-server 2.12+): several events of one run are
+    /// then appended together, all or none, in one round trip (`appendAtomically`).
+    public let atomicBatches: Bool
     let logger: Logger
     /// Fault injection for tests (never set in production).
     public let failpoints = LedgerFailpoints()
 
     public var stream: String { configuration.streamName }
 
-    init(connection: NATSConnection, configuration: LedgerConfiguration, apiLevel: Int, logger: Logger) throws {
+    init(
+        connection: NATSConnection, configuration: LedgerConfiguration, apiLevel: Int, atomicBatches: Bool,
+        logger: Logger
+    ) throws {
         self.connection = connection
         self.publisher = try JetStreamPublisher(connection: connection)
         self.api = JetStreamAPI(connection: connection)
         self.configuration = configuration
         self.apiLevel = apiLevel
+        self.atomicBatches = atomicBatches && configuration.atomicBatches
         self.logger = logger
     }
 
@@ -125,14 +135,20 @@ public final class Ledger: Sendable {
             case (.attach, _?):
                 break
             case (.createOrUpdate, nil):
-                try await api.createOrUpdateStream(configuration.streamConfig)
+                var config = configuration.streamConfig
+                if info.apiLevel >= 2 { config.allow_atomic = true }
+                existing = try await api.createOrUpdateStream(config).config
             case (.createOrUpdate, let current?):
                 if let missing = configuration.missing(in: current) {
                     try await Self.extend(api, configuration.streamName, missing, logger: logger)
                 }
+                if info.apiLevel >= 2, current.allow_atomic != true {
+                    existing = try await Self.allowAtomicBatches(api, configuration.streamName, logger: logger)
+                }
             }
             return try Ledger(
-                connection: connection, configuration: configuration, apiLevel: info.apiLevel, logger: logger)
+                connection: connection, configuration: configuration, apiLevel: info.apiLevel,
+                atomicBatches: existing?.allow_atomic == true, logger: logger)
         } catch {
             connection.close()
             throw error
@@ -185,6 +201,27 @@ public final class Ledger: Sendable {
                 "stream \(name) lacks \(missing.summary) and the server refused to add it (\(error.message)); change the stream by hand (nats stream edit \(name)) or let Ledgerflow create it"
             )
         }
+    }
+
+    /// Turns on atomic batches on an existing stream (nats-server 2.12+), changing nothing else, and returns its
+    /// configuration then. A server that refuses it (a stream with `persist_mode: async`, say) is told of in the log:
+    /// the engine then appends each event on its own, as before.
+    static func allowAtomicBatches(_ api: JetStreamAPI, _ name: String, logger: Logger) async throws -> StreamConfig? {
+        let info = try await api.callRaw("STREAM.INFO.\(name)")
+        guard let object = try JSONSerialization.jsonObject(with: Data(info)) as? [String: Any],
+            var config = object["config"] as? [String: Any]
+        else { return nil }
+        config["allow_atomic"] = true
+        do {
+            _ = try await api.callRaw(
+                "STREAM.UPDATE.\(name)", payload: Array(try JSONSerialization.data(withJSONObject: config)))
+            logger.info("stream \(name): atomic batches on (a run's local steps are appended together)")
+        } catch let error as NATSError {
+            logger.warning(
+                "stream \(name) refused atomic batches; each event of a run is appended on its own",
+                metadata: [LogKey.error: "\(error.message)"])
+        }
+        return try await api.streamInfo(name).config
     }
 
     /// Whether the connection to NATS is up right now.

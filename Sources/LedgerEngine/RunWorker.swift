@@ -215,9 +215,29 @@ extension Engine {
         loop.unrecorded = false
         for _ in 0..<10_000 {
             if Task.isCancelled { return nil }
-            let steps = loop.decider.decide(loop.state, input, now: configuration.clock.now)
+            let now = configuration.clock.now
+            var steps = loop.decider.decide(loop.state, input, now: now)
             var appended = false
             var conflict = false
+            if ledger.atomicBatches, let chain = Self.chain(steps, loop.state, loop.decider, now: now) {
+                do {
+                    try await appendChain(chain.events, time: chain.time, &loop)
+                    appended = true
+                    steps = chain.remainder
+                } catch let error as NATSError where error.isWrongLastSequence {
+                    conflict = true
+                    steps = []
+                } catch is CancellationError {
+                    loop.unrecorded = true
+                    return nil
+                } catch {
+                    // Not stored (NATS away, an event too large, the batch refused): the same decision is carried
+                    // out one event at a time, as without batches, which retries and records refusals.
+                    logger.debug(
+                        "could not append the run's events together; appending them one at a time",
+                        metadata: loop.state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
+                }
+            }
             decision: for step in steps {
                 switch step {
                 case .append(let body):
@@ -308,6 +328,71 @@ extension Engine {
         }
         logger.error("the decider kept producing events; stopping this pass", metadata: loop.state.logMetadata)
         return nil
+    }
+
+    /// The most events a chain appends together.
+    static let maxChain = 64
+
+    /// The events of consecutive decisions that only append (local steps, whose outcome needs nothing from outside),
+    /// decided ahead on the state they lead to, and what the first decision that does more leaves to carry out
+    /// once they are stored: nil unless at least two events can go together. Decisions never depend on where events
+    /// are stored (only on what they say and `now`), and every event of a chain carries the same `time`, so the
+    /// state the chain leads to is the one the log then folds to, and deciding ahead decides as one at a time would.
+    static func chain(
+        _ first: [RunAction], _ start: RunState, _ decider: RunDecider, now: Date
+    ) -> (events: [LedgerEvent.Body], remainder: [RunAction], time: String)? {
+        let time = Timestamp.now()  // as `Ledger.append` stamps an event
+        var state = start
+        var steps = first
+        var events: [LedgerEvent.Body] = []
+        var remainder: [RunAction] = []
+        var sequence = start.last_sequence
+        chaining: while events.count < maxChain {
+            var index = 0
+            while index < steps.count, case .append(let body) = steps[index] {
+                // An event the log may refuse is left to the one-at-a-time path, which records why.
+                guard events.count < maxChain, body.payloadDepth <= Limits.stepOutputDepth else { break }
+                sequence += 1
+                let event = LedgerEvent(
+                    id: "", type: body.type, time: time, runid: state.run_id, flowid: state.flow_id, body: body)
+                guard let next = RunState.evolve(state, event, sequence: sequence) else { break }
+                state = next
+                events.append(body)
+                index += 1
+            }
+            if index < steps.count {
+                remainder = Array(steps[index...])
+                break chaining
+            }
+            if index == 0 || state.isSettled { break chaining }
+            steps = decider.decide(state, .advance, now: now)
+        }
+        return events.count >= 2 ? (events, remainder, time) : nil
+    }
+
+    /// Appends a chain's events together (`Ledger.appendAtomically`) and folds them, as `append` does each.
+    func appendChain(_ bodies: [LedgerEvent.Body], time: String, _ loop: inout RunLoop) async throws {
+        let state = loop.state
+        var events: [(body: LedgerEvent.Body, context: EventContext)] = []
+        for body in bodies {
+            events.append(
+                (
+                    body,
+                    EventContext(
+                        correlationID: state.run_id, traceparent: loop.traceparent(for: body, tracing: tracing))
+                ))
+        }
+        let appended = try await ledger.appendAtomically(
+            events, run: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version,
+            expectedLastSequence: state.last_sequence, previous: loop.head, time: time)
+        for (body, stored) in zip(bodies, appended) {
+            loop.state = RunState.evolve(loop.state, stored.event, sequence: stored.sequence) ?? loop.state
+            loop.head = stored.link
+            loop.recorded(body)
+            eventsAppended.add(1, ordering: .relaxed)
+            metrics.appended(body, flowID: state.flow_id, definition: loop.decider.definition)
+            recordOutcome(body, loop.decider.definition)
+        }
     }
 
     func append(_ body: LedgerEvent.Body, _ loop: inout RunLoop) async throws {

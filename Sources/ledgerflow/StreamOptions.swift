@@ -23,6 +23,13 @@ struct StreamOptions: ParsableArguments {
 
     static let eventSubjectsKey = "LEDGERFLOW_EVENT_SUBJECTS"
 
+    @Flag(
+        name: .customLong("no-atomic-batches"),
+        help: ArgumentHelp(
+            "Append every event of a run on its own, even where the stream takes atomic batches (nats-server 2.12+). By default a run's consecutive local steps (transform, whose outcome needs nothing from outside) are decided ahead and appended together, all or none, in one round trip."
+        ))
+    var noAtomicBatches = false
+
     func validate() throws {
         _ = try replicas()
         _ = try eventSubjects()
@@ -72,6 +79,7 @@ struct StreamOptions: ParsableArguments {
         var configuration = LedgerConfiguration()
         configuration.replicas = try replicas()
         configuration.subjects = Subjects.streamSubjects + (try eventSubjects())
+        configuration.atomicBatches = !noAtomicBatches
         return configuration
     }
 }

@@ -37,28 +37,34 @@ public struct PublishAck: Sendable, Equatable {
 
 /// One batch of appends whose acknowledgements are awaited together.
 final class AckBatch: Sendable {
+    typealias Completion = @Sendable ([Result<PublishAck, NATSError>]) -> Void
     struct State {
         var results: [Result<PublishAck, NATSError>?]
         var remaining: Int
-        var continuation: CheckedContinuation<[Result<PublishAck, NATSError>], Never>?
+        var completion: Completion?
     }
     let state: Mutex<State>
 
-    init(count: Int, continuation: CheckedContinuation<[Result<PublishAck, NATSError>], Never>) {
-        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count, continuation: continuation))
+    /// `completion` is called once, with every result, when the last one is in.
+    init(count: Int, completion: @escaping Completion) {
+        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count, completion: completion))
+    }
+
+    convenience init(count: Int, continuation: CheckedContinuation<[Result<PublishAck, NATSError>], Never>) {
+        self.init(count: count) { continuation.resume(returning: $0) }
     }
 
     func fulfil(_ index: Int, _ result: Result<PublishAck, NATSError>) {
-        let done: (CheckedContinuation<[Result<PublishAck, NATSError>], Never>, [Result<PublishAck, NATSError>])? =
+        let done: (Completion, [Result<PublishAck, NATSError>])? =
             state.withLock { state in
                 guard state.results[index] == nil else { return nil }
                 state.results[index] = result
                 state.remaining -= 1
-                guard state.remaining == 0, let continuation = state.continuation else { return nil }
-                state.continuation = nil
-                return (continuation, state.results.map { $0! })
+                guard state.remaining == 0, let completion = state.completion else { return nil }
+                state.completion = nil
+                return (completion, state.results.map { $0! })
             }
-        if let (continuation, results) = done { continuation.resume(returning: results) }
+        if let (completion, results) = done { completion(results) }
     }
 }
 
@@ -164,15 +170,55 @@ public final class JetStreamPublisher: @unchecked Sendable {
         try await publish([message])[0].get()
     }
 
+    /// Appends the messages as one atomic batch (nats-server 2.12+, a stream with `allow_atomic`): all are stored,
+    /// one after another, or none is. Each is sent as it is (its id, its expected sequence) with `Nats-Batch-Id`
+    /// and `Nats-Batch-Sequence`; the last also carries `Nats-Batch-Commit`, and its acknowledgement (the sequence of
+    /// the last message) or refusal is the batch's. Only the commit asks for an answer: a message refused before
+    /// it abandons the batch, and the commit is refused. A server without atomic batches would store each message
+    /// on its own: the caller asks only of a stream whose configuration says it has them.
+    public func publishAtomically(_ messages: [OutgoingMessage], batchID: String) async -> Result<PublishAck, NATSError>
+    {
+        guard let last = messages.last else { return .failure(NATSError(message: "an empty batch")) }
+        var commit = last
+        commit.headers["Nats-Batch-Id"] = batchID
+        commit.headers["Nats-Batch-Sequence"] = String(messages.count)
+        commit.headers["Nats-Batch-Commit"] = "1"
+        let committed = commit
+        return await withCheckedContinuation { continuation in
+            let batch = AckBatch(count: 1) { continuation.resume(returning: $0[0]) }
+            queue.async { [self] in
+                for (index, message) in messages.dropLast().enumerated() {
+                    do {
+                        let msg = try CNATSMessage(subject: message.subject, reply: nil, payload: message.payload)
+                        try Self.setHeaders(of: message, on: msg)
+                        try msg.setHeader("Nats-Batch-Id", batchID)
+                        try msg.setHeader("Nats-Batch-Sequence", String(index + 1))
+                        let s = natsConnection_PublishMsg(connection.handle, msg.pointer)
+                        guard s == NATS_OK else { throw natsLastError(s, "appending to \(message.subject)") }
+                    } catch {
+                        // Not committed: the server drops what it staged of the batch.
+                        batch.fulfil(0, .failure(error as? NATSError ?? NATSError(message: "\(error)")))
+                        return
+                    }
+                }
+                publishOne(committed, batch: batch, index: 0)
+            }
+        }
+    }
+
+    static func setHeaders(of message: OutgoingMessage, on msg: CNATSMessage) throws {
+        if let id = message.messageID { try msg.setHeader("Nats-Msg-Id", id) }
+        if let expected = message.expectedLastSubjectSequence {
+            try msg.setHeader("Nats-Expected-Last-Subject-Sequence", String(expected))
+        }
+        for (key, value) in message.headers { try msg.setHeader(key, value) }
+    }
+
     private func publishOne(_ message: OutgoingMessage, batch: AckBatch, index: Int) {
         let msg: CNATSMessage
         do {
             msg = try CNATSMessage(subject: message.subject, reply: nil, payload: message.payload)
-            if let id = message.messageID { try msg.setHeader("Nats-Msg-Id", id) }
-            if let expected = message.expectedLastSubjectSequence {
-                try msg.setHeader("Nats-Expected-Last-Subject-Sequence", String(expected))
-            }
-            for (key, value) in message.headers { try msg.setHeader(key, value) }
+            try Self.setHeaders(of: message, on: msg)
         } catch let error as NATSError {
             batch.fulfil(index, .failure(error))
             return

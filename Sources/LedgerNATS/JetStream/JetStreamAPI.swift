@@ -208,6 +208,8 @@ public struct StreamConfig: Codable, Sendable, Equatable {
     /// Nanoseconds in which a repeated `Nats-Msg-Id` is dropped.
     public var duplicate_window: Int64 = 120_000_000_000
     public var allow_direct: Bool = true
+    /// Atomic batches of appends (nats-server 2.12+, JetStream API level 2); nil leaves it out (older servers).
+    public var allow_atomic: Bool?
     public var description: String?
 
     public init(name: String, subjects: [String]) {

@@ -1,0 +1,182 @@
+import Foundation
+import LedgerCore
+import LedgerNATS
+import LedgerTestSupport
+import Testing
+
+@testable import LedgerEngine
+
+extension Integration {
+    /// Events of one run appended together (issue 20): one atomic batch, one acknowledgement, all stored or none.
+    @Suite struct AtomicBatchTests {
+        static func started(_ run: String) -> LedgerEvent.Body {
+            .runStarted(
+                FlowRunStarted(
+                    run_id: run, flow_id: "batch-flow", flow_version: 1, definition_hash: "h", mode: .live,
+                    trigger: RunTrigger(kind: .manual), actor: "t", input: [:], step_ids: ["a", "b"],
+                    dedup_key: nil, message_id: nil, channel: nil))
+        }
+
+        static func succeeded(_ step: String) -> LedgerEvent.Body {
+            .stepAttemptSucceeded(
+                StepAttemptSucceeded(
+                    step_id: step, attempt: 1, output: ["step": .string(step)], started_at: "s", finished_at: "f"))
+        }
+
+        static func append(
+            _ ledger: Ledger, _ bodies: [LedgerEvent.Body], run: String, expected: UInt64, previous: ChainLink? = nil
+        ) async throws -> [AppendedEvent] {
+            try await ledger.appendAtomically(
+                bodies.map { ($0, EventContext(correlationID: run)) }, run: run, flowID: "batch-flow", flowVersion: 1,
+                expectedLastSequence: expected, previous: previous, time: Timestamp.now())
+        }
+
+        @Test func aBatchIsStoredTogetherChainedAndReadBackAsAppended() async throws {
+            try await withTestStack { stack in
+                let ledger = stack.ledger
+                #expect(ledger.atomicBatches, "nats-server 2.15 takes atomic batches: the stream is set up for them")
+                let run = "batch-\(EventID.make())"
+                let first = try await Self.append(
+                    ledger, [Self.started(run), Self.succeeded("a")], run: run, expected: 0)
+                #expect(first.count == 2)
+                #expect(first[1].sequence == first[0].sequence + 1, "stored one after the other")
+                let second = try await Self.append(
+                    ledger, [Self.succeeded("b"), .runSucceeded(FlowRunSucceeded(output: ["ok": true]))], run: run,
+                    expected: first[1].sequence, previous: first[1].link)
+                let stored = try await ledger.read(subject: Subjects.run(run))
+                #expect(stored.map(\.sequence) == (first + second).map(\.sequence))
+                for (message, appended) in zip(stored, first + second) {
+                    let event = try LedgerEvent(bytes: message.payload)
+                    #expect(event.body == appended.event.body)
+                    #expect(event.id == appended.event.id)
+                    #expect(ChainLink(sequence: message.sequence, payload: message.payload) == appended.link)
+                }
+                let verified = try await ledger.verify(subject: Subjects.run(run))
+                #expect(verified.isClean && verified.linked == 3, "\(verified.summary)")
+                let folded = try #require(try await stack.engine.foldRunFromLog(run))
+                #expect(folded.state.status == .succeeded)
+                #expect(folded.state.last_sequence == second[1].sequence)
+            }
+        }
+
+        /// A batch whose expected sequence is stale (another writer moved the run on) is refused as a conflict, and
+        /// none of its events is stored: not the first, not the ones after it.
+        @Test func aStaleBatchIsRefusedWhole() async throws {
+            try await withTestStack { stack in
+                let ledger = stack.ledger
+                let run = "stale-\(EventID.make())"
+                let first = try await Self.append(
+                    ledger, [Self.started(run), Self.succeeded("a")], run: run, expected: 0)
+                for expected in [first[0].sequence, 0, first[1].sequence + 1000] {
+                    do {
+                        _ = try await Self.append(
+                            ledger, [Self.succeeded("b"), Self.succeeded("c"), Self.succeeded("d")], run: run,
+                            expected: expected, previous: first[1].link)
+                        Issue.record("a batch expecting \(expected) was stored")
+                    } catch let error as NATSError {
+                        #expect(error.isWrongLastSequence, "\(error)")
+                    }
+                }
+                #expect(try await ledger.read(subject: Subjects.run(run)).count == 2)
+                let tooLarge = LedgerEvent.Body.stepAttemptSucceeded(
+                    StepAttemptSucceeded(
+                        step_id: "big", attempt: 1, output: .string(String(repeating: "x", count: 2 << 20)),
+                        started_at: "s", finished_at: "f"))
+                do {
+                    _ = try await Self.append(
+                        ledger, [Self.succeeded("b"), tooLarge], run: run, expected: first[1].sequence,
+                        previous: first[1].link)
+                    Issue.record("a batch with an event larger than the log takes was sent")
+                } catch let error as NATSError {
+                    #expect(error.jetStreamError == .messageTooLarge, "\(error)")
+                }
+                #expect(try await ledger.read(subject: Subjects.run(run)).count == 2)
+            }
+        }
+
+        /// A chain of transform steps is decided ahead and appended in one batch; the run, its log and a rebuild are
+        /// what appending one event at a time gives.
+        @Test func aRunOfTransformStepsAppendsThemTogether() async throws {
+            try await withTestStack { stack in
+                var steps: [JSONValue] = []
+                for i in 0..<6 {
+                    var step: [String: JSONValue] = [
+                        "id": .string("t\(i)"), "action": "transform",
+                        "with": ["value": ["n": .number(Double(i)), "title": "{{trigger.entities.title}}"]],
+                    ]
+                    if i > 0 { step["depends_on"] = [.string("t\(i - 1)")] }
+                    steps.append(.object(step))
+                }
+                let flow: JSONValue = [
+                    "id": "chain-of-transforms", "trigger": ["event": "AssistantCommandIssued", "intent": "chain"],
+                    "steps": .array(steps), "output": ["text": "{{steps.t5.output.title}} {{steps.t5.output.n}}"],
+                ]
+                let (created, body) = try await stack.http("POST", "/automation/flows", flow)
+                try #require(created == 201, "\(body.compactJSON)")
+                #expect(try await stack.http("POST", "/automation/flows/chain-of-transforms/activate").0 == 200)
+                for i in 0..<3 { try stack.publishCommand(id: "chain-\(i)", title: "T\(i)", intent: "chain") }
+                let runs = try await stack.waitForRuns(3)
+                for run in runs {
+                    #expect(run.output?["text"]?.stringValue?.hasSuffix(" 5") == true)
+                    #expect(run.steps.allSatisfy { $0.status == .succeeded })
+                    let messages = try await stack.ledger.read(subject: Subjects.run(run.run_id))
+                    let events = try messages.map { try LedgerEvent(bytes: $0.payload) }
+                    let steps = zip(messages, events).filter { $0.1.type == EventType.stepAttemptSucceeded }
+                    #expect(steps.count == 6)
+                    // Appended together: one after another in the stream, one time.
+                    #expect(
+                        steps.map(\.0.sequence) == Array(steps[0].0.sequence..<(steps[0].0.sequence + 6)),
+                        "\(steps.map(\.0.sequence))")
+                    #expect(Set(steps.map(\.1.time)).count == 1)
+                    let verified = try await stack.ledger.verify(subject: Subjects.run(run.run_id))
+                    #expect(verified.isClean, "\(verified.summary)")
+                }
+                try await stack.expectRebuildEqualsLive()
+            }
+        }
+
+        /// Deciding ahead decides as one at a time does: the chain stops before a decision that does more than
+        /// append, hands that decision over whole, and never exceeds its bound.
+        @Test func aChainStopsWhereADecisionDoesMoreThanAppend() throws {
+            let definition = try JSONTree.decode(
+                FlowDefinition.self,
+                from: Array(
+                    """
+                    {"id":"f","trigger":{"event":"AssistantCommandIssued","intent":"x"},"steps":[
+                    {"id":"a","action":"transform","with":{"value":1}},
+                    {"id":"b","action":"transform","depends_on":["a"],"with":{"value":2}},
+                    {"id":"c","action":"calendar.schedule_event","depends_on":["b"],"with":{"title":"t","start":"s"}}],
+                    "output":{"text":"ok"}}
+                    """.utf8))
+            let decider = RunDecider(definition: definition, registry: .builtIn)
+            let start = LedgerEvent(id: "e", type: EventType.runStarted, time: "t", runid: "r", body: Self.started("r"))
+            var state = try #require(RunState.evolve(nil, start, sequence: 1))
+            state.steps = definition.steps.map { StepRecord(step_id: $0.id) }
+            let now = Date()
+            let chain = try #require(Engine.chain(decider.decide(state, .advance, now: now), state, decider, now: now))
+            // The calendar step's decision appends its start, then executes it: the start goes with the chain, the
+            // execution waits until the chain is stored.
+            #expect(chain.events.map(\.stepID) == ["a", "b", "c"])
+            #expect(chain.events.map(\.type).last == EventType.stepAttemptStarted)
+            // (and the wake-up at its deadline)
+            guard case .execute(let execution)? = chain.remainder.first, chain.remainder.count == 2,
+                case .wakeUp = chain.remainder[1]
+            else {
+                Issue.record("the calendar step's execution is left to carry out: \(chain.remainder)")
+                return
+            }
+            #expect(execution.target == .step("c"))
+            // One at a time, the decisions append the same events.
+            var sequential: [LedgerEvent.Body] = []
+            var folded = state
+            for _ in 0..<3 {
+                guard case .append(let body)? = decider.decide(folded, .advance, now: now).first else { break }
+                sequential.append(body)
+                folded = RunState.evolve(
+                    folded, LedgerEvent(id: "x", type: body.type, time: chain.time, runid: "r", body: body),
+                    sequence: folded.last_sequence + 1)!
+            }
+            #expect(sequential == chain.events)
+        }
+    }
+}
