@@ -14,9 +14,10 @@ public struct LedgerConfiguration: Sendable {
     /// cluster. On an existing stream it only ever raises the replicas, never lowers them.
     public var replicas: Int = 1
     public var maxMessageSize: Int32 = 1 << 20
-    /// Whether the engine may append several events of a run as one atomic batch where the stream allows it
-    /// (`serve --no-atomic-batches` turns it off).
-    public var atomicBatches: Bool = true
+    /// Whether the engine appends several events of a run as one atomic batch where the stream allows it
+    /// (`serve --atomic-batches`). Off by default: with nats-server 2.15.1 on this machine it measured slower than
+    /// appending one event at a time (BENCHMARKS.md, 2026-12-02).
+    public var atomicBatches: Bool = false
 
     public init() {}
 

@@ -24,11 +24,11 @@ struct StreamOptions: ParsableArguments {
     static let eventSubjectsKey = "LEDGERFLOW_EVENT_SUBJECTS"
 
     @Flag(
-        name: .customLong("no-atomic-batches"),
+        name: .customLong("atomic-batches"),
         help: ArgumentHelp(
-            "Append every event of a run on its own, even where the stream takes atomic batches (nats-server 2.12+). By default a run's consecutive local steps (transform, whose outcome needs nothing from outside) are decided ahead and appended together, all or none, in one round trip."
+            "Decide a run's consecutive local steps (transform, whose outcome needs nothing from outside) ahead and append them together, all or none, in one atomic batch, where the stream takes them (nats-server 2.12+). Off by default: with nats-server 2.15.1 it measured slower than one event at a time."
         ))
-    var noAtomicBatches = false
+    var atomicBatches = false
 
     func validate() throws {
         _ = try replicas()
@@ -79,7 +79,7 @@ struct StreamOptions: ParsableArguments {
         var configuration = LedgerConfiguration()
         configuration.replicas = try replicas()
         configuration.subjects = Subjects.streamSubjects + (try eventSubjects())
-        configuration.atomicBatches = !noAtomicBatches
+        configuration.atomicBatches = atomicBatches
         return configuration
     }
 }

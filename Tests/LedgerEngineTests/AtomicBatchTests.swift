@@ -9,6 +9,13 @@ import Testing
 extension Integration {
     /// Events of one run appended together (issue 20): one atomic batch, one acknowledgement, all stored or none.
     @Suite struct AtomicBatchTests {
+        /// Atomic batches are off unless asked for (`serve --atomic-batches`).
+        static var batches: LedgerConfiguration {
+            var configuration = LedgerConfiguration()
+            configuration.atomicBatches = true
+            return configuration
+        }
+
         static func started(_ run: String) -> LedgerEvent.Body {
             .runStarted(
                 FlowRunStarted(
@@ -32,9 +39,12 @@ extension Integration {
         }
 
         @Test func aBatchIsStoredTogetherChainedAndReadBackAsAppended() async throws {
-            try await withTestStack { stack in
+            try await withTestStack(ledger: Self.batches) { stack in
                 let ledger = stack.ledger
                 #expect(ledger.atomicBatches, "nats-server 2.15 takes atomic batches: the stream is set up for them")
+                let attached = try await Ledger.open(url: TestServer.url, logger: testLogger)
+                #expect(!attached.atomicBatches, "off unless asked for")
+                attached.close()
                 let run = "batch-\(EventID.make())"
                 let first = try await Self.append(
                     ledger, [Self.started(run), Self.succeeded("a")], run: run, expected: 0)
@@ -62,7 +72,7 @@ extension Integration {
         /// A batch whose expected sequence is stale (another writer moved the run on) is refused as a conflict, and
         /// none of its events is stored: not the first, not the ones after it.
         @Test func aStaleBatchIsRefusedWhole() async throws {
-            try await withTestStack { stack in
+            try await withTestStack(ledger: Self.batches) { stack in
                 let ledger = stack.ledger
                 let run = "stale-\(EventID.make())"
                 let first = try await Self.append(
@@ -97,7 +107,7 @@ extension Integration {
         /// A chain of transform steps is decided ahead and appended in one batch; the run, its log and a rebuild are
         /// what appending one event at a time gives.
         @Test func aRunOfTransformStepsAppendsThemTogether() async throws {
-            try await withTestStack { stack in
+            try await withTestStack(ledger: Self.batches) { stack in
                 var steps: [JSONValue] = []
                 for i in 0..<6 {
                     var step: [String: JSONValue] = [

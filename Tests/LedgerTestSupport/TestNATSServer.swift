@@ -96,20 +96,24 @@ public final class TemporaryDirectory: Sendable {
 }
 
 /// Opens the ledger at `url` on an empty stream (deleted as an operator would, then created by the ledger).
-public func freshLedger(url: String, clientName: String = "ledgerflow-tests", logger: Logger) async throws -> Ledger {
+public func freshLedger(
+    url: String, clientName: String = "ledgerflow-tests", configuration: LedgerConfiguration = LedgerConfiguration(),
+    logger: Logger
+) async throws -> Ledger {
     let connection = try await NATSConnection.connect(url: url, name: "\(clientName)-cleanup", logger: logger)
     defer { connection.close() }
     do {
         try await JetStreamAPI(connection: connection).deleteStream(LedgerConfiguration().streamName)
     } catch let error as NATSError where error.jetStreamError == .streamNotFound {
     }
-    return try await Ledger.open(url: url, clientName: clientName, setup: .createOrUpdate, logger: logger)
+    return try await Ledger.open(
+        url: url, clientName: clientName, configuration: configuration, setup: .createOrUpdate, logger: logger)
 }
 
 /// Opens the ledger on the shared server with an empty stream.
-public func freshLedger() async throws -> Ledger {
+public func freshLedger(configuration: LedgerConfiguration = LedgerConfiguration()) async throws -> Ledger {
     await TestStack.stopAll()
-    return try await freshLedger(url: TestServer.url, logger: testLogger)
+    return try await freshLedger(url: TestServer.url, configuration: configuration, logger: testLogger)
 }
 
 /// Polls `condition` until it holds or `timeout` passes; every wait in the tests has a deadline.

@@ -14,10 +14,11 @@ import Testing
 public func withTestStack<R>(
     calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings(),
     configuration: EngineConfiguration = TestStack.loopbackAllowed,
+    ledger: LedgerConfiguration = LedgerConfiguration(),
     isolation: isolated (any Actor)? = #isolation,
     _ body: (TestStack) async throws -> R
 ) async throws -> R {
-    let stack = try await TestStack(calendar: settings, configuration: configuration)
+    let stack = try await TestStack(calendar: settings, configuration: configuration, ledger: ledger)
     do {
         let result = try await body(stack)
         await stack.stop()
@@ -84,12 +85,13 @@ public final class TestStack: @unchecked Sendable {
 
     public init(
         calendar settings: CalendarSimulator.Settings = CalendarSimulator.Settings(),
-        configuration: EngineConfiguration = TestStack.loopbackAllowed
+        configuration: EngineConfiguration = TestStack.loopbackAllowed,
+        ledger ledgerConfiguration: LedgerConfiguration = LedgerConfiguration()
     ) async throws {
         var configuration = configuration
         if configuration.tokens == nil { configuration.tokens = Self.tokens }
         self.configuration = configuration
-        ledger = try await freshLedger()
+        ledger = try await freshLedger(configuration: ledgerConfiguration)
         lmdb = TemporaryDirectory()
         store = try ReadModelStore(path: "\(lmdb.path)/lmdb", mapSize: 1 << 30)
         port = LocalNATSServer.freePort()
