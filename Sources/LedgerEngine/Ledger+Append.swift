@@ -183,7 +183,10 @@ extension Ledger {
         }
         for message in messages { try failpoints.afterAppend?(message) }
         // The batch is stored contiguously, its last message at the acknowledged sequence.
-        let first = ack.sequence - UInt64(events.count - 1)
+        let (first, overflow) = ack.sequence.subtractingReportingOverflow(UInt64(events.count - 1))
+        guard !overflow, first > expectedLastSequence else {
+            throw NATSError(message: "\(subject): the batch was acknowledged at \(ack.sequence), before its own place")
+        }
         return events.enumerated().map { index, item in
             let sequence = first + UInt64(index)
             let event = LedgerEvent(

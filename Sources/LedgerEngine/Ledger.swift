@@ -137,14 +137,17 @@ public final class Ledger: Sendable {
                 break
             case (.createOrUpdate, nil):
                 var config = configuration.streamConfig
-                if info.apiLevel >= 2 { config.allow_atomic = true }
+                // Only when asked for: a stream with allow_atomic needs API level 2, and a server before 2.12 (a
+                // downgrade, an older node of a cluster) takes such a stream offline.
+                if configuration.atomicBatches, info.apiLevel >= 2 { config.allow_atomic = true }
                 existing = try await api.createOrUpdateStream(config).config
             case (.createOrUpdate, let current?):
                 if let missing = configuration.missing(in: current) {
                     try await Self.extend(api, configuration.streamName, missing, logger: logger)
                 }
-                if info.apiLevel >= 2, current.allow_atomic != true {
-                    existing = try await Self.allowAtomicBatches(api, configuration.streamName, logger: logger)
+                if configuration.atomicBatches, info.apiLevel >= 2, current.allow_atomic != true {
+                    existing = await Self.allowAtomicBatches(
+                        api, configuration.streamName, current: current, logger: logger)
                 }
             }
             return try Ledger(
@@ -207,22 +210,25 @@ public final class Ledger: Sendable {
     /// Turns on atomic batches on an existing stream (nats-server 2.12+), changing nothing else, and returns its
     /// configuration then. A server that refuses it (a stream with `persist_mode: async`, say) is told of in the log:
     /// the engine then appends each event on its own, as before.
-    static func allowAtomicBatches(_ api: JetStreamAPI, _ name: String, logger: Logger) async throws -> StreamConfig? {
-        let info = try await api.callRaw("STREAM.INFO.\(name)")
-        guard let object = try JSONSerialization.jsonObject(with: Data(info)) as? [String: Any],
-            var config = object["config"] as? [String: Any]
-        else { return nil }
-        config["allow_atomic"] = true
+    static func allowAtomicBatches(
+        _ api: JetStreamAPI, _ name: String, current: StreamConfig, logger: Logger
+    ) async -> StreamConfig {
         do {
+            let info = try await api.callRaw("STREAM.INFO.\(name)")
+            guard let object = try JSONSerialization.jsonObject(with: Data(info)) as? [String: Any],
+                var config = object["config"] as? [String: Any]
+            else { return current }
+            config["allow_atomic"] = true
             _ = try await api.callRaw(
                 "STREAM.UPDATE.\(name)", payload: Array(try JSONSerialization.data(withJSONObject: config)))
             logger.info("stream \(name): atomic batches on (a run's local steps are appended together)")
-        } catch let error as NATSError {
+            return try await api.streamInfo(name).config
+        } catch {
             logger.warning(
-                "stream \(name) refused atomic batches; each event of a run is appended on its own",
-                metadata: [LogKey.error: "\(error.message)"])
+                "stream \(name) could not take atomic batches; each event of a run is appended on its own",
+                metadata: [LogKey.error: "\(error)"])
+            return current
         }
-        return try await api.streamInfo(name).config
     }
 
     /// Whether the connection to NATS is up right now.

@@ -223,7 +223,7 @@ extension Engine {
                 do {
                     try await appendChain(chain.events, time: chain.time, &loop)
                     appended = true
-                    steps = chain.remainder
+                    steps = []
                 } catch let error as NATSError where error.isWrongLastSequence {
                     conflict = true
                     steps = []
@@ -231,9 +231,11 @@ extension Engine {
                     loop.unrecorded = true
                     return nil
                 } catch {
-                    // Not stored (NATS away, an event too large, the batch refused): the same decision is carried
-                    // out one event at a time, as without batches, which retries and records refusals.
-                    logger.debug(
+                    // Not stored, or not known to be (NATS away, an event too large, the batch refused): the same
+                    // decision is carried out one event at a time, as without batches, which retries and records
+                    // refusals; a batch that was stored after all makes its first append a conflict, and the run
+                    // is decided again from the log (the chain started no effect).
+                    logger.warning(
                         "could not append the run's events together; appending them one at a time",
                         metadata: loop.state.logMetadata.merging([LogKey.error: "\(error)"]) { $1 })
                 }
@@ -334,40 +336,42 @@ extension Engine {
     static let maxChain = 64
 
     /// The events of consecutive decisions that only append (local steps, whose outcome needs nothing from outside),
-    /// decided ahead on the state they lead to, and what the first decision that does more leaves to carry out
-    /// once they are stored: nil unless at least two events can go together. Decisions never depend on where events
-    /// are stored (only on what they say and `now`), and every event of a chain carries the same `time`, so the
-    /// state the chain leads to is the one the log then folds to, and deciding ahead decides as one at a time would.
+    /// decided ahead on the state they lead to: nil unless at least two events can go together. The chain ends
+    /// before the first decision that does more than append (start a side effect, publish the output, wait): that
+    /// one is decided again, from the log's state, once the chain is stored, so an effect is never started for a
+    /// batch whose fate is unknown (a lost acknowledgement). Decisions never depend on where events are stored (only
+    /// on what they say and `now`), and every event of a chain carries the same `time`, so the state the chain leads
+    /// to is the one the log then folds to, and deciding ahead decides as one at a time would.
     static func chain(
         _ first: [RunAction], _ start: RunState, _ decider: RunDecider, now: Date
-    ) -> (events: [LedgerEvent.Body], remainder: [RunAction], time: String)? {
+    ) -> (events: [LedgerEvent.Body], time: String)? {
         let time = Timestamp.now()  // as `Ledger.append` stamps an event
         var state = start
         var steps = first
         var events: [LedgerEvent.Body] = []
-        var remainder: [RunAction] = []
         var sequence = start.last_sequence
-        chaining: while events.count < maxChain {
-            var index = 0
-            while index < steps.count, case .append(let body) = steps[index] {
+        while !steps.isEmpty, events.count + steps.count <= maxChain {
+            var next = state
+            var decided: [LedgerEvent.Body] = []
+            for step in steps {
                 // An event the log may refuse is left to the one-at-a-time path, which records why.
-                guard events.count < maxChain, body.payloadDepth <= Limits.stepOutputDepth else { break }
-                sequence += 1
+                guard case .append(let body) = step, body.payloadDepth <= Limits.stepOutputDepth else {
+                    return events.count >= 2 ? (events, time) : nil
+                }
                 let event = LedgerEvent(
-                    id: "", type: body.type, time: time, runid: state.run_id, flowid: state.flow_id, body: body)
-                guard let next = RunState.evolve(state, event, sequence: sequence) else { break }
-                state = next
-                events.append(body)
-                index += 1
+                    id: "", type: body.type, time: time, runid: next.run_id, flowid: next.flow_id, body: body)
+                guard let folded = RunState.evolve(next, event, sequence: sequence + UInt64(decided.count) + 1)
+                else { return events.count >= 2 ? (events, time) : nil }
+                next = folded
+                decided.append(body)
             }
-            if index < steps.count {
-                remainder = Array(steps[index...])
-                break chaining
-            }
-            if index == 0 || state.isSettled { break chaining }
+            state = next
+            sequence += UInt64(decided.count)
+            events += decided
+            if state.isSettled { break }
             steps = decider.decide(state, .advance, now: now)
         }
-        return events.count >= 2 ? (events, remainder, time) : nil
+        return events.count >= 2 ? (events, time) : nil
     }
 
     /// Appends a chain's events together (`Ledger.appendAtomically`) and folds them, as `append` does each.

@@ -103,9 +103,9 @@ enum DeferredRelease {
         }
         for id in order {
             guard let items = connections[id], let connection = items.first?.connection else { continue }
-            if natsConnection_IsClosed(connection.handle)
-                || natsConnection_FlushTimeout(connection.handle, 2_000) == NATS_OK
-            {
+            // A connection that is away is not flushed (that would hold up the releases of the others).
+            let closed = natsConnection_IsClosed(connection.handle)
+            if closed || (connection.isConnected && natsConnection_FlushTimeout(connection.handle, 2_000) == NATS_OK) {
                 for item in items { item.release() }
             } else {
                 queue.asyncAfter(deadline: .now() + .seconds(2)) {
