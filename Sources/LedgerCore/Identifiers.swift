@@ -280,12 +280,26 @@ extension UInt32 {
 public enum DerivedID {
     /// A UUID-shaped id (version 8, name-based on SHA-256) for `name`.
     public static func uuid(_ name: String) -> String {
-        var b = Array(SHA256.hash(Array(name.utf8)).prefix(16))
-        b[6] = (b[6] & 0x0f) | 0x80
-        b[8] = (b[8] & 0x3f) | 0x80
-        let hex = b.map { v in (v < 16 ? "0" : "") + String(v, radix: 16) }.joined()
-        let c = Array(hex)
-        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-"
-            + String(c[20..<32])
+        let digest = SHA256.hash(Array(name.utf8))
+        let digits: StaticString = "0123456789abcdef"
+        // 8-4-4-4-12 hex digits of the digest's first 16 bytes, version and variant set; written in one allocation
+        // (every run a signal starts has its id derived, and every rebuild checks it).
+        return String(unsafeUninitializedCapacity: 36) { out in
+            let table = digits.utf8Start
+            var at = 0
+            for index in 0..<16 {
+                var byte = digest[index]
+                if index == 6 { byte = (byte & 0x0f) | 0x80 }
+                if index == 8 { byte = (byte & 0x3f) | 0x80 }
+                if index == 4 || index == 6 || index == 8 || index == 10 {
+                    out[at] = UInt8(ascii: "-")
+                    at += 1
+                }
+                out[at] = table[Int(byte >> 4)]
+                out[at + 1] = table[Int(byte & 0x0f)]
+                at += 2
+            }
+            return at
+        }
     }
 }

@@ -71,6 +71,9 @@ public enum JSONTree {
         let bytes: UnsafeBufferPointer<UInt8>
         let maxDepth: Int
         var index = 0
+        /// The members of the objects being read, innermost last: each object's dictionary is made once its
+        /// members are known, at its final size (no growing and rehashing as members arrive).
+        var members: [(key: String, value: JSONValue)] = []
 
         init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
             self.bytes = bytes
@@ -97,12 +100,12 @@ public enum JSONTree {
             switch c {
             case UInt8(ascii: "{"):
                 index += 1
-                var object: [String: JSONValue] = [:]
                 skipSpace()
                 if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
                     index += 1
-                    return .object(object)
+                    return .object([:])
                 }
+                let first = members.count
                 while true {
                     skipSpace()
                     guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
@@ -111,7 +114,7 @@ public enum JSONTree {
                     guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
                     index += 1
                     skipSpace()
-                    object[key] = try value(depth: depth + 1)
+                    members.append((key, try value(depth: depth + 1)))
                     skipSpace()
                     guard index < bytes.count else { throw fail("unexpected end") }
                     if bytes[index] == UInt8(ascii: ",") {
@@ -120,6 +123,9 @@ public enum JSONTree {
                     }
                     guard bytes[index] == UInt8(ascii: "}") else { throw fail("expected ',' or '}'") }
                     index += 1
+                    var object = [String: JSONValue](minimumCapacity: members.count - first)
+                    for member in members[first...] { object[member.key] = member.value }  // a repeated key: the last
+                    members.removeSubrange(first...)
                     return .object(object)
                 }
             case UInt8(ascii: "["):

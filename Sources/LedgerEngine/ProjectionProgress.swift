@@ -67,8 +67,13 @@ public final class ProjectionProgress: Sendable {
 /// A map of decoded states by table and key, bounded in entries and in the bytes of their stored JSON (oldest
 /// evicted first), used only on the LMDB writer's thread.
 final class StateCache: @unchecked Sendable {
-    private var entries: [String: (value: Any, bytes: Int)] = [:]
-    private var order: [String] = []
+    /// A model's table and a key in it (kept apart: no string is built to look one up).
+    struct Key: Hashable {
+        var table: String
+        var key: String
+    }
+    private var entries: [Key: (value: Any, bytes: Int)] = [:]
+    private var order: [Key] = []
     private var start = 0
     private var bytes = 0
     let capacity: Int
@@ -79,10 +84,10 @@ final class StateCache: @unchecked Sendable {
         self.byteCapacity = byteCapacity
     }
 
-    func get(_ table: String, _ key: String) -> Any? { entries[table + "\u{0}" + key]?.value }
+    func get(_ table: String, _ key: String) -> Any? { entries[Key(table: table, key: key)]?.value }
 
     func set(_ table: String, _ key: String, _ value: Any?, bytes size: Int) {
-        let k = table + "\u{0}" + key
+        let k = Key(table: table, key: key)
         guard let value, size <= byteCapacity / 4 else {
             if let old = entries.removeValue(forKey: k) { bytes -= old.bytes }
             return

@@ -413,7 +413,8 @@ public final class ReadModelStore: Sendable {
                     UInt64(String(decoding: raw, as: UTF8.self)) ?? 0
                 } ?? 0
             // A batch at or behind the checkpoint was applied before (a retried batch after a crash or reconnect).
-            let fresh = events.filter { $0.sequence > current }
+            // (Copied only when some were: each copy of an event retains all it holds.)
+            let fresh = events.contains { $0.sequence <= current } ? events.filter { $0.sequence > current } : events
             guard through > current else { return 0 }
             let unreadable = try ReadModelStore.upgradeIndexes(txn, environment)
             for row in unreadable { logger.error("\(UnreadableState.logMessage)", metadata: [LogKey.error: "\(row)"]) }
@@ -455,9 +456,10 @@ public final class ReadModelStore: Sendable {
     ) throws {
         var flows: [String: FlowRecord?] = [:]
         let table = environment.table(AuditTrail.table)
-        for (sequence, event) in events {
+        for position in events.indices {
+            let sequence = events[position].sequence
             var before: FlowRecord?
-            if let flowID = AuditTrail.needsFlow(event) {
+            if let flowID = AuditTrail.needsFlow(events[position].event) {
                 if let known = flows[flowID] {
                     before = known
                 } else {
@@ -465,9 +467,11 @@ public final class ReadModelStore: Sendable {
                         try JSONTree.decode(FlowRecord.self, from: $0)
                     }
                 }
-                flows[flowID] = .some(FlowVersionsModel.evolve(before, event, sequence: sequence))
+                flows[flowID] = .some(FlowVersionsModel.evolve(before, events[position].event, sequence: sequence))
             }
-            guard let entry = AuditTrail.entry(event, sequence: sequence, flow: before) else { continue }
+            guard let entry = AuditTrail.entry(events[position].event, sequence: sequence, flow: before) else {
+                continue
+            }
             try txn.put(table, key: Array(AuditTrail.key(sequence).utf8), value: Array(try encoder.encode(entry)))
         }
     }
@@ -501,8 +505,9 @@ public final class ReadModelStore: Sendable {
         // Each key's state as stored before the batch: its index entries are those to replace.
         var stored: [String: M.State?] = [:]
         var order: [String] = []
-        for (sequence, event) in events {
-            guard let key = M.key(for: event) else { continue }
+        // By index, so that no event is copied (each copy retains all it holds).
+        for position in events.indices {
+            guard let key = M.key(for: events[position].event) else { continue }
             let before: M.State?
             if let cached = states[key] {
                 before = cached
@@ -522,7 +527,7 @@ public final class ReadModelStore: Sendable {
                 stored[key] = .some(before)
                 order.append(key)
             }
-            states[key] = .some(M.evolve(before, event, sequence: sequence))
+            states[key] = .some(M.evolve(before, events[position].event, sequence: events[position].sequence))
         }
         let indexes = M.indexes
         for key in order {

@@ -15,23 +15,7 @@ public struct NATSMessage: Sendable {
     /// Where a JetStream-delivered message sits in its stream, parsed from the reply subject
     /// (`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, with or without domain).
     public var jetStreamMetadata: JetStreamMetadata? {
-        guard let reply, reply.hasPrefix("$JS.ACK.") else { return nil }
-        let tokens = reply.split(separator: ".", omittingEmptySubsequences: false)
-        let base: Int
-        if tokens.count == 9 {
-            base = 2
-        } else if tokens.count >= 11 {
-            base = 4
-        } else {
-            return nil
-        }
-        guard let delivered = UInt64(tokens[base + 2]), let streamSeq = UInt64(tokens[base + 3]),
-            let consumerSeq = UInt64(tokens[base + 4]), let ts = Int64(tokens[base + 5]),
-            let pending = UInt64(tokens[base + 6])
-        else { return nil }
-        return JetStreamMetadata(
-            stream: String(tokens[base]), consumer: String(tokens[base + 1]), numDelivered: delivered,
-            streamSequence: streamSeq, consumerSequence: consumerSeq, timestampNanos: ts, numPending: pending)
+        reply.flatMap(JetStreamMetadata.init(replySubject:))
     }
 
     /// A status message from the server (no responders, 404 no messages, 408 timeout, 100 heartbeat).
@@ -48,4 +32,83 @@ public struct JetStreamMetadata: Sendable, Equatable {
     public var consumerSequence: UInt64
     public var timestampNanos: Int64
     public var numPending: UInt64
+
+    public init(
+        stream: String, consumer: String, numDelivered: UInt64, streamSequence: UInt64, consumerSequence: UInt64,
+        timestampNanos: Int64, numPending: UInt64
+    ) {
+        self.stream = stream
+        self.consumer = consumer
+        self.numDelivered = numDelivered
+        self.streamSequence = streamSequence
+        self.consumerSequence = consumerSequence
+        self.timestampNanos = timestampNanos
+        self.numPending = numPending
+    }
+}
+
+extension JetStreamMetadata {
+    /// Parses a JetStream acknowledgement subject: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
+    /// (9 tokens), or the form with a domain and account hash in front of the stream (11 tokens or more); nil for
+    /// any other subject. It reads the bytes in place: every message a consumer takes goes through here.
+    public init?(replySubject reply: String) {
+        let parsed =
+            reply.utf8.withContiguousStorageIfAvailable(Self.parse)
+            ?? Array(reply.utf8).withUnsafeBufferPointer(Self.parse)
+        guard let parsed else { return nil }
+        self = parsed
+    }
+
+    private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> JetStreamMetadata? {
+        let prefix: StaticString = "$JS.ACK."
+        guard bytes.count > prefix.utf8CodeUnitCount, prefix.withUTF8Buffer({ bytes.starts(with: $0) }) else {
+            return nil
+        }
+        // Where each token after "$JS.ACK." starts and ends; the first nine are all either form needs.
+        var starts = InlineArray<9, Int>(repeating: 0)
+        var ends = InlineArray<9, Int>(repeating: 0)
+        var count = 0
+        var tokenStart = prefix.utf8CodeUnitCount
+        for index in tokenStart...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: ".") {
+            if count < starts.count {
+                starts[count] = tokenStart
+                ends[count] = index
+            }
+            count += 1
+            tokenStart = index + 1
+        }
+        // Tokens after "$JS.ACK.": 7 in the short form (9 in all), 9 or more with domain and account hash in front.
+        let base: Int
+        switch count {
+        case 7: base = 0
+        case 9...: base = 2
+        default: return nil
+        }
+        func number(_ token: Int) -> UInt64? {
+            let from = starts[base + token]
+            let to = ends[base + token]
+            guard to > from else { return nil }
+            var value: UInt64 = 0
+            for index in from..<to {
+                let digit = bytes[index] &- UInt8(ascii: "0")
+                guard digit < 10 else { return nil }
+                let (times10, overflowed) = value.multipliedReportingOverflow(by: 10)
+                let (sum, carried) = times10.addingReportingOverflow(UInt64(digit))
+                guard !overflowed, !carried else { return nil }
+                value = sum
+            }
+            return value
+        }
+        func text(_ token: Int) -> String {
+            String(
+                decoding: UnsafeBufferPointer(rebasing: bytes[starts[base + token]..<ends[base + token]]), as: UTF8.self
+            )
+        }
+        guard let delivered = number(2), let streamSequence = number(3), let consumerSequence = number(4),
+            let timestamp = number(5), let timestampNanos = Int64(exactly: timestamp), let pending = number(6)
+        else { return nil }
+        return JetStreamMetadata(
+            stream: text(0), consumer: text(1), numDelivered: delivered, streamSequence: streamSequence,
+            consumerSequence: consumerSequence, timestampNanos: timestampNanos, numPending: pending)
+    }
 }

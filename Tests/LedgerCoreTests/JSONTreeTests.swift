@@ -9,11 +9,20 @@ import Testing
         #"{"s":"quote \" backslash \\ slash \/ tab \t nl \n é \u00e9 \ud83d\ude00 end"}"#,
         #"  {"empty":{},"list":[],"nested":[[1],[{"x":[]}]]}  "#,
         #""just a string""#,
+        #"{"a":{"b":1,"c":{"d":2,"e":[{"f":3},{"g":{}}]}},"h":4,"i":{"j":[{"k":{"l":5}}]},"m":6}"#,
+        #"[{"a":1},{"a":2,"b":{"a":3}},{},{"c":[{}]}]"#,
     ])
     func parsesLikeFoundation(_ text: String) throws {
         let ours = try JSONTree.parse(Array(text.utf8))
         let theirs = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
         #expect(ours == theirs)
+    }
+
+    /// A key given twice keeps its last value, as in Foundation's decoder, at any depth.
+    @Test func aRepeatedKeyKeepsItsLastValue() throws {
+        let text = #"{"a":1,"b":{"x":1,"x":{"y":2},"z":3},"a":2,"c":[{"k":1,"k":2}]}"#
+        let ours = try JSONTree.parse(Array(text.utf8))
+        #expect(ours == ["a": 2, "b": ["x": ["y": 2], "z": 3], "c": [["k": 2]]])
     }
 
     @Test(arguments: ["{", "[1,]", #"{"a" 1}"#, "tru", #""open"#, "{} x", #"{"a":1,}"#])

@@ -22,18 +22,47 @@ struct Options {
     /// The run listing's sizes, smallest first (default 10,000 and 1,000,000; --quick 1,000 and 10,000).
     var listSizes: [Int]?
 
+    static let scenarios: Set<String> = ["append", "e2e", "query", "rebuild", "list", "seq40", "chain", "durability"]
+    static let usage = """
+        usage: ledgerflow-bench [--quick] [--only SCENARIO,...] [--ledgerflow PATH] [--out DIR] [--limits FILE]
+                                [--pictures-link DIR] [--list-sizes N,N]
+          scenarios: append e2e query rebuild list seq40 chain durability (default: all)
+        """
+
+    /// Reads the arguments; anything it does not know ends the program with the usage (exit 2) before any work.
     init(_ args: [String]) {
+        func refuse(_ problem: String) -> Never {
+            FileHandle.standardError.write(Data("ledgerflow-bench: \(problem)\n\(Self.usage)\n".utf8))
+            exit(2)
+        }
         var i = 0
+        func value() -> String {
+            i += 1
+            guard i < args.count else { refuse("\(args[i - 1]) needs a value") }
+            return args[i]
+        }
         while i < args.count {
             switch args[i] {
             case "--quick": quick = true
-            case "--ledgerflow": i += 1; ledgerflow = args[i]
-            case "--out": i += 1; out = args[i]
-            case "--only": i += 1; only = Set(args[i].split(separator: ",").map(String.init))
-            case "--limits": i += 1; limits = args[i]
-            case "--pictures-link": i += 1; picturesLink = args[i]
-            case "--list-sizes": i += 1; listSizes = args[i].split(separator: ",").compactMap { Int($0) }.sorted()
-            default: FileHandle.standardError.write(Data("unknown option \(args[i])\n".utf8))
+            case "--ledgerflow": ledgerflow = value()
+            case "--out": out = value()
+            case "--only":
+                only = Set(value().split(separator: ",").map(String.init))
+                let unknown = only.subtracting(Self.scenarios)
+                if !unknown.isEmpty { refuse("no scenario named \(unknown.sorted().joined(separator: ", "))") }
+            case "--limits": limits = value()
+            case "--pictures-link": picturesLink = value()
+            case "--list-sizes":
+                let text = value()
+                let sizes = text.split(separator: ",").map { Int($0) }
+                guard !sizes.isEmpty, sizes.allSatisfy({ ($0 ?? 0) > 0 }) else {
+                    refuse("--list-sizes takes positive whole numbers separated by commas, not \(text)")
+                }
+                listSizes = sizes.compactMap { $0 }.sorted()
+            case "--help", "-h":
+                print(Self.usage)
+                exit(0)
+            default: refuse("unknown option \(args[i])")
             }
             i += 1
         }
