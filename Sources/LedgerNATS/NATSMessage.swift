@@ -64,51 +64,57 @@ extension JetStreamMetadata {
         guard bytes.count > prefix.utf8CodeUnitCount, prefix.withUTF8Buffer({ bytes.starts(with: $0) }) else {
             return nil
         }
-        // Where each token after "$JS.ACK." starts and ends; the first nine are all either form needs.
-        var starts = InlineArray<9, Int>(repeating: 0)
-        var ends = InlineArray<9, Int>(repeating: 0)
-        var count = 0
-        var tokenStart = prefix.utf8CodeUnitCount
-        for index in tokenStart...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: ".") {
-            if count < starts.count {
-                starts[count] = tokenStart
-                ends[count] = index
+        // Where each token after "$JS.ACK." starts and ends (the first nine are all either form needs), on the stack
+        // (`Range<Int>` is trivial: what was initialized needs no deinitializing).
+        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: 9) { tokens in
+            var count = 0
+            var tokenStart = prefix.utf8CodeUnitCount
+            for index in tokenStart...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: ".") {
+                if count < tokens.count { tokens.initializeElement(at: count, to: tokenStart..<index) }
+                count += 1
+                tokenStart = index + 1
             }
-            count += 1
-            tokenStart = index + 1
-        }
-        // Tokens after "$JS.ACK.": 7 in the short form (9 in all), 9 or more with domain and account hash in front.
-        let base: Int
-        switch count {
-        case 7: base = 0
-        case 9...: base = 2
-        default: return nil
-        }
-        func number(_ token: Int) -> UInt64? {
-            let from = starts[base + token]
-            let to = ends[base + token]
-            guard to > from else { return nil }
-            var value: UInt64 = 0
-            for index in from..<to {
-                let digit = bytes[index] &- UInt8(ascii: "0")
-                guard digit < 10 else { return nil }
-                let (times10, overflowed) = value.multipliedReportingOverflow(by: 10)
-                let (sum, carried) = times10.addingReportingOverflow(UInt64(digit))
-                guard !overflowed, !carried else { return nil }
-                value = sum
+            // Tokens after "$JS.ACK.": 7 in the short form (9 in all), 9 or more with domain and account hash in
+            // front of the stream.
+            let base: Int
+            switch count {
+            case 7: base = 0
+            case 9...: base = 2
+            default: return nil
             }
-            return value
+            // Decimal digits only (nats-server writes these with %d), within range.
+            func digits(_ range: Range<Int>) -> UInt64? {
+                guard !range.isEmpty else { return nil }
+                var value: UInt64 = 0
+                for index in range {
+                    let digit = bytes[index] &- UInt8(ascii: "0")
+                    guard digit < 10 else { return nil }
+                    let (times10, overflowed) = value.multipliedReportingOverflow(by: 10)
+                    let (sum, carried) = times10.addingReportingOverflow(UInt64(digit))
+                    guard !overflowed, !carried else { return nil }
+                    value = sum
+                }
+                return value
+            }
+            func number(_ token: Int) -> UInt64? { digits(tokens[base + token]) }
+            /// The timestamp, signed (as Int64 reads it: a leading "-" allowed).
+            func signed(_ token: Int) -> Int64? {
+                let range = tokens[base + token]
+                guard range.count > 1, bytes[range.lowerBound] == UInt8(ascii: "-") else {
+                    return digits(range).flatMap { Int64(exactly: $0) }
+                }
+                guard let magnitude = digits(range.dropFirst()), magnitude <= UInt64(Int64.max) + 1 else { return nil }
+                return Int64(truncatingIfNeeded: 0 &- magnitude)
+            }
+            func text(_ token: Int) -> String {
+                String(decoding: UnsafeBufferPointer(rebasing: bytes[tokens[base + token]]), as: UTF8.self)
+            }
+            guard let delivered = number(2), let streamSequence = number(3), let consumerSequence = number(4),
+                let timestampNanos = signed(5), let pending = number(6)
+            else { return nil }
+            return JetStreamMetadata(
+                stream: text(0), consumer: text(1), numDelivered: delivered, streamSequence: streamSequence,
+                consumerSequence: consumerSequence, timestampNanos: timestampNanos, numPending: pending)
         }
-        func text(_ token: Int) -> String {
-            String(
-                decoding: UnsafeBufferPointer(rebasing: bytes[starts[base + token]..<ends[base + token]]), as: UTF8.self
-            )
-        }
-        guard let delivered = number(2), let streamSequence = number(3), let consumerSequence = number(4),
-            let timestamp = number(5), let timestampNanos = Int64(exactly: timestamp), let pending = number(6)
-        else { return nil }
-        return JetStreamMetadata(
-            stream: text(0), consumer: text(1), numDelivered: delivered, streamSequence: streamSequence,
-            consumerSequence: consumerSequence, timestampNanos: timestampNanos, numPending: pending)
     }
 }
