@@ -42,6 +42,17 @@ extension Integration {
             }
         }
 
+        /// The log sequence of the command published with `id`, once the log holds it.
+        func commandSequence(_ stack: TestStack, id: String) async throws -> UInt64 {
+            var sequence: UInt64?
+            try await eventually("command \(id) is in the log") {
+                sequence = try await stack.ledger.read(subject: Subjects.assistantCommandIssued)
+                    .first { $0.messageID == id }?.sequence
+                return sequence != nil
+            }
+            return try #require(sequence)
+        }
+
         /// Makes the first try of every run's first event land but lose its acknowledgement (`hold`: how long the
         /// lost acknowledgement keeps the retry back).
         func loseFirstStartAcknowledgement(_ stack: TestStack, hold: TimeInterval = 0) -> AnswerBox<Int> {
@@ -231,7 +242,10 @@ extension Integration {
             try await withTestStack { stack in
                 // A command no flow answers yet, handled by the engine's consumer.
                 try stack.publishCommand(id: "before-the-flow", title: "Too early")
-                let early = try await stack.ledger.lastSequence()
+                // The command's own sequence, not the stream's last: the engine records the command it could not
+                // take (`InboundEventUnhandled`) on a subject its filtered consumer never sees, so the last sequence
+                // can lie past anything that consumer will acknowledge.
+                let early = try await commandSequence(stack, id: "before-the-flow")
                 try await eventually("the engine has handled the early command") {
                     let info = try await stack.ledger.api.consumerInfo(
                         stream: stack.ledger.stream, consumer: stack.configuration.consumerName)
@@ -244,7 +258,7 @@ extension Integration {
                     stream: stack.ledger.stream, consumer: stack.configuration.consumerName)
                 stack.restartEngine()
                 try stack.publishCommand(id: "after-the-flow", title: "In time")
-                let late = try await stack.ledger.lastSequence()
+                let late = try await commandSequence(stack, id: "after-the-flow")
                 _ = try await stack.waitForRuns(1)
                 try await eventually("the new consumer has handled both commands") {
                     let info = try await stack.ledger.api.consumerInfo(
