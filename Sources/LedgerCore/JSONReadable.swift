@@ -111,6 +111,9 @@ enum JSONInteger {
 
     static func read<T: BinaryInteger>(_ json: JSONValue, _ what: String) throws(JSONShapeError) -> T {
         guard case .number(let n) = json, n.rounded(.towardZero) == n else { throw .expected(what, found: json) }
+        if n < 0, !T.isSigned {
+            throw JSONShapeError(message: "\(what) must not be negative, found \(json.compactJSON.prefix(40))")
+        }
         guard abs(n) < limit, let value = T(exactly: n) else {
             throw JSONShapeError(
                 message: "\(what) out of range: \(json.compactJSON.prefix(40)) (integers up to 2^53 - 1 in size)")

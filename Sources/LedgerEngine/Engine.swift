@@ -77,7 +77,7 @@ public final class Engine: Service, Sendable {
     /// Inbound deliveries handed back for a later try (a transient failure).
     public let inboundRetries = Atomic<Int>(0)
     /// Fault injection for tests: an outcome to use instead of handling an inbound message (never set in production).
-    let inboundFailpoint = Mutex<(@Sendable (NATSMessage) -> InboundOutcome?)?>(nil)
+    let inboundFailpoint = LockedHook<@Sendable (NATSMessage) -> InboundOutcome?>()
     /// This worker's lease: its id and heartbeat, and its view of the other workers'.
     public let leases: WorkerLeases
     /// Runs this worker took over from a worker that stopped (or from none).
@@ -117,9 +117,7 @@ public final class Engine: Service, Sendable {
             ledger: ledger, workerID: configuration.workerID, ttl: configuration.leaseTTL, logger: logger)
         self.schedulerLease = SchedulerLease(
             ledger: ledger, holder: leases.workerID, ttl: configuration.leaseTTL, logger: logger)
-        store.appliedObserver.withLock { observer in
-            observer = { [weak self] batch in self?.observe(batch) }
-        }
+        store.appliedObserver.function = { [weak self] batch in self?.observe(batch) }
     }
 
     /// Runs currently driven by this process.

@@ -82,7 +82,7 @@ extension Engine {
         let delivered = Int(clamping: meta?.numDelivered ?? 1)
         let outcome: InboundOutcome
         var refusal = InboundRejectClass.refused
-        if let injected = inboundFailpoint.withLock({ $0 })?(message) {
+        if let injected = inboundFailpoint.function?(message) {
             outcome = injected
         } else if delivered > configuration.maxDeliveries {
             refusal = .deliveryLimit

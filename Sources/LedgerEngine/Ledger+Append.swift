@@ -427,24 +427,24 @@ public struct IncomingRequest: Sendable {
 /// Faults the tests inject into appends.
 public final class LedgerFailpoints: Sendable {
     public typealias Hook = @Sendable (OutgoingMessage) throws -> Void
-    private let before = Mutex<Hook?>(nil)
-    private let after = Mutex<Hook?>(nil)
+    private let before = LockedHook<Hook>()
+    private let after = LockedHook<Hook>()
     /// Called before a message is sent; throwing fails the append before anything reaches the log.
     public var beforeAppend: Hook? {
-        get { before.withLock { $0 } }
-        set { before.withLock { $0 = newValue } }
+        get { before.function }
+        set { before.function = newValue }
     }
     /// Called after an append was acknowledged; throwing makes the caller see a failure of an append that landed
     /// (as when the acknowledgement is lost).
     public var afterAppend: Hook? {
-        get { after.withLock { $0 } }
-        set { after.withLock { $0 = newValue } }
+        get { after.function }
+        set { after.function = newValue }
     }
-    private let lost = Mutex<(@Sendable (UInt64) -> Bool)?>(nil)
+    private let lost = LockedHook<@Sendable (UInt64) -> Bool>()
     /// Called by log readers for each delivered message with its stream sequence; returning true drops the
     /// delivery as if it were lost on the way (a reconnect, a dropped packet): the reader must notice and read again.
     public var loseDelivery: (@Sendable (UInt64) -> Bool)? {
-        get { lost.withLock { $0 } }
-        set { lost.withLock { $0 = newValue } }
+        get { lost.function }
+        set { lost.function = newValue }
     }
 }

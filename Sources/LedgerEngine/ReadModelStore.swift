@@ -13,7 +13,7 @@ public final class ReadModelStore: Sendable {
     public let flowGeneration = Atomic<UInt64>(0)
     /// A failpoint for tests: called inside the write transaction after the folds and before the checkpoint, with
     /// the batch's last sequence; throwing aborts the transaction as a crash mid-batch would.
-    let failpoint = Mutex<(@Sendable (UInt64) throws -> Void)?>(nil)
+    let failpoint = LockedHook<@Sendable (UInt64) throws -> Void>()
     /// Recently written states, decoded, so a batch need not decode from LMDB what the last batch just wrote.
     /// Touched only inside write transactions (the writer's thread); cleared when a transaction aborts.
     let recent = StateCache(capacity: 4096)
@@ -22,11 +22,11 @@ public final class ReadModelStore: Sendable {
     /// Reports stored states that cannot be read back.
     let logger = Logger(label: "ledgerflow.readmodels")
     /// Told of every batch once it is in the read models (the engine: runs other workers moved on).
-    let appliedObserver = Mutex<(@Sendable (Projector.Batch) -> Void)?>(nil)
+    let appliedObserver = LockedHook<@Sendable (Projector.Batch) -> Void>()
 
     /// Calls the observer of applied batches, if there is one.
     func notifyApplied(_ batch: Projector.Batch) {
-        appliedObserver.withLock { $0 }?(batch)
+        appliedObserver.function?(batch)
     }
 
     /// The map size read models open with unless told otherwise (`--lmdb-map-size`); the map grows when full.
@@ -400,7 +400,7 @@ public final class ReadModelStore: Sendable {
     ) async throws {
         let touchedFlows = events.contains { FlowVersionsModel.key(for: $0.event) != nil }
         let environment = self.environment
-        let failpoint = self.failpoint.withLock { $0 }
+        let failpoint = self.failpoint.function
         let recent = self.recent
         let logger = self.logger
         // A transaction that does not commit (a failure, or a full map, which grows and writes the batch again)

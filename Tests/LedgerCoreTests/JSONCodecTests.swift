@@ -389,6 +389,14 @@ import Testing
             }
         }
         #expect(throws: JSONShapeError.self) { try attempt("1.5") }
+        // A negative number where only a count or a log position fits says so, not "out of range".
+        #expect(try UInt64(json: .number(0)) == 0)
+        do {
+            let read = try UInt64(json: .number(-1))
+            Issue.record("-1 read as \(read)")
+        } catch {
+            #expect(error.message == "a sequence number (an integer ≥ 0) must not be negative, found -1", "\(error)")
+        }
         #expect(throws: (any Error).self) { try TreeDecoderProbe.read(#"{"n":9007199254740993}"#) }
         #expect(try TreeDecoderProbe.read(#"{"n":9007199254740991}"#) == 9_007_199_254_740_991)
     }

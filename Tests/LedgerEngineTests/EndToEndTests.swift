@@ -235,11 +235,9 @@ extension Integration {
                 let projector = Projector(ledger: stack.ledger, store: store, batchSize: 4, logger: testLogger)
                 let batches = Atomic<Int>(0)
                 let committed = Atomic<UInt64>(0)
-                store.failpoint.withLock {
-                    $0 = { through in
-                        if batches.add(1, ordering: .relaxed).newValue == 3 { throw RuntimeError("killed mid-batch") }
-                        committed.store(through, ordering: .relaxed)
-                    }
+                store.failpoint.function = { through in
+                    if batches.add(1, ordering: .relaxed).newValue == 3 { throw RuntimeError("killed mid-batch") }
+                    committed.store(through, ordering: .relaxed)
                 }
                 await #expect(throws: RuntimeError.self) { try await projector.follow(until: end) }
                 let survived = try store.checkpoint()
@@ -247,7 +245,7 @@ extension Integration {
                     survived == committed.load(ordering: .relaxed),
                     "two whole batches survived; the third left no trace")
                 #expect(survived < end)
-                store.failpoint.withLock { $0 = nil }
+                store.failpoint.function = nil
                 try await Projector(ledger: stack.ledger, store: store, batchSize: 4, logger: testLogger).follow(
                     until: end)
                 #expect(try store.checkpoint() == end)

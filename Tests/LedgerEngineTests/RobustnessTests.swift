@@ -185,20 +185,18 @@ extension Integration {
                 try await stack.activateExample()
                 let attempts = Atomic<Int>(0)
                 let crashes = Atomic<Int>(0)
-                stack.engine.inboundFailpoint.withLock {
-                    $0 = { message in
-                        let text = String(decoding: message.payload, as: UTF8.self)
-                        if text.contains("\"flaky\"") {
-                            attempts.add(1, ordering: .relaxed)
-                            return .retry("injected: the read models are unavailable")
-                        }
-                        // Stops without an answer every time, as a process that crashes while handling it would.
-                        if text.contains("\"crashy\""), (message.jetStreamMetadata?.numDelivered ?? 0) <= 3 {
-                            crashes.add(1, ordering: .relaxed)
-                            return .interrupted
-                        }
-                        return nil
+                stack.engine.inboundFailpoint.function = { message in
+                    let text = String(decoding: message.payload, as: UTF8.self)
+                    if text.contains("\"flaky\"") {
+                        attempts.add(1, ordering: .relaxed)
+                        return .retry("injected: the read models are unavailable")
                     }
+                    // Stops without an answer every time, as a process that crashes while handling it would.
+                    if text.contains("\"crashy\""), (message.jetStreamMetadata?.numDelivered ?? 0) <= 3 {
+                        crashes.add(1, ordering: .relaxed)
+                        return .interrupted
+                    }
+                    return nil
                 }
                 try stack.publishCommand(id: "flaky")
                 try stack.publishCommand(id: "crashy")
