@@ -33,6 +33,7 @@ public struct RunDecider: Sendable {
     /// The template context of a run: `trigger`, `input`, `steps.<id>.output|status`, `run`.
     public static func context(_ state: RunState) -> JSONValue {
         var steps: [String: JSONValue] = [:]
+        steps.reserveCapacity(state.steps.count)
         for step in state.steps {
             steps[step.step_id] = .object([
                 "output": step.output ?? .null, "status": .string(step.status.rawValue),
@@ -232,8 +233,14 @@ public struct RunDecider: Sendable {
             ]
         }
 
-        for step in definition.steps {
-            guard let record = state.step(step.id), record.status == .queued else { continue }
+        for (position, step) in definition.steps.enumerated() {
+            // The run's records follow the definition's order (`FlowRunStarted` names its steps): look there first,
+            // and copy only the record of a step that may start.
+            let index =
+                position < state.steps.count && state.steps[position].step_id == step.id
+                ? position : state.steps.firstIndex { $0.step_id == step.id }
+            guard let index, state.steps[index].status == .queued else { continue }
+            let record = state.steps[index]
             let deps = step.dependencies.compactMap { state.step($0) }
             if deps.contains(where: { !$0.status.isDone }) { continue }
             if !deps.isEmpty, deps.allSatisfy({ $0.status == .skipped }) {

@@ -24,22 +24,62 @@ public enum Template {
 
     static func parse(_ string: String, at path: String = "template") throws(RenderError) -> [Piece] {
         var pieces: [Piece] = []
-        var rest = Substring(string)
-        while let open = rest.range(of: "{{") {
-            if open.lowerBound > rest.startIndex { pieces.append(.text(String(rest[..<open.lowerBound]))) }
-            let offset = string.distance(from: string.startIndex, to: open.lowerBound)
-            guard let close = rest[open.upperBound...].range(of: "}}") else {
+        var rest = string.startIndex
+        while let open = pair(UInt8(ascii: "{"), in: string, from: rest) {
+            if open > rest { pieces.append(.text(String(string[rest..<open]))) }
+            let inside = string.utf8.index(open, offsetBy: 2)
+            guard let close = pair(UInt8(ascii: "}"), in: string, from: inside) else {
+                let offset = string.distance(from: string.startIndex, to: open)
                 throw RenderError(path: path, message: "the \"{{\" at character \(offset) is never closed with \"}}\"")
             }
-            let reference = rest[open.upperBound..<close.lowerBound].trimmingWhitespace()
+            let reference = string[inside..<close].trimmingWhitespace()
             if reference.isEmpty {
+                let offset = string.distance(from: string.startIndex, to: open)
                 throw RenderError(path: path, message: "an empty reference \"{{}}\" at character \(offset)")
             }
             pieces.append(.reference(reference))
-            rest = rest[close.upperBound...]
+            rest = string.utf8.index(close, offsetBy: 2)
         }
-        if !rest.isEmpty { pieces.append(.text(String(rest))) }
+        if rest < string.endIndex { pieces.append(.text(String(string[rest...]))) }
         return pieces
+    }
+
+    /// Where `byte` first appears twice in a row in `string` at or after `start`, not followed by a mark that joins
+    /// the second one (a combining accent): Foundation's search, which this byte scan replaces, took no such pair
+    /// for a delimiter (and a test holds the two together). Every render of every step looks for `{{`.
+    static func pair(_ byte: UInt8, in string: String, from start: String.Index) -> String.Index? {
+        let utf8 = string.utf8
+        var index = start
+        var previous: String.Index?
+        while index < utf8.endIndex {
+            if utf8[index] == byte {
+                if let first = previous {
+                    let after = utf8.index(after: index)
+                    if isBoundary(after, in: string) { return first }
+                }
+                previous = index
+            } else {
+                previous = nil
+            }
+            utf8.formIndex(after: &index)
+        }
+        return nil
+    }
+
+    /// Whether the character before `index` ends there: not when a non-spacing or enclosing mark (a combining
+    /// accent: Unicode's general categories Mn and Me) follows, which Foundation's search treated as part of it.
+    static func isBoundary(_ index: String.Index, in string: String) -> Bool {
+        let utf8 = string.utf8
+        if index == utf8.endIndex || utf8[index] < 0x80 { return true }
+        switch string.unicodeScalars[index].properties.generalCategory {
+        case .nonspacingMark, .enclosingMark: return false
+        default: return true
+        }
+    }
+
+    /// Whether `string` holds a `{{` (a template; anything else renders as itself).
+    static func hasReference(_ string: String) -> Bool {
+        pair(UInt8(ascii: "{"), in: string, from: string.startIndex) != nil
     }
 
     /// Every reference in a template value, with the JSON path where it appears.
@@ -74,7 +114,7 @@ public enum Template {
     ) throws(RenderError) -> JSONValue {
         switch value {
         case .string(let s):
-            guard s.contains("{{") else { return value }
+            guard hasReference(s) else { return value }
             let pieces = try parse(s, at: path.isEmpty ? "template" : path)
             if pieces.count == 1, case .reference(let r) = pieces[0] {
                 // A secret stays a reference: it is resolved only when the step executes, never recorded.
