@@ -3,7 +3,39 @@ public import Foundation
 
 /// Event ids: random UUIDs.
 public enum EventID {
-    public static func make() -> String { UUID().uuidString.lowercased() }
+    /// A random (version 4) UUID, lowercase. Its 122 random bits come from the system's generator (`getrandom`):
+    /// Foundation's `UUID()` opened and read /dev/urandom for each one, and every event appended takes an id.
+    public static func make() -> String {
+        var random = SystemRandomNumberGenerator()
+        var bytes: (UInt64, UInt64) = (random.next(), random.next())
+        return withUnsafeBytes(of: &bytes) { UUIDText.format($0, version: 4) }
+    }
+}
+
+/// UUIDs as text.
+enum UUIDText {
+    /// The first 16 of `bytes` as 8-4-4-4-12 lowercase hex digits, with `version` and the RFC 9562 variant set,
+    /// written in one allocation.
+    static func format(_ bytes: UnsafeRawBufferPointer, version: UInt8) -> String {
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: 36) { out in
+            let table = digits.utf8Start
+            var at = 0
+            for index in 0..<16 {
+                var byte = bytes[index]
+                if index == 6 { byte = (byte & 0x0f) | (version << 4) }
+                if index == 8 { byte = (byte & 0x3f) | 0x80 }
+                if index == 4 || index == 6 || index == 8 || index == 10 {
+                    out[at] = UInt8(ascii: "-")
+                    at += 1
+                }
+                out[at] = table[Int(byte >> 4)]
+                out[at + 1] = table[Int(byte & 0x0f)]
+                at += 2
+            }
+            return at
+        }
+    }
 }
 
 /// RFC 3339 timestamps in UTC with milliseconds, as events carry them.
@@ -281,25 +313,7 @@ public enum DerivedID {
     /// A UUID-shaped id (version 8, name-based on SHA-256) for `name`.
     public static func uuid(_ name: String) -> String {
         let digest = SHA256.hash(Array(name.utf8))
-        let digits: StaticString = "0123456789abcdef"
-        // 8-4-4-4-12 hex digits of the digest's first 16 bytes, version and variant set; written in one allocation
-        // (every run a signal starts has its id derived, and every rebuild checks it).
-        return String(unsafeUninitializedCapacity: 36) { out in
-            let table = digits.utf8Start
-            var at = 0
-            for index in 0..<16 {
-                var byte = digest[index]
-                if index == 6 { byte = (byte & 0x0f) | 0x80 }
-                if index == 8 { byte = (byte & 0x3f) | 0x80 }
-                if index == 4 || index == 6 || index == 8 || index == 10 {
-                    out[at] = UInt8(ascii: "-")
-                    at += 1
-                }
-                out[at] = table[Int(byte >> 4)]
-                out[at + 1] = table[Int(byte & 0x0f)]
-                at += 2
-            }
-            return at
-        }
+        // Every run a signal starts has its id derived, and every rebuild checks it.
+        return digest.withUnsafeBytes { UUIDText.format($0, version: 8) }
     }
 }

@@ -90,4 +90,25 @@ import Testing
         #expect(DerivedID.uuid("calendar-create-event/cmd-endpoint") == "b24f6980-bf87-81a5-9f34-83dbd5dca04e")
         #expect(DerivedID.uuid("") == "e3b0c442-98fc-8c14-9afb-f4c8996fb924")
     }
+
+    /// Event ids are random UUIDs (version 4) in lowercase, as Foundation's were: 8-4-4-4-12 hex digits, the
+    /// version digit 4, the variant digit one of 8, 9, a, b; and they do not repeat.
+    @Test func eventIDsAreLowercaseVersion4UUIDs() throws {
+        var seen = Set<String>()
+        var variants = Set<Character>()
+        for _ in 0..<10_000 {
+            let id = EventID.make()
+            let groups = id.split(separator: "-", omittingEmptySubsequences: false)
+            #expect(groups.map(\.count) == [8, 4, 4, 4, 12], "\(id)")
+            #expect(id.allSatisfy { "0123456789abcdef-".contains($0) }, "\(id)")
+            #expect(groups[2].first == "4", "\(id)")
+            let variant = try #require(groups[3].first)
+            #expect("89ab".contains(variant), "\(id)")
+            variants.insert(variant)
+            #expect(UUID(uuidString: id)?.uuidString.lowercased() == id)
+            seen.insert(id)
+        }
+        #expect(seen.count == 10_000)
+        #expect(variants.count == 4, "the variant's free bits are random too")
+    }
 }

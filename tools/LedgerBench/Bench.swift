@@ -30,7 +30,8 @@ struct Bench {
         }
         if options.runs("e2e") || options.runs("query") {
             try await serveScenarios(
-                url: server.url, scenario: "2. end to end", runs: quick ? 200 : 10_000, singles: quick ? 20 : 500,
+                url: server.url, server: server.processIdentifier, scenario: "2. end to end",
+                runs: quick ? 200 : 10_000, singles: quick ? 20 : 500,
                 query: true)
         }
         if options.runs("rebuild") { try await rebuild(url: server.url, events: quick ? 10_000 : 1_000_000) }
@@ -48,7 +49,8 @@ struct Bench {
                 try await append(
                     url: synced.url, scenario: "6. append, sync_interval: always", count: quick ? 300 : 5_000)
                 try await serveScenarios(
-                    url: synced.url, scenario: "6. end to end, sync_interval: always", runs: quick ? 50 : 1_000,
+                    url: synced.url, server: synced.processIdentifier, scenario: "6. end to end, sync_interval: always",
+                    runs: quick ? 50 : 1_000,
                     singles: quick ? 10 : 100, query: false)
             }
             if options.runs("seq40") { try await seq40(url: synced.url, synced: true, runs: quick ? 5 : 50) }
@@ -170,7 +172,9 @@ struct Bench {
         DerivedID.uuid("\(flow)/\(triggerID)")
     }
 
-    func serveScenarios(url: String, scenario: String, runs: Int, singles: Int, query: Bool) async throws {
+    /// `server`: the nats-server's process id, whose CPU time per run is reported beside `ledgerflow serve`'s.
+    func serveScenarios(url: String, server: Int32, scenario: String, runs: Int, singles: Int, query: Bool) async throws
+    {
         say(
             "\n\(scenario): \(runs) runs of 3 transform steps, then \(singles) single runs one at a time (ledgerflow serve as a child process)"
         )
@@ -201,6 +205,9 @@ struct Bench {
         // output is out and the read models have applied the whole log.
         let triggers = (0..<runs).map { Self.trigger($0, tag: "tp-\(scenario.prefix(1))") }
         let runIDs = triggers.map { Self.runID($0.id) }
+        let cpuAtStart = (
+            serve: ProcStatus.cpuSeconds(pid: serve.process.processIdentifier), nats: ProcStatus.cpuSeconds(pid: server)
+        )
         let start = ContinuousClock.now
         try await appendAll(
             ledger, payloads: triggers.map(\.payload), subject: { _ in Subjects.assistantCommandIssued },
@@ -211,6 +218,9 @@ struct Bench {
         }
         try await serve.waitCaughtUp()
         var end = ContinuousClock.now
+        let cpuAtEnd = (
+            serve: ProcStatus.cpuSeconds(pid: serve.process.processIdentifier), nats: ProcStatus.cpuSeconds(pid: server)
+        )
         let done = watch.count
         guard done >= runs else { throw RuntimeError("only \(done) of \(runs) runs finished; see \(serve.logFile)") }
         // After the window: the read models must hold every run SUCCEEDED (one GET per run). A run not there yet
@@ -255,6 +265,20 @@ struct Bench {
                 note:
                     "every run checked SUCCEEDED through GET /automation/runs/{id} after the window (\(late) of \(runs) not yet when first asked)",
                 key: isMain ? "e2e.throughput" : "durability.e2e.throughput"))
+
+        // CPU time per run: steadier than the rates on a machine whose neighbours come and go, and what a change to
+        // the engine's work per run moves.
+        let servePerRun = (cpuAtEnd.serve - cpuAtStart.serve) / Double(runs) * 1e6
+        let natsPerRun = (cpuAtEnd.nats - cpuAtStart.nats) / Double(runs) * 1e6
+        report.add(
+            Figure(
+                scenario: scenario, metric: "CPU time of ledgerflow serve per run (user + system, throughput window)",
+                value: servePerRun, unit: "µs",
+                note: String(
+                    format:
+                        "nats-server beside it: %.0f µs per run; from /proc/<pid>/stat (10 ms ticks) over the whole window, %d runs",
+                    natsPerRun, runs),
+                key: isMain ? "e2e.cpu" : nil))
 
         // Latency: one run at a time, from the trigger's append until the read model shows SUCCEEDED: the observer
         // waits for the run's output, then asks the API (every 100 µs until it says SUCCEEDED).
