@@ -44,9 +44,10 @@ public enum Template {
         return pieces
     }
 
-    /// Where `byte` first appears twice in a row in `string` at or after `start`, not followed by a mark that joins
-    /// the second one (a combining accent): Foundation's search, which this byte scan replaces, took no such pair
-    /// for a delimiter (and a test holds the two together). Every render of every step looks for `{{`.
+    /// Where `byte` first appears twice in a row in `string` at or after `start`, as Foundation's search, which this
+    /// byte scan replaces, found it: a pair followed by a character that extends the second brace (a combining
+    /// accent, say) is no delimiter (see `isBoundary`; a test holds the two together). Every render of every step
+    /// looks for `{{`.
     static func pair(_ byte: UInt8, in string: String, from start: String.Index) -> String.Index? {
         let utf8 = string.utf8
         var index = start
@@ -55,7 +56,7 @@ public enum Template {
             if utf8[index] == byte {
                 if let first = previous {
                     let after = utf8.index(after: index)
-                    if isBoundary(after, in: string) { return first }
+                    if isBoundary(after, in: string, after: byte) { return first }
                 }
                 previous = index
             } else {
@@ -66,15 +67,14 @@ public enum Template {
         return nil
     }
 
-    /// Whether the character before `index` ends there: not when a non-spacing or enclosing mark (a combining
-    /// accent: Unicode's general categories Mn and Me) follows, which Foundation's search treated as part of it.
-    static func isBoundary(_ index: String.Index, in string: String) -> Bool {
+    /// Whether the pair of `brace` ending before `index` stands alone: always before ASCII or at the end. Before
+    /// another character (rare in a template) Foundation decides, on the pair and that character alone, as it did
+    /// for the whole template before: which characters extend a brace depends on the Unicode tables of its version.
+    static func isBoundary(_ index: String.Index, in string: String, after brace: UInt8) -> Bool {
         let utf8 = string.utf8
         if index == utf8.endIndex || utf8[index] < 0x80 { return true }
-        switch string.unicodeScalars[index].properties.generalCategory {
-        case .nonspacingMark, .enclosingMark: return false
-        default: return true
-        }
+        let delimiter = String(decoding: [brace, brace], as: UTF8.self)
+        return (delimiter + String(string.unicodeScalars[index])).range(of: delimiter) != nil
     }
 
     /// Whether `string` holds a `{{` (a template; anything else renders as itself).

@@ -14,7 +14,7 @@ public final class LocalNATSServer: @unchecked Sendable {
     private let lock = NSLock()
     public var url: String { "nats://127.0.0.1:\(port)" }
     /// The server's process id (the benchmarks read its CPU time).
-    public var processIdentifier: Int32 { process.processIdentifier }
+    public var processIdentifier: Int32 { lock.withLock { process.processIdentifier } }
 
     /// Why the server could not be started, in words for a person.
     public struct StartFailed: Error, CustomStringConvertible, Sendable {

@@ -99,7 +99,7 @@ public struct LogReader: AsyncSequence, Sendable {
             var out: [LogMessage] = []
             out.reserveCapacity(delivered.count)
             for message in delivered {
-                guard let meta = message.jetStreamMetadata else { continue }
+                guard let meta = try LogReader.place(message) else { continue }
                 if let lose, lose(meta.streamSequence) { continue }
                 // Each message is checked, wherever it sits in the batch: the consumer numbers its deliveries
                 // 1, 2, 3..., so one that skips a number follows a lost delivery; reopen after the last message
@@ -121,6 +121,19 @@ public struct LogReader: AsyncSequence, Sendable {
             }
             return out
         }
+    }
+
+    /// Where a delivered message sits in the log: nil for a message that is no delivery of the log (published to
+    /// the reader's inbox by someone else: its reply is no JetStream acknowledgement subject), which is left out. A
+    /// delivery whose acknowledgement subject cannot be read is thrown, not skipped: skipping it would leave a gap
+    /// in the consumer's numbering, the reader would open again where it was, and meet the same message forever.
+    static func place(_ message: NATSMessage) throws -> JetStreamMetadata? {
+        if let meta = message.jetStreamMetadata { return meta }
+        guard let reply = message.reply, reply.hasPrefix("$JS.ACK.") else { return nil }
+        throw NATSError(
+            message:
+                "nats-server delivered a message of the log (subject \(message.subject)) whose acknowledgement subject Ledgerflow cannot read: \(reply.prefix(200)); the log cannot be read past it. Run a nats-server this version knows (2.10 to 2.15), or a Ledgerflow that knows this server"
+        )
     }
 
     /// One ephemeral consumer and its pull subscription; the consumer is deleted when the session goes away.

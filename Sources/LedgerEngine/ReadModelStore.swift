@@ -405,7 +405,9 @@ public final class ReadModelStore: Sendable {
         let logger = self.logger
         // A transaction that does not commit (a failure, or a full map, which grows and writes the batch again)
         // leaves the cache holding states that were never committed: drop them.
-        let added = try await environment.writer.write(aborted: { recent.clear() }) { txn -> Int in
+        // What the transaction found is logged once it committed: LMDB runs it again after growing a full map.
+        let (added, unreadable) = try await environment.writer.write(aborted: { recent.clear() }) {
+            txn -> (Int, [String]) in
             let current =
                 try txn.withValue(
                     environment.table(ReadModelTables.meta), key: Array(ReadModelTables.checkpointKey.utf8)
@@ -415,9 +417,8 @@ public final class ReadModelStore: Sendable {
             // A batch at or behind the checkpoint was applied before (a retried batch after a crash or reconnect).
             // (Copied only when some were: each copy of an event retains all it holds.)
             let fresh = events.contains { $0.sequence <= current } ? events.filter { $0.sequence > current } : events
-            guard through > current else { return 0 }
+            guard through > current else { return (0, []) }
             let unreadable = try ReadModelStore.upgradeIndexes(txn, environment)
-            for row in unreadable { logger.error("\(UnreadableState.logMessage)", metadata: [LogKey.error: "\(row)"]) }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var added = 0
@@ -441,8 +442,9 @@ public final class ReadModelStore: Sendable {
             try txn.put(
                 environment.table(ReadModelTables.meta), key: Array(ReadModelTables.indexVersionKey.utf8),
                 value: ReadModelTables.indexStamp(checkpoint: checkpoint))
-            return added
+            return (added, unreadable.map { "\($0)" })
         }
+        for row in unreadable { logger.error("\(UnreadableState.logMessage)", metadata: [LogKey.error: "\(row)"]) }
         if touchedFlows { flowGeneration.add(1, ordering: .relaxed) }
         if added > 0 { skippedTotal.add(added) }
         progress.advance(to: through)

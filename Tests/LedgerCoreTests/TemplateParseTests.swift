@@ -28,8 +28,16 @@ import Testing
         return pieces
     }
 
-    static func outcome(_ parse: (String) throws(Template.RenderError) -> [Template.Piece], _ text: String) -> String {
-        do { return "\(try parse(text))" } catch { return "error: \(error)" }
+    static func outcome(
+        _ parse: (String) throws(Template.RenderError) -> [Template.Piece], _ text: String
+    ) -> Result<[Template.Piece], Template.RenderError> {
+        do { return .success(try parse(text)) } catch { return .failure(error) }
+    }
+
+    static func differs(_ text: String) -> String? {
+        let expected = outcome(foundationParse, text)
+        let actual = outcome({ text throws(Template.RenderError) in try Template.parse(text) }, text)
+        return actual == expected ? nil : "\(text.debugDescription): \(actual), expected \(expected)"
     }
 
     /// Every string of up to 5 symbols from braces, letters, spaces and non-ASCII: marks that join the character
@@ -43,16 +51,33 @@ import Testing
         for _ in 0..<5 {
             strings = strings.flatMap { prefix in alphabet.map { prefix + $0 } }
             for text in strings {
-                let expected = Self.outcome(Self.foundationParse, text)
-                let actual = Self.outcome({ text throws(Template.RenderError) in try Template.parse(text) }, text)
-                if actual != expected {
-                    Issue.record("\(text.debugDescription): \(actual), expected \(expected)")
+                if let difference = Self.differs(text) {
+                    Issue.record("\(difference)")
                     return
                 }
                 checked += 1
             }
         }
         #expect(checked == (1...5).reduce(0) { $0 + Int(pow(Double(alphabet.count), Double($1))) })
+    }
+
+    /// Every scalar of the Basic Multilingual Plane, and the astral ranges that hold extenders (musical symbols,
+    /// emoji modifiers, tags), right after an opening and a closing delimiter, and inside a reference.
+    @Test func everyCharacterAfterADelimiterSplitsAsFoundationSplitIt() {
+        let ranges: [ClosedRange<UInt32>] = [
+            0x80...0xD7FF, 0xE000...0xFFFF, 0x1D160...0x1D1AF, 0x1F3F0...0x1F3FF, 0xE0000...0xE01EF,
+        ]
+        var differences: [String] = []
+        for range in ranges {
+            for value in range {
+                guard let scalar = Unicode.Scalar(value) else { continue }
+                let x = String(Character(scalar))
+                for text in ["{{\(x)a}}", "{{a}}\(x)", "{{a}\(x)}}", "{\(x){a}}"] {
+                    if let difference = Self.differs(text) { differences.append(difference) }
+                }
+            }
+        }
+        #expect(differences.isEmpty, "\(differences.count) differ, first: \(differences.prefix(5))")
     }
 
     @Test func templatesWithReferencesAreFoundAndOthersRenderAsThemselves() throws {

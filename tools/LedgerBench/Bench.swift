@@ -268,17 +268,22 @@ struct Bench {
 
         // CPU time per run: steadier than the rates on a machine whose neighbours come and go, and what a change to
         // the engine's work per run moves.
-        let servePerRun = (cpuAtEnd.serve - cpuAtStart.serve) / Double(runs) * 1e6
-        let natsPerRun = (cpuAtEnd.nats - cpuAtStart.nats) / Double(runs) * 1e6
-        report.add(
-            Figure(
-                scenario: scenario, metric: "CPU time of ledgerflow serve per run (user + system, throughput window)",
-                value: servePerRun, unit: "µs",
-                note: String(
-                    format:
-                        "nats-server beside it: %.0f µs per run; from /proc/<pid>/stat (10 ms ticks) over the whole window, %d runs",
-                    natsPerRun, runs),
-                key: isMain ? "e2e.cpu" : nil))
+        if let serveStart = cpuAtStart.serve, let serveEnd = cpuAtEnd.serve, let natsStart = cpuAtStart.nats,
+            let natsEnd = cpuAtEnd.nats
+        {
+            report.add(
+                Figure(
+                    scenario: scenario,
+                    metric: "CPU time of ledgerflow serve per run (user + system, throughput window)",
+                    value: (serveEnd - serveStart) / Double(runs) * 1e6, unit: "µs",
+                    note: String(
+                        format:
+                            "nats-server beside it: %.0f µs per run; from /proc/<pid>/stat (10 ms ticks) over the whole window, %d runs",
+                        (natsEnd - natsStart) / Double(runs) * 1e6, runs),
+                    key: isMain ? "e2e.cpu" : nil))
+        } else {
+            say("  (CPU time per run not reported: /proc/<pid>/stat could not be read)")
+        }
 
         // Latency: one run at a time, from the trigger's append until the read model shows SUCCEEDED: the observer
         // waits for the run's output, then asks the API (every 100 µs until it says SUCCEEDED).

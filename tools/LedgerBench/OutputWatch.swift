@@ -112,14 +112,17 @@ final class HeapSampler: Sendable {
 }
 
 enum ProcStatus {
-    /// The user and system CPU time a process has used so far, in seconds (0 when unreadable).
-    static func cpuSeconds(pid: Int32) -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return 0 }
-        // After the command's closing parenthesis: state is field 3; utime and stime are fields 14 and 15.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    /// The user and system CPU time a process has used so far, in seconds (nil when unreadable).
+    static func cpuSeconds(pid: Int32) -> Double? {
+        guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
+            let close = stat.lastIndex(of: UInt8(ascii: ")"))
+        else { return nil }
+        // After the command's closing parenthesis (the command may hold any byte): state is field 3; utime and stime
+        // are fields 14 and 15.
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+        guard fields.count > 12, let user = Double(String(decoding: fields[11], as: UTF8.self)),
+            let system = Double(String(decoding: fields[12], as: UTF8.self))
+        else { return nil }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
