@@ -63,7 +63,8 @@ public final class Projector: Service, Sendable {
         return batch
     }
 
-    /// Runs until cancelled (or, with `until`, until the models reach that sequence). `onBatch` reports progress.
+    /// Runs until cancelled (or, with `until`, until the models reach that sequence, applying nothing past it).
+    /// `onBatch` reports progress.
     /// A read that fails (NATS away) starts again from the checkpoint; a write that fails is thrown.
     public func follow(until target: UInt64? = nil, onBatch: (@Sendable (UInt64) -> Void)? = nil) async throws {
         // Models written before this version's index tables have them derived before anything is read.
@@ -98,7 +99,16 @@ public final class Projector: Service, Sendable {
         }
         do {
             while !Task.isCancelled {
-                guard let messages = try await reader.nextBatch(maxWait: .milliseconds(500)) else { break }
+                guard var messages = try await reader.nextBatch(maxWait: .milliseconds(500)) else { break }
+                // With a target, nothing past it is applied: the models then stand exactly at it (a rebuild compared
+                // with live models taken at that checkpoint, while the log goes on growing).
+                if let target, let last = messages.last, last.sequence > target {
+                    messages = messages.filter { $0.sequence <= target }
+                    if messages.isEmpty {
+                        try await finishWriting()
+                        return true
+                    }
+                }
                 if messages.isEmpty {
                     try await finishWriting()
                     if let target, store.progress.position >= target { return true }

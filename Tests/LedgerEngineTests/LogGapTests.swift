@@ -72,6 +72,24 @@ extension Integration {
                 #expect(try store.run("gap-\(i)") != nil, "run gap-\(i) is missing from the read models")
             }
         }
+
+        @Test func aProjectorFollowingUntilATargetAppliesNothingPastIt() async throws {
+            let ledger = try await freshLedger()
+            defer { ledger.close() }
+            try await appendRuns(ledger, count: 10)
+            let directory = TemporaryDirectory("until")
+            let store = try ReadModelStore(path: "\(directory.path)/lmdb", mapSize: 1 << 26)
+            // Batches of 4 (1-4, 5-8, 9-10): the target falls inside the second.
+            try await Projector(ledger: ledger, store: store, batchSize: 4, recordsSkips: false, logger: testLogger)
+                .follow(until: 6)
+            #expect(try store.checkpoint() == 6)
+            #expect(try store.run("gap-5") != nil)
+            #expect(try store.run("gap-6") == nil, "a run past the target was applied")
+            try await Projector(ledger: ledger, store: store, batchSize: 4, recordsSkips: false, logger: testLogger)
+                .follow(until: 10)
+            #expect(try store.checkpoint() == 10)
+            #expect(try store.run("gap-9") != nil)
+        }
     }
 }
 
