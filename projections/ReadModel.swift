@@ -10,6 +10,8 @@ public protocol ReadModel: Sendable {
     static func key(for event: LedgerEvent) -> String?
     /// The fold: the state after `event` (stored at stream sequence `sequence`); nil deletes the key.
     static func evolve(_ state: State?, _ event: LedgerEvent, sequence: UInt64) -> State?
+    /// The same fold in place (what the store calls): a model whose states are large changes them without a copy.
+    static func evolve(_ state: inout State?, _ event: LedgerEvent, sequence: UInt64)
     /// Secondary tables listing the keys whose state satisfies a condition (runs in progress, failed runs).
     static var indexes: [ReadModelIndex<State>] { get }
     /// The stored JSON of a state (compact, sorted keys). `encoder` is the store's, for states coded by `Codable`.
@@ -56,6 +58,10 @@ public struct ReadModelIndexEntry: Sendable, Equatable {
 
 extension ReadModel {
     public static var indexes: [ReadModelIndex<State>] { [] }
+
+    public static func evolve(_ state: inout State?, _ event: LedgerEvent, sequence: UInt64) {
+        state = evolve(state.take(), event, sequence: sequence)
+    }
 
     public static func stored(_ state: State, encoder: JSONEncoder) throws -> [UInt8] {
         Array(try encoder.encode(state))
@@ -107,6 +113,10 @@ public enum RunStatusModel: ReadModel {
 
     public static func evolve(_ state: RunState?, _ event: LedgerEvent, sequence: UInt64) -> RunState? {
         RunState.evolve(state, event, sequence: sequence)
+    }
+
+    public static func evolve(_ state: inout RunState?, _ event: LedgerEvent, sequence: UInt64) {
+        RunState.evolve(&state, event, sequence: sequence)
     }
 }
 

@@ -10,19 +10,26 @@ public enum JSONValue: Sendable, Hashable {
     /// The value at a dotted path (`entities.title`, `items.0.id`), or nil when any part is missing.
     public subscript(path path: some StringProtocol) -> JSONValue? {
         var current = self
-        for part in path.split(separator: ".", omittingEmptySubsequences: false) {
-            switch current {
-            case .object(let object):
-                guard let next = object[String(part)] else { return nil }
-                current = next
-            case .array(let array):
-                guard let index = Int(part), array.indices.contains(index) else { return nil }
-                current = array[index]
-            default:
-                return nil
-            }
+        // Part by part, as `split(separator: ".")` would give them, without building the array of parts.
+        var rest = path[...]
+        while true {
+            let end = rest.firstIndex(of: ".") ?? rest.endIndex
+            guard let next = current.child(rest[..<end]) else { return nil }
+            current = next
+            guard end < rest.endIndex else { return current }
+            rest = rest[rest.index(after: end)...]
         }
-        return current
+    }
+
+    /// The member named `part` of an object, or the element at index `part` of an array.
+    func child(_ part: some StringProtocol) -> JSONValue? {
+        switch self {
+        case .object(let object): return object[String(part)]
+        case .array(let array):
+            guard let index = Int(part), array.indices.contains(index) else { return nil }
+            return array[index]
+        default: return nil
+        }
     }
 
     public subscript(key: String) -> JSONValue? {

@@ -20,7 +20,8 @@ extension JSONWritable {
 public struct JSONWriter {
     public private(set) var bytes: [UInt8]
 
-    public init(capacity: Int = 512) {
+    /// `capacity`: most events and run states fit in the default, so their bytes are not copied as they grow.
+    public init(capacity: Int = 2048) {
         bytes = []
         bytes.reserveCapacity(capacity)
     }

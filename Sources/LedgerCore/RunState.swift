@@ -191,14 +191,17 @@ public struct RunState: Sendable, Equatable {
 
     /// The fold: the state after `event`, stored at stream sequence `sequence`. Every transition is here.
     public static func evolve(_ state: RunState?, _ event: LedgerEvent, sequence: UInt64) -> RunState? {
-        if case .runStarted(let started) = event.body {
-            // A second start on the same subject changes nothing but the run's position.
-            guard state == nil else {
-                var state = state
-                state?.last_sequence = sequence
-                return state
-            }
-            return RunState(
+        var state = state
+        evolve(&state, event, sequence: sequence)
+        return state
+    }
+
+    /// The fold in place: `state` becomes the state after `event` (nil stays nil unless the event starts a run).
+    /// A state held nowhere else is changed without copying its steps.
+    public static func evolve(_ state: inout RunState?, _ event: LedgerEvent, sequence: UInt64) {
+        if state == nil {
+            guard case .runStarted(let started) = event.body else { return }
+            state = RunState(
                 run_id: started.run_id, flow_id: started.flow_id, flow_version: started.flow_version,
                 definition_hash: started.definition_hash, phase: .running, mode: started.mode, trigger: started.trigger,
                 actor: started.actor, input: started.effectiveInput, dedup_key: started.dedup_key,
@@ -207,11 +210,20 @@ public struct RunState: Sendable, Equatable {
                 finished_at: nil, steps: started.step_ids.map(StepRecord.init(step_id:)), output: nil, error: nil,
                 completion_order: [], redrives: 0, last_sequence: sequence, worker: started.worker,
                 actor_type: started.actor_type, on_behalf_of: started.on_behalf_of, traceparent: started.traceparent)
+            return
         }
-        guard var state else { return nil }
+        state!.apply(event, sequence: sequence)
+    }
+
+    /// The state after `event` (stored at `sequence`), changed in place.
+    public mutating func apply(_ event: LedgerEvent, sequence: UInt64) {
         switch event.body {
+        case .runStarted:
+            // A second start on the same subject changes nothing but the run's position.
+            last_sequence = sequence
+            return
         case .stepAttemptStarted(let e):
-            state.updateStep(e.step_id) { step in
+            updateStep(e.step_id) { step in
                 step.status = .running
                 step.idempotency_key = e.idempotency_key
                 step.command_id = e.command_id
@@ -221,29 +233,29 @@ public struct RunState: Sendable, Equatable {
                         retry_at: nil))
             }
         case .stepAttemptSucceeded(let e):
-            state.updateStep(e.step_id) { step in
+            updateStep(e.step_id) { step in
                 step.status = .succeeded
                 step.output = e.output
                 step.finishAttempt(
                     e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .succeeded, error: nil,
                     retryAt: nil)
             }
-            state.completion_order.removeAll { $0 == e.step_id }
-            state.completion_order.append(e.step_id)
+            completion_order.removeAll { $0 == e.step_id }
+            completion_order.append(e.step_id)
         case .stepAttemptFailed(let e):
-            state.updateStep(e.step_id) { step in
+            updateStep(e.step_id) { step in
                 step.status = e.retry_at == nil ? .failed : .queued
                 step.finishAttempt(
                     e.attempt, startedAt: e.started_at, finishedAt: e.finished_at, status: .failed, error: e.error,
                     retryAt: e.retry_at)
             }
         case .stepSkipped(let e):
-            state.updateStep(e.step_id) { step in
+            updateStep(e.step_id) { step in
                 step.status = .skipped
                 step.skipped_reason = e.reason
             }
         case .stepLateResultRecorded(let e):
-            state.updateStep(e.step_id) { step in
+            updateStep(e.step_id) { step in
                 var late = step.late_results ?? []
                 late.append(
                     LateResult(
@@ -254,24 +266,24 @@ public struct RunState: Sendable, Equatable {
                 if step.status != .succeeded, step.output == nil { step.output = e.output }
             }
         case .runSucceeded(let e):
-            state.phase = .succeeded
-            state.output = e.output
-            state.finished_at = event.time
-            if let url = e.webhook { state.delivery = DeliveryRecord(url: url) }
+            phase = .succeeded
+            output = e.output
+            finished_at = event.time
+            if let url = e.webhook { delivery = DeliveryRecord(url: url) }
         case .runAcknowledged(let e):
-            state.ack = e
+            ack = e
         case .deliveryStarted, .deliverySucceeded, .deliveryFailed, .deliveryRedriven:
-            guard state.delivery != nil else { break }
-            state.delivery?.evolve(event.body)
+            guard delivery != nil else { break }
+            delivery?.evolve(event.body)
         case .runFailed(let e):
-            state.phase = .failed
-            state.error = e.error
-            state.finished_at = event.time
+            phase = .failed
+            error = e.error
+            finished_at = event.time
         case .runCompensating(let e):
-            if case .running = state.phase { state.phase = .compensating }
-            state.error = e.error
+            if case .running = phase { phase = .compensating }
+            error = e.error
         case .compensationStarted(let e):
-            state.updateStep(e.step_id) { step in
+            updateStep(e.step_id) { step in
                 var record = step.compensation ?? CompensationRecord(status: .running, attempts: [], output: nil)
                 record.status = .running
                 record.attempts.append(
@@ -281,7 +293,7 @@ public struct RunState: Sendable, Equatable {
                 step.compensation = record
             }
         case .compensationSucceeded(let e):
-            state.updateStep(e.step_id) { step in
+            updateStep(e.step_id) { step in
                 var record = step.compensation ?? CompensationRecord(status: .running, attempts: [], output: nil)
                 record.status = .succeeded
                 record.output = e.output
@@ -292,7 +304,7 @@ public struct RunState: Sendable, Equatable {
                 step.status = .compensated
             }
         case .compensationFailed(let e):
-            state.updateStep(e.step_id) { step in
+            updateStep(e.step_id) { step in
                 var record = step.compensation ?? CompensationRecord(status: .running, attempts: [], output: nil)
                 record.status = e.retry_at == nil ? .failed : .queued
                 record.attempts.finish(
@@ -301,53 +313,53 @@ public struct RunState: Sendable, Equatable {
                 step.compensation = record
             }
         case .runCancelRequested(let e):
-            state.phase = .cancelling(actor: e.actor)
-            state.error = RunError(
+            phase = .cancelling(actor: e.actor)
+            error = RunError(
                 code: "cancelled", message: "cancelled by \(e.actor)\(e.reason.map { ": \($0)" } ?? "")")
-            for index in state.steps.indices {
-                switch state.steps[index].status {
+            for index in steps.indices {
+                switch steps[index].status {
                 case .running:
-                    state.steps[index].status = .failed
-                    let attempt = state.steps[index].attempts.last?.attempt ?? 1
-                    state.steps[index].attempts.finish(
+                    steps[index].status = .failed
+                    let attempt = steps[index].attempts.last?.attempt ?? 1
+                    steps[index].attempts.finish(
                         attempt, startedAt: event.time, finishedAt: event.time, status: .failed,
                         error: StepError(
                             kind: .cancelled, message: "abandoned: the run was cancelled", retryable: false),
                         retryAt: nil)
                 case .queued:
-                    state.steps[index].status = .skipped
-                    state.steps[index].skipped_reason = "the run was cancelled"
+                    steps[index].status = .skipped
+                    steps[index].skipped_reason = "the run was cancelled"
                 default:
                     break
                 }
             }
         case .runCancelled(let e):
-            if case .cancelling(let actor) = state.phase {
-                state.phase = .cancelled(actor: actor)
+            if case .cancelling(let actor) = phase {
+                phase = .cancelled(actor: actor)
             } else {
-                state.phase = .cancelled(actor: e.actor)
+                phase = .cancelled(actor: e.actor)
             }
-            state.finished_at = event.time
+            finished_at = event.time
         case .outputPublished:
             // On the output subject, not the run's: `last_sequence` stays the run subject's.
-            state.output_sequence = state.output_sequence ?? sequence
-            return state
+            output_sequence = output_sequence ?? sequence
+            return
         case .other:
             // An event this version does not fold, on the run's subject: the run's position still moves past it,
             // or every later decision of the run would expect a stale sequence and be refused.
-            state.last_sequence = sequence
-            return state
+            last_sequence = sequence
+            return
         case .runClaimed(let e):
-            state.worker = e.worker
-            state.last_sequence = sequence
-            return state
+            worker = e.worker
+            last_sequence = sequence
+            return
         case .runRedriven(let e):
-            state.phase = .running
-            state.error = nil
-            state.finished_at = nil
-            state.redrives += 1
+            phase = .running
+            error = nil
+            finished_at = nil
+            redrives += 1
             for id in e.reset_steps {
-                state.updateStep(id) { step in
+                updateStep(id) { step in
                     if step.status == .compensated { step.generation += 1 }
                     step.status = .queued
                     step.output = nil
@@ -357,14 +369,13 @@ public struct RunState: Sendable, Equatable {
                     // attempt (same idempotency key): nothing about it is left for the run to do.
                     step.late_results = nil
                 }
-                state.completion_order.removeAll { $0 == id }
+                completion_order.removeAll { $0 == id }
             }
         default:
-            return state
+            return
         }
-        state.updated_at = event.time
-        state.last_sequence = sequence
-        return state
+        updated_at = event.time
+        last_sequence = sequence
     }
 }
 

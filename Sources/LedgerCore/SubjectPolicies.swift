@@ -108,14 +108,35 @@ public enum ReplySubjectPolicy {
 
 /// NATS subject matching with `*` and `>`.
 public func subjectMatches(pattern: String, subject: String) -> Bool {
-    let p = pattern.split(separator: ".", omittingEmptySubsequences: false)
-    let s = subject.split(separator: ".", omittingEmptySubsequences: false)
-    for (i, token) in p.enumerated() {
-        if token == ">" { return s.count > i }
-        guard i < s.count else { return false }
-        if token != "*" && token != s[i] { return false }
+    // Compared byte by byte, token by token, as nats-server matches subjects (and with no allocation: the engine
+    // asks this of every message it sends and receives).
+    var pattern = pattern
+    var subject = subject
+    return pattern.withUTF8 { p in subject.withUTF8 { s in subjectMatches(pattern: p, subject: s) } }
+}
+
+func subjectMatches(pattern p: UnsafeBufferPointer<UInt8>, subject s: UnsafeBufferPointer<UInt8>) -> Bool {
+    let dot = UInt8(ascii: ".")
+    var pi = 0
+    var si = 0
+    // Whether the subject's tokens are all matched already (`pi` is past its last token).
+    var subjectDone = false
+    while true {
+        var pe = pi
+        while pe < p.count, p[pe] != dot { pe += 1 }
+        let isOne = pe - pi == 1
+        if isOne, p[pi] == UInt8(ascii: ">") { return !subjectDone }
+        if subjectDone { return false }
+        var se = si
+        while se < s.count, s[se] != dot { se += 1 }
+        if !(isOne && p[pi] == UInt8(ascii: "*")) {
+            guard pe - pi == se - si else { return false }
+            for offset in 0..<(pe - pi) where p[pi + offset] != s[si + offset] { return false }
+        }
+        if pe == p.count { return se == s.count }
+        pi = pe + 1
+        if se == s.count { subjectDone = true } else { si = se + 1 }
     }
-    return p.count == s.count
 }
 
 extension String {

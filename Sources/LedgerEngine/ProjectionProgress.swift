@@ -1,5 +1,6 @@
 import Foundation
 import LedgerCore
+import LedgerProjections
 import Synchronization
 
 /// A shared counter.
@@ -64,17 +65,20 @@ public final class ProjectionProgress: Sendable {
     }
 }
 
-/// A map of decoded states by table and key, bounded in entries and in the bytes of their stored JSON (oldest
-/// evicted first), used only on the LMDB writer's thread.
-final class StateCache: @unchecked Sendable {
-    /// A model's table and a key in it (kept apart: no string is built to look one up).
-    struct Key: Hashable {
-        var table: String
-        var key: String
+/// Decoded states of one model by key, bounded in entries and in the bytes of their stored JSON (oldest evicted
+/// first), used only on the LMDB writer's thread.
+final class StateCache<State>: AnyStateCache, @unchecked Sendable {
+    private struct Entry {
+        /// Nil while a batch has taken the state out.
+        var value: State?
+        var bytes: Int
+        /// Where the entry was added in `order` (a key removed and added again is evicted from its new place only).
+        var place: Int
     }
-    private var entries: [Key: (value: Any, bytes: Int)] = [:]
-    private var order: [Key] = []
+    private var entries: [String: Entry] = [:]
+    private var order: [(key: String, place: Int)] = []
     private var start = 0
+    private var places = 0
     private var bytes = 0
     let capacity: Int
     let byteCapacity: Int
@@ -84,34 +88,73 @@ final class StateCache: @unchecked Sendable {
         self.byteCapacity = byteCapacity
     }
 
-    func get(_ table: String, _ key: String) -> Any? { entries[Key(table: table, key: key)]?.value }
+    /// The state of `key`, or nil when it is not cached.
+    func get(_ key: String) -> State? { entries[key]?.value }
 
-    func set(_ table: String, _ key: String, _ value: Any?, bytes size: Int) {
-        let k = Key(table: table, key: key)
+    /// The state of `key` taken out of the cache (nil when it is not cached): the caller then holds the only copy
+    /// and changes it in place, and puts it back with `set`.
+    func take(_ key: String) -> State? { entries[key]?.value.take() }
+
+    func set(_ key: String, _ value: State?, bytes size: Int) {
         guard let value, size <= byteCapacity / 4 else {
-            if let old = entries.removeValue(forKey: k) { bytes -= old.bytes }
+            if let old = entries.removeValue(forKey: key) { bytes -= old.bytes }
             return
         }
-        if let old = entries.updateValue((value, size), forKey: k) {
-            bytes += size - old.bytes
+        if let held = entries[key]?.bytes {
+            bytes += size - held
+            entries[key]!.value = value
+            entries[key]!.bytes = size
         } else {
+            places += 1
+            entries[key] = Entry(value: value, bytes: size, place: places)
             bytes += size
-            order.append(k)
+            order.append((key, places))
         }
-        while order.count - start > capacity || bytes > byteCapacity, start < order.count {
-            if let old = entries.removeValue(forKey: order[start]) { bytes -= old.bytes }
+        while entries.count > capacity || bytes > byteCapacity, start < order.count {
+            let (oldest, place) = order[start]
             start += 1
+            if entries[oldest]?.place == place, let old = entries.removeValue(forKey: oldest) { bytes -= old.bytes }
         }
-        if start > capacity {
+        if order.count - start > 2 * capacity {
+            // Places of keys removed since (deleted states): dropped so that `order` stays bounded.
+            order = order[start...].filter { entries[$0.key]?.place == $0.place }
+            start = 0
+        } else if start > capacity {
             order.removeFirst(start)
             start = 0
         }
     }
+
+    var count: Int { entries.count }
 
     func clear() {
         entries.removeAll()
         order.removeAll()
         start = 0
         bytes = 0
+    }
+}
+
+/// A model's `StateCache`, whatever its state type.
+protocol AnyStateCache: AnyObject {
+    func clear()
+}
+
+/// The `StateCache` of each model, by table.
+final class StateCaches: @unchecked Sendable {
+    private var byTable: [String: any AnyStateCache] = [:]
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func cache<M: ReadModel>(_ model: M.Type) -> StateCache<M.State> {
+        if let cache = byTable[M.table] as? StateCache<M.State> { return cache }
+        let cache = StateCache<M.State>(capacity: capacity)
+        byTable[M.table] = cache
+        return cache
+    }
+
+    func clear() {
+        for cache in byTable.values { cache.clear() }
     }
 }

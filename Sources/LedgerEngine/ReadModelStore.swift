@@ -16,7 +16,7 @@ public final class ReadModelStore: Sendable {
     let failpoint = LockedHook<@Sendable (UInt64) throws -> Void>()
     /// Recently written states, decoded, so a batch need not decode from LMDB what the last batch just wrote.
     /// Touched only inside write transactions (the writer's thread); cleared when a transaction aborts.
-    let recent = StateCache(capacity: 4096)
+    let recent = StateCaches(capacity: 4096)
     /// Messages skipped so far.
     private let skippedTotal: Counter
     /// Reports stored states that cannot be read back.
@@ -423,10 +423,13 @@ public final class ReadModelStore: Sendable {
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var added = 0
             try ReadModelStore.audit(fresh, txn, environment, encoder)
-            try ReadModelStore.fold(RunStatusModel.self, fresh, txn, environment, encoder, recent)
-            try ReadModelStore.fold(FlowVersionsModel.self, fresh, txn, environment, encoder, recent)
-            try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder, recent)
-            try ReadModelStore.fold(ScheduleModel.self, fresh, txn, environment, encoder, recent)
+            try ReadModelStore.fold(
+                RunStatusModel.self, fresh, txn, environment, encoder, recent.cache(RunStatusModel.self))
+            try ReadModelStore.fold(
+                FlowVersionsModel.self, fresh, txn, environment, encoder, recent.cache(FlowVersionsModel.self))
+            try ReadModelStore.fold(DedupModel.self, fresh, txn, environment, encoder, recent.cache(DedupModel.self))
+            try ReadModelStore.fold(
+                ScheduleModel.self, fresh, txn, environment, encoder, recent.cache(ScheduleModel.self))
             for row in skipped where row.sequence > current {
                 try txn.put(
                     environment.table(SkippedMessage.table), key: Array(row.key.utf8),
@@ -497,56 +500,56 @@ public final class ReadModelStore: Sendable {
         }
     }
 
-    /// Folds one model over the batch: each key is read once, evolved through all its events, written once.
+    /// Folds one model over the batch: each key is read once, evolved in place through all its events, written once.
     static func fold<M: ReadModel>(
         _ model: M.Type, _ events: [(sequence: UInt64, event: LedgerEvent)], _ txn: borrowing LMDBWriteTransaction,
-        _ environment: LMDBEnvironment, _ encoder: JSONEncoder, _ recent: StateCache
+        _ environment: LMDBEnvironment, _ encoder: JSONEncoder, _ recent: StateCache<M.State>
     ) throws {
         let table = environment.table(M.table)
+        let indexes = M.indexes
+        // Each key's state, held only here while the batch changes it (taken out of the cache, not copied).
         var states: [String: M.State?] = [:]
-        // Each key's state as stored before the batch: its index entries are those to replace.
-        var stored: [String: M.State?] = [:]
+        // The index entries of each key's state as stored before the batch: those to replace.
+        var before: [String: [ReadModelIndexEntry?]] = [:]
         var order: [String] = []
         // By index, so that no event is copied (each copy retains all it holds).
         for position in events.indices {
             guard let key = M.key(for: events[position].event) else { continue }
-            let before: M.State?
-            if let cached = states[key] {
-                before = cached
-            } else if let remembered = recent.get(M.table, key) as? M.State {
-                before = remembered
-                stored[key] = .some(remembered)
-                order.append(key)
-            } else {
-                before = try txn.withValue(table, key: Array(key.utf8)) { raw in
-                    do {
-                        return try M.state(stored: raw)
-                    } catch {
-                        // Not the event's fault: the models are damaged, and only a rebuild mends them.
-                        throw UnreadableState(table: M.table, key: key, reason: "\(error)")
+            if states[key] == nil {
+                var loaded = recent.take(key)
+                if loaded == nil {
+                    loaded = try txn.withValue(table, key: Array(key.utf8)) { raw in
+                        do {
+                            return try M.state(stored: raw)
+                        } catch {
+                            // Not the event's fault: the models are damaged, and only a rebuild mends them.
+                            throw UnreadableState(table: M.table, key: key, reason: "\(error)")
+                        }
                     }
                 }
-                stored[key] = .some(before)
+                if !indexes.isEmpty, let loaded {
+                    before[key] = indexes.map { $0.entry(key, loaded) }
+                }
+                states[key] = .some(loaded)
                 order.append(key)
             }
-            states[key] = .some(M.evolve(before, events[position].event, sequence: events[position].sequence))
+            M.evolve(&states[key]!, events[position].event, sequence: events[position].sequence)
         }
-        let indexes = M.indexes
         for key in order {
             let keyBytes = Array(key.utf8)
-            let state = states[key] ?? nil
+            let state = states.removeValue(forKey: key) ?? nil
             if let state {
                 let value = try M.stored(state, encoder: encoder)
-                recent.set(M.table, key, state, bytes: value.count)
                 try txn.put(table, key: keyBytes, value: value)
+                recent.set(key, state, bytes: value.count)
             } else {
-                recent.set(M.table, key, nil, bytes: 0)
+                recent.set(key, nil, bytes: 0)
                 try txn.delete(table, key: keyBytes)
             }
             guard !indexes.isEmpty else { continue }
-            let previous = stored[key] ?? nil
-            for index in indexes {
-                let old = previous.flatMap { index.entry(key, $0) }
+            let previous = before[key]
+            for (position, index) in indexes.enumerated() {
+                let old = previous?[position] ?? nil
                 let new = state.flatMap { index.entry(key, $0) }
                 guard old != new else { continue }
                 if let old, old.key != new?.key { try txn.delete(environment.table(index.table), key: old.key) }

@@ -390,7 +390,7 @@ extension Engine {
             events, run: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version,
             expectedLastSequence: state.last_sequence, previous: loop.head, time: time)
         for (body, stored) in zip(bodies, appended) {
-            loop.state = RunState.evolve(loop.state, stored.event, sequence: stored.sequence) ?? loop.state
+            loop.state.apply(stored.event, sequence: stored.sequence)
             loop.head = stored.link
             loop.recorded(body)
             eventsAppended.add(1, ordering: .relaxed)
@@ -400,7 +400,9 @@ extension Engine {
     }
 
     func append(_ body: LedgerEvent.Body, _ loop: inout RunLoop) async throws {
-        let state = loop.state
+        // Only what the append needs is read from the state: a copy of it held here would make the fold below copy
+        // the run's steps.
+        let (runID, flowID, flowVersion) = (loop.state.run_id, loop.state.flow_id, loop.state.flow_version)
         // What the engine produced itself (a transform's output, a rendered request or output) is held to the
         // same depth as a service's answer, so the projector can always read the event and the run's state back.
         let depth = body.payloadDepth
@@ -412,17 +414,17 @@ extension Engine {
         let appended: AppendedEvent
         do {
             appended = try await ledger.append(
-                body, to: .run(id: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version),
-                expectedLastSequence: state.last_sequence, previous: loop.head,
-                context: EventContext(correlationID: state.run_id, traceparent: traceparent))
+                body, to: .run(id: runID, flowID: flowID, flowVersion: flowVersion),
+                expectedLastSequence: loop.state.last_sequence, previous: loop.head,
+                context: EventContext(correlationID: runID, traceparent: traceparent))
         } catch let error as NATSError where error.jetStreamError == .messageTooLarge {
             throw UnstorableEvent(problem: "too_large", detail: error.message)
         }
-        loop.state = RunState.evolve(state, appended.event, sequence: appended.sequence) ?? state
+        loop.state.apply(appended.event, sequence: appended.sequence)
         loop.head = appended.link
         loop.recorded(body)
         eventsAppended.add(1, ordering: .relaxed)
-        metrics.appended(body, flowID: state.flow_id, definition: loop.decider.definition)
+        metrics.appended(body, flowID: flowID, definition: loop.decider.definition)
         recordOutcome(body, loop.decider.definition)
     }
 

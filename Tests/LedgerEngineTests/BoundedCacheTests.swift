@@ -53,12 +53,56 @@ import Testing
     }
 
     @Test func recentStatesStayWithinTheirByteBudget() {
-        let cache = StateCache(capacity: 4096, byteCapacity: 1000)
-        for i in 0..<100 { cache.set("runs", "r\(i)", i, bytes: 100) }
-        #expect(cache.get("runs", "r99") as? Int == 99)
-        #expect(cache.get("runs", "r0") == nil)
+        let cache = StateCache<Int>(capacity: 4096, byteCapacity: 1000)
+        for i in 0..<100 { cache.set("r\(i)", i, bytes: 100) }
+        #expect(cache.get("r99") == 99)
+        #expect(cache.get("r0") == nil)
         var held = 0
-        for i in 0..<100 where cache.get("runs", "r\(i)") != nil { held += 1 }
+        for i in 0..<100 where cache.get("r\(i)") != nil { held += 1 }
         #expect(held <= 10)
     }
+
+    @Test func aTakenStateIsHeldOnlyByWhoTookItUntilItIsSetAgain() throws {
+        let cache = StateCache<Held>(capacity: 10)
+        cache.set("r", Held(values: [1, 2, 3]), bytes: 10)
+        var taken = try #require(cache.take("r"))
+        #expect(cache.get("r") == nil)
+        #expect(cache.take("r") == nil)
+        // The cache no longer holds the state: changing it copies nothing.
+        #expect(isKnownUniquelyReferenced(&taken.box))
+        taken.box.values.append(4)
+        cache.set("r", taken, bytes: 12)
+        #expect(cache.get("r")?.box.values == [1, 2, 3, 4])
+        #expect(cache.count == 1)
+    }
+
+    @Test func aStateDeletedAndAddedAgainIsNotEvictedByItsOldPlace() {
+        let cache = StateCache<Int>(capacity: 3)
+        cache.set("a", 1, bytes: 1)
+        cache.set("a", nil, bytes: 0)
+        cache.set("b", 2, bytes: 1)
+        cache.set("a", 3, bytes: 1)
+        cache.set("c", 4, bytes: 1)
+        cache.set("d", 5, bytes: 1)
+        // Over three: "b", the oldest, goes; "a" stays (its old place was before "b").
+        #expect(cache.count == 3)
+        #expect(cache.get("a") == 3)
+        #expect(cache.get("b") == nil)
+        // Deleting and adding keys again and again keeps the cache within its capacity.
+        for i in 0..<10_000 {
+            cache.set("k\(i % 5)", i, bytes: 1)
+            cache.set("k\(i % 5)", nil, bytes: 0)
+        }
+        #expect(cache.count <= 3)
+    }
+}
+
+/// A state whose storage is a reference, to see who holds it.
+private struct Held {
+    final class Box {
+        var values: [Int]
+        init(_ values: [Int]) { self.values = values }
+    }
+    var box: Box
+    init(values: [Int]) { box = Box(values) }
 }

@@ -35,8 +35,29 @@ public struct PublishAck: Sendable, Equatable {
     }
 }
 
+/// Who waits for the acknowledgements of appends in flight (`index`: which of its messages was answered).
+protocol AckWaiter: AnyObject, Sendable {
+    func fulfil(_ index: Int, _ result: Result<PublishAck, NATSError>)
+}
+
+/// One append awaited alone (the engine's own, one decision at a time): its caller resumed once, with no array.
+final class SingleAck: AckWaiter {
+    let continuation: UnsafeContinuation<Result<PublishAck, NATSError>, Never>
+    let resumed = Atomic<Bool>(false)
+
+    init(_ continuation: UnsafeContinuation<Result<PublishAck, NATSError>, Never>) {
+        self.continuation = continuation
+    }
+
+    func fulfil(_ index: Int, _ result: Result<PublishAck, NATSError>) {
+        // An acknowledgement and `failAll` may both answer: the first one resumes the caller.
+        guard !resumed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        continuation.resume(returning: result)
+    }
+}
+
 /// One batch of appends whose acknowledgements are awaited together.
-final class AckBatch: Sendable {
+final class AckBatch: AckWaiter {
     typealias Completion = @Sendable ([Result<PublishAck, NATSError>]) -> Void
     struct State {
         var results: [Result<PublishAck, NATSError>?]
@@ -70,13 +91,13 @@ final class AckBatch: Sendable {
 
 /// Maps in-flight C messages to the batch waiting for them; touched by cnats' ack thread.
 final class InFlightAcks: Sendable {
-    let entries = Mutex<[UInt: (AckBatch, Int)]>([:])
+    let entries = Mutex<[UInt: (any AckWaiter, Int)]>([:])
 
-    func register(_ msg: OpaquePointer, _ batch: AckBatch, _ index: Int) {
+    func register(_ msg: OpaquePointer, _ batch: any AckWaiter, _ index: Int) {
         entries.withLock { $0[UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg)))] = (batch, index) }
     }
 
-    func take(_ msg: OpaquePointer) -> (AckBatch, Int)? {
+    func take(_ msg: OpaquePointer) -> (any AckWaiter, Int)? {
         entries.withLock { $0.removeValue(forKey: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg)))) }
     }
 
@@ -167,7 +188,10 @@ public final class JetStreamPublisher: @unchecked Sendable {
 
     /// Appends one message and waits for its acknowledgement.
     public func publish(_ message: OutgoingMessage) async throws -> PublishAck {
-        try await publish([message])[0].get()
+        try await withUnsafeContinuation { continuation in
+            let waiter = SingleAck(continuation)
+            queue.async { [self] in publishOne(message, batch: waiter, index: 0) }
+        }.get()
     }
 
     /// Appends the messages as one atomic batch (nats-server 2.12+, a stream with `allow_atomic`): all are stored,
@@ -214,7 +238,7 @@ public final class JetStreamPublisher: @unchecked Sendable {
         for (key, value) in message.headers { try msg.setHeader(key, value) }
     }
 
-    private func publishOne(_ message: OutgoingMessage, batch: AckBatch, index: Int) {
+    private func publishOne(_ message: OutgoingMessage, batch: any AckWaiter, index: Int) {
         let msg: CNATSMessage
         do {
             msg = try CNATSMessage(subject: message.subject, reply: nil, payload: message.payload)
@@ -226,7 +250,10 @@ public final class JetStreamPublisher: @unchecked Sendable {
             batch.fulfil(index, .failure(NATSError(message: "\(error)")))
             return
         }
-        guard let raw = msg.pointer else { return }
+        guard let raw = msg.pointer else {
+            batch.fulfil(index, .failure(NATSError(message: "appending to \(message.subject): no message was built")))
+            return
+        }
         inFlight.register(raw, batch, index)
         var pubOpts = jsPubOptions()
         jsPubOptions_Init(&pubOpts)

@@ -1,0 +1,87 @@
+import Testing
+
+@testable import LedgerCore
+
+/// `subjectMatches` and `JSONValue[path:]` walk their strings in place; these hold them equal to the forms that
+/// split the strings into arrays first (what they were).
+@Suite struct SubjectMatchTests {
+    /// The matcher as it was: both split on "." (empty tokens kept).
+    static func splitMatch(_ pattern: String, _ subject: String) -> Bool {
+        let p = pattern.split(separator: ".", omittingEmptySubsequences: false)
+        let s = subject.split(separator: ".", omittingEmptySubsequences: false)
+        for (i, token) in p.enumerated() {
+            if token == ">" { return s.count > i }
+            guard i < s.count else { return false }
+            if token != "*" && token != s[i] { return false }
+        }
+        return p.count == s.count
+    }
+
+    @Test func knownSubjects() {
+        #expect(subjectMatches(pattern: "ledger.>", subject: "ledger.run.r1"))
+        #expect(subjectMatches(pattern: "ledger.>", subject: "ledger.x"))
+        #expect(!subjectMatches(pattern: "ledger.>", subject: "ledger"))
+        #expect(subjectMatches(pattern: "assistant.*.issued", subject: "assistant.command.issued"))
+        #expect(!subjectMatches(pattern: "assistant.*.issued", subject: "assistant.command.issued.x"))
+        #expect(!subjectMatches(pattern: "assistant.*", subject: "assistant"))
+        #expect(subjectMatches(pattern: "a.b", subject: "a.b"))
+        #expect(!subjectMatches(pattern: "a.b", subject: "a.bb"))
+        #expect(!subjectMatches(pattern: "a.bb", subject: "a.b"))
+        #expect(subjectMatches(pattern: "", subject: ""))
+        #expect(!subjectMatches(pattern: "", subject: "a"))
+        #expect(subjectMatches(pattern: "a..b", subject: "a..b"))
+        #expect(subjectMatches(pattern: "*.*", subject: "."))
+        // Bytes, as nats-server compares them: the same text in another normal form is another subject.
+        #expect(subjectMatches(pattern: "caf\u{E9}.x", subject: "caf\u{E9}.x"))
+        #expect(!subjectMatches(pattern: "caf\u{E9}.x", subject: "cafe\u{301}.x"))
+    }
+
+    @Test func walkingInPlaceMatchesAsSplittingDid() {
+        var random = JSONCodecTests.Random(state: 20_261_202)
+        let alphabet: [Character] = ["a", "b", ".", "*", ">", "é"]
+        func text() -> String {
+            String((0..<random.int(0...7)).map { _ in alphabet[random.int(0...(alphabet.count - 1))] })
+        }
+        var matched = 0
+        for _ in 0..<200_000 {
+            let (pattern, subject) = (text(), text())
+            let expected = Self.splitMatch(pattern, subject)
+            #expect(subjectMatches(pattern: pattern, subject: subject) == expected, "\(pattern) ~ \(subject)")
+            if expected { matched += 1 }
+        }
+        #expect(matched > 1000)
+    }
+
+    /// The path lookup as it was.
+    static func splitLookup(_ value: JSONValue, _ path: String) -> JSONValue? {
+        var current = value
+        for part in path.split(separator: ".", omittingEmptySubsequences: false) {
+            guard let next = current.child(part) else { return nil }
+            current = next
+        }
+        return current
+    }
+
+    @Test func pathsAreLookedUpAsSplittingDid() {
+        let value: JSONValue = .object([
+            "": .object(["": .string("empty keys")]),
+            "a": .object(["b": .array([.string("zero"), .object(["c": .number(1)])]), "": .bool(true)]),
+            "list": .array([.array([.null, .string("x")])]),
+            "é": .string("accented"),
+        ])
+        var random = JSONCodecTests.Random(state: 7)
+        let alphabet: [String] = ["a", "b", "c", ".", "0", "1", "list", "é", "e\u{301}", "-1", "x"]
+        var found = 0
+        for _ in 0..<50_000 {
+            let path = (0..<random.int(0...6)).map { _ in alphabet[random.int(0...(alphabet.count - 1))] }.joined()
+            let expected = Self.splitLookup(value, path)
+            #expect(value[path: path] == expected, "\(path)")
+            #expect(value[path: path[...]] == expected, "\(path)")
+            if expected != nil { found += 1 }
+        }
+        #expect(found > 100)
+        #expect(value[path: "a.b.1.c"] == .number(1))
+        #expect(value[path: "e\u{301}"] == .string("accented"))
+        #expect(value[path: "."] == .string("empty keys"))
+    }
+}
