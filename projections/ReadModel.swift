@@ -74,7 +74,9 @@ extension ReadModel {
 
 /// States coded by hand (the run status, on the hot path): written and read without `Codable`.
 extension ReadModel where State: JSONWritable & JSONReadable {
-    public static func stored(_ state: State, encoder: JSONEncoder) throws -> [UInt8] { state.jsonBytes }
+    public static func stored(_ state: State, encoder: JSONEncoder) throws -> [UInt8] {
+        state.jsonBytes(reserving: 2048)
+    }
 
     public static func state(stored bytes: UnsafeRawBufferPointer) throws -> State { try State(jsonBytes: bytes) }
 }

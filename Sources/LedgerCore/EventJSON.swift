@@ -1033,7 +1033,7 @@ extension LedgerEvent.Body {
                 stepid: stepID,
                 correlationid: correlationid, causationid: causationid, traceparent: traceparent, prevhash: prevhash,
                 data: data
-            ).jsonBytes
+            ).jsonBytes(reserving: 2048)
         }
         switch self {
         case .flowVersionRecorded(let e): return event(e)

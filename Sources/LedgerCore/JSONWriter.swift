@@ -8,8 +8,12 @@ public protocol JSONWritable {
 
 extension JSONWritable {
     /// The value's compact, sorted JSON.
-    public var jsonBytes: [UInt8] {
-        var writer = JSONWriter()
+    public var jsonBytes: [UInt8] { jsonBytes(reserving: 512) }
+
+    /// The value's compact, sorted JSON, written into room for `capacity` bytes: values that are mostly larger than
+    /// the default (events, run states) are not copied again and again as they grow.
+    public func jsonBytes(reserving capacity: Int) -> [UInt8] {
+        var writer = JSONWriter(capacity: capacity)
         write(to: &writer)
         return writer.bytes
     }
@@ -20,8 +24,7 @@ extension JSONWritable {
 public struct JSONWriter {
     public private(set) var bytes: [UInt8]
 
-    /// `capacity`: most events and run states fit in the default, so their bytes are not copied as they grow.
-    public init(capacity: Int = 2048) {
+    public init(capacity: Int = 512) {
         bytes = []
         bytes.reserveCapacity(capacity)
     }

@@ -148,18 +148,33 @@ struct TreeDecoder: Decoder {
             return s
         }
 
+        /// An integer: a number a JSON number carries exactly (see `JSONInteger`) that fits `type`; a refusal says
+        /// which of those it is not.
+        func integer<N: BinaryInteger>(_ type: N.Type) throws -> N {
+            guard case .number(let n) = decoder.value else { throw decoder.mismatch(type, codingPath) }
+            if let value: N = JSONInteger.exact(n) { return value }
+            let found = decoder.value.compactJSON.prefix(40)
+            let reason =
+                n.rounded(.towardZero) != n
+                ? "expected a whole number (\(type)), found \(found)"
+                : n < 0 && !N.isSigned
+                    ? "expected \(type), which must not be negative, found \(found)"
+                    : "expected \(type), found \(found), which is out of its range (integers up to 2^53 - 1 in size)"
+            throw DecodingError.typeMismatch(type, .init(codingPath: codingPath, debugDescription: reason))
+        }
+
         func decode(_ type: Double.Type) throws -> Double { try number(type) { $0 } }
         func decode(_ type: Float.Type) throws -> Float { try number(type) { Float($0) } }
-        func decode(_ type: Int.Type) throws -> Int { try number(type) { JSONInteger.exact($0) } }
-        func decode(_ type: Int8.Type) throws -> Int8 { try number(type) { Int8(exactly: $0) } }
-        func decode(_ type: Int16.Type) throws -> Int16 { try number(type) { Int16(exactly: $0) } }
-        func decode(_ type: Int32.Type) throws -> Int32 { try number(type) { Int32(exactly: $0) } }
-        func decode(_ type: Int64.Type) throws -> Int64 { try number(type) { JSONInteger.exact($0) } }
-        func decode(_ type: UInt.Type) throws -> UInt { try number(type) { JSONInteger.exact($0) } }
-        func decode(_ type: UInt8.Type) throws -> UInt8 { try number(type) { UInt8(exactly: $0) } }
-        func decode(_ type: UInt16.Type) throws -> UInt16 { try number(type) { UInt16(exactly: $0) } }
-        func decode(_ type: UInt32.Type) throws -> UInt32 { try number(type) { UInt32(exactly: $0) } }
-        func decode(_ type: UInt64.Type) throws -> UInt64 { try number(type) { JSONInteger.exact($0) } }
+        func decode(_ type: Int.Type) throws -> Int { try integer(type) }
+        func decode(_ type: Int8.Type) throws -> Int8 { try integer(type) }
+        func decode(_ type: Int16.Type) throws -> Int16 { try integer(type) }
+        func decode(_ type: Int32.Type) throws -> Int32 { try integer(type) }
+        func decode(_ type: Int64.Type) throws -> Int64 { try integer(type) }
+        func decode(_ type: UInt.Type) throws -> UInt { try integer(type) }
+        func decode(_ type: UInt8.Type) throws -> UInt8 { try integer(type) }
+        func decode(_ type: UInt16.Type) throws -> UInt16 { try integer(type) }
+        func decode(_ type: UInt32.Type) throws -> UInt32 { try integer(type) }
+        func decode(_ type: UInt64.Type) throws -> UInt64 { try integer(type) }
 
         func decode<T: Decodable>(_ type: T.Type) throws -> T {
             if T.self == JSONValue.self { return decoder.value as! T }

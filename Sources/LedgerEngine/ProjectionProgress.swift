@@ -140,16 +140,21 @@ protocol AnyStateCache: AnyObject {
     func clear()
 }
 
-/// The `StateCache` of each model, by table.
+/// The `StateCache` of each model, by table, each within its share of the bounds.
 final class StateCaches: @unchecked Sendable {
     private var byTable: [String: any AnyStateCache] = [:]
     let capacity: Int
+    let byteCapacity: Int
 
-    init(capacity: Int) { self.capacity = capacity }
+    /// `capacity` entries and `byteCapacity` bytes of stored JSON for each of `models` models.
+    init(capacity: Int, byteCapacity: Int, models: Int) {
+        self.capacity = capacity
+        self.byteCapacity = byteCapacity / max(models, 1)
+    }
 
     func cache<M: ReadModel>(_ model: M.Type) -> StateCache<M.State> {
         if let cache = byTable[M.table] as? StateCache<M.State> { return cache }
-        let cache = StateCache<M.State>(capacity: capacity)
+        let cache = StateCache<M.State>(capacity: capacity, byteCapacity: byteCapacity)
         byTable[M.table] = cache
         return cache
     }

@@ -16,7 +16,7 @@ public final class ReadModelStore: Sendable {
     let failpoint = LockedHook<@Sendable (UInt64) throws -> Void>()
     /// Recently written states, decoded, so a batch need not decode from LMDB what the last batch just wrote.
     /// Touched only inside write transactions (the writer's thread); cleared when a transaction aborts.
-    let recent = StateCaches(capacity: 4096)
+    let recent = StateCaches(capacity: 4096, byteCapacity: 64 << 20, models: 4)
     /// Messages skipped so far.
     private let skippedTotal: Counter
     /// Reports stored states that cannot be read back.

@@ -376,25 +376,22 @@ extension Engine {
 
     /// Appends a chain's events together (`Ledger.appendAtomically`) and folds them, as `append` does each.
     func appendChain(_ bodies: [LedgerEvent.Body], time: String, _ loop: inout RunLoop) async throws {
-        let state = loop.state
+        // Only what the append needs is read from the state (a copy held here would make each fold copy the steps).
+        let (runID, flowID, flowVersion) = (loop.state.run_id, loop.state.flow_id, loop.state.flow_version)
         var events: [(body: LedgerEvent.Body, context: EventContext)] = []
         for body in bodies {
             events.append(
-                (
-                    body,
-                    EventContext(
-                        correlationID: state.run_id, traceparent: loop.traceparent(for: body, tracing: tracing))
-                ))
+                (body, EventContext(correlationID: runID, traceparent: loop.traceparent(for: body, tracing: tracing))))
         }
         let appended = try await ledger.appendAtomically(
-            events, run: state.run_id, flowID: state.flow_id, flowVersion: state.flow_version,
-            expectedLastSequence: state.last_sequence, previous: loop.head, time: time)
+            events, run: runID, flowID: flowID, flowVersion: flowVersion,
+            expectedLastSequence: loop.state.last_sequence, previous: loop.head, time: time)
         for (body, stored) in zip(bodies, appended) {
             loop.state.apply(stored.event, sequence: stored.sequence)
             loop.head = stored.link
             loop.recorded(body)
             eventsAppended.add(1, ordering: .relaxed)
-            metrics.appended(body, flowID: state.flow_id, definition: loop.decider.definition)
+            metrics.appended(body, flowID: flowID, definition: loop.decider.definition)
             recordOutcome(body, loop.decider.definition)
         }
     }

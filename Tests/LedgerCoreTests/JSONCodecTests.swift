@@ -399,11 +399,27 @@ import Testing
         }
         #expect(throws: (any Error).self) { try TreeDecoderProbe.read(#"{"n":9007199254740993}"#) }
         #expect(try TreeDecoderProbe.read(#"{"n":9007199254740991}"#) == 9_007_199_254_740_991)
+        // Through `Codable` too, each refusal says what was wrong, at the field's path.
+        for (text, says) in [
+            (#"{"n":9007199254740993,"u":1}"#, "found 9007199254740992, which is out of its range"),
+            (#"{"n":1.5,"u":1}"#, "expected a whole number (Int64), found 1.5"),
+            (#"{"n":1,"u":-1}"#, "expected UInt64, which must not be negative, found -1"),
+            (#"{"n":1,"u":"1"}"#, "expected UInt64, found \"1\""),
+        ] {
+            do {
+                _ = try JSONTree.decode(TreeDecoderProbe.self, from: Array(text.utf8))
+                Issue.record("\(text) was read")
+            } catch DecodingError.typeMismatch(_, let context) {
+                #expect(context.debugDescription.contains(says), "\(context.debugDescription)")
+                #expect(context.codingPath.count == 1)
+            }
+        }
     }
 
     /// Read through `Codable` over the parsed tree (the path definitions take).
     struct TreeDecoderProbe: Decodable {
         var n: Int64
+        var u: UInt64?
         static func read(_ text: String) throws -> Int64 {
             try JSONTree.decode(TreeDecoderProbe.self, from: Array(text.utf8)).n
         }

@@ -34,6 +34,10 @@ import Testing
         // Bytes, as nats-server compares them: the same text in another normal form is another subject.
         #expect(subjectMatches(pattern: "caf\u{E9}.x", subject: "caf\u{E9}.x"))
         #expect(!subjectMatches(pattern: "caf\u{E9}.x", subject: "cafe\u{301}.x"))
+        // A "." is a separator whatever follows it (splitting by characters took ".\u{301}" for one character).
+        #expect(subjectMatches(pattern: "ledger.>", subject: "ledger.\u{301}x"))
+        #expect(!subjectMatches(pattern: "*", subject: "a.\u{301}"))
+        #expect(subjectMatches(pattern: "*.y", subject: "x\u{600}.y"))
     }
 
     @Test func walkingInPlaceMatchesAsSplittingDid() {

@@ -2,6 +2,7 @@ import Foundation
 import LedgerCore
 import LedgerNATS
 import LedgerTestSupport
+import Synchronization
 import Testing
 
 @testable import LedgerEngine
@@ -105,26 +106,31 @@ extension Integration {
             }
         }
 
+        /// Registers and activates a flow of six transform steps, one after another (intent `chain`).
+        static func activateChainOfTransforms(_ stack: TestStack) async throws {
+            var steps: [JSONValue] = []
+            for i in 0..<6 {
+                var step: [String: JSONValue] = [
+                    "id": .string("t\(i)"), "action": "transform",
+                    "with": ["value": ["n": .number(Double(i)), "title": "{{trigger.entities.title}}"]],
+                ]
+                if i > 0 { step["depends_on"] = [.string("t\(i - 1)")] }
+                steps.append(.object(step))
+            }
+            let flow: JSONValue = [
+                "id": "chain-of-transforms", "trigger": ["event": "AssistantCommandIssued", "intent": "chain"],
+                "steps": .array(steps), "output": ["text": "{{steps.t5.output.title}} {{steps.t5.output.n}}"],
+            ]
+            let (created, body) = try await stack.http("POST", "/automation/flows", flow)
+            try #require(created == 201, "\(body.compactJSON)")
+            #expect(try await stack.http("POST", "/automation/flows/chain-of-transforms/activate").0 == 200)
+        }
+
         /// A chain of transform steps is decided ahead and appended in one batch; the run, its log and a rebuild are
         /// what appending one event at a time gives.
         @Test func aRunOfTransformStepsAppendsThemTogether() async throws {
             try await withTestStack(ledger: Self.batches) { stack in
-                var steps: [JSONValue] = []
-                for i in 0..<6 {
-                    var step: [String: JSONValue] = [
-                        "id": .string("t\(i)"), "action": "transform",
-                        "with": ["value": ["n": .number(Double(i)), "title": "{{trigger.entities.title}}"]],
-                    ]
-                    if i > 0 { step["depends_on"] = [.string("t\(i - 1)")] }
-                    steps.append(.object(step))
-                }
-                let flow: JSONValue = [
-                    "id": "chain-of-transforms", "trigger": ["event": "AssistantCommandIssued", "intent": "chain"],
-                    "steps": .array(steps), "output": ["text": "{{steps.t5.output.title}} {{steps.t5.output.n}}"],
-                ]
-                let (created, body) = try await stack.http("POST", "/automation/flows", flow)
-                try #require(created == 201, "\(body.compactJSON)")
-                #expect(try await stack.http("POST", "/automation/flows/chain-of-transforms/activate").0 == 200)
+                try await Self.activateChainOfTransforms(stack)
                 for i in 0..<3 { try stack.publishCommand(id: "chain-\(i)", title: "T\(i)", intent: "chain") }
                 let runs = try await stack.waitForRuns(3)
                 for run in runs {
@@ -146,6 +152,49 @@ extension Integration {
             }
         }
 
+        /// A batch stored whose acknowledgement is lost: the run goes one event at a time, finds its batch in the
+        /// log (a stale expected sequence), reads the run again from there and finishes, each step stored once.
+        @Test func aBatchWhoseAcknowledgementIsLostIsFoundInTheLog() async throws {
+            try await withTestStack(ledger: Self.batches) { stack in
+                try await Self.activateChainOfTransforms(stack)
+                let lost = Atomic<Bool>(false)
+                stack.ledger.failpoints.afterAppend = { message in
+                    guard message.subject.hasPrefix(Subjects.runPrefix),
+                        String(decoding: message.payload, as: UTF8.self).contains(#""step_id":"t0""#),
+                        lost.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+                    else { return }
+                    throw NATSError(status: 7, message: "injected: the batch's acknowledgement was lost")
+                }
+                defer { stack.ledger.failpoints.afterAppend = nil }
+                try stack.publishCommand(id: "chain-lost", title: "L", intent: "chain")
+                let run = try #require(try await stack.waitForRuns(1).first)
+                let wasLost = lost.load(ordering: .relaxed)
+                #expect(wasLost)
+                #expect(run.status == .succeeded)
+                #expect(run.output?["text"]?.stringValue == "L 5")
+                let messages = try await stack.ledger.read(subject: Subjects.run(run.run_id))
+                let events = try messages.map { try LedgerEvent(bytes: $0.payload) }
+                let steps = events.filter { $0.type == EventType.stepAttemptSucceeded }.compactMap(\.body.stepID)
+                #expect(steps == (0..<6).map { "t\($0)" })
+                let verified = try await stack.ledger.verify(subject: Subjects.run(run.run_id))
+                #expect(verified.isClean, "\(verified.summary)")
+                try await stack.expectRebuildEqualsLive()
+            }
+        }
+
+        /// A run of `definition` just started, and the chain its first decision starts.
+        static func firstChain(
+            of definition: FlowDefinition
+        ) throws -> (RunDecider, RunState, Date, (events: [LedgerEvent.Body], time: String)) {
+            let decider = RunDecider(definition: definition, registry: .builtIn)
+            let start = LedgerEvent(id: "e", type: EventType.runStarted, time: "t", runid: "r", body: Self.started("r"))
+            var state = try #require(RunState.evolve(nil, start, sequence: 1))
+            state.steps = definition.steps.map { StepRecord(step_id: $0.id) }
+            let now = Date()
+            let chain = try #require(Engine.chain(decider.decide(state, .advance, now: now), state, decider, now: now))
+            return (decider, state, now, chain)
+        }
+
         /// Deciding ahead decides as one at a time does: the chain stops before a decision that does more than
         /// append, hands that decision over whole, and never exceeds its bound.
         @Test func aChainStopsWhereADecisionDoesMoreThanAppend() throws {
@@ -159,12 +208,7 @@ extension Integration {
                     {"id":"c","action":"calendar.schedule_event","depends_on":["b"],"with":{"title":"t","start":"s"}}],
                     "output":{"text":"ok"}}
                     """.utf8))
-            let decider = RunDecider(definition: definition, registry: .builtIn)
-            let start = LedgerEvent(id: "e", type: EventType.runStarted, time: "t", runid: "r", body: Self.started("r"))
-            var state = try #require(RunState.evolve(nil, start, sequence: 1))
-            state.steps = definition.steps.map { StepRecord(step_id: $0.id) }
-            let now = Date()
-            let chain = try #require(Engine.chain(decider.decide(state, .advance, now: now), state, decider, now: now))
+            let (decider, state, now, chain) = try Self.firstChain(of: definition)
             // The calendar step's decision appends its start, then executes it: the chain ends before it, and it is
             // decided again once the chain is stored (an effect never starts for a batch whose fate is unknown).
             #expect(chain.events.map(\.stepID) == ["a", "b"])
@@ -181,6 +225,35 @@ extension Integration {
             #expect(sequential == chain.events)
             let after = decider.decide(folded, .advance, now: now)
             #expect(after.contains { if case .execute = $0 { true } else { false } }, "\(after)")
+        }
+
+        /// A run of more transform steps than a chain holds is appended in chains of `Engine.maxChain` events, each
+        /// what the decisions one at a time would append.
+        @Test func aChainHoldsAtMostItsBound() throws {
+            let count = Engine.maxChain + 10
+            let steps = (0..<count).map { i in
+                #"{"id":"s\#(i)","action":"transform","with":{"value":\#(i)}\#(i == 0 ? "" : #","depends_on":["s\#(i - 1)"]"#)}"#
+            }
+            let definition = try JSONTree.decode(
+                FlowDefinition.self,
+                from: Array(
+                    #"{"id":"f","trigger":{"event":"AssistantCommandIssued","intent":"x"},"steps":[\#(steps.joined(separator: ","))],"output":{"text":"ok"}}"#
+                        .utf8))
+            let (decider, state, now, chain) = try Self.firstChain(of: definition)
+            #expect(chain.events.count == Engine.maxChain)
+            #expect(chain.events.map(\.stepID) == (0..<Engine.maxChain).map { "s\($0)" })
+            // The next chain starts where this one stopped, from the state it leads to.
+            var folded = state
+            for (offset, body) in chain.events.enumerated() {
+                folded = try #require(
+                    RunState.evolve(
+                        folded, LedgerEvent(id: "x", type: body.type, time: chain.time, runid: "r", body: body),
+                        sequence: state.last_sequence + UInt64(offset) + 1))
+            }
+            let rest = try #require(
+                Engine.chain(decider.decide(folded, .advance, now: now), folded, decider, now: now))
+            #expect(rest.events.prefix(10).map(\.stepID) == (Engine.maxChain..<count).map { "s\($0)" })
+            #expect(rest.events.count <= Engine.maxChain)
         }
 
         /// Without `--atomic-batches` the stream is left as it was: a stream with `allow_atomic` needs a server of
