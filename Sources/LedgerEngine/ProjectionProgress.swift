@@ -146,9 +146,9 @@ final class StateCaches: @unchecked Sendable {
     let capacity: Int
     let byteCapacity: Int
 
-    /// `capacity` entries and `byteCapacity` bytes of stored JSON for each of `models` models.
+    /// `capacity` entries and `byteCapacity` bytes of stored JSON in all, split evenly between `models` models.
     init(capacity: Int, byteCapacity: Int, models: Int) {
-        self.capacity = capacity
+        self.capacity = max(capacity / max(models, 1), 1)
         self.byteCapacity = byteCapacity / max(models, 1)
     }
 

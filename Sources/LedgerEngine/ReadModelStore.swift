@@ -515,7 +515,8 @@ public final class ReadModelStore: Sendable {
         // By index, so that no event is copied (each copy retains all it holds).
         for position in events.indices {
             guard let key = M.key(for: events[position].event) else { continue }
-            if states[key] == nil {
+            // Looked up by index: `states[key] == nil` would copy the state out (retaining all it holds) to compare.
+            if states.index(forKey: key) == nil {
                 var loaded = recent.take(key)
                 if loaded == nil {
                     loaded = try txn.withValue(table, key: Array(key.utf8)) { raw in

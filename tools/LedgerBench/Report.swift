@@ -40,12 +40,37 @@ final class Report: @unchecked Sendable {
     init(quick: Bool) { self.quick = quick }
 
     /// Reads `{"<figure key>": "what limits it", ...}`; a missing file is no error.
+    /// tools/bench-limits.json in the nearest directory above the executable that has one (the checkout it was built
+    /// in: .build/<configuration>/ledgerflow-bench), else in the working directory; nil when neither has it.
+    static func defaultLimitsFile() -> String? {
+        let name = "tools/bench-limits.json"
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent()
+        while directory.path != "/" {
+            let candidate = directory.appendingPathComponent(name).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            directory.deleteLastPathComponent()
+        }
+        return FileManager.default.fileExists(atPath: name) ? name : nil
+    }
+
+    /// Reads what limits each missed target. A file that is missing or not a JSON object of strings ends the
+    /// program (exit 2) before any work: a report whose misses silently say "not profiled" is worse than none.
     func loadLimits(from path: String) {
-        guard let data = FileManager.default.contents(atPath: path) else { return }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            FileHandle.standardError.write(
+                Data("ledgerflow-bench: cannot read the limits file \(path); give an existing one with --limits\n".utf8)
+            )
+            exit(2)
+        }
         do {
             limits = try JSONDecoder().decode([String: String].self, from: data)
         } catch {
-            say("could not read \(path) (\(error)); the misses are reported without what limits them")
+            FileHandle.standardError.write(
+                Data(
+                    "ledgerflow-bench: \(path) is not a JSON object of strings (\(error)); fix it or pass another with --limits\n"
+                        .utf8))
+            exit(2)
         }
     }
 

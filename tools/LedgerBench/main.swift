@@ -15,8 +15,9 @@ struct Options {
     var ledgerflow = ".build/release/ledgerflow"
     var out = "bench-results"
     var only: Set<String> = []
-    /// What limits each missed target, by figure key (see Report.loadLimits).
-    var limits = "tools/bench-limits.json"
+    /// What limits each missed target, by figure key (see Report.loadLimits); nil: tools/bench-limits.json of the
+    /// checkout the benchmark was built in (found from the executable's place), else of the working directory.
+    var limits: String?
     /// Where BENCHMARKS.md links the pictures (tools/bench copies them there).
     var picturesLink = "docs/bench"
     /// The run listing's sizes, smallest first (default 10,000 and 1,000,000; --quick 1,000 and 10,000).
@@ -81,7 +82,13 @@ func say(_ text: String) {
 }
 
 let report = Report(quick: options.quick)
-report.loadLimits(from: options.limits)
+if let path = options.limits ?? Report.defaultLimitsFile() {
+    report.loadLimits(from: path)
+} else {
+    say(
+        "no tools/bench-limits.json above \(CommandLine.arguments[0]) or in \(FileManager.default.currentDirectoryPath):"
+            + " each miss will say 'not profiled yet'; pass --limits FILE")
+}
 let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ledgerflow-bench-\(getpid())").path
 try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(atPath: scratch) }

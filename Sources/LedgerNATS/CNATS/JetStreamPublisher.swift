@@ -123,7 +123,7 @@ public final class JetStreamPublisher: @unchecked Sendable {
 
     public init(connection: NATSConnection, maxPending: Int = 65_536, ackTimeout: Duration = .seconds(10)) throws {
         self.connection = connection
-        self.ackTimeoutMs = ackTimeout.components.seconds * 1000
+        self.ackTimeoutMs = Self.milliseconds(ackTimeout)
         let inFlight = InFlightAcks()
         self.inFlight = inFlight
         inFlightPointer = Unmanaged.passRetained(inFlight).toOpaque()
@@ -161,6 +161,18 @@ public final class JetStreamPublisher: @unchecked Sendable {
             throw error
         }
         self.js = js
+    }
+
+    /// `duration` in whole milliseconds for cnats' `MaxWait`, rounded up and at least 1: cnats takes 0 as "wait
+    /// forever", so a timeout under a millisecond must not become 0. Durations too long for it wait as long as it can.
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        guard seconds >= 0, attoseconds >= 0 || seconds > 0 else { return 1 }
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        guard !overflow else { return Int64.max }
+        let fraction = (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        let (total, overflowAgain) = whole.addingReportingOverflow(fraction)
+        return overflowAgain ? Int64.max : max(total, 1)
     }
 
     deinit {
