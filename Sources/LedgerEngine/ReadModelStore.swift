@@ -2,7 +2,7 @@ public import Foundation
 public import LedgerCore
 public import LedgerLMDB
 public import LedgerProjections
-import Logging
+public import Logging
 public import Synchronization
 
 /// The LMDB read models (run status, flow versions, dedup) and the log position they reflect.
@@ -20,7 +20,7 @@ public final class ReadModelStore: Sendable {
     /// Messages skipped so far.
     private let skippedTotal: Counter
     /// Reports stored states that cannot be read back.
-    let logger = Logger(label: "ledgerflow.readmodels")
+    let logger: Logger
     /// Told of every batch once it is in the read models (the engine: runs other workers moved on).
     let appliedObserver = LockedHook<@Sendable (Projector.Batch) -> Void>()
 
@@ -47,17 +47,19 @@ public final class ReadModelStore: Sendable {
     /// Swift 6.3's optimizer crashes on a throwing designated initializer of this class (its noncopyable stored
     /// properties on the failure path), so the designated one does not throw.
     public convenience init(
-        path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = defaultMapSize
+        path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = defaultMapSize,
+        logger: Logger = Logger(label: "ledgerflow.readmodels")
     ) throws {
         let environment = try LMDBEnvironment(
             path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
         let checkpoint = try Self.checkpoint(of: environment)
         let skipped = try environment.read { txn in try txn.count(environment.table(SkippedMessage.table)) }
-        self.init(environment: environment, checkpoint: checkpoint, skipped: skipped)
+        self.init(environment: environment, checkpoint: checkpoint, skipped: skipped, logger: logger)
     }
 
-    init(environment: LMDBEnvironment, checkpoint: UInt64, skipped: Int) {
+    init(environment: LMDBEnvironment, checkpoint: UInt64, skipped: Int, logger: Logger) {
         self.environment = environment
+        self.logger = logger
         skippedTotal = Counter(skipped)
         progress.advance(to: checkpoint)
     }

@@ -1,7 +1,10 @@
 import Foundation
 import LedgerCore
+import LedgerLMDB
 import LedgerNATS
+import LedgerProjections
 import LedgerTestSupport
+import Logging
 import Synchronization
 import Testing
 
@@ -11,10 +14,10 @@ extension Integration {
     /// A delivery lost between the server and a reader (issue 16): the reader notices and reads again, so the read
     /// models never move their checkpoint past a message they did not apply.
     @Suite struct LogGapTests {
-        /// Appends `count` runs' `FlowRunStarted` (run ids `gap-0`...), one message each, in one pipelined go.
-        func appendRuns(_ ledger: Ledger, count: Int) async throws {
+        /// Appends `count` runs' `FlowRunStarted` (run ids `gap-<first>`...), one message each, in one pipelined go.
+        func appendRuns(_ ledger: Ledger, count: Int, first: Int = 0) async throws {
             let codec = EventCodec()
-            let messages = try (0..<count).map { i in
+            let messages = try (first..<first + count).map { i in
                 let run = "gap-\(i)"
                 let body = LedgerEvent.Body.runStarted(
                     FlowRunStarted(
@@ -89,6 +92,55 @@ extension Integration {
                 .follow(until: 10)
             #expect(try store.checkpoint() == 10)
             #expect(try store.run("gap-9") != nil)
+        }
+
+        /// Models whose indexes must be derived again (written by another version) hold a damaged run state: it is
+        /// named once, with what to do, whether the projector finds it as it starts or a batch finds it later, and
+        /// the log's next messages are applied.
+        @Test func anUnreadableStoredStateIsNamedOnceAndTheLogIsStillApplied() async throws {
+            let ledger = try await freshLedger()
+            defer { ledger.close() }
+            try await appendRuns(ledger, count: 10)
+            let directory = TemporaryDirectory("unreadable")
+            let logs = CapturedLogs()
+            let store = try ReadModelStore(
+                path: "\(directory.path)/lmdb", mapSize: 1 << 26, logger: logs.logger(label: "readmodels"))
+            func projector() -> Projector {
+                Projector(ledger: ledger, store: store, recordsSkips: false, logger: logs.logger(label: "projector"))
+            }
+            try await projector().follow(until: 10)
+            let runs = store.environment.table(RunStatusModel.table)
+            let meta = store.environment.table(ReadModelTables.meta)
+            func damage() async throws {
+                try await store.environment.writer.write { txn in
+                    try txn.put(runs, key: Array("gap-3".utf8), value: Array(#"{"run_id":"gap-3","status":"#.utf8))
+                    try txn.delete(meta, key: Array(ReadModelTables.indexVersionKey.utf8))
+                }
+            }
+            func said(_ record: CapturedLogs.Record?) -> String {
+                record.map { "\($0.message) \($0.metadata.values.joined(separator: " "))" } ?? ""
+            }
+            // Found as the projector starts.
+            try await damage()
+            try await appendRuns(ledger, count: 10, first: 10)
+            try await projector().follow(until: 20)
+            #expect(try store.checkpoint() == 20)
+            for i in 10..<20 {
+                #expect(try store.run("gap-\(i)") != nil, "run gap-\(i) was not applied after the unreadable state")
+            }
+            // Found by a batch (models another version moved on while this projector ran).
+            try await damage()
+            let later = LedgerEvent(
+                id: "x", type: EventType.runCancelled, time: "t", runid: "gap-12",
+                body: .runCancelled(FlowRunCancelled(actor: "t")))
+            try await store.apply([(21, later)], through: 21)
+            #expect(try store.run("gap-12")?.status == .cancelled)
+            let errors = logs.records.filter { $0.level == .error }
+            #expect(errors.count == 2, "\(errors)")
+            for part in [RunStatusModel.table, "gap-3", "cannot be read", "ledgerflow projections rebuild"] {
+                #expect(said(errors.first).contains(part), "the projector's line does not say \(part)")
+                #expect(said(errors.last).contains(part), "the batch's line does not say \(part)")
+            }
         }
     }
 }
