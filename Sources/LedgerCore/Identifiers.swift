@@ -70,12 +70,31 @@ public enum Timestamp {
         let days = Int(totalSeconds >= 0 ? totalSeconds / 86400 : (totalSeconds - 86399) / 86400)
         let seconds = Int(totalSeconds - Int64(days) * 86400)
         let (y, m, d) = civil(fromDays: days)
-        func pad(_ v: Int, _ n: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, n - s.count)) + s
+        // Written digit by digit (every event and decision stamps one): `yyyy-MM-ddTHH:mm:ss.SSSZ`, 24 bytes.
+        return String(unsafeUninitializedCapacity: 24) { out in
+            func put(_ value: Int, _ width: Int, at end: Int) {
+                var v = value
+                for i in stride(from: end - 1, through: end - width, by: -1) {
+                    out[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                    v /= 10
+                }
+            }
+            put(y, 4, at: 4)
+            out[4] = UInt8(ascii: "-")
+            put(m, 2, at: 7)
+            out[7] = UInt8(ascii: "-")
+            put(d, 2, at: 10)
+            out[10] = UInt8(ascii: "T")
+            put(seconds / 3600, 2, at: 13)
+            out[13] = UInt8(ascii: ":")
+            put(seconds % 3600 / 60, 2, at: 16)
+            out[16] = UInt8(ascii: ":")
+            put(seconds % 60, 2, at: 19)
+            out[19] = UInt8(ascii: ".")
+            put(milli, 3, at: 23)
+            out[23] = UInt8(ascii: "Z")
+            return 24
         }
-        return
-            "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(seconds / 3600, 2)):\(pad(seconds % 3600 / 60, 2)):\(pad(seconds % 60, 2)).\(pad(milli, 3))Z"
     }
 
     /// Parses an RFC 3339 timestamp (`2026-11-20T05:45:45.123Z`, with or without fraction, `Z` or an offset

@@ -142,7 +142,7 @@ extension RunDecider {
     /// carrying it out again is deduplicated by the service that receives it.
     public func inFlight(_ state: RunState) -> [(execution: StepExecution, startedAt: Date)] {
         guard !state.isSettled else { return [] }
-        let context = Self.context(state)
+        let context = RunScope(state)
         var out: [(StepExecution, Date)] = []
         for record in state.steps {
             guard let step = definition.step(record.step_id) else { continue }
@@ -189,7 +189,7 @@ extension RunDecider {
     }
 
     func start(
-        _ step: StepDefinition, record: StepRecord, attempt: Int, state: RunState, context: JSONValue, now: Date,
+        _ step: StepDefinition, record: StepRecord, attempt: Int, state: RunState, context: RunScope, now: Date,
         nowText: String
     ) -> [RunAction] {
         let request: JSONValue

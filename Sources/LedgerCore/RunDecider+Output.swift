@@ -11,7 +11,7 @@ extension RunDecider {
 
     /// The acknowledgement, when the flow declares one and the run has not recorded it: sent (live runs) and then
     /// recorded, so a crash in between sends it again (deduplicated by its id) rather than losing it.
-    func acknowledge(_ state: RunState, context: JSONValue) -> [RunAction]? {
+    func acknowledge(_ state: RunState, context: RunScope) -> [RunAction]? {
         guard state.ack == nil, let template = outputSpec.ack else { return nil }
         let text: String
         do {

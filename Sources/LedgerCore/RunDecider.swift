@@ -30,27 +30,9 @@ public struct RunDecider: Sendable {
         return (String(parts[0]), AttemptTarget(wireID: String(parts[1])), attempt)
     }
 
-    /// The template context of a run: `trigger`, `input`, `steps.<id>.output|status`, `run`.
-    public static func context(_ state: RunState) -> JSONValue {
-        var steps: [String: JSONValue] = [:]
-        steps.reserveCapacity(state.steps.count)
-        for step in state.steps {
-            steps[step.step_id] = .object([
-                "output": step.output ?? .null, "status": .string(step.status.rawValue),
-                "attempts": .number(Double(step.attempts.count)),
-            ])
-        }
-        return .object([
-            "trigger": state.trigger.data ?? .null,
-            "input": state.input,
-            "steps": .object(steps),
-            "run": .object([
-                "id": .string(state.run_id), "flow_id": .string(state.flow_id),
-                "flow_version": .number(Double(state.flow_version)), "mode": .string(state.mode.rawValue),
-                "actor": .string(state.actor), "started_at": .string(state.started_at ?? state.created_at),
-            ]),
-        ])
-    }
+    /// The template context of a run, built whole: `trigger`, `input`, `steps.<id>.output|status|attempts`, `run`.
+    /// Decisions look references up in `RunScope`, which reads only what a reference leads to.
+    public static func context(_ state: RunState) -> JSONValue { RunScope(state).value }
 
     /// Every transition of a run: what `command` does in the run's phase. A command the phase does not allow is
     /// answered with `.refuse`; an answer for an attempt that is no longer running changes nothing (the log keeps
@@ -174,7 +156,7 @@ public struct RunDecider: Sendable {
 
     func advance(_ state: RunState, now: Date, random: () -> Double) -> [RunAction] {
         var out: [RunAction] = []
-        let context = Self.context(state)
+        let context = RunScope(state)
         let nowText = Timestamp.format(now)
 
         // The whole run has a deadline too (`run_timeout_sec`).
@@ -196,8 +178,10 @@ public struct RunDecider: Sendable {
             out.append(.wakeUp(at: deadline))
         }
 
-        // Steps in flight: time out the late ones, remember the next deadline.
-        for record in state.steps where record.status == .running {
+        // Steps in flight: time out the late ones, remember the next deadline. (Indices, so that only a running
+        // step's record is copied: copying each record and definition retains all they hold, at every decision.)
+        for index in state.steps.indices where state.steps[index].status == .running {
+            let record = state.steps[index]
             guard let step = definition.step(record.step_id), let last = record.lastAttempt,
                 let started = Timestamp.parse(last.started_at)
             else { continue }
@@ -233,17 +217,19 @@ public struct RunDecider: Sendable {
             ]
         }
 
-        for (position, step) in definition.steps.enumerated() {
+        for position in definition.steps.indices {
             // The run's records follow the definition's order (`FlowRunStarted` names its steps): look there first,
-            // and copy only the record of a step that may start.
+            // and copy only the definition and the record of a step that may start.
+            let id = definition.steps[position].id
             let index =
-                position < state.steps.count && state.steps[position].step_id == step.id
-                ? position : state.steps.firstIndex { $0.step_id == step.id }
+                position < state.steps.count && state.steps[position].step_id == id
+                ? position : state.steps.firstIndex { $0.step_id == id }
             guard let index, state.steps[index].status == .queued else { continue }
+            let deps = definition.steps[position].dependencies.compactMap { state.statusOfStep($0) }
+            if deps.contains(where: { !$0.isDone }) { continue }
+            let step = definition.steps[position]
             let record = state.steps[index]
-            let deps = step.dependencies.compactMap { state.step($0) }
-            if deps.contains(where: { !$0.status.isDone }) { continue }
-            if !deps.isEmpty, deps.allSatisfy({ $0.status == .skipped }) {
+            if !deps.isEmpty, deps.allSatisfy({ $0 == .skipped }) {
                 out.append(
                     .append(.stepSkipped(StepSkipped(step_id: step.id, reason: "every step it depends on was skipped")))
                 )
@@ -316,7 +302,7 @@ public struct RunDecider: Sendable {
     /// The next thing to do to undo `records` in order: wait for a running compensation, retry or start one; nil
     /// when every one of them has ended (undone, or its attempts exhausted).
     func undoNext(_ records: [StepRecord], _ state: RunState, now: Date, random: () -> Double) -> [RunAction]? {
-        let context = Self.context(state)
+        let context = RunScope(state)
         for record in records {
             guard let step = definition.step(record.step_id), let compensation = step.compensate else { continue }
             let current = record.compensation

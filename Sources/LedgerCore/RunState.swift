@@ -179,6 +179,11 @@ public struct RunState: Sendable, Equatable {
 
     public func step(_ id: String) -> StepRecord? { steps.first { $0.step_id == id } }
 
+    /// The status of the step `id`, without copying its record (nil when the run has no such step).
+    public func statusOfStep(_ id: String) -> StepStatus? {
+        steps.firstIndex { $0.step_id == id }.map { steps[$0].status }
+    }
+
     mutating func updateStep(_ id: String, _ change: (inout StepRecord) -> Void) {
         if let index = steps.firstIndex(where: { $0.step_id == id }) {
             change(&steps[index])

@@ -112,6 +112,19 @@ public enum Template {
     public static func render(
         _ value: JSONValue, context: JSONValue, at path: String = ""
     ) throws(RenderError) -> JSONValue {
+        try render(value, scope: context, at: path)
+    }
+
+    /// Renders a template value against a run's scope (what the engine does at each decision).
+    public static func render(
+        _ value: JSONValue, context: RunScope, at path: String = ""
+    ) throws(RenderError) -> JSONValue {
+        try render(value, scope: context, at: path)
+    }
+
+    static func render<Scope: TemplateScope>(
+        _ value: JSONValue, scope context: Scope, at path: String
+    ) throws(RenderError) -> JSONValue {
         switch value {
         case .string(let s):
             guard hasReference(s) else { return value }
@@ -119,7 +132,7 @@ public enum Template {
             if pieces.count == 1, case .reference(let r) = pieces[0] {
                 // A secret stays a reference: it is resolved only when the step executes, never recorded.
                 if r.hasPrefix(SecretReferences.root + ".") { return .string("{{\(r)}}") }
-                return context[path: r] ?? .null
+                return context.lookup(r) ?? .null
             }
             var out = ""
             for piece in pieces {
@@ -128,7 +141,7 @@ public enum Template {
                 case .reference(let r) where r.hasPrefix(SecretReferences.root + "."):
                     out += "{{\(r)}}"
                 case .reference(let r):
-                    guard let v = context[path: r] else {
+                    guard let v = context.lookup(r) else {
                         throw RenderError(
                             path: path.isEmpty ? "template" : path, message: "{{\(r)}} has no value in this run")
                     }
@@ -146,11 +159,11 @@ public enum Template {
         case .array(let a):
             var out: [JSONValue] = []
             out.reserveCapacity(a.count)
-            for (i, v) in a.enumerated() { out.append(try render(v, context: context, at: "\(path)[\(i)]")) }
+            for (i, v) in a.enumerated() { out.append(try render(v, scope: context, at: "\(path)[\(i)]")) }
             return .array(out)
         case .object(let o):
             var out: [String: JSONValue] = [:]
-            for (k, v) in o { out[k] = try render(v, context: context, at: path.isEmpty ? k : "\(path).\(k)") }
+            for (k, v) in o { out[k] = try render(v, scope: context, at: path.isEmpty ? k : "\(path).\(k)") }
             return .object(out)
         default:
             return value
@@ -160,10 +173,24 @@ public enum Template {
 
 extension StringProtocol {
     func trimmingWhitespace() -> String {
+        // Most references have no space around them: an ASCII byte other than a space at either end is a whole
+        // character that is no whitespace (no ASCII letter extends the character before it, and a character that
+        // starts with one is no whitespace), so the text is kept without looking at its characters.
+        let bytes = utf8
+        if let first = bytes.first, Self.isPlainASCII(first),
+            Self.isPlainASCII(bytes[bytes.index(bytes.startIndex, offsetBy: bytes.count - 1)])
+        {
+            return String(self)
+        }
         var s = Substring(self)
         while let f = s.first, f.isWhitespace { s = s.dropFirst() }
         while let l = s.last, l.isWhitespace { s = s.dropLast() }
         return String(s)
+    }
+
+    /// An ASCII byte that is no whitespace (Unicode's White_Space in ASCII: tab to carriage return, and space).
+    static func isPlainASCII(_ byte: UInt8) -> Bool {
+        byte < 0x80 && byte != 0x20 && !(0x09...0x0D).contains(byte)
     }
 }
 
@@ -219,23 +246,28 @@ public indirect enum Condition: Sendable, Equatable {
         }
     }
 
-    public func value(in context: JSONValue) -> JSONValue {
+    public func value(in context: JSONValue) -> JSONValue { value(scope: context) }
+    public func holds(in context: JSONValue) -> Bool { holds(scope: context) }
+    /// Whether the condition holds in a run's scope (what the engine does at each decision).
+    public func holds(in context: RunScope) -> Bool { holds(scope: context) }
+
+    func value<Scope: TemplateScope>(scope context: Scope) -> JSONValue {
         switch self {
-        case .reference(let r): return context[path: r] ?? .null
+        case .reference(let r): return context.lookup(r) ?? .null
         case .literal(let v): return v
-        default: return .bool(holds(in: context))
+        default: return .bool(holds(scope: context))
         }
     }
 
-    public func holds(in context: JSONValue) -> Bool {
+    func holds<Scope: TemplateScope>(scope context: Scope) -> Bool {
         switch self {
-        case .reference, .literal: return value(in: context).isTruthy
-        case .not(let c): return !c.holds(in: context)
-        case .and(let a, let b): return a.holds(in: context) && b.holds(in: context)
-        case .or(let a, let b): return a.holds(in: context) || b.holds(in: context)
+        case .reference, .literal: return value(scope: context).isTruthy
+        case .not(let c): return !c.holds(scope: context)
+        case .and(let a, let b): return a.holds(scope: context) && b.holds(scope: context)
+        case .or(let a, let b): return a.holds(scope: context) || b.holds(scope: context)
         case .compare(let a, let op, let b):
-            let l = a.value(in: context)
-            let r = b.value(in: context)
+            let l = a.value(scope: context)
+            let r = b.value(scope: context)
             switch op {
             case "==": return l == r
             case "!=": return l != r

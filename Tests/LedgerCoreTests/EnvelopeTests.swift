@@ -80,6 +80,38 @@ import Testing
         #expect(Timestamp.parse("2026-11-20T05:45:45+01:00") == plain.date(from: "2026-11-20T05:45:45+01:00"))
     }
 
+    /// The digit-by-digit formatter writes what the one it replaced wrote (each field padded with zeros), over the
+    /// whole range of years and at its ends.
+    @Test func timestampsAreWrittenAsThePaddedFieldsWere() {
+        func padded(_ millis: Int64) -> String {
+            let date = Date(timeIntervalSince1970: Double(millis) / 1000)
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "UTC")!
+            let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+            func pad(_ v: Int, _ n: Int) -> String {
+                let s = String(v)
+                return String(repeating: "0", count: max(0, n - s.count)) + s
+            }
+            let milli = Int(((millis % 1000) + 1000) % 1000)
+            return "\(pad(c.year!, 4))-\(pad(c.month!, 2))-\(pad(c.day!, 2))T\(pad(c.hour!, 2)):\(pad(c.minute!, 2)):"
+                + "\(pad(c.second!, 2)).\(pad(milli, 3))Z"
+        }
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        // From 1583 (the Gregorian calendar's own years, where Foundation's calendar agrees) to 9999.
+        let range: ClosedRange<Int64> = -12_212_553_600_000...253_402_300_799_999
+        for i in 0..<5000 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let millis =
+                i < 4
+                ? [range.lowerBound, range.upperBound, 0, -1][i]
+                : range.lowerBound + Int64(state >> 2) % Int64(range.count)
+            #expect(Timestamp.format(millis: millis) == padded(millis), "\(millis)")
+        }
+        #expect(Timestamp.format(millis: Int64.min) == "0001-01-01T00:00:00.000Z")
+        #expect(Timestamp.format(millis: Int64.max) == "9999-12-31T23:59:59.999Z")
+        #expect(Timestamp.format(millis: -62_135_596_800_000 + 86_400_000 * 59 + 1) == "0001-03-01T00:00:00.001Z")
+    }
+
     @Test func sha256MatchesTheStandardVectors() {
         #expect(SHA256.hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")

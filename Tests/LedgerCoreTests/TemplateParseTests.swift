@@ -43,6 +43,34 @@ import Testing
     /// Every string of up to 5 symbols from braces, letters, spaces and non-ASCII: marks that join the character
     /// before them (non-spacing U+0301 and U+FE0F, enclosing U+20DD, spacing U+0903), one that joins the character
     /// after it (U+0600), a zero-width joiner and a Hangul vowel.
+    /// A reference is trimmed by characters; most are kept whole at a glance (an ASCII byte other than a space at
+    /// either end). Every short string over characters that are, are not, or join into whitespace trims as the
+    /// character-by-character trim does.
+    @Test func everyShortReferenceTrimsAsByCharacters() {
+        func byCharacters(_ text: Substring) -> String {
+            var s = text
+            while let f = s.first, f.isWhitespace { s = s.dropFirst() }
+            while let l = s.last, l.isWhitespace { s = s.dropLast() }
+            return String(s)
+        }
+        let alphabet = [
+            "a", ".", "0", " ", "\t", "\n", "\r", "\u{0B}", "\u{1F}", "\u{7F}", "\u{A0}", "\u{85}", "\u{2028}",
+            "\u{3000}",
+            "\u{301}", "\u{600}", "\u{200D}", "é", "😀", "\u{1F1E6}",
+        ]
+        var texts = [""]
+        var frontier = [""]
+        for _ in 0..<3 {
+            frontier = frontier.flatMap { prefix in alphabet.map { prefix + $0 } }
+            texts += frontier
+        }
+        for text in texts {
+            let inside = Substring("{" + text + "}").dropFirst().dropLast()
+            #expect(inside.trimmingWhitespace() == byCharacters(inside), "\(text.unicodeScalars.map { $0.value })")
+            #expect(text.trimmingWhitespace() == byCharacters(Substring(text)))
+        }
+    }
+
     @Test func everyShortStringSplitsAsFoundationSplitIt() {
         let marks = ["\u{301}", "\u{600}", "\u{200D}", "\u{903}", "\u{FE0F}", "\u{1160}", "\u{20DD}"]
         let alphabet = ["{", "}", "a", " ", "é", "e\u{301}"] + marks
