@@ -83,10 +83,10 @@ import Testing
     /// The digit-by-digit formatter writes what the one it replaced wrote (each field padded with zeros), over the
     /// whole range of years and at its ends.
     @Test func timestampsAreWrittenAsThePaddedFieldsWere() {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
         func padded(_ millis: Int64) -> String {
             let date = Date(timeIntervalSince1970: Double(millis) / 1000)
-            var calendar = Calendar(identifier: .gregorian)
-            calendar.timeZone = TimeZone(identifier: "UTC")!
             let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
             func pad(_ v: Int, _ n: Int) -> String {
                 let s = String(v)

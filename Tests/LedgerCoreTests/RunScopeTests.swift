@@ -4,6 +4,27 @@ import Testing
 /// A decision looks template references up in `RunScope`, read from the run's state where the reference leads;
 /// every path must give what the scope built whole (`RunDecider.context`) gives.
 struct RunScopeTests {
+    /// The scope built whole, as the decider built it before `RunScope` (the reference every lookup is held to).
+    static func wholeScope(_ state: RunState) -> JSONValue {
+        var steps: [String: JSONValue] = [:]
+        for step in state.steps {
+            steps[step.step_id] = .object([
+                "output": step.output ?? .null, "status": .string(step.status.rawValue),
+                "attempts": .number(Double(step.attempts.count)),
+            ])
+        }
+        return .object([
+            "trigger": state.trigger.data ?? .null,
+            "input": state.input,
+            "steps": .object(steps),
+            "run": .object([
+                "id": .string(state.run_id), "flow_id": .string(state.flow_id),
+                "flow_version": .number(Double(state.flow_version)), "mode": .string(state.mode.rawValue),
+                "actor": .string(state.actor), "started_at": .string(state.started_at ?? state.created_at),
+            ]),
+        ])
+    }
+
     /// Every path into `value` (objects by key, arrays by index), each beside what it leads to.
     static func paths(_ value: JSONValue, at prefix: String, into out: inout [String]) {
         out.append(prefix)
@@ -40,8 +61,17 @@ struct RunScopeTests {
             let event = LedgerEvent(id: "e\(sequence)", type: body.type, time: "t", runid: state.run_id, body: body)
             guard let next = RunState.evolve(state, event, sequence: sequence) else { continue }
             state = next
-            let whole = RunDecider.context(state)
-            let scope = RunScope(state)
+            // Records the log cannot make (a step id repeated, empty, or named like a field) are looked up too.
+            var odd = state
+            if seed % 2 == 0 {
+                var again = StepRecord(step_id: "a")
+                again.output = random.json()
+                odd.steps += [
+                    again, StepRecord(step_id: "output"), StepRecord(step_id: ""), StepRecord(step_id: "x.y"),
+                ]
+            }
+            let whole = Self.wholeScope(odd)
+            let scope = RunScope(odd)
             var probes: [String] = []
             for root in ["trigger", "input", "steps", "run"] {
                 Self.paths(whole[root] ?? .null, at: root, into: &probes)
@@ -51,11 +81,13 @@ struct RunScopeTests {
                 "", ".", "steps.", "steps..", "steps.a.", "steps.a.output.", "steps.zz.output", "steps.a.nope",
                 "steps.a.status.x", "steps.a.attempts.0", "run.id.x", "run.", "trigger.", "input.0", "input.99",
                 "trigger.0.0", "nope", "nope.x", "secrets.k", "run.flow_version", "steps.d", "steps.d.output.0",
+                "steps.output", "steps.output.status", "steps..status", "steps.x.y", "steps.x", "run.started_at",
             ]
             for path in probes {
                 #expect(scope.lookup(path) == whole[path: path], "seed \(seed), path \(path.debugDescription)")
             }
             #expect(scope.value == whole)
+            #expect(RunDecider.context(odd) == whole)
         }
     }
 
@@ -84,7 +116,7 @@ struct RunScopeTests {
         ]
         #expect(
             try Template.render(template, context: RunScope(state))
-                == (try Template.render(template, context: RunDecider.context(state))))
+                == (try Template.render(template, context: Self.wholeScope(state))))
         #expect(throws: Template.RenderError.self) {
             try Template.render("x {{steps.zz.output}}", context: RunScope(state))
         }
@@ -93,7 +125,7 @@ struct RunScopeTests {
             "{{nope}}",
         ] {
             let condition = try Condition.parse(text)
-            #expect(condition.holds(in: RunScope(state)) == condition.holds(in: RunDecider.context(state)), "\(text)")
+            #expect(condition.holds(in: RunScope(state)) == condition.holds(in: Self.wholeScope(state)), "\(text)")
         }
         #expect(try Condition.parse("{{steps.a.output.n}} > {{trigger.entities.n}}").holds(in: RunScope(state)))
     }

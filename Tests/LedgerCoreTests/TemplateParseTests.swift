@@ -40,9 +40,6 @@ import Testing
         return actual == expected ? nil : "\(text.debugDescription): \(actual), expected \(expected)"
     }
 
-    /// Every string of up to 5 symbols from braces, letters, spaces and non-ASCII: marks that join the character
-    /// before them (non-spacing U+0301 and U+FE0F, enclosing U+20DD, spacing U+0903), one that joins the character
-    /// after it (U+0600), a zero-width joiner and a Hangul vowel.
     /// A reference is trimmed by characters; most are kept whole at a glance (an ASCII byte other than a space at
     /// either end). Every short string over characters that are, are not, or join into whitespace trims as the
     /// character-by-character trim does.
@@ -65,12 +62,18 @@ import Testing
             texts += frontier
         }
         for text in texts {
-            let inside = Substring("{" + text + "}").dropFirst().dropLast()
+            // Cut at byte positions, as the parser cuts between its braces (which may fall inside a character).
+            let braced = "{" + text + "}"
+            let inside = braced[
+                braced.utf8.index(after: braced.startIndex)..<braced.utf8.index(before: braced.endIndex)]
             #expect(inside.trimmingWhitespace() == byCharacters(inside), "\(text.unicodeScalars.map { $0.value })")
             #expect(text.trimmingWhitespace() == byCharacters(Substring(text)))
         }
     }
 
+    /// Every string of up to 5 symbols from braces, letters, spaces and non-ASCII: marks that join the character
+    /// before them (non-spacing U+0301 and U+FE0F, enclosing U+20DD, spacing U+0903), one that joins the character
+    /// after it (U+0600), a zero-width joiner and a Hangul vowel.
     @Test func everyShortStringSplitsAsFoundationSplitIt() {
         let marks = ["\u{301}", "\u{600}", "\u{200D}", "\u{903}", "\u{FE0F}", "\u{1160}", "\u{20DD}"]
         let alphabet = ["{", "}", "a", " ", "é", "e\u{301}"] + marks
