@@ -29,25 +29,25 @@ public enum EmitSubjectPolicy {
                 "the subject \(shown) holds a space or control character (U+\(String(bad.value, radix: 16, uppercase: true))); "
                 + "a subject is tokens of visible characters separated by \".\""
         }
-        let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+        let tokens = subjectTokens(subject)
         if tokens.contains(where: \.isEmpty) {
             return
                 "the subject \(shown) has an empty token (a leading or trailing \".\", or \"..\"); write tokens separated by single dots"
         }
-        if subject.contains("*") || subject.contains(">") {
+        if subject.utf8.contains(UInt8(ascii: "*")) || subject.utf8.contains(UInt8(ascii: ">")) {
             return
                 "the subject \(shown) holds a wildcard (\"*\" or \">\"); a published event needs one concrete subject"
         }
-        if subject.hasPrefix("$") {
+        if subject.utf8.first == UInt8(ascii: "$") {
             return
                 "the subject \(shown) is a NATS system or API subject ($JS, $KV, $O, $SYS, ...); emit may not publish there, "
                 + "choose an application subject such as orders.shipped"
         }
-        if subject.uppercased().hasPrefix("_INBOX") {
+        if isInboxLike(subject) {
             return
                 "the subject \(shown) is a reply inbox (_INBOX...); emit may not answer other clients' requests, choose an application subject"
         }
-        if tokens[0] == "ledger" {
+        if sameBytes(tokens[0], "ledger") {
             return
                 "the subject \(shown) is under ledger.>, Ledgerflow's own log; emit may not write there, choose an application subject"
         }
@@ -65,12 +65,13 @@ public enum EmitSubjectPolicy {
 
     /// Checks an `--emit-allow` entry: a subject, wildcards allowed as whole tokens.
     public static func allowEntryProblem(_ entry: String) -> String? {
-        let tokens = entry.split(separator: ".", omittingEmptySubsequences: false)
+        let tokens = subjectTokens(entry)
         if entry.isEmpty || tokens.contains(where: \.isEmpty) {
             return "emit allowlist entry \"\(entry)\" has an empty token"
         }
         if let bad = tokens.enumerated().first(where: { i, t in
-            (t.contains("*") && t != "*") || (t.contains(">") && (t != ">" || i != tokens.count - 1))
+            (t.utf8.contains(UInt8(ascii: "*")) && !sameBytes(t, "*"))
+                || (t.utf8.contains(UInt8(ascii: ">")) && (!sameBytes(t, ">") || i != tokens.count - 1))
         }) {
             return
                 "emit allowlist entry \"\(entry)\": \"\(bad.element)\" is not a valid token (\"*\" and \">\" stand alone, \">\" last)"
@@ -89,16 +90,16 @@ public enum EmitSubjectPolicy {
 /// drive JetStream) with the engine's credentials.
 public enum ReplySubjectPolicy {
     public static func refusal(_ subject: String) -> String? {
-        let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+        let tokens = subjectTokens(subject)
         if subject.isEmpty || subject.utf8.count > EmitSubjectPolicy.maxBytes || tokens.contains(where: \.isEmpty)
-            || subject.contains("*") || subject.contains(">")
+            || subject.utf8.contains(UInt8(ascii: "*")) || subject.utf8.contains(UInt8(ascii: ">"))
             || subject.unicodeScalars.contains(where: {
                 $0.properties.isWhitespace || $0.properties.generalCategory == .control
             })
         {
             return "the reply subject is not a valid subject"
         }
-        if subject.hasPrefix("$") { return "the reply subject is a NATS system or API subject" }
+        if subject.utf8.first == UInt8(ascii: "$") { return "the reply subject is a NATS system or API subject" }
         if let stored = Subjects.streamSubjects.first(where: { subjectMatches(pattern: $0, subject: subject) }) {
             return "the reply subject is stored in the log (\(stored))"
         }
@@ -139,6 +140,22 @@ func subjectMatches(pattern p: UnsafeBufferPointer<UInt8>, subject s: UnsafeBuff
     }
 }
 
+/// A subject's tokens as NATS reads them: split at every "." byte. Not by `Character`: a "." followed by a combining
+/// mark is one `Character`, yet it still ends a token for NATS ("ledger.\u{301}x" is under `ledger.>`).
+func subjectTokens(_ subject: String) -> [Substring] {
+    subject.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map { Substring($0) }
+}
+
+/// Whether two tokens are the same bytes, as NATS compares them (`==` on strings is canonical equivalence: the
+/// Kelvin sign equals "K" there, not for NATS).
+func sameBytes(_ a: some StringProtocol, _ b: some StringProtocol) -> Bool { a.utf8.elementsEqual(b.utf8) }
+
+/// Whether a subject starts with `_INBOX`, in any case of its ASCII letters (a reply inbox, or made to look like one).
+func isInboxLike(_ subject: String) -> Bool {
+    let prefix = subject.utf8.prefix(6).map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 0x20 : $0 }
+    return prefix.elementsEqual("_INBOX".utf8)
+}
+
 extension String {
     func trimmingSpaces() -> String {
         var s = Substring(self)
@@ -161,7 +178,7 @@ public enum EventSubjectPolicy {
             if subject.utf8.count > EmitSubjectPolicy.maxBytes {
                 return "the subject \(shown) is longer than \(EmitSubjectPolicy.maxBytes) bytes"
             }
-            let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+            let tokens = subjectTokens(subject)
             if tokens.contains(where: \.isEmpty)
                 || subject.unicodeScalars.contains(where: {
                     $0.properties.isWhitespace || $0.properties.generalCategory == .control
@@ -169,14 +186,17 @@ public enum EventSubjectPolicy {
             {
                 return "\(shown) is not a subject: write tokens separated by single dots, e.g. events.> or orders.*"
             }
-            if tokens.dropLast().contains(">")
-                || tokens.contains(where: { $0 != ">" && $0 != "*" && ($0.contains(">") || $0.contains("*")) })
+            if tokens.dropLast().contains(where: { sameBytes($0, ">") })
+                || tokens.contains(where: {
+                    !sameBytes($0, ">") && !sameBytes($0, "*")
+                        && ($0.utf8.contains(UInt8(ascii: ">")) || $0.utf8.contains(UInt8(ascii: "*")))
+                })
             {
                 return
                     "\(shown) has a wildcard inside a token or \">\" before the last token; write e.g. events.> or orders.*.created"
             }
-            if subject.hasPrefix("$") || subject.uppercased().hasPrefix("_INBOX") || tokens[0] == ">"
-                || tokens[0] == "*"
+            if subject.utf8.first == UInt8(ascii: "$") || isInboxLike(subject) || sameBytes(tokens[0], ">")
+                || sameBytes(tokens[0], "*")
             {
                 return
                     "\(shown) would capture NATS system, API or reply subjects; start it with an application token, e.g. events.>"
@@ -195,12 +215,12 @@ public enum EventSubjectPolicy {
 
     /// Whether some subject matches both patterns.
     public static func subjectsOverlap(_ a: String, _ b: String) -> Bool {
-        let x = a.split(separator: ".", omittingEmptySubsequences: false)
-        let y = b.split(separator: ".", omittingEmptySubsequences: false)
+        let x = subjectTokens(a)
+        let y = subjectTokens(b)
         var i = 0
         while i < x.count, i < y.count {
-            if x[i] == ">" || y[i] == ">" { return true }
-            if x[i] != "*", y[i] != "*", x[i] != y[i] { return false }
+            if sameBytes(x[i], ">") || sameBytes(y[i], ">") { return true }
+            if !sameBytes(x[i], "*"), !sameBytes(y[i], "*"), !sameBytes(x[i], y[i]) { return false }
             i += 1
         }
         return x.count == y.count

@@ -89,3 +89,56 @@ import Testing
         #expect(value[path: "."] == .string("empty keys"))
     }
 }
+
+/// The subject policies read a subject's tokens as NATS does: split at every "." byte and compared byte for byte. A
+/// "." followed by a combining mark is one `Character`, and `==` on strings is canonical equivalence; neither may
+/// hide a token from the checks.
+@Suite struct SubjectTokenTests {
+    static let acute = "\u{301}"
+
+    @Test func aDotBeforeACombiningMarkStillEndsAToken() {
+        #expect(
+            subjectTokens("ledger.\(Self.acute)runs").map { Array($0.utf8) } == [
+                Array("ledger".utf8), Array("\(Self.acute)runs".utf8),
+            ])
+        #expect(subjectTokens("a..\(Self.acute)").map(\.isEmpty) == [false, true, false])
+        #expect(subjectTokens("").map(\.isEmpty) == [true])
+    }
+
+    @Test func emitMayNotReachTheLogOrNATSThroughACombiningMark() {
+        let refusal = { (subject: String) in EmitSubjectPolicy.refusal(subject, checkInbound: false) ?? "allowed" }
+        #expect(refusal("ledger.\(Self.acute)runs").contains("under ledger.>"))
+        #expect(refusal("a..\(Self.acute)").contains("empty token"))
+        #expect(refusal("a.*\(Self.acute)").contains("wildcard"))
+        #expect(refusal("a.>\(Self.acute)").contains("wildcard"))
+        #expect(refusal("$\(Self.acute)JS.API.STREAM.LIST").contains("NATS system"))
+        #expect(refusal("_inbox\(Self.acute).x").contains("reply inbox"))
+        #expect(refusal("_InBoX.abc").contains("reply inbox"))
+        // A combining mark alone is a token like any other.
+        #expect(refusal("orders.\(Self.acute)") == "allowed")
+        #expect(refusal("orders.shipped") == "allowed")
+    }
+
+    @Test func replySubjectsAndAllowEntriesAreReadByBytes() {
+        #expect(ReplySubjectPolicy.refusal("a..\(Self.acute)") == "the reply subject is not a valid subject")
+        #expect(ReplySubjectPolicy.refusal("reply.*\(Self.acute)") == "the reply subject is not a valid subject")
+        #expect(ReplySubjectPolicy.refusal("$\(Self.acute)JS.x") == "the reply subject is a NATS system or API subject")
+        #expect(ReplySubjectPolicy.refusal("reply.\(Self.acute)") == nil)
+        #expect(EmitSubjectPolicy.allowEntryProblem("orders.>\(Self.acute)")?.contains("not a valid token") == true)
+        #expect(EmitSubjectPolicy.allowEntryProblem("orders..\(Self.acute)")?.contains("empty token") == true)
+        #expect(EmitSubjectPolicy.allowEntryProblem("orders.*.\(Self.acute)") == nil)
+    }
+
+    @Test func eventSubjectsOverlapAsNATSSeesThem() {
+        #expect(
+            EventSubjectPolicy.problem(["events.>", "events.\(Self.acute)x"])?.contains("overlaps \"events.>\"") == true
+        )
+        #expect(EventSubjectPolicy.problem(["ledger.\(Self.acute)>"])?.contains("wildcard inside a token") == true)
+        #expect(EventSubjectPolicy.problem(["events..\(Self.acute)"])?.contains("is not a subject") == true)
+        // The Kelvin sign is canonically equivalent to "K", but another subject for NATS.
+        #expect(!EventSubjectPolicy.subjectsOverlap("orders.\u{212A}", "orders.K"))
+        #expect(EventSubjectPolicy.subjectsOverlap("orders.K", "orders.K"))
+        #expect(EventSubjectPolicy.subjectsOverlap("orders.*", "orders.\(Self.acute)"))
+        #expect(EventSubjectPolicy.problem(["orders.\u{212A}", "orders.K"]) == nil)
+    }
+}
