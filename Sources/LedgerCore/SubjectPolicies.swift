@@ -89,7 +89,9 @@ public enum EmitSubjectPolicy {
 /// so it must not be a subject the log stores or a NATS API subject, or a request could write into the log (or
 /// drive JetStream) with the engine's credentials.
 public enum ReplySubjectPolicy {
-    public static func refusal(_ subject: String) -> String? {
+    /// Why the engine may not reply on `subject`, or nil when it may. `eventSubjects` are the engine's
+    /// `--event-subjects`: the stream stores them too, and the engine would consume its own reply as an event.
+    public static func refusal(_ subject: String, eventSubjects: [String]) -> String? {
         let tokens = subjectTokens(subject)
         if subject.isEmpty || subject.utf8.count > EmitSubjectPolicy.maxBytes || tokens.contains(where: \.isEmpty)
             || subject.utf8.contains(UInt8(ascii: "*")) || subject.utf8.contains(UInt8(ascii: ">"))
@@ -100,7 +102,9 @@ public enum ReplySubjectPolicy {
             return "the reply subject is not a valid subject"
         }
         if subject.utf8.first == UInt8(ascii: "$") { return "the reply subject is a NATS system or API subject" }
-        if let stored = Subjects.streamSubjects.first(where: { subjectMatches(pattern: $0, subject: subject) }) {
+        if let stored = (Subjects.streamSubjects + eventSubjects).first(where: {
+            subjectMatches(pattern: $0, subject: subject)
+        }) {
             return "the reply subject is stored in the log (\(stored))"
         }
         return nil

@@ -52,7 +52,7 @@ extension Engine {
         )
         var replyRefused: String?
         if let to = message.replySubject {
-            if let refusal = ReplySubjectPolicy.refusal(to) {
+            if let refusal = ReplySubjectPolicy.refusal(to, eventSubjects: configuration.eventSubjects) {
                 replyRefused = refusal
                 logger.warning(
                     "not answering a run request",

@@ -120,10 +120,27 @@ import Testing
     }
 
     @Test func replySubjectsAndAllowEntriesAreReadByBytes() {
-        #expect(ReplySubjectPolicy.refusal("a..\(Self.acute)") == "the reply subject is not a valid subject")
-        #expect(ReplySubjectPolicy.refusal("reply.*\(Self.acute)") == "the reply subject is not a valid subject")
-        #expect(ReplySubjectPolicy.refusal("$\(Self.acute)JS.x") == "the reply subject is a NATS system or API subject")
-        #expect(ReplySubjectPolicy.refusal("reply.\(Self.acute)") == nil)
+        #expect(
+            ReplySubjectPolicy.refusal("a..\(Self.acute)", eventSubjects: ["events.>"])
+                == "the reply subject is not a valid subject")
+        #expect(
+            ReplySubjectPolicy.refusal("reply.*\(Self.acute)", eventSubjects: ["events.>"])
+                == "the reply subject is not a valid subject")
+        #expect(
+            ReplySubjectPolicy.refusal("$\(Self.acute)JS.x", eventSubjects: ["events.>"])
+                == "the reply subject is a NATS system or API subject")
+        #expect(ReplySubjectPolicy.refusal("reply.\(Self.acute)", eventSubjects: ["events.>"]) == nil)
+        // The stream stores the event subjects too, and the engine would take its own reply for an event.
+        #expect(
+            ReplySubjectPolicy.refusal("events.x", eventSubjects: ["events.>"])
+                == "the reply subject is stored in the log (events.>)")
+        #expect(
+            ReplySubjectPolicy.refusal("orders.new", eventSubjects: ["events.>", "orders.*"])
+                == "the reply subject is stored in the log (orders.*)")
+        #expect(ReplySubjectPolicy.refusal("orders.new", eventSubjects: ["events.>"]) == nil)
+        #expect(
+            ReplySubjectPolicy.refusal("ledger.\(Self.acute)x", eventSubjects: [])
+                == "the reply subject is stored in the log (ledger.>)")
         #expect(EmitSubjectPolicy.allowEntryProblem("orders.>\(Self.acute)")?.contains("not a valid token") == true)
         #expect(EmitSubjectPolicy.allowEntryProblem("orders..\(Self.acute)")?.contains("empty token") == true)
         #expect(EmitSubjectPolicy.allowEntryProblem("orders.*.\(Self.acute)") == nil)
@@ -134,6 +151,9 @@ import Testing
             EventSubjectPolicy.problem(["events.>", "events.\(Self.acute)x"])?.contains("overlaps \"events.>\"") == true
         )
         #expect(EventSubjectPolicy.problem(["ledger.\(Self.acute)>"])?.contains("wildcard inside a token") == true)
+        #expect(EventSubjectPolicy.problem(["ledger.\(Self.acute)x"])?.contains("overlaps ledger.>") == true)
+        #expect(EventSubjectPolicy.problem(["$\(Self.acute)SYS.>"])?.contains("NATS system") == true)
+        #expect(EventSubjectPolicy.problem(["_inbox\(Self.acute).>"])?.contains("NATS system") == true)
         #expect(EventSubjectPolicy.problem(["events..\(Self.acute)"])?.contains("is not a subject") == true)
         // The Kelvin sign is canonically equivalent to "K", but another subject for NATS.
         #expect(!EventSubjectPolicy.subjectsOverlap("orders.\u{212A}", "orders.K"))

@@ -455,14 +455,16 @@ extension Integration {
                 try await stack.activateExample()
                 let before = try await stack.ledger.lastSequence()
                 let request = try envelope(id: "req", type: EventType.flowRunRequested, data: ["flow_id": "nope"])
-                for reply in [
+                // The event subjects (`events.>` here) are stored too; a "." before a combining mark still ends a token.
+                let replies = [
                     "ledger.flow.calendar-create-event", "ledger.rejected.1", "$JS.API.STREAM.PURGE.LEDGER",
-                    Subjects.outputProduced,
-                ] {
+                    Subjects.outputProduced, "events.reply", "ledger.\u{301}x",
+                ]
+                for reply in replies {
                     try stack.outside.publish(subject: Subjects.flowRunRequest, payload: request, reply: reply)
                 }
-                try await eventually("the four requests are recorded") {
-                    try await stack.ledger.read(subject: Subjects.requestRecord("flow_run")).count == 4
+                try await eventually("the requests are recorded") {
+                    try await stack.ledger.read(subject: Subjects.requestRecord("flow_run")).count == replies.count
                 }
                 let written = try await stack.ledger.read(subject: nil, from: before + 1)
                 #expect(written.allSatisfy { $0.subject == Subjects.requestRecord("flow_run") })
