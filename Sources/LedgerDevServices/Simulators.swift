@@ -50,6 +50,10 @@ public final class CalendarSimulator: Service, Sendable {
     }
 
     let connection: NATSConnection
+
+    /// Whether it hears its commands now: connected, its subscription at the server (after a reconnect, before this
+    /// is true, commands published meanwhile were not heard: core NATS keeps nothing for an absent subscriber).
+    public func isListening() async -> Bool { await listening(on: connection) }
     let settings: Mutex<Settings>
     let logger: Logger
     private let books = Mutex(Books())
@@ -180,6 +184,10 @@ public final class DiscoverySimulator: Service, Sendable {
     }
 
     let connection: NATSConnection
+
+    /// Whether it hears its commands now: connected, its subscription at the server (after a reconnect, before this
+    /// is true, commands published meanwhile were not heard: core NATS keeps nothing for an absent subscriber).
+    public func isListening() async -> Bool { await listening(on: connection) }
     let logger: Logger
     let settings: Mutex<Settings>
     private let served = Atomic<Int>(0)
@@ -284,6 +292,10 @@ public final class NotificationSimulator: Service, Sendable {
     }
 
     let connection: NATSConnection
+
+    /// Whether it hears its commands now: connected, its subscription at the server (after a reconnect, before this
+    /// is true, commands published meanwhile were not heard: core NATS keeps nothing for an absent subscriber).
+    public func isListening() async -> Bool { await listening(on: connection) }
     let logger: Logger
     let settings: Mutex<Settings>
     private let books = Mutex(Books())
@@ -369,6 +381,12 @@ public final class NotificationSimulator: Service, Sendable {
             logger.warning("notification simulator could not answer: \(error)")
         }
     }
+}
+
+/// Whether `connection` is connected and the server has everything sent before (its subscriptions among them).
+func listening(on connection: NATSConnection) async -> Bool {
+    guard connection.isConnected else { return false }
+    return (try? await connection.flush(timeout: .seconds(2))) != nil
 }
 
 /// Answers each message on `subject` (in the queue group `queue`, so several copies share the work) with `answer`,

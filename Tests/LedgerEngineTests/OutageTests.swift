@@ -86,6 +86,8 @@ extension Integration {
                 try await eventually("/health is ok again", timeout: .seconds(30)) {
                     try await stack.http("GET", "/health").0 == 200
                 }
+                // The calendar simulator reconnects on its own schedule; the run below needs it to hear its command.
+                try await stack.waitForSimulators()
                 try await eventually("the run that waited across the outage succeeds", timeout: .seconds(60)) {
                     try stack.store.run(waiting)?.status == .succeeded
                 }
@@ -97,7 +99,10 @@ extension Integration {
                     }
                 } catch {
                     Issue.record(
-                        "runs after the outage: \(try stack.runs().map { "\($0.flow_id) \($0.status.rawValue) \($0.trigger.event_id ?? "-")" })"
+                        """
+                        runs after the outage: \(try stack.runs().map { "\($0.flow_id) \($0.status.rawValue) \($0.trigger.event_id ?? "-") \($0.steps.map { "\($0.step_id) \($0.status.rawValue)" })" }); \
+                        calendar commands heard: \(stack.calendar.commandsReceived), listening: \(await stack.calendar.isListening())
+                        """
                     )
                     throw error
                 }

@@ -187,6 +187,17 @@ public final class TestStack: @unchecked Sendable {
         try await eventually("the HTTP API answers") { await self.client.status("/health") == 200 }
     }
 
+    /// Waits until the simulated services hear their commands again (after NATS came back): a command published
+    /// before one of them resubscribed is not heard, and its step waits for its timeout (300 s in the example).
+    public func waitForSimulators(timeout: Duration = .seconds(30)) async throws {
+        try await eventually("the simulated services are connected and subscribed again", timeout: timeout) {
+            let calendar = await self.calendar.isListening()
+            let discovery = await self.discovery.isListening()
+            let notifications = await self.notifications.isListening()
+            return calendar && discovery && notifications
+        }
+    }
+
     /// A request to the stack's API with the admin token (or `token`; `nil` for none).
     public func http(
         _ method: String, _ path: String, _ body: JSONValue? = nil, token: TestHTTPClient.Token = .client
