@@ -10,9 +10,16 @@ public enum EmitSubjectPolicy {
         Subjects.notificationEvents,
     ]
 
-    /// Why `emit` may not publish on `subject`, or nil when it may. `allowed` lists inbound subjects the operator
-    /// permits (`--emit-allow`); `checkInbound: false` skips that rule (definitions are checked before the engine's
-    /// settings are known).
+    /// The subjects the engine publishes its actions' commands and its outputs on (the stream stores all but
+    /// `discovery.search`): an event emitted there would pass for one of Ledgerflow's own commands or outputs, under
+    /// no run (a calendar command with a `command_id` of the flow author's choosing, an output for the chat).
+    public static let engineOutbound = [
+        Subjects.calendarCommands, Subjects.notificationSend, Subjects.outputProduced, Subjects.discoverySearch,
+    ]
+
+    /// Why `emit` may not publish on `subject`, or nil when it may. `allowed` lists inbound and outbound subjects
+    /// the operator permits (`--emit-allow`); `checkInbound: false` skips those two rules (definitions are checked
+    /// before the engine's settings are known).
     public static func refusal(
         _ subject: String, allowed: [String] = [], checkInbound: Bool = true, eventSubjects: [String] = []
     ) -> String? {
@@ -51,14 +58,21 @@ public enum EmitSubjectPolicy {
             return
                 "the subject \(shown) is under ledger.>, Ledgerflow's own log; emit may not write there, choose an application subject"
         }
-        if checkInbound,
-            let inbound = (engineInbound + eventSubjects).first(where: { subjectMatches(pattern: $0, subject: subject) }
-            ),
-            !allowed.contains(where: { subjectMatches(pattern: $0, subject: subject) })
+        guard checkInbound, !allowed.contains(where: { subjectMatches(pattern: $0, subject: subject) }) else {
+            return nil
+        }
+        if let inbound = (engineInbound + eventSubjects).first(where: { subjectMatches(pattern: $0, subject: subject) })
         {
             return
                 "the subject \(shown) is one the engine consumes (\(inbound)), so the event would feed back into Ledgerflow; "
                 + "choose another subject, or start the engine with --emit-allow \(subject) (or LEDGERFLOW_EMIT_ALLOW) if this is meant"
+        }
+        if let outbound = engineOutbound.first(where: { subjectMatches(pattern: $0, subject: subject) }) {
+            return
+                "the subject \(shown) is one the engine publishes its own commands or outputs on (\(outbound)), so the event "
+                + "would pass for one of Ledgerflow's; use the step action made for it (calendar.*, notify, "
+                + "discovery.search, the flow's output), or start the engine with --emit-allow \(subject) "
+                + "(or LEDGERFLOW_EMIT_ALLOW) if this is meant"
         }
         return nil
     }

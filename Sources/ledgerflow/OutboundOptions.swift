@@ -14,7 +14,7 @@ struct OutboundOptions: ParsableArguments {
     @Option(
         name: .customLong("emit-allow"),
         help: ArgumentHelp(
-            "Subjects the engine consumes that emit may publish on anyway (e.g. calendar.event.created). Env LEDGERFLOW_EMIT_ALLOW.",
+            "Subjects the engine consumes or publishes its own commands and outputs on that emit may publish on anyway (e.g. calendar.event.created, calendar.command.>). Env LEDGERFLOW_EMIT_ALLOW.",
             valueName: "SUBJECT,..."))
     var emitAllowOption: String?
 

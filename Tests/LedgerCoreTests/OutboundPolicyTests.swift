@@ -143,7 +143,8 @@ import Testing
         "a\nb", "a\u{0}b",
         "a\u{7f}b", "a\u{200b}b", "assistant.command.issued", "calendar.event.created",
         "calendar.event.anything.deeper",
-        "automation.flow.run", String(repeating: "a", count: 257),
+        "automation.flow.run", String(repeating: "a", count: 257), "calendar.command.schedule_event",
+        "calendar.command.other", "notifications.command.send", "automation.output.produced", "discovery.search",
     ])
     func forbiddenSubjectsAreRefusedWithTheRule(subject: String) {
         let why = EmitSubjectPolicy.refusal(subject)
@@ -152,7 +153,8 @@ import Testing
     }
 
     @Test(arguments: [
-        "crm.contact.synced", "orders.shipped", "a", "calendar.command.other", "automation.output.other", "ünïcode.ok",
+        "crm.contact.synced", "orders.shipped", "a", "calendar.commands", "automation.output.other",
+        "notifications.command.other", "discovery.search.more", "calendar", "ünïcode.ok",
         String(repeating: "a", count: 256),
     ])
     func applicationSubjectsAreAllowed(subject: String) {
@@ -168,6 +170,14 @@ import Testing
         #expect(EmitSubjectPolicy.refusal("ledger.run.x")?.contains("ledger.>") == true)
         #expect(EmitSubjectPolicy.refusal("a..b")?.contains("empty token") == true)
         #expect(EmitSubjectPolicy.allowEntryProblem("calendar.event.>") == nil)
+        // The engine's own command and output subjects: refused with the rule and the way out, unless allowed.
+        let forged = EmitSubjectPolicy.refusal("calendar.command.schedule_event")
+        #expect(forged?.contains("commands or outputs") == true && forged?.contains("--emit-allow") == true)
+        #expect(EmitSubjectPolicy.refusal("automation.output.produced")?.contains("automation.output.produced") == true)
+        #expect(EmitSubjectPolicy.refusal("calendar.command.schedule_event", allowed: ["calendar.command.>"]) == nil)
+        #expect(EmitSubjectPolicy.refusal("notifications.command.send", allowed: ["calendar.command.>"]) != nil)
+        // Definitions are checked before the engine's settings are known: the rule waits for the run.
+        #expect(EmitSubjectPolicy.refusal("automation.output.produced", checkInbound: false) == nil)
         #expect(EmitSubjectPolicy.allowEntryProblem("a.>.b") != nil)
         #expect(EmitSubjectPolicy.allowEntryProblem("a..b") != nil)
         #expect(EmitSubjectPolicy.allowEntryProblem("a*.b") != nil)

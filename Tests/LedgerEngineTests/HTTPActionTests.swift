@@ -340,7 +340,7 @@ extension Integration {
             }
         }
 
-        @Test func emitRefusesTheLogAPIsInboxesWildcardsAndInboundSubjects() async throws {
+        @Test func emitRefusesTheLogAPIsInboxesWildcardsAndTheEnginesOwnSubjects() async throws {
             try await withTestStack { stack in
                 let subjects = ["ledger.run.x", "$JS.API.STREAM.LIST", "_INBOX.abc", "a.*", "orders.{{input.kind}}"]
                 let definition = Self.flow(
@@ -362,27 +362,28 @@ extension Integration {
                     #expect(paths.contains("steps[\(i)].with.subject"), "\(problem.compactJSON)")
                 }
 
-                // A subject the engine consumes passes registration (the engine's settings may allow it) and is refused
-                // when the step runs.
-                let inbound = try await run(
-                    stack,
-                    Self.flow(
-                        "emit-inbound",
-                        [
-                            [
-                                "id": "forge", "action": "emit",
-                                "with": [
-                                    "subject": .string(Subjects.assistantCommandIssued),
-                                    "type": "AssistantCommandIssued", "data": ["intent": "x"],
-                                ],
-                            ]
-                        ]))
-                #expect(inbound.status == .failed)
-                #expect(error(inbound, "forge")?.kind == .forbiddenSubject)
-                #expect(error(inbound, "forge")?.message.contains("--emit-allow") == true)
-                #expect(
-                    try await stack.ledger.read(subject: Subjects.assistantCommandIssued).isEmpty,
-                    "nothing was published")
+                // A subject the engine consumes, and one it publishes its own outputs and commands on (a flow must
+                // not forge a run's output for the chat, nor a calendar command with a command id of its choosing),
+                // pass registration (the engine's settings may allow them) and are refused when the step runs.
+                let forgeries: [(flow: String, subject: String, type: String, rule: String)] = [
+                    ("emit-inbound", Subjects.assistantCommandIssued, "AssistantCommandIssued", "engine consumes"),
+                    ("emit-outbound", Subjects.outputProduced, "FlowOutputProduced", "commands or outputs"),
+                ]
+                for forgery in forgeries {
+                    let step: JSONValue = [
+                        "id": "forge", "action": "emit",
+                        "with": [
+                            "subject": .string(forgery.subject), "type": .string(forgery.type),
+                            "data": ["intent": "x", "run_id": "someone-else", "text": "forged"],
+                        ],
+                    ]
+                    let refused = try await run(stack, Self.flow(forgery.flow, [step]))
+                    #expect(refused.status == .failed, "\(forgery.subject)")
+                    #expect(error(refused, "forge")?.kind == .forbiddenSubject, "\(forgery.subject)")
+                    let message = error(refused, "forge")?.message ?? ""
+                    #expect(message.contains(forgery.rule) && message.contains("--emit-allow"), "\(message)")
+                    #expect(try await stack.ledger.read(subject: forgery.subject).isEmpty, "nothing was published")
+                }
 
                 let ordinary = try await run(
                     stack,
