@@ -33,9 +33,12 @@ public final class ReadModelStore: Sendable {
     public static let defaultMapSize = 8 << 30
 
     /// Read models being rebuilt in `path`: nothing is synced to disk until `sync()` (a crash loses only the
-    /// rebuild, which starts again).
-    public static func forRebuild(path: String, mapSize: Int = defaultMapSize) throws -> ReadModelStore {
-        try ReadModelStore(path: path, durability: .noSync, mapSize: mapSize)
+    /// rebuild, which starts again). Its writer keeps the process's priority unless told otherwise: a rebuild has
+    /// no runs of its own to give way to.
+    public static func forRebuild(
+        path: String, mapSize: Int = defaultMapSize, writerNiceness: Int32 = 0
+    ) throws -> ReadModelStore {
+        try ReadModelStore(path: path, durability: .noSync, mapSize: mapSize, writerNiceness: writerNiceness)
     }
 
     /// The LMDB map's size now: it starts at the size the store was opened with and doubles each time it fills,
@@ -48,10 +51,11 @@ public final class ReadModelStore: Sendable {
     /// properties on the failure path), so the designated one does not throw.
     public convenience init(
         path: String, durability: LMDBEnvironment.Durability = .periodic(.seconds(1)), mapSize: Int = defaultMapSize,
-        logger: Logger = Logger(label: "ledgerflow.readmodels")
+        writerNiceness: Int32 = 0, logger: Logger = Logger(label: "ledgerflow.readmodels")
     ) throws {
         let environment = try LMDBEnvironment(
-            path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability)
+            path: path, tables: ReadModelTables.all, mapSize: mapSize, durability: durability,
+            writerNiceness: writerNiceness)
         let checkpoint = try Self.checkpoint(of: environment)
         let skipped = try environment.read { txn in try txn.count(environment.table(SkippedMessage.table)) }
         self.init(environment: environment, checkpoint: checkpoint, skipped: skipped, logger: logger)

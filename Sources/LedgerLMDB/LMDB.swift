@@ -75,10 +75,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     /// Opens (creating when missing) the environment in directory `path` with the named tables, its map
     /// `mapSize` bytes at first (rounded up to whole pages; at least what the data already takes), growing up to
-    /// `maximumMapSize` (at least `mapSize`).
+    /// `maximumMapSize` (at least `mapSize`). The writer's thread runs `writerNiceness` below the process's
+    /// priority (see `LMDBWriter`).
     public init(
         path: String, tables names: [String], mapSize: Int = 4 << 30, maximumMapSize: Int = defaultMaximumMapSize,
-        durability: Durability = .syncEachCommit
+        durability: Durability = .syncEachCommit, writerNiceness: Int32 = 0
     )
         throws
     {
@@ -124,10 +125,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
         self.maximumMapSize = max(maximumMapSize, info.me_mapsize)
         ok = true
         currentMapSize.value.withLock { $0 = info.me_mapsize }
-        self.writer = LMDBWriter(environment: self, durability: durability)
+        self.writer = try LMDBWriter(environment: self, durability: durability, niceness: writerNiceness)
     }
 
     deinit {
+        writer?.stop()  // nil when the writer could not start
         _ = mdb_env_sync(env, 1)  // commits made without fsync reach the disk before closing
         mdb_env_close(env)
     }
@@ -395,33 +397,49 @@ private func lmdbCount(_ txn: OpaquePointer, _ table: LMDBTable) throws -> Int {
     return stat.ms_entries
 }
 
-/// The single writer of an environment: write transactions run one at a time on its own thread, so a blocking
+/// The single writer of an environment: write transactions run one at a time on a thread of its own, so a blocking
 /// commit (fsync) never occupies Swift's cooperative pool.
+///
+/// The thread runs `niceness` steps below the process's priority (Linux keeps a nice value per thread): when both
+/// cores are busy, the runs' own work (deciding a step, its append, the acknowledgement) goes first and the read
+/// models catch up a moment later with a larger batch; on idle cores it changes nothing.
 public final class LMDBWriter: @unchecked Sendable {
     private weak var environment: LMDBEnvironment?
-    private let queue: DispatchQueue
-    private let syncInterval: Duration?
-    // Touched only on `queue`.
-    private var syncScheduled = false
+    private let inbox = WriterInbox()
 
-    init(environment: LMDBEnvironment, durability: LMDBEnvironment.Durability) {
+    /// Starts the writer's thread; `niceness` (0 to 19) is added to the process's nice value for it alone.
+    init(environment: LMDBEnvironment, durability: LMDBEnvironment.Durability, niceness: Int32) throws {
+        let interval: Duration? = if case .periodic(let every) = durability { every } else { nil }
         self.environment = environment
-        queue = DispatchQueue(label: "ledgerflow.lmdb.writer.\(environment.path)")
-        if case .periodic(let interval) = durability { syncInterval = interval } else { syncInterval = nil }
-    }
-
-    /// After a commit: make sure an fsync follows within the interval (one fsync for every commit until then).
-    private func scheduleSync() {
-        guard let syncInterval, !syncScheduled else { return }
-        syncScheduled = true
-        let nanos =
-            syncInterval.components.seconds * 1_000_000_000 + syncInterval.components.attoseconds / 1_000_000_000
-        queue.asyncAfter(deadline: .now() + .nanoseconds(Int(nanos))) { [weak self] in
-            guard let self else { return }
-            syncScheduled = false
-            if let environment { _ = mdb_env_sync(environment.env, 1) }
+        let niceness = min(max(niceness, 0), 19)
+        let inbox = self.inbox
+        let started = DispatchSemaphore(value: 0)
+        let thread = Thread { [weak environment] in
+            started.signal()
+            _ = ledgerflow_name_thread("lmdb-writer")  // for ps, top and perf
+            if niceness > 0 {
+                // Relative to the process: who = 0 is the calling thread on Linux. Failing leaves it as it was.
+                let base = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, min(base + niceness, 19))
+            }
+            inbox.serve(syncEvery: interval) {
+                if let environment { _ = mdb_env_sync(environment.env, 1) }
+            }
+        }
+        thread.start()
+        // Foundation does not say when the thread could not be created (the process at its thread limit): the writes
+        // would wait for ever. Opening fails instead, saying why.
+        if started.wait(timeout: .now() + .seconds(30)) == .timedOut {
+            inbox.stop()
+            throw LMDBError(
+                EAGAIN,
+                "starting the LMDB writer thread for \(environment.path): it did not start within 30 s (is the process at its thread limit, ulimit -u?)"
+            )
         }
     }
+
+    /// Lets the thread end once the jobs given before are done (the environment is closing).
+    func stop() { inbox.stop() }
 
     /// Runs `body` in a write transaction on the writer thread; commits when it returns, aborts when it throws.
     /// When the map is full, the map grows and `body` runs again in a new transaction (up to the environment's
@@ -434,26 +452,36 @@ public final class LMDBWriter: @unchecked Sendable {
         -> R
     {
         try await withCheckedThrowingContinuation { continuation in
-            queue.async { [self] in
-                guard let environment else {
-                    continuation.resume(throwing: LMDBError(EINVAL, "the environment was closed"))
-                    return
-                }
-                let result = Result { try LMDBWriter.writeNow(environment, body, aborted: aborted) }
-                scheduleSync()
-                continuation.resume(with: result)
-            }
+            inbox.post { continuation.resume(with: Result { try self.transact(body, aborted: aborted) }) }
         }
     }
 
-    /// Runs a write transaction on the calling thread, for tools that are not async (still one writer: callers
-    /// must not mix this with `write` concurrently). The map grows when full, as with `write`.
+    /// Runs a write transaction on the writer thread and waits for it, for tools that are not async. `body` runs on
+    /// that thread, not the caller's (whose thread-locals and actor it does not see); calling this from inside a
+    /// write (on the writer's thread) would wait for ever, so it stops the process. The map grows when full, as
+    /// with `write`.
     @available(*, noasync)
     public func writeSynchronously<R>(_ body: (borrowing LMDBWriteTransaction) throws -> R) throws -> R {
-        try queue.sync {
-            guard let environment else { throw LMDBError(EINVAL, "the environment was closed") }
-            return try LMDBWriter.writeNow(environment, body, aborted: nil)
+        precondition(!inbox.isServingThread, "writeSynchronously called inside a write, on the LMDB writer's thread")
+        return try withoutActuallyEscaping(body) { body in
+            // The job holds the body only until it ran: it must not outlive this call.
+            let call = SynchronousWrite(body)
+            inbox.post {
+                call.result = Result { try self.transact(call.body!, aborted: nil) }
+                call.body = nil
+                call.done.signal()
+            }
+            call.done.wait()
+            return try call.result!.get()
         }
+    }
+
+    /// On the writer's thread: one write transaction of the environment, unless it was closed.
+    private func transact<R>(
+        _ body: (borrowing LMDBWriteTransaction) throws -> R, aborted: (() -> Void)?
+    ) throws -> R {
+        guard let environment else { throw LMDBError(EINVAL, "the environment was closed") }
+        return try LMDBWriter.writeNow(environment, body, aborted: aborted)
     }
 
     /// Writes, growing the map and writing again while it is full. Runs on the writer's thread (no other write
@@ -495,6 +523,81 @@ public final class LMDBWriter: @unchecked Sendable {
         }
         try check(mdb_txn_commit(txn), "committing")  // the transaction is freed whether or not it committed
         return result
+    }
+}
+
+/// A write handed to the writer's thread by a caller that waits for it (`writeSynchronously`).
+private final class SynchronousWrite<R>: @unchecked Sendable {
+    var body: ((borrowing LMDBWriteTransaction) throws -> R)?
+    var result: Result<R, any Error>?
+    let done = DispatchSemaphore(value: 0)
+    init(_ body: @escaping (borrowing LMDBWriteTransaction) throws -> R) { self.body = body }
+}
+
+/// The writer thread's queue of jobs, and the clock of its group commit: an fsync follows each commit within the
+/// interval (one for every commit until then), timed on the monotonic clock.
+final class WriterInbox: Sendable {
+    private struct State {
+        var jobs: [@Sendable () -> Void] = []
+        var stopped = false
+        /// The thread serving the jobs, once it started.
+        var server: pthread_t?
+    }
+    private let state = Mutex(State())
+    /// Signalled once per job posted and once at stop; the thread waits on it, with a deadline when a sync is due.
+    private let wake = DispatchSemaphore(value: 0)
+
+    /// Queues `job` for the thread; once stopped (the environment closed), runs it here (it finds no environment).
+    func post(_ job: @escaping @Sendable () -> Void) {
+        let queued = state.withLock { state in
+            if state.stopped { return false }
+            state.jobs.append(job)
+            return true
+        }
+        if queued { wake.signal() } else { job() }
+    }
+
+    func stop() {
+        state.withLock { $0.stopped = true }
+        wake.signal()
+    }
+
+    /// Whether the calling thread is the one serving the jobs (a job waiting for a later job would wait forever).
+    var isServingThread: Bool {
+        state.withLock { state in state.server.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+    }
+
+    /// Runs jobs in the order posted until stopped (those posted before `stop` still run); `sync` runs once
+    /// `syncEvery` has passed since the first commit after the last sync (never, when nil).
+    func serve(syncEvery interval: Duration?, sync: () -> Void) {
+        state.withLock { $0.server = pthread_self() }
+        let nanos = interval.map { $0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000 }
+        var syncDue: DispatchTime?
+        while true {
+            if let due = syncDue {
+                if wake.wait(timeout: due) == .timedOut {
+                    sync()
+                    syncDue = nil
+                    continue
+                }
+            } else {
+                wake.wait()
+            }
+            let (batch, stopping) = state.withLock { state in
+                defer { state.jobs.removeAll(keepingCapacity: true) }
+                return (state.jobs, state.stopped)
+            }
+            if let nanos, !batch.isEmpty, syncDue == nil { syncDue = .now() + .nanoseconds(Int(nanos)) }
+            for job in batch { job() }
+            if let due = syncDue, DispatchTime.now() >= due {
+                sync()
+                syncDue = nil
+            }
+            if stopping {
+                // Jobs posted before the stop were taken above; later ones run on their callers.
+                return
+            }
+        }
     }
 }
 

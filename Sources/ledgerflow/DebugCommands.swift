@@ -228,7 +228,8 @@ struct Projections: AsyncParsableCommand {
                 liveStore = try ReadModelStore(path: live, mapSize: try lmdb.mapSize())
                 target = try liveStore!.checkpoint()
             }
-            let store = try ReadModelStore.forRebuild(path: scratch, mapSize: try lmdb.mapSize())
+            let store = try ReadModelStore.forRebuild(
+                path: scratch, mapSize: try lmdb.mapSize(), writerNiceness: try lmdb.writerNiceness(default: 0))
             let started = ContinuousClock.now
             let bar = ProgressBar(total: target)
             if target > 0 {

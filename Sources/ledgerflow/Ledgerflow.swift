@@ -69,14 +69,16 @@ struct Stack {
     let spans: SpanExport?
 
     static func open(
-        natsURL: String, connectOptions: NATSConnectOptions, dataDirectory: String, mapSize: Int, tokens: AccessTokens,
+        natsURL: String, connectOptions: NATSConnectOptions, dataDirectory: String, mapSize: Int,
+        writerNiceness: Int32, tokens: AccessTokens,
         outbound: OutboundPolicy, worker: WorkerOptions, stream: StreamOptions, secrets: SecretOptions,
         integrations: IntegrationOptions, logger: Logger
     ) async throws -> Stack {
         let ledger = try await Ledger.openWhenReachable(
             url: natsURL, clientName: "ledgerflow-engine", configuration: try stream.configuration(),
             setup: .createOrUpdate, connectOptions: connectOptions, logger: logger)
-        let store = try ReadModelStore(path: "\(dataDirectory)/lmdb", mapSize: mapSize)
+        let store = try ReadModelStore(
+            path: "\(dataDirectory)/lmdb", mapSize: mapSize, writerNiceness: writerNiceness)
         let projector = Projector(ledger: ledger, store: store, logger: logger)
         let spans = try SpanExport.fromEnvironment(logger: logger)
         var configuration = EngineConfiguration()
@@ -208,7 +210,8 @@ struct Dev: AsyncParsableCommand {
             admin: [AccessToken(token: token, subject: "admin", role: .admin)], dataDirectory: dataDir)
         let stack = try await Stack.open(
             natsURL: url, connectOptions: connectOptions, dataDirectory: dataDir, mapSize: try lmdb.mapSize(),
-            tokens: tokens, outbound: try outbound.policy(allowLoopback: true), worker: worker, stream: stream,
+            writerNiceness: try lmdb.writerNiceness(), tokens: tokens,
+            outbound: try outbound.policy(allowLoopback: true), worker: worker, stream: stream,
             secrets: secrets, integrations: integrations, logger: logger)
         var settings = CalendarSimulator.Settings()
         settings.latency = .milliseconds(calendarLatencyMs)
@@ -280,7 +283,8 @@ struct Serve: AsyncParsableCommand {
         }
         let stack = try await Stack.open(
             natsURL: nats.natsURL, connectOptions: nats.connectOptions, dataDirectory: dataDir,
-            mapSize: try lmdb.mapSize(), tokens: tokens, outbound: try outbound.policy(allowLoopback: false),
+            mapSize: try lmdb.mapSize(), writerNiceness: try lmdb.writerNiceness(), tokens: tokens,
+            outbound: try outbound.policy(allowLoopback: false),
             worker: worker, stream: stream, secrets: secrets, integrations: integrations, logger: logger)
         var services = stack.services(host: host, port: httpPort, logger: logger)
         // The simulators stand for other services: each connects on its own.

@@ -1,0 +1,136 @@
+import Foundation
+import LedgerEngine
+import LedgerTestSupport
+import Synchronization
+import Testing
+
+@testable import LedgerLMDB
+
+/// The read models' single writer: a thread of its own, below the process's priority, that ends with its
+/// environment.
+@Suite struct LMDBWriterTests {
+    /// The calling thread's id, name and nice value, from `/proc/thread-self/stat`.
+    static func currentThread() throws -> (id: Int, name: String, nice: Int) {
+        let stat = try String(contentsOfFile: "/proc/thread-self/stat", encoding: .utf8)
+        // "tid (name) state ppid ...": the name may hold spaces, so the fields after it are counted from its ")".
+        guard let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")"),
+            let id = Int(stat[..<open].trimmingCharacters(in: .whitespaces))
+        else { throw RuntimeError("unreadable /proc/thread-self/stat: \(stat.prefix(200))") }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // Field 19 of stat(5) is the nice value; fields[0] here is field 3 (the state).
+        guard fields.count > 16, let nice = Int(fields[16]) else {
+            throw RuntimeError("no nice value in /proc/thread-self/stat: \(stat.prefix(200))")
+        }
+        return (id, String(stat[stat.index(after: open)..<close]), nice)
+    }
+
+    /// `writeSynchronously`, for tools that are not async: it runs on the writer's thread too and hands back what
+    /// the transaction returned.
+    static func countSynchronously(_ environment: LMDBEnvironment, _ table: LMDBTable) throws -> Int {
+        try environment.writer.writeSynchronously { txn in
+            guard try currentThread().name == "lmdb-writer" else { throw RuntimeError("not on the writer's thread") }
+            return try txn.count(table)
+        }
+    }
+
+    /// Each key with its value, in key order.
+    static func values(_ environment: LMDBEnvironment, _ table: LMDBTable) throws -> [[UInt8]] {
+        try environment.read { txn in
+            var out: [[UInt8]] = []
+            try txn.scan(table) { key, value in
+                out.append(Array(key) + Array(value))
+                return true
+            }
+            return out
+        }
+    }
+
+    static func has(_ environment: LMDBEnvironment, _ table: LMDBTable, key: [UInt8]) throws -> Bool {
+        try environment.read { txn in try txn.withValue(table, key: key) { _ in } } != nil
+    }
+
+    @Test func writesRunOnTheWritersThreadBelowTheProcesssPriorityAndTheThreadEndsWithTheEnvironment() async throws {
+        let directory = TemporaryDirectory("writer")
+        var environment: LMDBEnvironment? = try LMDBEnvironment(
+            path: directory.path, tables: ["t"], mapSize: 1 << 20, durability: .periodic(.milliseconds(20)),
+            writerNiceness: 7)
+        let table = environment!.table("t")
+        let caller = try Self.currentThread()
+        let writer = try await environment!.writer.write { txn in
+            try txn.put(table, key: [1], value: [1])
+            return try Self.currentThread()
+        }
+        #expect(writer.name == "lmdb-writer")
+        #expect(writer.id != caller.id)
+        #expect(writer.nice == min(caller.nice + 7, 19), "\(writer) beside \(caller)")
+
+        // Writes given one after another commit in that order; a failing one commits nothing and says why.
+        for i in 2...50 {
+            try await environment!.writer.write { txn in try txn.put(table, key: [UInt8(i)], value: [UInt8(i - 1)]) }
+        }
+        await #expect(throws: RuntimeError.self) {
+            try await environment!.writer.write { txn in
+                try txn.put(table, key: [99], value: [99])
+                throw RuntimeError("refused")
+            }
+        }
+        #expect(try Self.countSynchronously(environment!, table) == 50)
+        #expect(try Self.has(environment!, table, key: [99]) == false)
+        #expect(try Self.values(environment!, table) == (1...50).map { [UInt8($0), UInt8(max($0 - 1, 1))] })
+
+        // The environment closes and its thread ends.
+        environment = nil
+        try await eventually("the writer's thread ends with its environment") {
+            !FileManager.default.fileExists(atPath: "/proc/self/task/\(writer.id)")
+        }
+        let reopened = try LMDBEnvironment(path: directory.path, tables: ["t"], mapSize: 1 << 20)
+        #expect(try Self.countSynchronously(reopened, reopened.table("t")) == 50)
+    }
+
+    /// What an inbox's jobs and syncs did, seen from the test.
+    final class Seen: Sendable {
+        let ran = Mutex<[Int]>([])
+        let syncs = Mutex(0)
+        let ended = Mutex(false)
+        var jobs: [Int] { ran.withLock { $0 } }
+        var syncCount: Int { syncs.withLock { $0 } }
+    }
+
+    /// The inbox behind the writer's thread: jobs in order, the group commit's sync after the interval (and not
+    /// without commits), every job posted before the stop run, later ones run by their caller.
+    @Test func theWritersInboxRunsJobsInOrderAndSyncsOnceAfterTheInterval() async throws {
+        let inbox = WriterInbox()
+        let seen = Seen()
+        Thread {
+            inbox.serve(syncEvery: .milliseconds(30)) { seen.syncs.withLock { $0 += 1 } }
+            seen.ended.withLock { $0 = true }
+        }.start()
+        try await Task.sleep(for: .milliseconds(80))
+        #expect(seen.syncCount == 0, "no sync without a commit")
+        for i in 0..<100 { inbox.post { seen.ran.withLock { $0.append(i) } } }
+        try await eventually("the jobs ran") { seen.jobs.count == 100 }
+        #expect(seen.jobs == Array(0..<100))
+        try await eventually("a sync follows the commits", timeout: .seconds(5)) { seen.syncCount == 1 }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(seen.syncCount == 1, "one sync for all the commits before it, none while idle")
+        #expect(!inbox.isServingThread)
+
+        inbox.post { seen.ran.withLock { $0.append(100) } }
+        inbox.stop()
+        try await eventually("the thread ends once stopped") { seen.ended.withLock { $0 } }
+        #expect(seen.jobs.last == 100, "a job posted before the stop still ran")
+        inbox.post { seen.ran.withLock { $0.append(101) } }
+        #expect(seen.jobs.last == 101, "a job posted after the stop ran before post returned, on its caller")
+    }
+
+    @Test func anInboxWithoutAnIntervalNeverSyncs() async throws {
+        let inbox = WriterInbox()
+        let seen = Seen()
+        Thread { inbox.serve(syncEvery: nil) { seen.syncs.withLock { $0 += 1 } } }.start()
+        for i in 0..<10 { inbox.post { seen.ran.withLock { $0.append(i) } } }
+        try await eventually("the jobs ran") { seen.jobs.count == 10 }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(seen.syncCount == 0)
+        inbox.stop()
+    }
+}
