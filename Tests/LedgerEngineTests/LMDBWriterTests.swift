@@ -9,20 +9,7 @@ import Testing
 /// The read models' single writer: a thread of its own, below the process's priority, that ends with its
 /// environment.
 @Suite struct LMDBWriterTests {
-    /// The calling thread's id, name and nice value, from `/proc/thread-self/stat`.
-    static func currentThread() throws -> (id: Int, name: String, nice: Int) {
-        let stat = try String(contentsOfFile: "/proc/thread-self/stat", encoding: .utf8)
-        // "tid (name) state ppid ...": the name may hold spaces, so the fields after it are counted from its ")".
-        guard let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")"),
-            let id = Int(stat[..<open].trimmingCharacters(in: .whitespaces))
-        else { throw RuntimeError("unreadable /proc/thread-self/stat: \(stat.prefix(200))") }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // Field 19 of stat(5) is the nice value; fields[0] here is field 3 (the state).
-        guard fields.count > 16, let nice = Int(fields[16]) else {
-            throw RuntimeError("no nice value in /proc/thread-self/stat: \(stat.prefix(200))")
-        }
-        return (id, String(stat[stat.index(after: open)..<close]), nice)
-    }
+    static func currentThread() throws -> ThreadStat { try ThreadStat.read() }
 
     /// `writeSynchronously`, for tools that are not async: it runs on the writer's thread too and hands back what
     /// the transaction returned.

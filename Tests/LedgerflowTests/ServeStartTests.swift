@@ -1,4 +1,5 @@
 import Foundation
+import LedgerCore
 import LedgerDevServices
 import LedgerTestSupport
 import Testing
@@ -23,6 +24,31 @@ extension Integration {
             try TestServer.shared.restart()
             restarted = true
             try await serve.waitReady()
+        }
+
+        /// `serve` runs the read models' writer below its own priority (10 unless told; `--lmdb-writer-nice 0`
+        /// keeps the process's), and the read models still follow the log through it.
+        @Test func serveRunsTheReadModelsWriterBelowItsOwnPriority() async throws {
+            for (arguments, below) in [([String](), 10), (["--lmdb-writer-nice", "0"], 0)] {
+                let data = TemporaryDirectory("serve-nice")
+                let serve = try LedgerflowServe(
+                    binary: Fixtures.ledgerflowBinary, natsURL: TestServer.url, dataDirectory: data.path,
+                    arguments: arguments)
+                defer { serve.kill() }
+                try await serve.waitReady()
+                let (created, answer) = try await serve.http.json(
+                    "POST", "/automation/flows", Fixtures.calendarCreateEvent)
+                // 409 when an earlier serve on the shared stream registered it: this one's fresh models read it anyway.
+                #expect(created == 201 || created == 409, "\(answer.compactJSON)")
+                try await eventually("the flow is in this serve's read models, written by its writer") {
+                    try await serve.http.json("GET", "/automation/flows/calendar-create-event").0 == 200
+                }
+                let threads = try ThreadStat.threads(of: serve.process.processIdentifier)
+                let main = try #require(threads.first { $0.id == Int(serve.process.processIdentifier) })
+                let writers = threads.filter { $0.name == "lmdb-writer" }
+                #expect(writers.count == 1, "\(threads.map(\.name))")
+                #expect(writers.first?.nice == min(main.nice + below, 19), "\(arguments): \(writers) beside \(main)")
+            }
         }
     }
 }
