@@ -18,6 +18,12 @@ public protocol ReadModel: Sendable {
     static func stored(_ state: State, encoder: JSONEncoder) throws -> [UInt8]
     /// A state read back from its stored JSON.
     static func state(stored bytes: UnsafeRawBufferPointer) throws -> State
+    /// How many decoded states the store keeps between batches at most (their stored JSON is bounded too), so that
+    /// the next event of a key is folded without reading its state back from LMDB.
+    static var keptStates: Int { get }
+    /// Whether the store keeps `state` decoded after a batch: false for a state that is unlikely to change again
+    /// (a finished run), which would only take the place of one that will.
+    static func keepsDecoded(_ state: State) -> Bool
 }
 
 /// A secondary table derived from a model's states: each key of the model has at most one entry there, whose key
@@ -58,6 +64,8 @@ public struct ReadModelIndexEntry: Sendable, Equatable {
 
 extension ReadModel {
     public static var indexes: [ReadModelIndex<State>] { [] }
+    public static var keptStates: Int { 1024 }
+    public static func keepsDecoded(_ state: State) -> Bool { true }
 
     public static func evolve(_ state: inout State?, _ event: LedgerEvent, sequence: UInt64) {
         state = evolve(state.take(), event, sequence: sequence)
@@ -104,6 +112,11 @@ public enum RunStatusModel: ReadModel {
             },
         ]
     }
+
+    /// The runs in progress, as many as a busy engine has in flight (runs waiting on services), so that none is
+    /// read back and parsed at each of its events; a settled run is dropped (its states' JSON stays bounded too).
+    public static var keptStates: Int { 16_384 }
+    public static func keepsDecoded(_ state: RunState) -> Bool { !state.isSettled }
 
     public static func key(for event: LedgerEvent) -> String? {
         switch event.body {

@@ -80,12 +80,16 @@ final class StateCache<State>: AnyStateCache, @unchecked Sendable {
     private var start = 0
     private var places = 0
     private var bytes = 0
+    /// States a batch had to read back from LMDB and decode (not kept from an earlier batch), shared by the caches
+    /// of one store.
+    let readBack: ReadBackCounter
     let capacity: Int
     let byteCapacity: Int
 
-    init(capacity: Int, byteCapacity: Int = 64 << 20) {
+    init(capacity: Int, byteCapacity: Int = 64 << 20, readBack: ReadBackCounter = ReadBackCounter()) {
         self.capacity = capacity
         self.byteCapacity = byteCapacity
+        self.readBack = readBack
     }
 
     /// The state of `key`, or nil when it is not cached.
@@ -94,6 +98,9 @@ final class StateCache<State>: AnyStateCache, @unchecked Sendable {
     /// The state of `key` taken out of the cache (nil when it is not cached): the caller then holds the only copy
     /// and changes it in place, and puts it back with `set`.
     func take(_ key: String) -> State? { entries[key]?.value.take() }
+
+    /// Counts a state read back from LMDB.
+    func noteReadBack() { readBack.count.add(1, ordering: .relaxed) }
 
     func set(_ key: String, _ value: State?, bytes size: Int) {
         guard let value, size <= byteCapacity / 4 else {
@@ -135,26 +142,32 @@ final class StateCache<State>: AnyStateCache, @unchecked Sendable {
     }
 }
 
+/// How many states the folds read back from LMDB (read from any thread).
+final class ReadBackCounter: Sendable {
+    let count = Atomic<Int>(0)
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
 /// A model's `StateCache`, whatever its state type.
 protocol AnyStateCache: AnyObject {
     func clear()
 }
 
-/// The `StateCache` of each model, by table, each within its share of the bounds.
+/// The `StateCache` of each model, by table: each keeps at most the model's `keptStates` and its share of the bytes.
 final class StateCaches: @unchecked Sendable {
     private var byTable: [String: any AnyStateCache] = [:]
-    let capacity: Int
     let byteCapacity: Int
+    let readBack = ReadBackCounter()
 
-    /// `capacity` entries and `byteCapacity` bytes of stored JSON in all, split evenly between `models` models.
-    init(capacity: Int, byteCapacity: Int, models: Int) {
-        self.capacity = max(capacity / max(models, 1), 1)
+    /// `byteCapacity` bytes of stored JSON in all, split evenly between `models` models.
+    init(byteCapacity: Int, models: Int) {
         self.byteCapacity = byteCapacity / max(models, 1)
     }
 
     func cache<M: ReadModel>(_ model: M.Type) -> StateCache<M.State> {
         if let cache = byTable[M.table] as? StateCache<M.State> { return cache }
-        let cache = StateCache<M.State>(capacity: capacity, byteCapacity: byteCapacity)
+        let cache = StateCache<M.State>(
+            capacity: max(M.keptStates, 1), byteCapacity: byteCapacity, readBack: readBack)
         byTable[M.table] = cache
         return cache
     }

@@ -16,7 +16,7 @@ public final class ReadModelStore: Sendable {
     let failpoint = LockedHook<@Sendable (UInt64) throws -> Void>()
     /// Recently written states, decoded, so a batch need not decode from LMDB what the last batch just wrote.
     /// Touched only inside write transactions (the writer's thread); cleared when a transaction aborts.
-    let recent = StateCaches(capacity: 4096, byteCapacity: 64 << 20, models: 4)
+    let recent = StateCaches(byteCapacity: 64 << 20, models: 4)
     /// Messages skipped so far.
     private let skippedTotal: Counter
     /// Reports stored states that cannot be read back.
@@ -85,6 +85,10 @@ public final class ReadModelStore: Sendable {
             try txn.withValue(environment.table(M.table), key: Array(key.utf8)) { raw in try M.state(stored: raw) }
         }
     }
+
+    /// How many stored states the folds had to read back from LMDB and decode since the store opened (those not
+    /// kept decoded from an earlier batch).
+    public var statesReadBack: Int { recent.readBack.value }
 
     public func run(_ id: String) throws -> RunState? { try value(RunStatusModel.self, key: id) }
 
@@ -526,6 +530,7 @@ public final class ReadModelStore: Sendable {
                 var loaded = recent.take(key)
                 if loaded == nil {
                     loaded = try txn.withValue(table, key: Array(key.utf8)) { raw in
+                        recent.noteReadBack()
                         do {
                             return try M.state(stored: raw)
                         } catch {
@@ -548,7 +553,7 @@ public final class ReadModelStore: Sendable {
             if let state {
                 let value = try M.stored(state, encoder: encoder)
                 try txn.put(table, key: keyBytes, value: value)
-                recent.set(key, state, bytes: value.count)
+                recent.set(key, M.keepsDecoded(state) ? state : nil, bytes: value.count)
             } else {
                 recent.set(key, nil, bytes: 0)
                 try txn.delete(table, key: keyBytes)

@@ -110,6 +110,67 @@ import Testing
     }
 }
 
+/// A busy engine has many runs in flight (runs waiting on services): the projector keeps each one's state decoded
+/// between batches instead of reading it back from LMDB and parsing it at every event, and lets go of a run once it
+/// settled.
+@Suite struct KeptRunStatesTests {
+    @Test func runsInFlightAreFoldedWithoutReadingTheirStatesBack() async throws {
+        let runs = 3_000
+        let steps = ["s1", "s2"]
+        let directory = TemporaryDirectory("kept-run-states")
+        let store = try ReadModelStore(path: directory.path, durability: .noSync, mapSize: 1 << 28)
+        var sequence: UInt64 = 0
+        var expected: [String: RunState] = [:]
+        // One batch per round: every run's next event (the runs start, then each step succeeds, then they succeed).
+        func round(_ body: (Int) -> LedgerEvent.Body) async throws {
+            var batch: [(sequence: UInt64, event: LedgerEvent)] = []
+            for run in 0..<runs {
+                sequence += 1
+                let event = LedgerEvent(
+                    id: "e\(sequence)", type: body(run).type, time: "2026-12-03T10:00:00.000Z", runid: "run-\(run)",
+                    body: body(run))
+                batch.append((sequence, event))
+                expected["run-\(run)"] = RunState.evolve(expected["run-\(run)"], event, sequence: sequence)
+            }
+            try await store.apply(batch, through: sequence)
+        }
+        try await round { run in
+            .runStarted(
+                FlowRunStarted(
+                    run_id: "run-\(run)", flow_id: "f", flow_version: 1, definition_hash: "h", mode: .live,
+                    trigger: RunTrigger(kind: .manual), actor: "t", input: ["n": .number(Double(run))],
+                    step_ids: steps, dedup_key: nil, message_id: nil, channel: nil))
+        }
+        for step in steps {
+            try await round { _ in StoredRunJSONTests.started(step, 1) }
+            try await round { _ in
+                .stepAttemptSucceeded(
+                    StepAttemptSucceeded(
+                        step_id: step, attempt: 1, output: ["step": .string(step)], started_at: "t", finished_at: "u"))
+            }
+        }
+        let kept = store.recent.cache(RunStatusModel.self)
+        #expect(store.statesReadBack == 0, "states of runs in flight were read back from LMDB")
+        #expect(kept.count == runs)
+        try await round { _ in .runSucceeded(FlowRunSucceeded(output: ["ok": true])) }
+        #expect(store.statesReadBack == 0)
+        #expect(kept.count == 0, "settled runs are not kept")
+        for run in [0, 1_234, runs - 1] {
+            let stored = try #require(try store.withRunJSON("run-\(run)") { Array($0) })
+            #expect(stored == expected["run-\(run)"]!.jsonBytes)
+        }
+        // A settled run's next event (a redrive) reads it back once, and folds as before.
+        sequence += 1
+        let body = LedgerEvent.Body.runRedriven(FlowRunRedriven(actor: "t", from_step: "s2", reset_steps: ["s2"]))
+        let redrive = LedgerEvent(
+            id: "e\(sequence)", type: body.type, time: "2026-12-03T10:00:01.000Z", runid: "run-7", body: body)
+        try await store.apply([(sequence, redrive)], through: sequence)
+        #expect(store.statesReadBack == 1)
+        #expect(
+            try store.run("run-7")?.status == RunState.evolve(expected["run-7"], redrive, sequence: sequence)?.status)
+    }
+}
+
 extension RunListingTests.Numbers: RandomNumberGenerator {
     mutating func next() -> UInt64 {
         _ = next(1)  // steps the generator
