@@ -30,6 +30,7 @@ public final class EngineMetrics: Sendable {
         public static let inboundUnhandled = "ledgerflow_inbound_unhandled_total"
         public static let discoveryCache = "ledgerflow_discovery_cache_total"
         public static let projectionSkipped = "ledgerflow_projection_skipped_total"
+        public static let projectionStatesReadBack = "ledgerflow_projection_states_read_back_total"
         public static let projectionCheckpoint = "ledgerflow_projection_checkpoint"
         public static let projectionLag = "ledgerflow_projection_lag"
         public static let logLastSequence = "ledgerflow_log_last_sequence"
@@ -95,9 +96,9 @@ public final class EngineMetrics: Sendable {
     let discoveryHits: CoreMetrics.Counter
     let discoveryMisses: CoreMetrics.Counter
     let inboundRejected: [InboundRejectClass: CoreMetrics.Counter]
-    private let projectionSkipped: CoreMetrics.Counter
-    /// The skipped count already added to `projectionSkipped` (the store keeps the count; scrapes add the rest).
-    private let projectionSkippedSeen = Atomic<Int>(0)
+    /// Counters the store keeps the counts of (across restarts, or since it opened); scrapes add the rest.
+    private let projectionSkipped: CountFollower
+    private let projectionStatesReadBack: CountFollower
     private let projectionCheckpoint: CoreMetrics.Gauge
     private let projectionLag: CoreMetrics.Gauge
     private let logLastSequence: CoreMetrics.Gauge
@@ -123,7 +124,9 @@ public final class EngineMetrics: Sendable {
                 label: Name.inboundRejected, dimensions: [("reason", reason.rawValue)], factory: factory)
         }
         inboundRejected = rejected
-        projectionSkipped = CoreMetrics.Counter(label: Name.projectionSkipped, factory: factory)
+        projectionSkipped = CountFollower(CoreMetrics.Counter(label: Name.projectionSkipped, factory: factory))
+        projectionStatesReadBack = CountFollower(
+            CoreMetrics.Counter(label: Name.projectionStatesReadBack, factory: factory))
         projectionCheckpoint = CoreMetrics.Gauge(label: Name.projectionCheckpoint, factory: factory)
         projectionLag = CoreMetrics.Gauge(label: Name.projectionLag, factory: factory)
         logLastSequence = CoreMetrics.Gauge(label: Name.logLastSequence, factory: factory)
@@ -281,10 +284,12 @@ public final class EngineMetrics: Sendable {
         }
     }
 
-    /// Sets the gauges (and the skipped counter) from what the engine, the read models and the log report now;
-    /// `lastSequence` nil (the log unreachable) leaves the log's gauges as they were.
+    /// Sets the gauges (and the counters the store keeps: skipped messages, states read back) from what the engine,
+    /// the read models and the log report now; `lastSequence` nil (the log unreachable) leaves the log's gauges as
+    /// they were.
     public func sample(
-        runsInMemory: Int, checkpoint: UInt64, skipped: Int, lastSequence: UInt64?, natsConnected: Bool
+        runsInMemory: Int, checkpoint: UInt64, skipped: Int, statesReadBack: Int, lastSequence: UInt64?,
+        natsConnected: Bool
     ) {
         self.runsInMemory.record(runsInMemory)
         projectionCheckpoint.record(checkpoint)
@@ -293,15 +298,27 @@ public final class EngineMetrics: Sendable {
             logLastSequence.record(lastSequence)
             projectionLag.record(lastSequence > checkpoint ? lastSequence - checkpoint : 0)
         }
-        // The store counts skipped messages (across restarts); the counter is moved up to that count, once per
-        // increase even when two scrapes race.
-        var seen = projectionSkippedSeen.load(ordering: .relaxed)
-        while skipped > seen {
-            let (exchanged, original) = projectionSkippedSeen.compareExchange(
-                expected: seen, desired: skipped, ordering: .relaxed)
+        projectionSkipped.follow(skipped)
+        projectionStatesReadBack.follow(statesReadBack)
+    }
+}
+
+/// A counter that follows a count kept elsewhere (the store's): moved up to it, once per increase even when two
+/// scrapes race; a count that went down (a store opened again) adds nothing.
+final class CountFollower: Sendable {
+    private let counter: CoreMetrics.Counter
+    /// The count already added to `counter`.
+    private let seen = Atomic<Int>(0)
+
+    init(_ counter: CoreMetrics.Counter) { self.counter = counter }
+
+    func follow(_ count: Int) {
+        var seen = self.seen.load(ordering: .relaxed)
+        while count > seen {
+            let (exchanged, original) = self.seen.compareExchange(expected: seen, desired: count, ordering: .relaxed)
             if exchanged {
-                projectionSkipped.increment(by: skipped - seen)
-                break
+                counter.increment(by: count - seen)
+                return
             }
             seen = original
         }

@@ -97,6 +97,7 @@ extension Integration {
                 #expect(metrics.value("ledgerflow_inbound_retries_total") == 0)
                 #expect(metrics.value("ledgerflow_nats_connected") == 1)
                 #expect(metrics.value("ledgerflow_projection_skipped_total") == 0)
+                #expect(metrics.value("ledgerflow_projection_states_read_back_total") != nil)
                 let checkpoint = try #require(metrics.value("ledgerflow_projection_checkpoint"))
                 let last = try #require(metrics.value("ledgerflow_log_last_sequence"))
                 let lag = try #require(metrics.value("ledgerflow_projection_lag"))

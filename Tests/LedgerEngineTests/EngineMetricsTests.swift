@@ -79,22 +79,30 @@ import Testing
         #expect(page.value(#"\#(histogram)_bucket{action="calendar.schedule_event",le="2.5"}"#) == 4)
     }
 
-    @Test func theSkippedCounterFollowsTheStoresCountOnceEach() {
+    @Test func theSkippedAndReadBackCountersFollowTheStoresCountsOnceEach() {
         let metrics = EngineMetrics()
         func skipped() -> Double? {
             PrometheusText(String(decoding: metrics.render(), as: UTF8.self)).value(
                 "ledgerflow_projection_skipped_total")
         }
         for (count, expected) in [(3, 3.0), (3, 3), (2, 3), (7, 7)] {
-            metrics.sample(runsInMemory: 0, checkpoint: 10, skipped: count, lastSequence: 12, natsConnected: true)
+            metrics.sample(
+                runsInMemory: 0, checkpoint: 10, skipped: count, statesReadBack: count * 2, lastSequence: 12,
+                natsConnected: true)
             #expect(skipped() == expected)
+            #expect(
+                PrometheusText(String(decoding: metrics.render(), as: UTF8.self)).value(
+                    "ledgerflow_projection_states_read_back_total") == expected * 2)
         }
         let page = PrometheusText(String(decoding: metrics.render(), as: UTF8.self))
         #expect(page.value("ledgerflow_projection_lag") == 2)
-        metrics.sample(runsInMemory: 1, checkpoint: 12, skipped: 7, lastSequence: nil, natsConnected: false)
+        metrics.sample(
+            runsInMemory: 1, checkpoint: 12, skipped: 7, statesReadBack: 0, lastSequence: nil, natsConnected: false)
         let later = PrometheusText(String(decoding: metrics.render(), as: UTF8.self))
         #expect(later.value("ledgerflow_projection_lag") == 2, "unknown while the log is away: left as it was")
         #expect(later.value("ledgerflow_nats_connected") == 0)
         #expect(later.value("ledgerflow_runs_in_memory") == 1)
+        #expect(
+            later.value("ledgerflow_projection_states_read_back_total") == 14, "a count that went down adds nothing")
     }
 }

@@ -69,7 +69,8 @@ public struct OperationsController<Log: LogStatus, Status: OperationsStatus>: Se
         let metrics = status.metrics
         metrics.sample(
             runsInMemory: status.activeRuns, checkpoint: status.projectionPosition, skipped: status.projectionSkipped,
-            lastSequence: try? await log.lastSequence(), natsConnected: log.isConnected)
+            statesReadBack: status.projectionStatesReadBack, lastSequence: try? await log.lastSequence(),
+            natsConnected: log.isConnected)
         status.sampleScheduleMetrics()
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

@@ -27,6 +27,8 @@ public protocol OperationsStatus: Sendable {
     var projectionPosition: UInt64 { get }
     /// Log messages the read models could not apply.
     var projectionSkipped: Int { get }
+    /// Stored states the read models' folds read back from LMDB and parsed since the process started.
+    var projectionStatesReadBack: Int { get }
     /// Sets the schedule counters of `metrics` from the schedules read model (the same totals on every process).
     func sampleScheduleMetrics()
 }
@@ -36,6 +38,7 @@ extension Engine: OperationsStatus {
     public var activeRuns: Int { activeRunCount }
     public var projectionPosition: UInt64 { store.progress.position }
     public var projectionSkipped: Int { store.skippedCount }
+    public var projectionStatesReadBack: Int { store.statesReadBack }
     public func sampleScheduleMetrics() {
         if let states = try? store.schedules() { metrics.sampleSchedules(states) }
     }
