@@ -63,6 +63,8 @@ public enum Subjects {
 
     /// The inbound subjects the engine consumes besides the event subjects (`--event-subjects`, default `events.>`).
     public static let engineInbound = [assistantCommandIssued, calendarEvents, notificationEvents]
+    /// Services' answers to the commands steps sent: read by the engine's answers consumer.
+    public static let engineAnswers = [calendarEvents, notificationEvents]
 
     /// Whether `token` can be used as one subject token (flow ids, run ids, step ids).
     public static func isValidToken(_ token: String) -> Bool {

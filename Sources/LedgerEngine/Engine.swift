@@ -10,9 +10,17 @@ public import Tracing
 
 /// Settings of the engine.
 public struct EngineConfiguration: Sendable {
-    /// The durable consumer of inbound subjects.
+    /// The durable consumer of the inbound subjects that start runs (chat commands, other services' events).
     public var consumerName = "engine"
+    /// The durable consumer of services' answers to the commands steps sent (`<consumerName>-answers`): apart from
+    /// the triggers' so that answers reach the runs waiting for them while new triggers wait for room.
+    public var answersConsumerName: String { consumerName + "-answers" }
     public var fetchBatch = 256
+    /// Runs this worker drives at once, at most: at the limit, new triggers wait in the stream (the triggers'
+    /// consumer stops fetching) and sweeps claim no other worker's runs until runs finish. Services' answers,
+    /// operators' commands and manual runs are never held back. A trigger that starts several flows may take the
+    /// count a few runs past it.
+    public var maxRunsInFlight = 10_000
     public var ackWait: Duration = .seconds(30)
     /// How long a decision waits for the read models to reach the log position it is decided at.
     public var projectionWait: Duration = .seconds(5)
@@ -23,8 +31,10 @@ public struct EngineConfiguration: Sendable {
     /// Subjects other services publish their events on (seed 002): each event there starts the active flows whose
     /// trigger names its type (`--event-subjects`; the stream must capture them).
     public var eventSubjects = [Subjects.events]
-    /// Every subject the inbound consumer reads.
+    /// Every subject the inbound consumers read.
     public var inboundSubjects: [String] { Subjects.engineInbound + eventSubjects }
+    /// The subjects whose messages start runs: the triggers' consumer reads them.
+    public var triggerSubjects: [String] { [Subjects.assistantCommandIssued] + eventSubjects }
     /// Circuit breakers per action (and per host for `http.request`).
     public var breakers = CircuitBreakerSettings()
     /// Deliveries of an inbound message whose handling keeps failing before it is recorded and given up.
@@ -106,6 +116,7 @@ public final class Engine: Service, Sendable {
         self.breakers = CircuitBreakers(settings: configuration.breakers)
         let metrics = EngineMetrics(registry: configuration.metricsRegistry ?? PrometheusCollectorRegistry())
         self.metrics = metrics
+        metrics.limitRunsInFlight(configuration.maxRunsInFlight)
         self.executor = StepExecutor(
             ledger: ledger, registry: configuration.registry, discoveryCacheTTL: configuration.discoveryCacheTTL,
             discoveryCacheEntries: configuration.discoveryCacheEntries, breakers: breakers,
@@ -122,6 +133,8 @@ public final class Engine: Service, Sendable {
 
     /// Runs currently driven by this process.
     public var activeRunCount: Int { drivers.withLock { $0.count } }
+    /// The most runs this process drove at once since it started.
+    public let runsInFlightPeak = Atomic<Int>(0)
 
     // MARK: - Service
 
@@ -141,9 +154,9 @@ public final class Engine: Service, Sendable {
         // On shutdown the sweeps stop first (no run is claimed on the way out) and the runs' drivers stop at once,
         // so an inbound handler waiting on a driver (NATS away, its append retrying) is answered "not applied" and
         // the consumer can end; the message is delivered again after the next start.
-        try await withGracefulShutdownHandler {
-            try await cancelWhenGracefulShutdown {
-                try await self.consumeInbound()
+        await withGracefulShutdownHandler {
+            await cancelWhenGracefulShutdown {
+                await self.consumeInbound()
             }
         } onGracefulShutdown: {
             scheduling.cancel()

@@ -35,6 +35,9 @@ public final class EngineMetrics: Sendable {
         public static let projectionLag = "ledgerflow_projection_lag"
         public static let logLastSequence = "ledgerflow_log_last_sequence"
         public static let runsInMemory = "ledgerflow_runs_in_memory"
+        public static let runsInFlightLimit = "ledgerflow_runs_in_flight_limit"
+        public static let runLimitReached = "ledgerflow_run_limit_reached_total"
+        public static let runLimitWait = "ledgerflow_run_limit_wait_seconds_total"
         public static let natsConnected = "ledgerflow_nats_connected"
         public static let httpRequests = "ledgerflow_http_requests_total"
         public static let scheduleSkipped = "ledgerflow_schedule_firings_skipped_total"
@@ -104,6 +107,9 @@ public final class EngineMetrics: Sendable {
     private let logLastSequence: CoreMetrics.Gauge
     private let runsInMemory: CoreMetrics.Gauge
     private let natsConnected: CoreMetrics.Gauge
+    private let runsInFlightLimit: CoreMetrics.Gauge
+    private let runLimitReached: CoreMetrics.Counter
+    private let runLimitWait: CoreMetrics.FloatingPointCounter
 
     /// Metrics kept in `registry` (a new one by default).
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -132,6 +138,9 @@ public final class EngineMetrics: Sendable {
         logLastSequence = CoreMetrics.Gauge(label: Name.logLastSequence, factory: factory)
         runsInMemory = CoreMetrics.Gauge(label: Name.runsInMemory, factory: factory)
         natsConnected = CoreMetrics.Gauge(label: Name.natsConnected, factory: factory)
+        runsInFlightLimit = CoreMetrics.Gauge(label: Name.runsInFlightLimit, factory: factory)
+        runLimitReached = CoreMetrics.Counter(label: Name.runLimitReached, factory: factory)
+        runLimitWait = CoreMetrics.FloatingPointCounter(label: Name.runLimitWait, factory: factory)
     }
 
     /// The Prometheus text exposition of every metric in `registry`.
@@ -236,6 +245,18 @@ public final class EngineMetrics: Sendable {
     /// An inbound message refused and recorded, by why.
     func rejected(_ reason: InboundRejectClass) {
         inboundRejected[reason]?.increment()
+    }
+
+    /// The limit of runs in flight this worker was started with.
+    func limitRunsInFlight(_ limit: Int) { runsInFlightLimit.record(limit) }
+
+    /// The triggers' consumer found this worker at its limit of runs in flight, and stopped fetching.
+    func reachedRunLimit() { runLimitReached.increment() }
+
+    /// How long the triggers' consumer waited for room under the limit of runs in flight.
+    func waitedForRoom(_ waited: Duration) {
+        let (seconds, attoseconds) = waited.components
+        runLimitWait.increment(by: Double(seconds) + Double(attoseconds) / 1e18)
     }
 
     /// A valid inbound event no handler took (recorded as `InboundEventUnhandled`).

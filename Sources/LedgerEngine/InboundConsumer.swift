@@ -17,14 +17,35 @@ enum InboundOutcome: Sendable, Equatable {
     case interrupted
 }
 
-/// The inbound consumer and its poison-message policy: every message is acknowledged exactly when it was applied,
-/// recorded as refused (with the reason), or given up after `Limits.maxDeliveries` deliveries (recorded too).
-/// Nothing a message holds stops the consumer or the messages behind it.
+/// The engine's two durable consumers of inbound subjects.
+enum InboundKind: Sendable {
+    /// Chat commands and other services' events: each may start runs, so they are fetched only while this worker
+    /// has room for more runs (`EngineConfiguration.maxRunsInFlight`); the rest wait in the stream.
+    case triggers
+    /// Services' answers to the commands steps sent: always fetched, so the runs waiting for them can finish (were
+    /// they behind the triggers, a worker at its limit would wait on answers it no longer reads).
+    case answers
+}
+
+/// The inbound consumers and their poison-message policy: every message is acknowledged exactly when it was
+/// applied, recorded as refused (with the reason), or given up after `Limits.maxDeliveries` deliveries (recorded
+/// too). Nothing a message holds stops its consumer or the messages behind it.
 extension Engine {
-    func ensureConsumer() async throws -> JetStreamPullSubscription {
+    func consumerName(_ kind: InboundKind) -> String {
+        kind == .triggers ? configuration.consumerName : configuration.answersConsumerName
+    }
+
+    func subjects(_ kind: InboundKind) -> [String] {
+        kind == .triggers ? configuration.triggerSubjects : Subjects.engineAnswers
+    }
+
+    func consumerConfig(_ kind: InboundKind) -> ConsumerConfig {
         var config = ConsumerConfig()
-        config.durable_name = configuration.consumerName
-        config.description = "Ledgerflow engine: inbound commands and answers"
+        config.durable_name = consumerName(kind)
+        config.description =
+            kind == .triggers
+            ? "Ledgerflow engine: inbound commands and events that start runs"
+            : "Ledgerflow engine: services' answers to the commands of runs' steps"
         config.ack_policy = "explicit"
         config.ack_wait = configuration.ackWait.components.seconds * 1_000_000_000
         config.max_ack_pending = 20_000
@@ -34,26 +55,89 @@ extension Engine {
         // without an answer (the process stopped while handling it), and is recorded as given up.
         config.max_deliver = configuration.maxDeliveries + 1
         if ledger.apiLevel >= 1 {
-            config.filter_subjects = configuration.inboundSubjects
+            config.filter_subjects = subjects(kind)
         }
-        return try await ledger.durableConsumer(config)
+        return config
     }
 
-    func consumeInbound() async throws {
+    /// The configuration of the consumer of `kind` as this version makes it, keeping where an existing one starts
+    /// (which the server never changes). A new answers' consumer on a log an earlier version consumed with one
+    /// consumer for both kinds starts after the last message that consumer acknowledged in order (a later answer it
+    /// had acknowledged comes again, and changes nothing: answers are applied once).
+    func consumerConfig(_ kind: InboundKind, existing: ConsumerInfo?) async throws -> ConsumerConfig {
+        var config = consumerConfig(kind)
+        if let existing {
+            config.deliver_policy = existing.config.deliver_policy
+            config.opt_start_seq = existing.config.opt_start_seq
+        } else if kind == .answers, let engine = try await consumerInfo(configuration.consumerName) {
+            let filters = engine.config.filter_subjects ?? engine.config.filter_subject.map { [$0] } ?? []
+            if filters.isEmpty || filters.contains(where: Subjects.engineAnswers.contains) {
+                config.deliver_policy = "by_start_sequence"
+                config.opt_start_seq = engine.ack_floor.stream_seq + 1
+            }
+        }
+        return config
+    }
+
+    func consumerInfo(_ name: String) async throws -> ConsumerInfo? {
+        do {
+            return try await ledger.api.consumerInfo(stream: ledger.stream, consumer: name)
+        } catch let error as NATSError where error.jetStreamError == .consumerNotFound {
+            return nil
+        }
+    }
+
+    /// Makes the consumer of `kind`, or updates it to this version's configuration. One the server refuses to
+    /// update is used as it is (logged): each consumer is a view of its own on the stream, so one that reads more
+    /// subjects than its kind only acknowledges the others unhandled, and misses nothing.
+    func makeConsumer(_ kind: InboundKind) async throws {
+        let existing = try await consumerInfo(consumerName(kind))
+        let config = try await consumerConfig(kind, existing: existing)
+        do {
+            try await ledger.ensureDurableConsumer(config)
+        } catch let error as NATSError where existing != nil && error.jetStreamError != nil {
+            logger.warning(
+                "could not bring the consumer to this version's configuration; using it as it is",
+                metadata: [LogKey.consumer: "\(consumerName(kind))", LogKey.error: "\(error.message)"])
+        }
+    }
+
+    /// Makes (or updates) the consumer of `kind` and subscribes to it. The answers' consumer is made before the
+    /// triggers' one stops reading answers, so none is left unread when an earlier version's log is taken over.
+    func ensureConsumer(_ kind: InboundKind) async throws -> JetStreamPullSubscription {
+        try await makeConsumer(.answers)
+        if kind == .triggers { try await makeConsumer(.triggers) }
+        return try ledger.pullSubscription(to: consumerName(kind))
+    }
+
+    /// Reads both inbound consumers until cancelled.
+    func consumeInbound() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.consume(.answers) }
+            group.addTask { await self.consume(.triggers) }
+        }
+    }
+
+    func consume(_ kind: InboundKind) async {
         var subscription: JetStreamPullSubscription?
         var failures = 0
+        var warned: ContinuousClock.Instant?
         while !Task.isCancelled {
             do {
-                if subscription == nil { subscription = try await ensureConsumer() }
-                let messages = try await subscription!.fetch(
-                    batch: configuration.fetchBatch, maxWait: .milliseconds(500))
+                var batch = configuration.fetchBatch
+                if kind == .triggers {
+                    batch = await roomForRuns(warned: &warned)
+                    if batch == 0 { return }  // cancelled while waiting
+                }
+                if subscription == nil { subscription = try await ensureConsumer(kind) }
+                let messages = try await subscription!.fetch(batch: batch, maxWait: .milliseconds(500))
                 failures = 0
                 if messages.isEmpty { continue }
                 let sub = subscription!
                 // The whole batch is handled before the next fetch: at most `fetchBatch` messages in memory.
                 await withTaskGroup(of: Void.self) { group in
                     for message in messages {
-                        group.addTask { await self.handleInbound(message, subscription: sub) }
+                        group.addTask { await self.handleInbound(message, kind: kind, subscription: sub) }
                     }
                 }
             } catch is CancellationError {
@@ -63,11 +147,43 @@ extension Engine {
                 let delay = Self.backoff(failures)
                 logger.warning(
                     "engine consumer failed; reopening it",
-                    metadata: [LogKey.error: "\(error)", LogKey.delay: "\(delay)"])
+                    metadata: [
+                        LogKey.consumer: "\(consumerName(kind))", LogKey.error: "\(error)", LogKey.delay: "\(delay)",
+                    ])
                 subscription = nil
                 try? await Task.sleep(for: delay)
             }
         }
+    }
+
+    /// How many triggers the next fetch may take: the room left under `maxRunsInFlight`, at most a fetch batch.
+    /// While there is none, waits until runs finish (the triggers wait in the stream meanwhile). Each wait is
+    /// counted (`ledgerflow_run_limit_reached_total`, `..._wait_seconds_total`); a warning says so at most once a
+    /// minute (`warned`: when it last did). Zero only when cancelled.
+    func roomForRuns(warned: inout ContinuousClock.Instant?) async -> Int {
+        var waitingSince: ContinuousClock.Instant?
+        while !Task.isCancelled {
+            let room = configuration.maxRunsInFlight - activeRunCount
+            if room > 0 {
+                if let since = waitingSince { metrics.waitedForRoom(ContinuousClock.now - since) }
+                return min(room, configuration.fetchBatch)
+            }
+            if waitingSince == nil {
+                let now = ContinuousClock.now
+                waitingSince = now
+                metrics.reachedRunLimit()
+                if warned.map({ now - $0 >= .seconds(60) }) ?? true {
+                    warned = now
+                    logger.warning(
+                        "this worker drives as many runs as it may (--max-runs-in-flight): new triggers wait in the stream until runs finish (said at most once a minute; ledgerflow_run_limit_wait_seconds_total counts the waits)",
+                        metadata: [
+                            "ledger.runs": "\(activeRunCount)", "ledger.limit": "\(configuration.maxRunsInFlight)",
+                        ])
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return 0
     }
 
     /// 250 ms, 500 ms, 1 s, ... up to 30 s.
@@ -76,7 +192,7 @@ extension Engine {
         return min(.milliseconds(250 * (1 << exponent)), .seconds(30))
     }
 
-    func handleInbound(_ message: NATSMessage, subscription: JetStreamPullSubscription) async {
+    func handleInbound(_ message: NATSMessage, kind: InboundKind, subscription: JetStreamPullSubscription) async {
         let meta = message.jetStreamMetadata
         let sequence = meta?.streamSequence ?? 0
         let delivered = Int(clamping: meta?.numDelivered ?? 1)
@@ -89,10 +205,9 @@ extension Engine {
             outcome = .refused(
                 "delivered \(delivered) times without an answer (the engine stopped each time while handling it); given up"
             )
-        } else if !configuration.inboundSubjects.contains(where: {
-            subjectMatches(pattern: $0, subject: message.subject)
-        }) {
-            // On servers without multiple filter subjects the consumer sees every subject; those are not inbound.
+        } else if !subjects(kind).contains(where: { subjectMatches(pattern: $0, subject: message.subject) }) {
+            // On servers without multiple filter subjects the consumer sees every subject, and one whose filter was
+            // narrowed may deliver again a message it had delivered before: those are not its to handle.
             outcome = .handled
         } else {
             outcome = await dispatch(message, sequence: sequence)

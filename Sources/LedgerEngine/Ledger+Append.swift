@@ -375,9 +375,10 @@ extension Ledger {
         }
     }
 
-    /// The durable consumer `name` with `config` (created, or kept as it is when one with another configuration
-    /// exists, so its position survives), and a pull subscription to it.
-    public func durableConsumer(_ config: ConsumerConfig) async throws -> JetStreamPullSubscription {
+    /// Makes the durable consumer `config` names with `config`: created, or updated in place when it exists with
+    /// another configuration the server lets change (its filter, limits, description), so its position survives;
+    /// one the server will not change is kept as it is (logged).
+    public func ensureDurableConsumer(_ config: ConsumerConfig) async throws {
         guard let name = config.durable_name else { throw RuntimeError("a durable consumer needs a name") }
         do {
             try await api.createConsumer(stream: stream, config)
@@ -388,7 +389,11 @@ extension Ledger {
                 "consumer exists with another configuration; using it",
                 metadata: [LogKey.consumer: "\(name)", LogKey.error: "\(error.message)"])
         }
-        return try JetStreamPullSubscription(connection: connection, stream: stream, consumer: name)
+    }
+
+    /// A pull subscription to the durable consumer `name` (made by `ensureDurableConsumer`).
+    public func pullSubscription(to name: String) throws -> JetStreamPullSubscription {
+        try JetStreamPullSubscription(connection: connection, stream: stream, consumer: name)
     }
 }
 

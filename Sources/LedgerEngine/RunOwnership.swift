@@ -63,6 +63,7 @@ extension Engine {
         var stopped: [String: (Bool, ContinuousClock.Instant)] = [:]
         let reuse = configuration.leaseTTL / 4
         var claimed = 0
+        var full = false
         for row in rows where !driven.contains(row.runID) {
             if Task.isCancelled { return }
             if let worker = row.worker, worker != workerID {
@@ -71,6 +72,11 @@ extension Engine {
                     stopped[worker] = (await leases.hasStopped(worker), ContinuousClock.now)
                 }
                 guard stopped[worker]?.0 == true else { continue }
+            }
+            // At the limit of runs in flight the rest are left to later sweeps (or to other workers with room).
+            if activeRunCount >= configuration.maxRunsInFlight {
+                full = true
+                break
             }
             // One run that cannot be picked up (its state unreadable, its definition gone or no longer valid) is
             // logged and left as it is; it never stops the sweep.
@@ -98,6 +104,11 @@ extension Engine {
             logger.info(
                 "took over unfinished runs no live worker drives",
                 metadata: ["ledger.runs": "\(claimed)", "ledger.worker": "\(workerID)"])
+        }
+        if full {
+            logger.warning(
+                "left unfinished runs for later sweeps: this worker drives as many runs as it may (--max-runs-in-flight)",
+                metadata: ["ledger.limit": "\(configuration.maxRunsInFlight)", "ledger.worker": "\(workerID)"])
         }
     }
 

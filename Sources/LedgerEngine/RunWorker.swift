@@ -61,6 +61,7 @@ extension Engine {
         let (driver, isNew) = drivers.withLock { drivers -> (RunDriver, Bool) in
             if let existing = drivers[state.run_id] { return (existing, false) }
             drivers[state.run_id] = candidate
+            runsInFlightPeak.max(drivers.count, ordering: .relaxed)
             return (candidate, true)
         }
         guard isNew else {

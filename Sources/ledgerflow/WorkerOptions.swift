@@ -19,6 +19,16 @@ struct WorkerOptions: ParsableArguments {
             valueName: "ID"))
     var workerIDOption: String?
 
+    @Option(
+        name: .customLong("max-runs-in-flight"),
+        help: ArgumentHelp(
+            "Runs this worker drives at once, at most (1 to 1000000; default 10000). At the limit new triggers wait in the stream until runs finish; services' answers, operators' commands and manual runs are not held back. Env LEDGERFLOW_MAX_RUNS_IN_FLIGHT.",
+            valueName: "N"))
+    var maxRunsInFlightOption: String?
+
+    var maxRunsInFlightText: String? {
+        maxRunsInFlightOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_MAX_RUNS_IN_FLIGHT"]
+    }
     var leaseTTLText: String? { leaseTTLOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_LEASE_TTL"] }
     var workerIDText: String? { workerIDOption ?? ProcessInfo.processInfo.environment["LEDGERFLOW_WORKER_ID"] }
 
@@ -27,7 +37,7 @@ struct WorkerOptions: ParsableArguments {
         try apply(to: &configuration)
     }
 
-    /// Sets the lease and the worker id of `configuration`, refusing values that cannot work.
+    /// Sets the lease, the worker id and the limit of runs in flight of `configuration`, refusing values that cannot work.
     func apply(to configuration: inout EngineConfiguration) throws {
         if let text = leaseTTLText {
             guard case .success(let seconds) = DurationText.parse(text), seconds >= 0.5, seconds <= 600 else {
@@ -36,6 +46,14 @@ struct WorkerOptions: ParsableArguments {
                 )
             }
             configuration.leaseTTL = .milliseconds(Int64((seconds * 1000).rounded()))
+        }
+        if let text = maxRunsInFlightText {
+            guard let limit = Int(text), (1...1_000_000).contains(limit) else {
+                throw ValidationError(
+                    "--max-runs-in-flight / LEDGERFLOW_MAX_RUNS_IN_FLIGHT: \"\(text.prefix(40))\" is not a whole number from 1 to 1000000 (the runs this worker drives at once; default 10000)"
+                )
+            }
+            configuration.maxRunsInFlight = limit
         }
         if let id = workerIDText {
             guard !id.isEmpty, id.utf8.count <= 64,

@@ -286,8 +286,11 @@ extension Integration {
             let end = try await ledger.lastSequence()
             try await eventually("the engine has handled every message and finished every run", timeout: .seconds(540))
             {
-                let info = try await ledger.api.consumerInfo(stream: ledger.stream, consumer: "engine")
-                guard info.num_pending == 0, info.num_ack_pending == 0 else { return false }
+                // Both of the engine's consumers: the triggers' and the answers'.
+                for consumer in ["engine", "engine-answers"] {
+                    let info = try await ledger.api.consumerInfo(stream: ledger.stream, consumer: consumer)
+                    guard info.num_pending == 0, info.num_ack_pending == 0 else { return false }
+                }
                 let (_, metrics) = try await serve.http.text("GET", "/metrics")
                 let checkpoint =
                     (try await serve.http.json("GET", "/health")).1[path: "projection.checkpoint"]?.numberValue ?? 0

@@ -19,4 +19,14 @@ import Testing
             #expect(output.contains("must be 1 to 64 letters, digits, - or _"), "\(value): \(output)")
         }
     }
+
+    @Test func aLimitOfRunsInFlightOutsideOneToAMillionIsRefused() throws {
+        for value in ["0", "-1", "lots", "1000001", "99999999999999999999", "1e3", " 5"] {
+            let (status, output) = try ledgerflow(
+                ["serve", "--max-runs-in-flight=\(value)", "--nats-url", "nats://127.0.0.1:1"])
+            #expect(status != 0, "\(value): \(output)")
+            #expect(output.contains("is not a whole number from 1 to 1000000"), "\(value): \(output)")
+            #expect(output.contains("the runs this worker drives at once"), "what the setting does: \(output)")
+        }
+    }
 }
