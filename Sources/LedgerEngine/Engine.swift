@@ -78,6 +78,8 @@ public final class Engine: Service, Sendable {
     let logger: Logger
     let drivers = Mutex<[String: RunDriver]>([:])
     let tasks = Mutex<[String: Task<Void, Never>]>([:])
+    /// Set when the drivers are stopped: a driver's next task ends at once instead of waiting for mail.
+    let driversStopping = Atomic<Bool>(false)
     /// Set once runs in flight at start have been picked up.
     public let ready = Atomic<Bool>(false)
     /// Runs this process started, and events it appended to runs (for health and tests).
@@ -171,6 +173,7 @@ public final class Engine: Service, Sendable {
 
     /// Cancels every run's driver (each leaves its run as the log has it).
     func stopDrivers() {
+        driversStopping.store(true, ordering: .releasing)
         let running = tasks.withLock { Array($0.values) }
         for task in running { task.cancel() }
     }

@@ -69,15 +69,20 @@ extension Engine {
         if let existing {
             config.deliver_policy = existing.config.deliver_policy
             config.opt_start_seq = existing.config.opt_start_seq
-        } else if kind == .answers, let engine = try await consumerInfo(configuration.consumerName) {
-            let filters = engine.config.filter_subjects ?? engine.config.filter_subject.map { [$0] } ?? []
-            if filters.isEmpty || filters.contains(where: Subjects.engineAnswers.contains) {
-                config.deliver_policy = "by_start_sequence"
-                config.opt_start_seq = engine.ack_floor.stream_seq + 1
-            }
+        } else if kind == .answers, let engine = try await consumerInfo(configuration.consumerName),
+            engine.config.description == Self.singleConsumerDescription
+        {
+            // Only a consumer earlier versions made and use: its acknowledgements mean "handled". One this version
+            // made (or narrowed) acknowledges answers it does not handle, so a new answers' consumer then reads from
+            // the start (each answer again, changing nothing).
+            config.deliver_policy = "by_start_sequence"
+            config.opt_start_seq = engine.ack_floor.stream_seq + 1
         }
         return config
     }
+
+    /// How versions before the answers' consumer described their single consumer of every inbound subject.
+    static let singleConsumerDescription = "Ledgerflow engine: inbound commands and answers"
 
     func consumerInfo(_ name: String) async throws -> ConsumerInfo? {
         do {
@@ -161,13 +166,17 @@ extension Engine {
     /// counted (`ledgerflow_run_limit_reached_total`, `..._wait_seconds_total`); a warning says so at most once a
     /// minute (`warned`: when it last did). Zero only when cancelled.
     func roomForRuns(warned: inout ContinuousClock.Instant?) async -> Int {
+        let limit = max(1, configuration.maxRunsInFlight)
+        // While waiting, the wait's seconds are counted as they pass (a long wait shows before it ends).
         var waitingSince: ContinuousClock.Instant?
         while !Task.isCancelled {
-            let room = configuration.maxRunsInFlight - activeRunCount
-            if room > 0 {
-                if let since = waitingSince { metrics.waitedForRoom(ContinuousClock.now - since) }
-                return min(room, configuration.fetchBatch)
+            let room = limit - activeRunCount
+            if let since = waitingSince {
+                let now = ContinuousClock.now
+                metrics.waitedForRoom(now - since)
+                waitingSince = now
             }
+            if room > 0 { return min(room, max(1, configuration.fetchBatch)) }
             if waitingSince == nil {
                 let now = ContinuousClock.now
                 waitingSince = now
@@ -177,7 +186,7 @@ extension Engine {
                     logger.warning(
                         "this worker drives as many runs as it may (--max-runs-in-flight): new triggers wait in the stream until runs finish (said at most once a minute; ledgerflow_run_limit_wait_seconds_total counts the waits)",
                         metadata: [
-                            "ledger.runs": "\(activeRunCount)", "ledger.limit": "\(configuration.maxRunsInFlight)",
+                            "ledger.runs": "\(activeRunCount)", "ledger.limit": "\(limit)",
                         ])
                 }
             }

@@ -48,7 +48,9 @@ extension Engine {
     /// driver in this process (this worker was started again under the same id: its heartbeat is live again, so no
     /// other worker would ever take them), each claimed and then driven, its attempts in flight re-sent once. Runs
     /// driven by live workers are left alone. Claiming at the run's last sequence in the read model fences off a
-    /// stale row: a run this process drove to its end meanwhile refuses the claim.
+    /// stale row: a run this process drove to its end meanwhile refuses the claim. Runs are picked up whatever the
+    /// limit of runs in flight: a run already started must be driven (its timers, timeouts and answers wait on it),
+    /// and the triggers' consumer waits until the count is below the limit again.
     func sweep() async {
         let rows: [(runID: String, worker: String?)]
         do {
@@ -63,7 +65,6 @@ extension Engine {
         var stopped: [String: (Bool, ContinuousClock.Instant)] = [:]
         let reuse = configuration.leaseTTL / 4
         var claimed = 0
-        var full = false
         for row in rows where !driven.contains(row.runID) {
             if Task.isCancelled { return }
             if let worker = row.worker, worker != workerID {
@@ -72,11 +73,6 @@ extension Engine {
                     stopped[worker] = (await leases.hasStopped(worker), ContinuousClock.now)
                 }
                 guard stopped[worker]?.0 == true else { continue }
-            }
-            // At the limit of runs in flight the rest are left to later sweeps (or to other workers with room).
-            if activeRunCount >= configuration.maxRunsInFlight {
-                full = true
-                break
             }
             // One run that cannot be picked up (its state unreadable, its definition gone or no longer valid) is
             // logged and left as it is; it never stops the sweep.
@@ -104,11 +100,6 @@ extension Engine {
             logger.info(
                 "took over unfinished runs no live worker drives",
                 metadata: ["ledger.runs": "\(claimed)", "ledger.worker": "\(workerID)"])
-        }
-        if full {
-            logger.warning(
-                "left unfinished runs for later sweeps: this worker drives as many runs as it may (--max-runs-in-flight)",
-                metadata: ["ledger.limit": "\(configuration.maxRunsInFlight)", "ledger.worker": "\(workerID)"])
         }
     }
 
