@@ -17,9 +17,9 @@ public struct EngineConfiguration: Sendable {
     public var answersConsumerName: String { consumerName + "-answers" }
     public var fetchBatch = 256
     /// Runs this worker drives at once, at most: at the limit, new triggers wait in the stream (the triggers'
-    /// consumer stops fetching) and sweeps claim no other worker's runs until runs finish. Services' answers,
-    /// operators' commands and manual runs are never held back. A trigger that starts several flows may take the
-    /// count a few runs past it.
+    /// consumer stops fetching) until runs finish. Services' answers, operators' commands, manual runs, schedules
+    /// and the runs a sweep takes over are never held back (they may take the count past it), nor is a trigger
+    /// that starts several flows (by up to the room left times the extra flows).
     public var maxRunsInFlight = 10_000
     public var ackWait: Duration = .seconds(30)
     /// How long a decision waits for the read models to reach the log position it is decided at.

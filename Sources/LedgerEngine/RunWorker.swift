@@ -35,9 +35,16 @@ final class RunDriver: Sendable {
     }
     func send(_ mail: RunMail) {
         guard case .terminated = mailbox.yield(mail) else { return }
-        // The driver stopped meanwhile (the run finished or changed hands, or the engine is stopping): an answer is
-        // delivered again (never acknowledged unapplied), a command is answered so that its caller tries again.
-        switch mail {
+        // The driver stopped meanwhile (the run finished or changed hands, or the engine is stopping).
+        mail.refuse()
+    }
+}
+
+extension RunMail {
+    /// Answers a mail no driver will handle: an answer is delivered again (never acknowledged unapplied), a
+    /// command is answered so that its caller decides again on the run as the log has it.
+    func refuse() {
+        switch self {
         case .input(_, let done): done?(false)
         case .command(_, let reply): reply(RunDriver.stopped)
         case .wake, .refresh: break
@@ -97,9 +104,6 @@ extension Engine {
         var executions: [Task<Void, Never>] = []
         /// Another worker claimed the run: this one stops driving it.
         var handedOver = false
-        /// A step computed in the engine (`transform`) was started since the last mail: its result comes within
-        /// microseconds, so the driver waits for it in the task it is in (see `awaitNextMail`).
-        var localStepStarted = false
         /// The last pass could not record its decision (NATS away, the engine stopping, an event refused).
         var unrecorded = false
         /// This worker's span of the run (`RunTracing`): the parent of its attempts' spans.
@@ -120,6 +124,13 @@ extension Engine {
 
     func drive(_ loop: inout RunLoop, stream: AsyncStream<RunMail>, resume: Bool, initial: RunMail?) async {
         let runID = loop.state.run_id
+        // Launched while the drivers were being stopped (its task may have been made after `stopDrivers` read them):
+        // it ends before doing anything, and its first mail is answered "not applied".
+        if driversStopping.load(ordering: .acquiring) {
+            initial?.refuse()
+            await endDriving(&loop, stream)
+            return
+        }
         if resume {
             for (execution, startedAt) in loop.decider.inFlight(loop.state) {
                 logger.info(
@@ -151,17 +162,10 @@ extension Engine {
     /// appending a step takes about 40 KB of them: a run waiting for an answer or a timer in the task that handled
     /// its last mail would hold them for as long as it waits (measured: 57 KB of heap per run in flight). The new
     /// task holds only its own frame while it waits; the one that handled the mail ends. The cost is one task per
-    /// mail, except while a local step's result is on its way.
+    /// mail, and only runs that wait get mail: a run of local steps (`transform`, decided inline) is driven to its
+    /// end in its first pass.
     func awaitNextMail(_ loop: RunLoop, _ stream: AsyncStream<RunMail>) async {
         var loop = loop
-        // A local step's result is on its way: waiting for it here costs less than a task (seq40, 40 `transform`
-        // steps in a row, measured 11 % slower with a task per mail).
-        while loop.localStepStarted, !loop.isOver, !Task.isCancelled, !driversStopping.load(ordering: .acquiring) {
-            loop.localStepStarted = false
-            var mails = stream.makeAsyncIterator()
-            guard let mail = await mails.next() else { break }
-            await handle(mail, &loop)
-        }
         guard !loop.isOver, !Task.isCancelled, !driversStopping.load(ordering: .acquiring) else {
             await endDriving(&loop, stream)
             return
@@ -188,19 +192,13 @@ extension Engine {
         loop.timer?.task.cancel()
         for execution in loop.executions { execution.cancel() }
         loop.endSpans()
-        drivers.withLock { _ = $0.removeValue(forKey: runID) }
+        // The task first: once the driver is gone, a new one for the run may register a task of its own.
         tasks.withLock { _ = $0.removeValue(forKey: runID) }
+        drivers.withLock { _ = $0.removeValue(forKey: runID) }
         loop.driver.mailbox.finish()
         // Messages that reached the mailbox after the end: acknowledge answers (the run ignores late ones) and
         // answer operators' commands, so no caller waits for a run that has stopped.
-        for await mail in stream {
-            switch mail {
-            case .input(_, let done): done?(false)
-            case .command(_, let reply):
-                reply(RunDriver.stopped)
-            case .wake, .refresh: break
-            }
-        }
+        for await mail in stream { mail.refuse() }
     }
 
     func handle(_ mail: RunMail, _ loop: inout RunLoop) async {
@@ -488,7 +486,6 @@ extension Engine {
             return
         }
         loop.executions.removeAll { $0.isCancelled }
-        if registry[execution.action]?.kind == .local { loop.localStepStarted = true }
         loop.executions.append(
             Task {
                 await executor.execute(execution, startedAt: startedAt) { result in

@@ -49,6 +49,20 @@ extension Integration {
                 try await eventually("no driver left") {
                     stopped.activeRunCount == 0 && stopped.tasks.withLock { $0.isEmpty }
                 }
+                // A driver launched after the drivers were stopped (a sweep or an answer finishing as the engine
+                // stops) ends before doing anything, and answers its first mail "not applied".
+                let waiting = try #require(try stack.runs().first)
+                let definition = try #require(try stopped.pinnedDefinition(of: waiting))
+                let reply = Mutex<String?>(nil)
+                _ = stopped.launch(
+                    state: waiting, definition: definition, resume: true,
+                    initial: .command(.cancel(actor: "tester", reason: "late", actorType: "user")) { answer in
+                        reply.withLock { $0 = answer }
+                    })
+                try await eventually("the late driver ended") {
+                    reply.withLock { $0 } == RunDriver.stopped && stopped.activeRunCount == 0
+                        && stopped.tasks.withLock { $0.isEmpty }
+                }
                 stack.restartEngine()
                 for command in try await stack.ledger.read(subject: Subjects.calendarCommands) {
                     try Self.answer(command, stack)

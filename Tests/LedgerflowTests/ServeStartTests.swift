@@ -7,6 +7,25 @@ import Testing
 extension Integration {
     /// `serve` started before its NATS is up waits for it instead of exiting (issue 16, item 3).
     @Suite struct ServeStartTests {
+        /// `--max-runs-in-flight` (and its variable) reach the engine of a real `serve`: its metrics say the limit.
+        @Test func serveTakesItsLimitOfRunsInFlightFromTheFlagOrTheEnvironment() async throws {
+            let cases: [([String], [String: String], Double)] = [
+                ([], [:], 10_000), (["--max-runs-in-flight", "7"], [:], 7),
+                ([], ["LEDGERFLOW_MAX_RUNS_IN_FLIGHT": "12"], 12),
+            ]
+            for (arguments, environment, limit) in cases {
+                let data = TemporaryDirectory("serve")
+                let serve = try LedgerflowServe(
+                    binary: Fixtures.ledgerflowBinary, natsURL: TestServer.url, dataDirectory: data.path,
+                    arguments: arguments, environment: environment)
+                defer { serve.kill() }
+                try await serve.waitReady()
+                let (_, text) = try await serve.http.text("GET", "/metrics")
+                #expect(PrometheusText(text).value("ledgerflow_runs_in_flight_limit") == limit, "\(arguments)")
+                #expect(PrometheusText(text).value("ledgerflow_run_limit_reached_total") == 0)
+            }
+        }
+
         @Test func serveStartedWhileNATSIsDownWaitsAndStartsWhenItComesUp() async throws {
             TestServer.shared.kill()
             var restarted = false

@@ -27,22 +27,10 @@ extension Bench {
         let runs = (0..<(events / perRun + 1)).map { DerivedID.uuid("bench/signal-\($0)") }
         let payloads: [[UInt8]] = (0..<events).map { i in
             let run = runs[i / perRun]
-            let codec = EventCodec()
-            let body: LedgerEvent.Body
-            switch i % perRun {
-            case 0:
-                body = .runStarted(
-                    FlowRunStarted(
-                        run_id: run, flow_id: "bench", flow_version: 1, definition_hash: "h", mode: .live,
-                        trigger: RunTrigger(kind: .event),
-                        actor: "bench", input: ["n": .number(Double(i))], step_ids: ["a", "b", "c"],
-                        dedup_key: "signal-\(i / perRun)", message_id: nil, channel: nil))
-            case 4: body = .runSucceeded(FlowRunSucceeded(output: ["text": "done"]))
-            default: return Self.event(i, run: run)
-            }
+            let body = Self.runEvent(i % perRun, of: perRun, run: run, n: i, dedupKey: "signal-\(i / perRun)")
             return try! body.encode(
                 id: "e-\(i)", time: "2026-11-23T10:00:00.000Z", runid: run, flowid: "bench", flowversion: 1,
-                codec: codec)
+                codec: EventCodec())
         }
         let generate = ContinuousClock.now
         try await appendAll(
@@ -181,21 +169,7 @@ extension Bench {
             for run in 0..<runs {
                 sequence += 1
                 let runID = "in-flight-\(run)"
-                let body: LedgerEvent.Body
-                switch round {
-                case 0:
-                    body = .runStarted(
-                        FlowRunStarted(
-                            run_id: runID, flow_id: "bench", flow_version: 1, definition_hash: "h", mode: .live,
-                            trigger: RunTrigger(kind: .event), actor: "bench", input: ["n": .number(Double(run))],
-                            step_ids: ["a", "b", "c"], dedup_key: nil, message_id: nil, channel: nil))
-                case perRun - 1: body = .runSucceeded(FlowRunSucceeded(output: ["text": "done"]))
-                default:
-                    body = .stepAttemptSucceeded(
-                        StepAttemptSucceeded(
-                            step_id: ["a", "b", "c"][round - 1], attempt: 1, output: ["value": .number(Double(run))],
-                            started_at: "2026-11-23T10:00:00.000Z", finished_at: "2026-11-23T10:00:00.001Z"))
-                }
+                let body = Self.runEvent(round, of: perRun, run: runID, n: run * perRun + round, dedupKey: nil)
                 batch.append(
                     (
                         sequence,

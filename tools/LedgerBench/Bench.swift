@@ -60,13 +60,32 @@ struct Bench {
     // MARK: 1. Append
 
     static func event(_ i: Int, run: String) -> [UInt8] {
-        let body = LedgerEvent.Body.stepAttemptSucceeded(
+        try! stepSucceeded(i).encode(
+            id: "ev-\(i)", time: "2026-11-23T10:00:00.001Z", runid: run, flowid: "bench", flowversion: 1,
+            codec: EventCodec())
+    }
+
+    static func stepSucceeded(_ i: Int) -> LedgerEvent.Body {
+        .stepAttemptSucceeded(
             StepAttemptSucceeded(
                 step_id: "step-\(i % 3)", attempt: 1, output: ["value": .number(Double(i)), "note": "benchmark event"],
                 started_at: "2026-11-23T10:00:00.000Z", finished_at: "2026-11-23T10:00:00.001Z"))
-        return try! body.encode(
-            id: "ev-\(i)", time: "2026-11-23T10:00:00.001Z", runid: run, flowid: "bench", flowversion: 1,
-            codec: EventCodec())
+    }
+
+    /// Event `position` of a bench run of `perRun` events of flow `bench`: its start (input `n`), a step's success
+    /// (step `n % 3`, so consecutive `n` name the three steps), ..., its success. The rebuild's log and the in-flight
+    /// fold are made of these.
+    static func runEvent(_ position: Int, of perRun: Int, run: String, n: Int, dedupKey: String?) -> LedgerEvent.Body {
+        switch position {
+        case 0:
+            return .runStarted(
+                FlowRunStarted(
+                    run_id: run, flow_id: "bench", flow_version: 1, definition_hash: "h", mode: .live,
+                    trigger: RunTrigger(kind: .event), actor: "bench", input: ["n": .number(Double(n))],
+                    step_ids: ["step-0", "step-1", "step-2"], dedup_key: dedupKey, message_id: nil, channel: nil))
+        case perRun - 1: return .runSucceeded(FlowRunSucceeded(output: ["text": "done"]))
+        default: return stepSucceeded(n)
+        }
     }
 
     /// An empty LEDGER stream (deleted as an operator would, then created by the ledger).
