@@ -45,11 +45,12 @@ extension Bench {
             try await started.waitAnswering()
             try await started.waitCaughtUp(timeout: .seconds(1800))
             let projected = (ContinuousClock.now - projectStart) / .seconds(1)
+            let quiet = await settle(serve: started)
             report.remark(
                 String(
                     format:
-                        "9. run listing: runs %d to %d (2 events each) generated and appended in %.1f s, applied by ledgerflow serve (started on the same data directory) in %.1f s",
-                    filled, size, appended, projected))
+                        "9. run listing: runs %d to %d (2 events each) generated and appended in %.1f s, applied by ledgerflow serve (started on the same data directory) in %.1f s; then ",
+                    filled, size, appended, projected) + quiet)
             filled = size
             var results: [String: ClosedLoopResult] = [:]
             for query in Self.listQueries {
@@ -80,6 +81,40 @@ extension Bench {
                     scenario: "9. run listing", metric: "\(name) at \(large) runs: p99", value: t.p99, unit: "ms",
                     ceiling: b.p99, ceilingName: "p99 at \(small) runs"))
         }
+    }
+
+    /// Waits (at most a minute) until the machine is quiet after a load: `serve` idle (under 5 % of a core over a
+    /// second) and the kernel's dirty and writeback pages under 32 MB. `serve` can stay busy for about 30 s after
+    /// it has caught up, and a load leaves the LMDB file's and nats-server's pages to write back; measured at once,
+    /// the first query shared the cores and the disk with that (p99 2-3 ms against 0.7 for the last one).
+    /// Says how long it waited and what it saw.
+    func settle(serve: LedgerflowServe) async -> String {
+        let start = ContinuousClock.now
+        let pid = serve.process.processIdentifier
+        var idle = false
+        var pending = Self.pendingWritebackMegabytes()
+        while ContinuousClock.now - start < (quick ? .seconds(2) : .seconds(60)) {
+            let before = ProcStatus.cpuSeconds(pid: pid)
+            try? await Task.sleep(for: .seconds(1))
+            let after = ProcStatus.cpuSeconds(pid: pid)
+            idle = before.flatMap { b in after.map { $0 - b < 0.05 } } ?? true
+            pending = Self.pendingWritebackMegabytes()
+            if idle && pending < 32 { break }
+        }
+        let waited = (ContinuousClock.now - start) / .seconds(1)
+        let state = idle ? "serve idle" : "serve still busy"
+        return String(format: "waited %.1f s for a quiet machine before measuring (", waited)
+            + state + String(format: ", %.0f MB dirty or in writeback)", pending)
+    }
+
+    /// The kernel's dirty and writeback pages (/proc/meminfo), in MB; 0 when unreadable.
+    static func pendingWritebackMegabytes() -> Double {
+        guard let info = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return 0 }
+        var kilobytes = 0.0
+        for line in info.split(separator: "\n") where line.hasPrefix("Dirty:") || line.hasPrefix("Writeback:") {
+            kilobytes += line.split(separator: " ").dropFirst().first.flatMap { Double($0) } ?? 0
+        }
+        return kilobytes / 1024
     }
 
     /// Appends runs `from..<to` straight to the log: per run a `FlowRunStarted` and its end (every 10th
