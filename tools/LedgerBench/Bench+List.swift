@@ -87,7 +87,8 @@ extension Bench {
     /// second) and the kernel's dirty and writeback pages under 32 MB. `serve` can stay busy for about 30 s after
     /// it has caught up, and a load leaves the LMDB file's and nats-server's pages to write back; measured at once,
     /// the first query shared the cores and the disk with that (p99 2-3 ms against 0.7 for the last one).
-    /// Says how long it waited and what it saw.
+    /// Says how long it waited and what it saw (dirty pages are counted for the whole machine, so another process
+    /// writing keeps it waiting the whole minute; the remark then says the listing was measured while busy).
     func settle(serve: LedgerflowServe) async -> String {
         let start = ContinuousClock.now
         let pid = serve.process.processIdentifier
@@ -97,13 +98,18 @@ extension Bench {
             let before = ProcStatus.cpuSeconds(pid: pid)
             try? await Task.sleep(for: .seconds(1))
             let after = ProcStatus.cpuSeconds(pid: pid)
-            idle = before.flatMap { b in after.map { $0 - b < 0.05 } } ?? true
+            idle = before.flatMap { b in after.map { $0 - b < 0.05 } } ?? false  // unreadable: serve is gone
             pending = Self.pendingWritebackMegabytes()
             if idle && pending < 32 { break }
         }
         let waited = (ContinuousClock.now - start) / .seconds(1)
         let state = idle ? "serve idle" : "serve still busy"
-        return String(format: "waited %.1f s for a quiet machine before measuring (", waited)
+        let quiet = idle && pending < 32
+        return String(
+            format: quiet
+                ? "waited %.1f s for a quiet machine before measuring ("
+                : "gave up after %.1f s waiting for a quiet machine: MEASURED WHILE BUSY (",
+            waited)
             + state + String(format: ", %.0f MB dirty or in writeback)", pending)
     }
 

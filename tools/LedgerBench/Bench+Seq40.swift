@@ -37,7 +37,7 @@ extension Bench {
         + "created = when JetStream stored the event that made the step runnable (the previous step's `StepAttemptSucceeded`; `FlowRunStarted` for the first step); "
         + "assignment = created → `started_at`; execution = `started_at` → `finished_at`; transition = `finished_at` → when JetStream stored the step's own `StepAttemptSucceeded` (which is the next step's created). "
         + "The three add up exactly to the time between two consecutive steps' events in the log. "
-        + "Steps appended together in one atomic batch (consecutive transforms are decided ahead and stored all at once) are stored at one instant: there, the next step is created when the one before it was decided (its `finished_at`), its transition is 0, and the batch's round trip falls in the transition of its last step, so the steps' spans still add up to the run. "
+        + "Steps appended together in one atomic batch (with `serve --atomic-batches`, off by default: consecutive transforms are decided ahead and stored all at once) are stored at one instant: there, the next step is created when the one before it was decided (its `finished_at`), its transition is 0, and the batch's round trip falls in the transition of its last step, so the steps' spans still add up to the run. "
         + "JetStream stamps a message when it stores it, before its fsync and acknowledgement: with `sync_interval: always` the wait for the fsync falls in the next step's assignment. "
         + "The whole run is measured from outside: trigger appended → the run's output out and GET /automation/runs/{id} says SUCCEEDED. "
         + "Published figures of that benchmark for comparison (40 sequential lightweight tasks, one worker, a 2-vCPU AWS m4.large): "

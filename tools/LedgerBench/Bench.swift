@@ -356,7 +356,7 @@ struct Bench {
         let p99 = Double(histogram.valueAtPercentile(99)) / 1000
         let split = String(
             format:
-                "from the log's own timestamps (read after the runs), p50 over the last 50 runs: trigger stored → FlowRunStarted stored %.2f ms; FlowRunStarted → FlowRunSucceeded stored %.2f ms (%d appends after FlowRunStarted, each waiting for the previous one's acknowledgement: consecutive transform steps go in one atomic batch); the observer asked the API %.1f times per run on average, only after the run's output was out",
+                "from the log's own timestamps (read after the runs), p50 over the last 50 runs: trigger stored → FlowRunStarted stored %.2f ms; FlowRunStarted → FlowRunSucceeded stored %.2f ms (%d appends after FlowRunStarted, each waiting for the previous one's acknowledgement; with serve --atomic-batches, off by default, consecutive transform steps go in one atomic batch and count as one); the observer asked the API %.1f times per run on average, only after the run's output was out",
             Double(ingest.valueAtPercentile(50)) / 1000, Double(execution.valueAtPercentile(50)) / 1000,
             appendCounts.sorted().dropFirst(appendCounts.count / 2).first ?? 0, Double(polls) / Double(max(singles, 1)))
         report.add(
