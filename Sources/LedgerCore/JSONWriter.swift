@@ -227,6 +227,12 @@ public struct JSONWriter {
     }
 }
 
+/// A bare string (the dedup model's state, a run id) as JSONEncoder writes it with sorted keys and unescaped
+/// slashes, so read models whose state is a string are stored without `Codable`.
+extension String: JSONWritable {
+    public func write(to writer: inout JSONWriter) { writer.string(self) }
+}
+
 extension JSONValue: JSONWritable {
     public func write(to writer: inout JSONWriter) {
         switch self {

@@ -1,3 +1,4 @@
+import Foundation
 import LedgerCore
 import LedgerProjections
 import Testing
@@ -47,5 +48,20 @@ import Testing
         #expect(DedupModel.key(for: started("r1")) == "f/sig")
         let first = DedupModel.evolve(nil, started("r1"), sequence: 1)
         #expect(DedupModel.evolve(first, started("r2"), sequence: 2) == "r1")
+    }
+
+    /// The dedup state (a run id, stored once per triggered run) is written by hand, byte for byte as
+    /// JSONEncoder stored it, and read back.
+    @Test func theDedupStateIsStoredByHandAsFoundationStoredIt() throws {
+        let foundation = JSONEncoder()
+        foundation.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // An encoder that would escape slashes: the hand-written path does not use it.
+        let unused = JSONEncoder()
+        for id in ["r1", "run-0123/abc", "quote\" back\\ \u{1} \n \t end", "ünï 😀 \u{7F}", ""] {
+            let stored = try DedupModel.stored(id, encoder: unused)
+            #expect(stored == Array(try foundation.encode(id)), "\(id)")
+            let back = try stored.withUnsafeBytes { try DedupModel.state(stored: $0) }
+            #expect(back == id)
+        }
     }
 }
