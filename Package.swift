@@ -162,7 +162,8 @@ let package = Package(
         .testTarget(
             name: "LedgerAPITests",
             dependencies: [
-                "LedgerCore", "LedgerNATS", "LedgerEngine", "LedgerAPI", "LedgerDevServices", "LedgerTestSupport",
+                "LedgerCore", "LedgerProjections", "LedgerNATS", "LedgerEngine", "LedgerAPI", "LedgerDevServices",
+                "LedgerTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -6,6 +6,7 @@ import LedgerCore
 import LedgerDevServices
 import LedgerEngine
 import LedgerNATS
+import LedgerProjections
 import LedgerTestSupport
 import Testing
 
@@ -326,6 +327,15 @@ extension Integration {
                     let afterCancel = try await client.call(.get, "/automation/runs/\(runID)", as: viewer)
                     #expect(afterCancel.json["cancel_requested_by"] == "otto", "\(afterCancel.text)")
                     try await eventually("the run is cancelled") { try stack.store.run(runID)?.status == .cancelled }
+                    // The run is answered as the read model stored it: the body is its LMDB row's bytes (read here
+                    // by a scan of the table, not by the route's lookup), and the listing holds the same bytes.
+                    let row = try stack.store.dump()[RunStatusModel.table]?.first { $0.key == Array(runID.utf8) }
+                    let stored = try #require(row?.value)
+                    let served = try await client.call(.get, "/automation/runs/\(runID)", as: viewer)
+                    #expect(Array(served.text.utf8) == stored)
+                    #expect(served.headers[.contentType] == "application/json")
+                    let listing = try await client.call(.get, "/automation/runs?flow_id=\(Self.flow)", as: viewer)
+                    #expect(listing.text.contains(String(decoding: stored, as: UTF8.self)))
 
                     // An admin may run too; the calendar refuses, the run is a dead letter, the operator redrives it.
                     let second = try await client.call(.post, "\(flow)/run", as: admin, body: input)
