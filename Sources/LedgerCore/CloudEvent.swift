@@ -73,6 +73,7 @@ public struct EventCodec {
     }
 
     public func encode<P>(_ event: CloudEvent<P>) throws -> [UInt8] {
+        EventCoding.countEncoded()
         if let writable = event as? any JSONWritable { return writable.jsonBytes }
         return try Array(encoder.encode(event))
     }
@@ -150,6 +151,7 @@ public func decodeInbound(
             ))
     }
     let envelope: LenientEnvelope
+    EventCoding.countDecoded()
     do {
         envelope = try LenientEnvelope(try JSONTree.parse(bytes, maxDepth: Limits.inboundJSONDepth))
     } catch let error as JSONShapeError where error.path.isEmpty {

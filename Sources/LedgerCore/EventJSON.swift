@@ -965,6 +965,7 @@ extension LedgerEvent {
     }
 
     public init(json: JSONValue, schema: EventSchema = .ledger) throws {
+        EventCoding.countDecoded()
         let f = try JSONFields(json)
         let type = try f.string("type")
         let version = try f.optional("schemaversion") ?? EventSchema.initialVersion
@@ -1027,6 +1028,7 @@ extension LedgerEvent.Body {
         flowversion: Int?, correlationid: String? = nil, causationid: String? = nil, traceparent: String? = nil,
         prevhash: String? = nil
     ) -> [UInt8] {
+        EventCoding.countEncoded()
         func event<P: JSONWritable & Codable & Sendable>(_ data: P) -> [UInt8] {
             CloudEvent(
                 id: id, source: source, type: type, time: time, runid: runid, flowid: flowid, flowversion: flowversion,

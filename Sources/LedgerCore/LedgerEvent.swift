@@ -61,6 +61,7 @@ public struct LedgerEvent: Decodable, Sendable, Equatable {
     /// Reads an event of the log: `data` of an older `schemaversion` is upcast to the current shape first (the one
     /// place where old shapes are read); a newer one throws `EventSchemaError`.
     public init(from decoder: any Decoder) throws {
+        EventCoding.countDecoded()
         let c = try decoder.container(keyedBy: CodingKeys.self)
         id = try c.decode(String.self, forKey: .id)
         type = try c.decode(String.self, forKey: .type)

@@ -31,6 +31,8 @@ public final class EngineMetrics: Sendable {
         public static let discoveryCache = "ledgerflow_discovery_cache_total"
         public static let projectionSkipped = "ledgerflow_projection_skipped_total"
         public static let projectionStatesReadBack = "ledgerflow_projection_states_read_back_total"
+        public static let eventsEncoded = "ledgerflow_events_encoded_total"
+        public static let eventsDecoded = "ledgerflow_events_decoded_total"
         public static let projectionCheckpoint = "ledgerflow_projection_checkpoint"
         public static let projectionLag = "ledgerflow_projection_lag"
         public static let logLastSequence = "ledgerflow_log_last_sequence"
@@ -102,6 +104,8 @@ public final class EngineMetrics: Sendable {
     /// Counters the store keeps the counts of (across restarts, or since it opened); scrapes add the rest.
     private let projectionSkipped: CountFollower
     private let projectionStatesReadBack: CountFollower
+    private let eventsEncoded: CountFollower
+    private let eventsDecoded: CountFollower
     private let projectionCheckpoint: CoreMetrics.Gauge
     private let projectionLag: CoreMetrics.Gauge
     private let logLastSequence: CoreMetrics.Gauge
@@ -133,6 +137,8 @@ public final class EngineMetrics: Sendable {
         projectionSkipped = CountFollower(CoreMetrics.Counter(label: Name.projectionSkipped, factory: factory))
         projectionStatesReadBack = CountFollower(
             CoreMetrics.Counter(label: Name.projectionStatesReadBack, factory: factory))
+        eventsEncoded = CountFollower(CoreMetrics.Counter(label: Name.eventsEncoded, factory: factory))
+        eventsDecoded = CountFollower(CoreMetrics.Counter(label: Name.eventsDecoded, factory: factory))
         projectionCheckpoint = CoreMetrics.Gauge(label: Name.projectionCheckpoint, factory: factory)
         projectionLag = CoreMetrics.Gauge(label: Name.projectionLag, factory: factory)
         logLastSequence = CoreMetrics.Gauge(label: Name.logLastSequence, factory: factory)
@@ -305,7 +311,7 @@ public final class EngineMetrics: Sendable {
         }
     }
 
-    /// Sets the gauges (and the counters the store keeps: skipped messages, states read back) from what the engine,
+    /// Sets the gauges (and the counters kept elsewhere: skipped messages, states read back, events coded) from what the engine,
     /// the read models and the log report now; `lastSequence` nil (the log unreachable) leaves the log's gauges as
     /// they were.
     public func sample(
@@ -321,6 +327,8 @@ public final class EngineMetrics: Sendable {
         }
         projectionSkipped.follow(skipped)
         projectionStatesReadBack.follow(statesReadBack)
+        eventsEncoded.follow(EventCoding.encoded)
+        eventsDecoded.follow(EventCoding.decoded)
     }
 }
 

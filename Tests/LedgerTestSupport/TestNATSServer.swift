@@ -116,14 +116,18 @@ public func freshLedger(configuration: LedgerConfiguration = LedgerConfiguration
     return try await freshLedger(url: TestServer.url, configuration: configuration, logger: testLogger)
 }
 
-/// Polls `condition` until it holds or `timeout` passes; every wait in the tests has a deadline.
+/// Polls `condition` until it holds or `timeout` passes; every wait in the tests has a deadline. The condition is
+/// asked once more after the deadline has passed, so a waiter the machine did not schedule until then (a loaded CI
+/// host) still sees what happened meanwhile.
 public func eventually(
     _ what: String, timeout: Duration = .seconds(15), sourceLocation: SourceLocation = #_sourceLocation,
     _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
+    while true {
+        let late = ContinuousClock.now >= deadline
         if try await condition() { return }
+        if late { break }
         try await Task.sleep(for: .milliseconds(20))
     }
     Issue.record("timed out after \(timeout) waiting for: \(what)", sourceLocation: sourceLocation)

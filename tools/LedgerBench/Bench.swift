@@ -308,28 +308,30 @@ struct Bench {
         // waits for the run's output, then asks the API (every 100 µs until it says SUCCEEDED).
         var histogram = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
         var latencies: [Double] = []
-        var samples: [String] = []
+        var timed: [(runID: String, sent: Date, seen: Date, millis: Double)] = []
         var polls = 0
         for i in 0..<singles {
             let trigger = Self.trigger(i, tag: "lat-\(scenario.prefix(1))")
             let runID = Self.runID(trigger.id)
+            let sent = Date()
             let t0 = ContinuousClock.now
             _ = try await ledger.send(
                 payload: trigger.payload, id: trigger.id, on: Subjects.assistantCommandIssued, retry: .once)
             polls += try await waitSucceeded(runID: runID, watch: watch, client: client, marker: marker)
             let micros = (ContinuousClock.now - t0) / .microseconds(1)
+            let seen = Date()
             _ = histogram.record(UInt64(max(1, micros)))
             latencies.append(micros / 1000)
-            if i >= singles - 50 { samples.append(runID) }
+            timed.append((runID, sent, seen, micros / 1000))
         }
         report.samples[isMain ? "latency.default" : "latency.always"] = latencies
         let peakHeap = heap.stop()
-        // Where the time goes, from the log's own clock (JetStream stamps each message when it stores it).
-        var ingest = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
-        var execution = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+        // Where the time goes, from the log's own clock (JetStream stamps each message when it stores it; the bench
+        // reads the same wall clock before the send and when it sees SUCCEEDED), for every run.
+        var segments: [(millis: Double, parts: [Double])] = []
         var appendCounts: [Int] = []
-        for runID in samples {
-            let events = try await ledger.read(subject: Subjects.run(runID))
+        for run in timed {
+            let events = try await ledger.read(subject: Subjects.run(run.runID))
             guard let first = events.first, let last = events.last,
                 let startedStored = try await ledger.message(at: first.sequence).flatMap({
                     $0.time.flatMap(Timestamp.parse)
@@ -341,23 +343,44 @@ struct Bench {
                 let trigger = try await ledger.message(at: triggerSequence),
                 let triggerTime = trigger.time.flatMap(Timestamp.parse)
             else { continue }
-            let startedTime = startedStored.timeIntervalSince1970
-            let endTime = endStored.timeIntervalSince1970
             // Appends one after another: the events stored at one instant went in one atomic batch.
             var instants: Set<String> = []
             for event in events.dropFirst() {
                 if let time = try await ledger.message(at: event.sequence)?.time { instants.insert(time) }
             }
             appendCounts.append(instants.count)
-            _ = ingest.record(UInt64(max(1, (startedTime - triggerTime.timeIntervalSince1970) * 1e6)))
-            _ = execution.record(UInt64(max(1, (endTime - startedTime) * 1e6)))
+            let parts = [
+                triggerTime.timeIntervalSince(run.sent), startedStored.timeIntervalSince(triggerTime),
+                endStored.timeIntervalSince(startedStored), run.seen.timeIntervalSince(endStored),
+            ].map { $0 * 1000 }
+            segments.append((run.millis, parts))
         }
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         let p50 = Double(histogram.valueAtPercentile(50)) / 1000
         let p99 = Double(histogram.valueAtPercentile(99)) / 1000
+        // The slowest 1 % of runs (at least one) beside the median run, segment by segment. The bench's wall clock
+        // and nats-server's are the same clock here (one machine).
+        let tail = segments.sorted { $0.millis > $1.millis }.prefix(max(1, (segments.count + 99) / 100))
+        let partNames = [
+            "trigger sent → stored", "stored → FlowRunStarted stored", "FlowRunStarted → FlowRunSucceeded stored",
+            "FlowRunSucceeded stored → SUCCEEDED seen",
+        ]
+        let tailSplit =
+            segments.isEmpty || tail.isEmpty
+            ? nil
+            : "from the log's own timestamps, each of the \(tail.count) slowest runs (the slowest 1 %) as "
+                + partNames.joined(separator: " + ") + ": "
+                + tail.map { run in
+                    String(format: "%.2f ms = ", run.millis)
+                        + run.parts.map { String(format: "%.2f", $0) }.joined(separator: " + ")
+                }.joined(separator: "; ") + "; the median run of all \(segments.count): "
+                + partNames.indices.map { i in String(format: "%.2f", median(segments.map { $0.parts[i] })) }
+                .joined(separator: " + ")
         let split = String(
             format:
-                "from the log's own timestamps (read after the runs), p50 over the last 50 runs: trigger stored → FlowRunStarted stored %.2f ms; FlowRunStarted → FlowRunSucceeded stored %.2f ms (%d appends after FlowRunStarted, each waiting for the previous one's acknowledgement; with serve --atomic-batches, off by default, consecutive transform steps go in one atomic batch and count as one); the observer asked the API %.1f times per run on average, only after the run's output was out",
-            Double(ingest.valueAtPercentile(50)) / 1000, Double(execution.valueAtPercentile(50)) / 1000,
+                "from the log's own timestamps (read after the runs), medians over every run: trigger stored → FlowRunStarted stored %.2f ms; FlowRunStarted → FlowRunSucceeded stored %.2f ms (%ld appends after FlowRunStarted, each waiting for the previous one's acknowledgement; with serve --atomic-batches, off by default, consecutive transform steps go in one atomic batch and count as one); the observer asked the API %.1f times per run on average, only after the run's output was out",
+            segments.isEmpty ? 0 : median(segments.map { $0.parts[1] }),
+            segments.isEmpty ? 0 : median(segments.map { $0.parts[2] }),
             appendCounts.sorted().dropFirst(appendCounts.count / 2).first ?? 0, Double(polls) / Double(max(singles, 1)))
         report.add(
             Figure(
@@ -367,7 +390,8 @@ struct Bench {
         report.add(
             Figure(
                 scenario: scenario, metric: "single-run latency p99", value: p99, unit: "ms",
-                target: isMain ? "≤ 5 ms" : nil, met: isMain ? p99 <= 5 : nil, key: isMain ? "e2e.p99" : nil))
+                target: isMain ? "≤ 5 ms" : nil, met: isMain ? p99 <= 5 : nil, note: tailSplit,
+                key: isMain ? "e2e.p99" : nil))
         if isMain {
             report.add(
                 Figure(
