@@ -120,4 +120,56 @@ import Testing
         #expect(seen.syncCount == 0)
         inbox.stop()
     }
+
+    /// The periodic fsync's own thread (`BackgroundSync`): the writer asks and goes on; asking while a sync runs
+    /// makes one more after it, however often asked; `stop` waits for the sync in progress.
+    final class Gate: Sendable {
+        let started = Mutex(0)
+        let finished = Mutex(0)
+        let open = DispatchSemaphore(value: 0)
+        let thread = Mutex("")
+        var startedCount: Int { started.withLock { $0 } }
+        var finishedCount: Int { finished.withLock { $0 } }
+        func sync() {
+            started.withLock { $0 += 1 }
+            thread.withLock { $0 = (try? ThreadStat.read().name) ?? "" }
+            open.wait()
+            finished.withLock { $0 += 1 }
+        }
+    }
+
+    @Test func aSyncAskedForWhileOneRunsRunsOnceMoreAfterIt() async throws {
+        let gate = Gate()
+        let syncer = BackgroundSync(name: "test-sync") { gate.sync() }
+        syncer.request()
+        try await eventually("the sync started") { gate.startedCount == 1 }
+        #expect(gate.thread.withLock { $0 } == "test-sync")
+        for _ in 0..<5 { syncer.request() }  // while it runs: one more, not five
+        gate.open.signal()
+        try await eventually("the second sync started") { gate.startedCount == 2 }
+        gate.open.signal()
+        try await eventually("the second sync finished") { gate.finishedCount == 2 }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(gate.startedCount == 2, "asked five times while one ran: one more, not five")
+        syncer.stop()
+        syncer.request()  // after the stop: nothing
+        #expect(gate.startedCount == 2)
+    }
+
+    @Test func stoppingWaitsForTheSyncInProgress() async throws {
+        let gate = Gate()
+        let syncer = BackgroundSync(name: "test-sync") { gate.sync() }
+        syncer.request()
+        try await eventually("the sync started") { gate.startedCount == 1 }
+        let stopped = Mutex(false)
+        Thread {
+            syncer.stop()
+            stopped.withLock { $0 = true }
+        }.start()
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(stopped.withLock { $0 } == false, "stop returned while the sync still ran")
+        gate.open.signal()
+        try await eventually("stop returned once the sync finished") { stopped.withLock { $0 } }
+        #expect(gate.finishedCount == 1)
+    }
 }
