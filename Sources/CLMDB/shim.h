@@ -9,4 +9,10 @@ static inline int ledgerflow_name_thread(const char *name) {
     extern int pthread_setname_np(pthread_t thread, const char *name);
     return pthread_setname_np(pthread_self(), name);
 }
+
+/// The calling thread's kernel id (its /proc/self/task/<id>), declared by glibc only under _GNU_SOURCE too.
+static inline int ledgerflow_thread_id(void) {
+    extern __pid_t gettid(void);
+    return (int)gettid();
+}
 #endif

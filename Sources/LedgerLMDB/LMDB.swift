@@ -65,7 +65,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     public enum Durability: Sendable, Equatable {
         /// fsync on every commit (one commit carries a whole batch).
         case syncEachCommit
-        /// No fsync at commit; the writer flushes to disk at most `interval` after a commit (group commit).
+        /// No fsync at commit; the writer has the pages flushed to disk about `interval` after a commit (group
+        /// commit; a thread of its own syncs while the writer goes on, so a commit made during a sync waits for the
+        /// next one, at most `interval` plus two syncs).
         /// A process crash loses nothing (the pages are in the OS); an OS crash can lose the last interval,
         /// which the projector re-applies from the log.
         case periodic(Duration)
@@ -188,8 +190,24 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     /// Flushes everything to disk (after `noSync` writes).
     public func sync() throws {
-        try check(mdb_env_sync(env, 1), "syncing \(path)")
+        if Self.syncReadsTheMap {
+            try mapLock.shared { try check(mdb_env_sync(env, 1), "syncing \(path)") }
+        } else {
+            try check(mdb_env_sync(env, 1), "syncing \(path)")
+        }
     }
+
+    /// Whether `mdb_env_sync` reads the map, so that it must not run while the map grows. LMDB 0.9's, without
+    /// MDB_WRITEMAP (never set here), is an fdatasync of the data file and nothing else, which growing the map leaves
+    /// alone: it takes no lock, so a growth (and the reads queued behind it) never waits for the disk. Later versions
+    /// read the meta page through the map first.
+    static let syncReadsTheMap: Bool = {
+        var major: Int32 = 0
+        var minor: Int32 = 0
+        var patch: Int32 = 0
+        _ = mdb_version(&major, &minor, &patch)
+        return !(major == 0 && minor == 9)
+    }()
 
     /// Copies the environment to `path` compacted (a consistent snapshot).
     public func copy(to path: String) throws {
@@ -407,7 +425,7 @@ public final class LMDBWriter: @unchecked Sendable {
     private weak var environment: LMDBEnvironment?
     private let inbox = WriterInbox()
     /// The periodic fsync, on a thread of its own (nil without one: `durability` syncs at each commit, or never).
-    private let syncer: BackgroundSync?
+    let syncer: BackgroundSync?
 
     /// Starts the writer's thread; `niceness` (0 to 19) is added to the process's nice value for it alone.
     init(environment: LMDBEnvironment, durability: LMDBEnvironment.Durability, niceness: Int32) throws {
@@ -416,15 +434,25 @@ public final class LMDBWriter: @unchecked Sendable {
         let niceness = min(max(niceness, 0), 19)
         let inbox = self.inbox
         // The writer asks for the sync when it is due and goes on with the next transaction: a commit never waits
-        // behind an fdatasync (20–80 ms under load here, the largest wait in the single-run latency's tail). The sync
-        // holds the map lock shared, so the map does not grow under it.
-        let syncer =
-            interval == nil
-            ? nil
-            : BackgroundSync(name: "lmdb-sync") { [weak environment] in
+        // behind an fdatasync (20–80 ms under load here, the largest wait in the single-run latency's tail).
+        var made: BackgroundSync?
+        if interval != nil {
+            made = BackgroundSync(name: "lmdb-sync") { [weak environment] in
                 guard let environment else { return }
-                environment.mapLock.shared { _ = mdb_env_sync(environment.env, 1) }
+                if LMDBEnvironment.syncReadsTheMap {
+                    environment.mapLock.shared { _ = mdb_env_sync(environment.env, 1) }
+                } else {
+                    _ = mdb_env_sync(environment.env, 1)
+                }
             }
+            guard made != nil else {
+                throw LMDBError(
+                    EAGAIN,
+                    "starting the LMDB sync thread for \(environment.path): it did not start within 30 s (is the process at its thread limit, ulimit -u?)"
+                )
+            }
+        }
+        let syncer = made
         self.syncer = syncer
         let started = DispatchSemaphore(value: 0)
         let thread = Thread {
@@ -624,20 +652,32 @@ final class SizeBox: Sendable {
 /// A thread that runs `sync` when asked: requests made while it runs make one more run after it (which covers
 /// whatever was committed meanwhile), requests made while it waits make one. `stop` waits for the run in progress to
 /// end, except on the thread itself (the environment's last reference released inside `sync` closes it there).
+/// It runs at the process's priority, not the writer's: it spends its time waiting for the disk, not on a core.
 final class BackgroundSync: Sendable {
     private struct State {
         var requested = false
         var stopped = false
         var thread: pthread_t?
+        var threadID: Int32?
     }
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
     private let ended = DispatchSemaphore(value: 0)
 
-    init(name: String, sync: @escaping @Sendable () -> Void) {
+    /// The thread's kernel id (`/proc/self/task/<id>`).
+    var threadID: Int32? { state.withLock { $0.threadID } }
+
+    /// Starts the thread; nil when it did not start within 30 s (Foundation does not say when a thread could not be
+    /// created: the process at its thread limit).
+    init?(name: String, sync: @escaping @Sendable () -> Void) {
+        let started = DispatchSemaphore(value: 0)
         let thread = Thread { [self] in
             _ = ledgerflow_name_thread(name)
-            state.withLock { $0.thread = pthread_self() }
+            state.withLock {
+                $0.thread = pthread_self()
+                $0.threadID = ledgerflow_thread_id()
+            }
+            started.signal()
             while true {
                 wake.wait()
                 let (run, stop) = state.withLock { state in
@@ -652,6 +692,10 @@ final class BackgroundSync: Sendable {
             }
         }
         thread.start()
+        if started.wait(timeout: .now() + .seconds(30)) == .timedOut {
+            stop()  // should the thread start later, it ends at once
+            return nil
+        }
     }
 
     /// Asks for a run of `sync`; returns at once.
@@ -664,15 +708,17 @@ final class BackgroundSync: Sendable {
         if wakeUp { wake.signal() }
     }
 
-    /// Ends the thread: a run in progress finishes first; a request not started yet is dropped.
+    /// Ends the thread: a run in progress finishes first; a request not started yet is dropped. Called on the thread
+    /// itself, or before the thread ran, it does not wait.
     func stop() {
-        let (first, own) = state.withLock { state in
+        let (first, wait) = state.withLock { state in
             defer { state.stopped = true }
-            return (!state.stopped, state.thread.map { pthread_equal($0, pthread_self()) != 0 } ?? false)
+            let own = state.thread.map { pthread_equal($0, pthread_self()) != 0 } ?? false
+            return (!state.stopped, state.thread != nil && !own)
         }
         guard first else { return }
         wake.signal()
-        if !own { ended.wait() }
+        if wait { ended.wait() }
     }
 }
 

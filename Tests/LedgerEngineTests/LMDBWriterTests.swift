@@ -36,11 +36,16 @@ import Testing
         try environment.read { txn in try txn.withValue(table, key: key) { _ in } } != nil
     }
 
-    @Test func writesRunOnTheWritersThreadBelowTheProcesssPriorityAndTheThreadEndsWithTheEnvironment() async throws {
-        let directory = TemporaryDirectory("writer")
-        var environment: LMDBEnvironment? = try LMDBEnvironment(
+    /// A table "t", synced every 20 ms, its writer 7 below the process's priority.
+    static func periodic(_ directory: TemporaryDirectory) throws -> LMDBEnvironment {
+        try LMDBEnvironment(
             path: directory.path, tables: ["t"], mapSize: 1 << 20, durability: .periodic(.milliseconds(20)),
             writerNiceness: 7)
+    }
+
+    @Test func writesRunOnTheWritersThreadBelowTheProcesssPriorityAndTheThreadEndsWithTheEnvironment() async throws {
+        let directory = TemporaryDirectory("writer")
+        var environment: LMDBEnvironment? = try Self.periodic(directory)
         let table = environment!.table("t")
         let caller = try Self.currentThread()
         let writer = try await environment!.writer.write { txn in
@@ -140,7 +145,7 @@ import Testing
 
     @Test func aSyncAskedForWhileOneRunsRunsOnceMoreAfterIt() async throws {
         let gate = Gate()
-        let syncer = BackgroundSync(name: "test-sync") { gate.sync() }
+        let syncer = try #require(BackgroundSync(name: "test-sync") { gate.sync() })
         syncer.request()
         try await eventually("the sync started") { gate.startedCount == 1 }
         #expect(gate.thread.withLock { $0 } == "test-sync")
@@ -151,14 +156,13 @@ import Testing
         try await eventually("the second sync finished") { gate.finishedCount == 2 }
         try await Task.sleep(for: .milliseconds(50))
         #expect(gate.startedCount == 2, "asked five times while one ran: one more, not five")
+        for _ in 0..<5 { gate.open.signal() }  // should more have started, stop would wait for them
         syncer.stop()
-        syncer.request()  // after the stop: nothing
-        #expect(gate.startedCount == 2)
     }
 
     @Test func stoppingWaitsForTheSyncInProgress() async throws {
         let gate = Gate()
-        let syncer = BackgroundSync(name: "test-sync") { gate.sync() }
+        let syncer = try #require(BackgroundSync(name: "test-sync") { gate.sync() })
         syncer.request()
         try await eventually("the sync started") { gate.startedCount == 1 }
         let stopped = Mutex(false)
@@ -171,5 +175,48 @@ import Testing
         gate.open.signal()
         try await eventually("stop returned once the sync finished") { stopped.withLock { $0 } }
         #expect(gate.finishedCount == 1)
+    }
+
+    /// The environment's last reference released inside the sync (the sync holds it while it runs) closes the
+    /// environment on the sync's own thread: stopping there must not wait for itself, and the thread ends.
+    @Test func aSyncStoppedFromItsOwnThreadEnds() async throws {
+        final class Holder: Sendable {
+            let syncer = Mutex<BackgroundSync?>(nil)
+            let stopped = Mutex(false)
+        }
+        let holder = Holder()
+        let syncer = try #require(
+            BackgroundSync(name: "test-sync") {
+                holder.syncer.withLock { $0 }?.stop()
+                holder.stopped.withLock { $0 = true }
+            })
+        let id = try #require(syncer.threadID)
+        holder.syncer.withLock { $0 = syncer }
+        syncer.request()
+        try await eventually("stop returned on the sync's own thread") { holder.stopped.withLock { $0 } }
+        try await eventually("the sync's thread ended") {
+            !FileManager.default.fileExists(atPath: "/proc/self/task/\(id)")
+        }
+    }
+
+    /// An environment with a periodic fsync has its sync thread, at the process's priority (not the writer's), which
+    /// ends with it.
+    @Test func theSyncThreadEndsWithItsEnvironment() async throws {
+        let directory = TemporaryDirectory("sync-thread")
+        var environment: LMDBEnvironment? = try Self.periodic(directory)
+        let table = environment!.table("t")
+        try await environment!.writer.write { txn in try txn.put(table, key: [1], value: [1]) }
+        let id = try #require(environment!.writer.syncer?.threadID)
+        let sync = try ThreadStat.read("/proc/self/task/\(id)/stat")
+        #expect(sync.name == "lmdb-sync")
+        #expect(sync.nice == (try Self.currentThread()).nice)
+        environment = nil
+        try await eventually("the sync's thread ends with its environment") {
+            !FileManager.default.fileExists(atPath: "/proc/self/task/\(id)")
+        }
+        // Without a periodic fsync there is no sync thread.
+        let other = TemporaryDirectory("no-sync-thread")
+        let unsynced = try LMDBEnvironment(path: other.path, tables: ["t"], mapSize: 1 << 20, durability: .noSync)
+        #expect(unsynced.writer.syncer == nil)
     }
 }
