@@ -8,7 +8,9 @@ import Testing
 ///   running the README's demo, failures, compensations, a redrive, late answers and a manual run;
 /// - `Fixtures/log-2026-12-04.jsonl`: `tools/capture-log` driving `ledgerflow dev` of commit 39b97cb, with every kind
 ///   of event the engine writes (cancels, claims, schedules, tokens, webhooks, lifecycle, broken flows, failed
-///   compensations, rejected messages; `CapturedLogTests` checks the read models that version stored from it).
+///   compensations, rejected messages);
+/// - `Fixtures/log-2026-12-05.jsonl`: the same of commit b05b826, with a message on a run's subject the read models
+///   skip and its record besides (`CapturedLogTests` checks the read models that version stored from it).
 /// Today's code reads every message of them as those versions did and writes every engine event back byte for byte.
 @Suite struct OldLogTests {
     struct Message: Decodable {
@@ -20,7 +22,7 @@ import Testing
         var bytes: [UInt8] { Array(Data(base64Encoded: payload) ?? Data()) }
     }
 
-    static let logs = ["log-2026-12-01.jsonl", "log-2026-12-04.jsonl"]
+    static let logs = ["log-2026-12-01.jsonl", "log-2026-12-04.jsonl", "log-2026-12-05.jsonl"]
 
     /// The messages of the log stream (not those of the workers' key-value bucket, dumped beside them).
     public static func log(_ name: String) throws -> [Message] {
@@ -33,7 +35,8 @@ import Testing
     @Test(arguments: logs) func everyMessageOfAnOldLogIsReadAndWrittenBackByteForByte(_ name: String) throws {
         let log = try Self.log(name)
         #expect(log.count >= 200)
-        // Bytes that are not a CloudEvent are in the log only as they came in; the engine recorded each one.
+        // Bytes that are not a CloudEvent are in the log only as they came in; the engine recorded each one (rejected
+        // inbound, or skipped by the read models).
         var rejected: Set<UInt64> = []
         var unreadable: [UInt64] = []
         for message in log {
@@ -49,26 +52,52 @@ import Testing
             if case .rejected(let e)? = (try? LedgerEvent(bytes: message.bytes))?.body, let seq = e.sequence {
                 rejected.insert(seq)
             }
+            // On the engine's own subjects, such bytes are skipped by the read models and recorded so.
+            if envelope.type == EventType.logMessageSkipped, let seq = envelope.data["sequence"]?.numberValue {
+                rejected.insert(UInt64(seq))
+            }
         }
         #expect(unreadable.allSatisfy(rejected.contains), "not CloudEvents and not recorded: \(unreadable)")
     }
 
     @Test(arguments: logs) func everyEngineEventReadsAsBeforeAndIsWrittenAsItWasStored(_ name: String) throws {
         var types: Set<String> = []
-        for message in try Self.log(name) where message.subject.hasPrefix("ledger.") {
+        let log = try Self.log(name)
+        // What the read models skipped, as the engine recorded it (LogMessageSkipped on ledger.skipped.<sequence>).
+        var recorded: [UInt64: SkippedMessage] = [:]
+        for message in log where message.subject.hasPrefix("ledger.skipped.") {
+            let record = try CloudEvent<JSONValue>(jsonBytes: message.bytes)
+            let data = try JSONDecoder().decode(SkippedMessage.self, from: Data(record.data.jsonBytes))
+            #expect(record.type == EventType.logMessageSkipped, "seq \(message.seq)")
+            #expect(message.subject == Subjects.skipped(data.sequence), "seq \(message.seq)")
+            recorded[data.sequence] = data
+        }
+        var skipped = 0
+        for message in log where message.subject.hasPrefix("ledger.") {
             let bytes = message.bytes
             let event: LedgerEvent
             switch LogAdmission.admit(subject: message.subject, payload: bytes, messageID: message.msg_id) {
             case .event(let admitted): event = admitted
             case .ignored: event = try LedgerEvent(bytes: bytes)  // records the models do not fold (signals, ...)
             case .skipped(let reason, _):
-                Issue.record("seq \(message.seq) on \(message.subject) was skipped: \(reason)")
+                // Skipped today as when it was stored: the record names it, its subject and the same reason.
+                #expect(
+                    recorded[message.seq]
+                        == SkippedMessage(sequence: message.seq, subject: message.subject, reason: reason),
+                    "seq \(message.seq) on \(message.subject) was skipped (\(reason)); recorded: \(String(describing: recorded[message.seq]))"
+                )
+                skipped += 1
                 continue
             }
             // A request on `automation.flow.run` and its reply are recorded as they were, free-form JSON that no
-            // model folds; the envelope test above writes them back. Every other record is a typed event.
+            // model folds, and so are the records of skipped messages; the envelope test above writes them back.
+            // Every other record is a typed event.
             if case .other = event.body {
-                #expect(message.subject == Subjects.requestRecord("flow_run"), "seq \(message.seq): unknown type")
+                #expect(
+                    message.subject == Subjects.requestRecord("flow_run")
+                        || recorded.values.contains {
+                            Subjects.skipped($0.sequence) == message.subject
+                        }, "seq \(message.seq): unknown type")
                 continue
             }
             let reference = try JSONDecoder().decode(LedgerEvent.self, from: Data(bytes))
@@ -94,7 +123,9 @@ import Testing
         ] {
             #expect(types.contains(type), "\(name) has no \(type)")
         }
+        #expect(skipped == recorded.count, "every message skipped is recorded once, and nothing else is")
         guard name != "log-2026-12-01.jsonl" else { return }
+        #expect(skipped > 0 || name == "log-2026-12-04.jsonl", "\(name) has no message the read models skip")
         for type in [
             EventType.flowVersionCreated, EventType.flowDeactivated, EventType.flowMarkedBroken,
             EventType.messageRejected, EventType.compensationFailed, EventType.runCancelRequested,
