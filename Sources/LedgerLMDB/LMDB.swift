@@ -659,6 +659,7 @@ final class BackgroundSync: Sendable {
         var stopped = false
         var thread: pthread_t?
         var threadID: Int32?
+        var runs = 0
     }
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
@@ -666,6 +667,8 @@ final class BackgroundSync: Sendable {
 
     /// The thread's kernel id (`/proc/self/task/<id>`).
     var threadID: Int32? { state.withLock { $0.threadID } }
+    /// How many times `sync` has run to its end.
+    var runs: Int { state.withLock { $0.runs } }
 
     /// Starts the thread; nil when it did not start within 30 s (Foundation does not say when a thread could not be
     /// created: the process at its thread limit).
@@ -684,7 +687,10 @@ final class BackgroundSync: Sendable {
                     defer { state.requested = false }
                     return (state.requested, state.stopped)
                 }
-                if run && !stop { sync() }
+                if run && !stop {
+                    sync()
+                    state.withLock { $0.runs += 1 }
+                }
                 if stop {
                     ended.signal()
                     return

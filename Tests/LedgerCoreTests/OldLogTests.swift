@@ -37,7 +37,7 @@ import Testing
         #expect(log.count >= 200)
         // Bytes that are not a CloudEvent are in the log only as they came in; the engine recorded each one (rejected
         // inbound, or skipped by the read models).
-        var rejected: Set<UInt64> = []
+        var recorded: Set<UInt64> = []
         var unreadable: [UInt64] = []
         for message in log {
             guard let envelope = try? CloudEvent<JSONValue>(jsonBytes: message.bytes) else {
@@ -50,14 +50,14 @@ import Testing
                 #expect(envelope.jsonBytes == message.bytes, "seq \(message.seq) on \(message.subject)")
             }
             if case .rejected(let e)? = (try? LedgerEvent(bytes: message.bytes))?.body, let seq = e.sequence {
-                rejected.insert(seq)
+                recorded.insert(seq)
             }
             // On the engine's own subjects, such bytes are skipped by the read models and recorded so.
             if envelope.type == EventType.logMessageSkipped, let seq = envelope.data["sequence"]?.numberValue {
-                rejected.insert(UInt64(seq))
+                recorded.insert(UInt64(seq))
             }
         }
-        #expect(unreadable.allSatisfy(rejected.contains), "not CloudEvents and not recorded: \(unreadable)")
+        #expect(unreadable.allSatisfy(recorded.contains), "not CloudEvents and not recorded: \(unreadable)")
     }
 
     @Test(arguments: logs) func everyEngineEventReadsAsBeforeAndIsWrittenAsItWasStored(_ name: String) throws {

@@ -200,13 +200,15 @@ import Testing
     }
 
     /// An environment with a periodic fsync has its sync thread, at the process's priority (not the writer's), which
-    /// ends with it.
+    /// the writer asks for the fsync after its commits, and which ends with it.
     @Test func theSyncThreadEndsWithItsEnvironment() async throws {
         let directory = TemporaryDirectory("sync-thread")
         var environment: LMDBEnvironment? = try Self.periodic(directory)
         let table = environment!.table("t")
         try await environment!.writer.write { txn in try txn.put(table, key: [1], value: [1]) }
-        let id = try #require(environment!.writer.syncer?.threadID)
+        let syncer = try #require(environment!.writer.syncer)
+        let id = try #require(syncer.threadID)
+        try await eventually("the writer had its commit synced") { syncer.runs >= 1 }
         let sync = try ThreadStat.read("/proc/self/task/\(id)/stat")
         #expect(sync.name == "lmdb-sync")
         #expect(sync.nice == (try Self.currentThread()).nice)
